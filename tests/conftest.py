@@ -1,0 +1,22 @@
+"""Shared fixtures. Qt runs offscreen in every test; nothing downloads anything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Never reach for the network from a test: torchvision/hub would otherwise try to download.
+os.environ.setdefault("TORCH_HOME", str(Path(__file__).parent / ".torch-home-unused"))
+
+import pytest  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared, skipping the test when it is absent (it is not on users' machines)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (developers' shared data; absent here)")
+    return path
