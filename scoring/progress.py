@@ -1,0 +1,49 @@
+"""Progress records yielded by long-running core generators (scoring, export).
+
+The GUI's worker relays each record as a Qt signal; the command line draws a bar from it.
+Cancel is a ``threading.Event`` passed to the generator and checked between batches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of long work: ``done`` of ``total`` items in ``stage``.
+
+    ``rate`` is items per second over the stage so far; ``eta`` seconds left (None if unknown).
+    """
+
+    stage: str
+    done: int
+    total: int
+    rate: float = 0.0
+    eta: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+@dataclass
+class RateMeter:
+    """Turns (done, total) counts into Progress records with a rate and an ETA."""
+
+    stage: str
+    total: int
+    start_done: int = 0
+    _t0: float = field(default_factory=time.perf_counter)
+
+    def record(self, done: int, message: str = "") -> Progress:
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        rate = max(done - self.start_done, 0) / elapsed
+        eta = (self.total - done) / rate if rate > 0 else None
+        return Progress(self.stage, done, self.total, rate, eta, message)
+
+
+class Cancelled(Exception):
+    """Raised inside core work when its cancel event is set; the generator stops cleanly."""
