@@ -1,0 +1,470 @@
+"""The ``image-triage`` command line: headless scoring, the queue, edits and export.
+
+Every edit here is the same call into :class:`scoring.store.Project` that the GUI makes, so
+the command line and the app can never disagree. With no command, or ``open``/``demo``, the
+desktop app starts (imported lazily: the core never needs Qt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+from scoring.progress import Progress
+
+log = logging.getLogger("image_triage")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _progress_bar(gen: Generator[Progress, None, Any], *, quiet: bool = False) -> Any:
+    """Drain a core generator, drawing a one-line progress bar on stderr."""
+    tty = sys.stderr.isatty()
+    last_stage = None
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            if not quiet and last_stage is not None:
+                sys.stderr.write("\n")
+            return stop.value
+        if quiet:
+            continue
+        if p.stage != last_stage and last_stage is not None:
+            sys.stderr.write("\n")
+        last_stage = p.stage
+        width = 30
+        filled = int(width * p.fraction)
+        eta = "" if p.eta is None else f" ETA {_fmt_seconds(p.eta)}"
+        rate = f" {p.rate:,.0f}/s" if p.rate else ""
+        line = f"{p.stage:>6} [{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total}{rate}{eta} {p.message}"
+        if tty:
+            sys.stderr.write("\r" + line[:150].ljust(150))
+        elif p.done == p.total or p.message:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _open_project(db: str | None) -> Any:
+    from scoring.store import Project
+
+    if not db:
+        raise CliError("give the project file with --db FILE (image-triage score prints where it went)")
+    if not Path(db).exists():
+        raise CliError(f"{db}: no such project file; create it with `image-triage score DATASET --db {db}`")
+    return Project.open(db)
+
+
+def _resolve_image(project: Any, ref: str) -> int:
+    """An image by id or by its path relative to the dataset root."""
+    if ref.isdigit():
+        return int(ref)
+    found = project.find_image(ref)
+    if found is None:
+        raise CliError(f"no image {ref!r} in {project.path}; give its id or its path relative to {project.dataset_root}")
+    return int(found)
+
+
+def _resolve_label(project: Any, label: str) -> int:
+    if label in project.classes:
+        return int(project.classes.index(label))
+    if label.isdigit() and int(label) < len(project.classes):
+        return int(label)
+    raise CliError(f"unknown class {label!r}; classes are: {', '.join(project.classes)}")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from scoring.datasets import open_dataset
+    from scoring.inference import score_project
+    from scoring.locations import default_project_path
+    from scoring.poolspec import (
+        cifar_resnet_pool_specs,
+        default_scratch_specs,
+        load_pool_file,
+        parse_member_arg,
+    )
+    from scoring.store import Project
+
+    target = Path(args.dataset)
+    if target.suffix == ".db" and target.is_file():
+        db = target
+        project = Project.open(db)
+    else:
+        dataset = open_dataset(target, layout=args.layout)
+        db = Path(args.db) if args.db else default_project_path(target)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        project = Project.open(db) if db.exists() else Project.create(db, dataset)
+    specs: list[dict[str, Any]] = []
+    for pool_file in args.pool or []:
+        specs.extend(load_pool_file(pool_file))
+    for m in args.member or []:
+        specs.append(parse_member_arg(m))
+    if args.cifar_resnets:
+        specs.extend(cifar_resnet_pool_specs(args.cifar_resnets))
+    if args.scratch:
+        specs.extend(default_scratch_specs(n_images=len(project.scorable_ids())))
+    if not specs:
+        specs = project.last_pool_spec() or []
+    if not specs:
+        project.close()
+        raise CliError(
+            "no pool: give --pool POOLFILE, --member SPEC, --cifar-resnets DIR or --scratch "
+            "(see `image-triage score --help`)"
+        )
+    if args.trust_checkpoint:
+        for s in specs:
+            s["trust"] = True
+    project.close()
+    print(f"project: {db}", file=sys.stderr)
+    cancel = threading.Event()
+    gen = score_project(
+        db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel
+    )
+    try:
+        summary = _progress_bar(gen, quiet=args.quiet)
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        print("\ncancelled: what is stored is kept; run the same command to resume", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=2) if args.json else _summary_line(summary, db))
+    return 0
+
+
+def _summary_line(summary: dict[str, Any], db: Path) -> str:
+    return (
+        f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
+        f"{len(summary.get('members', []))} members on {summary.get('device')} in "
+        f"{summary.get('seconds', 0):.1f}s ({summary.get('errors', 0)} unreadable; "
+        f"`image-triage errors --db {db}` lists them)\nnext: image-triage queue --db {db}"
+    )
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from scoring.store import QueueFilter
+
+    with _open_project(args.db) as project:
+        filt = QueueFilter(
+            given_label=_resolve_label(project, args.class_) if args.class_ else None,
+            status=args.status,
+            reason=args.reason,
+            disagrees=args.disagrees,
+            search=args.search,
+        )
+        rows = project.queue(filt, sort=args.sort, limit=args.limit)
+        classes = project.classes
+        name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
+        if args.json:
+            out = []
+            for r in rows:
+                d = {k: getattr(r, k) for k in r.__dataclass_fields__}
+                d["given"] = name(r.given_label)
+                d["current"] = name(r.current_label)
+                d["consensus_label"] = name(r.consensus)
+                out.append(d)
+            print(json.dumps(out, indent=1, default=_json_default))
+            return 0
+        header = f"{'id':>7} {'C-perp':>6} {'X-perp':>6} {'MI':>5} {'selfc':>5} {'given':>12} {'pool':>12} {'reason':>11} {'status':>10}  path"
+        print(header)
+        for r in rows:
+            print(
+                f"{r.id:>7} {_f(r.c_perplexity, 6, 3)} {_f(r.x_perplexity, 6, 2)} {_f(r.mutual_info, 5, 2)} "
+                f"{_f(r.self_confidence, 5, 2)} {name(r.current_label):>12} {name(r.consensus):>12} "
+                f"{r.reason or '-':>11} {r.status:>10}  {r.path}"
+            )
+        total = project.queue_count(filt)
+        print(f"({len(rows)} of {total} shown, sorted by {args.sort})", file=sys.stderr)
+    return 0
+
+
+def _f(x: float | None, w: int, p: int) -> str:
+    return f"{'-':>{w}}" if x is None else f"{x:>{w}.{p}f}"
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def _edit(action: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        with _open_project(args.db) as project:
+            if action in ("undo", "redo"):
+                edit = getattr(project, action)()
+                if edit is None:
+                    print(f"nothing to {action}")
+                    return 1
+            else:
+                image_id = _resolve_image(project, args.image)
+                if action == "relabel":
+                    edit = project.relabel(image_id, _resolve_label(project, args.label))
+                else:
+                    edit = getattr(project, action)(image_id)
+            row = project.image(edit.image_id)
+            label = project.classes[row.current_label] if row.current_label is not None else "-"
+            print(f"{edit.action}: {row.path} -> label {label}, status {row.status}")
+        return 0
+
+    return run
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    with _open_project(args.db) as project:
+        rows = project.errors()
+        for r in rows:
+            print(f"{r.path}\t{r.error}")
+        print(f"({len(rows)} unreadable images skipped)", file=sys.stderr)
+    return 0
+
+
+def cmd_edits(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    with _open_project(args.db) as project:
+        for e in project.edits():
+            when = dt.datetime.fromtimestamp(e.time).isoformat(timespec="seconds")
+            print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open_project(args.db) as project:
+        print(json.dumps(project.stats(), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scoring.export import export_dataset
+
+    _open_project(args.db).close()
+    cancel = threading.Event()
+    gen = export_dataset(
+        args.db, args.dest, fmt=args.format, link=args.link, force=args.force,
+        audit=not args.no_audit, cancel=cancel,
+    )
+    try:
+        report = _progress_bar(gen)
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        print("\ncancelled: nothing was written", file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=2, default=_json_default))
+    return 0
+
+
+def cmd_pool_check(args: argparse.Namespace) -> int:
+    from scoring.poolcheck import check_pool
+
+    report = check_pool(args.poolfile, args.dataset, device=args.device)
+    print(json.dumps(report, indent=2, default=_json_default))
+    return 0
+
+
+def _gui(entry: str, *a: Any, **kw: Any) -> int:
+    try:
+        app = importlib.import_module("gui.app")  # lazy: the core must import without Qt
+    except ImportError as exc:
+        raise CliError(f"the desktop app needs PySide6 ({exc}); pip install PySide6-Essentials") from exc
+    return int(getattr(app, entry)(*a, **kw) or 0)
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    return _gui("open_path", args.path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        return _gui("run_demo", args.dest)
+    from scoring.datasets import open_dataset
+    from scoring.demo import build_demo
+    from scoring.inference import score_project
+    from scoring.locations import default_project_path
+    from scoring.poolspec import default_scratch_specs
+    from scoring.store import Project
+
+    root = build_demo(args.dest)
+    db = default_project_path(root)
+    if not db.exists():
+        Project.create(db, open_dataset(root)).close()
+    summary = _progress_bar(score_project(db, default_scratch_specs(n_images=1797), workers=0))
+    print(_summary_line(summary, db))
+    args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False
+    args.class_ = args.status = args.reason = args.search = None
+    args.disagrees = False
+    return cmd_queue(args)
+
+
+# ----------------------------------------------------------------------------- parser
+
+EXAMPLES = {
+    "score": "image-triage score ~/data/cifar10-test --cifar-resnets ~/models/cifar10-resnet --db cifar.triage.db\n"
+    "  image-triage score ~/data/pets --pool pool.toml --device cuda --batch-size 256\n"
+    "  image-triage score ~/data/digits --scratch",
+    "queue": "image-triage queue --db cifar.triage.db --limit 20 --sort c_perplexity --class cat",
+    "relabel": "image-triage relabel --db cifar.triage.db cat/01234.jpg dog",
+    "remove": "image-triage remove --db cifar.triage.db cat/01234.jpg",
+    "restore": "image-triage restore --db cifar.triage.db cat/01234.jpg",
+    "keep": "image-triage keep --db cifar.triage.db cat/01234.jpg",
+    "undo": "image-triage undo --db cifar.triage.db",
+    "redo": "image-triage redo --db cifar.triage.db",
+    "errors": "image-triage errors --db cifar.triage.db",
+    "edits": "image-triage edits --db cifar.triage.db",
+    "stats": "image-triage stats --db cifar.triage.db",
+    "export": "image-triage export --db cifar.triage.db ~/data/cifar10-clean --format imagefolder --link hardlink",
+    "pool": "image-triage pool check pool.toml ~/data/cifar10-test",
+    "open": "image-triage open ~/data/cifar10-test",
+    "demo": "image-triage demo            # build, score and open the demo\n  image-triage demo --headless # score it and print the queue",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="image-triage",
+        description="Find hard, ambiguous and mislabelled images with a pool of classifiers. "
+        "With no command, opens the desktop app.",
+        epilog="example:\n  image-triage demo\n  " + EXAMPLES["score"].split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=help_, description=help_, epilog="example:\n  " + EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sp.set_defaults(func=func)
+        return sp
+
+    def db_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", required=True, help="the project file (.triage.db)")
+
+    sp = add("score", "score a dataset's images with a pool (resumes where a previous run stopped)", cmd_score)
+    sp.add_argument("dataset", help="ImageFolder root, CSV manifest (path,label), folder of images, or a project file")
+    sp.add_argument("--db", help="project file (default: beside the dataset, <name>.triage.db)")
+    sp.add_argument("--layout", choices=["imagefolder", "csv", "flat"], help="force the dataset layout")
+    sp.add_argument("--pool", action="append", metavar="POOLFILE", help="pool file (TOML or JSON); repeatable")
+    sp.add_argument("--member", action="append", metavar="SPEC",
+                    help="one member, e.g. checkpoint:path=r20.th,arch=cifar_resnet20,classes_file=c.txt,size=32; repeatable")
+    sp.add_argument("--cifar-resnets", metavar="DIR", help="the four CIFAR-10 ResNets resnet{20,32,44,56}.th in DIR as checkpoint members")
+    sp.add_argument("--scratch", action="store_true", help="add small networks trained from scratch with K-fold cross-fitting")
+    sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
+    sp.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
+    sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    sp = add("queue", "print the review queue, hardest first", cmd_queue)
+    db_arg(sp)
+    sp.add_argument("--sort", default="c_perplexity",
+                    choices=["c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "self_confidence", "margin", "consensus_prob", "path", "id"])
+    sp.add_argument("--class", dest="class_", metavar="C", help="only images whose given label is C")
+    sp.add_argument("--status", choices=["unreviewed", "kept", "relabelled", "removed"])
+    sp.add_argument("--reason", choices=["mislabelled", "ambiguous", "ood"])
+    sp.add_argument("--disagrees", action="store_true", help="only images whose label differs from the pool's consensus")
+    sp.add_argument("--search", help="substring of the path")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+
+    for name, help_ in [
+        ("relabel", "give an image a new label"),
+        ("remove", "leave an image out of the export"),
+        ("restore", "bring a removed image back"),
+        ("keep", "confirm an image's label"),
+    ]:
+        sp = add(name, help_, _edit(name))
+        db_arg(sp)
+        sp.add_argument("image", help="image id or path relative to the dataset root")
+        if name == "relabel":
+            sp.add_argument("label", help="class name (or its index)")
+    for name, help_ in [("undo", "undo the last edit (any process, after a restart too)"), ("redo", "redo the last undone edit")]:
+        sp = add(name, help_, _edit(name))
+        db_arg(sp)
+
+    db_arg(add("errors", "list the images that could not be read, with the reason", cmd_errors))
+    db_arg(add("edits", "print the edits log", cmd_edits))
+    db_arg(add("stats", "counts: reviewed, relabelled, removed, errors", cmd_stats))
+
+    sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
+    db_arg(sp)
+    sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
+    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json"])
+    sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
+    sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
+    sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
+
+    sp = add("pool", "pool tools: `pool check POOLFILE [DATASET]` loads every member and measures it", cmd_pool_check)
+    pool_sub = sp.add_subparsers(dest="pool_command", metavar="check", required=True)
+    chk = pool_sub.add_parser("check", help="load every member: classes, preprocessing, device, images/s",
+                              epilog="example:\n  " + EXAMPLES["pool"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("poolfile")
+    chk.add_argument("dataset", nargs="?")
+    chk.add_argument("--device", default="auto")
+    chk.set_defaults(func=cmd_pool_check)
+
+    sp = add("open", "open a dataset, CSV manifest or project in the app", cmd_open)
+    sp.add_argument("path")
+
+    sp = add("demo", "build the built-in demo (handwritten digits with planted label errors), score it, open it", cmd_demo)
+    sp.add_argument("--dest", help="where to build the demo (default: the user data folder)")
+    sp.add_argument("--headless", action="store_true", help="no window: score and print the queue")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        return _gui("main", [])
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"image-triage: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        # Named core errors (DatasetError, PoolError, ProjectError, ExportError...) carry a
+        # sentence that names the file and what to do: show it, not a traceback.
+        if args.verbose:
+            raise
+        print(f"image-triage: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from scoring.store import ProjectError
+
+        if isinstance(exc, ProjectError) and not args.verbose:
+            print(f"image-triage: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

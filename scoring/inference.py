@@ -1,0 +1,352 @@
+"""The scoring engine: one decode per image, every pool encoder per batch, results committed
+batch by batch so a killed run resumes where it stopped.
+
+Stages (each yields :class:`~scoring.progress.Progress` records):
+
+1. ``index``  - sync the dataset's files into the project (new, changed, missing images).
+2. ``infer``  - a DataLoader decodes each image once (worker processes), applies each distinct
+   preprocessing, and every distinct encoder of the pool runs on the batch under
+   ``torch.inference_mode`` (autocast float16 on CUDA). Checkpoint members' probabilities and
+   fitted members' features are committed per batch; what is stored is never recomputed.
+3. ``fit``    - fitted members (backbone heads, scratch networks) cross-fit on stored features.
+4. ``score``  - metrics over the pool's (M, N, K) probabilities, written to the images' rows.
+
+Cancel is a ``threading.Event`` checked between batches (and between folds when fitting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from scoring.datasets import ImageDecodeError, file_sha1, load_image
+from scoring.device import pick_device
+from scoring.metrics import compute_scores
+from scoring.pool import Pool, PoolError, Preprocess
+from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.store import Project
+
+log = logging.getLogger(__name__)
+
+SCORE_CHUNK = 50_000
+
+
+@dataclass(frozen=True)
+class _Item:
+    image_id: int
+    tensors: dict[str, torch.Tensor] | None
+    error: str | None
+    width: int
+    height: int
+    sha1: str | None
+
+
+class _DecodeOnce(TorchDataset):  # type: ignore[type-arg]
+    """Decodes one image once and applies every distinct preprocessing of the pool to it."""
+
+    def __init__(self, paths: Sequence[Path], ids: Sequence[int], preprocesses: Sequence[Preprocess]):
+        self.paths = list(paths)
+        self.ids = list(ids)
+        self.preprocesses = list(preprocesses)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> _Item:
+        path = self.paths[i]
+        try:
+            img = load_image(path)
+            sha1 = file_sha1(path)
+        except ImageDecodeError as exc:
+            return _Item(self.ids[i], None, str(exc), 0, 0, None)
+        except OSError as exc:  # vanished or unreadable between listing and decoding
+            return _Item(self.ids[i], None, f"{path}: {exc.strerror or exc}", 0, 0, None)
+        tensors = {pp.key: pp(img) for pp in self.preprocesses}
+        return _Item(self.ids[i], tensors, None, img.width, img.height, sha1)
+
+
+def _collate(items: list[_Item]) -> list[_Item]:
+    return items
+
+
+def default_workers() -> int:
+    """Decode workers: all cores but one, at most 4 (decoding small images is cheap)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def score_project(
+    project_path: str | Path,
+    pool_specs: list[dict[str, Any]] | None = None,
+    *,
+    pool: Pool | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Score a project's images with a pool; yields Progress, returns a summary dict.
+
+    Give either ``pool_specs`` (built with :func:`scoring.poolspec.build_pool`) or a ready
+    ``pool`` (tests, benchmarks). Opens its own :class:`Project` in the calling thread, as
+    SQLite connections belong to the thread that made them.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    cancel = cancel or threading.Event()
+    t_start = time.perf_counter()
+    project = Project.open(project_path)
+    try:
+        summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel)
+    finally:
+        project.close()
+    summary["seconds"] = round(time.perf_counter() - t_start, 3)
+    return summary
+
+
+def _score(
+    project: Project,
+    pool_specs: list[dict[str, Any]] | None,
+    pool: Pool | None,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    cancel: threading.Event,
+) -> Generator[Progress, None, dict[str, Any]]:
+    yield Progress("index", 0, 1, message=f"reading {project.source}")
+    dataset = project.dataset()
+    sync = project.sync(dataset)
+    yield Progress(
+        "index", 1, 1,
+        message=f"{sync.total} images ({sync.added} new, {sync.changed} changed, {sync.missing} missing)",
+    )
+    if pool is None:
+        from scoring.poolspec import build_pool  # local: poolspec pulls in torchvision
+
+        if not pool_specs:
+            raise PoolError("no pool given: pass pool members (see `image-triage score --help`)")
+        pool = build_pool(pool_specs, project.classes)
+    if list(pool.classes) != list(project.classes):
+        raise PoolError(
+            f"the pool was built for classes {pool.classes}, but the project has {project.classes}"
+        )
+    dev = pick_device(device)
+    n_workers = default_workers() if workers is None else max(0, workers)
+    config = {
+        "batch_size": batch_size,
+        "workers": n_workers,
+        "pool": pool.spec,
+        "pool_fingerprint": pool.fingerprint,
+    }
+    project.save_members(pool)
+    run_id = project.start_run(pool, config, str(dev))
+    try:
+        _warn_trained_on(pool, dataset.records)
+        ids = project.scorable_ids()
+        yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel)
+        ids = project.scorable_ids()  # decode errors found while inferring drop out
+        labels = project.given_labels(ids)
+        yield from _fit(project, pool, ids, labels, cancel)
+        n_scored = yield from _write_scores(project, pool, ids, labels, cancel)
+    except Cancelled:
+        project.finish_run(run_id, "cancelled")
+        log.info("scoring cancelled; stored results are kept and the next run resumes")
+        return {"status": "cancelled", "run_id": run_id, "device": str(dev)}
+    except BaseException as exc:
+        project.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    project.finish_run(run_id, "done")
+    return {
+        "status": "done",
+        "run_id": run_id,
+        "device": str(dev),
+        "scored": n_scored,
+        "errors": len(project.errors()),
+        "pool_fingerprint": pool.fingerprint,
+        "members": [m.name for m in pool.members],
+    }
+
+
+def _warn_trained_on(pool: Pool, records: Sequence[Any]) -> None:
+    from scoring.poolspec import trained_on
+
+    paths = {r.path for r in records}
+    for member in pool.members:
+        seen = trained_on(member.spec)
+        if seen:
+            overlap = paths & seen
+            if overlap:
+                log.warning(
+                    "member %r was trained on %d of these images (e.g. %s): their scores are "
+                    "in-sample and understate difficulty",
+                    member.name, len(overlap), sorted(overlap)[0],
+                )
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled()
+
+
+def _pending(project: Project, pool: Pool, ids: np.ndarray) -> np.ndarray:
+    """Ids for which some encoder's output is not stored yet (checkpoint probs or features)."""
+    need: set[int] = set()
+    for enc in pool.encoders():
+        if enc.output == "features":
+            need.update(int(i) for i in project.missing_features(enc.key, ids))
+        else:
+            for m in pool.members_of(enc.key):
+                need.update(int(i) for i in project.missing_probs(m.fingerprint, ids))
+    return np.array(sorted(need), dtype=np.int64)
+
+
+def _infer(
+    project: Project,
+    pool: Pool,
+    ids: np.ndarray,
+    dev: torch.device,
+    batch_size: int,
+    workers: int,
+    cancel: threading.Event,
+) -> Generator[Progress, None, None]:
+    todo = _pending(project, pool, ids)
+    total = len(ids)
+    done0 = total - len(todo)
+    meter = RateMeter("infer", total, start_done=done0)
+    yield meter.record(done0, f"{done0} already stored" if done0 else "")
+    if len(todo) == 0:
+        return
+    paths = [project.abspath(project.image(int(i)).path) for i in todo]
+    data = _DecodeOnce(paths, todo.tolist(), pool.preprocesses())
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        pin_memory=dev.type == "cuda",
+    )
+    encoders = pool.encoders()
+    for enc in encoders:
+        enc.module.to(dev).eval()
+    autocast = dev.type == "cuda"
+    done = done0
+    try:
+        for items in loader:
+            _check(cancel)
+            ok = [it for it in items if it.tensors is not None]
+            for it in items:
+                if it.error is not None:
+                    log.warning("skipping unreadable image: %s", it.error)
+                    project.record_error(it.image_id, it.error)
+            if ok:
+                batch_ids = np.array([it.image_id for it in ok], dtype=np.int64)
+                stacked = {
+                    key: torch.stack([it.tensors[key] for it in ok])  # type: ignore[index]
+                    for key in ok[0].tensors  # type: ignore[union-attr]
+                }
+                outputs = _run_encoders(encoders, stacked, dev, autocast)
+                for enc in encoders:
+                    out = outputs[enc.key]
+                    if enc.output == "features":
+                        project.put_features(enc.key, batch_ids, out)
+                    else:
+                        for m in pool.members_of(enc.key):
+                            project.put_probs(m.fingerprint, batch_ids, m.probs_from_outputs(out))
+                project.set_image_info(
+                    batch_ids,
+                    [it.width for it in ok],
+                    [it.height for it in ok],
+                    [it.sha1 for it in ok],
+                )
+            done += len(items)
+            yield meter.record(done)
+    finally:
+        # Shut worker processes down promptly when the generator is closed or cancelled.
+        del loader
+
+
+def _run_encoders(
+    encoders: Sequence[Any], stacked: dict[str, torch.Tensor], dev: torch.device, autocast: bool
+) -> dict[str, np.ndarray]:
+    """Every encoder once on its preprocessed batch; outputs as float32 numpy (B, D)."""
+    on_dev = {k: v.to(dev, non_blocking=True) for k, v in stacked.items()}
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=autocast):
+        for enc in encoders:
+            y = enc.module(on_dev[enc.preprocess.key])
+            out[enc.key] = y.float().cpu().numpy()
+    return out
+
+
+def _fit(
+    project: Project,
+    pool: Pool,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    cancel: threading.Event,
+) -> Generator[Progress, None, None]:
+    fitted = [m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
+    if not fitted:
+        return
+    if not (labels >= 0).any():
+        raise PoolError(
+            f"members {[m.name for m in fitted]} are fitted on the dataset's labels, but "
+            f"{project.source} has none; use checkpoint members for an unlabelled dataset"
+        )
+    meter = RateMeter("fit", len(fitted))
+    features_by_key: dict[str, np.ndarray] = {}
+    for n, member in enumerate(fitted):
+        _check(cancel)
+        key = member.encoder.key
+        if key not in features_by_key:
+            features_by_key = {key: project.get_features(key, ids)}  # keep one encoder's at a time
+        yield meter.record(n, f"fitting {member.name} ({len(ids)} images)")
+        messages: list[str] = []
+
+        def progress(done: int, total: int, msg: str, _m: list[str] = messages) -> None:
+            _m.append(f"{done}/{total} {msg}")
+
+        probs = member.fit_predict(features_by_key[key], labels, progress, cancel.is_set)
+        _check(cancel)
+        project.put_probs(member.fingerprint, ids, probs)
+        yield meter.record(n + 1, f"fitted {member.name}")
+
+
+def _write_scores(
+    project: Project,
+    pool: Pool,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    cancel: threading.Event,
+) -> Generator[Progress, None, int]:
+    fps = [m.fingerprint for m in pool.members]
+    meter = RateMeter("score", len(ids))
+    for start in range(0, len(ids), SCORE_CHUNK):
+        _check(cancel)
+        chunk = ids[start : start + SCORE_CHUNK]
+        probs = project.get_probs(fps, chunk)
+        scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
+        project.put_scores(pool.fingerprint, chunk, scores)
+        yield meter.record(start + len(chunk))
+    return len(ids)
+
+
+def run(gen: Generator[Progress, None, dict[str, Any]]) -> dict[str, Any]:
+    """Drain a core generator and return its result (for scripts and tests)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
