@@ -147,6 +147,7 @@ def _score(
         "workers": n_workers,
         "pool": pool.spec,
         "pool_fingerprint": pool.fingerprint,
+        "member_fingerprints": [m.fingerprint for m in pool.members],
     }
     project.save_members(pool)
     run_id = project.start_run(pool, config, str(dev))

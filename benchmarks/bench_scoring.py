@@ -1,0 +1,108 @@
+"""Benchmark: the pool's end-to-end scoring vs its parts vs the naive way, in one run.
+
+Prints, on the same images:
+  (a) end-to-end: ``score_project`` on a fresh project (decode once, all members per batch,
+      SQLite writes, metrics);
+  (b) one decode+preprocess pass, plus each member's forward-only time on already-decoded
+      tensors (the floor the engine could reach);
+  (c) the naive way: one full pass per member, decoding every image again each time.
+and the ratios a/b (target <= 1.15) and c/a.
+
+Usage: python benchmarks/bench_scoring.py [--images 2000] [--data DIR] [--models DIR] [--workers 0]
+Defaults use ../shared (CIFAR-10 test JPEGs and the four CIFAR ResNets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scoring.datasets import ImageRecord, load_image, open_dataset
+from scoring.inference import run, score_project
+from scoring.poolspec import build_pool, cifar_resnet_pool_specs
+from scoring.store import Project
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--data", default=str(SHARED / "data" / "cifar10-test"))
+    ap.add_argument("--models", default=str(SHARED / "models" / "cifar10-resnet"))
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    full = open_dataset(args.data)
+    step = max(1, len(full.records) // args.images)
+    records: list[ImageRecord] = full.records[::step][: args.images]
+    full.records = records
+    specs = cifar_resnet_pool_specs(args.models)
+    pool = build_pool(specs, full.classes)
+    n = len(records)
+    paths = [full.abspath(r.path) for r in records]
+    print(f"{n} images from {args.data}; pool of {len(pool.members)} members; "
+          f"batch {args.batch_size}; {args.workers} decode workers; torch threads {torch.get_num_threads()}")
+
+    # warm-up: first-call costs (allocator, kernels) must not land on whichever runs first
+    warm = torch.stack([pool.preprocesses()[0](load_image(p)) for p in paths[:32]])
+    with torch.inference_mode():
+        for enc in pool.encoders():
+            enc.module.eval()(warm)
+
+    # (a) end-to-end
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.triage.db"
+        Project.create(db, full).close()
+        t0 = time.perf_counter()
+        run(score_project(db, pool=pool, batch_size=args.batch_size, workers=args.workers))
+        a = time.perf_counter() - t0
+
+    # (b) one decode pass + forward-only per member
+    t0 = time.perf_counter()
+    pps = pool.preprocesses()
+    decoded = {pp.key: [] for pp in pps}
+    for p in paths:
+        img = load_image(p)
+        for pp in pps:
+            decoded[pp.key].append(pp(img))
+    tensors = {k: torch.stack(v) for k, v in decoded.items()}
+    decode = time.perf_counter() - t0
+    forward: dict[str, float] = {}
+    with torch.inference_mode():
+        for enc in pool.encoders():
+            x = tensors[enc.preprocess.key]
+            t0 = time.perf_counter()
+            for s in range(0, n, args.batch_size):
+                enc.module(x[s : s + args.batch_size])
+            forward[enc.description or enc.key] = time.perf_counter() - t0
+    b = decode + sum(forward.values())
+
+    # (c) naive: one full pass per member, decoding every time
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for enc in pool.encoders():
+            pp = enc.preprocess
+            for s in range(0, n, args.batch_size):
+                x = torch.stack([pp(load_image(p)) for p in paths[s : s + args.batch_size]])
+                enc.module(x)
+    c = time.perf_counter() - t0
+
+    print(f"(a) end-to-end scoring           {a:8.2f} s  ({n / a:,.0f} images/s)")
+    print(f"(b) decode once                  {decode:8.2f} s")
+    for name, t in forward.items():
+        print(f"    forward only {name:<17} {t:8.2f} s")
+    print(f"    decode + forwards            {b:8.2f} s")
+    print(f"(c) naive, one pass per member   {c:8.2f} s")
+    print(f"a/b = {a / b:.3f}   (target <= 1.15)")
+    print(f"c/a = {c / a:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Reading datasets: torchvision's ImageFolder layout, CSV manifests, flat folders.
+
+The dataset is read-only to us: nothing here (or anywhere in Image Triage) writes inside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+LAYOUTS = ("imagefolder", "csv", "flat")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be read; the message names the path and what to do."""
+
+
+class ImageDecodeError(Exception):
+    """One image that cannot be decoded; ``str(e) == f"{path}: {reason}"``."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: str  # posix, relative to Dataset.root
+    label: str | None
+
+
+@dataclass
+class Dataset:
+    root: Path
+    layout: str
+    source: Path
+    classes: list[str]
+    records: list[ImageRecord] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        return any(r.label is not None for r in self.records)
+
+    def abspath(self, rel: str) -> Path:
+        return self.root / rel
+
+    def label_index(self, label: str | None) -> int | None:
+        if label is None:
+            return None
+        return self.classes.index(label)
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk_images(folder: Path, root: Path) -> list[str]:
+    """Image files below ``folder``, in torchvision's order: sorted walk, sorted names."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in sorted(filenames):
+            if _is_image(name) and not name.startswith("."):
+                out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return out
+
+
+def _find_classes(root: Path) -> list[str]:
+    """As torchvision.datasets.folder.find_classes: sorted sub-folder names (hidden ones skipped)."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+def read_imagefolder(root: Path) -> Dataset:
+    classes = _find_classes(root)
+    records: list[ImageRecord] = []
+    kept: list[str] = []
+    for cls in classes:
+        files = _walk_images(root / cls, root)
+        if files:
+            kept.append(cls)
+        records.extend(ImageRecord(f, cls) for f in files)
+    loose = [e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name)]
+    if loose:
+        log.warning("%s: %d images directly in the root are ignored in ImageFolder layout", root, len(loose))
+    if not records:
+        raise DatasetError(f"no images found in the class folders of {root}")
+    # torchvision raises on an empty class folder; we keep the class (it may gain relabels).
+    return Dataset(root=root, layout="imagefolder", source=root, classes=classes, records=records)
+
+
+def read_flat(root: Path) -> Dataset:
+    files = _walk_images(root, root)
+    if not files:
+        raise DatasetError(_nothing_found(root))
+    return Dataset(root=root, layout="flat", source=root, classes=[], records=[ImageRecord(f, None) for f in files])
+
+
+def read_csv_manifest(path: Path) -> Dataset:
+    """A CSV with columns ``path,label``; paths relative to the CSV's folder (or absolute)."""
+    root = path.parent
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "path" not in fields:
+                raise DatasetError(
+                    f"{path}: a manifest needs a header with columns path,label; found {reader.fieldnames}"
+                )
+            key = {f.strip().lower(): f for f in reader.fieldnames or []}
+            rows = [(r[key["path"]], r.get(key.get("label", ""), "") if "label" in key else "") for r in reader]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text CSV ({exc})") from exc
+    if not rows:
+        raise DatasetError(f"{path}: the manifest lists no images")
+    records: list[ImageRecord] = []
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for raw, label in rows:
+        raw = (raw or "").strip()
+        if not raw:
+            continue
+        p = Path(raw)
+        rel = p.as_posix() if not p.is_absolute() else p.as_posix()
+        if rel in seen:
+            dupes.append(rel)
+        seen.add(rel)
+        label = (label or "").strip() or None
+        records.append(ImageRecord(rel, label))
+    if dupes:
+        raise DatasetError(f"{path}: paths listed more than once: {dupes[:5]}{' ...' if len(dupes) > 5 else ''}")
+    classes = sorted({r.label for r in records if r.label is not None})
+    return Dataset(root=root, layout="csv", source=path, classes=classes, records=records)
+
+
+def _nothing_found(path: Path) -> str:
+    return (
+        f"no images found in {path}: expected ImageFolder layout root/<class>/<image>, "
+        "a CSV manifest path,label, or a folder of images"
+    )
+
+
+def open_dataset(path: str | Path, layout: str | None = None) -> Dataset:
+    """Read a dataset, detecting its layout unless ``layout`` names one of LAYOUTS."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{p} does not exist: give a dataset folder or a CSV manifest")
+    p = p.resolve()
+    if layout is not None and layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout == "csv" or (layout is None and p.is_file()):
+        if not p.is_file():
+            raise DatasetError(f"{p} is a folder; a CSV manifest is a .csv file")
+        if p.suffix.lower() != ".csv" and layout is None:
+            raise DatasetError(f"{p} is a file but not a .csv manifest")
+        return read_csv_manifest(p)
+    if layout == "flat":
+        return read_flat(p)
+    if layout == "imagefolder":
+        return read_imagefolder(p)
+    has_class_images = any(
+        _walk_images(p / c, p) for c in _find_classes(p)
+    )
+    if has_class_images:
+        return read_imagefolder(p)
+    return read_flat(p)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Grey, palette, CMYK, 16-bit and alpha images -> 8-bit RGB (alpha over white)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max(initial=1.0)
+        scale = 1.0 if hi <= 1.0 else 255.0 if hi <= 255.0 else hi
+        return Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image to RGB: EXIF orientation applied, first frame, modes converted.
+
+    Raises ImageDecodeError naming the file for a missing, empty, truncated, unidentified or
+    oversized (past Pillow's decompression-bomb limit) file.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ImageDecodeError(p, f"cannot read the file ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise ImageDecodeError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.seek(0)
+                im.load()
+                img = ImageOps.exif_transpose(im) or im
+                if img is im:
+                    img = im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(
+            p,
+            f"larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels ({exc}); "
+            "if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS",
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(p, "not an image Pillow can read (unknown or corrupt format)") from exc
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg:
+            msg = "truncated file (image data ends early)"
+        raise ImageDecodeError(p, msg) from exc
+    except (ValueError, SyntaxError, EOFError) as exc:  # Pillow plugins raise these on corrupt data
+        raise ImageDecodeError(p, f"corrupt image data ({exc})") from exc
+    return _to_rgb(img)
+
+
+def file_sha1(path: str | Path) -> str:
+    """Hex SHA-1 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,466 @@
+"""The three kinds of pool member: ``checkpoint``, ``backbone`` (cross-fitted heads on a
+pre-trained feature extractor) and ``scratch`` (small networks trained with cross-fitting).
+
+Every member predicts over the *dataset's* classes. Fitted members (backbone, scratch) are
+K-fold cross-fitted: each labelled image is predicted by a model that never saw it, so the
+scores stay honest (out-of-sample); unlabelled images get the mean of the K fold models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from scoring.models.registry import get_model, is_torchvision
+from scoring.pool import Encoder, Member, PoolError, Preprocess, ProgressFn, stable_hash
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def match_classes(model_classes: list[str], dataset_classes: list[str], who: str) -> np.ndarray:
+    """Column of each dataset class in the model's output; PoolError naming both lists if any lacks."""
+    pos = {c: i for i, c in enumerate(model_classes)}
+    missing = [c for c in dataset_classes if c not in pos]
+    if missing:
+        raise PoolError(
+            f"{who} does not know the dataset's classes {missing}. Model classes: {model_classes}; "
+            f"dataset classes: {dataset_classes}. Give the member the right `classes`, or use a "
+            "backbone member to fit a head on this dataset's labels."
+        )
+    return np.array([pos[c] for c in dataset_classes], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def load_checkpoint_module(path: Path, arch: str | None, num_classes: int, trust: bool = False) -> nn.Module:
+    """A TorchScript file, or a state dict (plain / nested / ``module.``-prefixed) into ``arch``."""
+    if not path.is_file():
+        raise PoolError(f"checkpoint {path} does not exist; check the member's `path`")
+    if _is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user
+            raise PoolError(f"{path} looks like TorchScript but does not load: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc)
+        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
+            raise PoolError(
+                f"{path} needs to run arbitrary code to unpickle (it stores Python objects, not just "
+                "tensors), which could be unsafe. Re-save it as a state dict, or, only if you trust "
+                "its source, set `trust = true` on the member (command line: --trust-checkpoint)."
+            ) from exc
+        raise PoolError(f"{path} is not a PyTorch checkpoint torch.load can read: {msg.splitlines()[0]}") from exc
+    if isinstance(obj, nn.Module):  # a whole pickled model (trusted load)
+        return obj
+    if not isinstance(obj, dict):
+        raise PoolError(f"{path} holds a {type(obj).__name__}, not a state dict or a model")
+    sd: Any = obj
+    for key in STATE_DICT_KEYS:
+        if isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    if not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise PoolError(f"{path} has no tensors under {list(obj)[:6]}; expected a state dict")
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    if not arch:
+        raise PoolError(f"{path} is a state dict: give the member an `arch` (e.g. cifar_resnet20, resnet18)")
+    model = get_model(arch, num_classes=num_classes)
+    result = model.load_state_dict(sd, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys {result.missing_keys[:4]}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {result.unexpected_keys[:4]}")
+    if problems:
+        raise PoolError(f"{path} does not fit architecture {arch!r}: {'; '.join(problems)}. Check `arch`.")
+    return model
+
+
+def _safe_load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise PoolError(f"{path} does not fit architecture {arch!r}: {str(exc).splitlines()[1:3]}") from exc
+
+
+# ----------------------------------------------------------------------------- checkpoint
+
+
+class CheckpointMember(Member):
+    """A trained classifier; its logits are matched to the dataset's classes by name."""
+
+    kind = "checkpoint"
+
+    def __init__(self, spec: dict[str, Any], dataset_classes: list[str]):
+        self.spec = dict(spec)
+        self.name = str(spec["name"])
+        self.classes = list(spec["classes"])
+        path = Path(spec["path"])
+        pp = Preprocess.from_dict(spec.get("preprocess"))
+        try:
+            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), bool(spec.get("trust")))
+        except RuntimeError as exc:  # size mismatch from load_state_dict
+            raise PoolError(
+                f"{path} does not fit architecture {spec.get('arch')!r} with {len(self.classes)} classes: "
+                f"{str(exc).splitlines()[-1].strip()}"
+            ) from exc
+        self._columns = match_classes(self.classes, dataset_classes, f"member {self.name!r} ({path.name})")
+        key = stable_hash("checkpoint", _file_digest(path), spec.get("arch"), len(self.classes), pp.key)
+        self.encoder = Encoder(key, module.eval(), pp, "logits", f"{spec.get('arch') or 'torchscript'} {path.name}")
+
+    def probs_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        if outputs.shape[1] != len(self.classes):
+            raise PoolError(
+                f"member {self.name!r} outputs {outputs.shape[1]} scores but has {len(self.classes)} class names; "
+                "fix its `classes`"
+            )
+        p = _softmax(outputs)[:, self._columns]
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- cross-fitting
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index per image (N,), each class spread evenly over k folds; -1 labels spread too."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        folds[idx] = (np.arange(len(idx)) + rng.integers(k)) % k
+    return folds
+
+
+def cross_fit(
+    labels: np.ndarray,
+    n_classes: int,
+    folds: int,
+    fit: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    progress: ProgressFn | None,
+    cancel: Callable[[], bool] | None,
+    name: str,
+) -> np.ndarray:
+    """K-fold cross-fitting: ``fit(train_idx)`` returns ``predict(idx) -> (n, K)``.
+
+    Labelled images get their held-out fold's prediction; unlabelled ones the folds' mean.
+    """
+    n = len(labels)
+    labelled = labels >= 0
+    n_lab = int(labelled.sum())
+    if n_lab < 2:
+        raise PoolError(f"member {name!r} needs labelled images to fit on; found {n_lab}")
+    k = max(2, min(folds, n_lab))
+    fold = np.full(n, -1)
+    fold[labelled] = stratified_folds(labels[labelled], k)
+    out = np.zeros((n, n_classes), dtype=np.float64)
+    unl = np.flatnonzero(~labelled)
+    for f in range(k):
+        if cancel is not None and cancel():
+            from scoring.progress import Cancelled
+
+            raise Cancelled()
+        train = np.flatnonzero(labelled & (fold != f))
+        test = np.flatnonzero(fold == f)
+        predict = fit(train)
+        if len(test):
+            out[test] = predict(test)
+        if len(unl):
+            out[unl] += predict(unl) / k
+        if progress is not None:
+            progress(f + 1, k, f"{name}: fold {f + 1}/{k}")
+    out = np.clip(out, 0, None)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    if fraction >= 1.0:
+        return idx
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels[idx]):
+        ci = idx[labels[idx] == c]
+        keep.append(rng.choice(ci, size=max(1, round(fraction * len(ci))), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def fit_logreg(
+    x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight_decay: float = 1e-3, steps: int = 100
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Multinomial logistic regression (full-batch L-BFGS) on standardised features."""
+    torch.manual_seed(seed)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mu) / sd).float()
+    yt = torch.from_numpy(y).long()
+    lin = nn.Linear(x.shape[1], n_classes)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(lin(xt), yt) + weight_decay * (lin.weight**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(lin(torch.from_numpy((z - mu) / sd).float()), 1).double().numpy()
+
+    return predict
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class _Features(nn.Module):
+    """A classifier cut at its penultimate layer: (B, C, H, W) -> (B, D)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        if not hasattr(model, "forward_features"):
+            _cut_head(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "forward_features"):
+            y = self.model.forward_features(x)
+        else:
+            y = self.model(x)
+        return y.flatten(1)
+
+
+def _cut_head(model: nn.Module) -> None:
+    for attr in ("fc", "linear", "head"):
+        if isinstance(getattr(model, attr, None), nn.Linear):
+            setattr(model, attr, nn.Identity())
+            return
+    cls = getattr(model, "classifier", None)
+    if isinstance(cls, nn.Linear):
+        model.classifier = nn.Identity()  # type: ignore[assignment]
+        return
+    if isinstance(cls, nn.Sequential) and isinstance(cls[-1], nn.Linear | nn.Conv2d):
+        cls[-1] = nn.Identity()
+        return
+    heads = getattr(model, "heads", None)
+    if isinstance(heads, nn.Sequential) and hasattr(heads, "head"):
+        heads.head = nn.Identity()
+        return
+    raise PoolError(f"cannot find the classification layer of {type(model).__name__} to cut at the penultimate layer")
+
+
+def torchvision_weights_file(arch: str, weights: str | None) -> tuple[Any, Path]:
+    """The ImageNet weights enum of a torchvision arch and the local file it must come from."""
+    import torchvision.models as tvm
+
+    try:
+        enum = tvm.get_model_weights(arch).DEFAULT
+    except Exception as exc:  # noqa: BLE001
+        raise PoolError(f"torchvision has no pre-trained weights for {arch!r}") from exc
+    if weights:
+        return enum, Path(weights).expanduser()
+    filename = enum.url.rsplit("/", 1)[-1]
+    return enum, Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str]:
+    """Feature module, preprocessing, encoder key and description for a backbone spec."""
+    arch = spec.get("arch")
+    if not arch:
+        raise PoolError(f"backbone member {spec.get('name')!r} needs an `arch`")
+    if spec.get("path"):
+        path = Path(spec["path"])
+        n = len(spec["classes"]) if spec.get("classes") else int(spec.get("num_classes", 10))
+        model = load_checkpoint_module(path, arch, n, bool(spec.get("trust")))
+        pp = Preprocess.from_dict(spec.get("preprocess"))
+        key = stable_hash("backbone", _file_digest(path), arch, pp.key)
+        return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"
+    if not is_torchvision(arch):
+        raise PoolError(f"backbone {arch!r} has no pre-trained weights: give `path` to a checkpoint of it")
+    enum, wfile = torchvision_weights_file(arch, spec.get("weights"))
+    if not wfile.is_file():
+        raise PoolError(
+            f"the ImageNet weights of {arch} are not on this machine: expected {wfile}. Download "
+            f"{enum.url} on a machine with internet and put it there, or give the member "
+            "`weights = \"/path/to/file.pth\"`. (Image Triage never downloads at run time.)"
+        )
+    model = get_model(arch, num_classes=len(enum.meta["categories"]))
+    sd = torch.load(wfile, map_location="cpu", weights_only=True)
+    _safe_load_into(model, sd, wfile, arch)
+    t = enum.transforms()
+    pp_dict = {
+        "size": int(t.crop_size[0]),
+        "resize": int(t.resize_size[0]),
+        "mean": list(t.mean),
+        "std": list(t.std),
+    }
+    pp_dict.update(spec.get("preprocess") or {})
+    pp = Preprocess.from_dict(pp_dict)
+    key = stable_hash("backbone", _file_digest(wfile), arch, pp.key)
+    return _Features(model).eval(), pp, key, f"{arch} ImageNet (penultimate)"
+
+
+class HeadMember(Member):
+    """A logistic-regression head on a shared backbone, cross-fitted on a fraction of each fold."""
+
+    kind = "backbone"
+
+    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+        self.spec = dict(spec)
+        self.name = str(spec["name"])
+        self.classes = list(dataset_classes)
+        self.encoder = encoder
+        self.fraction = float(spec.get("fraction", 1.0))
+        self.seed = int(spec.get("seed", 0))
+        self.folds = int(spec.get("folds", 5))
+        self.weight_decay = float(spec.get("weight_decay", 1e-3))
+
+    def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+        k = len(self.classes)
+
+        def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            sub = _subsample(train, labels, self.fraction, self.seed)
+            predict = fit_logreg(features[sub], labels[sub], k, self.seed, self.weight_decay)
+            return lambda idx: predict(features[idx])
+
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name)
+
+
+def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+    """One backbone spec -> one member per (fraction, seed), all sharing one encoder."""
+    module, pp, key, desc = load_backbone(spec)
+    encoder = Encoder(key, module, pp, "features", desc)
+    out: list[Member] = []
+    for frac in spec.get("fractions", [0.25, 0.5, 0.75, 1.0]):
+        for seed in spec.get("seeds", [0]):
+            sub = {k: v for k, v in spec.items() if k not in ("fractions", "seeds")}
+            sub.update(name=f"{spec['name']}-f{round(float(frac) * 100)}-s{seed}", fraction=float(frac), seed=int(seed))
+            out.append(HeadMember(sub, encoder, dataset_classes))
+    return out
+
+
+# ----------------------------------------------------------------------------- scratch
+
+
+class _Pixels(nn.Module):
+    """The identity encoder of scratch members: preprocessed pixels, flattened."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def default_epochs(n_images: int) -> int:
+    """Fewer passes for larger datasets: the step count, not the pass count, drives accuracy."""
+    return int(np.clip(round(60_000 / max(n_images, 1) ** 1.1 * 8), 6, 30))
+
+
+class ScratchMember(Member):
+    """A small network trained from scratch on the dataset, K-fold cross-fitted."""
+
+    kind = "scratch"
+
+    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+        self.spec = dict(spec)
+        self.name = str(spec["name"])
+        self.classes = list(dataset_classes)
+        self.encoder = encoder
+        self.arch = str(spec.get("arch", "small_cnn"))
+        self.seed = int(spec.get("seed", 0))
+        self.folds = int(spec.get("folds", 5))
+        self.epochs = spec.get("epochs")
+        self.batch_size = int(spec.get("batch_size", 64))
+        self.lr = float(spec.get("lr", 3e-3))
+
+    def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+        pp = self.encoder.preprocess
+        c = 1 if pp.grayscale else 3
+        x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).view(-1, c, pp.size, pp.size)
+        k = len(self.classes)
+        epochs = int(self.epochs or default_epochs(int((labels >= 0).sum())))
+
+        def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            torch.manual_seed(self.seed * 1000 + len(train))
+            net = get_model(self.arch, num_classes=k, in_channels=c, size=pp.size)
+            x, y = x_all[train], torch.from_numpy(labels[train]).long()
+            steps = epochs * max(1, -(-len(train) // self.batch_size))
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=5e-4)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
+            gen = torch.Generator().manual_seed(self.seed)
+            net.train()
+            for _ in range(epochs):
+                if cancel is not None and cancel():
+                    from scoring.progress import Cancelled
+
+                    raise Cancelled()
+                order = torch.randperm(len(train), generator=gen)
+                for s in range(0, len(train), self.batch_size):
+                    bi = order[s : s + self.batch_size]
+                    xb = _shift(x[bi], gen)
+                    loss = nn.functional.cross_entropy(net(xb), y[bi], label_smoothing=0.05)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+            net.eval()
+
+            def predict(idx: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return torch.cat(
+                        [torch.softmax(net(x_all[idx[s : s + 512]]), 1) for s in range(0, len(idx), 512)]
+                    ).double().numpy()
+
+            return predict
+
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name)
+
+
+def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (one shift per batch): light augmentation."""
+    dx, dy = (int(v) for v in torch.randint(-pad, pad + 1, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+    """One scratch spec -> one member per seed, sharing the pixel encoder."""
+    pp = Preprocess.from_dict(spec.get("preprocess") or {"size": 28, "grayscale": False})
+    encoder = Encoder(stable_hash("pixels", pp.key), _Pixels(), pp, "features", f"pixels {pp.size}px")
+    out: list[Member] = []
+    for seed in spec.get("seeds", [0]):
+        sub = {k: v for k, v in spec.items() if k != "seeds"}
+        sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed))
+        out.append(ScratchMember(sub, encoder, dataset_classes))
+    return out

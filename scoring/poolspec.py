@@ -1,0 +1,185 @@
+"""Pool specs: pool files (TOML or JSON), command-line members, and building a Pool.
+
+A pool file holds ``[[member]]`` tables::
+
+    [[member]]
+    name = "resnet20"
+    kind = "checkpoint"
+    path = "models/resnet20.th"          # relative to the pool file
+    arch = "cifar_resnet20"
+    classes = ["airplane", "automobile"]  # or classes_file = "classes.txt"
+    preprocess = { size = 32, mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225] }
+
+On the command line, ``--member KIND:key=value,key=value`` gives one member, e.g.
+``checkpoint:path=r20.th,arch=cifar_resnet20,classes_file=classes.txt,size=32``; the keys
+``size``, ``resize`` and ``grayscale`` go into ``preprocess``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+_COMMON = {"name", "kind", "preprocess", "train_list"}
+VALID_KEYS: dict[str, set[str]] = {
+    "checkpoint": _COMMON | {"path", "arch", "classes", "classes_file", "trust"},
+    "backbone": _COMMON | {"arch", "path", "weights", "classes", "classes_file", "num_classes", "trust",
+                           "folds", "fractions", "seeds", "head", "weight_decay"},
+    "scratch": _COMMON | {"arch", "folds", "epochs", "seeds", "batch_size", "lr"},
+}
+_PATH_KEYS = ("path", "classes_file", "weights", "train_list")
+
+
+def _validate(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = spec.get("kind")
+    if kind not in VALID_KEYS:
+        raise PoolError(f"{where}: `kind` must be one of {sorted(VALID_KEYS)}, got {kind!r}")
+    unknown = set(spec) - VALID_KEYS[kind]
+    if unknown:
+        raise PoolError(f"{where}: unknown keys {sorted(unknown)} for a {kind} member; valid: {sorted(VALID_KEYS[kind])}")
+    if "name" not in spec:
+        spec["name"] = Path(str(spec.get("path") or spec.get("arch") or kind)).stem
+    if kind == "checkpoint" and not spec.get("path"):
+        raise PoolError(f"{where}: a checkpoint member needs `path`")
+    return spec
+
+
+def _resolve(spec: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(spec)
+    for key in _PATH_KEYS:
+        if out.get(key):
+            p = Path(str(out[key])).expanduser()
+            out[key] = str(p if p.is_absolute() else (base / p).resolve())
+    if out.get("classes_file") and "classes" not in out:
+        cf = Path(out["classes_file"])
+        if not cf.is_file():
+            raise PoolError(f"member {out.get('name')!r}: classes_file {cf} does not exist")
+        out["classes"] = [ln.strip() for ln in cf.read_text().splitlines() if ln.strip()]
+    return out
+
+
+def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
+    """Member specs from a TOML or JSON pool file; relative paths resolved against its folder."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise PoolError(f"pool file {p} does not exist")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PoolError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}") from exc
+    members = data.get("member") if isinstance(data, dict) else data
+    if isinstance(data, dict) and members is None:
+        members = data.get("members")
+    if not isinstance(members, list) or not members:
+        raise PoolError(f"{p}: expected [[member]] tables (TOML) or a list / {{\"member\": [...]}} (JSON)")
+    return [_resolve(_validate(dict(m), f"{p} member {i + 1}"), p.parent.resolve()) for i, m in enumerate(members)]
+
+
+def _scalar(v: str) -> Any:
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
+    """``KIND:key=value,...`` -> a member spec (see the module docstring)."""
+    kind, _, rest = text.partition(":")
+    spec: dict[str, Any] = {"kind": kind.strip()}
+    pp: dict[str, Any] = {}
+    for part in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise PoolError(f"--member {text!r}: expected key=value, got {part!r}")
+        key = key.strip()
+        if key in ("size", "resize", "grayscale"):
+            pp[key] = _scalar(value)
+        elif key in ("fractions", "seeds"):
+            spec[key] = [_scalar(v) for v in value.split("/")]
+        else:
+            spec[key] = _scalar(value)
+    if pp:
+        spec["preprocess"] = pp
+    return _resolve(_validate(spec, f"--member {text!r}"), base or Path.cwd())
+
+
+def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+    from scoring.members import CheckpointMember, backbone_members, scratch_members
+
+    spec = _validate(dict(spec), f"member {spec.get('name')!r}")
+    if spec["kind"] == "checkpoint":
+        if not spec.get("classes"):
+            raise PoolError(f"member {spec['name']!r}: give its class names (`classes` or `classes_file`)")
+        return [CheckpointMember(spec, dataset_classes)]
+    if spec["kind"] == "backbone":
+        return backbone_members(spec, dataset_classes)
+    return scratch_members(spec, dataset_classes)
+
+
+def build_pool(specs: list[dict[str, Any]], dataset_classes: list[str], base_dir: Path | None = None) -> Pool:
+    """Every member of every spec, over the dataset's classes."""
+    members: list[Member] = []
+    resolved = [_resolve(s, base_dir or Path.cwd()) for s in specs]
+    for spec in resolved:
+        members.extend(build_members(spec, dataset_classes))
+    return Pool(members, list(dataset_classes), spec=[dict(s) for s in resolved])
+
+
+def dump_pool_spec(specs: list[dict[str, Any]]) -> str:
+    return json.dumps({"member": specs}, indent=2, default=str)
+
+
+def trained_on(spec: dict[str, Any]) -> set[str] | None:
+    """Paths (relative to the dataset root) a member was trained on, from its ``train_list``."""
+    tl = spec.get("train_list")
+    if not tl:
+        return None
+    p = Path(tl)
+    if not p.is_file():
+        raise PoolError(f"member {spec.get('name')!r}: train_list {p} does not exist")
+    return {ln.strip() for ln in p.read_text().splitlines() if ln.strip()}
+
+
+def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> list[dict[str, Any]]:
+    """The four CIFAR-10 ResNets (resnet{20,32,44,56}.th) as checkpoint or backbone members."""
+    d = Path(model_dir).expanduser().resolve()
+    specs = []
+    for depth in (20, 32, 44, 56):
+        f = d / f"resnet{depth}.th"
+        if not f.is_file():
+            continue
+        spec: dict[str, Any] = {
+            "name": f"resnet{depth}" if kind == "checkpoint" else f"resnet{depth}-bb",
+            "kind": kind,
+            "path": str(f),
+            "arch": f"cifar_resnet{depth}",
+            "classes": list(CIFAR10_CLASSES),
+            "preprocess": {"size": 32, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        }
+        if kind == "backbone":
+            spec.update(fractions=[1.0], seeds=[0])
+        specs.append(spec)
+    if not specs:
+        raise PoolError(f"no resnet20/32/44/56.th files in {d}")
+    return specs
+
+
+def default_scratch_specs(n_images: int | None = None, size: int = 16, grayscale: bool = True) -> list[dict[str, Any]]:
+    """The demo's pool: three small from-scratch networks (two CNN seeds and an MLP), 5-fold."""
+    pp = {"size": size, "grayscale": grayscale}
+    return [
+        {"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": 5, "preprocess": pp},
+        {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": 5, "preprocess": pp},
+    ]

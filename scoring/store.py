@@ -1,0 +1,886 @@
+"""The project store: one SQLite file per project (sqlite-utils over sqlite3, WAL).
+
+What it holds: the dataset's description, its images (path, size, hash, given and current
+label, status, decode error, changed/missing flag, and the active pool's scores on the same
+row so the review queue is one indexed scan), the pool's members, runs, cached encoder outputs
+(features/logits, float16), per-image per-member probabilities (float16), and an append-only
+edits log from which undo and redo are derived in any process and after a restart.
+
+One ``Project`` per thread: SQLite connections belong to the thread that made them. Every
+write is one transaction, so a kill at any moment loses at most the batch in flight and never
+half-applies an edit. Two processes may open one project: WAL lets readers run beside a
+writer, writers wait up to ``BUSY_TIMEOUT_S`` for each other, and the undo stacks are
+re-derived from the log whenever another process has appended to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from scoring.datasets import Dataset, file_sha1, open_dataset
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x49545247  # "ITRG"
+BUSY_TIMEOUT_S = 5.0
+STATUSES = ("unreviewed", "kept", "relabelled", "removed")
+SCORE_COLUMNS = (
+    "c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "consensus", "consensus_prob",
+    "self_confidence", "margin", "reason",
+)
+SORT_KEYS = (
+    "c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "self_confidence", "margin",
+    "consensus_prob", "path", "id",
+)
+_HARDEST_DESC = {"c_perplexity", "x_perplexity", "entropy_mean", "mutual_info"}
+TOPK_STORE_THRESHOLD = 1000  # above this many classes, keep each member's top-100 only
+TOPK_KEEP = 100
+_DO_ACTIONS = ("relabel", "remove", "restore", "keep")
+
+
+class ProjectError(Exception):
+    """A project file problem; the message names the file and what to do."""
+
+
+class NotAProjectError(ProjectError):
+    """The file is not an Image Triage project (or is corrupt)."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another process holds the write lock for longer than the busy timeout."""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    path: str
+    given_label: int | None
+    current_label: int | None
+    status: str
+    error: str | None
+    flag: str | None
+    width: int | None
+    height: int | None
+    size_bytes: int | None
+    sha1: str | None
+
+
+@dataclass(frozen=True)
+class QueueRow(ImageRow):
+    c_perplexity: float | None
+    x_perplexity: float | None
+    entropy_mean: float | None
+    mutual_info: float | None
+    consensus: int | None
+    consensus_prob: float | None
+    self_confidence: float | None
+    margin: float | None
+    reason: str | None
+    top_c: list[tuple[int, float]] = field(default_factory=list)
+    top_x: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class QueueFilter:
+    given_label: int | None = None
+    consensus: int | None = None
+    reason: str | None = None
+    status: str | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    score_key: str = "c_perplexity"
+    disagrees: bool = False
+    search: str | None = None
+    flagged: bool | None = None
+
+
+@dataclass(frozen=True)
+class Edit:
+    id: int
+    image_id: int
+    action: str
+    old_label: int | None
+    new_label: int | None
+    old_status: str
+    new_status: str
+    time: float
+    target: int | None
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    total: int
+    added: int
+    changed: int
+    missing: int
+    errors: int
+
+
+_IMAGE_COLS = [f.name for f in fields(ImageRow)]
+_QUEUE_COLS = _IMAGE_COLS + list(SCORE_COLUMNS) + ["top_c", "top_x"]
+
+
+# ----------------------------------------------------------------------------- migrations
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run ;-separated DDL inside the current transaction (executescript would commit it)."""
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def _m1_base(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,
+            given_label INTEGER, current_label INTEGER,
+            status TEXT NOT NULL DEFAULT 'unreviewed', error TEXT, flag TEXT,
+            width INTEGER, height INTEGER, size_bytes INTEGER, mtime REAL, sha1 TEXT,
+            c_perplexity REAL, x_perplexity REAL, entropy_mean REAL, mutual_info REAL,
+            consensus INTEGER, consensus_prob REAL, self_confidence REAL, margin REAL,
+            reason TEXT, top_c TEXT, top_x TEXT
+        );
+        CREATE TABLE members (
+            fingerprint TEXT PRIMARY KEY, name TEXT, kind TEXT, classes TEXT, spec TEXT, created REAL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, pool_fingerprint TEXT, config TEXT, device TEXT,
+            started REAL, ended REAL, status TEXT, error TEXT
+        );
+        CREATE TABLE features (
+            encoder_key TEXT NOT NULL, image_id INTEGER NOT NULL, data BLOB NOT NULL,
+            PRIMARY KEY (encoder_key, image_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE probs (
+            member_fp TEXT NOT NULL, image_id INTEGER NOT NULL, data BLOB NOT NULL,
+            PRIMARY KEY (member_fp, image_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE edits (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL REFERENCES images(id),
+            action TEXT NOT NULL, old_label INTEGER, new_label INTEGER,
+            old_status TEXT NOT NULL, new_status TEXT NOT NULL, time REAL NOT NULL
+        );
+        """
+    )
+
+
+def _m2_undo_targets_and_queue_indexes(conn: sqlite3.Connection) -> None:
+    """Undo/redo entries point at the edit they revert; each sort key gets its own index,
+    so the first page of a 1,000,000-image queue is an index scan, not a sort."""
+    conn.execute("ALTER TABLE edits ADD COLUMN target INTEGER")
+    conn.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+    for key in SORT_KEYS:
+        if key in ("id",):
+            continue
+        order = "DESC" if key in _HARDEST_DESC else "ASC"
+        conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS ix_edits_image ON edits (image_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_base, _m2_undo_targets_and_queue_indexes]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _encode_probs(p: np.ndarray) -> bytes:
+    """(K,) probabilities -> blob. K <= 1000: float16 of all K (2 bytes/class). Larger K: the
+    top-100 as int32 indices + float16 values; at 21,000 classes a full row would be 42 kB per
+    model per image, and the tail below the top 100 carries almost no mass."""
+    k = p.shape[0]
+    if k <= TOPK_STORE_THRESHOLD:
+        return p.astype(np.float16).tobytes()
+    top = np.argsort(-p, kind="stable")[:TOPK_KEEP].astype(np.int32)
+    return b"T" + top.tobytes() + p[top].astype(np.float16).tobytes()
+
+
+def _decode_probs(blob: bytes, k: int) -> np.ndarray:
+    """Inverse of _encode_probs; a top-k row spreads the missing mass evenly over the rest."""
+    if k <= TOPK_STORE_THRESHOLD:
+        out = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+    else:
+        top = np.frombuffer(blob[1 : 1 + 4 * TOPK_KEEP], dtype=np.int32)
+        vals = np.frombuffer(blob[1 + 4 * TOPK_KEEP :], dtype=np.float16).astype(np.float32)
+        out = np.full(k, max(0.0, 1.0 - float(vals.sum())) / max(k - len(top), 1), dtype=np.float32)
+        out[top] = vals
+    s = out.sum()
+    return out / s if s > 0 else out
+
+
+def _none_if_nan(x: Any) -> Any:
+    if x is None:
+        return None
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# ----------------------------------------------------------------------------- the project
+
+
+class Project:
+    """An open project file. Use one per thread; close it (or use ``with``) when done."""
+
+    def __init__(self, path: str | Path, _create: bool = False):
+        self.path = Path(path)
+        if not _create and not self.path.exists():
+            raise ProjectError(f"{self.path}: no such project file")
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{self.path}: cannot open ({exc}); check the folder exists and is writable") from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._stacks: tuple[int, list[int], list[int]] | None = None
+        try:
+            self._prepare(_create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        except ProjectError:
+            conn.close()
+            raise
+        self._load_meta()
+
+    # --- opening -----------------------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> ProjectError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return ProjectLockedError(
+                f"{self.path} is locked: another Image Triage process is writing to it; close it or wait"
+            )
+        if "not a database" in msg or "malformed" in msg or "encrypted" in msg:
+            return NotAProjectError(
+                f"{self.path} is not an Image Triage project or is corrupt ({msg}); "
+                "open a .triage.db made by image-triage, or create a new one by opening the dataset"
+            )
+        return ProjectError(f"{self.path}: {msg}")
+
+    def _prepare(self, create: bool) -> None:
+        c = self.conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if create:
+            if tables:
+                raise ProjectError(f"{self.path} already holds a database; pick a new file name")
+        elif app_id != APPLICATION_ID:
+            what = "an SQLite database of another program" if tables else "an empty database"
+            raise NotAProjectError(
+                f"{self.path} is not an Image Triage project ({what}); open a .triage.db made by "
+                "image-triage, or open the dataset to create one"
+            )
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path} was written by a newer Image Triage (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade image-triage to open it"
+            )
+        if c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            log.warning("%s: WAL mode unavailable; concurrent readers will wait", self.path)
+        c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an app kill
+        c.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int, upto: int | None = None) -> None:
+        upto = SCHEMA_VERSION if upto is None else upto
+        with self._tx():
+            for n in range(version, upto):
+                log.info("%s: applying migration %d (%s)", self.path, n + 1, MIGRATIONS[n].__name__)
+                MIGRATIONS[n](self.conn)
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version={upto}")
+
+    @classmethod
+    def create(cls, path: str | Path, dataset: Dataset, *, overwrite: bool = False) -> Project:
+        """A new project file for ``dataset`` (its images synced in)."""
+        p = Path(path)
+        if p.exists():
+            if not overwrite:
+                raise ProjectError(f"{p} already exists; open it, or choose another file name")
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(p) + suffix).unlink(missing_ok=True)
+        root = dataset.root.resolve()
+        with contextlib.suppress(ValueError):
+            p.resolve().relative_to(root)
+            if dataset.layout != "csv":
+                raise ProjectError(
+                    f"{p} is inside the dataset {root}; the dataset is read-only to Image Triage, "
+                    "put the project beside it"
+                )
+        p.parent.mkdir(parents=True, exist_ok=True)
+        proj = cls(p, _create=True)
+        with proj._tx():
+            proj._set_meta(
+                dataset_root=str(root),
+                layout=dataset.layout,
+                source=str(dataset.source.resolve()),
+                classes=json.dumps(dataset.classes),
+                created=str(time.time()),
+            )
+        proj._load_meta()
+        proj.sync(dataset)
+        return proj
+
+    @classmethod
+    def open(cls, path: str | Path) -> Project:
+        return cls(path)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from exc
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self.conn.execute("ROLLBACK")
+                raise self._translate(exc) from exc
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from exc
+
+    # --- meta ----------------------------------------------------------------------------
+
+    def _set_meta(self, **kv: str) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(kv.items()))
+
+    def _meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0][0] if row else None
+
+    def _load_meta(self) -> None:
+        root = self._meta("dataset_root")
+        if root is None:
+            self.dataset_root, self.layout, self.source, self.classes = Path("."), "flat", Path("."), []
+            return
+        self.dataset_root = Path(root)
+        self.layout = self._meta("layout") or "imagefolder"
+        self.source = Path(self._meta("source") or root)
+        self.classes = list(json.loads(self._meta("classes") or "[]"))
+
+    def dataset(self) -> Dataset:
+        """Re-read the dataset from disk (its layout as stored)."""
+        return open_dataset(self.source, layout=self.layout)
+
+    # --- images --------------------------------------------------------------------------
+
+    def sync(self, dataset: Dataset) -> SyncReport:
+        """Add new images; flag changed (content hash differs) and missing ones."""
+        unknown = sorted({r.label for r in dataset.records if r.label is not None} - set(self.classes))
+        if unknown:
+            raise ProjectError(
+                f"{dataset.source} has classes the project {self.path} does not know: {unknown}; "
+                f"the project's classes are {self.classes}. Create a new project for this dataset."
+            )
+        stored = {r[0]: r[1:] for r in self._q("SELECT path, id, size_bytes, mtime, sha1, flag FROM images")}
+        now_paths = set()
+        new_rows: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        changed = 0
+        for rec in dataset.records:
+            now_paths.add(rec.path)
+            full = dataset.abspath(rec.path)
+            try:
+                st = full.stat()
+                size, mtime = st.st_size, st.st_mtime
+            except OSError:
+                size, mtime = None, None
+            if rec.path not in stored:
+                label = dataset.label_index(rec.label)
+                label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
+                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, None if size is not None else "missing"))
+                continue
+            image_id, old_size, old_mtime, sha1, flag = stored[rec.path]
+            new_flag = flag
+            if size is None:
+                new_flag = "missing"
+            elif (size, mtime) != (old_size, old_mtime):
+                if sha1 is not None and file_sha1(full) != sha1:
+                    new_flag = "changed"
+                elif flag == "missing":
+                    new_flag = None
+            elif flag == "missing":
+                new_flag = None
+            if new_flag != flag:
+                changed += new_flag == "changed"
+                updates.append((new_flag, image_id))
+        for path, (image_id, *_rest) in stored.items():
+            if path not in now_paths and _rest[-1] != "missing":
+                updates.append(("missing", image_id))
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, flag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+            c.executemany("UPDATE images SET flag=? WHERE id=?", updates)
+        counts = dict(self._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
+        errors = self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
+        total = sum(counts.values())
+        return SyncReport(total, len(new_rows), int(counts.get("changed", 0)), int(counts.get("missing", 0)), errors)
+
+    def _row(self, r: Sequence[Any]) -> ImageRow:
+        return ImageRow(*r[: len(_IMAGE_COLS)])
+
+    def image(self, image_id: int) -> ImageRow:
+        rows = self._q(f"SELECT {', '.join(_IMAGE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        if not rows:
+            raise ValueError(f"no image with id {image_id} in {self.path}")
+        return self._row(rows[0])
+
+    def queue_row(self, image_id: int) -> QueueRow:
+        rows = self._q(f"SELECT {', '.join(_QUEUE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        if not rows:
+            raise ValueError(f"no image with id {image_id} in {self.path}")
+        return self._queue_row(rows[0])
+
+    def find_image(self, path: str) -> int | None:
+        rows = self._q("SELECT id FROM images WHERE path=?", (path,))
+        return int(rows[0][0]) if rows else None
+
+    def abspath(self, row_or_path: ImageRow | str) -> Path:
+        rel = row_or_path.path if isinstance(row_or_path, ImageRow) else row_or_path
+        return self.dataset_root / rel
+
+    def scorable_ids(self) -> np.ndarray:
+        rows = self._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        lookup = dict(self._q("SELECT id, given_label FROM images"))
+        return np.array([-1 if lookup.get(int(i)) is None else lookup[int(i)] for i in ids], dtype=np.int64)
+
+    def record_error(self, image_id: int, message: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE images SET error=? WHERE id=?", (message, int(image_id)))
+
+    def clear_error(self, image_id: int) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE images SET error=NULL WHERE id=?", (int(image_id),))
+
+    def errors(self) -> list[ImageRow]:
+        return [self._row(r) for r in self._q(f"SELECT {', '.join(_IMAGE_COLS)} FROM images WHERE error IS NOT NULL ORDER BY id")]
+
+    def set_image_info(
+        self,
+        ids: Sequence[int] | np.ndarray,
+        widths: Sequence[int],
+        heights: Sequence[int],
+        sha1s: Sequence[str | None] | None = None,
+    ) -> None:
+        sha = list(sha1s) if sha1s is not None else [None] * len(widths)
+        with self._tx() as c:
+            c.executemany(
+                "UPDATE images SET width=?, height=?, sha1=COALESCE(?, sha1) WHERE id=?",
+                [(int(w), int(h), s, int(i)) for i, w, h, s in zip(ids, widths, heights, sha, strict=True)],
+            )
+
+    # --- members and runs ----------------------------------------------------------------
+
+    def save_members(self, pool: Any) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO members(fingerprint, name, kind, classes, spec, created) VALUES (?,?,?,?,?,?)",
+                [
+                    (m.fingerprint, m.name, m.kind, json.dumps(list(m.classes)), json.dumps(m.spec, default=str), time.time())
+                    for m in pool.members
+                ],
+            )
+
+    def members(self) -> list[dict[str, Any]]:
+        return [
+            {"fingerprint": r[0], "name": r[1], "kind": r[2], "classes": json.loads(r[3]), "spec": json.loads(r[4])}
+            for r in self._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
+        ]
+
+    def start_run(self, pool: Any, config: dict[str, Any], device: str) -> int:
+        with self._tx() as c:
+            self._mark_dead_runs(c)
+            cur = c.execute(
+                "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES (?,?,?,?,?,?,?)",
+                (pool.fingerprint, json.dumps(config, default=str), device, time.time(), "running", os.getpid(), socket.gethostname()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def _mark_dead_runs(self, c: sqlite3.Connection) -> None:
+        for run_id, pid, host in c.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall():
+            if not _alive(pid, host):
+                c.execute("UPDATE runs SET status='interrupted' WHERE id=?", (run_id,))
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status=?, ended=?, error=? WHERE id=?", (status, time.time(), error, run_id))
+            if status == "done":
+                fp = c.execute("SELECT pool_fingerprint FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+                self._set_meta(active_pool=fp)
+
+    def runs(self) -> list[dict[str, Any]]:
+        cols = ["id", "pool_fingerprint", "config", "device", "started", "ended", "status", "error", "pid", "host"]
+        out = []
+        for r in self._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
+            d = dict(zip(cols, r, strict=True))
+            d["config"] = json.loads(d["config"] or "{}")
+            out.append(d)
+        return out
+
+    def interrupted_run(self) -> dict[str, Any] | None:
+        """The newest run that stopped without finishing (crash, kill), if nothing ran since."""
+        runs = self.runs()
+        if not runs:
+            return None
+        last = runs[-1]
+        if last["status"] == "interrupted" or (last["status"] == "running" and not _alive(last["pid"], last["host"])):
+            return last
+        return None
+
+    def last_pool_spec(self) -> list[dict[str, Any]] | None:
+        for r in reversed(self.runs()):
+            spec = r["config"].get("pool")
+            if spec:
+                return list(spec)
+        return None
+
+    def active_pool(self) -> str | None:
+        return self._meta("active_pool")
+
+    def active_members(self) -> list[dict[str, Any]]:
+        """Members of the pool whose scores the queue shows, in pool order."""
+        fp = self.active_pool()
+        for r in reversed(self.runs()):
+            if r["pool_fingerprint"] == fp:
+                wanted = r["config"].get("member_fingerprints") or []
+                by_fp = {m["fingerprint"]: m for m in self.members()}
+                return [by_fp[f] for f in wanted if f in by_fp]
+        return []
+
+    # --- cached outputs and probabilities ------------------------------------------------
+
+    def _stored_ids(self, table: str, keycol: str, key: str) -> set[int]:
+        return {r[0] for r in self._q(f"SELECT image_id FROM {table} WHERE {keycol}=?", (key,))}
+
+    def missing_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        have = self._stored_ids("features", "encoder_key", encoder_key)
+        return np.array([i for i in ids if int(i) not in have], dtype=np.int64)
+
+    def put_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray, feats: np.ndarray) -> None:
+        data = np.asarray(feats, dtype=np.float16)
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO features(encoder_key, image_id, data) VALUES (?,?,?)",
+                [(encoder_key, int(i), data[n].tobytes()) for n, i in enumerate(ids)],
+            )
+
+    def get_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        stored = dict(self._q("SELECT image_id, data FROM features WHERE encoder_key=?", (encoder_key,)))
+        missing = [int(i) for i in ids if int(i) not in stored]
+        if missing:
+            raise ProjectError(f"{self.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
+        return np.stack([np.frombuffer(stored[int(i)], dtype=np.float16) for i in ids]).astype(np.float32) if len(ids) else np.zeros((0, 0), np.float32)
+
+    def missing_probs(self, member_fp: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        have = self._stored_ids("probs", "member_fp", member_fp)
+        return np.array([i for i in ids if int(i) not in have], dtype=np.int64)
+
+    def put_probs(self, member_fp: str, ids: Sequence[int] | np.ndarray, probs: np.ndarray) -> None:
+        p = np.asarray(probs, dtype=np.float32)
+        if p.ndim != 2 or p.shape[1] != len(self.classes):
+            raise ValueError(f"probs must have shape (images, {len(self.classes)}), got {p.shape}")
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO probs(member_fp, image_id, data) VALUES (?,?,?)",
+                [(member_fp, int(i), _encode_probs(p[n])) for n, i in enumerate(ids)],
+            )
+
+    def get_probs(self, member_fps: Sequence[str], ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        k = len(self.classes)
+        out = np.zeros((len(member_fps), len(ids), k), dtype=np.float32)
+        for m, fp in enumerate(member_fps):
+            if len(ids) == 1:
+                stored = dict(self._q("SELECT image_id, data FROM probs WHERE member_fp=? AND image_id=?", (fp, int(ids[0]))))
+            else:
+                stored = dict(self._q("SELECT image_id, data FROM probs WHERE member_fp=?", (fp,)))
+            for n, i in enumerate(ids):
+                blob = stored.get(int(i))
+                if blob is None:
+                    raise ProjectError(f"{self.path}: no stored probabilities of member {fp} for image {int(i)}; score again")
+                out[m, n] = _decode_probs(blob, k)
+        return out
+
+    # --- scores and the queue ------------------------------------------------------------
+
+    def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
+        rows = []
+        for n, i in enumerate(ids):
+            vals = [_none_if_nan(scores[c][n]) for c in SCORE_COLUMNS]
+            top_c = [[int(a), round(float(b), 4)] for a, b in zip(scores["top_c_idx"][n], scores["top_c_val"][n], strict=True)]
+            top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
+            rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
+        sets = ", ".join(f"{c}=?" for c in (*SCORE_COLUMNS, "top_c", "top_x"))
+        with self._tx() as c:
+            c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
+            self._set_meta(scored_pool=pool_fp)
+
+    @staticmethod
+    def hardest_first(sort: str) -> bool:
+        """True when the hardest images come first in descending order of ``sort``."""
+        return sort in _HARDEST_DESC
+
+    def _where(self, filt: QueueFilter | None) -> tuple[list[str], list[Any]]:
+        f = filt or QueueFilter()
+        where, params = ["error IS NULL"], []
+        if f.given_label is not None:
+            where.append("given_label=?")
+            params.append(f.given_label)
+        if f.consensus is not None:
+            where.append("consensus=?")
+            params.append(f.consensus)
+        if f.reason is not None:
+            where.append("reason=?")
+            params.append(f.reason)
+        if f.status is not None:
+            if f.status not in STATUSES:
+                raise ValueError(f"unknown status {f.status!r}; use one of {STATUSES}")
+            where.append("status=?")
+            params.append(f.status)
+        if f.score_min is not None or f.score_max is not None:
+            if f.score_key not in SORT_KEYS or f.score_key in ("path", "id"):
+                raise ValueError(f"cannot filter on {f.score_key!r}")
+            if f.score_min is not None:
+                where.append(f"{f.score_key}>=?")
+                params.append(f.score_min)
+            if f.score_max is not None:
+                where.append(f"{f.score_key}<=?")
+                params.append(f.score_max)
+        if f.disagrees:
+            where.append("consensus IS NOT NULL AND current_label IS NOT NULL AND consensus != current_label")
+        if f.search:
+            where.append("path LIKE ? ESCAPE '\\'")
+            params.append("%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if f.flagged is True:
+            where.append("flag IS NOT NULL")
+        elif f.flagged is False:
+            where.append("flag IS NULL")
+        return where, params
+
+    def queue(
+        self,
+        filt: QueueFilter | None = None,
+        sort: str = "c_perplexity",
+        descending: bool | None = None,
+        limit: int = 200,
+        after: tuple[Any, int] | None = None,
+    ) -> list[QueueRow]:
+        """A page of the review queue, hardest first by default; unscored images come last.
+
+        Keyset paging: ``after`` is ``(sort value, id)`` of the previous page's last row.
+        """
+        if sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        desc = self.hardest_first(sort) if descending is None else descending
+        where, params = self._where(filt)
+        cols = ", ".join(_QUEUE_COLS)
+        order = f"{sort} {'DESC' if desc else 'ASC'}, id ASC" if sort != "id" else "id ASC"
+        rows: list[tuple[Any, ...]] = []
+        if after is None or after[0] is not None:
+            w, p = [*where, f"{sort} IS NOT NULL"], list(params)
+            if after is not None:
+                op = "<" if desc else ">"
+                w.append(f"({sort} {op} ? OR ({sort} = ? AND id > ?))")
+                p += [after[0], after[0], after[1]]
+            rows = self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY {order} LIMIT ?", (*p, limit))
+        if len(rows) < limit and sort not in ("id", "path"):
+            w, p = [*where, f"{sort} IS NULL"], list(params)
+            if after is not None and after[0] is None:
+                w.append("id > ?")
+                p.append(after[1])
+            rows += self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
+        return [self._queue_row(r) for r in rows]
+
+    def _queue_row(self, r: Sequence[Any]) -> QueueRow:
+        n = len(_IMAGE_COLS) + len(SCORE_COLUMNS)
+        top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []
+        top_x = [tuple(x) for x in json.loads(r[n + 1])] if r[n + 1] else []
+        return QueueRow(*r[:n], top_c=top_c, top_x=top_x)  # type: ignore[arg-type]
+
+    def queue_count(self, filt: QueueFilter | None = None) -> int:
+        where, params = self._where(filt)
+        return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
+
+    def score_values(self, key: str = "c_perplexity") -> np.ndarray:
+        if key not in SORT_KEYS or key in ("path", "id"):
+            raise ValueError(f"unknown score {key!r}")
+        return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
+
+    def class_difficulty(self, key: str = "c_perplexity") -> np.ndarray:
+        if key not in SORT_KEYS or key in ("path", "id"):
+            raise ValueError(f"unknown score {key!r}")
+        out = np.full(len(self.classes), np.nan)
+        for label, mean in self._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):
+            out[label] = mean
+        return out
+
+    def confusion_matrix(self) -> np.ndarray:
+        k = len(self.classes)
+        out = np.zeros((k, k), dtype=np.int64)
+        for g, c, n in self._q("SELECT given_label, consensus, count(*) FROM images WHERE given_label IS NOT NULL AND consensus IS NOT NULL GROUP BY given_label, consensus"):
+            out[g, c] = n
+        return out
+
+    def stats(self) -> dict[str, int]:
+        counts = dict(self._q("SELECT status, count(*) FROM images WHERE error IS NULL GROUP BY status"))
+        total = sum(counts.values())
+        out = {s: int(counts.get(s, 0)) for s in STATUSES}
+        out["total"] = total
+        out["reviewed"] = total - out["unreviewed"]
+        out["errors"] = int(self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0])
+        out["flagged"] = int(self._q("SELECT count(*) FROM images WHERE flag IS NOT NULL")[0][0])
+        return out
+
+    # --- edits ---------------------------------------------------------------------------
+
+    def _apply(self, image_id: int, action: str, new_label: int | None, new_status: str, target: int | None = None) -> Edit:
+        with self._tx() as c:
+            row = c.execute("SELECT current_label, status FROM images WHERE id=?", (int(image_id),)).fetchone()
+            if row is None:
+                raise ValueError(f"no image with id {image_id} in {self.path}")
+            old_label, old_status = row
+            if new_label is None and action in ("remove", "restore", "keep"):
+                new_label = old_label
+            t = time.time()
+            cur = c.execute(
+                "INSERT INTO edits(image_id, action, old_label, new_label, old_status, new_status, time, target) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (int(image_id), action, old_label, new_label, old_status, new_status, t, target),
+            )
+            c.execute("UPDATE images SET current_label=?, status=? WHERE id=?", (new_label, new_status, int(image_id)))
+            return Edit(int(cur.lastrowid or 0), int(image_id), action, old_label, new_label, old_status, new_status, t, target)
+
+    def relabel(self, image_id: int, label: int) -> Edit:
+        """Give an image a new label (status 'relabelled', or 'kept' if it is the given one)."""
+        label = int(label)
+        if not 0 <= label < len(self.classes):
+            raise ValueError(f"label {label} is out of range: the project has {len(self.classes)} classes {self.classes}")
+        given = self.image(image_id).given_label
+        return self._apply(image_id, "relabel", label, "kept" if label == given else "relabelled")
+
+    def keep(self, image_id: int) -> Edit:
+        """Confirm the image's current label."""
+        row = self.image(image_id)
+        status = "relabelled" if row.current_label != row.given_label else "kept"
+        return self._apply(image_id, "keep", None, status)
+
+    def remove(self, image_id: int) -> Edit:
+        return self._apply(image_id, "remove", None, "removed")
+
+    def restore(self, image_id: int) -> Edit:
+        """Bring a removed image back, with the status it had before its last removal."""
+        rows = self._q(
+            "SELECT old_status FROM edits WHERE image_id=? AND new_status='removed' AND old_status != 'removed' ORDER BY id DESC LIMIT 1",
+            (int(image_id),),
+        )
+        before = rows[0][0] if rows else "unreviewed"
+        return self._apply(image_id, "restore", None, before)
+
+    def edits(self) -> list[Edit]:
+        return [Edit(*r) for r in self._q("SELECT id, image_id, action, old_label, new_label, old_status, new_status, time, target FROM edits ORDER BY id")]
+
+    def _derive_stacks(self) -> tuple[list[int], list[int]]:
+        """Undo and redo stacks replayed from the log; cached until another write appears."""
+        max_id = self._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0]
+        if self._stacks is not None and self._stacks[0] == max_id:
+            return self._stacks[1], self._stacks[2]
+        undo: list[int] = []
+        redo: list[int] = []
+        for eid, action, target in self._q("SELECT id, action, target FROM edits ORDER BY id"):
+            if action in _DO_ACTIONS:
+                undo.append(eid)
+                redo.clear()
+            elif action == "undo" and undo and undo[-1] == target:
+                redo.append(undo.pop())
+            elif action == "redo" and redo and redo[-1] == target:
+                undo.append(redo.pop())
+        self._stacks = (max_id, undo, redo)
+        return undo, redo
+
+    def can_undo(self) -> bool:
+        return bool(self._derive_stacks()[0])
+
+    def can_redo(self) -> bool:
+        return bool(self._derive_stacks()[1])
+
+    def _edit(self, edit_id: int) -> Edit:
+        return Edit(*self._q("SELECT id, image_id, action, old_label, new_label, old_status, new_status, time, target FROM edits WHERE id=?", (edit_id,))[0])
+
+    def undo(self) -> Edit | None:
+        """Revert the newest edit not yet undone; appends an 'undo' entry. None if nothing to undo."""
+        undo, _ = self._derive_stacks()
+        if not undo:
+            return None
+        e = self._edit(undo[-1])
+        return self._apply(e.image_id, "undo", e.old_label, e.old_status, target=e.id)
+
+    def redo(self) -> Edit | None:
+        """Re-apply the newest undone edit; appends a 'redo' entry. None if nothing to redo."""
+        _, redo = self._derive_stacks()
+        if not redo:
+            return None
+        e = self._edit(redo[-1])
+        return self._apply(e.image_id, "redo", e.new_label, e.new_status, target=e.id)
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that started a run is still running (on this host)."""
+    if pid is None or host != socket.gethostname():
+        return False if pid is None else True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
