@@ -19,12 +19,12 @@ import numpy as np
 
 ROW_SUM_ATOL = 1e-3
 
-# Triage thresholds (see triage_reason). Precedence: mislabelled, then ambiguous, then ood.
+# Triage thresholds (see triage_reason). Precedence: mislabelled, then ood, then ambiguous.
 MISLABELLED_MIN_CONSENSUS_PROB = 0.5  # the pool's mean puts at least this on its own pick
 MISLABELLED_MIN_X_PERPLEXITY = 0.75  # and at least 3 of 4 members' top-1 differ from the label
 AMBIGUOUS_MIN_C_PERPLEXITY = 1.5  # members spread mass over ~1.5+ classes on average
 AMBIGUOUS_MIN_MUTUAL_INFO = 0.3  # bits of disagreement between members
-AMBIGUOUS_MIN_SECOND_PROB = 0.2  # ... and the runner-up class of the pool mean carries mass
+AMBIGUOUS_MIN_SECOND_PROB = 0.2  # ... or the runner-up class of the pool mean carries mass
 OOD_MAX_MEMBER_TOP_PROB = 0.5  # every member's own top probability is below this
 OOD_MIN_RELATIVE_PERPLEXITY = 0.5  # and C-perplexity reaches half of K (log-scale: C >= K**0.5)
 
@@ -273,7 +273,7 @@ def _compute_triage(
     ood = (member_top < OOD_MAX_MEMBER_TOP_PROB).all(axis=0) & (
         np.log(cperp) >= OOD_MIN_RELATIVE_PERPLEXITY * np.log(max(k, 2))
     )
-    ambiguous = ((cperp >= AMBIGUOUS_MIN_C_PERPLEXITY) | (mi >= AMBIGUOUS_MIN_MUTUAL_INFO)) & (
+    ambiguous = (cperp >= AMBIGUOUS_MIN_C_PERPLEXITY) | (mi >= AMBIGUOUS_MIN_MUTUAL_INFO) | (
         second >= AMBIGUOUS_MIN_SECOND_PROB
     )
     with np.errstate(invalid="ignore"):
@@ -283,8 +283,8 @@ def _compute_triage(
             & (pick_p >= MISLABELLED_MIN_CONSENSUS_PROB)
             & (np.nan_to_num(xperp) >= MISLABELLED_MIN_X_PERPLEXITY)
         )
-    reason[ood] = "ood"
     reason[ambiguous] = "ambiguous"
+    reason[ood] = "ood"
     reason[mislabelled] = "mislabelled"
     return reason
 
@@ -296,10 +296,10 @@ def triage_reason(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
     * mislabelled - the pool agrees with itself but not with the label: the pool mean's pick
       differs from the label, carries >= 0.5 mean probability, and X-perplexity >= 0.75.
-    * ambiguous - members spread their mass or disagree: C-perplexity >= 1.5 or mutual
-      information >= 0.3 bits, and the pool mean's runner-up class holds >= 0.2.
     * ood - every member unsure: each member's top probability < 0.5, and C-perplexity
       >= sqrt(K) (half of the maximum on a log scale).
+    * ambiguous - members spread their mass or disagree: C-perplexity >= 1.5, or mutual
+      information >= 0.3 bits, or the pool mean's runner-up class holds >= 0.2.
     """
     p = validate_probs(probs)
     lab = validate_labels(labels, p.shape[1], p.shape[2])

@@ -1,0 +1,61 @@
+"""Application entry points, called by ``scoring.cli`` (``image-triage``, ``open``, ``demo``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+def _app() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Image Triage")
+    app.setOrganizationName("image-triage")
+    try:
+        app.setStyleSheet(resources.files("resources").joinpath("style.qss").read_text())
+    except OSError:
+        log.warning("stylesheet missing; using the platform style")
+    return app  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the window, and the dataset or project given, if any."""
+    app = _app()
+    win = MainWindow()
+    win.show()
+    if argv:
+        win.open_path(argv[0])
+    return app.exec()
+
+
+def open_path(path: str) -> int:
+    return main([path])
+
+
+def run_demo(dest: str | None = None) -> int:
+    """Build the demo dataset, create its project, open it and score it with the scratch pool."""
+    from scoring.datasets import open_dataset
+    from scoring.demo import build_demo
+    from scoring.locations import default_project_path
+    from scoring.poolspec import default_scratch_specs
+    from scoring.store import Project
+
+    app = _app()
+    root = build_demo(dest)
+    db = default_project_path(root)
+    if not db.exists():
+        Project.create(db, open_dataset(root)).close()
+    win = MainWindow()
+    win.show()
+    win.open_project(db, ask_resume=False)
+    assert win.project is not None
+    if win.project.active_pool() is None:
+        win.start_scoring(win.project.last_pool_spec() or default_scratch_specs(len(win.project.scorable_ids())))
+    return app.exec()

@@ -1,0 +1,127 @@
+"""The detail pane: the image large, its labels and scores, and why the pool finds it hard."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QCheckBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+from gui.thumbnails import pil_to_qimage
+from scoring.datasets import ImageDecodeError, load_image
+from scoring.store import Project, QueueRow
+
+log = logging.getLogger(__name__)
+MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae", "#f06292"]
+
+
+class DetailPane(QWidget):
+    """Shows one queue row; ``show_row(project, row)`` refreshes it."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._pixmap: QPixmap | None = None
+        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(220, 220)
+        self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.image)
+        self.scroll.setWidgetResizable(True)
+        self.actual = QCheckBox("1:1 (actual pixels)")
+        self.actual.toggled.connect(self._on_actual_toggled)
+        self.info = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.info.setObjectName("detailInfo")
+        self.chart = pg.PlotWidget(background="#1e2129")
+        self.chart.setMinimumHeight(170)
+        self.chart.setMaximumHeight(230)
+        self.chart.setMouseEnabled(False, False)
+        self.chart.hideButtons()
+        self.chart.setLabel("left", "probability")
+        self.chart.setYRange(0, 1)
+        self.chart.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.scroll, 3)
+        lay.addWidget(self.actual)
+        lay.addWidget(self.info)
+        lay.addWidget(QLabel("<b>Each pool member's top classes</b>"))
+        lay.addWidget(self.chart, 2)
+
+    def clear(self) -> None:
+        self.image.setText("No image selected")
+        self.info.setText("")
+        self.chart.clear()
+
+    def show_row(self, project: Project, row: QueueRow, members: list[dict] | None = None) -> None:
+        try:
+            img = load_image(project.abspath(row.path))
+            self._pixmap = QPixmap.fromImage(pil_to_qimage(img))
+        except ImageDecodeError as exc:
+            self._pixmap = None
+            self.image.setText(html.escape(str(exc)))
+        self._fit()
+        self.info.setText(self._info_html(project.classes, row))
+        self._chart(project, row, members if members is not None else project.active_members())
+
+    def _name(self, classes: list[str], label: int | None) -> str:
+        return html.escape(classes[label]) if label is not None and 0 <= label < len(classes) else "–"
+
+    def _info_html(self, classes: list[str], r: QueueRow) -> str:
+        def f(x: float | None, p: int = 3) -> str:
+            return "–" if x is None else f"{x:.{p}f}"
+
+        confusing = ", ".join(f"{self._name(classes, c)} ({v:.2f})" for c, v in r.top_c) or "–"
+        votes = ", ".join(f"{self._name(classes, c)} ×{v}" for c, v in r.top_x) or "–"
+        flag = f"<br><span style='color:#ef5350'>⚠ file {r.flag} since scoring</span>" if r.flag else ""
+        return (
+            f"<b>{html.escape(r.path)}</b>{flag}<br>"
+            f"given <b>{self._name(classes, r.given_label)}</b> · current <b>{self._name(classes, r.current_label)}</b>"
+            f" · status <b>{r.status}</b><br>"
+            f"pool says <b>{self._name(classes, r.consensus)}</b> ({f(r.consensus_prob, 2)})"
+            f" · reason <b>{r.reason or '–'}</b><br>"
+            f"C-perplexity <b>{f(r.c_perplexity)}</b> · X-perplexity <b>{f(r.x_perplexity, 2)}</b>"
+            f" · mutual info <b>{f(r.mutual_info)}</b> bits<br>"
+            f"self-confidence {f(r.self_confidence, 2)} · margin {f(r.margin, 2)}<br>"
+            f"confused with: {confusing}<br>votes: {votes}"
+        )
+
+    def _chart(self, project: Project, row: QueueRow, members: list[dict]) -> None:
+        self.chart.clear()
+        if not members or row.c_perplexity is None:
+            return
+        try:
+            probs = project.get_probs([m["fingerprint"] for m in members], [row.id])[:, 0, :]
+        except Exception:  # noqa: BLE001 - not scored by this pool yet
+            return
+        top = np.argsort(-probs.mean(0), kind="stable")[:5]
+        n = len(members)
+        width = 0.8 / n
+        for i, m in enumerate(members):
+            x = np.arange(len(top)) - 0.4 + width * (i + 0.5)
+            bars = pg.BarGraphItem(x=x, height=probs[i, top], width=width, brush=MEMBER_COLOURS[i % len(MEMBER_COLOURS)], name=m["name"])
+            self.chart.addItem(bars)
+        ax = self.chart.getAxis("bottom")
+        ax.setTicks([[(j, project.classes[c]) for j, c in enumerate(top)]])
+        self.chart.setYRange(0, 1)
+
+    def _fit(self) -> None:
+        if self._pixmap is None:
+            return
+        if self.actual.isChecked():
+            self.image.setPixmap(self._pixmap)
+            return
+        area = self.scroll.viewport().size()
+        side = max(64, min(area.width(), area.height()) - 8)
+        self.image.setPixmap(
+            self._pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        )
+
+    def _on_actual_toggled(self, _checked: bool) -> None:
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        super().resizeEvent(event)
+        self._fit()

@@ -1,0 +1,105 @@
+"""Overview plots: the C-perplexity histogram, mean difficulty per class, and the matrix of
+given label against the pool's consensus. Clicking a bar or cell filters the queue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from scoring.store import Project, QueueFilter
+
+
+class OverviewPanel(QWidget):
+    """Emits ``filterRequested(QueueFilter)`` when the user clicks a bar or a cell."""
+
+    filterRequested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=True)
+        self.hist = pg.PlotWidget(background="#1e2129", title="C-perplexity (click a bar to filter)")
+        self.per_class = pg.PlotWidget(background="#1e2129", title="Mean C-perplexity per given class")
+        self.matrix = pg.PlotWidget(background="#1e2129", title="Given label (rows) × pool consensus (columns)")
+        for w in (self.hist, self.per_class, self.matrix):
+            w.setMouseEnabled(False, False)
+            w.hideButtons()
+        self.hint = QLabel("Click a histogram bar, a class bar or a matrix cell to filter the queue.")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.hist, 1)
+        lay.addWidget(self.per_class, 1)
+        lay.addWidget(self.matrix, 2)
+        self._edges = np.array([])
+        self._k = 0
+        self.hist.scene().sigMouseClicked.connect(self._on_hist_clicked)
+        self.per_class.scene().sigMouseClicked.connect(self._on_class_clicked)
+        self.matrix.scene().sigMouseClicked.connect(self._on_matrix_clicked)
+
+    def refresh(self, project: Project) -> None:
+        classes = project.classes
+        self._k = len(classes)
+        values = project.score_values("c_perplexity")
+        self.hist.clear()
+        if len(values):
+            counts, edges = np.histogram(values, bins=30)
+            self._edges = edges
+            self.hist.addItem(pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts, brush="#4fc3f7"))
+            self.hist.setLabel("bottom", "C-perplexity")
+            self.hist.setLabel("left", "images")
+        self.per_class.clear()
+        if classes:
+            means = np.nan_to_num(project.class_difficulty("c_perplexity"))
+            self.per_class.addItem(pg.BarGraphItem(x=np.arange(len(classes)), height=means, width=0.7, brush="#ffb74d"))
+            self.per_class.getAxis("bottom").setTicks([list(enumerate(classes))])
+        self.matrix.clear()
+        if classes:
+            cm = project.confusion_matrix().astype(float)
+            # log scale so the off-diagonal mistakes show beside the large diagonal
+            img = pg.ImageItem(np.log1p(cm).T)  # ImageItem: axis 0 = x (consensus), axis 1 = y (given)
+            img.setColorMap(pg.colormap.get("viridis"))
+            self.matrix.addItem(img)
+            for g in range(len(classes)):
+                for c in range(len(classes)):
+                    if cm[g, c]:
+                        t = pg.TextItem(str(int(cm[g, c])), color="w" if cm[g, c] < cm.max() / 2 else "k", anchor=(0.5, 0.5))
+                        t.setPos(c + 0.5, g + 0.5)
+                        self.matrix.addItem(t)
+            ticks = [(i + 0.5, n) for i, n in enumerate(classes)]
+            self.matrix.getAxis("bottom").setTicks([ticks])
+            self.matrix.getAxis("left").setTicks([ticks])
+            self.matrix.getViewBox().invertY(True)
+            self.matrix.setLabel("bottom", "pool consensus")
+            self.matrix.setLabel("left", "given label")
+
+    def _point(self, widget: pg.PlotWidget, event) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+        vb = widget.getViewBox()
+        if not vb.sceneBoundingRect().contains(event.scenePos()):
+            return None
+        p = vb.mapSceneToView(event.scenePos())
+        return p.x(), p.y()
+
+    def _on_hist_clicked(self, event) -> None:  # type: ignore[no-untyped-def]
+        pt = self._point(self.hist, event)
+        if pt is None or len(self._edges) < 2:
+            return
+        i = int(np.searchsorted(self._edges, pt[0]) - 1)
+        if 0 <= i < len(self._edges) - 1:
+            self.filterRequested.emit(QueueFilter(score_min=float(self._edges[i]), score_max=float(self._edges[i + 1])))
+
+    def _on_class_clicked(self, event) -> None:  # type: ignore[no-untyped-def]
+        pt = self._point(self.per_class, event)
+        if pt is None:
+            return
+        c = int(round(pt[0]))
+        if 0 <= c < self._k:
+            self.filterRequested.emit(QueueFilter(given_label=c))
+
+    def _on_matrix_clicked(self, event) -> None:  # type: ignore[no-untyped-def]
+        pt = self._point(self.matrix, event)
+        if pt is None:
+            return
+        c, g = int(pt[0]), int(pt[1])
+        if 0 <= c < self._k and 0 <= g < self._k:
+            self.filterRequested.emit(QueueFilter(given_label=g, consensus=c))

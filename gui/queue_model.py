@@ -1,0 +1,162 @@
+"""The review queue as a Qt list model: a thin adapter over ``Project.queue`` (napari-style)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from gui.thumbnails import ThumbnailLoader
+from scoring.store import Project, QueueFilter, QueueRow
+
+IdRole = Qt.ItemDataRole.UserRole
+ScoreRole = IdRole + 1
+RowRole = IdRole + 2
+StatusRole = IdRole + 3
+
+STATUS_COLOURS = {
+    "unreviewed": None,
+    "kept": QColor("#2e7d32"),
+    "relabelled": QColor("#f9a825"),
+    "removed": QColor("#c62828"),
+}
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+class ReviewQueueModel(QAbstractListModel):
+    """Rows come from SQLite a page at a time (canFetchMore/fetchMore, keyset paging)."""
+
+    def __init__(self, project: Project, thumbnails: ThumbnailLoader, page_size: int = 200, parent: Any = None):
+        super().__init__(parent)
+        self.project = project
+        self.thumbnails = thumbnails
+        self.page_size = page_size
+        self.filter = QueueFilter()
+        self.sort_key = "c_perplexity"
+        self._rows: list[QueueRow] = []
+        self._row_of: dict[int, int] = {}
+        self._exhausted = False
+        self._total: int | None = None
+        thumbnails.thumbnailReady.connect(self._on_thumbnailReady)
+        self._fetch()
+
+    # --- Qt model API ---------------------------------------------------------------------
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def canFetchMore(self, parent: ModelIndex) -> bool:
+        return not parent.isValid() and not self._exhausted
+
+    def fetchMore(self, parent: ModelIndex) -> None:
+        if not parent.isValid():
+            self._fetch()
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            score = getattr(row, self.sort_key, None)
+            value = "-" if score is None or isinstance(score, str) else f"{score:.2f}"
+            return f"{self.class_name(row.current_label)} · {value}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            pm = self.thumbnails.get(row.id, self.project.abspath(row.path))
+            return pm if pm is not None else self.thumbnails.placeholder
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (
+                f"{row.path}\ngiven: {self.class_name(row.given_label)}  pool: {self.class_name(row.consensus)}\n"
+                f"C-perplexity {_f(row.c_perplexity)}  X-perplexity {_f(row.x_perplexity)}\nstatus: {row.status}"
+                + (f"\nflag: {row.flag}" if row.flag else "")
+            )
+        if role == Qt.ItemDataRole.ForegroundRole:
+            colour = STATUS_COLOURS.get(row.status)
+            return QBrush(colour) if colour is not None else None
+        if role == IdRole:
+            return row.id
+        if role == ScoreRole:
+            return getattr(row, self.sort_key, None)
+        if role == RowRole:
+            return row
+        if role == StatusRole:
+            return row.status
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    # --- ours -----------------------------------------------------------------------------
+
+    def class_name(self, label: int | None) -> str:
+        classes = self.project.classes
+        return classes[label] if label is not None and 0 <= label < len(classes) else "-"
+
+    def _fetch(self) -> None:
+        if self._exhausted:
+            return
+        after = None
+        if self._rows:
+            last = self._rows[-1]
+            after = (getattr(last, self.sort_key), last.id)
+        page = self.project.queue(self.filter, sort=self.sort_key, limit=self.page_size, after=after)
+        page = [r for r in page if r.id not in self._row_of]
+        if len(page) < self.page_size:
+            self._exhausted = True
+        if not page:
+            return
+        first = len(self._rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
+        for r in page:
+            self._row_of[r.id] = len(self._rows)
+            self._rows.append(r)
+        self.endInsertRows()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self._rows, self._row_of, self._exhausted, self._total = [], {}, False, None
+        self.endResetModel()
+        self._fetch()
+
+    def set_filter(self, filt: QueueFilter) -> None:
+        self.filter = filt
+        self.reload()
+
+    def set_sort(self, key: str) -> None:
+        self.sort_key = key
+        self.reload()
+
+    def total(self) -> int:
+        """Rows matching the filter (all pages)."""
+        if self._total is None:
+            self._total = self.project.queue_count(self.filter)
+        return self._total
+
+    def row_at(self, row: int) -> QueueRow | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def index_of(self, image_id: int) -> QModelIndex:
+        row = self._row_of.get(image_id)
+        return self.index(row, 0) if row is not None else QModelIndex()
+
+    def refresh_row(self, image_id: int) -> QModelIndex:
+        """Re-read one image from the store after an edit; it keeps its place in the queue."""
+        row = self._row_of.get(image_id)
+        if row is None:
+            return QModelIndex()
+        self._rows[row] = self.project.queue_row(image_id)
+        idx = self.index(row, 0)
+        self.dataChanged.emit(idx, idx)
+        return idx
+
+    def _on_thumbnailReady(self, image_id: int) -> None:
+        row = self._row_of.get(image_id)
+        if row is not None:
+            idx = self.index(row, 0)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"

@@ -1,0 +1,91 @@
+"""Run a core generator on a QThread, after superqt's GeneratorWorker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import QApplication
+
+log = logging.getLogger(__name__)
+
+GeneratorFactory = Callable[[threading.Event], Generator[Any, None, Any]]
+
+
+class GeneratorWorker(QObject):
+    """Drives a generator made *inside* the thread (SQLite connections belong to their thread).
+
+    Signals: started, yielded(record), returned(value), errored(exception), aborted, and
+    finished, always last. Cancel sets a ``threading.Event`` that the factory hands to the core
+    generator, which checks it between batches and stops itself cleanly.
+    """
+
+    started = Signal()
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    aborted = Signal()
+    finished = Signal()
+
+    def __init__(self, factory: GeneratorFactory):
+        super().__init__()
+        self._factory = factory
+        self._cancel = threading.Event()
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        return self._cancel
+
+    def cancel(self) -> None:
+        """Ask the generator to stop at its next check (between batches)."""
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            gen = self._factory(self._cancel)
+            while True:
+                try:
+                    record = next(gen)
+                except StopIteration as stop:
+                    value = stop.value
+                    break
+                self.yielded.emit(record)
+            if self._cancel.is_set():
+                self.aborted.emit()
+            else:
+                self.returned.emit(value)
+        except Exception as exc:  # noqa: BLE001 - every error reaches the GUI, never lost
+            log.exception("worker failed")
+            self.errored.emit(exc)
+        finally:
+            self.finished.emit()
+
+
+def start_worker(factory: GeneratorFactory, parent: QObject | None = None) -> tuple[GeneratorWorker, QThread]:
+    """Move a new worker to a new QThread and start it; both are cleaned up when it finishes."""
+    thread = QThread(parent)
+    worker = GeneratorWorker(factory)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    thread.finished.connect(worker.deleteLater)
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(lambda: _stop(worker, thread))
+    thread.start()
+    return worker, thread
+
+
+def _stop(worker: GeneratorWorker, thread: QThread) -> None:
+    try:
+        if thread.isRunning():
+            worker.cancel()
+            thread.quit()
+            thread.wait(60_000)
+    except RuntimeError:  # already deleted
+        pass
