@@ -1,0 +1,289 @@
+"""Export a cleaned dataset: relabels applied, removed images left out, originals untouched.
+
+Everything is written into a hidden temporary folder beside the destination and renamed into
+place only once complete and verified, so a failure part-way (disk full, permission denied, a
+file that vanished) leaves no half export and the old destination, if any, intact.
+
+Output, inside ``dest``:
+
+* ``images/<class>/<file>`` - the files (hard links by default, falling back to copies where
+  the file system refuses; or copies; or symlinks). Unlabelled images go to ``images/_unlabelled``.
+  The files are always materialised, so the export is self-contained whatever the format.
+* the manifest: ``manifest.csv`` (``path,label``, paths relative to ``dest``), or
+  ``manifest.json``; for the ImageFolder format the folder tree is the manifest and
+  ``manifest.csv`` is written too.
+* ``difficulty.csv`` - path, given label, final label, status, C-perplexity, X-perplexity,
+  mutual information, consensus label and probability, triage reason - one row per exported
+  image, in the order of ``mean_probs.npy`` (N, K float32, the pool's mean probabilities).
+* ``edits.csv`` (the edits log), ``classes.txt``, ``removed.csv`` (audit), ``export_report.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.store import Project
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("imagefolder", "csv", "json")
+LINKS = ("hardlink", "copy", "symlink")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_BAD_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f%]')
+
+
+class ExportError(Exception):
+    """An export that could not be completed; nothing was left half-written."""
+
+
+def safe_folder_name(name: str) -> str:
+    """A class name as a folder name valid on Linux, macOS and Windows (percent-encoded)."""
+    out = _BAD_CHARS.sub(lambda m: f"%{ord(m.group()):02X}", name)
+    if out in ("", ".", ".."):
+        out = out.replace(".", "%2E") or "%00empty"
+    if out.rstrip(" .") != out:
+        stripped = out.rstrip(" .")
+        out = stripped + "".join(f"%{ord(c):02X}" for c in out[len(stripped):])
+    if out.split(".")[0].upper() in _WINDOWS_RESERVED:
+        out = "_" + out
+    while len(out.encode()) > 200:
+        out = out[:-1]
+    return out
+
+
+def _place(src: Path, dst: Path, link: str) -> bool:
+    """Put one file; returns True when a hard link fell back to a copy."""
+    if link == "symlink":
+        os.symlink(src, dst)
+        return False
+    if link == "hardlink":
+        try:
+            os.link(src, dst)
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+    shutil.copy2(src, dst)
+    return link == "hardlink"
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def export_dataset(
+    project_path: str | Path,
+    dest: str | Path,
+    *,
+    fmt: str = "imagefolder",
+    link: str = "hardlink",
+    force: bool = False,
+    audit: bool = True,
+    cancel: threading.Event | None = None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Export the project's cleaned dataset into ``dest``; yields Progress, returns a report."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if link not in LINKS:
+        raise ExportError(f"unknown link mode {link!r}; use one of {', '.join(LINKS)}")
+    cancel = cancel or threading.Event()
+    dest = Path(dest).expanduser().absolute()
+    with Project.open(project_path) as project:
+        root = project.dataset_root
+        if _inside(dest, root) or _inside(root, dest):
+            raise ExportError(
+                f"{dest} is inside (or contains) the dataset {root}; the dataset is never written to: "
+                "choose a destination outside it"
+            )
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
+            raise ExportError(f"{dest} is not empty; choose an empty folder, or pass force to replace it")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            report = yield from _write(project, tmp, fmt, link, audit, cancel)
+            _verify(tmp, report)
+            _swap_into_place(tmp, dest)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, Cancelled | GeneratorExit):
+                raise
+            if isinstance(exc, OSError):
+                what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+                raise ExportError(
+                    f"export failed ({what}) at {exc.filename or 'an output file'}; nothing was written to {dest}"
+                ) from exc
+            raise
+    report["dest"] = str(dest)
+    (dest / "export_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _rows(project: Project) -> list[Any]:
+    rows, after = [], None
+    while True:
+        page = project.queue(sort="id", limit=50_000, after=after)
+        if not page:
+            return rows
+        rows.extend(page)
+        after = (page[-1].id, page[-1].id)
+
+
+def _write(
+    project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event
+) -> Generator[Progress, None, dict[str, Any]]:
+    classes = project.classes
+    try:  # flag files changed or vanished since scoring, so they are left out, not exported stale
+        project.sync(project.dataset())
+    except (ValueError, OSError) as exc:
+        log.warning("could not re-read the dataset before export (%s); using the stored list", exc)
+    folders = {c: safe_folder_name(c) for c in classes}
+    renamed = {c: f for c, f in folders.items() if f != c}
+    rows = _rows(project)
+    keep = [r for r in rows if r.status != "removed" and r.flag is None]
+    removed = [r for r in rows if r.status == "removed"]
+    skipped = [{"path": r.path, "why": f"file {r.flag} since scoring"} for r in rows if r.flag is not None and r.status != "removed"]
+    skipped += [{"path": r.path, "why": f"unreadable: {r.error}"} for r in project.errors()]
+    for s in skipped:
+        log.warning("left out of the export: %s (%s)", s["path"], s["why"])
+    (tmp / "images").mkdir(parents=True)
+    meter = RateMeter("export", len(keep))
+    used: set[str] = set()
+    out_paths: list[str] = []
+    fallbacks = 0
+    for n, r in enumerate(keep):
+        if n % 256 == 0:
+            if cancel.is_set():
+                raise Cancelled()
+            yield meter.record(n)
+        folder = folders[classes[r.current_label]] if r.current_label is not None else "_unlabelled"
+        name = Path(r.path).name
+        rel = f"images/{folder}/{name}"
+        if rel.lower() in used:  # same file name in one class: keep both, deterministically
+            stem, suffix = Path(name).stem, Path(name).suffix
+            i = 1
+            while f"images/{folder}/{stem}-{i}{suffix}".lower() in used:
+                i += 1
+            rel = f"images/{folder}/{stem}-{i}{suffix}"
+        used.add(rel.lower())
+        target = tmp / rel
+        target.parent.mkdir(exist_ok=True)
+        src = project.abspath(r.path)
+        if not src.exists():
+            raise OSError(errno.ENOENT, "a source file vanished during the export", str(src))
+        fallbacks += _place(src, target, link)
+        out_paths.append(rel)
+    yield meter.record(len(keep), "writing tables")
+    labels = [classes[r.current_label] if r.current_label is not None else "" for r in keep]
+    with (tmp / "manifest.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label"])
+        w.writerows(zip(out_paths, labels, strict=True))
+    if fmt == "json":
+        (tmp / "manifest.json").write_text(json.dumps([{"path": p, "label": lab or None} for p, lab in zip(out_paths, labels, strict=True)], indent=1))
+    name = (lambda i: classes[i] if i is not None else "")  # noqa: E731
+    with (tmp / "difficulty.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source_path", "given_label", "final_label", "status", "c_perplexity", "x_perplexity",
+                    "mutual_info", "consensus_label", "consensus_prob", "reason"])
+        for p, r in zip(out_paths, keep, strict=True):
+            w.writerow([p, r.path, name(r.given_label), name(r.current_label), r.status, _num(r.c_perplexity),
+                        _num(r.x_perplexity), _num(r.mutual_info), name(r.consensus), _num(r.consensus_prob), r.reason or ""])
+    has_probs = _write_mean_probs(project, [r.id for r in keep], tmp / "mean_probs.npy")
+    with (tmp / "edits.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "image", "action", "old_label", "new_label", "old_status", "new_status", "time", "target"])
+        paths = {r.id: r.path for r in rows}
+        for e in project.edits():
+            w.writerow([e.id, paths.get(e.image_id, e.image_id), e.action, name(e.old_label), name(e.new_label),
+                        e.old_status, e.new_status, e.time, e.target or ""])
+    (tmp / "classes.txt").write_text("".join(f"{c}\t{folders[c]}\n" if c in renamed else f"{c}\n" for c in classes))
+    if audit:
+        with (tmp / "removed.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["source_path", "given_label", "current_label"])
+            w.writerows([r.path, name(r.given_label), name(r.current_label)] for r in removed)
+    return {
+        "format": fmt,
+        "link": link,
+        "exported": len(keep),
+        "removed": len(removed),
+        "relabelled": sum(r.current_label != r.given_label for r in keep),
+        "skipped": skipped,
+        "renamed_classes": renamed,
+        "hardlink_fallbacks_to_copy": fallbacks,
+        "mean_probs": has_probs,
+        "files": out_paths,
+    }
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
+def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
+    members = project.active_members()
+    if not members or not ids:
+        return False
+    try:
+        probs = project.get_probs([m["fingerprint"] for m in members], ids)
+    except Exception as exc:  # noqa: BLE001 - some images not scored: say so, don't fail the export
+        log.warning("mean_probs.npy not written: %s", exc)
+        return False
+    np.save(path, probs.mean(axis=0).astype(np.float32))
+    return True
+
+
+def _verify(tmp: Path, report: dict[str, Any]) -> None:
+    """Complete and consistent: the manifest lists exactly the files present."""
+    present = {p.relative_to(tmp).as_posix() for p in (tmp / "images").rglob("*") if p.is_file() or p.is_symlink()}
+    with (tmp / "manifest.csv").open(newline="") as fh:
+        listed = {row["path"] for row in csv.DictReader(fh)}
+    if present != listed or len(present) != report["exported"]:
+        raise ExportError(
+            f"export verification failed: {len(present)} files written, {len(listed)} in the manifest, "
+            f"{report['exported']} expected; nothing was written"
+        )
+    report.pop("files", None)
+
+
+def _swap_into_place(tmp: Path, dest: Path) -> None:
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_export(project_path: str | Path, dest: str | Path, **kw: Any) -> dict[str, Any]:
+    """Drain :func:`export_dataset` and return its report."""
+    gen = export_dataset(project_path, dest, **kw)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
