@@ -236,7 +236,7 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageDecodeError(p, "not an image Pillow can read (unknown or corrupt format)") from exc
     except OSError as exc:
         msg = str(exc)
-        if "truncated" in msg:
+        if "truncated" in msg.lower():
             msg = "truncated file (image data ends early)"
         raise ImageDecodeError(p, msg) from exc
     except (ValueError, SyntaxError, EOFError) as exc:  # Pillow plugins raise these on corrupt data
