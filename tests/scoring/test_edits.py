@@ -1,0 +1,107 @@
+"""Edits: every action, undo and redo from the append-only log, across processes and kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scoring.datasets import open_dataset
+from scoring.store import Project
+from tests.scoring.tinypool import make_imagefolder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    Project.create(tmp_path / "p.triage.db", open_dataset(data)).close()
+    return tmp_path / "p.triage.db"
+
+
+def _state(p: Project, i: int) -> tuple[int | None, str]:
+    row = p.image(i)
+    return row.current_label, row.status
+
+
+def test_each_action_sets_label_and_status(db: Path) -> None:
+    with Project.open(db) as p:
+        assert p.relabel(1, 2).new_status == "relabelled"
+        assert _state(p, 1) == (2, "relabelled")
+        assert p.relabel(1, 0).new_status == "kept"  # back to its given label
+        assert p.keep(2).new_status == "kept"
+        p.relabel(3, 1)
+        p.remove(3)
+        assert _state(p, 3) == (1, "removed")
+        assert p.restore(3).new_status == "relabelled"  # the status it had before removal
+        assert p.stats()["relabelled"] == 1 and p.stats()["kept"] == 2
+        with pytest.raises(ValueError, match="out of range"):
+            p.relabel(1, 7)
+        with pytest.raises(ValueError, match="no image with id 999"):
+            p.remove(999)
+
+
+def test_undo_redo_walks_the_history(db: Path) -> None:
+    with Project.open(db) as p:
+        p.relabel(1, 2)
+        p.remove(2)
+        p.keep(3)
+        assert p.undo().image_id == 3 and _state(p, 3) == (0, "unreviewed")
+        assert p.undo().image_id == 2 and _state(p, 2) == (0, "unreviewed")
+        assert p.redo().image_id == 2 and _state(p, 2) == (0, "removed")
+        p.relabel(4, 1)  # a new edit clears the redo stack
+        assert not p.can_redo() and p.redo() is None
+        assert p.undo().image_id == 4
+        assert p.undo().image_id == 2
+        assert p.undo().image_id == 1 and _state(p, 1) == (0, "unreviewed")
+        assert p.undo() is None
+        actions = [e.action for e in p.edits()]
+        assert actions.count("undo") == 5 and actions.count("redo") == 1  # append-only
+
+
+def test_undo_works_after_a_restart_and_from_another_process(db: Path) -> None:
+    with Project.open(db) as p:
+        p.relabel(1, 2)
+        p.relabel(2, 1)
+    with Project.open(db) as p:
+        assert p.undo().image_id == 2
+    code = "from scoring.store import Project; p = Project.open(%r); print(p.undo().image_id)" % str(db)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "1"
+    with Project.open(db) as p:
+        assert _state(p, 1) == (0, "unreviewed") and p.can_redo()
+
+
+def test_two_open_projects_interleave_safely(db: Path) -> None:
+    a, b = Project.open(db), Project.open(db)
+    try:
+        a.relabel(1, 2)
+        b.relabel(2, 2)
+        assert _state(b, 1) == (2, "relabelled")
+        assert a.undo().image_id == 2  # a sees b's edit as the newest
+        assert _state(b, 2) == (0, "unreviewed")
+        assert b.undo().image_id == 1
+        assert a.stats()["unreviewed"] == 9
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_edit_survives_kill_9(db: Path) -> None:
+    code = (
+        "import time; from scoring.store import Project; p = Project.open(%r); p.relabel(5, 2); p.remove(6);"
+        "print('done', flush=True); time.sleep(60)" % str(db)
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert child.stdout is not None and child.stdout.readline().strip() == "done"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    with Project.open(db) as p:
+        assert _state(p, 5) == (2, "relabelled")
+        assert p.image(6).status == "removed"
+        assert p.undo().image_id == 6

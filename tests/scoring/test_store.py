@@ -1,0 +1,229 @@
+"""The project store: opening, migrations, bad files, locks, sync, caches, the queue."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring.datasets import Dataset, ImageRecord, open_dataset
+from scoring.metrics import compute_scores
+from scoring.store import (
+    APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, NotAProjectError, Project, ProjectError, ProjectLockedError,
+    QueueFilter, _decode_probs, _encode_probs,
+)
+from tests.scoring.tinypool import make_imagefolder
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path, data: Path) -> Project:
+    p = Project.create(tmp_path / "p.triage.db", open_dataset(data))
+    yield p
+    p.close()
+
+
+def _fake_scores(p: Project, seed: int = 0) -> np.ndarray:
+    ids = p.scorable_ids()
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(len(p.classes)) * 0.5, size=(3, len(ids)))
+    p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    return ids
+
+
+def test_create_and_reopen_keeps_the_dataset_description(tmp_path: Path, data: Path) -> None:
+    Project.create(tmp_path / "a.triage.db", open_dataset(data)).close()
+    with Project.open(tmp_path / "a.triage.db") as p:
+        assert p.classes == ["blue", "green", "red"]
+        assert p.layout == "imagefolder" and p.dataset_root == data.resolve()
+        assert p.stats()["total"] == 12 and p.stats()["unreviewed"] == 12
+        assert p.image(1).path == "blue/000.png" and p.image(1).given_label == 0
+
+
+def test_project_inside_the_dataset_is_refused(data: Path) -> None:
+    with pytest.raises(ProjectError, match="read-only"):
+        Project.create(data / "p.triage.db", open_dataset(data))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, I am a text file\n", bytes(range(256)) * 8, b""],
+    ids=["text", "random-bytes", "empty"],
+)
+def test_not_a_project_gives_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    f = tmp_path / "x.triage.db"
+    f.write_bytes(content)
+    with pytest.raises(NotAProjectError, match="x.triage.db"):
+        Project.open(f)
+
+
+def test_someone_elses_sqlite_file_is_not_a_project(tmp_path: Path) -> None:
+    f = tmp_path / "other.db"
+    with sqlite3.connect(f) as c:
+        c.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(NotAProjectError, match="another program"):
+        Project.open(f)
+
+
+def test_a_newer_schema_asks_for_an_upgrade(tmp_path: Path, data: Path) -> None:
+    Project.create(tmp_path / "p.triage.db", open_dataset(data)).close()
+    with sqlite3.connect(tmp_path / "p.triage.db") as c:
+        c.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(ProjectError, match="newer Image Triage"):
+        Project.open(tmp_path / "p.triage.db")
+
+
+def test_an_old_schema_is_migrated_on_open(tmp_path: Path) -> None:
+    f = tmp_path / "v1.triage.db"
+    c = sqlite3.connect(f, isolation_level=None)
+    MIGRATIONS[0](c)
+    c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    c.execute("PRAGMA user_version=1")
+    c.execute("INSERT INTO meta VALUES ('dataset_root', '/x'), ('layout', 'flat'), ('source', '/x'), ('classes', '[\"a\", \"b\"]')")
+    c.execute("INSERT INTO images(path, given_label, current_label, status) VALUES ('a.png', 0, 0, 'unreviewed')")
+    c.close()
+    with Project.open(f) as p:
+        assert p.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        edit = p.relabel(1, 1)  # needs migration 2's `target` column
+        assert p.undo().target == edit.id
+
+
+def test_locked_database_is_reported(project: Project) -> None:
+    other = sqlite3.connect(project.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        import scoring.store as store
+
+        project.conn.execute("PRAGMA busy_timeout=100")
+        with pytest.raises(ProjectLockedError, match="another Image Triage process"):
+            project.relabel(1, 2)
+        assert store.BUSY_TIMEOUT_S > 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    project.relabel(1, 2)  # works once the lock is gone
+
+
+def test_sync_flags_changed_and_missing_files_and_adds_new_ones(project: Project, data: Path) -> None:
+    from scoring.datasets import file_sha1
+
+    ids = project.scorable_ids()
+    project.set_image_info(ids, [12] * len(ids), [12] * len(ids), [file_sha1(project.abspath(project.image(int(i)))) for i in ids])
+    (data / "red" / "000.png").write_bytes((data / "blue" / "000.png").read_bytes() + b"x")
+    (data / "red" / "001.png").unlink()
+    (data / "red" / "new.png").write_bytes((data / "red" / "002.png").read_bytes())
+    report = project.sync(project.dataset())
+    assert (report.added, report.changed, report.missing, report.total) == (1, 1, 1, 13)
+    assert project.image(project.find_image("red/000.png")).flag == "changed"
+    assert project.image(project.find_image("red/001.png")).flag == "missing"
+    assert len(project.scorable_ids()) == 12
+    assert project.queue_count(QueueFilter(flagged=True)) == 2
+
+
+def test_features_and_probs_round_trip_in_float16(project: Project) -> None:
+    ids = project.scorable_ids()
+    feats = np.random.default_rng(0).normal(size=(len(ids), 7)).astype(np.float32)
+    assert len(project.missing_features("enc", ids)) == len(ids)
+    project.put_features("enc", ids[:5], feats[:5])
+    assert project.missing_features("enc", ids).tolist() == ids[5:].tolist()
+    project.put_features("enc", ids[5:], feats[5:])
+    np.testing.assert_allclose(project.get_features("enc", ids), feats, atol=2e-3, rtol=1e-3)
+    probs = np.random.default_rng(1).dirichlet(np.ones(3), size=len(ids)).astype(np.float32)
+    project.put_probs("m1", ids, probs)
+    got = project.get_probs(["m1", "m1"], ids)
+    assert got.shape == (2, len(ids), 3)
+    np.testing.assert_allclose(got[0], probs, atol=1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        project.put_probs("m1", ids, probs[:, :2])
+    with pytest.raises(ProjectError, match="no stored probabilities"):
+        project.get_probs(["other"], ids)
+
+
+def test_large_k_keeps_the_top_100_and_spreads_the_rest() -> None:
+    k = 5000
+    p = np.random.default_rng(0).dirichlet(np.full(k, 0.01))
+    blob = _encode_probs(p)
+    assert len(blob) < 700
+    q = _decode_probs(blob, k)
+    assert q.shape == (k,) and q.sum() == pytest.approx(1.0, abs=1e-5)
+    top = np.argsort(-p)[:100]
+    np.testing.assert_allclose(q[top], p[top], atol=2e-3)
+    small = np.array([0.2, 0.3, 0.5])
+    np.testing.assert_allclose(_decode_probs(_encode_probs(small), 3), small, atol=1e-3)
+
+
+def test_queue_sorts_hardest_first_and_filters(project: Project) -> None:
+    ids = _fake_scores(project)
+    rows = project.queue(limit=100)
+    c = [r.c_perplexity for r in rows]
+    assert len(rows) == len(ids) and c == sorted(c, reverse=True)
+    sc = [r.self_confidence for r in project.queue(sort="self_confidence", limit=100)]
+    assert sc == sorted(sc)
+    assert all(r.given_label == 1 for r in project.queue(QueueFilter(given_label=1)))
+    assert all(r.consensus != r.current_label for r in project.queue(QueueFilter(disagrees=True)))
+    assert [r.path for r in project.queue(QueueFilter(search="RED/00"))] == [r.path for r in rows if "red/00" in r.path]
+    lo, hi = sorted(c)[3], sorted(c)[8]
+    band = project.queue(QueueFilter(score_min=lo, score_max=hi))
+    assert len(band) == 6 and all(lo <= r.c_perplexity <= hi for r in band)
+    project.remove(int(ids[0]))
+    assert [r.id for r in project.queue(QueueFilter(status="removed"))] == [int(ids[0])]
+    assert rows[0].top_c and rows[0].top_x
+
+
+def test_unscored_images_come_last(project: Project) -> None:
+    ids = project.scorable_ids()
+    probs = np.full((1, 3, 3), 1 / 3)
+    project.put_scores("pool", ids[:3], compute_scores(probs, project.given_labels(ids[:3])))
+    rows = project.queue(limit=100)
+    assert [r.c_perplexity is None for r in rows] == [False] * 3 + [True] * (len(ids) - 3)
+    page1 = project.queue(limit=5)
+    page2 = project.queue(limit=100, after=(page1[-1].c_perplexity, page1[-1].id))
+    assert [r.id for r in page1 + page2] == [r.id for r in rows]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 6), st.sampled_from(["c_perplexity", "self_confidence", "margin", "path", "id"]))
+def test_keyset_paging_equals_one_big_query(tmp_path_factory: pytest.TempPathFactory, seed: int, page: int, sort: str) -> None:
+    tmp = tmp_path_factory.mktemp("paging")
+    recs = [ImageRecord(f"{i:03d}.png", "a" if i % 2 else "b") for i in range(23)]
+    (tmp / "ds").mkdir()
+    for r in recs:
+        (tmp / "ds" / r.path).write_bytes(b"x")
+    with Project.create(tmp / "p.triage.db", Dataset(tmp / "ds", "flat", tmp / "ds", ["a", "b"], recs)) as p:
+        ids = p.scorable_ids()
+        probs = np.random.default_rng(seed).dirichlet(np.ones(2), size=(2, len(ids)))
+        probs[:, :4] = 0.5  # ties
+        p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+        whole = [r.id for r in p.queue(sort=sort, limit=1000)]
+        paged, after = [], None
+        while True:
+            rows = p.queue(sort=sort, limit=page, after=after)
+            if not rows:
+                break
+            paged += [r.id for r in rows]
+            after = (getattr(rows[-1], sort), rows[-1].id)
+        assert paged == whole and sorted(whole) == ids.tolist() and len(ids) == 23
+
+
+def test_aggregates_for_the_overview(project: Project) -> None:
+    _fake_scores(project)
+    assert project.score_values().shape == (12,)
+    assert project.class_difficulty().shape == (3,)
+    cm = project.confusion_matrix()
+    assert cm.shape == (3, 3) and cm.sum() == 12
+
+
+def test_errors_are_listed_and_left_out_of_the_queue(project: Project) -> None:
+    project.record_error(2, "blue/001.png: empty file (0 bytes)")
+    assert [r.path for r in project.errors()] == ["blue/001.png"]
+    assert 2 not in [r.id for r in project.queue(limit=100)]
+    assert 2 not in project.scorable_ids().tolist()
+    assert project.stats()["errors"] == 1
