@@ -39,10 +39,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    full = open_dataset(args.data)
-    step = max(1, len(full.records) // args.images)
-    records: list[ImageRecord] = full.records[::step][: args.images]
-    full.records = records
+    src = open_dataset(args.data)
+    step = max(1, len(src.records) // args.images)
+    records: list[ImageRecord] = src.records[::step][: args.images]
+    manifest = Path(tempfile.mkdtemp()) / "subset.csv"
+    manifest.write_text("path,label\n" + "".join(f"{src.abspath(r.path)},{r.label}\n" for r in records))
+    full = open_dataset(manifest)
     specs = cifar_resnet_pool_specs(args.models)
     pool = build_pool(specs, full.classes)
     n = len(records)
