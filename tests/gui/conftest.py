@@ -1,0 +1,31 @@
+"""GUI fixtures: a small scored project, isolated settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from scoring.datasets import open_dataset
+from scoring.metrics import compute_scores
+from scoring.store import Project
+from tests.scoring.tinypool import make_imagefolder
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def scored_db(tmp_path: Path) -> Path:
+    """12 images in 3 classes with fake but valid scores (seeded)."""
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    with Project.create(db, open_dataset(data)) as p:
+        ids = p.scorable_ids()
+        probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
+        p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    return db

@@ -1,0 +1,172 @@
+"""The main window: every keyboard action and its undo, persistence across a restart,
+scoring and export through the worker, and clean shutdown during a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from gui.main_window import MainWindow
+from scoring.store import Project
+
+
+@pytest.fixture
+def win(qtbot, settings, scored_db: Path):  # type: ignore[no-untyped-def]
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.open_project(scored_db, ask_resume=False)
+    w.view.setFocus()
+    yield w
+    w.close()
+
+
+def _current(w: MainWindow):  # type: ignore[no-untyped-def]
+    return w.project.image(w.current_id())
+
+
+def test_digit_relabels_to_the_class_beside_it_and_advances(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    first = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_3)  # third class: "red"
+    row = win.project.image(first)
+    assert row.current_label == 2 and row.status in ("relabelled", "kept")
+    assert win.current_id() != first and win.view.currentIndex().row() == 1
+    assert "reviewed 1 / 12" in win.stats_label.text()
+
+
+def test_delete_removes_enter_and_k_keep(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    a = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_Delete)
+    b = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_Return)
+    c = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_K)
+    p = win.project
+    assert (p.image(a).status, p.image(b).status, p.image(c).status) == ("removed", "kept", "kept")
+    assert "removed 1" in win.stats_label.text() and "kept 2" in win.stats_label.text()
+
+
+def test_undo_and_redo_keys(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    a = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_2)
+    qtbot.keyClick(win.view, Qt.Key.Key_Delete)
+    b = win.project.edits()[-1].image_id
+    qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert win.project.image(b).status == "unreviewed" and win.current_id() == b
+    qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert win.project.image(a).status == "unreviewed" and win.current_id() == a
+    qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert win.project.image(a).current_label == 1
+    assert "reviewed 1 / 12" in win.stats_label.text()
+
+
+def test_arrow_keys_move_and_the_detail_pane_follows(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    qtbot.keyClick(win.view, Qt.Key.Key_Right)
+    row = win.model.row_at(win.view.currentIndex().row())
+    assert win.view.currentIndex().row() == 1
+    assert row.path in win.detail.info.text()
+
+
+def test_an_action_persists_across_a_restart(qtbot, settings, scored_db: Path) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    w.open_project(scored_db, ask_resume=False)
+    w.view.setFocus()
+    target = w.current_id()
+    qtbot.keyClick(w.view, Qt.Key.Key_1)
+    qtbot.keyClick(w.view, Qt.Key.Key_Delete)
+    removed = w.project.edits()[-1].image_id
+    w.close()
+    w2 = MainWindow(settings)
+    qtbot.addWidget(w2)
+    w2.open_project(scored_db, ask_resume=False)
+    assert w2.project.image(target).current_label == 0
+    assert w2.project.image(removed).status == "removed"
+    assert str(scored_db) in settings.value("recent")
+    w2._on_undo()  # undo works after the restart too
+    assert w2.project.image(removed).status == "unreviewed"
+    w2.close()
+
+
+def test_filters_narrow_the_queue(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    win.f_given.setCurrentIndex(2)  # "green"
+    assert win.model.rowCount() == 4
+    assert all(win.model.row_at(r).given_label == 1 for r in range(4))
+    win.f_search.setText("003")
+    win.f_search.returnPressed.emit()
+    assert win.model.rowCount() == 1
+    win._on_clear_clicked()
+    assert win.model.rowCount() == 12
+
+
+def test_scoring_runs_in_the_background_and_fills_the_queue(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from scoring.datasets import open_dataset
+    from tests.scoring.tinypool import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "d2", per_class=6)
+    db = tmp_path / "d2.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.open_project(db, ask_resume=False)
+    specs = [{"name": "s", "kind": "scratch", "arch": "tiny_mlp", "epochs": 2, "folds": 2, "seeds": [0, 1],
+              "preprocess": {"size": 8}}]
+    worker = w.start_scoring(specs, batch_size=4)
+    assert worker is not None and w.busy and w.progress.isVisibleTo(w)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: not w.busy, timeout=5000)
+    assert w.model.row_at(0).c_perplexity is not None
+    assert w.project.stats()["errors"] == 2 and len(w.members) == 2
+    w.close()
+
+
+def test_an_error_in_scoring_shows_a_dialog_and_the_app_lives(qtbot, settings, scored_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text: shown.append(text))
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.open_project(scored_db, ask_resume=False)
+    worker = w.start_scoring([{"name": "x", "kind": "checkpoint", "path": "/no/such/model.pth", "arch": "tiny_mlp",
+                               "classes": ["blue", "green", "red"]}])
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
+    assert "model.pth" in shown[0] and not w.busy
+    w.close()
+
+
+def test_closing_during_a_run_cancels_and_waits(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from scoring.datasets import open_dataset
+    from tests.scoring.tinypool import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "d3", per_class=20, corrupt=False)
+    db = tmp_path / "d3.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.open_project(db, ask_resume=False)
+    specs = [{"name": "s", "kind": "scratch", "arch": "small_cnn", "epochs": 30, "folds": 5, "seeds": [0, 1, 2],
+              "preprocess": {"size": 16}}]
+    w.start_scoring(specs, batch_size=2)
+    qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=20_000)
+    w.close()  # must return only after the worker stopped
+    with Project.open(db) as p:
+        assert p.runs()[-1]["status"] == "cancelled"
+
+
+def test_export_through_the_window(qtbot, win: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: shown.append(text))
+    qtbot.keyClick(win.view, Qt.Key.Key_Delete)
+    worker = win.start_export(tmp_path / "out", fmt="imagefolder", link="copy", audit=True, force=False)
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
+    assert "Exported 11 images" in shown[0]
+    assert len(list((tmp_path / "out" / "images").rglob("*.png"))) == 11

@@ -1,0 +1,57 @@
+"""The review queue model: Qt's model tester, paging, refresh after edits, thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtTest import QAbstractItemModelTester
+
+from gui.queue_model import IdRole, ReviewQueueModel, RowRole, ScoreRole
+from gui.thumbnails import ThumbnailLoader
+from scoring.store import Project, QueueFilter
+
+
+def test_model_passes_qt_model_tester_while_paging_and_filtering(qtbot, scored_db: Path) -> None:  # type: ignore[no-untyped-def]
+    with Project.open(scored_db) as p:
+        thumbs = ThumbnailLoader()
+        model = ReviewQueueModel(p, thumbs, page_size=5)
+        assert model.rowCount() == 5 and model.canFetchMore(QModelIndex())
+        model.fetchMore(QModelIndex())
+        model.fetchMore(QModelIndex())
+        assert model.rowCount() == 12 and not model.canFetchMore(QModelIndex())
+        QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+        scores = [model.data(model.index(r, 0), ScoreRole) for r in range(12)]
+        assert scores == sorted(scores, reverse=True)
+        assert model.data(model.index(0, 0), RowRole).id == model.data(model.index(0, 0), IdRole)
+        model.set_filter(QueueFilter(given_label=2))
+        assert model.rowCount() == 4 and model.total() == 4
+        model.set_sort("self_confidence")
+        assert model.rowCount() == 4
+        thumbs.wait()
+
+
+def test_refresh_row_reflects_an_edit_in_place(qtbot, scored_db: Path) -> None:  # type: ignore[no-untyped-def]
+    with Project.open(scored_db) as p:
+        model = ReviewQueueModel(p, ThumbnailLoader())
+        first = model.data(model.index(0, 0), IdRole)
+        p.relabel(first, 1)
+        with qtbot.waitSignal(model.dataChanged):
+            idx = model.refresh_row(first)
+        assert idx.row() == 0
+        row = model.data(idx, RowRole)
+        assert row.current_label == 1
+        assert model.data(idx, Qt.ItemDataRole.ForegroundRole) is not None  # status colour
+
+
+def test_thumbnails_arrive_off_the_gui_thread(qtbot, scored_db: Path) -> None:  # type: ignore[no-untyped-def]
+    with Project.open(scored_db) as p:
+        thumbs = ThumbnailLoader(size=32)
+        model = ReviewQueueModel(p, thumbs)
+        placeholder = model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole)
+        assert placeholder is thumbs.placeholder
+        with qtbot.waitSignal(model.dataChanged, timeout=5000):
+            pass
+        pm = model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole)
+        assert pm is not thumbs.placeholder and not pm.isNull()
+        thumbs.wait()

@@ -1,0 +1,92 @@
+"""The QThread worker: signal order, results, cancel, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+
+import pytest
+
+from gui.worker import start_worker
+
+
+def _collect(worker) -> list[str]:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    for name in ("started", "yielded", "returned", "errored", "aborted", "finished"):
+        getattr(worker, name).connect(lambda *a, n=name: seen.append(n))
+    return seen
+
+
+def test_yields_then_returns_then_finishes(qtbot) -> None:  # type: ignore[no-untyped-def]
+    def gen(cancel: threading.Event) -> Generator[int, None, str]:
+        for i in range(3):
+            yield i
+        return "ok"
+
+    values: list[object] = []
+    worker, thread = start_worker(gen)
+    seen = _collect(worker)
+    worker.yielded.connect(values.append)
+    worker.returned.connect(values.append)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        pass
+    thread.wait(2000)
+    assert values == [0, 1, 2, "ok"]
+    assert seen[-1] == "finished" and "returned" in seen and "errored" not in seen
+
+
+def test_cancel_stops_between_batches(qtbot) -> None:  # type: ignore[no-untyped-def]
+    steps: list[int] = []
+
+    def gen(cancel: threading.Event) -> Generator[int, None, None]:
+        for i in range(1000):
+            if cancel.is_set():
+                return
+            steps.append(i)
+            time.sleep(0.005)
+            yield i
+
+    worker, thread = start_worker(gen)
+    seen = _collect(worker)
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=5000)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        worker.cancel()
+    thread.wait(2000)
+    assert "aborted" in seen and "returned" not in seen and seen[-1] == "finished"
+    assert len(steps) < 1000
+
+
+def test_an_exception_is_emitted_not_lost(qtbot) -> None:  # type: ignore[no-untyped-def]
+    def gen(cancel: threading.Event) -> Generator[int, None, None]:
+        yield 1
+        raise ValueError("bad checkpoint /x/y.pth")
+
+    errors: list[BaseException] = []
+    worker, thread = start_worker(gen)
+    seen = _collect(worker)
+    worker.errored.connect(errors.append)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        pass
+    thread.wait(2000)
+    assert isinstance(errors[0], ValueError) and "y.pth" in str(errors[0])
+    assert seen[-1] == "finished" and "returned" not in seen
+
+
+def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type: ignore[no-untyped-def]
+    made_in: list[int] = []
+
+    def factory(cancel: threading.Event) -> Generator[int, None, None]:
+        made_in.append(threading.get_ident())
+        yield 0
+
+    worker, thread = start_worker(factory)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        pass
+    thread.wait(2000)
+    assert made_in and made_in[0] != threading.get_ident()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(qtbot):  # type: ignore[no-untyped-def]
+    yield
