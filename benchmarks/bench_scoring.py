@@ -48,7 +48,7 @@ def main() -> None:
     specs = cifar_resnet_pool_specs(args.models)
     pool = build_pool(specs, full.classes)
     n = len(records)
-    paths = [full.abspath(r.path) for r in records]
+    paths = [src.abspath(r.path) for r in records]
     print(f"{n} images from {args.data}; pool of {len(pool.members)} members; "
           f"batch {args.batch_size}; {args.workers} decode workers; torch threads {torch.get_num_threads()}")
 
