@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.view, "Review queue")
         self.tabs.addTab(self.overview, "Overview")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._overview_stale = True
 
         self.sort = QComboBox()
         for text, key in SORTS:
@@ -295,8 +297,15 @@ class MainWindow(QMainWindow):
         self.members = self.project.active_members()
         self._stats = self.project.stats()
         self.model.reload()
-        self.overview.refresh(self.project)
+        self._overview_stale = True  # the plots scan every row: drawn when their tab is shown
+        if self.tabs.currentWidget() is self.overview:
+            self._on_tab_changed(self.tabs.currentIndex())
         self._update_status()
+
+    def _on_tab_changed(self, _index: int) -> None:
+        if self.tabs.currentWidget() is self.overview and self._overview_stale and self.project is not None:
+            self.overview.refresh(self.project)
+            self._overview_stale = False
 
     def _remember(self, path: Path) -> None:
         recent = [p for p in (self.settings.value("recent", []) or []) if p != str(path)]

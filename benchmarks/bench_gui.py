@@ -1,0 +1,103 @@
+"""Benchmark: the app on a synthetic project of 1,000,000 images.
+
+Prints (a) the time to open the project and show the first page of the queue with the first
+image in the detail pane, and (b) the time from a relabel keypress to the next image shown,
+median and worst over 50 presses. Targets: (a) < 1 s, (b) < 50 ms.
+
+Usage: python benchmarks/bench_gui.py [--images 1000000]   (QT_QPA_PLATFORM=offscreen is fine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def build(root: Path, n: int, k: int = 10) -> Path:
+    from PIL import Image
+
+    from scoring.datasets import Dataset, ImageRecord
+    from scoring.store import Project
+
+    data = root / "data"
+    (data / "img").mkdir(parents=True)
+    classes = [f"class{i}" for i in range(k)]
+    db = root / "big.triage.db"
+    seed_img = data / "seed.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(seed_img)
+    ds = Dataset(data, "csv", data / "m.csv", classes, [ImageRecord("seed.png", classes[0])])
+    p = Project.create(db, ds)
+    rng = np.random.default_rng(1)
+    c = 1 + rng.random(n) * (k - 1)
+    given = rng.integers(0, k, n)
+    cons = np.where(rng.random(n) < 0.9, given, rng.integers(0, k, n))
+    rows = (
+        (f"img/{i:07d}.png", int(given[i]), int(given[i]), "unreviewed", float(c[i]), float(rng.random()),
+         float(c[i] / 3), float(rng.random() * 0.5), int(cons[i]), float(rng.random()), float(rng.random()),
+         float(rng.random() * 2 - 1), "[[1, 0.5], [2, 0.3]]", "[[1, 2]]")
+        for i in range(n)
+    )
+    with p._tx() as conn:
+        conn.execute("DELETE FROM images")
+        conn.executemany(
+            "INSERT INTO images(path, given_label, current_label, status, c_perplexity, x_perplexity, entropy_mean,"
+            " mutual_info, consensus, consensus_prob, self_confidence, margin, top_c, top_x) VALUES"
+            " (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+    # the first images of the queue exist on disk (hard links to one small PNG)
+    for r in p.queue(limit=300):
+        os.link(seed_img, data / r.path)
+    p.close()
+    return db
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=1_000_000)
+    args = ap.parse_args()
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        db = build(Path(tmp), args.images)
+        print(f"built a synthetic project of {args.images:,} images in {time.perf_counter() - t0:.1f}s")
+        win = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+        win.show()
+        app.processEvents()
+        t0 = time.perf_counter()
+        win.open_project(db, ask_resume=False)
+        app.processEvents()
+        t_open = time.perf_counter() - t0
+        assert win.model is not None and win.model.rowCount() > 0
+        win.view.setFocus()
+        times = []
+        for i in range(50):
+            before = win.current_id()
+            t0 = time.perf_counter()
+            QTest.keyClick(win.view, Qt.Key.Key_1 + (i % 9))
+            app.processEvents()
+            times.append(time.perf_counter() - t0)
+            assert win.current_id() != before
+        win.close()
+        print(f"(a) open + first page + first image shown: {t_open * 1000:8.1f} ms   (target < 1000 ms)")
+        print(f"(b) relabel keypress -> next image shown:  median {statistics.median(times) * 1000:.1f} ms,"
+              f" worst {max(times) * 1000:.1f} ms   (target < 50 ms)")
+        print(f"ratios: a/target = {t_open / 1.0:.2f}, b(median)/target = {statistics.median(times) / 0.05:.2f}")
+
+
+if __name__ == "__main__":
+    main()
