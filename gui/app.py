@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from importlib import resources
-from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 

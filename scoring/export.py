@@ -137,7 +137,8 @@ def export_dataset(
 
 
 def _rows(project: Project) -> list[Any]:
-    rows, after = [], None
+    rows: list[Any] = []
+    after: tuple[Any, int] | None = None
     while True:
         page = project.queue(sort="id", limit=50_000, after=after)
         if not page:
@@ -198,28 +199,30 @@ def _write(
         w.writerows(zip(out_paths, labels, strict=True))
     if fmt == "json":
         (tmp / "manifest.json").write_text(json.dumps([{"path": p, "label": lab or None} for p, lab in zip(out_paths, labels, strict=True)], indent=1))
-    name = (lambda i: classes[i] if i is not None else "")  # noqa: E731
+    def label_of(i: int | None) -> str:
+        return classes[i] if i is not None else ""
+
     with (tmp / "difficulty.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source_path", "given_label", "final_label", "status", "c_perplexity", "x_perplexity",
                     "mutual_info", "consensus_label", "consensus_prob", "reason"])
         for p, r in zip(out_paths, keep, strict=True):
-            w.writerow([p, r.path, name(r.given_label), name(r.current_label), r.status, _num(r.c_perplexity),
-                        _num(r.x_perplexity), _num(r.mutual_info), name(r.consensus), _num(r.consensus_prob), r.reason or ""])
+            w.writerow([p, r.path, label_of(r.given_label), label_of(r.current_label), r.status, _num(r.c_perplexity),
+                        _num(r.x_perplexity), _num(r.mutual_info), label_of(r.consensus), _num(r.consensus_prob), r.reason or ""])
     has_probs = _write_mean_probs(project, [r.id for r in keep], tmp / "mean_probs.npy")
     with (tmp / "edits.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "image", "action", "old_label", "new_label", "old_status", "new_status", "time", "target"])
         paths = {r.id: r.path for r in rows}
         for e in project.edits():
-            w.writerow([e.id, paths.get(e.image_id, e.image_id), e.action, name(e.old_label), name(e.new_label),
+            w.writerow([e.id, paths.get(e.image_id, e.image_id), e.action, label_of(e.old_label), label_of(e.new_label),
                         e.old_status, e.new_status, e.time, e.target or ""])
     (tmp / "classes.txt").write_text("".join(f"{c}\t{folders[c]}\n" if c in renamed else f"{c}\n" for c in classes))
     if audit:
         with (tmp / "removed.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["source_path", "given_label", "current_label"])
-            w.writerows([r.path, name(r.given_label), name(r.current_label)] for r in removed)
+            w.writerows([r.path, label_of(r.given_label), label_of(r.current_label)] for r in removed)
     return {
         "format": fmt,
         "link": link,

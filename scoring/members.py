@@ -258,7 +258,7 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self.model, "forward_features"):
-            y = self.model.forward_features(x)
+            y = self.model.forward_features(x)  # type: ignore[operator]
         else:
             y = self.model(x)
         return y.flatten(1)

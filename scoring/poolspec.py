@@ -18,9 +18,10 @@ On the command line, ``--member KIND:key=value,key=value`` gives one member, e.g
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError
 

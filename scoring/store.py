@@ -672,7 +672,8 @@ class Project:
 
     def _where(self, filt: QueueFilter | None) -> tuple[list[str], list[Any]]:
         f = filt or QueueFilter()
-        where, params = ["error IS NULL"], []
+        where: list[str] = ["error IS NULL"]
+        params: list[Any] = []
         if f.given_label is not None:
             where.append("given_label=?")
             params.append(f.given_label)
@@ -745,7 +746,7 @@ class Project:
         n = len(_IMAGE_COLS) + len(SCORE_COLUMNS)
         top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []
         top_x = [tuple(x) for x in json.loads(r[n + 1])] if r[n + 1] else []
-        return QueueRow(*r[:n], top_c=top_c, top_x=top_x)  # type: ignore[arg-type]
+        return QueueRow(*r[:n], top_c=top_c, top_x=top_x)  # type: ignore[arg-type, misc]
 
     def queue_count(self, filt: QueueFilter | None = None) -> int:
         where, params = self._where(filt)
@@ -875,8 +876,10 @@ class Project:
 
 def _alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that started a run is still running (on this host)."""
-    if pid is None or host != socket.gethostname():
-        return False if pid is None else True
+    if pid is None:
+        return False
+    if host != socket.gethostname():
+        return True  # a run on another machine sharing the file: assume it is alive
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

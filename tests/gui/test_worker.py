@@ -20,8 +20,7 @@ def _collect(worker) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_yields_then_returns_then_finishes(qtbot) -> None:  # type: ignore[no-untyped-def]
     def gen(cancel: threading.Event) -> Generator[int, None, str]:
-        for i in range(3):
-            yield i
+        yield from range(3)
         return "ok"
 
     values: list[object] = []

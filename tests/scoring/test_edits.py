@@ -70,7 +70,7 @@ def test_undo_works_after_a_restart_and_from_another_process(db: Path) -> None:
         p.relabel(2, 1)
     with Project.open(db) as p:
         assert p.undo().image_id == 2
-    code = "from scoring.store import Project; p = Project.open(%r); print(p.undo().image_id)" % str(db)
+    code = f"from scoring.store import Project; p = Project.open({str(db)!r}); print(p.undo().image_id)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "1"
     with Project.open(db) as p:
@@ -94,8 +94,8 @@ def test_two_open_projects_interleave_safely(db: Path) -> None:
 
 def test_an_edit_survives_kill_9(db: Path) -> None:
     code = (
-        "import time; from scoring.store import Project; p = Project.open(%r); p.relabel(5, 2); p.remove(6);"
-        "print('done', flush=True); time.sleep(60)" % str(db)
+        f"import time; from scoring.store import Project; p = Project.open({str(db)!r}); p.relabel(5, 2); p.remove(6);"
+        "print('done', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert child.stdout is not None and child.stdout.readline().strip() == "done"

@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 from scoring.datasets import Dataset, ImageRecord, open_dataset
 from scoring.metrics import compute_scores
 from scoring.store import (
-    APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, NotAProjectError, Project, ProjectError, ProjectLockedError,
-    QueueFilter, _decode_probs, _encode_probs,
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    NotAProjectError,
+    Project,
+    ProjectError,
+    ProjectLockedError,
+    QueueFilter,
+    _decode_probs,
+    _encode_probs,
 )
 from tests.scoring.tinypool import make_imagefolder
 
