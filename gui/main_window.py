@@ -46,8 +46,8 @@ SORTS = [
     ("C-perplexity (hardest first)", "c_perplexity"),
     ("X-perplexity", "x_perplexity"),
     ("Mutual information (disagreement)", "mutual_info"),
-    ("Self-confidence (likely label errors first)", "self_confidence"),
-    ("Normalised margin", "margin"),
+    ("Normalised margin (likely label errors first)", "margin"),
+    ("Self-confidence", "self_confidence"),
     ("Entropy of the pool mean", "entropy_mean"),
     ("Path", "path"),
 ]
@@ -62,6 +62,8 @@ class QueueView(QListView):
     removeRequested = Signal()
     keepRequested = Signal()
     pickRequested = Signal()
+    undoRequested = Signal()
+    redoRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -90,6 +92,13 @@ class QueueView(QListView):
             self.keepRequested.emit()
         elif plain and key in (Qt.Key.Key_Slash, Qt.Key.Key_L):
             self.pickRequested.emit()
+        elif key == Qt.Key.Key_Z and mods & Qt.KeyboardModifier.ControlModifier:
+            # Normally the Edit menu's shortcuts take these first; this serves when the window
+            # is not the active one (no window manager), where shortcuts do not fire.
+            if mods & Qt.KeyboardModifier.ShiftModifier:
+                self.redoRequested.emit()
+            else:
+                self.undoRequested.emit()
         else:
             super().keyPressEvent(event)
 
@@ -120,6 +129,8 @@ class MainWindow(QMainWindow):
         self.view.removeRequested.connect(self._on_removeRequested)
         self.view.keepRequested.connect(self._on_keepRequested)
         self.view.pickRequested.connect(self._on_pickRequested)
+        self.view.undoRequested.connect(self._on_undo)
+        self.view.redoRequested.connect(self._on_redo)
         self.detail = DetailPane()
         self.detail.clear()
         self.overview = OverviewPanel()
