@@ -136,8 +136,8 @@ def test_an_error_in_scoring_shows_a_dialog_and_the_app_lives(qtbot, settings, s
                                "classes": ["blue", "green", "red"]}])
     with qtbot.waitSignal(worker.finished, timeout=20_000):
         pass
-    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
-    assert "model.pth" in shown[0] and not w.busy
+    qtbot.waitUntil(lambda: bool(shown) and not w.busy, timeout=10_000)
+    assert "model.pth" in shown[0]
     w.close()
 
 
