@@ -23,7 +23,7 @@ def check_pool(
     With a dataset, members are matched to its classes (mismatches raise PoolError naming both
     lists) and timed on its first images; without one, on random inputs of the member's size.
     """
-    from scoring.datasets import load_image, open_dataset
+    from scoring.datasets import ImageDecodeError, load_image, open_dataset
     from scoring.poolspec import build_pool, load_pool_file
 
     specs = load_pool_file(pool_file)
@@ -31,7 +31,14 @@ def check_pool(
     if dataset is not None:
         ds = open_dataset(dataset)
         classes = ds.classes
-        images = [load_image(ds.abspath(r.path)) for r in ds.records[:n_images]]
+        images = []
+        for r in ds.records:
+            if len(images) == n_images:
+                break
+            try:
+                images.append(load_image(ds.abspath(r.path)))
+            except ImageDecodeError:
+                continue  # unreadable files are scoring's business (recorded there), not the check's
     else:
         classes = sorted({c for s in specs for c in s.get("classes", [])})
         images = []

@@ -170,3 +170,32 @@ def test_export_through_the_window(qtbot, win: MainWindow, tmp_path: Path, monke
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     assert "Exported 11 images" in shown[0]
     assert len(list((tmp_path / "out" / "images").rglob("*.png"))) == 11
+
+
+def test_an_interrupted_run_is_offered_for_resumption(qtbot, settings, scored_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with Project.open(scored_db) as p:
+        with p._tx() as c:
+            c.execute(
+                "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES "
+                "('x', ?, 'cpu', 0, 'running', 999999999, ?)",
+                ('{"pool": [{"kind": "scratch", "name": "s"}]}', __import__("socket").gethostname()),
+            )
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or QMessageBox.StandardButton.No)
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.open_project(scored_db)
+    assert asked and "Resume" in asked[0] and not w.busy
+    w.close()
+
+
+def test_clicking_the_overview_filters_the_queue(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from scoring.store import QueueFilter
+
+    win.tabs.setCurrentIndex(1)
+    assert not win._overview_stale
+    win.overview.filterRequested.emit(QueueFilter(given_label=0, consensus=None))
+    assert win.tabs.currentIndex() == 0 and win.f_given.currentData() == 0
+    assert win.model.rowCount() == 4
+    win.overview.filterRequested.emit(QueueFilter(score_min=1.0, score_max=1.5))
+    assert all(1.0 <= win.model.row_at(r).c_perplexity <= 1.5 for r in range(win.model.rowCount()))

@@ -111,3 +111,24 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
         acc = float((probs.argmax(1) == p.given_labels(ids)).mean())
     assert acc >= 0.76, acc
     assert len(ids) == 500 and np.isfinite(probs).all()
+
+
+def test_pool_check_loads_and_measures_every_member(setup: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, _, _ = setup
+    (tmp_path / "pool.toml").write_text(
+        '[[member]]\nname = "tiny"\nkind = "checkpoint"\npath = "m.pth"\narch = "tiny_mlp"\n'
+        'classes_file = "classes.txt"\npreprocess = { size = 16 }\n'
+    )
+    assert main(["pool", "check", str(tmp_path / "pool.toml"), str(data)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (m,) = report["members"]
+    assert m["name"] == "tiny" and m["classes"] == ["blue", "green", "red"]
+    assert m["preprocess"]["size"] == 16 and m["device"] == "cpu" and m["forward_images_per_s"] > 0
+
+
+def test_scoring_images_a_member_was_trained_on_warns(setup: tuple[Path, Path, list[str]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data, db, member = setup
+    (tmp_path / "train.txt").write_text("blue/000.png\nred/001.png\n")
+    with caplog.at_level("WARNING"):
+        assert main(["score", str(data), "--db", str(db), "--member", member[1] + f",train_list={tmp_path}/train.txt", "--workers", "0", "-q"]) == 0
+    assert any("trained on 2 of these images" in r.getMessage() for r in caplog.records)
