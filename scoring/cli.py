@@ -138,7 +138,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"project: {db}", file=sys.stderr)
     cancel = threading.Event()
     gen = score_project(
-        db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel
+        db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel,
+        engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,
     )
     try:
         summary = _progress_bar(gen, quiet=args.quiet)
@@ -376,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
     sp.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
+    sp.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local (this machine) or ray (Ray Data map_batches; pip install 'image-triage[ray]')")
+    sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
+    sp.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per pool actor")
     sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -458,9 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"image-triage: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from scoring.ray_engine import RayUnavailableError
         from scoring.store import ProjectError
 
-        if isinstance(exc, ProjectError) and not args.verbose:
+        if isinstance(exc, ProjectError | RayUnavailableError) and not args.verbose:
             print(f"image-triage: {exc}", file=sys.stderr)
             return 2
         raise

@@ -64,16 +64,20 @@ class _DecodeOnce(TorchDataset):  # type: ignore[type-arg]
         return len(self.paths)
 
     def __getitem__(self, i: int) -> _Item:
-        path = self.paths[i]
-        try:
-            img = load_image(path)
-            sha1 = file_sha1(path)
-        except ImageDecodeError as exc:
-            return _Item(self.ids[i], None, str(exc), 0, 0, None)
-        except OSError as exc:  # vanished or unreadable between listing and decoding
-            return _Item(self.ids[i], None, f"{path}: {exc.strerror or exc}", 0, 0, None)
-        tensors = {pp.key: pp(img) for pp in self.preprocesses}
-        return _Item(self.ids[i], tensors, None, img.width, img.height, sha1)
+        return _decode(self.ids[i], self.paths[i], self.preprocesses)
+
+
+def _decode(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> _Item:
+    """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
+    try:
+        img = load_image(path)
+        sha1 = file_sha1(path)
+    except ImageDecodeError as exc:
+        return _Item(image_id, None, str(exc), 0, 0, None)
+    except OSError as exc:  # vanished or unreadable between listing and decoding
+        return _Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
+    tensors = {pp.key: pp(img) for pp in preprocesses}
+    return _Item(image_id, tensors, None, img.width, img.height, sha1)
 
 
 def _collate(items: list[_Item]) -> list[_Item]:
@@ -94,8 +98,15 @@ def score_project(
     batch_size: int = 64,
     workers: int | None = None,
     cancel: threading.Event | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Score a project's images with a pool; yields Progress, returns a summary dict.
+
+    ``engine="ray"`` runs the inference stage as Ray Data ``map_batches`` (see
+    :mod:`scoring.ray_engine`; ``address`` of an existing cluster, ``workers`` actors,
+    ``gpus_per_worker``); everything else is the same code.
 
     Give either ``pool_specs`` (built with :func:`scoring.poolspec.build_pool`) or a ready
     ``pool`` (tests, benchmarks). Opens its own :class:`Project` in the calling thread, as
@@ -107,7 +118,10 @@ def score_project(
     t_start = time.perf_counter()
     project = Project.open(project_path)
     try:
-        summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel)
+        if engine not in ("local", "ray"):
+            raise ValueError(f"unknown engine {engine!r}: use local or ray")
+        ray_opts = {"address": address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else None
+        summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts)
     finally:
         project.close()
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
@@ -122,6 +136,7 @@ def _score(
     batch_size: int,
     workers: int | None,
     cancel: threading.Event,
+    ray_opts: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, dict[str, Any]]:
     yield Progress("index", 0, 1, message=f"reading {project.source}")
     dataset = project.dataset()
@@ -148,13 +163,22 @@ def _score(
         "pool": pool.spec,
         "pool_fingerprint": pool.fingerprint,
         "member_fingerprints": [m.fingerprint for m in pool.members],
+        "engine": "ray" if ray_opts is not None else "local",
     }
     project.save_members(pool)
     run_id = project.start_run(pool, config, str(dev))
     try:
         _warn_trained_on(pool, dataset.records)
         ids = project.scorable_ids()
-        yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel)
+        if ray_opts is not None:
+            from scoring.ray_engine import infer_with_ray
+
+            yield from infer_with_ray(
+                project, pool, _pending(project, pool, ids), len(ids), workers=n_workers or 1,
+                batch_size=batch_size, device=device, cancel=cancel, **ray_opts,
+            )
+        else:
+            yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel)
         ids = project.scorable_ids()  # decode errors found while inferring drop out
         labels = project.given_labels(ids)
         yield from _fit(project, pool, ids, labels, cancel)
