@@ -28,10 +28,10 @@ def check_pool(
 
     specs = load_pool_file(pool_file)
     dev = pick_device(device)
+    images: list[Any] = []
     if dataset is not None:
         ds = open_dataset(dataset)
         classes = ds.classes
-        images = []
         for r in ds.records:
             if len(images) == n_images:
                 break
@@ -41,7 +41,6 @@ def check_pool(
                 continue  # unreadable files are scoring's business (recorded there), not the check's
     else:
         classes = sorted({c for s in specs for c in s.get("classes", [])})
-        images = []
     pool = build_pool(specs, classes)
     report: dict[str, Any] = {"device": str(dev), "pool_fingerprint": pool.fingerprint, "members": []}
     timed: dict[str, float] = {}

@@ -173,13 +173,12 @@ def test_export_through_the_window(qtbot, win: MainWindow, tmp_path: Path, monke
 
 
 def test_an_interrupted_run_is_offered_for_resumption(qtbot, settings, scored_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    with Project.open(scored_db) as p:
-        with p._tx() as c:
-            c.execute(
-                "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES "
-                "('x', ?, 'cpu', 0, 'running', 999999999, ?)",
-                ('{"pool": [{"kind": "scratch", "name": "s"}]}', __import__("socket").gethostname()),
-            )
+    with Project.open(scored_db) as p, p._tx() as c:
+        c.execute(
+            "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES "
+            "('x', ?, 'cpu', 0, 'running', 999999999, ?)",
+            ('{"pool": [{"kind": "scratch", "name": "s"}]}', __import__("socket").gethostname()),
+        )
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or QMessageBox.StandardButton.No)
     w = MainWindow(settings)
