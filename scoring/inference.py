@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -330,23 +332,34 @@ def _fit(
             f"members {[m.name for m in fitted]} are fitted on the dataset's labels, but "
             f"{project.source} has none; use checkpoint members for an unlabelled dataset"
         )
-    meter = RateMeter("fit", len(fitted))
+    folds = [int(getattr(m, "folds", 1)) for m in fitted]
+    meter = RateMeter("fit", sum(folds))
     features_by_key: dict[str, np.ndarray] = {}
-    for n, member in enumerate(fitted):
+    done = 0
+    for member, n_folds in zip(fitted, folds, strict=True):
         _check(cancel)
         key = member.encoder.key
         if key not in features_by_key:
             features_by_key = {key: project.get_features(key, ids)}  # keep one encoder's at a time
-        yield meter.record(n, f"fitting {member.name} ({len(ids)} images)")
-        messages: list[str] = []
-
-        def progress(done: int, total: int, msg: str, _m: list[str] = messages) -> None:
-            _m.append(f"{done}/{total} {msg}")
-
-        probs = member.fit_predict(features_by_key[key], labels, progress, cancel.is_set)
+        yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
+        # Fit on a helper thread so this generator can report each fold as it finishes.
+        reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
+        with ThreadPoolExecutor(max_workers=1) as pool_thread:
+            future = pool_thread.submit(
+                member.fit_predict, features_by_key[key], labels,
+                lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set,
+            )
+            while not (future.done() and reports.empty()):
+                try:
+                    d, t, msg = reports.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                yield meter.record(done + round(d / max(t, 1) * n_folds), msg)
+            probs = future.result()
         _check(cancel)
         project.put_probs(member.fingerprint, ids, probs)
-        yield meter.record(n + 1, f"fitted {member.name}")
+        done += n_folds
+        yield meter.record(done, f"fitted {member.name}")
 
 
 def _write_scores(
