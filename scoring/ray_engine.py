@@ -120,7 +120,7 @@ def infer_with_ray(
         PoolActor,
         fn_constructor_kwargs={"specs": pool.spec, "classes": list(pool.classes), "device": device},
         batch_size=batch_size,
-        concurrency=max(1, workers),
+        compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
         num_gpus=gpus_per_worker or None,
         batch_format="numpy",
     )
