@@ -21,6 +21,7 @@ STATUS_COLOURS = {
     "relabelled": QColor("#f9a825"),
     "removed": QColor("#c62828"),
 }
+STATUS_MARKS = {"kept": "✓ ", "relabelled": "✎ ", "removed": "✕ "}  # not by colour alone
 ModelIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -60,7 +61,8 @@ class ReviewQueueModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             score = getattr(row, self.sort_key, None)
             value = "-" if score is None or isinstance(score, str) else f"{score:.2f}"
-            return f"{self.class_name(row.current_label)} · {value}"
+            mark = STATUS_MARKS.get(row.status, "") + ("⚠ " if row.flag else "")
+            return f"{mark}{self.class_name(row.current_label)} · {value}"
         if role == Qt.ItemDataRole.DecorationRole:
             pm = self.thumbnails.get(row.id, self.project.abspath(row.path))
             return pm if pm is not None else self.thumbnails.placeholder
