@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    sp.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
+    sp.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: none on <= 2 cores, else half the cores, at most 4)")
     sp.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local (this machine) or ray (Ray Data map_batches; pip install 'image-triage[ray]')")
     sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
