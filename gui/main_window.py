@@ -588,7 +588,7 @@ class MainWindow(QMainWindow):
         self.progress.setMaximum(max(p.total, 1))
         self.progress.setValue(p.done)
         eta = "" if p.eta is None else f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
-        rate = f" · {p.rate:,.0f}/s" if p.rate else ""
+        rate = f" · {p.rate:,.0f}/s" if p.rate >= 1 else ""
         self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:90])
 
     def _on_scoring_returned(self, summary: dict[str, Any]) -> None:
