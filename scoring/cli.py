@@ -153,7 +153,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _summary_line(summary: dict[str, Any], db: Path) -> str:
-    return (
+    unlabelled = (
+        "the dataset has no labels: X-perplexity, self-confidence and margin are absent (shown as -)\n"
+        if summary.get("labelled") is False else ""
+    )
+    return unlabelled + (
         f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
         f"{len(summary.get('members', []))} members on {summary.get('device')} in "
         f"{summary.get('seconds', 0):.1f}s ({summary.get('errors', 0)} unreadable; "

@@ -151,11 +151,15 @@ def _score(
         message=f"{sync.total} images ({sync.added} new, {sync.changed} changed, {sync.missing} missing)",
     )
     if pool is None:
-        from scoring.poolspec import build_pool  # local: poolspec pulls in torchvision
+        from scoring.poolspec import build_pool, pool_classes  # local: poolspec pulls in torchvision
 
         if not pool_specs:
             raise PoolError("no pool given: pass pool members (see `image-triage score --help`)")
+        if not project.classes:  # an unlabelled folder: scores are over the pool's classes
+            project.adopt_classes(pool_classes(pool_specs))
         pool = build_pool(pool_specs, project.classes)
+    elif not project.classes:
+        project.adopt_classes(pool.classes)
     if list(pool.classes) != list(project.classes):
         raise PoolError(
             f"the pool was built for classes {pool.classes}, but the project has {project.classes}"
@@ -204,6 +208,7 @@ def _score(
         "errors": len(project.errors()),
         "pool_fingerprint": pool.fingerprint,
         "members": [m.name for m in pool.members],
+        "labelled": bool((labels >= 0).any()),
     }
 
 

@@ -138,6 +138,18 @@ def build_pool(specs: list[dict[str, Any]], dataset_classes: list[str], base_dir
     return Pool(members, list(dataset_classes), spec=[dict(s) for s in resolved])
 
 
+def pool_classes(specs: list[dict[str, Any]]) -> list[str]:
+    """The class names an unlabelled dataset takes from its pool: the first member that has them."""
+    for spec in specs:
+        resolved = _resolve(spec, Path.cwd())
+        if resolved.get("classes"):
+            return list(resolved["classes"])
+    raise PoolError(
+        "the dataset is unlabelled and no pool member names its classes: give a checkpoint member "
+        "with `classes` (fitted members need labels to fit on)"
+    )
+
+
 def dump_pool_spec(specs: list[dict[str, Any]]) -> str:
     return json.dumps({"member": specs}, indent=2, default=str)
 

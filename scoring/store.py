@@ -403,6 +403,14 @@ class Project:
         self.source = Path(self._meta("source") or root)
         self.classes = list(json.loads(self._meta("classes") or "[]"))
 
+    def adopt_classes(self, classes: list[str]) -> None:
+        """Give an unlabelled project (a flat folder) the pool's class names, once."""
+        if self.classes:
+            raise ProjectError(f"{self.path} already has classes {self.classes}")
+        with self._tx():
+            self._set_meta(classes=json.dumps(list(classes)))
+        self.classes = list(classes)
+
     def dataset(self) -> Dataset:
         """Re-read the dataset from disk (its layout as stored)."""
         return open_dataset(self.source, layout=self.layout)

@@ -153,3 +153,24 @@ def test_kill_during_scoring_then_resume_gives_the_uninterrupted_scores(tmp_path
         assert got[path][3] == vals[3]
     with Project.open(project) as p:
         assert {i: p.image(i).current_label for i in edits} == edits
+
+
+def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "flat").mkdir()
+    for i, rgb in enumerate([(250, 0, 0), (0, 250, 0), (0, 0, 250)]):
+        Image.new("RGB", (12, 12), rgb).save(tmp_path / "flat" / f"{i}.png")
+    db = tmp_path / "flat.triage.db"
+    Project.create(db, open_dataset(tmp_path / "flat")).close()
+    summary = run(score_project(db, pool=tiny_pool(["blue", "green", "red"], fitted=False), workers=0))
+    assert summary["status"] == "done" and summary["labelled"] is False
+    with Project.open(db) as p:
+        assert p.classes == ["blue", "green", "red"]
+        rows = p.queue(limit=10)
+        assert len(rows) == 3 and all(r.c_perplexity is not None and r.x_perplexity is None for r in rows)
+        assert all(r.self_confidence is None and r.margin is None and r.consensus is not None for r in rows)
+    with pytest.raises(PoolError, match="labelled"):
+        other = tmp_path / "flat2.triage.db"
+        Project.create(other, open_dataset(tmp_path / "flat")).close()
+        run(score_project(other, pool=tiny_pool(["blue", "green", "red"], fitted=True), workers=0))
