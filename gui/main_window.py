@@ -567,7 +567,7 @@ class MainWindow(QMainWindow):
         return self._run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export", self._on_export_returned)
 
     def _run(self, factory: Any, title: str, on_returned: Any) -> GeneratorWorker:
-        worker, thread = start_worker(factory, self)
+        worker, thread = start_worker(factory, self, start=False)
         self._worker, self._thread = worker, thread
         worker.yielded.connect(self._on_worker_yielded)
         worker.returned.connect(on_returned)
@@ -578,6 +578,7 @@ class MainWindow(QMainWindow):
         self._show_progress(True)
         self.act_score.setEnabled(False)
         self.act_export.setEnabled(False)
+        thread.start()  # only now: every signal above is connected
         return worker
 
     def _show_progress(self, on: bool) -> None:

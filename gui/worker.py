@@ -66,8 +66,14 @@ class GeneratorWorker(QObject):
             self.finished.emit()
 
 
-def start_worker(factory: GeneratorFactory, parent: QObject | None = None) -> tuple[GeneratorWorker, QThread]:
-    """Move a new worker to a new QThread and start it; both are cleaned up when it finishes."""
+def start_worker(
+    factory: GeneratorFactory, parent: QObject | None = None, *, start: bool = True
+) -> tuple[GeneratorWorker, QThread]:
+    """Move a new worker to a new QThread and start it; both are cleaned up when it finishes.
+
+    Pass ``start=False`` to connect signals first, then call ``thread.start()``: a short job
+    can otherwise finish before its signals are connected.
+    """
     thread = QThread(parent)
     worker = GeneratorWorker(factory)
     worker.moveToThread(thread)
@@ -77,7 +83,8 @@ def start_worker(factory: GeneratorFactory, parent: QObject | None = None) -> tu
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(lambda: _stop(worker, thread))
-    thread.start()
+    if start:
+        thread.start()
     return worker, thread
 
 

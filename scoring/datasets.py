@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import os
 import warnings
@@ -17,6 +18,29 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
+
+URI_SCHEME = "://"
+
+
+def is_uri(path: str | Path) -> bool:
+    """``s3://bucket/x.jpg``, ``gs://...``, ``file:///...``: read through pyarrow's file systems."""
+    return isinstance(path, str) and URI_SCHEME in path
+
+
+def read_bytes(location: str | Path) -> bytes:
+    """The bytes of a local file or of a URI on object storage (pyarrow file systems, as Ray reads them)."""
+    if not is_uri(location):
+        return Path(location).read_bytes()
+    try:
+        from pyarrow import fs
+    except ImportError as exc:
+        raise OSError(
+            f"reading {location} needs pyarrow (pip install 'image-triage[ray]' or pip install pyarrow)"
+        ) from exc
+    filesystem, inner = fs.FileSystem.from_uri(str(location))
+    with filesystem.open_input_stream(inner) as fh:
+        return bytes(fh.read())
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 LAYOUTS = ("imagefolder", "csv", "flat")
@@ -53,8 +77,9 @@ class Dataset:
     def labelled(self) -> bool:
         return any(r.label is not None for r in self.records)
 
-    def abspath(self, rel: str) -> Path:
-        return self.root / rel
+    def abspath(self, rel: str) -> Path | str:
+        """Where an image is: a path under the root, or the URI itself for object storage."""
+        return rel if is_uri(rel) else self.root / rel
 
     def label_index(self, label: str | None) -> int | None:
         if label is None:
@@ -131,8 +156,7 @@ def read_csv_manifest(path: Path) -> Dataset:
         raw = (raw or "").strip()
         if not raw:
             continue
-        p = Path(raw)
-        rel = p.as_posix() if not p.is_absolute() else p.as_posix()
+        rel = raw if is_uri(raw) else Path(raw).as_posix()  # URIs kept verbatim (Path would fold "//")
         if rel in seen:
             dupes.append(rel)
         seen.add(rel)
@@ -207,20 +231,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | Path) -> Image.Image:
     """Decode an image to RGB: EXIF orientation applied, first frame, modes converted.
 
-    Raises ImageDecodeError naming the file for a missing, empty, truncated, unidentified or
-    oversized (past Pillow's decompression-bomb limit) file.
+    ``path`` is a file or a URI (see :func:`is_uri`). Raises ImageDecodeError naming the file for
+    a missing, empty, truncated, unidentified or oversized (past Pillow's decompression-bomb
+    limit) file.
     """
-    p = Path(path)
+    return load_image_and_sha1(path)[0]
+
+
+def load_image_and_sha1(path: str | Path) -> tuple[Image.Image, str]:
+    """Read the file once; decode it and hash its bytes (SHA-1) from the same read."""
+    p: str | Path = path if is_uri(path) else Path(path)
     try:
-        size = p.stat().st_size
+        data = read_bytes(p)
     except OSError as exc:
         raise ImageDecodeError(p, f"cannot read the file ({exc.strerror or exc})") from exc
-    if size == 0:
+    if not data:
         raise ImageDecodeError(p, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 im.seek(0)
                 im.load()
                 img = ImageOps.exif_transpose(im) or im
@@ -241,11 +271,13 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageDecodeError(p, msg) from exc
     except (ValueError, SyntaxError, EOFError) as exc:  # Pillow plugins raise these on corrupt data
         raise ImageDecodeError(p, f"corrupt image data ({exc})") from exc
-    return _to_rgb(img)
+    return _to_rgb(img), hashlib.sha1(data).hexdigest()
 
 
 def file_sha1(path: str | Path) -> str:
-    """Hex SHA-1 of a file's bytes, read in 1 MiB chunks."""
+    """Hex SHA-1 of a file's (or URI's) bytes, local files read in 1 MiB chunks."""
+    if is_uri(path):
+        return hashlib.sha1(read_bytes(path)).hexdigest()
     h = hashlib.sha1()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

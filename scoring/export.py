@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.datasets import read_bytes
 from scoring.progress import Cancelled, Progress, RateMeter
 from scoring.store import Project
 
@@ -65,8 +66,11 @@ def safe_folder_name(name: str) -> str:
     return out
 
 
-def _place(src: Path, dst: Path, link: str) -> bool:
-    """Put one file; returns True when a hard link fell back to a copy."""
+def _place(src: Path | str, dst: Path, link: str) -> bool:
+    """Put one file; returns True when a link fell back to a copy."""
+    if isinstance(src, str):  # a URI on object storage: only a copy can bring it here
+        dst.write_bytes(read_bytes(src))
+        return link != "copy"
     if link == "symlink":
         os.symlink(src, dst)
         return False
@@ -187,7 +191,7 @@ def _write(
         target = tmp / rel
         target.parent.mkdir(exist_ok=True)
         src = project.abspath(r.path)
-        if not src.exists():
+        if isinstance(src, Path) and not src.exists():
             raise OSError(errno.ENOENT, "a source file vanished during the export", str(src))
         fallbacks += _place(src, target, link)
         out_paths.append(rel)
@@ -231,7 +235,7 @@ def _write(
         "relabelled": sum(r.current_label != r.given_label for r in keep),
         "skipped": skipped,
         "renamed_classes": renamed,
-        "hardlink_fallbacks_to_copy": fallbacks,
+        "link_fallbacks_to_copy": fallbacks,
         "mean_probs": has_probs,
         "files": out_paths,
     }

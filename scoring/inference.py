@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from scoring.datasets import ImageDecodeError, file_sha1, load_image
+from scoring.datasets import ImageDecodeError, load_image_and_sha1
 from scoring.device import pick_device
 from scoring.metrics import compute_scores
 from scoring.pool import Pool, PoolError, Preprocess
@@ -57,7 +57,7 @@ class _Item:
 class _DecodeOnce(TorchDataset):  # type: ignore[type-arg]
     """Decodes one image once and applies every distinct preprocessing of the pool to it."""
 
-    def __init__(self, paths: Sequence[Path], ids: Sequence[int], preprocesses: Sequence[Preprocess]):
+    def __init__(self, paths: Sequence[Path | str], ids: Sequence[int], preprocesses: Sequence[Preprocess]):
         self.paths = list(paths)
         self.ids = list(ids)
         self.preprocesses = list(preprocesses)
@@ -72,8 +72,7 @@ class _DecodeOnce(TorchDataset):  # type: ignore[type-arg]
 def _decode(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> _Item:
     """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
     try:
-        img = load_image(path)
-        sha1 = file_sha1(path)
+        img, sha1 = load_image_and_sha1(path)  # one read: decoded and hashed
     except ImageDecodeError as exc:
         return _Item(image_id, None, str(exc), 0, 0, None)
     except OSError as exc:  # vanished or unreadable between listing and decoding
@@ -151,7 +150,10 @@ def _score(
         message=f"{sync.total} images ({sync.added} new, {sync.changed} changed, {sync.missing} missing)",
     )
     if pool is None:
-        from scoring.poolspec import build_pool, pool_classes  # local: poolspec pulls in torchvision
+        from scoring.poolspec import (  # local: poolspec pulls in torchvision
+            build_pool,
+            pool_classes,
+        )
 
         if not pool_specs:
             raise PoolError("no pool given: pass pool members (see `image-triage score --help`)")
@@ -355,7 +357,7 @@ def _fit(
         with ThreadPoolExecutor(max_workers=1) as pool_thread:
             future = pool_thread.submit(
                 member.fit_predict, features_by_key[key], labels,
-                lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set,
+                lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set,  # type: ignore[misc]
             )
             while not (future.done() and reports.empty()):
                 try:

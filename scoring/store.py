@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from scoring.datasets import Dataset, file_sha1, open_dataset
+from scoring.datasets import Dataset, file_sha1, is_uri, open_dataset
 
 log = logging.getLogger(__name__)
 
@@ -433,19 +433,24 @@ class Project:
         for rec in dataset.records:
             now_paths.add(rec.path)
             full = dataset.abspath(rec.path)
+            uri = isinstance(full, str)
             try:
-                st = full.stat()
-                size, mtime = st.st_size, st.st_mtime
+                # Object-storage URIs are not listed here (one request each); scoring reads them.
+                st = None if uri else full.stat()  # type: ignore[union-attr]
+                size, mtime = (st.st_size, st.st_mtime) if st is not None else (None, None)
             except OSError:
                 size, mtime = None, None
             if rec.path not in stored:
                 label = dataset.label_index(rec.label)
                 label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
-                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, None if size is not None else "missing"))
+                flag = None if size is not None or uri else "missing"
+                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, flag))
                 continue
             image_id, old_size, old_mtime, sha1, flag = stored[rec.path]
             new_flag = flag
-            if size is None:
+            if uri:
+                pass
+            elif size is None:
                 new_flag = "missing"
             elif (size, mtime) != (old_size, old_mtime):
                 if sha1 is not None and file_sha1(full) != sha1:
@@ -491,9 +496,10 @@ class Project:
         rows = self._q("SELECT id FROM images WHERE path=?", (path,))
         return int(rows[0][0]) if rows else None
 
-    def abspath(self, row_or_path: ImageRow | str) -> Path:
+    def abspath(self, row_or_path: ImageRow | str) -> Path | str:
+        """A path under the dataset root, or the URI itself for images on object storage."""
         rel = row_or_path.path if isinstance(row_or_path, ImageRow) else row_or_path
-        return self.dataset_root / rel
+        return rel if is_uri(rel) else self.dataset_root / rel
 
     def scorable_ids(self) -> np.ndarray:
         rows = self._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")

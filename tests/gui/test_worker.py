@@ -24,12 +24,12 @@ def test_yields_then_returns_then_finishes(qtbot) -> None:  # type: ignore[no-un
         return "ok"
 
     values: list[object] = []
-    worker, thread = start_worker(gen)
+    worker, thread = start_worker(gen, start=False)
     seen = _collect(worker)
     worker.yielded.connect(values.append)
     worker.returned.connect(values.append)
     with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+        thread.start()
     thread.wait(2000)
     assert values == [0, 1, 2, "ok"]
     assert seen[-1] == "finished" and "returned" in seen and "errored" not in seen
@@ -46,8 +46,9 @@ def test_cancel_stops_between_batches(qtbot) -> None:  # type: ignore[no-untyped
             time.sleep(0.005)
             yield i
 
-    worker, thread = start_worker(gen)
+    worker, thread = start_worker(gen, start=False)
     seen = _collect(worker)
+    thread.start()
     qtbot.waitUntil(lambda: len(steps) >= 3, timeout=5000)
     with qtbot.waitSignal(worker.finished, timeout=5000):
         worker.cancel()
@@ -62,11 +63,11 @@ def test_an_exception_is_emitted_not_lost(qtbot) -> None:  # type: ignore[no-unt
         raise ValueError("bad checkpoint /x/y.pth")
 
     errors: list[BaseException] = []
-    worker, thread = start_worker(gen)
+    worker, thread = start_worker(gen, start=False)
     seen = _collect(worker)
     worker.errored.connect(errors.append)
     with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+        thread.start()
     thread.wait(2000)
     assert isinstance(errors[0], ValueError) and "y.pth" in str(errors[0])
     assert seen[-1] == "finished" and "returned" not in seen
@@ -79,9 +80,9 @@ def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type:
         made_in.append(threading.get_ident())
         yield 0
 
-    worker, thread = start_worker(factory)
+    worker, thread = start_worker(factory, start=False)
     with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+        thread.start()
     thread.wait(2000)
     assert made_in and made_in[0] != threading.get_ident()
 

@@ -104,7 +104,7 @@ def test_hard_links_share_the_inode_and_fall_back_to_copies(proj: tuple[Path, Pa
 
     monkeypatch.setattr(os, "link", cross_device)
     report = run_export(db, tmp_path / "cp")
-    assert report["hardlink_fallbacks_to_copy"] == 12
+    assert report["link_fallbacks_to_copy"] == 12
     assert os.stat(tmp_path / "cp/images/blue/001.png").st_ino != os.stat(data / "blue/001.png").st_ino
     monkeypatch.undo()
     run_export(db, tmp_path / "sl", link="symlink")

@@ -65,3 +65,31 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
         assert got[path][3] == want[path][3]
     with Project.open(distributed) as p:
         assert {r.path for r in p.errors()} == {"red/broken.png", "green/empty.jpg"}
+
+
+def test_images_given_as_uris_score_like_paths_on_both_engines(local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Object-storage URIs in a manifest (file:// here: the same pyarrow file systems as s3://)."""
+    from scoring.export import run_export
+
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    specs = _specs(tmp_path)[:1]
+    ds = open_dataset(data)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "uris.csv").write_text(
+        "path,label\n" + "".join(f"file://{ds.abspath(r.path)},{r.label}\n" for r in ds.records)
+    )
+    uri_ds = open_dataset(tmp_path / "m" / "uris.csv")
+    assert uri_ds.records[0].path.startswith("file:///") and uri_ds.abspath(uri_ds.records[0].path) == uri_ds.records[0].path
+    plain, local_uri, ray_uri = (tmp_path / f"{n}.triage.db" for n in ("plain", "local-uri", "ray-uri"))
+    Project.create(plain, ds).close()
+    Project.create(local_uri, uri_ds).close()
+    Project.create(ray_uri, uri_ds).close()
+    run(score_project(plain, specs, batch_size=4, workers=0))
+    run(score_project(local_uri, specs, batch_size=4, workers=0))
+    run(score_project(ray_uri, specs, batch_size=4, workers=1, engine="ray"))
+    by_name = lambda d: {Path(k.split("://")[-1]).relative_to(data).as_posix() if "://" in k else k: v for k, v in d.items()}  # noqa: E731
+    want = by_name(_scores(plain))
+    assert by_name(_scores(local_uri)) == want and by_name(_scores(ray_uri)) == want and len(want) == 12
+    report = run_export(ray_uri, tmp_path / "out", link="hardlink")
+    assert report["exported"] == 12 and report["link_fallbacks_to_copy"] == 12
+    assert len(list((tmp_path / "out" / "images").rglob("*.png"))) == 12
