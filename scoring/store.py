@@ -272,6 +272,13 @@ class Project:
             return ProjectLockedError(
                 f"{self.path} is locked: another Image Triage process is writing to it; close it or wait"
             )
+        if "disk is full" in msg or "disk I/O" in msg:
+            return ProjectError(
+                f"{self.path}: the disk is full or failing ({msg}); nothing was half-written. "
+                "Free space and run again: scoring resumes where it stopped"
+            )
+        if "readonly" in msg or "read-only" in msg:
+            return ProjectError(f"{self.path} is read-only ({msg}); copy it somewhere writable or fix its permissions")
         if "not a database" in msg or "malformed" in msg or "encrypted" in msg:
             return NotAProjectError(
                 f"{self.path} is not an Image Triage project or is corrupt ({msg}); "
@@ -368,8 +375,13 @@ class Project:
             raise self._translate(exc) from exc
         try:
             yield self.conn
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise self._translate(exc) from exc
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
             raise
         else:
             try:

@@ -235,3 +235,22 @@ def test_errors_are_listed_and_left_out_of_the_queue(project: Project) -> None:
     assert 2 not in [r.id for r in project.queue(limit=100)]
     assert 2 not in project.scorable_ids().tolist()
     assert project.stats()["errors"] == 1
+
+
+def test_a_full_disk_while_writing_is_a_clear_error_and_loses_nothing(project: Project) -> None:
+    """SQLite's 'database or disk is full', simulated with a page limit, rolls back the batch."""
+    project.relabel(1, 2)
+    project.conn.execute("PRAGMA max_page_count=1")  # no room for one more page
+    big = np.random.default_rng(0).normal(size=(len(project.scorable_ids()), 4000)).astype(np.float32)
+    with pytest.raises(ProjectError, match="disk is full.*resumes"):
+        project.put_features("enc", project.scorable_ids(), big)
+    assert len(project.missing_features("enc", project.scorable_ids())) == 12  # nothing half-written
+    assert project.image(1).current_label == 2  # earlier decisions intact
+
+
+def test_a_read_only_project_file_says_so(project: Project) -> None:
+    project.conn.execute("PRAGMA query_only=1")  # as SQLite behaves on a read-only file (root ignores chmod)
+    with pytest.raises(ProjectError, match="read-only"):
+        project.relabel(1, 1)
+    project.conn.execute("PRAGMA query_only=0")
+    assert project.image(1).status == "unreviewed"
