@@ -334,19 +334,26 @@ def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str
     return _Features(model).eval(), pp, key, f"{arch} ImageNet (penultimate)"
 
 
-class HeadMember(Member):
-    """A logistic-regression head on a shared backbone, cross-fitted on a fraction of each fold."""
-
-    kind = "backbone"
+class _FittedMember(Member):
+    """A member fitted on the dataset's own labels over a shared encoder's stored outputs."""
 
     def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
         self.spec = dict(spec)
         self.name = str(spec["name"])
         self.classes = list(dataset_classes)
         self.encoder = encoder
-        self.fraction = float(spec.get("fraction", 1.0))
         self.seed = int(spec.get("seed", 0))
         self.folds = int(spec.get("folds", 5))
+
+
+class HeadMember(_FittedMember):
+    """A logistic-regression head on a shared backbone, cross-fitted on a fraction of each fold."""
+
+    kind = "backbone"
+
+    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+        super().__init__(spec, encoder, dataset_classes)
+        self.fraction = float(spec.get("fraction", 1.0))
         self.weight_decay = float(spec.get("weight_decay", 1e-3))
 
     def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
@@ -388,19 +395,14 @@ def default_epochs(n_images: int) -> int:
     return int(np.clip(round(60_000 / max(n_images, 1) ** 1.1 * 8), 6, 30))
 
 
-class ScratchMember(Member):
+class ScratchMember(_FittedMember):
     """A small network trained from scratch on the dataset, K-fold cross-fitted."""
 
     kind = "scratch"
 
     def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
-        self.spec = dict(spec)
-        self.name = str(spec["name"])
-        self.classes = list(dataset_classes)
-        self.encoder = encoder
+        super().__init__(spec, encoder, dataset_classes)
         self.arch = str(spec.get("arch", "small_cnn"))
-        self.seed = int(spec.get("seed", 0))
-        self.folds = int(spec.get("folds", 5))
         self.epochs = spec.get("epochs")
         self.batch_size = int(spec.get("batch_size", 64))
         self.lr = float(spec.get("lr", 3e-3))
