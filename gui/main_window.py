@@ -74,7 +74,7 @@ class QueueView(QListView):
         self.setLayoutMode(QListView.LayoutMode.Batched)
         self.setBatchSize(200)
         self.setIconSize(QSize(96, 96))
-        self.setGridSize(QSize(148, 132))  # room for "automobile · -0.97"
+        self.setGridSize(QSize(128, 146))  # icon + two lines: class, score
         self.setSpacing(4)
         self.setWordWrap(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -62,7 +62,7 @@ class ReviewQueueModel(QAbstractListModel):
             score = getattr(row, self.sort_key, None)
             value = "-" if score is None or isinstance(score, str) else f"{score:.2f}"
             mark = STATUS_MARKS.get(row.status, "") + ("⚠ " if row.flag else "")
-            return f"{mark}{self.class_name(row.current_label)} · {value}"
+            return f"{mark}{self.class_name(row.current_label)}\n{value}"
         if role == Qt.ItemDataRole.DecorationRole:
             pm = self.thumbnails.get(row.id, self.project.abspath(row.path))
             return pm if pm is not None else self.thumbnails.placeholder
