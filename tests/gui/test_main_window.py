@@ -194,3 +194,22 @@ def test_clicking_the_overview_filters_the_queue(qtbot, win: MainWindow) -> None
     assert win.model.rowCount() == 4
     win.overview.filterRequested.emit(QueueFilter(score_min=1.0, score_max=1.5))
     assert all(1.0 <= win.model.row_at(r).c_perplexity <= 1.5 for r in range(win.model.rowCount()))
+
+
+def test_slash_opens_the_type_ahead_class_picker(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QInputDialog
+
+    offered: list[list[str]] = []
+
+    def pick(parent, title, label, items, current, editable):  # type: ignore[no-untyped-def]
+        offered.append(list(items))
+        assert editable  # typing filters the classes
+        return "green", True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    target = win.current_id()
+    qtbot.keyClick(win.view, Qt.Key.Key_Slash)
+    assert offered == [["blue", "green", "red"]]
+    assert win.project.image(target).current_label == 1
+    qtbot.keyClick(win.view, Qt.Key.Key_L)
+    assert len(offered) == 2
