@@ -40,17 +40,11 @@ def open_path(path: str) -> int:
 
 def run_demo(dest: str | None = None) -> int:
     """Build the demo dataset, create its project, open it and score it with the scratch pool."""
-    from scoring.datasets import open_dataset
-    from scoring.demo import build_demo
-    from scoring.locations import default_project_path
+    from scoring.demo import demo_project
     from scoring.poolspec import default_scratch_specs
-    from scoring.store import Project
 
     app = _app()
-    root = build_demo(dest)
-    db = default_project_path(root)
-    if not db.exists():
-        Project.create(db, open_dataset(root)).close()
+    db = demo_project(dest)
     win = MainWindow()
     win.show()
     win.open_project(db, ask_resume=False)

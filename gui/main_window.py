@@ -35,10 +35,8 @@ from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.thumbnails import ThumbnailLoader
 from gui.worker import GeneratorWorker, start_worker
-from scoring.datasets import open_dataset
-from scoring.locations import default_project_path, is_project_path
 from scoring.progress import Progress
-from scoring.store import STATUSES, Edit, Project, ProjectError, QueueFilter
+from scoring.store import STATUSES, Edit, Project, ProjectError, QueueFilter, project_for
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +256,8 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path) -> bool:
         """A project file, or a dataset (its project beside it is created or reopened)."""
-        p = Path(path).expanduser()
         try:
-            if p.is_file() and is_project_path(p):
-                return self.open_project(p)
-            db = default_project_path(p)
-            if not db.exists():
-                Project.create(db, open_dataset(p)).close()
-            return self.open_project(db)
+            return self.open_project(project_for(path))
         except (ProjectError, ValueError, OSError) as exc:
             QMessageBox.critical(self, "Cannot open", str(exc))
             return False

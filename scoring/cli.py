@@ -94,26 +94,17 @@ def _resolve_label(project: Any, label: str) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from scoring.datasets import open_dataset
     from scoring.inference import score_project
-    from scoring.locations import default_project_path
     from scoring.poolspec import (
         cifar_resnet_pool_specs,
         default_scratch_specs,
         load_pool_file,
         parse_member_arg,
     )
-    from scoring.store import Project
+    from scoring.store import Project, project_for
 
-    target = Path(args.dataset)
-    if target.suffix == ".db" and target.is_file():
-        db = target
-        project = Project.open(db)
-    else:
-        dataset = open_dataset(target, layout=args.layout)
-        db = Path(args.db) if args.db else default_project_path(target)
-        db.parent.mkdir(parents=True, exist_ok=True)
-        project = Project.open(db) if db.exists() else Project.create(db, dataset)
+    db = project_for(args.dataset, args.db, args.layout)
+    project = Project.open(db)
     specs: list[dict[str, Any]] = []
     for pool_file in args.pool or []:
         specs.extend(load_pool_file(pool_file))
@@ -304,17 +295,11 @@ def cmd_open(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         return _gui("run_demo", args.dest)
-    from scoring.datasets import open_dataset
-    from scoring.demo import build_demo
+    from scoring.demo import demo_project
     from scoring.inference import score_project
-    from scoring.locations import default_project_path
     from scoring.poolspec import default_scratch_specs
-    from scoring.store import Project
 
-    root = build_demo(args.dest)
-    db = default_project_path(root)
-    if not db.exists():
-        Project.create(db, open_dataset(root)).close()
+    db = demo_project(args.dest)
     summary = _progress_bar(score_project(db, default_scratch_specs(n_images=1797), workers=0))
     print(_summary_line(summary, db))
     args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False

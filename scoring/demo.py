@@ -92,3 +92,10 @@ def flipped_paths(dest: str | Path | None = None) -> set[str]:
     dest = Path(dest) if dest is not None else default_demo_dir()
     with (dest / "demo_truth.csv").open() as fh:
         return {row["path"] for row in csv.DictReader(fh)}
+
+
+def demo_project(dest: str | Path | None = None) -> Path:
+    """Build the demo (idempotent) and return its project file, created beside it."""
+    from scoring.store import project_for
+
+    return project_for(build_demo(dest))

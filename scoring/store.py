@@ -913,3 +913,22 @@ def _alive(pid: int | None, host: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def project_for(source: str | Path, db: str | Path | None = None, layout: str | None = None) -> Path:
+    """The project file for a dataset folder, CSV manifest or project file; created if missing.
+
+    ``db`` overrides the default location (beside the dataset, see
+    :func:`scoring.locations.default_project_path`). The command line and the app both open
+    datasets through this, so they always agree on where a dataset's project lives.
+    """
+    from scoring.locations import default_project_path, is_project_path
+
+    src = Path(source).expanduser()
+    if src.is_file() and is_project_path(src):
+        return src
+    path = Path(db) if db else default_project_path(src)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Project.create(path, open_dataset(src, layout=layout)).close()
+    return path
