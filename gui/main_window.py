@@ -35,8 +35,9 @@ from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.thumbnails import ThumbnailLoader
 from gui.worker import GeneratorWorker, start_worker
+from scoring.errors import ImageTriageError
 from scoring.progress import Progress
-from scoring.store import STATUSES, Edit, Project, ProjectError, QueueFilter, project_for
+from scoring.store import STATUSES, Edit, Project, QueueFilter, project_for
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +259,14 @@ class MainWindow(QMainWindow):
         """A project file, or a dataset (its project beside it is created or reopened)."""
         try:
             return self.open_project(project_for(path))
-        except (ProjectError, ValueError, OSError) as exc:
+        except (ImageTriageError, OSError) as exc:
             QMessageBox.critical(self, "Cannot open", str(exc))
             return False
 
     def open_project(self, path: str | Path, ask_resume: bool = True) -> bool:
         try:
             project = Project.open(path)
-        except ProjectError as exc:
+        except ImageTriageError as exc:
             QMessageBox.critical(self, "Cannot open project", str(exc))
             return False
         if self.project is not None:
@@ -382,7 +383,7 @@ class MainWindow(QMainWindow):
             return None
         try:
             edit = do(image_id)
-        except (ProjectError, ValueError) as exc:
+        except (ImageTriageError, ValueError) as exc:
             QMessageBox.warning(self, "Not saved", str(exc))
             return None
         self._count(edit)

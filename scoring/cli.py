@@ -17,13 +17,14 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+from scoring.errors import ImageTriageError
 from scoring.progress import Progress
 
 log = logging.getLogger("image_triage")
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+class CliError(ImageTriageError):
+    """A user-facing error of the command line itself: printed as one line, exit code 2."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -74,7 +75,9 @@ def _open_project(db: str | None) -> Any:
 
 def _resolve_image(project: Any, ref: str) -> int:
     """An image by id or by its path relative to the dataset root."""
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if int(ref) > 2**63 - 1:
+            raise CliError(f"no image with id {ref} in {project.path}; ids are small whole numbers (`image-triage queue` shows them)")
         return int(ref)
     found = project.find_image(ref)
     if found is None:
@@ -85,7 +88,7 @@ def _resolve_image(project: Any, ref: str) -> int:
 def _resolve_label(project: Any, label: str) -> int:
     if label in project.classes:
         return int(project.classes.index(label))
-    if label.isdigit() and int(label) < len(project.classes):
+    if label.isascii() and label.isdigit() and int(label) < len(project.classes):
         return int(label)
     raise CliError(f"unknown class {label!r}; classes are: {', '.join(project.classes)}")
 
@@ -103,7 +106,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     from scoring.store import Project, project_for
 
-    db = project_for(args.dataset, args.db, args.layout)
+    db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
     project = Project.open(db)
     specs: list[dict[str, Any]] = []
     for pool_file in args.pool or []:
@@ -357,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dataset", help="ImageFolder root, CSV manifest (path,label), folder of images, or a project file")
     sp.add_argument("--db", help="project file (default: beside the dataset, <name>.triage.db)")
     sp.add_argument("--layout", choices=["imagefolder", "csv", "flat"], help="force the dataset layout")
+    sp.add_argument("--follow-symlinks", action="store_true",
+                    help="follow symbolic links that lead outside the dataset folder (never followed twice)")
     sp.add_argument("--pool", action="append", metavar="POOLFILE", help="pool file (TOML or JSON); repeatable")
     sp.add_argument("--member", action="append", metavar="SPEC",
                     help="one member, e.g. checkpoint:path=r20.th,arch=cifar_resnet20,classes_file=c.txt,size=32; repeatable")
@@ -441,24 +446,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _gui("main", [])
     try:
         return int(args.func(args))
-    except CliError as exc:
-        print(f"image-triage: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as exc:
-        # Named core errors (DatasetError, PoolError, ProjectError, ExportError...) carry a
-        # sentence that names the file and what to do: show it, not a traceback.
+    except ImageTriageError as exc:
+        # Every expected failure (DatasetError, PoolError, ProjectError, ExportError, unsafe
+        # paths...) is one sentence naming the file and what to do: show it, not a traceback.
         if args.verbose:
             raise
         print(f"image-triage: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from scoring.ray_engine import RayUnavailableError
-        from scoring.store import ProjectError
-
-        if isinstance(exc, ProjectError | RayUnavailableError) and not args.verbose:
-            print(f"image-triage: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except OSError as exc:  # the system refused (permissions, a vanished file): name the file
+        if args.verbose:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"image-triage: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

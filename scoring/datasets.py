@@ -17,6 +17,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from scoring.errors import ImageTriageError, UnsafePathError
+from scoring.safeio import (
+    MAX_IMAGE_BYTES,
+    printable,
+    read_regular,
+    read_text,
+    sha1_regular,
+    walk_files,
+)
+
 log = logging.getLogger(__name__)
 
 URI_SCHEME = "://"
@@ -30,7 +40,7 @@ def is_uri(path: str | Path) -> bool:
 def read_bytes(location: str | Path) -> bytes:
     """The bytes of a local file or of a URI on object storage (pyarrow file systems, as Ray reads them)."""
     if not is_uri(location):
-        return Path(location).read_bytes()
+        return read_regular(location, max_bytes=MAX_IMAGE_BYTES, what="image")
     try:
         from pyarrow import fs
     except ImportError as exc:
@@ -46,11 +56,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 LAYOUTS = ("imagefolder", "csv", "flat")
 
 
-class DatasetError(ValueError):
+class DatasetError(ImageTriageError, ValueError):
     """A dataset that cannot be read; the message names the path and what to do."""
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(ImageTriageError):
     """One image that cannot be decoded; ``str(e) == f"{path}: {reason}"``."""
 
     def __init__(self, path: str | Path, reason: str):
@@ -61,8 +71,9 @@ class ImageDecodeError(Exception):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    path: str  # posix, relative to Dataset.root
+    path: str  # posix, relative to Dataset.root (a name that is not UTF-8 shown escaped)
     label: str | None
+    error: str | None = None  # why it cannot be read (special file, bad name): recorded, not scored
 
 
 @dataclass
@@ -91,62 +102,73 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _walk_images(folder: Path, root: Path) -> list[str]:
-    """Image files below ``folder``, in torchvision's order: sorted walk, sorted names."""
-    out: list[str] = []
-    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in sorted(filenames):
-            if _is_image(name) and not name.startswith("."):
-                out.append(Path(dirpath, name).relative_to(root).as_posix())
-    return out
+def _walk(folder: Path, root: Path, label: str | None, follow: bool, visited: set[tuple[int, int]]) -> list[ImageRecord]:
+    """Image records below ``folder`` in torchvision's order, bad entries recorded with their reason."""
+    walk = walk_files(folder, root, _is_image, follow_symlinks=follow, visited=visited)
+    if walk.outside:
+        log.warning(
+            "%s: %d symbolic links lead outside the dataset and were not followed (e.g. %s); "
+            "pass --follow-symlinks to include them", root, len(walk.outside), walk.outside[0],
+        )
+    for path, why in walk.bad:
+        log.warning("%s: %s", path, why)
+    return [ImageRecord(f, label) for f in walk.files] + [ImageRecord(p, label, why) for p, why in walk.bad]
 
 
-def _find_classes(root: Path) -> list[str]:
-    """As torchvision.datasets.folder.find_classes: sorted sub-folder names (hidden ones skipped)."""
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+def _find_classes(root: Path, follow: bool = False) -> list[str]:
+    """As torchvision.datasets.folder.find_classes: sorted sub-folder names (hidden ones, names
+    that are not UTF-8, and links leading out of the root unless followed, skipped)."""
+    real_root = os.path.realpath(root)
+    out = []
+    for e in os.scandir(root):
+        if e.name.startswith(".") or printable(e.name) != e.name or not e.is_dir():
+            continue
+        target = os.path.realpath(e.path)
+        if e.is_symlink() and not follow and os.path.commonpath([target, real_root]) != real_root:
+            log.warning("%s: class folder %s links outside the dataset; pass --follow-symlinks to include it", root, e.name)
+            continue
+        out.append(e.name)
+    return sorted(out)
 
 
-def read_imagefolder(root: Path) -> Dataset:
-    classes = _find_classes(root)
+def read_imagefolder(root: Path, follow_symlinks: bool = False) -> Dataset:
+    classes = _find_classes(root, follow_symlinks)
     records: list[ImageRecord] = []
-    kept: list[str] = []
+    visited: set[tuple[int, int]] = set()
+    st = os.stat(root)
+    visited.add((st.st_dev, st.st_ino))  # a link back to the root is not a class folder
     for cls in classes:
-        files = _walk_images(root / cls, root)
-        if files:
-            kept.append(cls)
-        records.extend(ImageRecord(f, cls) for f in files)
+        records.extend(_walk(root / cls, root, cls, follow_symlinks, visited))
     loose = [e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name)]
     if loose:
         log.warning("%s: %d images directly in the root are ignored in ImageFolder layout", root, len(loose))
-    if not records:
+    if not any(r.error is None for r in records):
         raise DatasetError(f"no images found in the class folders of {root}")
     # torchvision raises on an empty class folder; we keep the class (it may gain relabels).
     return Dataset(root=root, layout="imagefolder", source=root, classes=classes, records=records)
 
 
-def read_flat(root: Path) -> Dataset:
-    files = _walk_images(root, root)
-    if not files:
+def read_flat(root: Path, follow_symlinks: bool = False) -> Dataset:
+    records = _walk(root, root, None, follow_symlinks, set())
+    if not any(r.error is None for r in records):
         raise DatasetError(_nothing_found(root))
-    return Dataset(root=root, layout="flat", source=root, classes=[], records=[ImageRecord(f, None) for f in files])
+    return Dataset(root=root, layout="flat", source=root, classes=[], records=records)
 
 
 def read_csv_manifest(path: Path) -> Dataset:
     """A CSV with columns ``path,label``; paths relative to the CSV's folder (or absolute)."""
     root = path.parent
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-            if "path" not in fields:
-                raise DatasetError(
-                    f"{path}: a manifest needs a header with columns path,label; found {reader.fieldnames}"
-                )
-            key = {f.strip().lower(): f for f in reader.fieldnames or []}
-            rows = [(r[key["path"]], r.get(key.get("label", ""), "") if "label" in key else "") for r in reader]
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a UTF-8 text CSV ({exc})") from exc
+        reader = csv.DictReader(io.StringIO(read_text(path, what="CSV manifest"), newline=""))
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "path" not in fields:
+            raise DatasetError(
+                f"{path}: a manifest needs a header with columns path,label; found {reader.fieldnames}"
+            )
+        key = {f.strip().lower(): f for f in reader.fieldnames or []}
+        rows = [(r[key["path"]] or "", (r.get(key["label"]) or "") if "label" in key else "") for r in reader]
+    except (csv.Error, UnsafePathError) as exc:
+        raise DatasetError(f"{path}: not a readable CSV manifest ({exc})") from exc
     if not rows:
         raise DatasetError(f"{path}: the manifest lists no images")
     records: list[ImageRecord] = []
@@ -156,6 +178,8 @@ def read_csv_manifest(path: Path) -> Dataset:
         raw = (raw or "").strip()
         if not raw:
             continue
+        if "\x00" in raw:
+            raise DatasetError(f"{path}: a path contains a NUL character ({raw!r}); fix the manifest")
         rel = raw if is_uri(raw) else Path(raw).as_posix()  # URIs kept verbatim (Path would fold "//")
         if rel in seen:
             dupes.append(rel)
@@ -175,12 +199,18 @@ def _nothing_found(path: Path) -> str:
     )
 
 
-def open_dataset(path: str | Path, layout: str | None = None) -> Dataset:
-    """Read a dataset, detecting its layout unless ``layout`` names one of LAYOUTS."""
+def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
+    """Read a dataset, detecting its layout unless ``layout`` names one of LAYOUTS.
+
+    Symbolic links that lead outside the dataset's root are not followed unless
+    ``follow_symlinks``; every folder is read once (links that loop are harmless).
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"{p} does not exist: give a dataset folder or a CSV manifest")
     p = p.resolve()
+    if not (p.is_dir() or p.is_file()):
+        raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
     if layout is not None and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if layout == "csv" or (layout is None and p.is_file()):
@@ -190,15 +220,15 @@ def open_dataset(path: str | Path, layout: str | None = None) -> Dataset:
             raise DatasetError(f"{p} is a file but not a .csv manifest")
         return read_csv_manifest(p)
     if layout == "flat":
-        return read_flat(p)
+        return read_flat(p, follow_symlinks)
     if layout == "imagefolder":
-        return read_imagefolder(p)
-    has_class_images = any(
-        _walk_images(p / c, p) for c in _find_classes(p)
-    )
-    if has_class_images:
-        return read_imagefolder(p)
-    return read_flat(p)
+        return read_imagefolder(p, follow_symlinks)
+    if _find_classes(p, follow_symlinks):
+        try:
+            return read_imagefolder(p, follow_symlinks)
+        except DatasetError:
+            pass  # class folders without images: a flat folder of images, perhaps
+    return read_flat(p, follow_symlinks)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -245,6 +275,8 @@ def load_image_and_sha1(path: str | Path) -> tuple[Image.Image, str]:
         data = read_bytes(p)
     except OSError as exc:
         raise ImageDecodeError(p, f"cannot read the file ({exc.strerror or exc})") from exc
+    except UnsafePathError as exc:
+        raise ImageDecodeError(p, str(exc).removeprefix(f"{p}: ")) from exc
     if not data:
         raise ImageDecodeError(p, "empty file (0 bytes)")
     try:
@@ -278,8 +310,4 @@ def file_sha1(path: str | Path) -> str:
     """Hex SHA-1 of a file's (or URI's) bytes, local files read in 1 MiB chunks."""
     if is_uri(path):
         return hashlib.sha1(read_bytes(path)).hexdigest()
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha1_regular(path)

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scoring.errors import UnsafePathError
+from scoring.safewrite import clean_leftovers, created_by_us, move_into_place, new_build_folder
+
 log = logging.getLogger(__name__)
 
 FLIP_SHARE = 0.03
@@ -63,7 +66,12 @@ def build_demo(dest: str | Path | None = None, *, limit: int | None = None) -> P
     flip = rng.choice(n, size=max(1, round(FLIP_SHARE * n)), replace=False)
     given = labels.copy()
     given[flip] = (labels[flip] + rng.integers(1, 10, size=len(flip))) % 10
-    tmp = dest / f".{DEMO_DIRNAME}.partial"
+    if root.exists() and not created_by_us(root):
+        raise UnsafePathError(
+            f"{root} exists and was not made by Image Triage; it is left as it is: give the demo another --dest"
+        )
+    clean_leftovers(root)
+    tmp = new_build_folder(root, "demo")
     for d in range(10):
         (tmp / str(d)).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -74,11 +82,7 @@ def build_demo(dest: str | Path | None = None, *, limit: int | None = None) -> P
         img.save(tmp / rel)
         if given[i] != labels[i]:
             rows.append((rel, int(labels[i]), int(given[i])))
-    if root.exists():
-        import shutil
-
-        shutil.rmtree(root)
-    tmp.rename(root)
+    move_into_place(tmp, root)
     with truth.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "true_label", "given_label"])

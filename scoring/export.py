@@ -2,7 +2,10 @@
 
 Everything is written into a hidden temporary folder beside the destination and renamed into
 place only once complete and verified, so a failure part-way (disk full, permission denied, a
-file that vanished) leaves no half export and the old destination, if any, intact.
+file that vanished) leaves no half export and the old destination, if any, intact. Where an
+export may go, and what ``force`` may replace, is decided by :mod:`scoring.safewrite`: never a
+folder holding the project's images or project file, never inside the dataset, and only ever
+replacing an earlier export.
 
 Output, inside ``dest``:
 
@@ -27,8 +30,8 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
-import uuid
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,10 @@ from typing import Any
 import numpy as np
 
 from scoring.datasets import read_bytes
+from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.safeio import kind_of
+from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -47,7 +53,7 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
 _BAD_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f%]')
 
 
-class ExportError(Exception):
+class ExportError(ImageTriageError):
     """An export that could not be completed; nothing was left half-written."""
 
 
@@ -71,6 +77,9 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
     if isinstance(src, str):  # a URI on object storage: only a copy can bring it here
         dst.write_bytes(read_bytes(src))
         return link != "copy"
+    mode = os.stat(src).st_mode  # follows links; opens nothing
+    if not stat.S_ISREG(mode):
+        raise UnsafePathError(f"{src} became {kind_of(mode)} since scoring; not exported")
     if link == "symlink":
         os.symlink(src, dst)
         return False
@@ -85,12 +94,10 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
     return link == "hardlink"
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
+def guard_for(project: Project) -> Guard:
+    """What an export must never touch: every image the project lists, its project file, the dataset."""
+    images = (project.abspath(p) for p in project.image_paths())
+    return Guard.build((p for p in images if isinstance(p, Path)), project.path, [project.dataset_root])
 
 
 def export_dataset(
@@ -109,25 +116,22 @@ def export_dataset(
     if link not in LINKS:
         raise ExportError(f"unknown link mode {link!r}; use one of {', '.join(LINKS)}")
     cancel = cancel or threading.Event()
-    dest = Path(dest).expanduser().absolute()
+    asked = Path(dest).expanduser().absolute()
     with Project.open(project_path) as project:
-        root = project.dataset_root
-        if _inside(dest, root) or _inside(root, dest):
-            raise ExportError(
-                f"{dest} is inside (or contains) the dataset {root}; the dataset is never written to: "
-                "choose a destination outside it"
-            )
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
-            raise ExportError(f"{dest} is not empty; choose an empty folder, or pass force to replace it")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+        guard = guard_for(project)
+        dest = guard.check_folder(asked, force=force)
+        clean_leftovers(dest)
+        tmp: Path | None = None
         try:
+            tmp = new_build_folder(dest, "export")
             report = yield from _write(project, tmp, fmt, link, audit, cancel)
             _verify(tmp, report)
-            _swap_into_place(tmp, dest)
+            guard.check_folder(dest, force=force)  # again: nothing may have moved in meanwhile
+            move_into_place(tmp, dest)
         except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, Cancelled | GeneratorExit):
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, Cancelled | GeneratorExit | ImageTriageError):
                 raise
             if isinstance(exc, OSError):
                 what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
@@ -269,21 +273,6 @@ def _verify(tmp: Path, report: dict[str, Any]) -> None:
             f"{report['exported']} expected; nothing was written"
         )
     report.pop("files", None)
-
-
-def _swap_into_place(tmp: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except OSError:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run_export(project_path: str | Path, dest: str | Path, **kw: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ scores stay honest (out-of-sample); unlabelled images get the mean of the K fold
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import zipfile
 from collections.abc import Callable
@@ -19,8 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from scoring.errors import ImageTriageError
 from scoring.models.registry import get_model, is_torchvision
 from scoring.pool import Encoder, Member, PoolError, Preprocess, ProgressFn, stable_hash
+from scoring.safeio import require_regular, sha1_regular
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,7 @@ STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha1_regular(path, max_bytes=1 << 40)  # weights files may be many GB
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -57,33 +54,70 @@ def match_classes(model_classes: list[str], dataset_classes: list[str], who: str
 # ----------------------------------------------------------------------------- loading
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _checkpoint_format(path: Path) -> str:
+    """``torchscript``, ``zip`` (torch.save since 1.6) or ``legacy`` (older torch.save); PoolError
+    naming the file for anything else (a text file, an image, a truncated download)."""
+    try:
+        require_regular(path, what="checkpoint")
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError as exc:
+        raise PoolError(f"checkpoint {path} does not exist; check the member's `path`") from exc
+    except OSError as exc:
+        raise PoolError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from exc
+    except ImageTriageError as exc:
+        raise PoolError(str(exc)) from exc
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise PoolError(f"{path} is a damaged or truncated checkpoint ({exc}); download or save it again") from exc
+        return "torchscript" if any(n.endswith("constants.pkl") or "/code/" in n for n in names) else "zip"
+    if head[:2] in _PICKLE_PROTOCOLS:
+        return "legacy"
+    raise PoolError(
+        f"{path} is not a PyTorch checkpoint (it starts with {head[:8]!r}); give a file saved with torch.save "
+        "or torch.jit.save"
+    )
 
 
 def load_checkpoint_module(path: Path, arch: str | None, num_classes: int, trust: bool = False) -> nn.Module:
-    """A TorchScript file, or a state dict (plain / nested / ``module.``-prefixed) into ``arch``."""
-    if not path.is_file():
-        raise PoolError(f"checkpoint {path} does not exist; check the member's `path`")
-    if _is_torchscript(path):
+    """A TorchScript file, or a state dict (plain / nested / ``module.``-prefixed) into ``arch``.
+
+    Nothing in the file runs unless ``trust is True``: a state dict loads with
+    ``weights_only=True``; a TorchScript file (code) or a pickled model is refused untrusted.
+    """
+    trusted = trust is True
+    fmt = _checkpoint_format(path)
+    if fmt == "torchscript":
+        if not trusted:
+            raise PoolError(
+                f"{path} is TorchScript, which is code that runs when the model does; only if you trust its "
+                "source, set `trust = true` on the member (command line: --trust-checkpoint), or save it as a state dict"
+            )
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user
-            raise PoolError(f"{path} looks like TorchScript but does not load: {exc}") from exc
+            raise PoolError(f"{path} looks like TorchScript but does not load: {_first_line(exc)}") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
+        if not trusted and ("Unsupported global" in msg or "GLOBAL" in msg or "Unsupported operand" in msg):
             raise PoolError(
-                f"{path} needs to run arbitrary code to unpickle (it stores Python objects, not just "
-                "tensors), which could be unsafe. Re-save it as a state dict, or, only if you trust "
-                "its source, set `trust = true` on the member (command line: --trust-checkpoint)."
+                f"{path} needs to run code to unpickle (it stores Python objects, not just tensors), which "
+                "could be unsafe. Re-save it as a state dict, or, only if you trust its source, set "
+                "`trust = true` on the member (command line: --trust-checkpoint)."
             ) from exc
-        raise PoolError(f"{path} is not a PyTorch checkpoint torch.load can read: {msg.splitlines()[0]}") from exc
+        raise PoolError(
+            f"{path} is a damaged or truncated checkpoint torch.load cannot read ({_first_line(exc)}); "
+            "download or save it again"
+        ) from exc
     if isinstance(obj, nn.Module):  # a whole pickled model (trusted load)
         return obj
     if not isinstance(obj, dict):
@@ -110,6 +144,11 @@ def load_checkpoint_module(path: Path, arch: str | None, num_classes: int, trust
     return model
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 def _safe_load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: Path, arch: str) -> None:
     try:
         model.load_state_dict(sd, strict=True)
@@ -132,7 +171,7 @@ class CheckpointMember(Member):
         path = Path(spec["path"])
         pp = Preprocess.from_dict(spec.get("preprocess"))
         try:
-            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), bool(spec.get("trust")))
+            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), spec.get("trust") is True)
         except RuntimeError as exc:  # size mismatch from load_state_dict
             raise PoolError(
                 f"{path} does not fit architecture {spec.get('arch')!r} with {len(self.classes)} classes: "
@@ -305,7 +344,7 @@ def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str
     if spec.get("path"):
         path = Path(spec["path"])
         n = len(spec["classes"]) if spec.get("classes") else int(spec.get("num_classes", 10))
-        model = load_checkpoint_module(path, arch, n, bool(spec.get("trust")))
+        model = load_checkpoint_module(path, arch, n, spec.get("trust") is True)
         pp = Preprocess.from_dict(spec.get("preprocess"))
         key = stable_hash("backbone", _file_digest(path), arch, pp.key)
         return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"

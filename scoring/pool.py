@@ -29,11 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scoring.errors import ImageTriageError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PoolError(ValueError):
+class PoolError(ImageTriageError, ValueError):
     """A pool or member spec that cannot be built; the message says what to change."""
 
 

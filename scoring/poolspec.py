@@ -23,32 +23,30 @@ from typing import Any
 
 import tomllib
 
+from scoring.errors import ImageTriageError
 from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError
+from scoring.poolschema import validate_member
+from scoring.safeio import read_text
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A text file a pool refers to; PoolError naming it when missing, special or not UTF-8."""
+    try:
+        return read_text(path, what=what)
+    except FileNotFoundError as exc:
+        raise PoolError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise PoolError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
+    except ImageTriageError as exc:
+        raise PoolError(str(exc)) from exc
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-_COMMON = {"name", "kind", "preprocess", "train_list"}
-VALID_KEYS: dict[str, set[str]] = {
-    "checkpoint": _COMMON | {"path", "arch", "classes", "classes_file", "trust"},
-    "backbone": _COMMON | {"arch", "path", "weights", "classes", "classes_file", "num_classes", "trust",
-                           "folds", "fractions", "seeds", "head", "weight_decay"},
-    "scratch": _COMMON | {"arch", "folds", "epochs", "seeds", "batch_size", "lr"},
-}
 _PATH_KEYS = ("path", "classes_file", "weights", "train_list")
 
 
-def _validate(spec: dict[str, Any], where: str) -> dict[str, Any]:
-    kind = spec.get("kind")
-    if kind not in VALID_KEYS:
-        raise PoolError(f"{where}: `kind` must be one of {sorted(VALID_KEYS)}, got {kind!r}")
-    unknown = set(spec) - VALID_KEYS[kind]
-    if unknown:
-        raise PoolError(f"{where}: unknown keys {sorted(unknown)} for a {kind} member; valid: {sorted(VALID_KEYS[kind])}")
-    if "name" not in spec:
-        spec["name"] = Path(str(spec.get("path") or spec.get("arch") or kind)).stem
-    if kind == "checkpoint" and not spec.get("path"):
-        raise PoolError(f"{where}: a checkpoint member needs `path`")
-    return spec
+def _validate(spec: Any, where: str) -> dict[str, Any]:
+    return validate_member(spec, where)
 
 
 def _resolve(spec: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -58,19 +56,15 @@ def _resolve(spec: dict[str, Any], base: Path) -> dict[str, Any]:
             p = Path(str(out[key])).expanduser()
             out[key] = str(p if p.is_absolute() else (base / p).resolve())
     if out.get("classes_file") and "classes" not in out:
-        cf = Path(out["classes_file"])
-        if not cf.is_file():
-            raise PoolError(f"member {out.get('name')!r}: classes_file {cf} does not exist")
-        out["classes"] = [ln.strip() for ln in cf.read_text().splitlines() if ln.strip()]
+        text = _read_text(Path(out["classes_file"]), f"member {out.get('name')!r}: classes_file")
+        out["classes"] = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return out
 
 
 def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
     """Member specs from a TOML or JSON pool file; relative paths resolved against its folder."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise PoolError(f"pool file {p} does not exist")
-    text = p.read_text()
+    text = _read_text(p, "pool file")
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -80,7 +74,13 @@ def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
         members = data.get("members")
     if not isinstance(members, list) or not members:
         raise PoolError(f"{p}: expected [[member]] tables (TOML) or a list / {{\"member\": [...]}} (JSON)")
-    return [_resolve(_validate(dict(m), f"{p} member {i + 1}"), p.parent.resolve()) for i, m in enumerate(members)]
+    return [
+        _resolve(_validate(m, f"{p} member {i + 1}{_named(m)}"), p.parent.resolve()) for i, m in enumerate(members)
+    ]
+
+
+def _named(m: Any) -> str:
+    return f" ({m['name']!r})" if isinstance(m, dict) and isinstance(m.get("name"), str) else ""
 
 
 def _scalar(v: str) -> Any:
@@ -159,10 +159,8 @@ def trained_on(spec: dict[str, Any]) -> set[str] | None:
     tl = spec.get("train_list")
     if not tl:
         return None
-    p = Path(tl)
-    if not p.is_file():
-        raise PoolError(f"member {spec.get('name')!r}: train_list {p} does not exist")
-    return {ln.strip() for ln in p.read_text().splitlines() if ln.strip()}
+    text = _read_text(Path(tl), f"member {spec.get('name')!r}: train_list")
+    return {ln.strip() for ln in text.splitlines() if ln.strip()}
 
 
 def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> list[dict[str, Any]]:

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from scoring.errors import ImageTriageError
 from scoring.pool import Pool
 from scoring.progress import Cancelled, Progress, RateMeter
 
 log = logging.getLogger(__name__)
 
 
-class RayUnavailableError(RuntimeError):
+class RayUnavailableError(ImageTriageError, RuntimeError):
     """Ray is not installed or the cluster cannot be reached."""
 
 

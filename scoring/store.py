@@ -16,6 +16,7 @@ re-derived from the log whenever another process has appended to it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 import sqlite_utils
 
 from scoring.datasets import Dataset, file_sha1, is_uri, open_dataset
+from scoring.errors import ImageTriageError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ TOPK_KEEP = 100
 _DO_ACTIONS = ("relabel", "remove", "restore", "keep")
 
 
-class ProjectError(Exception):
+class ProjectError(ImageTriageError):
     """A project file problem; the message names the file and what to do."""
 
 
@@ -62,6 +65,15 @@ class NotAProjectError(ProjectError):
 
 class ProjectLockedError(ProjectError):
     """Another process holds the write lock for longer than the busy timeout."""
+
+
+class ProjectValueError(ProjectError, ValueError):
+    """A request the project cannot answer: an image id it does not have, a label out of range."""
+
+
+class IncompleteProjectError(NotAProjectError):
+    """A project file whose creation was interrupted (empty, or without its dataset); it holds
+    nothing of the user's and :func:`project_for` recreates it."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,11 @@ class Project:
             conn.close()
             raise
         self._load_meta()
+        if not _create and self._meta("dataset_root") is None:
+            conn.close()
+            raise IncompleteProjectError(
+                f"{self.path} has no dataset (its creation was stopped part-way); open the dataset again to recreate it"
+            )
 
     # --- opening -----------------------------------------------------------------------
 
@@ -294,8 +311,13 @@ class Project:
         if create:
             if tables:
                 raise ProjectError(f"{self.path} already holds a database; pick a new file name")
+        elif not tables:
+            raise IncompleteProjectError(
+                f"{self.path} is an empty project file (its creation was stopped part-way); "
+                "open the dataset again to recreate it"
+            )
         elif app_id != APPLICATION_ID:
-            what = "an SQLite database of another program" if tables else "an empty database"
+            what = "an SQLite database of another program"
             raise NotAProjectError(
                 f"{self.path} is not an Image Triage project ({what}); open a .triage.db made by "
                 "image-triage, or open the dataset to create one"
@@ -305,7 +327,9 @@ class Project:
                 f"{self.path} was written by a newer Image Triage (schema {version}, this one knows "
                 f"{SCHEMA_VERSION}); upgrade image-triage to open it"
             )
-        if c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        if create:  # a rollback journal until the file is complete: no WAL left to checkpoint on close
+            c.execute("PRAGMA journal_mode=DELETE")
+        elif c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
             log.warning("%s: WAL mode unavailable; concurrent readers will wait", self.path)
         c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an app kill
         c.execute("PRAGMA foreign_keys=ON")
@@ -322,33 +346,39 @@ class Project:
             self.conn.execute(f"PRAGMA user_version={upto}")
 
     @classmethod
-    def create(cls, path: str | Path, dataset: Dataset, *, overwrite: bool = False) -> Project:
-        """A new project file for ``dataset`` (its images synced in)."""
-        p = Path(path)
-        if p.exists():
-            if not overwrite:
-                raise ProjectError(f"{p} already exists; open it, or choose another file name")
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(p) + suffix).unlink(missing_ok=True)
-        root = dataset.root.resolve()
-        with contextlib.suppress(ValueError):
-            p.resolve().relative_to(root)
-            if dataset.layout != "csv":
-                raise ProjectError(
-                    f"{p} is inside the dataset {root}; the dataset is read-only to Image Triage, "
-                    "put the project beside it"
-                )
+    def create(cls, path: str | Path, dataset: Dataset, *, follow_symlinks: bool = False) -> Project:
+        """A new project file for ``dataset`` (its images synced in).
+
+        The schema and the dataset's description are committed in a hidden file beside ``path``
+        that is then linked into place, so a kill at any moment leaves either no project or a
+        complete one, never an empty file. An existing file is never replaced.
+        """
+        p = Path(path).absolute()
+        if p.exists() or p.is_symlink():
+            raise ProjectError(f"{p} already exists; open it, or choose another file name")
+        _check_project_location(p, dataset)
         p.parent.mkdir(parents=True, exist_ok=True)
-        proj = cls(p, _create=True)
-        with proj._tx():
-            proj._set_meta(
-                dataset_root=str(root),
-                layout=dataset.layout,
-                source=str(dataset.source.resolve()),
-                classes=json.dumps(dataset.classes),
-                created=str(time.time()),
-            )
-        proj._load_meta()
+        _remove_creation_leftovers(p)
+        tmp = p.parent / f".{p.name}.creating-{uuid.uuid4().hex[:8]}"
+        try:
+            proj = cls(tmp, _create=True)
+            try:
+                with proj._tx():
+                    proj._set_meta(
+                        dataset_root=str(dataset.root.resolve()),
+                        layout=dataset.layout,
+                        source=str(dataset.source.resolve()),
+                        classes=json.dumps(dataset.classes),
+                        follow_symlinks=json.dumps(bool(follow_symlinks)),
+                        created=str(time.time()),
+                    )
+            finally:
+                proj.close()  # the last connection checkpoints the WAL into the file
+            _link_new(tmp, p)
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        proj = cls(p)
         proj.sync(dataset)
         return proj
 
@@ -386,14 +416,15 @@ class Project:
         else:
             try:
                 self.conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self.conn.execute("ROLLBACK")
                 raise self._translate(exc) from exc
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
     # --- meta ----------------------------------------------------------------------------
@@ -424,8 +455,9 @@ class Project:
         self.classes = list(classes)
 
     def dataset(self) -> Dataset:
-        """Re-read the dataset from disk (its layout as stored)."""
-        return open_dataset(self.source, layout=self.layout)
+        """Re-read the dataset from disk (its layout and symlink policy as stored)."""
+        follow = json.loads(self._meta("follow_symlinks") or "false") is True
+        return open_dataset(self.source, layout=self.layout, follow_symlinks=follow)
 
     # --- images --------------------------------------------------------------------------
 
@@ -444,6 +476,11 @@ class Project:
         changed = 0
         for rec in dataset.records:
             now_paths.add(rec.path)
+            if rec.error is not None:  # a special file or a name that is not UTF-8: never opened
+                if rec.path not in stored:
+                    label = None if rec.label is None else self.classes.index(rec.label)
+                    new_rows.append((rec.path, label, label, "unreviewed", None, None, None, rec.error))
+                continue
             full = dataset.abspath(rec.path)
             uri = isinstance(full, str)
             try:
@@ -456,7 +493,7 @@ class Project:
                 label = dataset.label_index(rec.label)
                 label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
                 flag = None if size is not None or uri else "missing"
-                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, flag))
+                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, flag, None))
                 continue
             image_id, old_size, old_mtime, sha1, flag = stored[rec.path]
             new_flag = flag
@@ -465,7 +502,7 @@ class Project:
             elif size is None:
                 new_flag = "missing"
             elif (size, mtime) != (old_size, old_mtime):
-                if sha1 is not None and file_sha1(full) != sha1:
+                if sha1 is not None and _sha1_or_none(full) != sha1:
                     new_flag = "changed"
                 elif flag == "missing":
                     new_flag = None
@@ -479,8 +516,8 @@ class Project:
                 updates.append(("missing", image_id))
         with self._tx() as c:
             c.executemany(
-                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, flag) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, flag, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 new_rows,
             )
             c.executemany("UPDATE images SET flag=? WHERE id=?", updates)
@@ -492,16 +529,22 @@ class Project:
     def _row(self, r: Sequence[Any]) -> ImageRow:
         return ImageRow(*r[: len(_IMAGE_COLS)])
 
+    def image_paths(self) -> Iterator[str]:
+        """Every image path the project lists (relative to the dataset root, or a URI), by id."""
+        cur = self.conn.execute("SELECT path FROM images ORDER BY id")
+        while rows := cur.fetchmany(10_000):
+            yield from (r[0] for r in rows)
+
     def image(self, image_id: int) -> ImageRow:
         rows = self._q(f"SELECT {', '.join(_IMAGE_COLS)} FROM images WHERE id=?", (int(image_id),))
         if not rows:
-            raise ValueError(f"no image with id {image_id} in {self.path}")
+            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
         return self._row(rows[0])
 
     def queue_row(self, image_id: int) -> QueueRow:
         rows = self._q(f"SELECT {', '.join(_QUEUE_COLS)} FROM images WHERE id=?", (int(image_id),))
         if not rows:
-            raise ValueError(f"no image with id {image_id} in {self.path}")
+            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
         return self._queue_row(rows[0])
 
     def find_image(self, path: str) -> int | None:
@@ -711,12 +754,12 @@ class Project:
             params.append(f.reason)
         if f.status is not None:
             if f.status not in STATUSES:
-                raise ValueError(f"unknown status {f.status!r}; use one of {STATUSES}")
+                raise ProjectValueError(f"unknown status {f.status!r}; use one of {STATUSES}")
             where.append("status=?")
             params.append(f.status)
         if f.score_min is not None or f.score_max is not None:
             if f.score_key not in SORT_KEYS or f.score_key in ("path", "id"):
-                raise ValueError(f"cannot filter on {f.score_key!r}")
+                raise ProjectValueError(f"cannot filter on {f.score_key!r}")
             if f.score_min is not None:
                 where.append(f"{f.score_key}>=?")
                 params.append(f.score_min)
@@ -747,7 +790,7 @@ class Project:
         Keyset paging: ``after`` is ``(sort value, id)`` of the previous page's last row.
         """
         if sort not in SORT_KEYS:
-            raise ValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
         desc = self.hardest_first(sort) if descending is None else descending
         where, params = self._where(filt)
         cols = ", ".join(_QUEUE_COLS)
@@ -780,12 +823,12 @@ class Project:
 
     def score_values(self, key: str = "c_perplexity") -> np.ndarray:
         if key not in SORT_KEYS or key in ("path", "id"):
-            raise ValueError(f"unknown score {key!r}")
+            raise ProjectValueError(f"unknown score {key!r}")
         return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
 
     def class_difficulty(self, key: str = "c_perplexity") -> np.ndarray:
         if key not in SORT_KEYS or key in ("path", "id"):
-            raise ValueError(f"unknown score {key!r}")
+            raise ProjectValueError(f"unknown score {key!r}")
         out = np.full(len(self.classes), np.nan)
         for label, mean in self._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):
             out[label] = mean
@@ -814,7 +857,7 @@ class Project:
         with self._tx() as c:
             row = c.execute("SELECT current_label, status FROM images WHERE id=?", (int(image_id),)).fetchone()
             if row is None:
-                raise ValueError(f"no image with id {image_id} in {self.path}")
+                raise ProjectValueError(f"no image with id {image_id} in {self.path}")
             old_label, old_status = row
             if new_label is None and action in ("remove", "restore", "keep"):
                 new_label = old_label
@@ -831,7 +874,7 @@ class Project:
         """Give an image a new label (status 'relabelled', or 'kept' if it is the given one)."""
         label = int(label)
         if not 0 <= label < len(self.classes):
-            raise ValueError(f"label {label} is out of range: the project has {len(self.classes)} classes {self.classes}")
+            raise ProjectValueError(f"label {label} is out of range: the project has {len(self.classes)} classes {self.classes}")
         given = self.image(image_id).given_label
         return self._apply(image_id, "relabel", label, "kept" if label == given else "relabelled")
 
@@ -915,12 +958,16 @@ def _alive(pid: int | None, host: str | None) -> bool:
     return True
 
 
-def project_for(source: str | Path, db: str | Path | None = None, layout: str | None = None) -> Path:
+def project_for(
+    source: str | Path, db: str | Path | None = None, layout: str | None = None, *, follow_symlinks: bool = False
+) -> Path:
     """The project file for a dataset folder, CSV manifest or project file; created if missing.
 
     ``db`` overrides the default location (beside the dataset, see
     :func:`scoring.locations.default_project_path`). The command line and the app both open
-    datasets through this, so they always agree on where a dataset's project lives.
+    datasets through this, so they always agree on where a dataset's project lives. An existing
+    project of another dataset is refused (naming both); one whose creation was stopped part-way
+    (empty, no dataset) is recreated.
     """
     from scoring.locations import default_project_path, is_project_path
 
@@ -928,7 +975,62 @@ def project_for(source: str | Path, db: str | Path | None = None, layout: str | 
     if src.is_file() and is_project_path(src):
         return src
     path = Path(db) if db else default_project_path(src)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Project.create(path, open_dataset(src, layout=layout)).close()
+    if path.exists():
+        try:
+            with Project.open(path) as existing:
+                stored = existing.source
+        except IncompleteProjectError as exc:
+            log.warning("%s; recreating it", exc)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        else:
+            if src.exists() and src.resolve() != stored:
+                raise ProjectError(
+                    f"{path} is the project of {stored}, not of {src.resolve()}; give --db a new file "
+                    f"to score {src}, or score {stored}"
+                )
+            return path
+    Project.create(path, open_dataset(src, layout=layout, follow_symlinks=follow_symlinks),
+                   follow_symlinks=follow_symlinks).close()
     return path
+
+
+def _sha1_or_none(path: Path | str) -> str | None:
+    """The file's hash, or None when it can no longer be read as a regular file (-> flagged changed)."""
+    try:
+        return file_sha1(path)
+    except (OSError, ImageTriageError):
+        return None
+
+
+def _check_project_location(path: Path, dataset: Dataset) -> None:
+    """A project file never goes inside the dataset (its root, or a folder holding its images)."""
+    from scoring.safewrite import Guard
+
+    images = [dataset.root / r.path for r in dataset.records if r.error is None and not is_uri(r.path)]
+    roots = [] if dataset.layout == "csv" else [dataset.root]
+    guard = Guard.build(images, None, roots)
+    try:
+        guard.check_file(path, what="project file")
+    except ImageTriageError as exc:
+        raise ProjectError(f"{exc} (--db)") from exc
+
+
+def _remove_creation_leftovers(path: Path) -> None:
+    """Hidden files of creations that were killed before they were linked into place."""
+    prefix = f".{path.name}.creating-"
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}*"):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, dest: Path) -> None:
+    """Put ``tmp`` at ``dest`` only if ``dest`` does not exist (a hard link fails rather than replace)."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError as exc:
+        raise ProjectError(f"{dest} appeared while the project was being created; open it instead") from exc
+    except OSError:  # a file system without hard links
+        if dest.exists():
+            raise ProjectError(f"{dest} appeared while the project was being created; open it instead") from None
+        os.rename(tmp, dest)

@@ -16,6 +16,7 @@ import pytest
 
 import scoring.export as export_mod
 from scoring.datasets import open_dataset
+from scoring.errors import ImageTriageError
 from scoring.export import ExportError, export_dataset, run_export, safe_folder_name
 from scoring.metrics import compute_scores
 from scoring.progress import Cancelled
@@ -118,7 +119,7 @@ def test_hard_links_share_the_inode_and_fall_back_to_copies(proj: tuple[Path, Pa
 )
 def test_a_failure_part_way_leaves_nothing_half_written(proj: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, match: str) -> None:
     _, db = proj
-    (tmp_path / "out").mkdir()
+    run_export(db, tmp_path / "out")  # an earlier export: the only kind of folder force replaces
     (tmp_path / "out" / "old.txt").write_text("previous export")
     calls = {"n": 0}
     real = export_mod._place
@@ -168,18 +169,23 @@ def test_changed_and_missing_files_are_left_out_with_a_warning(proj: tuple[Path,
 
 def test_destination_rules(proj: tuple[Path, Path], tmp_path: Path) -> None:
     data, db = proj
-    with pytest.raises(ExportError, match="inside"):
+    with pytest.raises(ImageTriageError, match="inside"):
         run_export(db, data / "cleaned")
-    with pytest.raises(ExportError, match="inside"):
+    with pytest.raises(ImageTriageError, match="holds images"):
         run_export(db, data.parent)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(ExportError, match="not empty"):
+    with pytest.raises(ImageTriageError, match="not empty.*--force"):
         run_export(db, tmp_path / "full")
-    run_export(db, tmp_path / "full", force=True)
-    assert not (tmp_path / "full" / "x").exists() and (tmp_path / "full" / "manifest.csv").exists()
+    with pytest.raises(ImageTriageError, match="not made by Image Triage"):  # force never takes a user's folder
+        run_export(db, tmp_path / "full", force=True)
+    assert (tmp_path / "full" / "x").read_text() == "x"
+    run_export(db, tmp_path / "out")
+    run_export(db, tmp_path / "out", force=True)  # an earlier export is replaced
+    assert (tmp_path / "out" / "manifest.csv").exists()
     (tmp_path / "empty").mkdir()
     run_export(db, tmp_path / "empty")
+    assert (tmp_path / "empty" / "manifest.csv").exists()
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,9 @@ def test_checkpoint_layouts_load_and_predict(tmp_path: Path, layout: str) -> Non
         m = get_model("tiny_mlp", num_classes=3, in_channels=3, size=16)
         m.load_state_dict(sd)
         torch.jit.save(torch.jit.script(m.eval()), path)
-    member = CheckpointMember(_spec(path), CLASSES)
+        with pytest.raises(PoolError, match="TorchScript, which is code"):  # code runs only when trusted
+            CheckpointMember(_spec(path), CLASSES)
+    member = CheckpointMember(_spec(path, trust=layout == "torchscript"), CLASSES)
     x = torch.randn(4, 3, 16, 16)
     with torch.inference_mode():
         out = member.encoder.module.eval()(x).numpy()
@@ -81,7 +83,7 @@ def test_a_dataset_class_the_model_lacks_names_both_lists(tmp_path: Path) -> Non
 
 def test_a_checkpoint_that_runs_code_is_refused_unless_trusted(tmp_path: Path) -> None:
     torch.save({"state_dict": _tiny_state(), "extra": NotAllowed()}, tmp_path / "m.pth")
-    with pytest.raises(PoolError, match="arbitrary code.*trust"):
+    with pytest.raises(PoolError, match="run code to unpickle.*trust"):
         CheckpointMember(_spec(tmp_path / "m.pth"), CLASSES)
     assert CheckpointMember(_spec(tmp_path / "m.pth", trust=True), CLASSES).encoder.output == "logits"
 

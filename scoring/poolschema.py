@@ -1,0 +1,135 @@
+"""The schema of a pool member: every key, its type, its allowed values, which kinds take it.
+
+A pool file is user input that decides whether code runs (``trust``), so it is checked as
+strictly as a form: every value's type (``trust = "false"`` is a string, not a boolean, and is
+refused), ranges, unknown keys by name, and every message names the file and the member.
+:func:`validate_member` is the only gate; everything that builds a member goes through it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from scoring.pool import PoolError
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "str": ("a string", lambda v: isinstance(v, str) and v != "" and "\x00" not in v),
+    "bool": ("true or false (a boolean, not a string)", lambda v: isinstance(v, bool)),
+    "int": ("a whole number", _is_int),
+    "float": ("a number", _is_num),
+    "str_list": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v)),
+    "int_list": ("a list of whole numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) for x in v)),
+    "float_list": ("a list of numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) for x in v)),
+    "table": ("a table such as { size = 32 }", lambda v: isinstance(v, dict)),
+}
+
+
+@dataclass(frozen=True)
+class Key:
+    type: str
+    help: str
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
+
+
+_COMMON = {
+    "name": Key("str", "a name for the member, shown in the app"),
+    "kind": Key("str", "checkpoint, backbone or scratch"),
+    "preprocess": Key("table", "size, resize, mean, std, grayscale"),
+    "train_list": Key("str", "a file listing the paths the model was trained on"),
+}
+_MODEL_FILE = {
+    "path": Key("str", "the weights file, relative to the pool file"),
+    "arch": Key("str", "the architecture's name (image-triage pool check lists them)"),
+    "classes": Key("str_list", "the model's class names, in its output order"),
+    "classes_file": Key("str", "a text file with one class name per line"),
+    "trust": Key("bool", "allow a checkpoint that runs code when loaded (TorchScript, pickled objects)"),
+}
+_FOLDS = Key("int", "cross-fitting folds", lambda v: 2 <= v <= 100, "between 2 and 100")
+_SEEDS = Key("int_list", "one member per seed")
+SCHEMA: dict[str, dict[str, Key]] = {
+    "checkpoint": {**_COMMON, **_MODEL_FILE},
+    "backbone": {
+        **_COMMON, **_MODEL_FILE,
+        "weights": Key("str", "a weights file for a torchvision architecture"),
+        "num_classes": Key("int", "outputs of the checkpoint's last layer", lambda v: v >= 1, "at least 1"),
+        "folds": _FOLDS,
+        "fractions": Key("float_list", "training fractions, one member each", lambda v: all(0 < x <= 1 for x in v),
+                         "each in (0, 1]"),
+        "seeds": _SEEDS,
+        "head": Key("str", "the head fitted on the features", lambda v: v in ("logistic",), "logistic"),
+        "weight_decay": Key("float", "the head's L2 penalty", lambda v: v >= 0, "0 or more"),
+    },
+    "scratch": {
+        **_COMMON,
+        "arch": Key("str", "small_cnn or tiny_mlp"),
+        "folds": _FOLDS,
+        "epochs": Key("int", "training epochs per fold", lambda v: 1 <= v <= 10_000, "between 1 and 10000"),
+        "seeds": _SEEDS,
+        "batch_size": Key("int", "training batch size", lambda v: v >= 1, "at least 1"),
+        "lr": Key("float", "learning rate", lambda v: 0 < v < 10, "between 0 and 10"),
+    },
+}
+# Keys the pool adds to the members it expands a spec into (one per seed / fraction).
+_INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", lambda v: 0 < v <= 1, "in (0, 1]")}
+
+PREPROCESS: dict[str, Key] = {
+    "size": Key("int", "the square input side in pixels", lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    "resize": Key("int", "the shorter side before the centre crop", lambda v: 1 <= v <= 8192, "between 1 and 8192"),
+    "mean": Key("float_list", "per-channel mean", lambda v: len(v) in (1, 3), "1 or 3 numbers"),
+    "std": Key("float_list", "per-channel std", lambda v: len(v) in (1, 3) and all(x > 0 for x in v),
+               "1 or 3 positive numbers"),
+    "grayscale": Key("bool", "one channel instead of three"),
+}
+
+VALID_KEYS: dict[str, set[str]] = {kind: set(keys) for kind, keys in SCHEMA.items()}
+
+
+def _check(value: Any, key: str, spec: Key, where: str) -> None:
+    what, ok = _TYPES[spec.type]
+    if not ok(value):
+        raise PoolError(f"{where}: `{key}` must be {what}, got {value!r}")
+    if spec.check is not None and not spec.check(value):
+        raise PoolError(f"{where}: `{key}` must be {spec.rule}, got {value!r}")
+
+
+def validate_member(spec: Any, where: str) -> dict[str, Any]:
+    """A checked copy of one member spec (``name`` filled in); PoolError naming ``where`` if bad."""
+    if not isinstance(spec, dict):
+        raise PoolError(f"{where}: a member must be a table of keys (kind = ..., path = ...), got {spec!r}")
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in SCHEMA:
+        raise PoolError(f"{where}: `kind` must be one of {', '.join(sorted(SCHEMA))} (a string), got {kind!r}")
+    keys = {**SCHEMA[kind], **_INTERNAL}
+    unknown = sorted(str(k) for k in spec if k not in keys)
+    if unknown:
+        raise PoolError(f"{where}: unknown keys {unknown} for a {kind} member; valid: {sorted(SCHEMA[kind])}")
+    for key, value in spec.items():
+        _check(value, key, keys[key], where)
+    pp = spec.get("preprocess")
+    if pp is not None:
+        bad = sorted(str(k) for k in pp if k not in PREPROCESS)
+        if bad:
+            raise PoolError(f"{where}: unknown preprocess keys {bad}; valid: {sorted(PREPROCESS)}")
+        for key, value in pp.items():
+            if not (key == "resize" and value is None):
+                _check(value, f"preprocess.{key}", PREPROCESS[key], where)
+    out = dict(spec)
+    if "name" not in out:
+        out["name"] = PurePath(str(out.get("path") or out.get("arch") or kind)).stem
+    if kind == "checkpoint" and "path" not in out:
+        raise PoolError(f"{where}: a checkpoint member needs `path` (its weights file)")
+    return out

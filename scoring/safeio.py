@@ -1,0 +1,224 @@
+"""Reading the user's files safely: the one place that opens them and walks their folders.
+
+Every file Image Triage reads on the user's behalf (images, CSV manifests, pool files, class
+lists, checkpoints) goes through :func:`require_regular` first, so:
+
+* only **regular files** are opened: a FIFO would block forever, ``/dev/zero`` never ends, a
+  device may act on being opened. The check is a ``stat`` (which opens nothing); the file is then
+  opened non-blocking and ``fstat``-ed, and refused if it was swapped for something else;
+* a **size cap** is checked before reading (a 1 GB sparse file is refused, not read into memory);
+* hashes are **streamed** in 1 MiB chunks.
+
+:func:`walk_files` walks a tree once: every directory is visited at most once (by device and
+inode, so symlink loops end), symlinks that lead outside the root are not followed unless the
+caller asks, special files and names that are not valid UTF-8 are reported as bad entries (with
+the raw name shown escaped) instead of stopping the walk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scoring.errors import UnsafePathError
+
+MAX_IMAGE_BYTES = 512 * 1024 * 1024  # larger than any real image Pillow would decode
+MAX_TEXT_BYTES = 256 * 1024 * 1024  # manifests, pool files, class lists
+CHUNK = 1 << 20
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def kind_of(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def require_regular(path: str | Path, *, max_bytes: int | None = None, what: str = "file") -> os.stat_result:
+    """``stat`` ``path`` (following symlinks, opening nothing); UnsafePathError unless it is a
+    regular file of at most ``max_bytes``. OSError (missing, permission) passes through."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"{path}: {kind_of(st.st_mode)}, not a regular {what}; Image Triage only reads regular files")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise UnsafePathError(
+            f"{path}: {st.st_size / 2**20:,.0f} MiB is larger than the {max_bytes / 2**20:,.0f} MiB cap for {_a(what)}; "
+            "remove it from the dataset or check it is what you meant"
+        )
+    return st
+
+
+def _open_checked(path: str | Path, st: os.stat_result) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    fst = os.fstat(fd)
+    if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise UnsafePathError(f"{path}: the file changed into {kind_of(fst.st_mode)} while being opened; not read")
+    return fd
+
+
+def read_regular(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (see the module docstring)."""
+    st = require_regular(path, max_bytes=max_bytes, what=what)
+    fd = _open_checked(path, st)
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, CHUNK):
+            total += len(chunk)
+            if total > max_bytes:  # grew since the stat
+                raise UnsafePathError(f"{path}: grew past the {max_bytes / 2**20:,.0f} MiB cap while being read")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | Path, *, what: str = "text file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A regular UTF-8 text file (a BOM is dropped); UnsafePathError naming the file otherwise."""
+    data = read_regular(path, max_bytes=max_bytes, what=what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnsafePathError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the {what} as UTF-8"
+        ) from exc
+
+
+def sha1_regular(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+    """Hex SHA-1 of a regular file, streamed in 1 MiB chunks."""
+    st = require_regular(path, max_bytes=max_bytes)
+    fd = _open_checked(path, st)
+    h = hashlib.sha1()
+    try:
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- walking
+
+
+def printable(name: str) -> str:
+    """A file name as text SQLite and a terminal accept: bytes that are not UTF-8 shown escaped."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def is_valid_name(name: str) -> bool:
+    return printable(name) == name
+
+
+@dataclass
+class Walk:
+    """What one walk found: ``files`` relative to the root (posix, torchvision's order), ``bad``
+    entries (relative path shown escaped, why) and symlinks left unfollowed."""
+
+    files: list[str] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def walk_files(
+    folder: Path,
+    root: Path,
+    accept: Callable[[str], bool],
+    *,
+    follow_symlinks: bool = False,
+    visited: set[tuple[int, int]] | None = None,
+) -> Walk:
+    """Files below ``folder`` whose names ``accept`` takes, relative to ``root``.
+
+    Order is torchvision's (``sorted(os.walk(...))``: folders by path, names sorted). Hidden
+    entries (leading dot) are skipped. Each directory is entered once per ``visited`` set (pass
+    one set for several folders of one dataset). Symlinks whose target lies outside the resolved
+    root are skipped (listed in ``outside``) unless ``follow_symlinks``.
+    """
+    walk = Walk()
+    visited = set() if visited is None else visited
+    real_root = os.path.realpath(root)
+    per_dir: list[tuple[str, list[str]]] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+        except OSError as exc:
+            walk.bad.append((printable(_rel(d, root)), f"cannot open the folder ({exc.strerror or exc})"))
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            walk.bad.append((printable(_rel(d, root)), f"cannot list the folder ({exc.strerror or exc})"))
+            continue
+        names: list[str] = []
+        subdirs: list[Path] = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            rel = _rel(Path(e.path), root)
+            if e.is_symlink() and not follow_symlinks and not _inside(os.path.realpath(e.path), real_root):
+                walk.outside.append(printable(rel))
+                continue
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if is_valid_name(e.name):
+                    subdirs.append(Path(e.path))
+                else:
+                    walk.bad.append((printable(rel), "folder name is not valid UTF-8: rename it; its files were skipped"))
+                continue
+            if not accept(e.name):
+                continue
+            if not is_valid_name(e.name):
+                walk.bad.append((printable(rel), "file name is not valid UTF-8: rename it to score this image"))
+                continue
+            try:
+                mode = e.stat().st_mode
+            except OSError as exc:
+                walk.bad.append((rel, f"cannot read ({exc.strerror or exc}; a broken symbolic link?)"))
+                continue
+            if not stat.S_ISREG(mode):
+                walk.bad.append((rel, f"{kind_of(mode)}, not a regular file: not read"))
+                continue
+            names.append(rel)
+        per_dir.append((str(d), names))
+        stack.extend(reversed(subdirs))
+    for _d, names in sorted(per_dir):
+        walk.files.extend(names)
+    return walk
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
