@@ -97,7 +97,8 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
 def guard_for(project: Project) -> Guard:
     """What an export must never touch: every image the project lists, its project file, the dataset."""
     images = (project.abspath(p) for p in project.image_paths())
-    return Guard.build((p for p in images if isinstance(p, Path)), project.path, [project.dataset_root])
+    roots = [] if project.layout == "csv" else [project.dataset_root]  # a manifest's folder holds no images
+    return Guard.build((p for p in images if isinstance(p, Path)), project.path, roots)
 
 
 def export_dataset(

@@ -349,9 +349,9 @@ class Project:
     def create(cls, path: str | Path, dataset: Dataset, *, follow_symlinks: bool = False) -> Project:
         """A new project file for ``dataset`` (its images synced in).
 
-        The schema and the dataset's description are committed in a hidden file beside ``path``
-        that is then linked into place, so a kill at any moment leaves either no project or a
-        complete one, never an empty file. An existing file is never replaced.
+        The schema, the dataset's description and its images are committed in a hidden file
+        beside ``path`` that is then linked into place, so a kill at any moment leaves either no
+        project or a complete one, never an empty file. An existing file is never replaced.
         """
         p = Path(path).absolute()
         if p.exists() or p.is_symlink():
@@ -372,15 +372,15 @@ class Project:
                         follow_symlinks=json.dumps(bool(follow_symlinks)),
                         created=str(time.time()),
                     )
+                proj._load_meta()
+                proj.sync(dataset)
             finally:
-                proj.close()  # the last connection checkpoints the WAL into the file
+                proj.close()
             _link_new(tmp, p)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-        proj = cls(p)
-        proj.sync(dataset)
-        return proj
+        return cls(p)
 
     @classmethod
     def open(cls, path: str | Path) -> Project:

@@ -6,23 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from scoring.cli import main
 from scoring.datasets import open_dataset
-from scoring.models.registry import get_model
 from tests.conftest import shared_path
 from tests.scoring.tinypool import make_imagefolder
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    data = make_imagefolder(tmp_path / "data", per_class=5)
-    torch.manual_seed(0)
-    torch.save({"state_dict": get_model("tiny_mlp", num_classes=3, size=16).state_dict()}, tmp_path / "m.pth")
-    (tmp_path / "classes.txt").write_text("blue\ngreen\nred\n")
-    member = f"checkpoint:path={tmp_path}/m.pth,arch=tiny_mlp,classes_file={tmp_path}/classes.txt,size=16"
-    return data, tmp_path / "p.triage.db", ["--member", member]
+def setup(tmp_path: Path, member_args: list[str]) -> tuple[Path, Path, list[str]]:
+    return make_imagefolder(tmp_path / "data", per_class=5), tmp_path / "p.triage.db", member_args
 
 
 def test_score_queue_edit_undo_export(setup: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,11 +108,11 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
 
 def test_pool_check_loads_and_measures_every_member(setup: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, _, _ = setup
-    (tmp_path / "pool.toml").write_text(
+    (tmp_path / "model" / "pool.toml").write_text(
         '[[member]]\nname = "tiny"\nkind = "checkpoint"\npath = "m.pth"\narch = "tiny_mlp"\n'
         'classes_file = "classes.txt"\npreprocess = { size = 16 }\n'
     )
-    assert main(["pool", "check", str(tmp_path / "pool.toml"), str(data)]) == 0
+    assert main(["pool", "check", str(tmp_path / "model" / "pool.toml"), str(data)]) == 0
     report = json.loads(capsys.readouterr().out)
     (m,) = report["members"]
     assert m["name"] == "tiny" and m["classes"] == ["blue", "green", "red"]
