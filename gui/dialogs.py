@@ -120,7 +120,7 @@ class ExportDialog(QDialog):
         self.link = QComboBox()
         self.link.addItems(["hardlink", "copy", "symlink"])
         self.audit = QCheckBox("List removed images (removed.csv) for audit", checked=True)
-        self.force = QCheckBox("Replace the destination if it is not empty")
+        self.force = QCheckBox("Replace an earlier export in this folder (never any other folder)")
         row = QHBoxLayout()
         row.addWidget(self.dest)
         row.addWidget(browse)
