@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from gui.queue_model import ReviewQueueModel
 from gui.thumbnails import ThumbnailLoader
 from gui.worker import GeneratorWorker, start_worker
 from scoring.errors import ImageTriageError
+from scoring.keymap import DELETE, ENTER, SLASH, keymap_for
 from scoring.progress import Progress
 from scoring.store import STATUSES, Edit, Project, QueueFilter, project_for
 
@@ -78,19 +80,18 @@ class QueueView(QListView):
         self.setWordWrap(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.keymap = keymap_for([])
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key, mods = event.key(), event.modifiers()
         plain = not (mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier))
-        if plain and Qt.Key.Key_0 <= key <= Qt.Key.Key_9:
-            digit = key - Qt.Key.Key_0
-            self.relabelRequested.emit(9 if digit == 0 else digit - 1)
-        elif plain and key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
-            self.removeRequested.emit()
-        elif plain and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_K):
-            self.keepRequested.emit()
-        elif plain and key in (Qt.Key.Key_Slash, Qt.Key.Key_L):
-            self.pickRequested.emit()
+        action = self.keymap.action(_key_name(key)) if plain else None
+        if action is not None:
+            what, label = action
+            if what == "relabel" and label is not None:
+                self.relabelRequested.emit(label)
+            else:
+                {"keep": self.keepRequested, "pick": self.pickRequested, "remove": self.removeRequested}[what].emit()
         elif key == Qt.Key.Key_Z and mods & Qt.KeyboardModifier.ControlModifier:
             # Normally the Edit menu's shortcuts take these first; this serves when the window
             # is not the active one (no window manager), where shortcuts do not fire.
@@ -100,6 +101,17 @@ class QueueView(QListView):
                 self.undoRequested.emit()
         else:
             super().keyPressEvent(event)
+
+
+def _key_name(key: int) -> str:
+    """A Qt key as the key map names it: a digit, a lowercase letter, enter, /, delete, backspace."""
+    if Qt.Key.Key_0 <= key <= Qt.Key.Key_9:
+        return str(key - Qt.Key.Key_0)
+    if Qt.Key.Key_A <= key <= Qt.Key.Key_Z:
+        return chr(ord("a") + key - Qt.Key.Key_A)
+    named = {Qt.Key.Key_Return: ENTER, Qt.Key.Key_Enter: ENTER, Qt.Key.Key_Slash: SLASH,
+             Qt.Key.Key_Delete: DELETE, Qt.Key.Key_Backspace: "backspace"}
+    return named.get(Qt.Key(key), "")
 
 
 class MainWindow(QMainWindow):
@@ -304,11 +316,11 @@ class MainWindow(QMainWindow):
             for i, c in enumerate(classes):
                 combo.addItem(c, i)
             combo.blockSignals(False)
-        keys = [f"<b>{(i + 1) % 10}</b> {c}" for i, c in enumerate(classes[:10])]
-        more = "<br><b>/</b> or <b>L</b>: pick any class" if classes else ""
+        self.view.keymap = keymap_for(classes)
+        rows = self.view.keymap.legend(classes)
         self.legend.setText(
-            "<br>".join(keys) + more
-            + "<br><b>Enter</b>/<b>K</b> keep · <b>Del</b> remove<br><b>Ctrl+Z</b> undo · <b>Ctrl+Shift+Z</b> redo"
+            "<br>".join(f"<b>{html.escape(k)}</b> {html.escape(what)}" for k, what in rows)
+            + "<br><b>Ctrl+Z</b> undo · <b>Ctrl+Shift+Z</b> redo"
         )
 
     def _reload_after_scoring(self) -> None:

@@ -213,3 +213,30 @@ def test_slash_opens_the_type_ahead_class_picker(qtbot, win: MainWindow, monkeyp
     assert win.project.image(target).current_label == 1
     qtbot.keyClick(win.view, Qt.Key.Key_L)
     assert len(offered) == 2
+
+
+def test_digit_keys_follow_digit_class_names(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """On MNIST-like classes "3", "5", "7", key 7 gives class "7" (it used to give the 7th class)."""
+    import numpy as np
+    from PIL import Image
+
+    from scoring.datasets import open_dataset
+
+    for c in ("3", "5", "7"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "d" / c / f"{i}.png")
+    Project.create(tmp_path / "d.triage.db", open_dataset(tmp_path / "d")).close()
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_project(tmp_path / "d.triage.db", ask_resume=False)
+    w.view.setFocus()
+    first = w.current_id()
+    qtbot.keyClick(w.view, Qt.Key.Key_7)
+    assert w.project.classes[w.project.image(first).current_label] == "7"
+    assert "<b>7</b> 7" in w.legend.text() and "<b>1</b>" not in w.legend.text()
+    second = w.current_id()
+    qtbot.keyClick(w.view, Qt.Key.Key_1)  # names no class: nothing happens
+    assert w.project.image(second).status == "unreviewed"
+    w.close()
