@@ -22,6 +22,7 @@ from scoring.errors import ImageTriageError
 from scoring.models.registry import get_model, is_torchvision
 from scoring.pool import Encoder, Member, PoolError, Preprocess, ProgressFn, stable_hash
 from scoring.safeio import require_regular, sha1_regular
+from scoring.weights import Weights, packaged, torchvision_weights
 
 log = logging.getLogger(__name__)
 
@@ -322,20 +323,6 @@ def _cut_head(model: nn.Module) -> None:
     raise PoolError(f"cannot find the classification layer of {type(model).__name__} to cut at the penultimate layer")
 
 
-def torchvision_weights_file(arch: str, weights: str | None) -> tuple[Any, Path]:
-    """The ImageNet weights enum of a torchvision arch and the local file it must come from."""
-    import torchvision.models as tvm
-
-    try:
-        enum = tvm.get_model_weights(arch).DEFAULT
-    except Exception as exc:  # noqa: BLE001
-        raise PoolError(f"torchvision has no pre-trained weights for {arch!r}") from exc
-    if weights:
-        return enum, Path(weights).expanduser()
-    filename = enum.url.rsplit("/", 1)[-1]
-    return enum, Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
 def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str]:
     """Feature module, preprocessing, encoder key and description for a backbone spec."""
     arch = spec.get("arch")
@@ -348,29 +335,22 @@ def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str
         pp = Preprocess.from_dict(spec.get("preprocess"))
         key = stable_hash("backbone", _file_digest(path), arch, pp.key)
         return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"
-    if not is_torchvision(arch):
-        raise PoolError(f"backbone {arch!r} has no pre-trained weights: give `path` to a checkpoint of it")
-    enum, wfile = torchvision_weights_file(arch, spec.get("weights"))
-    if not wfile.is_file():
-        raise PoolError(
-            f"the ImageNet weights of {arch} are not on this machine: expected {wfile}. Download "
-            f"{enum.url} on a machine with internet and put it there, or give the member "
-            "`weights = \"/path/to/file.pth\"`. (Image Triage never downloads at run time.)"
-        )
-    model = get_model(arch, num_classes=len(enum.meta["categories"]))
-    sd = torch.load(wfile, map_location="cpu", weights_only=True)
-    _safe_load_into(model, sd, wfile, arch)
-    t = enum.transforms()
-    pp_dict = {
-        "size": int(t.crop_size[0]),
-        "resize": int(t.resize_size[0]),
-        "mean": list(t.mean),
-        "std": list(t.std),
-    }
-    pp_dict.update(spec.get("preprocess") or {})
-    pp = Preprocess.from_dict(pp_dict)
-    key = stable_hash("backbone", _file_digest(wfile), arch, pp.key)
-    return _Features(model).eval(), pp, key, f"{arch} ImageNet (penultimate)"
+    model, w = pretrained_model(arch, spec.get("weights"))
+    pp = Preprocess.from_dict({**w.preprocess, **(spec.get("preprocess") or {})})
+    key = stable_hash("backbone", _file_digest(w.path), arch, pp.key)
+    return _Features(model).eval(), pp, key, f"{arch} {w.source} (penultimate)"
+
+
+def pretrained_model(arch: str, weights: str | None = None) -> tuple[nn.Module, Weights]:
+    """An ImageNet-trained ``arch``: packaged weights first, else torchvision's (see scoring.weights)."""
+    w = None if weights else packaged(arch)
+    if w is None:
+        if not is_torchvision(arch):
+            raise PoolError(f"{arch!r} has no pre-trained weights here: give `path` to a checkpoint of it")
+        w = torchvision_weights(arch, weights)
+    model = get_model(arch, num_classes=w.num_classes)
+    _safe_load_into(model, w.state_dict(), w.path, arch)
+    return model, w
 
 
 class _FittedMember(Member):

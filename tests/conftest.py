@@ -8,6 +8,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Never reach for the network from a test: torchvision/hub would otherwise try to download.
 os.environ.setdefault("TORCH_HOME", str(Path(__file__).parent / ".torch-home-unused"))
+os.environ["IMAGE_TRIAGE_OFFLINE"] = "1"  # and never download weights: missing ones are an error
 
 import pytest  # noqa: E402
 

@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from scoring.models.cifar_resnet import cifar_resnet
+from scoring.models.efficientnet_lite import EfficientNetLite0
 from scoring.models.small import SmallCNN, TinyMLP
 from scoring.pool import PoolError
 
@@ -29,6 +30,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 for _depth in (20, 32, 44, 56):
     register_model(f"cifar_resnet{_depth}")(lambda num_classes=10, _d=_depth, **_: cifar_resnet(_d, num_classes))
 register_model("small_cnn")(lambda num_classes=10, in_channels=3, width=16, **_: SmallCNN(num_classes, in_channels, width))
+register_model("efficientnet_lite0")(lambda num_classes=1000, **_: EfficientNetLite0(num_classes))
 register_model("tiny_mlp")(lambda num_classes=10, in_channels=3, size=16, **_: TinyMLP(num_classes, in_channels, size))
 
 

