@@ -20,7 +20,8 @@ from torch.nn import functional as F
 # (expand ratio, kernel, stride, output channels, repeats) for the seven stages of B0/Lite0.
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
           (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
-BN = {"eps": 1e-3, "momentum": 0.01}
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's defaults
 # Lite models were trained on inputs scaled as (x - 127) / 128.
 MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
@@ -47,11 +48,11 @@ class MBConvBlock(nn.Module):
         self.expand = expand != 1
         if self.expand:
             self._expand_conv = Conv2dSame(cin, mid, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(mid, **BN)
+            self._bn0 = _bn(mid)
         self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid, bias=False)
-        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._bn1 = _bn(mid)
         self._project_conv = Conv2dSame(mid, cout, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self._bn2 = _bn(cout)
         self.skip = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ class EfficientNetLite0(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
         self._conv_stem = Conv2dSame(3, 32, 3, stride=2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, **BN)
+        self._bn0 = _bn(32)
         blocks: list[nn.Module] = []
         cin = 32
         for expand, kernel, stride, cout, repeats in STAGES:
@@ -76,7 +77,7 @@ class EfficientNetLite0(nn.Module):
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = Conv2dSame(cin, FEATURES, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(FEATURES, **BN)
+        self._bn1 = _bn(FEATURES)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(FEATURES, num_classes)
 
