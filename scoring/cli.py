@@ -119,12 +119,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         specs.extend(default_scratch_specs(n_images=len(project.scorable_ids())))
     if not specs:
         specs = project.last_pool_spec() or []
+        if specs:
+            print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     if not specs:
-        project.close()
-        raise CliError(
-            "no pool: give --pool POOLFILE, --member SPEC, --cifar-resnets DIR or --scratch "
-            "(see `image-triage score --help`)"
-        )
+        specs = _auto_specs(project.dataset(), args.device, args.thorough)
     if args.trust_checkpoint:
         for s in specs:
             s["trust"] = True
@@ -144,6 +142,18 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 130
     print(json.dumps(summary, indent=2) if args.json else _summary_line(summary, db))
     return 0
+
+
+def _auto_specs(dataset: Any, device: str, thorough: bool) -> list[dict[str, Any]]:
+    """The automatic pool, said aloud: what it chose, why, and how long it should take."""
+    from scoring.autopool import auto_pool
+    from scoring.device import pick_device
+
+    choice = auto_pool(dataset, pick_device(device), thorough)
+    print(f"pool: chosen automatically ({len(choice.specs)} specs; about {_fmt_seconds(choice.seconds)} here)", file=sys.stderr)
+    for reason in choice.reasons:
+        print(f"  - {reason}", file=sys.stderr)
+    return choice.specs
 
 
 def _summary_line(summary: dict[str, Any], db: Path) -> str:
@@ -275,6 +285,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool_auto(args: argparse.Namespace) -> int:
+    from scoring.autopool import auto_pool
+    from scoring.datasets import open_dataset
+    from scoring.device import pick_device
+    from scoring.poolspec import dump_pool_toml
+
+    dataset = open_dataset(args.dataset, layout=args.layout, follow_symlinks=args.follow_symlinks)
+    choice = auto_pool(dataset, pick_device(args.device), args.thorough)
+    cmd = f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
+    notes = [f"the pool `{cmd}` would choose, about {_fmt_seconds(choice.seconds)} here:"]
+    print(dump_pool_toml(choice.specs, notes + [f"- {r}" for r in choice.reasons]), end="")
+    return 0
+
+
 def cmd_pool_check(args: argparse.Namespace) -> int:
     from scoring.poolcheck import check_pool
 
@@ -314,7 +338,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 EXAMPLES = {
-    "score": "image-triage score ~/data/cifar10-test --cifar-resnets ~/models/cifar10-resnet --db cifar.triage.db\n"
+    "score": "image-triage score ~/data/pets                # the automatic pool, chosen and explained\n"
+    "  image-triage score ~/data/cifar10-test --cifar-resnets ~/models/cifar10-resnet --db cifar.triage.db\n"
     "  image-triage score ~/data/pets --pool pool.toml --device cuda --batch-size 256\n"
     "  image-triage score ~/data/digits --scratch",
     "queue": "image-triage queue --db cifar.triage.db --limit 20 --sort c_perplexity --class cat",
@@ -329,6 +354,7 @@ EXAMPLES = {
     "stats": "image-triage stats --db cifar.triage.db",
     "export": "image-triage export --db cifar.triage.db ~/data/cifar10-clean --format imagefolder --link hardlink",
     "pool": "image-triage pool check pool.toml ~/data/cifar10-test",
+    "pool auto": "image-triage pool auto ~/data/pets > pool.toml   # then edit it and score with --pool pool.toml",
     "open": "image-triage open ~/data/cifar10-test",
     "demo": "image-triage demo            # build, score and open the demo\n  image-triage demo --headless # score it and print the queue",
 }
@@ -343,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (also IMAGE_TRIAGE_OFFLINE=1); missing ones are an error naming the file")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
@@ -367,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one member, e.g. checkpoint:path=r20.th,arch=cifar_resnet20,classes_file=c.txt,size=32; repeatable")
     sp.add_argument("--cifar-resnets", metavar="DIR", help="the four CIFAR-10 ResNets resnet{20,32,44,56}.th in DIR as checkpoint members")
     sp.add_argument("--scratch", action="store_true", help="add small networks trained from scratch with K-fold cross-fitting")
+    sp.add_argument("--thorough", action="store_true",
+                    help="with the automatic pool (no pool options): also fine-tune a network in 5 folds (slow on a CPU)")
     sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
@@ -417,8 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
 
-    sp = add("pool", "pool tools: `pool check POOLFILE [DATASET]` loads every member and measures it", cmd_pool_check)
-    pool_sub = sp.add_subparsers(dest="pool_command", metavar="check", required=True)
+    sp = add("pool", "pool tools: `pool auto DATASET` prints the automatic pool; `pool check POOLFILE [DATASET]` measures one", cmd_pool_check)
+    pool_sub = sp.add_subparsers(dest="pool_command", metavar="auto|check", required=True)
+    auto = pool_sub.add_parser("auto", help="print the pool file `score DATASET` would choose, with why and the time",
+                               epilog="example:\n  " + EXAMPLES["pool auto"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    auto.add_argument("dataset")
+    auto.add_argument("--layout", choices=["imagefolder", "csv", "flat"])
+    auto.add_argument("--follow-symlinks", action="store_true")
+    auto.add_argument("--device", default="auto")
+    auto.add_argument("--thorough", action="store_true", help="include fine-tuned members even without a GPU")
+    auto.set_defaults(func=cmd_pool_auto)
     chk = pool_sub.add_parser("check", help="load every member: classes, preprocessing, device, images/s",
                               epilog="example:\n  " + EXAMPLES["pool"], formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("poolfile")
@@ -442,6 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.offline:
+        from scoring.weights import set_offline
+
+        set_offline(True)
     if args.command is None:
         return _gui("main", [])
     try:

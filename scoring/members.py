@@ -12,7 +12,7 @@ import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     return sha1_regular(path, max_bytes=1 << 40)  # weights files may be many GB
 
 
@@ -134,7 +134,11 @@ def load_checkpoint_module(path: Path, arch: str | None, num_classes: int, trust
     if not arch:
         raise PoolError(f"{path} is a state dict: give the member an `arch` (e.g. cifar_resnet20, resnet18)")
     model = get_model(arch, num_classes=num_classes)
-    result = model.load_state_dict(sd, strict=False)
+    try:
+        result = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:  # shapes differ: another depth/width, or another number of classes
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[-1])
+        raise PoolError(f"{path} does not fit architecture {arch!r} with {num_classes} classes: {detail[:200]}") from exc
     problems = []
     if result.missing_keys:
         problems.append(f"missing keys {result.missing_keys[:4]}")
@@ -179,7 +183,7 @@ class CheckpointMember(Member):
                 f"{str(exc).splitlines()[-1].strip()}"
             ) from exc
         self._columns = match_classes(self.classes, dataset_classes, f"member {self.name!r} ({path.name})")
-        key = stable_hash("checkpoint", _file_digest(path), spec.get("arch"), len(self.classes), pp.key)
+        key = stable_hash("checkpoint", file_digest(path), spec.get("arch"), len(self.classes), pp.key)
         self.encoder = Encoder(key, module.eval(), pp, "logits", f"{spec.get('arch') or 'torchscript'} {path.name}")
 
     def probs_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
@@ -193,6 +197,14 @@ class CheckpointMember(Member):
 
 
 # ----------------------------------------------------------------------------- cross-fitting
+
+
+class FoldCache(Protocol):
+    """Where cross-fitting keeps each finished fold's predictions (the project, in a run)."""
+
+    def load(self, fold: int, folds: int, rows: np.ndarray) -> np.ndarray | None: ...
+
+    def save(self, fold: int, folds: int, rows: np.ndarray, probs: np.ndarray) -> None: ...
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -214,10 +226,14 @@ def cross_fit(
     progress: ProgressFn | None,
     cancel: Callable[[], bool] | None,
     name: str,
+    fold_cache: FoldCache | None = None,
+    on_cached: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """K-fold cross-fitting: ``fit(train_idx)`` returns ``predict(idx) -> (n, K)``.
 
     Labelled images get their held-out fold's prediction; unlabelled ones the folds' mean.
+    With a ``fold_cache``, each fold's predictions are stored as soon as it finishes and a
+    fold already stored is not fitted again (a killed run resumes at the next fold).
     """
     n = len(labels)
     labelled = labels >= 0
@@ -236,11 +252,17 @@ def cross_fit(
             raise Cancelled()
         train = np.flatnonzero(labelled & (fold != f))
         test = np.flatnonzero(fold == f)
-        predict = fit(train)
-        if len(test):
-            out[test] = predict(test)
-        if len(unl):
-            out[unl] += predict(unl) / k
+        rows = np.concatenate([test, unl])
+        got = fold_cache.load(f, k, rows) if fold_cache is not None else None
+        if got is None:
+            predict = fit(train)
+            got = predict(rows) if len(rows) else np.zeros((0, n_classes))
+            if fold_cache is not None:
+                fold_cache.save(f, k, rows, got)
+        elif on_cached is not None:
+            on_cached(f)
+        out[test] = got[: len(test)]
+        out[unl] += got[len(test) :] / k
         if progress is not None:
             progress(f + 1, k, f"{name}: fold {f + 1}/{k}")
     out = np.clip(out, 0, None)
@@ -333,11 +355,11 @@ def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str
         n = len(spec["classes"]) if spec.get("classes") else int(spec.get("num_classes", 10))
         model = load_checkpoint_module(path, arch, n, spec.get("trust") is True)
         pp = Preprocess.from_dict(spec.get("preprocess"))
-        key = stable_hash("backbone", _file_digest(path), arch, pp.key)
+        key = stable_hash("backbone", file_digest(path), arch, pp.key)
         return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"
     model, w = pretrained_model(arch, spec.get("weights"))
     pp = Preprocess.from_dict({**w.preprocess, **(spec.get("preprocess") or {})})
-    key = stable_hash("backbone", _file_digest(w.path), arch, pp.key)
+    key = stable_hash("backbone", file_digest(w.path), arch, pp.key)
     return _Features(model).eval(), pp, key, f"{arch} {w.source} (penultimate)"
 
 
@@ -353,7 +375,7 @@ def pretrained_model(arch: str, weights: str | None = None) -> tuple[nn.Module, 
     return model, w
 
 
-class _FittedMember(Member):
+class FittedMember(Member):
     """A member fitted on the dataset's own labels over a shared encoder's stored outputs."""
 
     def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
@@ -365,7 +387,7 @@ class _FittedMember(Member):
         self.folds = int(spec.get("folds", 5))
 
 
-class HeadMember(_FittedMember):
+class HeadMember(FittedMember):
     """A logistic-regression head on a shared backbone, cross-fitted on a fraction of each fold."""
 
     kind = "backbone"
@@ -375,7 +397,7 @@ class HeadMember(_FittedMember):
         self.fraction = float(spec.get("fraction", 1.0))
         self.weight_decay = float(spec.get("weight_decay", 1e-3))
 
-    def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+    def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         k = len(self.classes)
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -383,7 +405,7 @@ class HeadMember(_FittedMember):
             predict = fit_logreg(features[sub], labels[sub], k, self.seed, self.weight_decay)
             return lambda idx: predict(features[idx])
 
-        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name)
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
 
 
 def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
@@ -402,7 +424,7 @@ def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
 # ----------------------------------------------------------------------------- scratch
 
 
-class _Pixels(nn.Module):
+class Pixels(nn.Module):
     """The identity encoder of scratch members: preprocessed pixels, flattened."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -414,7 +436,7 @@ def default_epochs(n_images: int) -> int:
     return int(np.clip(round(60_000 / max(n_images, 1) ** 1.1 * 8), 6, 30))
 
 
-class ScratchMember(_FittedMember):
+class ScratchMember(FittedMember):
     """A small network trained from scratch on the dataset, K-fold cross-fitted."""
 
     kind = "scratch"
@@ -426,7 +448,7 @@ class ScratchMember(_FittedMember):
         self.batch_size = int(spec.get("batch_size", 64))
         self.lr = float(spec.get("lr", 3e-3))
 
-    def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+    def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         pp = self.encoder.preprocess
         c = 1 if pp.grayscale else 3
         x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).view(-1, c, pp.size, pp.size)
@@ -466,7 +488,7 @@ class ScratchMember(_FittedMember):
 
             return predict
 
-        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name)
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -478,7 +500,7 @@ def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
 def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
     """One scratch spec -> one member per seed, sharing the pixel encoder."""
     pp = Preprocess.from_dict(spec.get("preprocess") or {"size": 28, "grayscale": False})
-    encoder = Encoder(stable_hash("pixels", pp.key), _Pixels(), pp, "features", f"pixels {pp.size}px")
+    encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
     out: list[Member] = []
     for seed in spec.get("seeds", [0]):
         sub = {k: v for k, v in spec.items() if k != "seeds"}

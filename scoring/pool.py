@@ -171,10 +171,12 @@ class Member(ABC):
         labels: np.ndarray,
         progress: ProgressFn | None = None,
         cancel: Callable[[], bool] | None = None,
+        fold_cache: Any = None,
     ) -> np.ndarray:
         """Cross-fitted probabilities (N, K) from features (N, D) and labels (N,), -1 = none.
 
         Labelled images get out-of-fold predictions; unlabelled ones the mean of the folds' models.
+        ``fold_cache`` (:class:`scoring.members.FoldCache`) keeps finished folds across a kill.
         """
         raise NotImplementedError(f"{self.kind} member {self.name!r} is not fitted")
 

@@ -47,7 +47,7 @@ class Key:
 
 _COMMON = {
     "name": Key("str", "a name for the member, shown in the app"),
-    "kind": Key("str", "checkpoint, backbone or scratch"),
+    "kind": Key("str", "checkpoint, backbone, finetune or scratch"),
     "preprocess": Key("table", "size, resize, mean, std, grayscale"),
     "train_list": Key("str", "a file listing the paths the model was trained on"),
 }
@@ -82,9 +82,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch_size": Key("int", "training batch size", lambda v: v >= 1, "at least 1"),
         "lr": Key("float", "learning rate", lambda v: 0 < v < 10, "between 0 and 10"),
     },
+    "finetune": {
+        **_COMMON, **_MODEL_FILE,
+        "weights": Key("str", "a weights file for a torchvision architecture"),
+        "num_classes": Key("int", "outputs of the checkpoint's last layer", lambda v: v >= 1, "at least 1"),
+        "folds": _FOLDS,
+        "seeds": _SEEDS,
+        "epochs": Key("int", "passes over the data per fold", lambda v: 1 <= v <= 1000, "between 1 and 1000"),
+        "lr": Key("float", "peak learning rate of the one-cycle schedule", lambda v: 0 < v < 10, "between 0 and 10"),
+        "batch_size": Key("int", "training batch size", lambda v: v >= 2, "at least 2"),
+        "tta": Key("bool", "average with the flipped image at prediction"),
+    },
 }
 # Keys the pool adds to the members it expands a spec into (one per seed / fraction).
-_INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", lambda v: 0 < v <= 1, "in (0, 1]")}
+_INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+             "start": Key("str", "fingerprint of the starting weights")}
 
 PREPROCESS: dict[str, Key] = {
     "size": Key("int", "the square input side in pixels", lambda v: 1 <= v <= 4096, "between 1 and 4096"),

@@ -126,6 +126,10 @@ def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Memb
         return [CheckpointMember(spec, dataset_classes)]
     if spec["kind"] == "backbone":
         return backbone_members(spec, dataset_classes)
+    if spec["kind"] == "finetune":
+        from scoring.finetune import finetune_members
+
+        return finetune_members(spec, dataset_classes)
     return scratch_members(spec, dataset_classes)
 
 
@@ -152,6 +156,29 @@ def pool_classes(specs: list[dict[str, Any]]) -> list[str]:
 
 def dump_pool_spec(specs: list[dict[str, Any]]) -> str:
     return json.dumps({"member": specs}, indent=2, default=str)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + " }"
+    raise PoolError(f"cannot write {v!r} to a pool file")
+
+
+def dump_pool_toml(specs: list[dict[str, Any]], comments: list[str] = ()) -> str:  # type: ignore[assignment]
+    """A pool file (TOML) that :func:`load_pool_file` reads back to ``specs``."""
+    out = [f"# {c}" for c in comments]
+    for spec in specs:
+        out.append("\n[[member]]")
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in spec.items() if v is not None)
+    return "\n".join(out).lstrip("\n") + "\n"
 
 
 def trained_on(spec: dict[str, Any]) -> set[str] | None:

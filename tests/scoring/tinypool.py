@@ -81,7 +81,7 @@ class TinyCentroid(Member):
         module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         self.encoder = Encoder(stable_hash("centroid"), module, pp, "features", "mean colour")
 
-    def fit_predict(self, features, labels, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+    def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         n, k = len(features), len(self.classes)
         fold = np.arange(n) % self.folds
         out = np.full((n, k), 1.0 / k)

