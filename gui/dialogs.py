@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -15,92 +16,55 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QPushButton,
-    QRadioButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from scoring.pool import PoolError
-from scoring.poolspec import default_scratch_specs, load_pool_file, parse_member_arg
+from gui.pool_builder import PoolBuilder
+from scoring.autopool import Facts
+from scoring.weights import is_offline, set_offline
 
 
 class ScoreDialog(QDialog):
-    """Choose pool members, device and batch size; ``specs()`` gives the pool spec."""
+    """Build the pool (the automatic one preselected, or the last run's), pick device and batch
+    size; ``specs()`` gives the pool spec."""
 
-    def __init__(self, last_specs: list[dict[str, Any]] | None, n_images: int, parent: QWidget | None = None):
+    def __init__(self, facts: Facts, last_specs: list[dict[str, Any]] | None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Score the dataset")
-        self.n_images = n_images
-        self.last_specs = last_specs
-        self.use_last = QRadioButton("The pool of the last run")
-        self.use_last.setEnabled(bool(last_specs))
-        self.use_scratch = QRadioButton("Built-in: small networks trained from scratch (5-fold cross-fitted)")
-        self.use_file = QRadioButton("A pool file (TOML or JSON):")
-        self.pool_file = QLineEdit()
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._on_browse_clicked)
-        self.use_members = QRadioButton("Members, one per line (kind:key=value,…):")
-        self.members = QPlainTextEdit()
-        self.members.setPlaceholderText(
-            "checkpoint:path=/models/r20.th,arch=cifar_resnet20,classes_file=/models/classes.txt,size=32\n"
-            "backbone:arch=resnet18,fractions=0.25/0.5/1.0\nscratch:arch=small_cnn,seeds=0/1,size=28,grayscale=true"
-        )
-        self.members.setMaximumHeight(90)
-        (self.use_last if last_specs else self.use_scratch).setChecked(True)
+        self.resize(760, 480)
+        self.builder = PoolBuilder(facts, last_specs, self)
+        heading = "the pool of the last run" if last_specs else "chosen automatically for this dataset"
+        why = "".join(f"<br>· {html.escape(r)}" for r in self.builder.reasons)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
-        self.error = QLabel(styleSheet="color: #ef5350")
-        row = QHBoxLayout()
-        row.addWidget(self.pool_file)
-        row.addWidget(browse)
+        self.offline = QCheckBox("Never download weights (offline)", checked=is_offline())
         form = QFormLayout()
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch)
+        form.addRow("", self.offline)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Score")
         buttons.accepted.connect(self._on_accepted)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("<b>Pool</b>"))
-        for w in (self.use_last, self.use_scratch, self.use_file):
-            lay.addWidget(w)
-        lay.addLayout(row)
-        lay.addWidget(self.use_members)
-        lay.addWidget(self.members)
+        lay.addWidget(QLabel(f"<b>Pool</b>: {heading}{why}", wordWrap=True))
+        lay.addWidget(self.builder, 1)
         lay.addLayout(form)
-        lay.addWidget(self.error)
         lay.addWidget(buttons)
         self._specs: list[dict[str, Any]] = []
 
-    def _on_browse_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Pool file", "", "Pool files (*.toml *.json)")
-        if path:
-            self.pool_file.setText(path)
-            self.use_file.setChecked(True)
-
     def _on_accepted(self) -> None:
-        try:
-            self._specs = self._build()
-        except (PoolError, OSError) as exc:
-            self.error.setText(str(exc))
+        specs = self.builder.specs()
+        if not specs:
+            self.builder.error.setText("add at least one member")
             return
+        set_offline(self.offline.isChecked())
+        self._specs = specs
         self.accept()
-
-    def _build(self) -> list[dict[str, Any]]:
-        if self.use_last.isChecked() and self.last_specs:
-            return list(self.last_specs)
-        if self.use_scratch.isChecked():
-            return default_scratch_specs(self.n_images)
-        if self.use_file.isChecked():
-            return load_pool_file(self.pool_file.text().strip())
-        lines = [ln.strip() for ln in self.members.toPlainText().splitlines() if ln.strip()]
-        if not lines:
-            raise PoolError("write at least one member line")
-        return [parse_member_arg(ln) for ln in lines]
 
     def specs(self) -> list[dict[str, Any]]:
         return self._specs

@@ -545,7 +545,15 @@ class MainWindow(QMainWindow):
     def _on_score(self) -> None:
         if self.project is None or self.busy:
             return
-        dlg = ScoreDialog(self.project.last_pool_spec(), len(self.project.scorable_ids()), self)
+        from scoring.autopool import survey
+        from scoring.device import pick_device
+
+        try:
+            facts = survey(self.project.dataset(), pick_device("auto"))
+        except (ImageTriageError, OSError) as exc:
+            QMessageBox.critical(self, "Cannot read the dataset", str(exc))
+            return
+        dlg = ScoreDialog(facts, self.project.last_pool_spec(), self)
         if dlg.exec():
             self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value())
 

@@ -1,0 +1,289 @@
+"""The Score dialog's pool builder: a list of members, each added, edited or removed with a form.
+
+The automatic pool is preselected (or the last run's pool); each row shows the member and an
+estimate of its time here; pools are saved to and loaded from TOML pool files. Every spec the
+forms produce is checked by :func:`scoring.poolschema.validate_member`, like a pool file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from scoring.autopool import Facts, choose, estimate_seconds
+from scoring.errors import ImageTriageError
+from scoring.poolschema import validate_member
+from scoring.poolspec import dump_pool_toml, load_pool_file
+
+SpecRole = Qt.ItemDataRole.UserRole
+KINDS = {
+    "checkpoint": "a trained classifier of yours (file, architecture, class names)",
+    "backbone": "pre-trained features + logistic heads cross-fitted on your labels",
+    "finetune": "a pre-trained network fine-tuned whole in 5 folds (best with a GPU)",
+    "scratch": "small networks trained from scratch, for small images",
+}
+ARCHS = {
+    "checkpoint": ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "resnet18", "resnet50",
+                   "efficientnet_lite0", "small_cnn", "tiny_mlp"],
+    "backbone": ["efficientnet_lite0", "resnet18", "resnet50", "convnext_tiny", "vit_b_16"],
+    "finetune": ["efficientnet_lite0", "resnet18", "resnet50", "cifar_resnet20", "cifar_resnet56"],
+    "scratch": ["small_cnn", "tiny_mlp"],
+}
+
+
+def _fmt(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class MemberForm(QDialog):
+    """One member's keys as a form; ``spec()`` is the validated member."""
+
+    def __init__(self, kind: str, spec: dict[str, Any] | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        spec = dict(spec or {"kind": kind})
+        self.kind = kind
+        self.setWindowTitle(f"{kind} member")
+        self.name = QLineEdit(str(spec.get("name", "")))
+        self.arch = QComboBox(editable=True)
+        for arch in ARCHS[kind]:
+            self.arch.addItem(self._arch_label(arch), arch)
+        self.arch.setCurrentText(self._arch_label(str(spec.get("arch", ARCHS[kind][0]))))
+        self.path = QLineEdit(str(spec.get("path", "")))
+        self.classes_file = QLineEdit(str(spec.get("classes_file", "")))
+        self.size = QSpinBox(minimum=0, maximum=4096, value=int((spec.get("preprocess") or {}).get("size", 0)),
+                             specialValueText="default")
+        self.epochs = QSpinBox(minimum=0, maximum=1000, value=int(spec.get("epochs", 0)), specialValueText="default")
+        self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
+        form = QFormLayout()
+        form.addRow(QLabel(KINDS[kind], wordWrap=True))
+        form.addRow("Name", self.name)
+        form.addRow("Architecture", self.arch)
+        if kind in ("checkpoint", "finetune"):
+            form.addRow("Weights file", self._with_browse(self.path, "Checkpoint (*.pt *.pth *.th *.bin);;All files (*)"))
+            form.addRow("Class names file", self._with_browse(self.classes_file, "Text (*.txt);;All files (*)"))
+        form.addRow("Input size (px)", self.size)
+        if kind in ("scratch", "finetune"):
+            form.addRow("Epochs", self.epochs)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.error)
+        lay.addWidget(buttons)
+        self._base = {k: v for k, v in spec.items() if k not in ("name", "arch", "path", "classes_file", "epochs")}
+        self._spec: dict[str, Any] = {}
+
+    @staticmethod
+    def _arch_label(arch: str) -> str:
+        from scoring.weights import available
+
+        where = available(arch)
+        return arch if where == "missing" else f"{arch} ({where})"
+
+    def _with_browse(self, line: QLineEdit, filt: str) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(line)
+        b = QPushButton("Browse…")
+        b.clicked.connect(lambda: self._browse(line, filt))
+        row.addWidget(b)
+        return w
+
+    def _browse(self, line: QLineEdit, filt: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a file", "", filt)
+        if path:
+            line.setText(path)
+
+    def build(self) -> dict[str, Any]:
+        spec = dict(self._base)
+        spec["kind"] = self.kind
+        if self.name.text().strip():
+            spec["name"] = self.name.text().strip()
+        spec["arch"] = self.arch.currentText().split(" (")[0].strip()
+        for key, line in (("path", self.path), ("classes_file", self.classes_file)):
+            if line.text().strip():
+                spec[key] = line.text().strip()
+        pp = dict(spec.get("preprocess") or {})
+        if self.size.value():
+            pp["size"] = self.size.value()
+        if pp:
+            spec["preprocess"] = pp
+        if self.epochs.value():
+            spec["epochs"] = self.epochs.value()
+        return validate_member(spec, f"{self.kind} member")
+
+    def _on_accepted(self) -> None:
+        try:
+            self._spec = self.build()
+        except ImageTriageError as exc:
+            self.error.setText(str(exc))
+            return
+        self.accept()
+
+    def spec(self) -> dict[str, Any]:
+        return self._spec
+
+
+class PoolBuilder(QWidget):
+    """The list of members with Add / Edit / Remove / Load / Save / Automatic."""
+
+    def __init__(self, facts: Facts, initial: list[dict[str, Any]] | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.facts = facts
+        self.list = QListWidget()
+        self.list.itemDoubleClicked.connect(lambda _item: self.edit_current())
+        self.total = QLabel()
+        self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
+        adds = QHBoxLayout()
+        for kind in KINDS:
+            b = QPushButton(f"Add {kind}…")
+            b.setToolTip(KINDS[kind])
+            b.clicked.connect(lambda _=False, k=kind: self.add_with_form(k))
+            adds.addWidget(b)
+        tools = QHBoxLayout()
+        for text, slot in (("Edit…", self.edit_current), ("Remove", self.remove_current),
+                           ("Automatic pool", self.reset_automatic), ("Load pool file…", self._on_load_clicked),
+                           ("Save pool file…", self._on_save_clicked), ("Estimate times", self.estimate)):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            tools.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.list)
+        lay.addLayout(adds)
+        lay.addLayout(tools)
+        lay.addWidget(self.total)
+        lay.addWidget(self.error)
+        self.reasons: list[str] = []
+        if initial:
+            self.set_specs(initial)
+        else:
+            self.reset_automatic()
+
+    # --- the list ------------------------------------------------------------------------
+
+    def set_specs(self, specs: list[dict[str, Any]], seconds: list[float | None] | None = None) -> None:
+        self.list.clear()
+        for i, spec in enumerate(specs):
+            self._add_item(spec, None if seconds is None else seconds[i])
+        self._update_total()
+
+    def _add_item(self, spec: dict[str, Any], seconds: float | None = None) -> None:
+        item = QListWidgetItem()
+        item.setData(SpecRole, dict(spec))
+        self._label(item, seconds)
+        self.list.addItem(item)
+        self.list.setCurrentItem(item)
+
+    def _label(self, item: QListWidgetItem, seconds: float | None) -> None:
+        spec = item.data(SpecRole)
+        where = spec.get("path", "").rsplit("/", 1)[-1]
+        est = "" if seconds is None else f" · about {_fmt(seconds)}"
+        item.setText(f"{spec.get('name', spec['kind'])} — {spec['kind']} {spec.get('arch', '')} {where}{est}".strip())
+        item.setData(SpecRole + 1, seconds)
+
+    def specs(self) -> list[dict[str, Any]]:
+        return [self.list.item(i).data(SpecRole) for i in range(self.list.count())]
+
+    def add_with_form(self, kind: str) -> None:
+        form = MemberForm(kind, parent=self)
+        if form.exec():
+            self._add_item(form.spec())
+            self._update_total()
+
+    def edit_current(self) -> None:
+        item = self.list.currentItem()
+        if item is None:
+            return
+        spec = item.data(SpecRole)
+        form = MemberForm(spec["kind"], spec, parent=self)
+        if form.exec():
+            item.setData(SpecRole, form.spec())
+            self._label(item, None)
+            self._update_total()
+
+    def remove_current(self) -> None:
+        row = self.list.currentRow()
+        if row >= 0:
+            self.list.takeItem(row)
+            self._update_total()
+
+    def reset_automatic(self) -> None:
+        try:
+            choice = choose(self.facts)
+        except ImageTriageError as exc:
+            self.error.setText(str(exc))
+            return
+        self.reasons = choice.reasons
+        self.set_specs(choice.specs)
+        self.setToolTip("\n".join(choice.reasons))
+
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Pool file", "", "Pool files (*.toml *.json)")
+        if path:
+            self.load(Path(path))
+
+    def load(self, path: Path) -> None:
+        try:
+            self.set_specs(load_pool_file(path))
+            self.error.clear()
+        except ImageTriageError as exc:
+            self.error.setText(str(exc))
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save pool file", "pool.toml", "Pool files (*.toml)")
+        if path:
+            self.save(Path(path))
+
+    def save(self, path: Path) -> None:
+        path.write_text(dump_pool_toml(self.specs(), ["pool saved by Image Triage"]))
+
+    def estimate(self) -> None:
+        """Each member's time here, from timing its network on one batch (as pool check does)."""
+        import torch
+
+        device = torch.device("cuda" if self.facts.gpu else "cpu")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            for i in range(self.list.count()):
+                item = self.list.item(i)
+                try:
+                    seconds = estimate_seconds([item.data(SpecRole)], self.facts, device)
+                except ImageTriageError as exc:
+                    self.error.setText(str(exc))
+                    seconds = None
+                self._label(item, seconds)
+        finally:
+            QApplication.restoreOverrideCursor()
+        self._update_total()
+
+    def _update_total(self) -> None:
+        times = [self.list.item(i).data(SpecRole + 1) for i in range(self.list.count())]
+        known = [t for t in times if t is not None]
+        n = self.list.count()
+        text = f"{n} member spec{'s' if n != 1 else ''}"
+        if known:
+            text += f", about {_fmt(sum(known))} in all" + ("" if len(known) == n else " (some not estimated)")
+        self.total.setText(text)

@@ -1,0 +1,81 @@
+"""The Score dialog's pool builder: automatic pool preselected, members added, edited, removed,
+saved and loaded, estimates shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QDialogButtonBox
+
+from gui.dialogs import ScoreDialog
+from gui.pool_builder import MemberForm, PoolBuilder
+from scoring.autopool import Facts
+from scoring.errors import ImageTriageError
+
+FACTS = Facts(n_images=12, labelled=True, side=12, grayscale=False, gpu=False, thorough=False,
+              classes=("blue", "green", "red"))
+
+
+def test_the_automatic_pool_is_preselected_with_its_reasons(qtbot) -> None:  # type: ignore[no-untyped-def]
+    dlg = ScoreDialog(FACTS, None)
+    qtbot.addWidget(dlg)
+    kinds = [s["kind"] for s in dlg.builder.specs()]
+    assert kinds == ["backbone", "scratch", "scratch"]
+    assert any("EfficientNet-Lite0" in r for r in dlg.builder.reasons)
+    dlg.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok).click()
+    assert dlg.result() and [s["kind"] for s in dlg.specs()] == kinds
+
+
+def test_the_last_runs_pool_is_preselected_when_there_is_one(qtbot) -> None:  # type: ignore[no-untyped-def]
+    last = [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "preprocess": {"size": 12}}]
+    dlg = ScoreDialog(FACTS, last)
+    qtbot.addWidget(dlg)
+    assert dlg.builder.specs() == last
+
+
+def test_add_edit_remove_save_and_load(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    b = PoolBuilder(FACTS)
+    qtbot.addWidget(b)
+    form = MemberForm("scratch", parent=b)
+    form.name.setText("mine")
+    form.size.setValue(12)
+    form.epochs.setValue(3)
+    spec = form.build()
+    assert spec == {"kind": "scratch", "name": "mine", "arch": "small_cnn", "preprocess": {"size": 12}, "epochs": 3}
+    b._add_item(spec)
+    assert b.specs()[-1]["name"] == "mine" and b.list.count() == 4
+    b.list.setCurrentRow(0)
+    b.remove_current()
+    assert [s["kind"] for s in b.specs()] == ["scratch", "scratch", "scratch"]
+    b.save(tmp_path / "pool.toml")
+    b.set_specs([])
+    b.load(tmp_path / "pool.toml")
+    assert [s.get("name") for s in b.specs()] == ["cnn", "mlp", "mine"]
+    b.reset_automatic()
+    assert b.list.count() == 3 and b.specs()[0]["kind"] == "backbone"
+
+
+def test_a_bad_form_is_refused_with_the_reason(qtbot) -> None:  # type: ignore[no-untyped-def]
+    form = MemberForm("checkpoint")
+    qtbot.addWidget(form)
+    with pytest.raises(ImageTriageError, match="needs `path`"):
+        form.build()
+    form._on_accepted()
+    assert "path" in form.error.text() and not form.result()
+
+
+def test_the_backbone_drop_down_says_which_weights_are_here(qtbot) -> None:  # type: ignore[no-untyped-def]
+    form = MemberForm("backbone")
+    qtbot.addWidget(form)
+    labels = [form.arch.itemText(i) for i in range(form.arch.count())]
+    assert "efficientnet_lite0 (packaged)" in labels  # tests run offline: torchvision ones are missing
+    assert form.build()["arch"] == "efficientnet_lite0"
+
+
+def test_estimates_are_shown_per_member(qtbot) -> None:  # type: ignore[no-untyped-def]
+    b = PoolBuilder(FACTS)
+    qtbot.addWidget(b)
+    b.estimate()
+    assert all("about" in b.list.item(i).text() for i in range(b.list.count()))
+    assert "in all" in b.total.text()
