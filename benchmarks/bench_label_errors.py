@@ -9,6 +9,8 @@ Pools (all through the product's own engine and members):
   checkpoint - the four CIFAR-10 ResNets as trained classifiers (on ../shared CIFAR-10 test)
   backbone   - the same four cut at the penultimate layer, logistic heads 5-fold cross-fitted
   scratch    - small networks trained from scratch, 5-fold cross-fitted (on ../shared MNIST test)
+  finetune   - the four ResNets fine-tuned whole in 5 folds (CIFAR-10; slow on a CPU)
+  auto       - the automatic pool `image-triage score DATASET` chooses (CIFAR-10)
 Fitted pools are refitted on the noisy labels, as a user's would be.
 
 Usage: python benchmarks/bench_label_errors.py [--share 0.05] [--work DIR] [--kinds checkpoint,backbone,scratch]
@@ -131,6 +133,16 @@ def main() -> None:
             project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(models), args.workers)
         elif kind == "backbone":
             project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(models, kind="backbone"), args.workers)
+        elif kind == "finetune":
+            specs = [{**s, "kind": "finetune", "epochs": 4} for s in cifar_resnet_pool_specs(models)]
+            project, pool = scored(work / "cifar.triage.db", cifar, specs, args.workers)
+        elif kind == "auto":
+            from scoring.autopool import auto_pool
+            from scoring.device import pick_device
+
+            choice = auto_pool(open_dataset(cifar), pick_device("auto"))
+            print("  " + "\n  ".join(choice.reasons))
+            project, pool = scored(work / "cifar.triage.db", cifar, choice.specs, args.workers)
         else:
             project, pool = scored(work / "mnist.triage.db", mnist, default_scratch_specs(10_000), args.workers)
         evaluate(kind, project, pool, args.share)
