@@ -208,7 +208,33 @@ def _m2_undo_targets_and_queue_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS ix_edits_image ON edits (image_id)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_base, _m2_undo_targets_and_queue_indexes]
+_COUNT_KEYS = "CASE WHEN {r}.error IS NOT NULL THEN 'errors' ELSE {r}.status END"
+
+
+def _m3_counts_kept_by_triggers(conn: sqlite3.Connection) -> None:
+    """Counts per status, of unreadable and of flagged images, kept current by triggers in the
+    same transaction as every insert and update, so stats() and the unfiltered queue count are
+    one small read at any size (they scanned every row: 0.9 s at 1,000,000 images)."""
+    conn.execute("CREATE TABLE counts (key TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+    keys = [*STATUSES, "errors", "flagged"]
+    conn.executemany("INSERT INTO counts(key, n) VALUES (?, 0)", [(k,) for k in keys])
+    conn.execute(
+        f"UPDATE counts SET n = (SELECT count(*) FROM images WHERE {_COUNT_KEYS.format(r='images')} = counts.key) "
+        "WHERE key != 'flagged'"
+    )
+    conn.execute("UPDATE counts SET n = (SELECT count(*) FROM images WHERE flag IS NOT NULL) WHERE key = 'flagged'")
+    add = f"UPDATE counts SET n = n + 1 WHERE key = {_COUNT_KEYS.format(r='NEW')};" \
+          "UPDATE counts SET n = n + (NEW.flag IS NOT NULL) WHERE key = 'flagged';"
+    sub = f"UPDATE counts SET n = n - 1 WHERE key = {_COUNT_KEYS.format(r='OLD')};" \
+          "UPDATE counts SET n = n - (OLD.flag IS NOT NULL) WHERE key = 'flagged';"
+    conn.execute(f"CREATE TRIGGER counts_insert AFTER INSERT ON images BEGIN {add} END")
+    conn.execute(f"CREATE TRIGGER counts_delete AFTER DELETE ON images BEGIN {sub} END")
+    conn.execute(f"CREATE TRIGGER counts_update AFTER UPDATE OF status, error, flag ON images BEGIN {sub} {add} END")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -561,7 +587,10 @@ class Project:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        lookup = dict(self._q("SELECT id, given_label FROM images"))
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lookup = dict(self._q("SELECT j.value, i.given_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+                              (json.dumps([int(i) for i in ids]),)))
         return np.array([-1 if lookup.get(int(i)) is None else lookup[int(i)] for i in ids], dtype=np.int64)
 
     def record_error(self, image_id: int, message: str) -> None:
@@ -684,8 +713,24 @@ class Project:
                 [(encoder_key, int(i), data[n].tobytes()) for n, i in enumerate(ids)],
             )
 
+    def _blobs(self, table: str, keycol: str, key: str, ids: Sequence[int] | np.ndarray) -> dict[int, bytes]:
+        """The stored blobs of ``ids`` only, through the (key, image_id) primary key: a contiguous
+        run of ids is one range scan, others one indexed lookup each, never the whole table."""
+        if len(ids) == 0:
+            return {}
+        arr = np.asarray(ids, dtype=np.int64)
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo + 1 <= 2 * len(arr):  # dense: a range scan reads little more than asked
+            rows = self._q(f"SELECT image_id, data FROM {table} WHERE {keycol}=? AND image_id BETWEEN ? AND ?", (key, lo, hi))
+        else:
+            rows = self._q(
+                f"SELECT t.image_id, t.data FROM json_each(?) AS j JOIN {table} AS t "
+                f"ON t.{keycol}=? AND t.image_id=j.value", (json.dumps(arr.tolist()), key),
+            )
+        return dict(rows)
+
     def get_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        stored = dict(self._q("SELECT image_id, data FROM features WHERE encoder_key=?", (encoder_key,)))
+        stored = self._blobs("features", "encoder_key", encoder_key, ids)
         missing = [int(i) for i in ids if int(i) not in stored]
         if missing:
             raise ProjectError(f"{self.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
@@ -709,10 +754,7 @@ class Project:
         k = len(self.classes)
         out = np.zeros((len(member_fps), len(ids), k), dtype=np.float32)
         for m, fp in enumerate(member_fps):
-            if len(ids) == 1:
-                stored = dict(self._q("SELECT image_id, data FROM probs WHERE member_fp=? AND image_id=?", (fp, int(ids[0]))))
-            else:
-                stored = dict(self._q("SELECT image_id, data FROM probs WHERE member_fp=?", (fp,)))
+            stored = self._blobs("probs", "member_fp", fp, ids)
             for n, i in enumerate(ids):
                 blob = stored.get(int(i))
                 if blob is None:
@@ -819,6 +861,8 @@ class Project:
 
     def queue_count(self, filt: QueueFilter | None = None) -> int:
         where, params = self._where(filt)
+        if where == ["error IS NULL"]:  # no filter: every readable image, from the counts table
+            return self.stats()["total"]
         return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
 
     def score_values(self, key: str = "c_perplexity") -> np.ndarray:
@@ -842,13 +886,14 @@ class Project:
         return out
 
     def stats(self) -> dict[str, int]:
-        counts = dict(self._q("SELECT status, count(*) FROM images WHERE error IS NULL GROUP BY status"))
-        total = sum(counts.values())
-        out = {s: int(counts.get(s, 0)) for s in STATUSES}
-        out["total"] = total
-        out["reviewed"] = total - out["unreviewed"]
-        out["errors"] = int(self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0])
-        out["flagged"] = int(self._q("SELECT count(*) FROM images WHERE flag IS NOT NULL")[0][0])
+        """Counts per status (readable images), ``total``, ``reviewed``, ``errors``, ``flagged``:
+        read from the trigger-kept counts table, the same cost at any size."""
+        counts = {k: int(n) for k, n in self._q("SELECT key, n FROM counts")}
+        out = {s: counts.get(s, 0) for s in STATUSES}
+        out["total"] = sum(out.values())
+        out["reviewed"] = out["total"] - out["unreviewed"]
+        out["errors"] = counts.get("errors", 0)
+        out["flagged"] = counts.get("flagged", 0)
         return out
 
     # --- edits ---------------------------------------------------------------------------
