@@ -8,11 +8,10 @@ import logging
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QCheckBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-from gui.thumbnails import pil_to_qimage
-from scoring.datasets import ImageDecodeError, load_image
+from gui.thumbnails import ImageLoader
 from scoring.store import Project, QueueRow
 
 log = logging.getLogger(__name__)
@@ -25,6 +24,9 @@ class DetailPane(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._pixmap: QPixmap | None = None
+        self._want: int | None = None
+        self.loader = ImageLoader(self)
+        self.loader.loaded.connect(self._on_loaded)
         self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(220, 220)
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -56,13 +58,10 @@ class DetailPane(QWidget):
         self.chart.clear()
 
     def show_row(self, project: Project, row: QueueRow, members: list[dict] | None = None) -> None:
-        try:
-            img = load_image(project.abspath(row.path))
-            self._pixmap = QPixmap.fromImage(pil_to_qimage(img))
-        except ImageDecodeError as exc:
-            self._pixmap = None
-            self.image.setText(html.escape(str(exc)))
-        self._fit()
+        """Scores and chart at once; the full-size image is decoded off the GUI thread."""
+        self._want = row.id
+        path = project.abspath(row.path)
+        self.loader.request(row.id, path)  # type: ignore[arg-type]
         self.info.setText(self._info_html(project.classes, row))
         self._chart(project, row, members if members is not None else project.active_members())
 
@@ -106,6 +105,16 @@ class DetailPane(QWidget):
         ax = self.chart.getAxis("bottom")
         ax.setTicks([[(j, project.classes[c]) for j, c in enumerate(top)]])
         self.chart.setYRange(0, 1)
+
+    def _on_loaded(self, image_id: int, qimg: QImage, why: str) -> None:
+        if image_id != self._want:
+            return  # an earlier selection arriving late
+        if qimg.isNull():
+            self._pixmap = None
+            self.image.setText(html.escape(why or "cannot decode this image"))
+        else:
+            self._pixmap = QPixmap.fromImage(qimg)
+        self._fit()
 
     def _fit(self) -> None:
         if self._pixmap is None:

@@ -1,4 +1,5 @@
-"""Decode thumbnails off the GUI thread, with an LRU cache."""
+"""Decode images off the GUI thread: thumbnails (with an LRU cache) and the full-size image of
+the detail pane."""
 
 from __future__ import annotations
 
@@ -22,26 +23,51 @@ def pil_to_qimage(img: object) -> QImage:
 
 
 class _Signals(QObject):
-    done = Signal(int, QImage)
+    done = Signal(int, QImage, str)  # image id, the image (null on failure), why it failed
 
 
 class _Task(QRunnable):
-    def __init__(self, image_id: int, path: Path, size: int, signals: _Signals):
+    """Decode one image in a pool thread; ``size`` None keeps the full image."""
+
+    def __init__(self, image_id: int, path: Path, size: int | None, signals: _Signals):
         super().__init__()
         self.image_id, self.path, self.size, self.signals = image_id, path, size, signals
 
     def run(self) -> None:
+        why = ""
         try:
             img = load_image(self.path)
-            img.thumbnail((self.size, self.size))
-            if max(img.size) < self.size // 2:  # tiny images (digits, CIFAR): scale up to be seen
-                factor = max(1, self.size // max(img.size))
-                img = img.resize((img.width * factor, img.height * factor), 0)
+            if self.size is not None:
+                img.thumbnail((self.size, self.size))
+                if max(img.size) < self.size // 2:  # tiny images (digits, CIFAR): scale up to be seen
+                    factor = max(1, self.size // max(img.size))
+                    img = img.resize((img.width * factor, img.height * factor), 0)
             qimg = pil_to_qimage(img)
         except (ImageDecodeError, OSError) as exc:
-            log.debug("thumbnail failed: %s", exc)
-            qimg = QImage()
-        self.signals.done.emit(self.image_id, qimg)
+            log.debug("decode failed: %s", exc)
+            qimg, why = QImage(), str(exc)
+        self.signals.done.emit(self.image_id, qimg, why)
+
+
+class ImageLoader(QObject):
+    """Full-size images for the detail pane, decoded in a pool thread; ``loaded`` carries the
+    image id, the image (null on failure) and the reason it failed."""
+
+    loaded = Signal(int, QImage, str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._signals = _Signals()
+        self._signals.done.connect(self.loaded)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+
+    def request(self, image_id: int, path: Path) -> None:
+        self._pool.clear()  # only the latest selection matters
+        self._pool.start(_Task(image_id, path, None, self._signals))
+
+    def wait(self, msecs: int = 10_000) -> bool:
+        return bool(self._pool.waitForDone(msecs))
 
 
 class ThumbnailLoader(QObject):
@@ -81,7 +107,7 @@ class ThumbnailLoader(QObject):
             self._pool.start(_Task(image_id, path, self.size, self._signals))
         return None
 
-    def _on_done(self, image_id: int, qimg: QImage) -> None:
+    def _on_done(self, image_id: int, qimg: QImage, _why: str = "") -> None:
         self._pending.discard(image_id)
         self._cache[image_id] = QPixmap.fromImage(qimg) if not qimg.isNull() else self.broken
         while len(self._cache) > self.capacity:

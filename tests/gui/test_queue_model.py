@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtTest import QAbstractItemModelTester
 
@@ -44,7 +45,14 @@ def test_refresh_row_reflects_an_edit_in_place(qtbot, scored_db: Path) -> None: 
         assert model.data(idx, Qt.ItemDataRole.ForegroundRole) is not None  # status colour
 
 
-def test_thumbnails_arrive_off_the_gui_thread(qtbot, scored_db: Path) -> None:  # type: ignore[no-untyped-def]
+def test_thumbnails_arrive_off_the_gui_thread(qtbot, scored_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import gui.thumbnails as thumbnails
+
+    decoded_in: list[int] = []
+    real = thumbnails.load_image
+    monkeypatch.setattr(thumbnails, "load_image", lambda path: (decoded_in.append(threading.get_ident()), real(path))[1])
     with Project.open(scored_db) as p:
         thumbs = ThumbnailLoader(size=32)
         model = ReviewQueueModel(p, thumbs)
@@ -55,3 +63,28 @@ def test_thumbnails_arrive_off_the_gui_thread(qtbot, scored_db: Path) -> None:  
         pm = model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole)
         assert pm is not thumbs.placeholder and not pm.isNull()
         thumbs.wait()
+    assert decoded_in and threading.get_ident() not in decoded_in  # never on the GUI thread
+
+
+def test_the_detail_image_is_decoded_off_the_gui_thread(qtbot, scored_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import gui.thumbnails as thumbnails
+    from gui.detail import DetailPane
+
+    decoded_in: list[int] = []
+    real = thumbnails.load_image
+
+    def spy(path):  # type: ignore[no-untyped-def]
+        decoded_in.append(threading.get_ident())
+        return real(path)
+
+    monkeypatch.setattr(thumbnails, "load_image", spy)
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    with Project.open(scored_db) as p:
+        row = p.queue(limit=1)[0]
+        with qtbot.waitSignal(pane.loader.loaded, timeout=5000):
+            pane.show_row(p, row, [])
+    assert pane._pixmap is not None and not pane._pixmap.isNull()
+    assert decoded_in and threading.get_ident() not in decoded_in

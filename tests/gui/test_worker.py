@@ -6,8 +6,6 @@ import threading
 import time
 from collections.abc import Generator
 
-import pytest
-
 from gui.worker import start_worker
 
 
@@ -85,8 +83,3 @@ def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type:
         thread.start()
     thread.wait(2000)
     assert made_in and made_in[0] != threading.get_ident()
-
-
-@pytest.fixture(autouse=True)
-def _no_leaks(qtbot):  # type: ignore[no-untyped-def]
-    yield

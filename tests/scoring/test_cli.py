@@ -116,7 +116,9 @@ def test_pool_check_loads_and_measures_every_member(setup: tuple[Path, Path, lis
     report = json.loads(capsys.readouterr().out)
     (m,) = report["members"]
     assert m["name"] == "tiny" and m["classes"] == ["blue", "green", "red"]
-    assert m["preprocess"]["size"] == 16 and m["device"] == "cpu" and m["forward_images_per_s"] > 0
+    from scoring.device import pick_device
+
+    assert m["preprocess"]["size"] == 16 and m["device"] == str(pick_device("auto")) and m["forward_images_per_s"] > 0
 
 
 def test_scoring_images_a_member_was_trained_on_warns(setup: tuple[Path, Path, list[str]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
