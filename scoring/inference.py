@@ -236,16 +236,23 @@ def _check(cancel: threading.Event) -> None:
         raise Cancelled()
 
 
-def _pending(project: Project, pool: Pool, ids: np.ndarray) -> np.ndarray:
-    """Ids for which some encoder's output is not stored yet (checkpoint probs or features)."""
-    need: set[int] = set()
+def _missing(project: Project, pool: Pool, ids: np.ndarray) -> dict[str, set[int]]:
+    """Per encoder, the ids whose output is not stored yet (its features, or any of its members'
+    probabilities): a changed pool runs only the encoders that changed."""
+    need: dict[str, set[int]] = {}
     for enc in pool.encoders():
         if enc.output == "features":
-            need.update(int(i) for i in project.missing_features(enc.key, ids))
+            need[enc.key] = {int(i) for i in project.missing_features(enc.key, ids)}
         else:
+            need[enc.key] = set()
             for m in pool.members_of(enc.key):
-                need.update(int(i) for i in project.missing_probs(m.fingerprint, ids))
-    return np.array(sorted(need), dtype=np.int64)
+                need[enc.key].update(int(i) for i in project.missing_probs(m.fingerprint, ids))
+    return need
+
+
+def _pending(project: Project, pool: Pool, ids: np.ndarray) -> np.ndarray:
+    """Ids for which some encoder's output is not stored yet (checkpoint probs or features)."""
+    return np.array(sorted(set().union(*_missing(project, pool, ids).values())), dtype=np.int64)
 
 
 def _infer(
@@ -257,14 +264,15 @@ def _infer(
     workers: int,
     cancel: threading.Event,
 ) -> Generator[Progress, None, None]:
-    todo = _pending(project, pool, ids)
+    missing = _missing(project, pool, ids)
+    todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
     total = len(ids)
     done0 = total - len(todo)
     meter = RateMeter("infer", total, start_done=done0)
     yield meter.record(done0, f"{done0} already stored" if done0 else "")
     if len(todo) == 0:
         return
-    paths = [project.abspath(project.image(int(i)).path) for i in todo]
+    paths = [project.abspath(p) for p in project.paths_of(todo)]
     data = _DecodeOnce(paths, todo.tolist(), pool.preprocesses())
     loader = DataLoader(
         data,
@@ -275,44 +283,82 @@ def _infer(
         persistent_workers=False,
         pin_memory=dev.type == "cuda",
     )
-    encoders = pool.encoders()
+    encoders = [enc for enc in pool.encoders() if missing[enc.key]]
     for enc in encoders:
         enc.module.to(dev).eval()
-    autocast = dev.type == "cuda"
+    chunk = chunk_images(pool, batch_size)
     done = done0
+    buffer: list[_Item] = []
     try:
         for items in loader:
             _check(cancel)
-            ok = [it for it in items if it.tensors is not None]
-            for it in items:
-                if it.error is not None:
-                    log.warning("skipping unreadable image: %s", it.error)
-                    project.record_error(it.image_id, it.error)
-            if ok:
-                batch_ids = np.array([it.image_id for it in ok], dtype=np.int64)
-                stacked = {
-                    key: torch.stack([it.tensors[key] for it in ok])  # type: ignore[index]
-                    for key in ok[0].tensors  # type: ignore[union-attr]
-                }
-                outputs = _run_encoders(encoders, stacked, dev, autocast)
-                for enc in encoders:
-                    out = outputs[enc.key]
-                    if enc.output == "features":
-                        project.put_features(enc.key, batch_ids, out)
-                    else:
-                        for m in pool.members_of(enc.key):
-                            project.put_probs(m.fingerprint, batch_ids, m.probs_from_outputs(out))
-                project.set_image_info(
-                    batch_ids,
-                    [it.width for it in ok],
-                    [it.height for it in ok],
-                    [it.sha1 for it in ok],
-                )
-            done += len(items)
-            yield meter.record(done)
+            buffer.extend(items)
+            if len(buffer) >= chunk:
+                done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done)
+                buffer = []
+        if buffer:
+            yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done)
     finally:
         # Shut worker processes down promptly when the generator is closed or cancelled.
         del loader
+
+
+MEMORY_BUDGET = 256 * 2**20  # preprocessed pixels held per chunk
+MAX_CHUNK = 2048  # a kill loses at most this many images' work
+
+
+def chunk_images(pool: Pool, batch_size: int) -> int:
+    """Images decoded per chunk: as many as the memory budget holds (all preprocessings), a whole
+    number of batches, between one batch and MAX_CHUNK."""
+    per_image = sum((1 if pp.grayscale else 3) * pp.size * pp.size * 4 for pp in pool.preprocesses())
+    n = min(MAX_CHUNK, MEMORY_BUDGET // max(per_image, 1))
+    return max(batch_size, n // batch_size * batch_size)
+
+
+def _flush(
+    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[_Item],
+    dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
+) -> Generator[Progress, None, int]:
+    """One decoded chunk: each encoder over the chunk's images that lack its output (its weights
+    stay hot), then every output, image size, hash and decode error in one transaction. A
+    cancel stops within one batch and still stores the encoders that finished the chunk."""
+    ok = [it for it in items if it.tensors is not None]
+    finished: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (encoder, ids, outputs)
+    try:
+        for enc in encoders:
+            rows = [it for it in ok if it.image_id in missing[enc.key]]
+            if not rows:
+                continue
+            x = torch.stack([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
+            parts = []
+            for s in range(0, len(rows), batch_size):
+                _check(cancel)  # cancel within one batch
+                parts.append(_run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+            finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
+            yield meter.record(done, enc.description or enc.key)
+    finally:
+        _store_chunk(project, pool, items, ok, finished)
+    done += len(items)
+    yield meter.record(done)
+    return done
+
+
+def _store_chunk(project: Project, pool: Pool, items: list[_Item], ok: list[_Item],
+                 finished: list[tuple[Any, np.ndarray, np.ndarray]]) -> None:
+    with project.transaction():
+        for it in items:
+            if it.error is not None:
+                log.warning("skipping unreadable image: %s", it.error)
+                project.record_error(it.image_id, it.error)
+        for enc, ids, out in finished:
+            if enc.output == "features":
+                project.put_features(enc.key, ids, out)
+            else:
+                for m in pool.members_of(enc.key):
+                    project.put_probs(m.fingerprint, ids, m.probs_from_outputs(out))
+        if ok:
+            project.set_image_info([it.image_id for it in ok], [it.width for it in ok], [it.height for it in ok],
+                                   [it.sha1 for it in ok])
 
 
 def _run_encoders(

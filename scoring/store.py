@@ -423,8 +423,18 @@ class Project:
         self.close()
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes (puts of one chunk) into one transaction: all or none is stored."""
+        with self._tx():
+            yield
+
+    @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front); inside
+        :meth:`transaction`, writes join the open one."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -554,6 +564,14 @@ class Project:
 
     def _row(self, r: Sequence[Any]) -> ImageRow:
         return ImageRow(*r[: len(_IMAGE_COLS)])
+
+    def paths_of(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+        """The stored paths of ``ids``, in their order (one query, not one per image)."""
+        if len(ids) == 0:
+            return []
+        found = dict(self._q("SELECT i.id, i.path FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+                             (json.dumps([int(i) for i in ids]),)))
+        return [found[int(i)] for i in ids]
 
     def image_paths(self) -> Iterator[str]:
         """Every image path the project lists (relative to the dataset root, or a URI), by id."""

@@ -41,6 +41,7 @@ def _scores(db: Path) -> dict[str, tuple]:
         return {r.path: (r.c_perplexity, r.x_perplexity, r.mutual_info, r.consensus) for r in p.queue(limit=1000)}
 
 
+@pytest.mark.slow
 def test_ray_engine_matches_the_local_engine_including_after_an_interruption(local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = make_imagefolder(tmp_path / "data", per_class=8)
     specs = _specs(tmp_path)
