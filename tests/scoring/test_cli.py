@@ -66,7 +66,6 @@ def test_bad_inputs_are_one_line_errors(setup: tuple[Path, Path, list[str]], tmp
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_demo_headless_finds_the_planted_label_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from scoring.demo import flipped_paths
     from scoring.store import Project
