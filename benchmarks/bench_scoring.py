@@ -1,74 +1,93 @@
-"""Benchmark: the pool's end-to-end scoring vs its parts vs the naive way, in one run.
+"""Benchmark: the engine against its floor and against the naive way, measured in one run.
 
-Prints, on the same images:
-  (a) end-to-end: ``score_project`` on a fresh project (decode once, all members per batch,
+For each image set and pool size, on the same images:
+  (a) end-to-end: ``score_project`` on a fresh project (decode once, each encoder over a chunk,
       SQLite writes, metrics);
-  (b) one decode+preprocess pass, plus each member's forward-only time on already-decoded
-      tensors (the floor the engine could reach);
-Each figure is the best of --repeats runs, interleaved.
+  (b) the floor: one decode+preprocess pass, plus each member's forward-only time on the
+      decoded tensors;
   (c) the naive way: one full pass per member, decoding every image again each time.
-and the ratios a/b (target <= 1.15) and c/a.
+Every figure is the median of --repeats runs, interleaved (a, b, c, a, b, c, ...) so a burst
+of load elsewhere hits all alike; the spread (min-max) is printed beside it. Also printed:
+a/b, c/a, images/s, and the share of (a)'s time in decode, forward, store and metrics from the
+engine's own profile; and (a) with 0, 1 and 2 decode worker processes, with the default's.
 
-Usage: python benchmarks/bench_scoring.py [--images 2000] [--data DIR] [--models DIR] [--workers 0]
-Defaults use ../shared (CIFAR-10 test JPEGs and the four CIFAR ResNets).
+Image sets: ``cifar`` - CIFAR-10 test JPEGs (32 px, ~0.1 ms to decode); ``large`` - JPEGs of
+1-4 megapixels made here by upscaling CIFAR JPEGs with Pillow (decoding costs what it costs on
+photos). Pools: the shared CIFAR ResNet-20 alone, and all four ResNets.
+
+    python benchmarks/bench_scoring.py [--images 2000] [--large 500] [--repeats 5] [--sets cifar large]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from scoring.datasets import ImageRecord, load_image, open_dataset
-from scoring.inference import run, score_project
-from scoring.poolspec import build_pool, cifar_resnet_pool_specs
-from scoring.store import Project
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scoring.datasets import load_image, open_dataset  # noqa: E402
+from scoring.inference import default_workers, run, score_project  # noqa: E402
+from scoring.poolspec import build_pool, cifar_resnet_pool_specs  # noqa: E402
+from scoring.store import Project  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--data", default=str(SHARED / "data" / "cifar10-test"))
-    ap.add_argument("--models", default=str(SHARED / "models" / "cifar10-resnet"))
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3, help="each figure is the best of this many runs")
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+def cifar_paths(n: int) -> list[Path]:
+    src = open_dataset(SHARED / "data" / "cifar10-test")
+    step = max(1, len(src.records) // n)
+    return [Path(src.abspath(r.path)) for r in src.records[::step][:n]]  # type: ignore[arg-type]
 
-    src = open_dataset(args.data)
-    step = max(1, len(src.records) // args.images)
-    records: list[ImageRecord] = src.records[::step][: args.images]
-    manifest = Path(tempfile.mkdtemp()) / "subset.csv"
-    manifest.write_text("path,label\n" + "".join(f"{src.abspath(r.path)},{r.label}\n" for r in records))
-    full = open_dataset(manifest)
-    specs = cifar_resnet_pool_specs(args.models)
+
+def large_set(sources: list[Path], n: int, folder: Path) -> list[Path]:
+    """``n`` JPEGs of 1-4 megapixels, upscaled from ``sources`` (made once, kept in ``folder``)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i, src in enumerate(sources[:n]):
+        cls = src.parent.name
+        dst = folder / cls / f"{i:05d}.jpg"
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            mp = rng.uniform(1.0, 4.0) * 1e6
+            w = int((mp * 4 / 3) ** 0.5)
+            Image.open(src).convert("RGB").resize((w, int(w * 3 / 4)), Image.Resampling.BICUBIC).save(dst, quality=90)
+        out.append(dst)
+    return out
+
+
+def manifest(paths: list[Path], folder: Path) -> Path:
+    m = folder / "subset.csv"
+    m.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in paths))
+    return m
+
+
+def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, folder: Path) -> dict[str, object]:
+    full = open_dataset(manifest(paths, folder))
     pool = build_pool(specs, full.classes)
-    n = len(records)
-    paths = [src.abspath(r.path) for r in records]
-    print(f"{n} images from {args.data}; pool of {len(pool.members)} members; "
-          f"batch {args.batch_size}; {args.workers} decode workers; torch threads {torch.get_num_threads()}")
-
-    # warm-up: first-call costs (allocator, kernels) must not land on whichever runs first
-    warm = torch.stack([pool.preprocesses()[0](load_image(p)) for p in paths[:32]])
+    n = len(paths)
+    warm = torch.stack([pool.preprocesses()[0](load_image(p)) for p in paths[:16]])
     with torch.inference_mode():
         for enc in pool.encoders():
             enc.module.eval()(warm)
 
-    def end_to_end() -> float:
+    def end_to_end(workers: int = 0) -> tuple[float, dict[str, float]]:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.triage.db"
             Project.create(db, full).close()
             t0 = time.perf_counter()
-            run(score_project(db, pool=pool, batch_size=args.batch_size, workers=args.workers))
-            return time.perf_counter() - t0
+            summary = run(score_project(db, pool=pool, batch_size=batch, workers=workers))
+            return time.perf_counter() - t0, summary["profile"]
 
-    def decode_once() -> tuple[float, dict[str, torch.Tensor]]:
+    def floor() -> float:
         t0 = time.perf_counter()
         pps = pool.preprocesses()
         decoded: dict[str, list[torch.Tensor]] = {pp.key: [] for pp in pps}
@@ -77,47 +96,78 @@ def main() -> None:
             for pp in pps:
                 decoded[pp.key].append(pp(img))
         tensors = {k: torch.stack(v) for k, v in decoded.items()}
-        return time.perf_counter() - t0, tensors
-
-    def forward_only(enc, x: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
         with torch.inference_mode():
-            for s in range(0, n, args.batch_size):
-                enc.module(x[s : s + args.batch_size])
+            for enc in pool.encoders():
+                x = tensors[enc.preprocess.key]
+                for s in range(0, n, batch):
+                    enc.module(x[s : s + batch])
         return time.perf_counter() - t0
 
     def naive() -> float:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for enc in pool.encoders():
-                pp = enc.preprocess
-                for s in range(0, n, args.batch_size):
-                    x = torch.stack([pp(load_image(p)) for p in paths[s : s + args.batch_size]])
-                    enc.module(x)
+                for s in range(0, n, batch):
+                    enc.module(torch.stack([enc.preprocess(load_image(p)) for p in paths[s : s + batch]]))
         return time.perf_counter() - t0
 
-    # Best of N, rounds interleaved, so a burst of load elsewhere hits every figure alike.
-    a_runs, dec_runs, c_runs = [], [], []
-    fwd_runs: dict[str, list[float]] = {enc.description or enc.key: [] for enc in pool.encoders()}
-    for _ in range(args.repeats):
-        a_runs.append(end_to_end())
-        t_dec, tensors = decode_once()
-        dec_runs.append(t_dec)
-        for enc in pool.encoders():
-            fwd_runs[enc.description or enc.key].append(forward_only(enc, tensors[enc.preprocess.key]))
+    a_runs, b_runs, c_runs, profiles = [], [], [], []
+    for _ in range(repeats):
+        t, prof = end_to_end()
+        a_runs.append(t)
+        profiles.append(prof)
+        b_runs.append(floor())
         c_runs.append(naive())
-    a, decode, c = min(a_runs), min(dec_runs), min(c_runs)
-    forward = {k: min(v) for k, v in fwd_runs.items()}
-    b = decode + sum(forward.values())
+    workers = {w: statistics.median(end_to_end(w)[0] for _ in range(max(1, repeats // 2))) for w in (0, 1, 2)}
+    prof = {k: statistics.median(p.get(k, 0.0) for p in profiles) for k in ("decode", "forward", "store", "metrics")}
+    return {"n": n, "a": a_runs, "b": b_runs, "c": c_runs, "profile": prof, "workers": workers}
 
-    print(f"(a) end-to-end scoring           {a:8.2f} s  ({n / a:,.0f} images/s)")
-    print(f"(b) decode once                  {decode:8.2f} s")
-    for name, t in forward.items():
-        print(f"    forward only {name:<17} {t:8.2f} s")
-    print(f"    decode + forwards            {b:8.2f} s")
-    print(f"(c) naive, one pass per member   {c:8.2f} s")
-    print(f"a/b = {a / b:.3f}   (target <= 1.15)")
-    print(f"c/a = {c / a:.3f}")
+
+def fmt(runs: list[float]) -> str:
+    return f"{statistics.median(runs):7.2f} s ({min(runs):.2f}-{max(runs):.2f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2000, help="CIFAR JPEGs in the cifar set")
+    ap.add_argument("--large", type=int, default=500, help="images in the large set")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--sets", nargs="*", default=["cifar", "large"])
+    ap.add_argument("--members", nargs="*", type=int, default=[1, 4])
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "image-triage-bench-large"))
+    args = ap.parse_args()
+    if not SHARED.exists():
+        sys.exit(f"needs {SHARED} (the developers' shared data)")
+    specs = cifar_resnet_pool_specs(SHARED / "models" / "cifar10-resnet")
+    base = cifar_paths(max(args.images, args.large))
+    print(f"{os.cpu_count()} CPU cores; torch threads {torch.get_num_threads()}; batch {args.batch_size}; "
+          f"median (min-max) of {args.repeats} interleaved runs; default decode workers here: {default_workers()}")
+    for name in args.sets:
+        t0 = time.perf_counter()
+        paths = base[: args.images] if name == "cifar" else large_set(base, args.large, Path(args.cache))
+        if name == "large":
+            sizes = [Image.open(p).size for p in paths[:50]]
+            print(f"\n[large] {len(paths)} JPEGs of {min(w * h for w, h in sizes) / 1e6:.1f}-"
+                  f"{max(w * h for w, h in sizes) / 1e6:.1f} MP (made in {time.perf_counter() - t0:.0f} s)")
+        else:
+            print(f"\n[cifar] {len(paths)} CIFAR-10 test JPEGs, 32x32")
+        for k in args.members:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = measure(paths, specs[:k], args.repeats, args.batch_size, Path(tmp))
+            a, b, c = (statistics.median(r[x]) for x in ("a", "b", "c"))  # type: ignore[arg-type]
+            prof: dict[str, float] = r["profile"]  # type: ignore[assignment]
+            total = sum(prof.values()) or 1.0
+            shares = ", ".join(f"{s} {v / total:.0%}" for s, v in prof.items())
+            print(f"  {k} member{'s' if k > 1 else ' '}: (a) {fmt(r['a'])}  (b) {fmt(r['b'])}  (c) {fmt(r['c'])}")  # type: ignore[arg-type]
+            print(f"             a/b = {a / b:.3f} ({min(r['a']) / max(r['b']):.3f}-{max(r['a']) / min(r['b']):.3f})   "  # type: ignore[arg-type]
+                  f"c/a = {c / a:.3f} ({min(r['c']) / max(r['a']):.3f}-{max(r['c']) / min(r['a']):.3f})   "  # type: ignore[arg-type]
+                  f"{r['n'] / a:,.0f} images/s")
+            print(f"             time in (a): {shares}")
+            w: dict[int, float] = r["workers"]  # type: ignore[assignment]
+            best = min(w, key=w.get)  # type: ignore[arg-type]
+            print("             decode workers: " + ", ".join(f"{n} -> {t:.2f} s" for n, t in w.items())
+                  + f"; best here {best}, default {default_workers()}")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         print("\ncancelled: what is stored is kept; run the same command to resume", file=sys.stderr)
         return 130
     print(json.dumps(summary, indent=2) if args.json else _summary_line(summary, db))
+    if args.profile and summary.get("profile"):
+        prof = summary["profile"]
+        total = sum(prof.values()) or 1.0
+        print("where the time went: " + ", ".join(
+            f"{k} {v:.1f}s ({v / total:.0%})" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])
+        ), file=sys.stderr)
+        if prof.get("decode", 0) > prof.get("forward", 0):
+            print("decoding is the bottleneck: try --workers N (decode processes)", file=sys.stderr)
     return 0
 
 
@@ -406,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
     sp.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per pool actor")
     sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    sp.add_argument("--profile", action="store_true",
+                    help="print the share of time in decode, forward, store, metrics and fit (is decode or the GPU the bottleneck?)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sp = add("queue", "print the review queue, hardest first", cmd_queue)

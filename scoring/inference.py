@@ -37,7 +37,7 @@ from scoring.datasets import ImageDecodeError, load_image_and_sha1
 from scoring.device import pick_device
 from scoring.metrics import compute_scores
 from scoring.pool import Pool, PoolError, Preprocess, stable_hash
-from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.progress import Cancelled, Progress, RateMeter, StageTimes
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def _score(
     }
     project.save_members(pool)
     run_id = project.start_run(pool, config, str(dev))
+    times = StageTimes()
     try:
         _warn_trained_on(pool, dataset.records)
         ids = project.scorable_ids()
@@ -190,11 +191,12 @@ def _score(
                 batch_size=batch_size, device=device, cancel=cancel, **ray_opts,
             )
         else:
-            yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel)
+            yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
         ids = project.scorable_ids()  # decode errors found while inferring drop out
         labels = project.given_labels(ids)
-        yield from _fit(project, pool, ids, labels, cancel, dev)
-        n_scored = yield from _write_scores(project, pool, ids, labels, cancel)
+        with times("fit"):
+            yield from _fit(project, pool, ids, labels, cancel, dev)
+        n_scored = yield from _write_scores(project, pool, ids, labels, cancel, times)
     except Cancelled:
         project.finish_run(run_id, "cancelled")
         log.info("scoring cancelled; stored results are kept and the next run resumes")
@@ -212,6 +214,7 @@ def _score(
         "pool_fingerprint": pool.fingerprint,
         "members": [m.name for m in pool.members],
         "labelled": bool((labels >= 0).any()),
+        "profile": {k: round(v, 3) for k, v in times.seconds.items()},
     }
 
 
@@ -263,7 +266,9 @@ def _infer(
     batch_size: int,
     workers: int,
     cancel: threading.Event,
+    times: StageTimes | None = None,
 ) -> Generator[Progress, None, None]:
+    times = times or StageTimes()
     missing = _missing(project, pool, ids)
     todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
     total = len(ids)
@@ -289,18 +294,23 @@ def _infer(
     chunk = chunk_images(pool, batch_size)
     done = done0
     buffer: list[_Item] = []
+    batches = iter(loader)
     try:
-        for items in loader:
+        while True:
+            with times("decode"):  # in this process, or waiting for the decode workers
+                items = next(batches, None)
+            if items is None:
+                break
             _check(cancel)
             buffer.extend(items)
             if len(buffer) >= chunk:
-                done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done)
+                done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
                 buffer = []
         if buffer:
-            yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done)
+            yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
     finally:
         # Shut worker processes down promptly when the generator is closed or cancelled.
-        del loader
+        del batches, loader
 
 
 MEMORY_BUDGET = 256 * 2**20  # preprocessed pixels held per chunk
@@ -318,6 +328,7 @@ def chunk_images(pool: Pool, batch_size: int) -> int:
 def _flush(
     project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[_Item],
     dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
+    times: StageTimes,
 ) -> Generator[Progress, None, int]:
     """One decoded chunk: each encoder over the chunk's images that lack its output (its weights
     stay hot), then every output, image size, hash and decode error in one transaction. A
@@ -330,14 +341,18 @@ def _flush(
             if not rows:
                 continue
             x = torch.stack([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
+            if dev.type == "cuda":
+                x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
             parts = []
             for s in range(0, len(rows), batch_size):
                 _check(cancel)  # cancel within one batch
-                parts.append(_run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+                with times("forward"):
+                    parts.append(_run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
             finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
             yield meter.record(done, enc.description or enc.key)
     finally:
-        _store_chunk(project, pool, items, ok, finished)
+        with times("store"):
+            _store_chunk(project, pool, items, ok, finished)
     done += len(items)
     yield meter.record(done)
     return done
@@ -460,15 +475,20 @@ def _write_scores(
     ids: np.ndarray,
     labels: np.ndarray,
     cancel: threading.Event,
+    times: StageTimes | None = None,
 ) -> Generator[Progress, None, int]:
+    times = times or StageTimes()
     fps = [m.fingerprint for m in pool.members]
     meter = RateMeter("score", len(ids))
     for start in range(0, len(ids), SCORE_CHUNK):
         _check(cancel)
         chunk = ids[start : start + SCORE_CHUNK]
-        probs = project.get_probs(fps, chunk)
-        scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
-        project.put_scores(pool.fingerprint, chunk, scores)
+        with times("store"):
+            probs = project.get_probs(fps, chunk)
+        with times("metrics"):
+            scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
+        with times("store"):
+            project.put_scores(pool.fingerprint, chunk, scores)
         yield meter.record(start + len(chunk))
     return len(ids)
 

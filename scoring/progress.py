@@ -6,7 +6,9 @@ Cancel is a ``threading.Event`` passed to the generator and checked between batc
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -47,3 +49,23 @@ class RateMeter:
 
 class Cancelled(Exception):
     """Raised inside core work when its cancel event is set; the generator stops cleanly."""
+
+
+class StageTimes:
+    """Seconds spent per stage of a run (decode, forward, store, metrics, fit), for ``--profile``:
+    ``with times("decode"): ...`` adds the block's wall time to that stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.seconds.values()) or 1.0
+        return {k: round(v / total, 3) for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
