@@ -1,0 +1,38 @@
+"""docs/*.md describe the code: every function, method and class they name exists, and every
+public method of Project is described (the store's contract must not drift)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import scoring.datasets
+import scoring.store
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.datasets}
+
+
+def _named(text: str) -> tuple[set[str], set[str]]:
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    defs = set(re.findall(r"\bdef (\w+)\(", code)) | set(re.findall(r"/ (\w+)\(", code))
+    classes = set(re.findall(r"^class (\w+)", code, re.M))
+    return defs, classes
+
+
+def test_every_name_in_the_docs_exists() -> None:
+    for doc, module in MODULES.items():
+        defs, classes = _named((DOCS / doc).read_text())
+        assert defs and classes
+        missing_classes = sorted(c for c in classes if not hasattr(module, c))
+        owners = [module, *(getattr(module, c) for c in classes if hasattr(module, c))]
+        missing_defs = sorted(d for d in defs if not any(hasattr(o, d) for o in owners))
+        assert not missing_classes and not missing_defs, (doc, missing_classes, missing_defs)
+
+
+def test_every_public_method_of_project_is_documented() -> None:
+    defs, _ = _named((DOCS / "STORE_API.md").read_text())
+    public = {n for n, _ in inspect.getmembers(scoring.store.Project) if not n.startswith("_")}
+    attributes = {"path", "classes", "dataset_root", "layout", "source", "conn", "db"}
+    assert sorted(public - defs - attributes) == []
