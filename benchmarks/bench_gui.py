@@ -48,7 +48,7 @@ def build(root: Path, n: int, k: int = 10) -> Path:
     with p._tx() as conn:
         conn.execute("DELETE FROM images")
         conn.executemany(
-            "INSERT INTO images(path, given_label, current_label, status, c_perplexity, x_perplexity, entropy_mean,"
+            "INSERT INTO images(path, given_label, current_label, status, c_perplexity, x_perplexity, entropy_of_mean,"
             " mutual_info, consensus, consensus_prob, self_confidence, margin, top_c, top_x) VALUES"
             " (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,

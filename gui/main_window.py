@@ -39,20 +39,12 @@ from gui.worker import GeneratorWorker, start_worker
 from scoring.errors import ImageTriageError
 from scoring.keymap import DELETE, ENTER, SLASH, keymap_for
 from scoring.progress import Progress
-from scoring.store import STATUSES, Edit, Project, QueueFilter, project_for
+from scoring.store import Edit, Project, QueueFilter, project_for
+from scoring.vocabulary import REASONS, SCORES, STATUSES
 
 log = logging.getLogger(__name__)
 
-SORTS = [
-    ("C-perplexity (hardest first)", "c_perplexity"),
-    ("X-perplexity", "x_perplexity"),
-    ("Mutual information (disagreement)", "mutual_info"),
-    ("Normalised margin (likely label errors first)", "margin"),
-    ("Self-confidence", "self_confidence"),
-    ("Entropy of the pool mean", "entropy_mean"),
-    ("Path", "path"),
-]
-REASONS = ["mislabelled", "ambiguous", "ood"]
+SORTS = [(s.sort_label, s.key) for s in SCORES] + [("Path", "path")]
 MAX_RECENT = 8
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from scoring.errors import ImageTriageError
 from scoring.progress import Progress
+from scoring.vocabulary import REASONS, SCORES, SORT_KEYS, STATUSES
 
 log = logging.getLogger("image_triage")
 
@@ -420,11 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("queue", "print the review queue, hardest first", cmd_queue)
     db_arg(sp)
-    sp.add_argument("--sort", default="c_perplexity",
-                    choices=["c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "self_confidence", "margin", "consensus_prob", "path", "id"])
+    sp.add_argument("--sort", default="c_perplexity", choices=SORT_KEYS, metavar="KEY",
+                    help="; ".join(f"{s.key}: {s.sort_label}" for s in SCORES) + "; path; id")
     sp.add_argument("--class", dest="class_", metavar="C", help="only images whose given label is C")
-    sp.add_argument("--status", choices=["unreviewed", "kept", "relabelled", "removed"])
-    sp.add_argument("--reason", choices=["mislabelled", "ambiguous", "ood"])
+    sp.add_argument("--status", choices=STATUSES)
+    sp.add_argument("--reason", choices=REASONS)
     sp.add_argument("--disagrees", action="store_true", help="only images whose label differs from the pool's consensus")
     sp.add_argument("--search", help="substring of the path")
     sp.add_argument("--limit", type=int, default=50)

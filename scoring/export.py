@@ -44,6 +44,7 @@ from scoring.progress import Cancelled, Progress, RateMeter
 from scoring.safeio import kind_of
 from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder
 from scoring.store import Project
+from scoring.vocabulary import SCORES
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +214,11 @@ def _write(
 
     with (tmp / "difficulty.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "source_path", "given_label", "final_label", "status", "c_perplexity", "x_perplexity",
-                    "mutual_info", "consensus_label", "consensus_prob", "reason"])
+        w.writerow(["path", "source_path", "given_label", "final_label", "status", *(s.key for s in SCORES),
+                    "consensus_label", "reason"])
         for p, r in zip(out_paths, keep, strict=True):
-            w.writerow([p, r.path, label_of(r.given_label), label_of(r.current_label), r.status, _num(r.c_perplexity),
-                        _num(r.x_perplexity), _num(r.mutual_info), label_of(r.consensus), _num(r.consensus_prob), r.reason or ""])
+            w.writerow([p, r.path, label_of(r.given_label), label_of(r.current_label), r.status,
+                        *(_num(getattr(r, s.key)) for s in SCORES), label_of(r.consensus), r.reason or ""])
     has_probs = _write_mean_probs(project, [r.id for r in keep], tmp / "mean_probs.npy")
     with (tmp / "edits.csv").open("w", newline="") as fh:
         w = csv.writer(fh)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from scoring.vocabulary import SCORE_COLUMNS, SCORES
+
 ROW_SUM_ATOL = 1e-3
 
 # Triage thresholds (see triage_reason). Precedence: mislabelled, then ood, then ambiguous.
@@ -308,26 +310,22 @@ def triage_reason(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     )
 
 
-SCORE_KEYS = (
-    "c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "consensus", "consensus_prob",
-    "self_confidence", "margin", "reason", "top_c_idx", "top_c_val", "top_x_idx", "top_x_val",
-)
+SCORE_KEYS = (*SCORE_COLUMNS, "top_c_idx", "top_c_val", "top_x_idx", "top_x_val")
+"""What compute_scores returns: every stored column of scoring.vocabulary, and the top classes."""
 
 
 def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dict[str, np.ndarray]:
     """Every per-image score the store keeps, from one validation pass.
 
-    Keys: c_perplexity, x_perplexity, entropy_mean (entropy of the pool mean), mutual_info,
-    consensus, consensus_prob, self_confidence, margin, reason, top_c_idx/top_c_val (N, top_k)
-    by C-confusion, top_x_idx/top_x_val (N, top_k) by votes.
+    Keys (:data:`SCORE_KEYS`): each score of scoring.vocabulary, consensus, reason,
+    top_c_idx/top_c_val (N, top_k) by C-confusion, top_x_idx/top_x_val (N, top_k) by votes.
+    Validates once, then calls each metric's private ``_compute_*``.
     """
     p = validate_probs(probs)
     lab = validate_labels(labels, p.shape[1], p.shape[2])
     mean = p.mean(axis=0)
-    member_h = _entropy_bits(p).mean(axis=0)
-    mean_h = _entropy_bits(mean)
-    cperp = np.power(2.0, member_h)
-    mi = np.clip(mean_h - member_h, 0.0, None)
+    cperp = _compute_confusion_perplexity(p)
+    mi = _compute_mutual_information(p)
     xperp = _compute_x_perplexity(p, lab)
     pick = mean.argmax(axis=1)
     top_c_idx, top_c_val = _top_k(_compute_c_confusion(p), top_k)
@@ -335,7 +333,7 @@ def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dic
     return {
         "c_perplexity": cperp,
         "x_perplexity": xperp,
-        "entropy_mean": mean_h,
+        "entropy_of_mean": _entropy_bits(mean),
         "mutual_info": mi,
         "consensus": pick,
         "consensus_prob": mean[np.arange(len(pick)), pick],
@@ -352,7 +350,7 @@ def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dic
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "c_perplexity": lambda p, y: confusion_perplexity(p),
     "x_perplexity": x_perplexity,
-    "entropy_mean": lambda p, y: entropy_of_mean(p),
+    "entropy_of_mean": lambda p, y: entropy_of_mean(p),
     "mutual_info": lambda p, y: mutual_information(p),
     "self_confidence": self_confidence,
     "margin": normalized_margin,
@@ -361,14 +359,5 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 """Per-image scalar scores by name, each ``f(probs (M, N, K), labels (N,)) -> (N,)``."""
 
-HIGHER_IS_HARDER: dict[str, bool] = {
-    "c_perplexity": True,
-    "x_perplexity": True,
-    "entropy_mean": True,
-    "mutual_info": True,
-    "self_confidence": False,
-    "margin": False,
-    "consensus_prob": False,
-    "label_error": True,
-}
+HIGHER_IS_HARDER: dict[str, bool] = {s.key: s.higher_is_harder for s in SCORES} | {"label_error": True}
 """Direction of each score in METRICS: True when a higher value means a harder image."""

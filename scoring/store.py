@@ -35,21 +35,15 @@ import sqlite_utils
 
 from scoring.datasets import Dataset, file_sha1, is_uri, open_dataset
 from scoring.errors import ImageTriageError
+from scoring.vocabulary import HARDEST_DESC, SCORE_COLUMNS, SORT_KEYS, STATUSES
+
+__all__ = ["SCORE_COLUMNS", "SORT_KEYS", "STATUSES"]  # re-exported: the store's vocabulary
 
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x49545247  # "ITRG"
 BUSY_TIMEOUT_S = 5.0
-STATUSES = ("unreviewed", "kept", "relabelled", "removed")
-SCORE_COLUMNS = (
-    "c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "consensus", "consensus_prob",
-    "self_confidence", "margin", "reason",
-)
-SORT_KEYS = (
-    "c_perplexity", "x_perplexity", "entropy_mean", "mutual_info", "self_confidence", "margin",
-    "consensus_prob", "path", "id",
-)
-_HARDEST_DESC = {"c_perplexity", "x_perplexity", "entropy_mean", "mutual_info"}
+_HARDEST_DESC = HARDEST_DESC
 TOPK_STORE_THRESHOLD = 1000  # above this many classes, keep each member's top-100 only
 TOPK_KEEP = 100
 _DO_ACTIONS = ("relabel", "remove", "restore", "keep")
@@ -95,7 +89,7 @@ class ImageRow:
 class QueueRow(ImageRow):
     c_perplexity: float | None
     x_perplexity: float | None
-    entropy_mean: float | None
+    entropy_of_mean: float | None
     mutual_info: float | None
     consensus: int | None
     consensus_prob: float | None
@@ -200,10 +194,9 @@ def _m2_undo_targets_and_queue_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE edits ADD COLUMN target INTEGER")
     conn.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
     conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
-    for key in SORT_KEYS:
-        if key in ("id",):
-            continue
-        order = "DESC" if key in _HARDEST_DESC else "ASC"
+    for key, order in (("c_perplexity", "DESC"), ("x_perplexity", "DESC"), ("entropy_mean", "DESC"),
+                       ("mutual_info", "DESC"), ("self_confidence", "ASC"), ("margin", "ASC"),
+                       ("consensus_prob", "ASC"), ("path", "ASC")):  # frozen: the sort keys of schema 2
         conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
     conn.execute("CREATE INDEX IF NOT EXISTS ix_edits_image ON edits (image_id)")
 
@@ -232,8 +225,21 @@ def _m3_counts_kept_by_triggers(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TRIGGER counts_update AFTER UPDATE OF status, error, flag ON images BEGIN {sub} {add} END")
 
 
+def _m4_entropy_of_mean_and_indexes_from_the_vocabulary(conn: sqlite3.Connection) -> None:
+    """The column holding the entropy *of* the pool mean was called entropy_mean, which reads as
+    the mean of entropies (a different score); renamed. Each sort key of scoring.vocabulary
+    gets its index, the hardest end first."""
+    conn.execute("ALTER TABLE images RENAME COLUMN entropy_mean TO entropy_of_mean")
+    conn.execute("DROP INDEX IF EXISTS ix_images_entropy_mean")
+    for key in SORT_KEYS:
+        if key != "id":
+            order = "DESC" if key in HARDEST_DESC else "ASC"
+            conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
+    _m4_entropy_of_mean_and_indexes_from_the_vocabulary,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -875,7 +881,7 @@ class Project:
         n = len(_IMAGE_COLS) + len(SCORE_COLUMNS)
         top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []
         top_x = [tuple(x) for x in json.loads(r[n + 1])] if r[n + 1] else []
-        return QueueRow(*r[:n], top_c=top_c, top_x=top_x)  # type: ignore[arg-type, misc]
+        return QueueRow(**dict(zip(_QUEUE_COLS[:n], r[:n], strict=True)), top_c=top_c, top_x=top_x)  # type: ignore[arg-type]
 
     def queue_count(self, filt: QueueFilter | None = None) -> int:
         where, params = self._where(filt)
