@@ -10,6 +10,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
+from scoring.progress import drain
+
 log = logging.getLogger(__name__)
 
 GeneratorFactory = Callable[[threading.Event], Generator[Any, None, Any]]
@@ -47,14 +49,7 @@ class GeneratorWorker(QObject):
     def run(self) -> None:
         self.started.emit()
         try:
-            gen = self._factory(self._cancel)
-            while True:
-                try:
-                    record = next(gen)
-                except StopIteration as stop:
-                    value = stop.value
-                    break
-                self.yielded.emit(record)
+            value = drain(self._factory(self._cancel), self.yielded.emit)
             if self._cancel.is_set():
                 self.aborted.emit()
             else:

@@ -2,13 +2,13 @@
 
 Every edit here is the same call into :class:`scoring.store.Project` that the GUI makes, so
 the command line and the app can never disagree. With no command, or ``open``/``demo``, the
-desktop app starts (imported lazily: the core never needs Qt).
+desktop app starts through the ``open_app`` callback that ``gui.launch`` (the ``image-triage``
+command) passes in: the core never imports Qt or the GUI, not even lazily.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.errors import ImageTriageError
-from scoring.progress import Progress
+from scoring.progress import Progress, drain
 from scoring.vocabulary import REASONS, SCORES, SORT_KEYS, STATUSES
 
 log = logging.getLogger("image_triage")
@@ -31,32 +31,36 @@ class CliError(ImageTriageError):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _progress_bar(gen: Generator[Progress, None, Any], *, quiet: bool = False) -> Any:
-    """Drain a core generator, drawing a one-line progress bar on stderr."""
-    tty = sys.stderr.isatty()
-    last_stage = None
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            if not quiet and last_stage is not None:
-                sys.stderr.write("\n")
-            return stop.value
-        if quiet:
-            continue
-        if p.stage != last_stage and last_stage is not None:
+class _Bar:
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.stage: str | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.stage != self.stage and self.stage is not None:
             sys.stderr.write("\n")
-        last_stage = p.stage
+        self.stage = p.stage
         width = 30
         filled = int(width * p.fraction)
         eta = "" if p.eta is None else f" ETA {_fmt_seconds(p.eta)}"
         rate = f" {p.rate:,.0f}/s" if p.rate else ""
         line = f"{p.stage:>6} [{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total}{rate}{eta} {p.message}"
-        if tty:
+        if self.tty:
             sys.stderr.write("\r" + line[:150].ljust(150))
         elif p.done == p.total or p.message:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+def _progress_bar(gen: Generator[Progress, None, Any], *, quiet: bool = False) -> Any:
+    """Drain a core generator, drawing a one-line progress bar on stderr unless ``quiet``."""
+    bar = None if quiet else _Bar()
+    result = drain(gen, bar)
+    if bar is not None and bar.stage is not None:
+        sys.stderr.write("\n")
+    return result
 
 
 def _fmt_seconds(s: float) -> str:
@@ -316,12 +320,14 @@ def cmd_pool_check(args: argparse.Namespace) -> int:
     return 0
 
 
+AppOpener = Callable[..., int]
+_open_app: AppOpener | None = None  # given by gui.launch, the `image-triage` command; the core never imports gui
+
+
 def _gui(entry: str, *a: Any, **kw: Any) -> int:
-    try:
-        app = importlib.import_module("gui.app")  # lazy: the core must import without Qt
-    except ImportError as exc:
-        raise CliError(f"the desktop app needs PySide6 ({exc}); pip install PySide6-Essentials") from exc
-    return int(getattr(app, entry)(*a, **kw) or 0)
+    if _open_app is None:
+        raise CliError("this entry point is headless; the desktop app opens with the `image-triage` command")
+    return _open_app(entry, *a, **kw)
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -484,7 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, open_app: AppOpener | None = None) -> int:
+    """The command line; ``open_app(entry, *args)`` starts the desktop app (see gui.launch)."""
+    global _open_app
+    _open_app = open_app
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

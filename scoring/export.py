@@ -40,7 +40,7 @@ import numpy as np
 
 from scoring.datasets import read_bytes
 from scoring.errors import ImageTriageError, UnsafePathError
-from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.safeio import kind_of
 from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder
 from scoring.store import Project
@@ -279,9 +279,4 @@ def _verify(tmp: Path, report: dict[str, Any]) -> None:
 
 def run_export(project_path: str | Path, dest: str | Path, **kw: Any) -> dict[str, Any]:
     """Drain :func:`export_dataset` and return its report."""
-    gen = export_dataset(project_path, dest, **kw)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    return drain(export_dataset(project_path, dest, **kw))

@@ -24,66 +24,23 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
-from scoring.datasets import ImageDecodeError, load_image_and_sha1
+from scoring.batches import DecodeOnce, Item, collate, run_encoders, store_batch
 from scoring.device import pick_device
 from scoring.metrics import compute_scores
-from scoring.pool import Pool, PoolError, Preprocess, stable_hash
-from scoring.progress import Cancelled, Progress, RateMeter, StageTimes
+from scoring.pool import Pool, PoolError, stable_hash
+from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, drain
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
 
 SCORE_CHUNK = 50_000
-
-
-@dataclass(frozen=True)
-class _Item:
-    image_id: int
-    tensors: dict[str, torch.Tensor] | None
-    error: str | None
-    width: int
-    height: int
-    sha1: str | None
-
-
-class _DecodeOnce(TorchDataset):  # type: ignore[type-arg]
-    """Decodes one image once and applies every distinct preprocessing of the pool to it."""
-
-    def __init__(self, paths: Sequence[Path | str], ids: Sequence[int], preprocesses: Sequence[Preprocess]):
-        self.paths = list(paths)
-        self.ids = list(ids)
-        self.preprocesses = list(preprocesses)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> _Item:
-        return _decode(self.ids[i], self.paths[i], self.preprocesses)
-
-
-def _decode(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> _Item:
-    """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
-    try:
-        img, sha1 = load_image_and_sha1(path)  # one read: decoded and hashed
-    except ImageDecodeError as exc:
-        return _Item(image_id, None, str(exc), 0, 0, None)
-    except OSError as exc:  # vanished or unreadable between listing and decoding
-        return _Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
-    tensors = {pp.key: pp(img) for pp in preprocesses}
-    return _Item(image_id, tensors, None, img.width, img.height, sha1)
-
-
-def _collate(items: list[_Item]) -> list[_Item]:
-    return items
 
 
 def default_workers() -> int:
@@ -278,13 +235,13 @@ def _infer(
     if len(todo) == 0:
         return
     paths = [project.abspath(p) for p in project.paths_of(todo)]
-    data = _DecodeOnce(paths, todo.tolist(), pool.preprocesses())
+    data = DecodeOnce(paths, todo.tolist(), pool.preprocesses())
     loader = DataLoader(
         data,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         persistent_workers=False,
         pin_memory=dev.type == "cuda",
     )
@@ -293,7 +250,7 @@ def _infer(
         enc.module.to(dev).eval()
     chunk = chunk_images(pool, batch_size)
     done = done0
-    buffer: list[_Item] = []
+    buffer: list[Item] = []
     batches = iter(loader)
     try:
         while True:
@@ -326,7 +283,7 @@ def chunk_images(pool: Pool, batch_size: int) -> int:
 
 
 def _flush(
-    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[_Item],
+    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[Item],
     dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
     times: StageTimes,
 ) -> Generator[Progress, None, int]:
@@ -347,46 +304,17 @@ def _flush(
             for s in range(0, len(rows), batch_size):
                 _check(cancel)  # cancel within one batch
                 with times("forward"):
-                    parts.append(_run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+                    parts.append(run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
             finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
             yield meter.record(done, enc.description or enc.key)
     finally:
         with times("store"):
-            _store_chunk(project, pool, items, ok, finished)
+            store_batch(project, pool, [(it.image_id, it.error) for it in items if it.error is not None], finished,
+                        [it.image_id for it in ok], [it.width for it in ok], [it.height for it in ok],
+                        [it.sha1 for it in ok])
     done += len(items)
     yield meter.record(done)
     return done
-
-
-def _store_chunk(project: Project, pool: Pool, items: list[_Item], ok: list[_Item],
-                 finished: list[tuple[Any, np.ndarray, np.ndarray]]) -> None:
-    with project.transaction():
-        for it in items:
-            if it.error is not None:
-                log.warning("skipping unreadable image: %s", it.error)
-                project.record_error(it.image_id, it.error)
-        for enc, ids, out in finished:
-            if enc.output == "features":
-                project.put_features(enc.key, ids, out)
-            else:
-                for m in pool.members_of(enc.key):
-                    project.put_probs(m.fingerprint, ids, m.probs_from_outputs(out))
-        if ok:
-            project.set_image_info([it.image_id for it in ok], [it.width for it in ok], [it.height for it in ok],
-                                   [it.sha1 for it in ok])
-
-
-def _run_encoders(
-    encoders: Sequence[Any], stacked: dict[str, torch.Tensor], dev: torch.device, autocast: bool
-) -> dict[str, np.ndarray]:
-    """Every encoder once on its preprocessed batch; outputs as float32 numpy (B, D)."""
-    on_dev = {k: v.to(dev, non_blocking=True) for k, v in stacked.items()}
-    out: dict[str, np.ndarray] = {}
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=autocast):
-        for enc in encoders:
-            y = enc.module(on_dev[enc.preprocess.key])
-            out[enc.key] = y.float().cpu().numpy()
-    return out
 
 
 def _fit(
@@ -495,8 +423,4 @@ def _write_scores(
 
 def run(gen: Generator[Progress, None, dict[str, Any]]) -> dict[str, Any]:
     """Drain a core generator and return its result (for scripts and tests)."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    return drain(gen)

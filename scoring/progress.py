@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,17 @@ class StageTimes:
     def shares(self) -> dict[str, float]:
         total = sum(self.seconds.values()) or 1.0
         return {k: round(v / total, 3) for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
+
+
+def drain(gen: Generator[Progress, None, T], on_progress: Callable[[Progress], object] | None = None) -> T:
+    """Run a core generator to its end, handing each Progress to ``on_progress``; its result.
+
+    The one loop over progress generators: the command line's bar, the GUI's worker and the
+    tests all drain through here."""
+    while True:
+        try:
+            record = next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if on_progress is not None:
+            on_progress(record)

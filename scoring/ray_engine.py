@@ -2,7 +2,7 @@
 run as Ray Data ``map_batches`` over the dataset's files.
 
 * Each actor builds the pool once (weights loaded once per actor), decodes each image once, and
-  runs every distinct encoder of the pool on the batch (``scoring.inference._encode_batch``).
+  runs every distinct encoder of the pool on the batch (``scoring.batches.run_encoders``).
 * Results stream back to the driver, which commits them to the project's SQLite batch by batch,
   exactly as the local engine does: a run stopped at any point resumes with what is stored, and
   only images still missing are sent to the cluster. (We chose streaming into SQLite over Parquet
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.batches import store_batch
 from scoring.errors import ImageTriageError
 from scoring.pool import Pool
 from scoring.progress import Cancelled, Progress, RateMeter
@@ -59,9 +60,9 @@ class PoolActor:
             enc.module.to(self.device).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from scoring.inference import _decode, _run_encoders
+        from scoring.batches import decode_item, run_encoders
 
-        items = [_decode(int(i), str(p), self.pool.preprocesses()) for i, p in zip(batch["id"], batch["path"], strict=True)]
+        items = [decode_item(int(i), str(p), self.pool.preprocesses()) for i, p in zip(batch["id"], batch["path"], strict=True)]
         ok = [it for it in items if it.tensors is not None]
         out: dict[str, np.ndarray] = {
             "id": np.array([it.image_id for it in items], dtype=np.int64),
@@ -74,7 +75,7 @@ class PoolActor:
             import torch
 
             stacked = {key: torch.stack([it.tensors[key] for it in ok]) for key in ok[0].tensors}  # type: ignore[index, union-attr]
-            outputs = _run_encoders(self.encoders, stacked, self.device, self.device.type == "cuda")
+            outputs = run_encoders(self.encoders, stacked, self.device, self.device.type == "cuda")
         for enc in self.encoders:
             col = np.zeros((len(items), outputs[enc.key].shape[1] if ok else 1), dtype=np.float32)
             if ok:
@@ -131,19 +132,10 @@ def infer_with_ray(
             raise Cancelled()
         ids = batch["id"]
         good = np.array([not e for e in batch["error"]], dtype=bool)
-        for i, err in zip(ids[~good], batch["error"][~good], strict=True):
-            log.warning("skipping unreadable image: %s", err)
-            project.record_error(int(i), str(err))
-        if good.any():
-            gid = ids[good]
-            for enc in pool.encoders():
-                out = np.asarray(batch[f"enc_{enc.key}"])[good]
-                if enc.output == "features":
-                    project.put_features(enc.key, gid, out)
-                else:
-                    for m in pool.members_of(enc.key):
-                        project.put_probs(m.fingerprint, gid, m.probs_from_outputs(out))
-            project.set_image_info(gid, batch["width"][good].tolist(), batch["height"][good].tolist(),
-                                   [str(s) for s in batch["sha1"][good]])
+        gid = ids[good]
+        outputs = [(enc, gid, np.asarray(batch[f"enc_{enc.key}"])[good]) for enc in pool.encoders()] if good.any() else []
+        store_batch(project, pool, [(int(i), str(e)) for i, e in zip(ids[~good], batch["error"][~good], strict=True)],
+                    outputs, gid.tolist(), batch["width"][good].tolist(), batch["height"][good].tolist(),
+                    [str(s) for s in batch["sha1"][good]])
         done += len(ids)
         yield meter.record(done)

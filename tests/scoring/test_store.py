@@ -21,9 +21,8 @@ from scoring.store import (
     ProjectError,
     ProjectLockedError,
     QueueFilter,
-    _decode_probs,
-    _encode_probs,
 )
+from scoring.store_cache import decode_probs, encode_probs
 from tests.scoring.tinypool import make_imagefolder
 
 
@@ -158,14 +157,14 @@ def test_features_and_probs_round_trip_in_float16(project: Project) -> None:
 def test_large_k_keeps_the_top_100_and_spreads_the_rest() -> None:
     k = 5000
     p = np.random.default_rng(0).dirichlet(np.full(k, 0.01))
-    blob = _encode_probs(p)
+    blob = encode_probs(p)
     assert len(blob) < 700
-    q = _decode_probs(blob, k)
+    q = decode_probs(blob, k)
     assert q.shape == (k,) and q.sum() == pytest.approx(1.0, abs=1e-5)
     top = np.argsort(-p)[:100]
     np.testing.assert_allclose(q[top], p[top], atol=2e-3)
     small = np.array([0.2, 0.3, 0.5])
-    np.testing.assert_allclose(_decode_probs(_encode_probs(small), 3), small, atol=1e-3)
+    np.testing.assert_allclose(decode_probs(encode_probs(small), 3), small, atol=1e-3)
 
 
 def test_queue_sorts_hardest_first_and_filters(project: Project) -> None:

@@ -1,0 +1,103 @@
+"""One batch of work, the same for the local and the Ray engine: decode each image once and
+apply every distinct preprocessing, run encoders, and store a batch's outputs in one
+transaction. Neither engine has its own copy; neither imports the other."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from scoring.datasets import ImageDecodeError, load_image_and_sha1
+from scoring.pool import Pool, Preprocess
+from scoring.store import Project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    image_id: int
+    tensors: dict[str, torch.Tensor] | None
+    error: str | None
+    width: int
+    height: int
+    sha1: str | None
+
+
+class DecodeOnce(TorchDataset):  # type: ignore[type-arg]
+    """Decodes one image once and applies every distinct preprocessing of the pool to it."""
+
+    def __init__(self, paths: Sequence[Path | str], ids: Sequence[int], preprocesses: Sequence[Preprocess]):
+        self.paths = list(paths)
+        self.ids = list(ids)
+        self.preprocesses = list(preprocesses)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Item:
+        return decode_item(self.ids[i], self.paths[i], self.preprocesses)
+
+
+def decode_item(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> Item:
+    """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
+    try:
+        img, sha1 = load_image_and_sha1(path)  # one read: decoded and hashed
+    except ImageDecodeError as exc:
+        return Item(image_id, None, str(exc), 0, 0, None)
+    except OSError as exc:  # vanished or unreadable between listing and decoding
+        return Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
+    tensors = {pp.key: pp(img) for pp in preprocesses}
+    return Item(image_id, tensors, None, img.width, img.height, sha1)
+
+
+def collate(items: list[Item]) -> list[Item]:
+    return items
+
+
+
+def run_encoders(
+    encoders: Sequence[Any], stacked: dict[str, torch.Tensor], dev: torch.device, autocast: bool
+) -> dict[str, np.ndarray]:
+    """Every encoder once on its preprocessed batch; outputs as float32 numpy (B, D)."""
+    on_dev = {k: v.to(dev, non_blocking=True) for k, v in stacked.items()}
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=autocast):
+        for enc in encoders:
+            y = enc.module(on_dev[enc.preprocess.key])
+            out[enc.key] = y.float().cpu().numpy()
+    return out
+
+
+
+def store_batch(
+    project: Project,
+    pool: Pool,
+    errors: Sequence[tuple[int, str]],
+    outputs: Sequence[tuple[Any, np.ndarray, np.ndarray]],
+    ids: Sequence[int],
+    widths: Sequence[int],
+    heights: Sequence[int],
+    sha1s: Sequence[str | None],
+) -> None:
+    """One batch's results in one transaction: decode errors, each encoder's outputs (features,
+    or its members' probabilities) as ``(encoder, ids, outputs)``, then image sizes and hashes."""
+    with project.transaction():
+        for image_id, error in errors:
+            log.warning("skipping unreadable image: %s", error)
+            project.record_error(int(image_id), error)
+        for enc, enc_ids, out in outputs:
+            if enc.output == "features":
+                project.put_features(enc.key, enc_ids, out)
+            else:
+                for m in pool.members_of(enc.key):
+                    project.put_probs(m.fingerprint, enc_ids, m.probs_from_outputs(out))
+        if len(ids):
+            project.set_image_info(list(ids), list(widths), list(heights), list(sha1s))

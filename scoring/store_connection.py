@@ -1,0 +1,205 @@
+"""The connection room of the store: open or create the SQLite file, migrate it, translate
+SQLite's errors into sentences, run transactions, keep the dataset's description (meta)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from scoring.datasets import Dataset, open_dataset
+from scoring.store_migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from scoring.store_rows import (
+    IncompleteProjectError,
+    NotAProjectError,
+    ProjectError,
+    ProjectLockedError,
+)
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 5.0
+_P = TypeVar("_P", bound="ProjectBase")
+
+
+class ProjectBase:
+    """An open project file. Use one per thread; close it (or use ``with``) when done."""
+
+    def __init__(self, path: str | Path, _create: bool = False):
+        self.path = Path(path)
+        if not _create and not self.path.exists():
+            raise ProjectError(f"{self.path}: no such project file")
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{self.path}: cannot open ({exc}); check the folder exists and is writable") from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._stacks: tuple[int, list[int], list[int]] | None = None
+        try:
+            self._prepare(_create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        except ProjectError:
+            conn.close()
+            raise
+        self._load_meta()
+        if not _create and self._meta("dataset_root") is None:
+            conn.close()
+            raise IncompleteProjectError(
+                f"{self.path} has no dataset (its creation was stopped part-way); open the dataset again to recreate it"
+            )
+
+    # --- opening -----------------------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> ProjectError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return ProjectLockedError(
+                f"{self.path} is locked: another Image Triage process is writing to it; close it or wait"
+            )
+        if "disk is full" in msg or "disk I/O" in msg:
+            return ProjectError(
+                f"{self.path}: the disk is full or failing ({msg}); nothing was half-written. "
+                "Free space and run again: scoring resumes where it stopped"
+            )
+        if "readonly" in msg or "read-only" in msg:
+            return ProjectError(f"{self.path} is read-only ({msg}); copy it somewhere writable or fix its permissions")
+        if "not a database" in msg or "malformed" in msg or "encrypted" in msg:
+            return NotAProjectError(
+                f"{self.path} is not an Image Triage project or is corrupt ({msg}); "
+                "open a .triage.db made by image-triage, or create a new one by opening the dataset"
+            )
+        return ProjectError(f"{self.path}: {msg}")
+
+    def _prepare(self, create: bool) -> None:
+        c = self.conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if create:
+            if tables:
+                raise ProjectError(f"{self.path} already holds a database; pick a new file name")
+        elif not tables:
+            raise IncompleteProjectError(
+                f"{self.path} is an empty project file (its creation was stopped part-way); "
+                "open the dataset again to recreate it"
+            )
+        elif app_id != APPLICATION_ID:
+            what = "an SQLite database of another program"
+            raise NotAProjectError(
+                f"{self.path} is not an Image Triage project ({what}); open a .triage.db made by "
+                "image-triage, or open the dataset to create one"
+            )
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path} was written by a newer Image Triage (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade image-triage to open it"
+            )
+        if create:  # a rollback journal until the file is complete: no WAL left to checkpoint on close
+            c.execute("PRAGMA journal_mode=DELETE")
+        elif c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            log.warning("%s: WAL mode unavailable; concurrent readers will wait", self.path)
+        c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an app kill
+        c.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int, upto: int | None = None) -> None:
+        upto = SCHEMA_VERSION if upto is None else upto
+        with self._tx():
+            for n in range(version, upto):
+                log.info("%s: applying migration %d (%s)", self.path, n + 1, MIGRATIONS[n].__name__)
+                MIGRATIONS[n](self.conn)
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version={upto}")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes (puts of one chunk) into one transaction: all or none is stored."""
+        with self._tx():
+            yield
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front); inside
+        :meth:`transaction`, writes join the open one."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from exc
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise self._translate(exc) from exc
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self.conn.execute("ROLLBACK")
+                raise self._translate(exc) from exc
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    # --- meta ----------------------------------------------------------------------------
+
+    def _set_meta(self, **kv: str) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(kv.items()))
+
+    def _meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0][0] if row else None
+
+    def _load_meta(self) -> None:
+        root = self._meta("dataset_root")
+        if root is None:
+            self.dataset_root, self.layout, self.source, self.classes = Path("."), "flat", Path("."), []
+            return
+        self.dataset_root = Path(root)
+        self.layout = self._meta("layout") or "imagefolder"
+        self.source = Path(self._meta("source") or root)
+        self.classes = list(json.loads(self._meta("classes") or "[]"))
+
+    def adopt_classes(self, classes: list[str]) -> None:
+        """Give an unlabelled project (a flat folder) the pool's class names, once."""
+        if self.classes:
+            raise ProjectError(f"{self.path} already has classes {self.classes}")
+        with self._tx():
+            self._set_meta(classes=json.dumps(list(classes)))
+        self.classes = list(classes)
+
+    def dataset(self) -> Dataset:
+        """Re-read the dataset from disk (its layout and symlink policy as stored)."""
+        follow = json.loads(self._meta("follow_symlinks") or "false") is True
+        return open_dataset(self.source, layout=self.layout, follow_symlinks=follow)

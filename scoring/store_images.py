@@ -1,0 +1,171 @@
+"""The images room of the store: sync with the dataset on disk, rows, paths, labels, decode errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoring.datasets import Dataset, file_sha1, is_uri
+from scoring.errors import ImageTriageError
+from scoring.store_connection import ProjectBase
+from scoring.store_rows import (
+    IMAGE_COLS,
+    ImageRow,
+    ProjectError,
+    ProjectValueError,
+    SyncReport,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Images(ProjectBase):
+    # --- images --------------------------------------------------------------------------
+
+    def sync(self, dataset: Dataset) -> SyncReport:
+        """Add new images; flag changed (content hash differs) and missing ones."""
+        unknown = sorted({r.label for r in dataset.records if r.label is not None} - set(self.classes))
+        if unknown:
+            raise ProjectError(
+                f"{dataset.source} has classes the project {self.path} does not know: {unknown}; "
+                f"the project's classes are {self.classes}. Create a new project for this dataset."
+            )
+        stored = {r[0]: r[1:] for r in self._q("SELECT path, id, size_bytes, mtime, sha1, flag FROM images")}
+        now_paths = set()
+        new_rows: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        changed = 0
+        for rec in dataset.records:
+            now_paths.add(rec.path)
+            if rec.error is not None:  # a special file or a name that is not UTF-8: never opened
+                if rec.path not in stored:
+                    label = None if rec.label is None else self.classes.index(rec.label)
+                    new_rows.append((rec.path, label, label, "unreviewed", None, None, None, rec.error))
+                continue
+            full = dataset.abspath(rec.path)
+            uri = isinstance(full, str)
+            try:
+                # Object-storage URIs are not listed here (one request each); scoring reads them.
+                st = None if uri else full.stat()  # type: ignore[union-attr]
+                size, mtime = (st.st_size, st.st_mtime) if st is not None else (None, None)
+            except OSError:
+                size, mtime = None, None
+            if rec.path not in stored:
+                label = dataset.label_index(rec.label)
+                label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
+                flag = None if size is not None or uri else "missing"
+                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, flag, None))
+                continue
+            image_id, old_size, old_mtime, sha1, flag = stored[rec.path]
+            new_flag = flag
+            if uri:
+                pass
+            elif size is None:
+                new_flag = "missing"
+            elif (size, mtime) != (old_size, old_mtime):
+                if sha1 is not None and _sha1_or_none(full) != sha1:
+                    new_flag = "changed"
+                elif flag == "missing":
+                    new_flag = None
+            elif flag == "missing":
+                new_flag = None
+            if new_flag != flag:
+                changed += new_flag == "changed"
+                updates.append((new_flag, image_id))
+        for path, (image_id, *_rest) in stored.items():
+            if path not in now_paths and _rest[-1] != "missing":
+                updates.append(("missing", image_id))
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, flag, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+            c.executemany("UPDATE images SET flag=? WHERE id=?", updates)
+        counts = dict(self._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
+        errors = self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
+        total = sum(counts.values())
+        return SyncReport(total, len(new_rows), int(counts.get("changed", 0)), int(counts.get("missing", 0)), errors)
+
+    def _row(self, r: Sequence[Any]) -> ImageRow:
+        return ImageRow(*r[: len(IMAGE_COLS)])
+
+    def paths_of(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+        """The stored paths of ``ids``, in their order (one query, not one per image)."""
+        if len(ids) == 0:
+            return []
+        found = dict(self._q("SELECT i.id, i.path FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+                             (json.dumps([int(i) for i in ids]),)))
+        return [found[int(i)] for i in ids]
+
+    def image_paths(self) -> Iterator[str]:
+        """Every image path the project lists (relative to the dataset root, or a URI), by id."""
+        cur = self.conn.execute("SELECT path FROM images ORDER BY id")
+        while rows := cur.fetchmany(10_000):
+            yield from (r[0] for r in rows)
+
+    def image(self, image_id: int) -> ImageRow:
+        rows = self._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        if not rows:
+            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+        return self._row(rows[0])
+
+    def find_image(self, path: str) -> int | None:
+        rows = self._q("SELECT id FROM images WHERE path=?", (path,))
+        return int(rows[0][0]) if rows else None
+
+    def abspath(self, row_or_path: ImageRow | str) -> Path | str:
+        """A path under the dataset root, or the URI itself for images on object storage."""
+        rel = row_or_path.path if isinstance(row_or_path, ImageRow) else row_or_path
+        return rel if is_uri(rel) else self.dataset_root / rel
+
+    def scorable_ids(self) -> np.ndarray:
+        rows = self._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lookup = dict(self._q("SELECT j.value, i.given_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+                              (json.dumps([int(i) for i in ids]),)))
+        return np.array([-1 if lookup.get(int(i)) is None else lookup[int(i)] for i in ids], dtype=np.int64)
+
+    def record_error(self, image_id: int, message: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE images SET error=? WHERE id=?", (message, int(image_id)))
+
+    def clear_error(self, image_id: int) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE images SET error=NULL WHERE id=?", (int(image_id),))
+
+    def errors(self) -> list[ImageRow]:
+        return [self._row(r) for r in self._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE error IS NOT NULL ORDER BY id")]
+
+    def set_image_info(
+        self,
+        ids: Sequence[int] | np.ndarray,
+        widths: Sequence[int],
+        heights: Sequence[int],
+        sha1s: Sequence[str | None] | None = None,
+    ) -> None:
+        sha = list(sha1s) if sha1s is not None else [None] * len(widths)
+        with self._tx() as c:
+            c.executemany(
+                "UPDATE images SET width=?, height=?, sha1=COALESCE(?, sha1) WHERE id=?",
+                [(int(w), int(h), s, int(i)) for i, w, h, s in zip(ids, widths, heights, sha, strict=True)],
+            )
+
+
+def _sha1_or_none(path: Path | str) -> str | None:
+    """The file's hash, or None when it can no longer be read as a regular file (-> flagged changed)."""
+    try:
+        return file_sha1(path)
+    except (OSError, ImageTriageError):
+        return None
+
+

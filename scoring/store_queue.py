@@ -1,0 +1,175 @@
+"""The queue room of the store: scores of the active pool, the filtered, keyset-paged review queue, counts, plot data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from scoring.store_connection import ProjectBase
+from scoring.store_rows import (
+    IMAGE_COLS,
+    QUEUE_COLS,
+    ProjectValueError,
+    QueueFilter,
+    QueueRow,
+)
+from scoring.vocabulary import HARDEST_DESC, SCORE_COLUMNS, SORT_KEYS, STATUSES
+
+log = logging.getLogger(__name__)
+
+
+def none_if_nan(x: Any) -> Any:
+    if x is None:
+        return None
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+class Queue(ProjectBase):
+    # --- scores and the queue ------------------------------------------------------------
+
+    def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
+        rows = []
+        for n, i in enumerate(ids):
+            vals = [none_if_nan(scores[c][n]) for c in SCORE_COLUMNS]
+            top_c = [[int(a), round(float(b), 4)] for a, b in zip(scores["top_c_idx"][n], scores["top_c_val"][n], strict=True)]
+            top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
+            rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
+        sets = ", ".join(f"{c}=?" for c in (*SCORE_COLUMNS, "top_c", "top_x"))
+        with self._tx() as c:
+            c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
+            self._set_meta(scored_pool=pool_fp)
+
+    @staticmethod
+    def hardest_first(sort: str) -> bool:
+        """True when the hardest images come first in descending order of ``sort``."""
+        return sort in HARDEST_DESC
+
+    def _where(self, filt: QueueFilter | None) -> tuple[list[str], list[Any]]:
+        f = filt or QueueFilter()
+        where: list[str] = ["error IS NULL"]
+        params: list[Any] = []
+        if f.given_label is not None:
+            where.append("given_label=?")
+            params.append(f.given_label)
+        if f.consensus is not None:
+            where.append("consensus=?")
+            params.append(f.consensus)
+        if f.reason is not None:
+            where.append("reason=?")
+            params.append(f.reason)
+        if f.status is not None:
+            if f.status not in STATUSES:
+                raise ProjectValueError(f"unknown status {f.status!r}; use one of {STATUSES}")
+            where.append("status=?")
+            params.append(f.status)
+        if f.score_min is not None or f.score_max is not None:
+            if f.score_key not in SORT_KEYS or f.score_key in ("path", "id"):
+                raise ProjectValueError(f"cannot filter on {f.score_key!r}")
+            if f.score_min is not None:
+                where.append(f"{f.score_key}>=?")
+                params.append(f.score_min)
+            if f.score_max is not None:
+                where.append(f"{f.score_key}<=?")
+                params.append(f.score_max)
+        if f.disagrees:
+            where.append("consensus IS NOT NULL AND current_label IS NOT NULL AND consensus != current_label")
+        if f.search:
+            where.append("path LIKE ? ESCAPE '\\'")
+            params.append("%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if f.flagged is True:
+            where.append("flag IS NOT NULL")
+        elif f.flagged is False:
+            where.append("flag IS NULL")
+        return where, params
+
+    def queue(
+        self,
+        filt: QueueFilter | None = None,
+        sort: str = "c_perplexity",
+        descending: bool | None = None,
+        limit: int = 200,
+        after: tuple[Any, int] | None = None,
+    ) -> list[QueueRow]:
+        """A page of the review queue, hardest first by default; unscored images come last.
+
+        Keyset paging: ``after`` is ``(sort value, id)`` of the previous page's last row.
+        """
+        if sort not in SORT_KEYS:
+            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        desc = self.hardest_first(sort) if descending is None else descending
+        where, params = self._where(filt)
+        cols = ", ".join(QUEUE_COLS)
+        order = f"{sort} {'DESC' if desc else 'ASC'}, id ASC" if sort != "id" else "id ASC"
+        rows: list[tuple[Any, ...]] = []
+        if after is None or after[0] is not None:
+            w, p = [*where, f"{sort} IS NOT NULL"], list(params)
+            if after is not None:
+                op = "<" if desc else ">"
+                w.append(f"({sort} {op} ? OR ({sort} = ? AND id > ?))")
+                p += [after[0], after[0], after[1]]
+            rows = self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY {order} LIMIT ?", (*p, limit))
+        if len(rows) < limit and sort not in ("id", "path"):
+            w, p = [*where, f"{sort} IS NULL"], list(params)
+            if after is not None and after[0] is None:
+                w.append("id > ?")
+                p.append(after[1])
+            rows += self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
+        return [self._queue_row(r) for r in rows]
+
+    def _queue_row(self, r: Sequence[Any]) -> QueueRow:
+        n = len(IMAGE_COLS) + len(SCORE_COLUMNS)
+        top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []
+        top_x = [tuple(x) for x in json.loads(r[n + 1])] if r[n + 1] else []
+        return QueueRow(**dict(zip(QUEUE_COLS[:n], r[:n], strict=True)), top_c=top_c, top_x=top_x)  # type: ignore[arg-type]
+
+    def queue_row(self, image_id: int) -> QueueRow:
+        rows = self._q(f"SELECT {', '.join(QUEUE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        if not rows:
+            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+        return self._queue_row(rows[0])
+
+    def queue_count(self, filt: QueueFilter | None = None) -> int:
+        where, params = self._where(filt)
+        if where == ["error IS NULL"]:  # no filter: every readable image, from the counts table
+            return self.stats()["total"]
+        return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
+
+    def score_values(self, key: str = "c_perplexity") -> np.ndarray:
+        if key not in SORT_KEYS or key in ("path", "id"):
+            raise ProjectValueError(f"unknown score {key!r}")
+        return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
+
+    def class_difficulty(self, key: str = "c_perplexity") -> np.ndarray:
+        if key not in SORT_KEYS or key in ("path", "id"):
+            raise ProjectValueError(f"unknown score {key!r}")
+        out = np.full(len(self.classes), np.nan)
+        for label, mean in self._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):
+            out[label] = mean
+        return out
+
+    def confusion_matrix(self) -> np.ndarray:
+        k = len(self.classes)
+        out = np.zeros((k, k), dtype=np.int64)
+        for g, c, n in self._q("SELECT given_label, consensus, count(*) FROM images WHERE given_label IS NOT NULL AND consensus IS NOT NULL GROUP BY given_label, consensus"):
+            out[g, c] = n
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counts per status (readable images), ``total``, ``reviewed``, ``errors``, ``flagged``:
+        read from the trigger-kept counts table, the same cost at any size."""
+        counts = {k: int(n) for k, n in self._q("SELECT key, n FROM counts")}
+        out = {s: counts.get(s, 0) for s in STATUSES}
+        out["total"] = sum(out.values())
+        out["reviewed"] = out["total"] - out["unreviewed"]
+        out["errors"] = counts.get("errors", 0)
+        out["flagged"] = counts.get("flagged", 0)
+        return out

@@ -1,0 +1,142 @@
+"""The runs room of the store: pool members, scoring runs (and which were killed), the active pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from scoring.store_connection import ProjectBase
+
+log = logging.getLogger(__name__)
+
+
+class MemberLike(Protocol):
+    """What the store needs of a pool member (scoring.pool.Member satisfies it)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def classes(self) -> list[str]: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+
+class PoolLike(Protocol):
+    """What the store needs of a pool (scoring.pool.Pool satisfies it)."""
+
+    @property
+    def members(self) -> Sequence[MemberLike]: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+
+class Runs(ProjectBase):
+    # --- members and runs ----------------------------------------------------------------
+
+    def save_members(self, pool: PoolLike) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO members(fingerprint, name, kind, classes, spec, created) VALUES (?,?,?,?,?,?)",
+                [
+                    (m.fingerprint, m.name, m.kind, json.dumps(list(m.classes)), json.dumps(m.spec, default=str), time.time())
+                    for m in pool.members
+                ],
+            )
+
+    def members(self) -> list[dict[str, Any]]:
+        return [
+            {"fingerprint": r[0], "name": r[1], "kind": r[2], "classes": json.loads(r[3]), "spec": json.loads(r[4])}
+            for r in self._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
+        ]
+
+    def start_run(self, pool: PoolLike, config: dict[str, Any], device: str) -> int:
+        with self._tx() as c:
+            self._mark_dead_runs(c)
+            cur = c.execute(
+                "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES (?,?,?,?,?,?,?)",
+                (pool.fingerprint, json.dumps(config, default=str), device, time.time(), "running", os.getpid(), socket.gethostname()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def _mark_dead_runs(self, c: sqlite3.Connection) -> None:
+        for run_id, pid, host in c.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall():
+            if not _alive(pid, host):
+                c.execute("UPDATE runs SET status='interrupted' WHERE id=?", (run_id,))
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status=?, ended=?, error=? WHERE id=?", (status, time.time(), error, run_id))
+            if status == "done":
+                fp = c.execute("SELECT pool_fingerprint FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+                self._set_meta(active_pool=fp)
+
+    def runs(self) -> list[dict[str, Any]]:
+        cols = ["id", "pool_fingerprint", "config", "device", "started", "ended", "status", "error", "pid", "host"]
+        out = []
+        for r in self._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
+            d = dict(zip(cols, r, strict=True))
+            d["config"] = json.loads(d["config"] or "{}")
+            out.append(d)
+        return out
+
+    def interrupted_run(self) -> dict[str, Any] | None:
+        """The newest run that stopped without finishing (crash, kill), if nothing ran since."""
+        runs = self.runs()
+        if not runs:
+            return None
+        last = runs[-1]
+        if last["status"] == "interrupted" or (last["status"] == "running" and not _alive(last["pid"], last["host"])):
+            return last
+        return None
+
+    def last_pool_spec(self) -> list[dict[str, Any]] | None:
+        for r in reversed(self.runs()):
+            spec = r["config"].get("pool")
+            if spec:
+                return list(spec)
+        return None
+
+    def active_pool(self) -> str | None:
+        return self._meta("active_pool")
+
+    def active_members(self) -> list[dict[str, Any]]:
+        """Members of the pool whose scores the queue shows, in pool order."""
+        fp = self.active_pool()
+        for r in reversed(self.runs()):
+            if r["pool_fingerprint"] == fp:
+                wanted = r["config"].get("member_fingerprints") or []
+                by_fp = {m["fingerprint"]: m for m in self.members()}
+                return [by_fp[f] for f in wanted if f in by_fp]
+        return []
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that started a run is still running (on this host)."""
+    if pid is None:
+        return False
+    if host != socket.gethostname():
+        return True  # a run on another machine sharing the file: assume it is alive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
