@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from scoring.crossfit import cross_fit
 from scoring.members import (
     FittedMember,
     Pixels,
-    cross_fit,
     file_digest,
     load_checkpoint_module,
     pretrained_model,

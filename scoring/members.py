@@ -12,15 +12,16 @@ import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from scoring.crossfit import cross_fit, fit_logreg, subsample
 from scoring.errors import ImageTriageError
 from scoring.models.registry import get_model, is_torchvision
-from scoring.pool import Encoder, Member, PoolError, Preprocess, ProgressFn, stable_hash
+from scoring.pool import Encoder, Member, PoolError, Preprocess, stable_hash
 from scoring.safeio import require_regular, sha1_regular
 from scoring.weights import Weights, packaged, torchvision_weights
 
@@ -196,116 +197,6 @@ class CheckpointMember(Member):
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- cross-fitting
-
-
-class FoldCache(Protocol):
-    """Where cross-fitting keeps each finished fold's predictions (the project, in a run)."""
-
-    def load(self, fold: int, folds: int, rows: np.ndarray) -> np.ndarray | None: ...
-
-    def save(self, fold: int, folds: int, rows: np.ndarray, probs: np.ndarray) -> None: ...
-
-
-def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Fold index per image (N,), each class spread evenly over k folds; -1 labels spread too."""
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(labels), dtype=np.int64)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        folds[idx] = (np.arange(len(idx)) + rng.integers(k)) % k
-    return folds
-
-
-def cross_fit(
-    labels: np.ndarray,
-    n_classes: int,
-    folds: int,
-    fit: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]],
-    progress: ProgressFn | None,
-    cancel: Callable[[], bool] | None,
-    name: str,
-    fold_cache: FoldCache | None = None,
-    on_cached: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """K-fold cross-fitting: ``fit(train_idx)`` returns ``predict(idx) -> (n, K)``.
-
-    Labelled images get their held-out fold's prediction; unlabelled ones the folds' mean.
-    With a ``fold_cache``, each fold's predictions are stored as soon as it finishes and a
-    fold already stored is not fitted again (a killed run resumes at the next fold).
-    """
-    n = len(labels)
-    labelled = labels >= 0
-    n_lab = int(labelled.sum())
-    if n_lab < 2:
-        raise PoolError(f"member {name!r} needs labelled images to fit on; found {n_lab}")
-    k = max(2, min(folds, n_lab))
-    fold = np.full(n, -1)
-    fold[labelled] = stratified_folds(labels[labelled], k)
-    out = np.zeros((n, n_classes), dtype=np.float64)
-    unl = np.flatnonzero(~labelled)
-    for f in range(k):
-        if cancel is not None and cancel():
-            from scoring.progress import Cancelled
-
-            raise Cancelled()
-        train = np.flatnonzero(labelled & (fold != f))
-        test = np.flatnonzero(fold == f)
-        rows = np.concatenate([test, unl])
-        got = fold_cache.load(f, k, rows) if fold_cache is not None else None
-        if got is None:
-            predict = fit(train)
-            got = predict(rows) if len(rows) else np.zeros((0, n_classes))
-            if fold_cache is not None:
-                fold_cache.save(f, k, rows, got)
-        elif on_cached is not None:
-            on_cached(f)
-        out[test] = got[: len(test)]
-        out[unl] += got[len(test) :] / k
-        if progress is not None:
-            progress(f + 1, k, f"{name}: fold {f + 1}/{k}")
-    out = np.clip(out, 0, None)
-    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    if fraction >= 1.0:
-        return idx
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels[idx]):
-        ci = idx[labels[idx] == c]
-        keep.append(rng.choice(ci, size=max(1, round(fraction * len(ci))), replace=False))
-    return np.sort(np.concatenate(keep))
-
-
-def fit_logreg(
-    x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight_decay: float = 1e-3, steps: int = 100
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Multinomial logistic regression (full-batch L-BFGS) on standardised features."""
-    torch.manual_seed(seed)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    xt = torch.from_numpy((x - mu) / sd).float()
-    yt = torch.from_numpy(y).long()
-    lin = nn.Linear(x.shape[1], n_classes)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(lin(xt), yt) + weight_decay * (lin.weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-
-    def predict(z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return torch.softmax(lin(torch.from_numpy((z - mu) / sd).float()), 1).double().numpy()
-
-    return predict
-
-
 # ----------------------------------------------------------------------------- backbone
 
 
@@ -401,7 +292,7 @@ class HeadMember(FittedMember):
         k = len(self.classes)
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            sub = _subsample(train, labels, self.fraction, self.seed)
+            sub = subsample(train, labels, self.fraction, self.seed)
             predict = fit_logreg(features[sub], labels[sub], k, self.seed, self.weight_decay)
             return lambda idx: predict(features[idx])
 
@@ -421,89 +312,11 @@ def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
     return out
 
 
-# ----------------------------------------------------------------------------- scratch
+# ----------------------------------------------------------------------------- pixels
 
 
 class Pixels(nn.Module):
-    """The identity encoder of scratch members: preprocessed pixels, flattened."""
+    """The identity encoder of fitted networks (scratch, finetune): preprocessed pixels, flattened."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
-
-
-def default_epochs(n_images: int) -> int:
-    """Fewer passes for larger datasets: the step count, not the pass count, drives accuracy."""
-    return int(np.clip(round(60_000 / max(n_images, 1) ** 1.1 * 8), 6, 30))
-
-
-class ScratchMember(FittedMember):
-    """A small network trained from scratch on the dataset, K-fold cross-fitted."""
-
-    kind = "scratch"
-
-    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
-        super().__init__(spec, encoder, dataset_classes)
-        self.arch = str(spec.get("arch", "small_cnn"))
-        self.epochs = spec.get("epochs")
-        self.batch_size = int(spec.get("batch_size", 64))
-        self.lr = float(spec.get("lr", 3e-3))
-
-    def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
-        pp = self.encoder.preprocess
-        c = 1 if pp.grayscale else 3
-        x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).view(-1, c, pp.size, pp.size)
-        k = len(self.classes)
-        epochs = int(self.epochs or default_epochs(int((labels >= 0).sum())))
-
-        def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            torch.manual_seed(self.seed * 1000 + len(train))
-            net = get_model(self.arch, num_classes=k, in_channels=c, size=pp.size)
-            x, y = x_all[train], torch.from_numpy(labels[train]).long()
-            steps = epochs * max(1, -(-len(train) // self.batch_size))
-            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=5e-4)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
-            gen = torch.Generator().manual_seed(self.seed)
-            net.train()
-            for _ in range(epochs):
-                if cancel is not None and cancel():
-                    from scoring.progress import Cancelled
-
-                    raise Cancelled()
-                order = torch.randperm(len(train), generator=gen)
-                for s in range(0, len(train), self.batch_size):
-                    bi = order[s : s + self.batch_size]
-                    xb = _shift(x[bi], gen)
-                    loss = nn.functional.cross_entropy(net(xb), y[bi], label_smoothing=0.05)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-            net.eval()
-
-            def predict(idx: np.ndarray) -> np.ndarray:
-                with torch.inference_mode():
-                    return torch.cat(
-                        [torch.softmax(net(x_all[idx[s : s + 512]]), 1) for s in range(0, len(idx), 512)]
-                    ).double().numpy()
-
-            return predict
-
-        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
-
-
-def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (one shift per batch): light augmentation."""
-    dx, dy = (int(v) for v in torch.randint(-pad, pad + 1, (2,), generator=gen))
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-
-
-def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
-    """One scratch spec -> one member per seed, sharing the pixel encoder."""
-    pp = Preprocess.from_dict(spec.get("preprocess") or {"size": 28, "grayscale": False})
-    encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
-    out: list[Member] = []
-    for seed in spec.get("seeds", [0]):
-        sub = {k: v for k, v in spec.items() if k != "seeds"}
-        sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed))
-        out.append(ScratchMember(sub, encoder, dataset_classes))
-    return out

@@ -176,7 +176,7 @@ class Member(ABC):
         """Cross-fitted probabilities (N, K) from features (N, D) and labels (N,), -1 = none.
 
         Labelled images get out-of-fold predictions; unlabelled ones the mean of the folds' models.
-        ``fold_cache`` (:class:`scoring.members.FoldCache`) keeps finished folds across a kill.
+        ``fold_cache`` (:class:`scoring.crossfit.FoldCache`) keeps finished folds across a kill.
         """
         raise NotImplementedError(f"{self.kind} member {self.name!r} is not fitted")
 

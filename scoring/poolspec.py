@@ -117,7 +117,8 @@ def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
 
 
 def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
-    from scoring.members import CheckpointMember, backbone_members, scratch_members
+    from scoring.members import CheckpointMember, backbone_members
+    from scoring.scratch import scratch_members
 
     spec = _validate(dict(spec), f"member {spec.get('name')!r}")
     if spec["kind"] == "checkpoint":

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from scoring.members import CheckpointMember, cross_fit, fit_logreg
+from scoring.crossfit import cross_fit, fit_logreg
+from scoring.members import CheckpointMember
 from scoring.models.registry import get_model
 from scoring.pool import PoolError, Preprocess
 from scoring.poolspec import build_pool, load_pool_file, parse_member_arg

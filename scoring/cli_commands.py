@@ -1,0 +1,354 @@
+"""The command line's commands: each reads its arguments, calls the core, prints the outcome.
+
+Every edit here is the same call into :class:`scoring.store.Project` that the GUI makes, so the
+command line and the app can never disagree. The parser and ``main`` are in :mod:`scoring.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from scoring.errors import ImageTriageError
+from scoring.progress import Progress, drain
+
+log = logging.getLogger("image_triage")
+
+
+class CliError(ImageTriageError):
+    """A user-facing error of the command line itself: printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Bar:
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.stage: str | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.stage != self.stage and self.stage is not None:
+            sys.stderr.write("\n")
+        self.stage = p.stage
+        width = 30
+        filled = int(width * p.fraction)
+        eta = "" if p.eta is None else f" ETA {_fmt_seconds(p.eta)}"
+        rate = f" {p.rate:,.0f}/s" if p.rate else ""
+        line = f"{p.stage:>6} [{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total}{rate}{eta} {p.message}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:150].ljust(150))
+        elif p.done == p.total or p.message:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _progress_bar(gen: Generator[Progress, None, Any], *, quiet: bool = False) -> Any:
+    """Drain a core generator, drawing a one-line progress bar on stderr unless ``quiet``."""
+    bar = None if quiet else _Bar()
+    result = drain(gen, bar)
+    if bar is not None and bar.stage is not None:
+        sys.stderr.write("\n")
+    return result
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _open_project(db: str | None) -> Any:
+    from scoring.store import Project
+
+    if not db:
+        raise CliError("give the project file with --db FILE (image-triage score prints where it went)")
+    if not Path(db).exists():
+        raise CliError(f"{db}: no such project file; create it with `image-triage score DATASET --db {db}`")
+    return Project.open(db)
+
+
+def _resolve_image(project: Any, ref: str) -> int:
+    """An image by id or by its path relative to the dataset root."""
+    if ref.isascii() and ref.isdigit():
+        if int(ref) > 2**63 - 1:
+            raise CliError(f"no image with id {ref} in {project.path}; ids are small whole numbers (`image-triage queue` shows them)")
+        return int(ref)
+    found = project.find_image(ref)
+    if found is None:
+        raise CliError(f"no image {ref!r} in {project.path}; give its id or its path relative to {project.dataset_root}")
+    return int(found)
+
+
+def _resolve_label(project: Any, label: str) -> int:
+    if label in project.classes:
+        return int(project.classes.index(label))
+    if label.isascii() and label.isdigit() and int(label) < len(project.classes):
+        return int(label)
+    raise CliError(f"unknown class {label!r}; classes are: {', '.join(project.classes)}")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from scoring.inference import score_project
+    from scoring.poolspec import (
+        cifar_resnet_pool_specs,
+        default_scratch_specs,
+        load_pool_file,
+        parse_member_arg,
+    )
+    from scoring.store import Project, project_for
+
+    db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
+    project = Project.open(db)
+    specs: list[dict[str, Any]] = []
+    for pool_file in args.pool or []:
+        specs.extend(load_pool_file(pool_file))
+    for m in args.member or []:
+        specs.append(parse_member_arg(m))
+    if args.cifar_resnets:
+        specs.extend(cifar_resnet_pool_specs(args.cifar_resnets))
+    if args.scratch:
+        specs.extend(default_scratch_specs(n_images=len(project.scorable_ids())))
+    if not specs:
+        specs = project.last_pool_spec() or []
+        if specs:
+            print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
+    if not specs:
+        specs = _auto_specs(project.dataset(), args.device, args.thorough)
+    if args.trust_checkpoint:
+        for s in specs:
+            s["trust"] = True
+    project.close()
+    print(f"project: {db}", file=sys.stderr)
+    cancel = threading.Event()
+    gen = score_project(
+        db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel,
+        engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,
+    )
+    try:
+        summary = _progress_bar(gen, quiet=args.quiet)
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        print("\ncancelled: what is stored is kept; run the same command to resume", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=2) if args.json else _summary_line(summary, db))
+    if args.profile and summary.get("profile"):
+        prof = summary["profile"]
+        total = sum(prof.values()) or 1.0
+        print("where the time went: " + ", ".join(
+            f"{k} {v:.1f}s ({v / total:.0%})" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])
+        ), file=sys.stderr)
+        if prof.get("decode", 0) > prof.get("forward", 0):
+            print("decoding is the bottleneck: try --workers N (decode processes)", file=sys.stderr)
+    return 0
+
+
+def _auto_specs(dataset: Any, device: str, thorough: bool) -> list[dict[str, Any]]:
+    """The automatic pool, said aloud: what it chose, why, and how long it should take."""
+    from scoring.autopool import auto_pool
+    from scoring.device import pick_device
+
+    choice = auto_pool(dataset, pick_device(device), thorough)
+    print(f"pool: chosen automatically ({len(choice.specs)} specs; about {_fmt_seconds(choice.seconds)} here)", file=sys.stderr)
+    for reason in choice.reasons:
+        print(f"  - {reason}", file=sys.stderr)
+    return choice.specs
+
+
+def _summary_line(summary: dict[str, Any], db: Path) -> str:
+    unlabelled = (
+        "the dataset has no labels: X-perplexity, self-confidence and margin are absent (shown as -)\n"
+        if summary.get("labelled") is False else ""
+    )
+    return unlabelled + (
+        f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
+        f"{len(summary.get('members', []))} members on {summary.get('device')} in "
+        f"{summary.get('seconds', 0):.1f}s ({summary.get('errors', 0)} unreadable; "
+        f"`image-triage errors --db {db}` lists them)\nnext: image-triage queue --db {db}"
+    )
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from scoring.store import QueueFilter
+
+    with _open_project(args.db) as project:
+        filt = QueueFilter(
+            given_label=_resolve_label(project, args.class_) if args.class_ else None,
+            status=args.status,
+            reason=args.reason,
+            disagrees=args.disagrees,
+            search=args.search,
+        )
+        rows = project.queue(filt, sort=args.sort, limit=args.limit)
+        classes = project.classes
+        name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
+        if args.json:
+            out = []
+            for r in rows:
+                d = {k: getattr(r, k) for k in r.__dataclass_fields__}
+                d["given"] = name(r.given_label)
+                d["current"] = name(r.current_label)
+                d["consensus_label"] = name(r.consensus)
+                out.append(d)
+            print(json.dumps(out, indent=1, default=_json_default))
+            return 0
+        header = f"{'id':>7} {'C-perp':>6} {'X-perp':>6} {'MI':>5} {'selfc':>5} {'given':>12} {'pool':>12} {'reason':>11} {'status':>10}  path"
+        print(header)
+        for r in rows:
+            print(
+                f"{r.id:>7} {_f(r.c_perplexity, 6, 3)} {_f(r.x_perplexity, 6, 2)} {_f(r.mutual_info, 5, 2)} "
+                f"{_f(r.self_confidence, 5, 2)} {name(r.current_label):>12} {name(r.consensus):>12} "
+                f"{r.reason or '-':>11} {r.status:>10}  {r.path}"
+            )
+        total = project.queue_count(filt)
+        print(f"({len(rows)} of {total} shown, sorted by {args.sort})", file=sys.stderr)
+    return 0
+
+
+def _f(x: float | None, w: int, p: int) -> str:
+    return f"{'-':>{w}}" if x is None else f"{x:>{w}.{p}f}"
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def edit_command(action: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        with _open_project(args.db) as project:
+            if action in ("undo", "redo"):
+                edit = getattr(project, action)()
+                if edit is None:
+                    print(f"nothing to {action}")
+                    return 1
+            else:
+                image_id = _resolve_image(project, args.image)
+                if action == "relabel":
+                    edit = project.relabel(image_id, _resolve_label(project, args.label))
+                else:
+                    edit = getattr(project, action)(image_id)
+            row = project.image(edit.image_id)
+            label = project.classes[row.current_label] if row.current_label is not None else "-"
+            print(f"{edit.action}: {row.path} -> label {label}, status {row.status}")
+        return 0
+
+    return run
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    with _open_project(args.db) as project:
+        rows = project.errors()
+        for r in rows:
+            print(f"{r.path}\t{r.error}")
+        print(f"({len(rows)} unreadable images skipped)", file=sys.stderr)
+    return 0
+
+
+def cmd_edits(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    with _open_project(args.db) as project:
+        for e in project.edits():
+            when = dt.datetime.fromtimestamp(e.time).isoformat(timespec="seconds")
+            print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open_project(args.db) as project:
+        print(json.dumps(project.stats(), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scoring.export import export_dataset
+
+    _open_project(args.db).close()
+    cancel = threading.Event()
+    gen = export_dataset(
+        args.db, args.dest, fmt=args.format, link=args.link, force=args.force,
+        audit=not args.no_audit, cancel=cancel,
+    )
+    try:
+        report = _progress_bar(gen)
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        print("\ncancelled: nothing was written", file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=2, default=_json_default))
+    return 0
+
+
+def cmd_pool_auto(args: argparse.Namespace) -> int:
+    from scoring.autopool import auto_pool
+    from scoring.datasets import open_dataset
+    from scoring.device import pick_device
+    from scoring.poolspec import dump_pool_toml
+
+    dataset = open_dataset(args.dataset, layout=args.layout, follow_symlinks=args.follow_symlinks)
+    choice = auto_pool(dataset, pick_device(args.device), args.thorough)
+    cmd = f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
+    notes = [f"the pool `{cmd}` would choose, about {_fmt_seconds(choice.seconds)} here:"]
+    print(dump_pool_toml(choice.specs, notes + [f"- {r}" for r in choice.reasons]), end="")
+    return 0
+
+
+def cmd_pool_check(args: argparse.Namespace) -> int:
+    from scoring.poolcheck import check_pool
+
+    report = check_pool(args.poolfile, args.dataset, device=args.device)
+    print(json.dumps(report, indent=2, default=_json_default))
+    return 0
+
+
+AppOpener = Callable[..., int]
+_open_app: AppOpener | None = None  # given by gui.launch, the `image-triage` command; the core never imports gui
+
+
+def set_app_opener(open_app: AppOpener | None) -> None:
+    global _open_app
+    _open_app = open_app
+
+
+def open_gui(entry: str, *a: Any, **kw: Any) -> int:
+    if _open_app is None:
+        raise CliError("this entry point is headless; the desktop app opens with the `image-triage` command")
+    return _open_app(entry, *a, **kw)
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    return open_gui("open_path", args.path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        return open_gui("run_demo", args.dest)
+    from scoring.demo import demo_project
+    from scoring.inference import score_project
+    from scoring.poolspec import default_scratch_specs
+
+    db = demo_project(args.dest)
+    summary = _progress_bar(score_project(db, default_scratch_specs(n_images=1797), workers=0))
+    print(_summary_line(summary, db))
+    args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False
+    args.class_ = args.status = args.reason = args.search = None
+    args.disagrees = False
+    return cmd_queue(args)
+
+

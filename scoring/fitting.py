@@ -1,0 +1,108 @@
+"""The fitting stage of a run: each fitted member (backbone heads, scratch and fine-tuned
+networks) cross-fitted over the stored features, on a helper thread that reports each fold as
+it finishes; finished folds are kept in the project so a killed run resumes at the next fold."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from scoring.pool import Pool, PoolError, stable_hash
+from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.store import Project
+
+log = logging.getLogger(__name__)
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled()
+
+
+def fit_members(
+    project: Project,
+    pool: Pool,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    cancel: threading.Event,
+    device: torch.device | None = None,
+) -> Generator[Progress, None, None]:
+    fitted = [m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
+    if not fitted:
+        return
+    if not (labels >= 0).any():
+        raise PoolError(
+            f"members {[m.name for m in fitted]} are fitted on the dataset's labels, but "
+            f"{project.source} has none; use checkpoint members for an unlabelled dataset"
+        )
+    # Progress in hundredths of a member, weighted by each kind's cost, so the ETA is smooth.
+    weights = [FIT_COST.get(m.kind, 1) for m in fitted]
+    meter = RateMeter("fit", 100 * sum(weights))
+    features_by_key: dict[str, np.ndarray] = {}
+    done = 0
+    for member, weight in zip(fitted, weights, strict=True):
+        _check(cancel)
+        key = member.encoder.key
+        if key not in features_by_key:
+            features_by_key = {key: project.get_features(key, ids)}  # keep one encoder's at a time
+        if hasattr(member, "device"):
+            member.device = device
+        yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
+        cache = ProjectFoldCache(project, member.fingerprint, ids, labels)
+        # Fit on a helper thread so this generator can report each fold as it finishes.
+        reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
+        with ThreadPoolExecutor(max_workers=1) as pool_thread:
+            future = pool_thread.submit(
+                member.fit_predict, features_by_key[key], labels,
+                lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set, cache,  # type: ignore[misc]
+            )
+            while not (future.done() and reports.empty()):
+                try:
+                    d, t, msg = reports.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                yield meter.record(done + round(100 * weight * d / max(t, 1)), msg)
+            probs = future.result()
+        _check(cancel)
+        project.put_probs(member.fingerprint, ids, probs)
+        done += 100 * weight
+        yield meter.record(done, f"fitted {member.name}")
+
+
+FIT_COST = {"backbone": 1, "scratch": 10, "finetune": 50}  # rough relative cost of fitting one member
+
+
+class ProjectFoldCache:
+    """Each finished fold's predictions, kept in the project (its feature cache) under a key of
+    the member, the images and their labels: a changed label means new folds, not stale ones."""
+
+    def __init__(self, project: Project, member_fp: str, ids: np.ndarray, labels: np.ndarray):
+        self.path, self.ids = project.path, ids  # called from the fitting thread: own connection
+        digest = hashlib.sha1(ids.astype(np.int64).tobytes() + labels.astype(np.int64).tobytes()).hexdigest()
+        self.key = stable_hash("folds", member_fp, digest)
+
+    def _fold_key(self, fold: int, folds: int) -> str:
+        return f"{self.key}:{fold}/{folds}"
+
+    def load(self, fold: int, folds: int, rows: np.ndarray) -> np.ndarray | None:
+        key, ids = self._fold_key(fold, folds), self.ids[rows]
+        if len(ids) == 0:
+            return None
+        with Project.open(self.path) as project:
+            if len(project.missing_features(key, ids)):
+                return None
+            return project.get_features(key, ids).astype(np.float64)
+
+    def save(self, fold: int, folds: int, rows: np.ndarray, probs: np.ndarray) -> None:
+        if len(rows):
+            with Project.open(self.path) as project:
+                project.put_features(self._fold_key(fold, folds), self.ids[rows], probs.astype(np.float32))
+
+
