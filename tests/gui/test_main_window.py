@@ -94,13 +94,13 @@ def test_an_action_persists_across_a_restart(qtbot, settings, scored_db: Path) -
 
 
 def test_filters_narrow_the_queue(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    win.f_given.setCurrentIndex(2)  # "green"
+    win.filters.f_given.setCurrentIndex(2)  # "green"
     assert win.model.rowCount() == 4
     assert all(win.model.row_at(r).given_label == 1 for r in range(4))
-    win.f_search.setText("003")
-    win.f_search.returnPressed.emit()
+    win.filters.f_search.setText("003")
+    win.filters.f_search.returnPressed.emit()
     assert win.model.rowCount() == 1
-    win._on_clear_clicked()
+    win.filters.clear()
     assert win.model.rowCount() == 12
 
 
@@ -190,7 +190,7 @@ def test_clicking_the_overview_filters_the_queue(qtbot, win: MainWindow) -> None
     win.tabs.setCurrentIndex(1)
     assert not win._overview_stale
     win.overview.filterRequested.emit(QueueFilter(given_label=0, consensus=None))
-    assert win.tabs.currentIndex() == 0 and win.f_given.currentData() == 0
+    assert win.tabs.currentIndex() == 0 and win.filters.f_given.currentData() == 0
     assert win.model.rowCount() == 4
     win.overview.filterRequested.emit(QueueFilter(score_min=1.0, score_max=1.5))
     assert all(1.0 <= win.model.row_at(r).c_perplexity <= 1.5 for r in range(win.model.rowCount()))

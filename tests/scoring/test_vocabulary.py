@@ -34,7 +34,7 @@ def test_the_store_has_a_column_and_a_hardest_first_index_per_score(tmp_path: Pa
 
 
 def test_the_command_line_and_the_app_offer_every_score_and_say_which_view() -> None:
-    from gui.main_window import SORTS
+    from gui.filter_panel import SORTS
 
     queue = next(a for a in build_parser()._subparsers._group_actions[0].choices["queue"]._actions if a.dest == "sort")  # type: ignore[union-attr]
     assert tuple(queue.choices) == SORT_KEYS

@@ -1,0 +1,145 @@
+"""Long work of the window (scoring, export) on a worker thread: progress, ETA, cancel, and a
+clean shutdown that cancels and waits. A mixin of MainWindow, kept apart so each reads in a sitting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QMainWindow, QMessageBox
+
+from gui.dialogs import ExportDialog, ScoreDialog
+from gui.worker import GeneratorWorker, start_worker
+from scoring.errors import ImageTriageError
+from scoring.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundJobs(QMainWindow):
+    # --- background work ------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def _on_score(self) -> None:
+        if self.project is None or self.busy:
+            return
+        from scoring.autopool import survey
+        from scoring.device import pick_device
+
+        try:
+            facts = survey(self.project.dataset(), pick_device("auto"))
+        except (ImageTriageError, OSError) as exc:
+            QMessageBox.critical(self, "Cannot read the dataset", str(exc))
+            return
+        dlg = ScoreDialog(facts, self.project.last_pool_spec(), self)
+        if dlg.exec():
+            self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value())
+
+    def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64) -> GeneratorWorker | None:
+        if self.project is None or self.busy:
+            return None
+        from scoring.inference import score_project
+
+        path = self.project.path
+        # workers=0: no forked decode processes from a multi-threaded Qt app; the command line
+        # (`image-triage score`) decodes with worker processes for big jobs.
+        return self._run(
+            lambda cancel: score_project(path, specs, device=device, batch_size=batch_size, workers=0, cancel=cancel),
+            "Scoring",
+            self._on_scoring_returned,
+        )
+
+    def start_export(self, dest: Path, **options: Any) -> GeneratorWorker | None:
+        if self.project is None or self.busy:
+            return None
+        from scoring.export import export_dataset
+
+        path = self.project.path
+        return self._run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export", self._on_export_returned)
+
+    def _run(self, factory: Any, title: str, on_returned: Any) -> GeneratorWorker:
+        worker, thread = start_worker(factory, self, start=False)
+        self._worker, self._thread = worker, thread
+        worker.yielded.connect(self._on_worker_yielded)
+        worker.returned.connect(on_returned)
+        worker.errored.connect(lambda exc: QMessageBox.critical(self, f"{title} failed", str(exc)))
+        worker.aborted.connect(lambda: self.statusBar().showMessage(f"{title} cancelled; stored results are kept", 5000))
+        worker.finished.connect(self._on_worker_finished)
+        self.stage.setText(f"{title}…")
+        self._show_progress(True)
+        self.act_score.setEnabled(False)
+        self.act_export.setEnabled(False)
+        thread.start()  # only now: every signal above is connected
+        return worker
+
+    def _show_progress(self, on: bool) -> None:
+        for w in (self.stage, self.progress, self.cancel_btn):
+            w.setVisible(on)
+
+    def _on_worker_yielded(self, p: Progress) -> None:
+        self.progress.setMaximum(max(p.total, 1))
+        self.progress.setValue(p.done)
+        eta = "" if p.eta is None else f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
+        rate = f" · {p.rate:,.0f}/s" if p.rate >= 1 else ""
+        self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:90])
+
+    def _on_scoring_returned(self, summary: dict[str, Any]) -> None:
+        if self.project is not None:
+            self._reload_after_scoring()
+            if self.model is not None and self.model.rowCount():
+                self._select(self.model.index(0, 0))
+        if summary and summary.get("status") == "done":
+            self.statusBar().showMessage(
+                f"Scored {summary.get('scored', 0):,} images with {len(summary.get('members', []))} members "
+                f"in {summary.get('seconds', 0):.0f}s", 8000
+            )
+
+    def _on_export_returned(self, report: dict[str, Any]) -> None:
+        QMessageBox.information(
+            self, "Exported",
+            f"Exported {report.get('exported', 0):,} images to {report.get('dest')}\n"
+            f"left out: {report.get('removed', 0)} removed, {len(report.get('skipped', []))} changed/missing/unreadable",
+        )
+
+    def _on_worker_finished(self) -> None:
+        if self._thread is not None:
+            self._thread.wait(10_000)
+        self._worker, self._thread = None, None
+        self._show_progress(False)
+        self._set_enabled(self.project is not None)
+
+    def _on_cancel_clicked(self) -> None:
+        if self._worker is not None:
+            self.stage.setText("Cancelling…")
+            self._worker.cancel()
+
+    def wait_idle(self, msecs: int = 120_000) -> None:
+        """Block until background work is done (tests, shutdown)."""
+        if self._thread is not None:
+            self._thread.wait(msecs)
+
+    def _on_export(self) -> None:
+        if self.project is None or self.busy:
+            return
+        dest = self.project.dataset_root.parent / f"{self.project.dataset_root.name}-cleaned"
+        dlg = ExportDialog(dest, self)
+        if dlg.exec():
+            opts = dlg.options()
+            self.start_export(opts.pop("dest"), **opts)
+
+    def closeEvent(self, event: Any) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            if self._thread is not None:
+                self._thread.quit()
+                self._thread.wait(60_000)
+        self.thumbnails.clear()
+        self.thumbnails.wait()
+        if self.project is not None:
+            self.project.close()
+            self.project = None
+        super().closeEvent(event)

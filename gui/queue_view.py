@@ -1,0 +1,67 @@
+"""The review queue's view: an icon grid whose keys become requests (the key map decides which)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
+
+from scoring.keymap import DELETE, ENTER, SLASH, keymap_for
+
+
+class QueueView(QListView):
+    """Icon grid over the queue; keys become requests the window turns into core calls."""
+
+    relabelRequested = Signal(int)
+    removeRequested = Signal()
+    keepRequested = Signal()
+    pickRequested = Signal()
+    undoRequested = Signal()
+    redoRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(200)
+        self.setIconSize(QSize(96, 96))
+        self.setGridSize(QSize(128, 146))  # icon + two lines: class, score
+        self.setSpacing(4)
+        self.setWordWrap(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.keymap = keymap_for([])
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key, mods = event.key(), event.modifiers()
+        plain = not (mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier))
+        action = self.keymap.action(_key_name(key)) if plain else None
+        if action is not None:
+            what, label = action
+            if what == "relabel" and label is not None:
+                self.relabelRequested.emit(label)
+            else:
+                {"keep": self.keepRequested, "pick": self.pickRequested, "remove": self.removeRequested}[what].emit()
+        elif key == Qt.Key.Key_Z and mods & Qt.KeyboardModifier.ControlModifier:
+            # Normally the Edit menu's shortcuts take these first; this serves when the window
+            # is not the active one (no window manager), where shortcuts do not fire.
+            if mods & Qt.KeyboardModifier.ShiftModifier:
+                self.redoRequested.emit()
+            else:
+                self.undoRequested.emit()
+        else:
+            super().keyPressEvent(event)
+
+
+def _key_name(key: int) -> str:
+    """A Qt key as the key map names it: a digit, a lowercase letter, enter, /, delete, backspace."""
+    if Qt.Key.Key_0 <= key <= Qt.Key.Key_9:
+        return str(key - Qt.Key.Key_0)
+    if Qt.Key.Key_A <= key <= Qt.Key.Key_Z:
+        return chr(ord("a") + key - Qt.Key.Key_A)
+    named = {Qt.Key.Key_Return: ENTER, Qt.Key.Key_Enter: ENTER, Qt.Key.Key_Slash: SLASH,
+             Qt.Key.Key_Delete: DELETE, Qt.Key.Key_Backspace: "backspace"}
+    return named.get(Qt.Key(key), "")

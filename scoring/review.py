@@ -1,0 +1,64 @@
+"""A review session, Qt-free: what the annotator is looking at (sort, filter) and what they do
+(relabel, remove, keep, restore, undo, redo), with the counts the status bar shows.
+
+The app's window drives one; tests drive one without Qt. Every action is one call into the
+project (one transaction, durable when it returns); counts are read from the project's
+trigger-kept counts table after each action, never patched by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from scoring.store import Edit, Project, QueueFilter, QueueRow
+from scoring.vocabulary import BY_KEY
+
+ACTIONS: dict[str, Callable[..., Edit]] = {
+    "relabel": lambda p, i, label: p.relabel(i, label),
+    "remove": lambda p, i, _label=None: p.remove(i),
+    "keep": lambda p, i, _label=None: p.keep(i),
+    "restore": lambda p, i, _label=None: p.restore(i),
+}
+
+
+@dataclass
+class ReviewSession:
+    project: Project
+    sort: str = "c_perplexity"
+    filter: QueueFilter = field(default_factory=QueueFilter)
+
+    def set_view(self, sort: str, filt: QueueFilter) -> None:
+        """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
+        self.sort = sort
+        self.filter = replace(filt, score_key=sort if sort in BY_KEY else "c_perplexity")
+
+    def page(self, after: tuple[Any, int] | None = None, limit: int = 200) -> list[QueueRow]:
+        return self.project.queue(self.filter, sort=self.sort, limit=limit, after=after)
+
+    def matching(self) -> int:
+        return self.project.queue_count(self.filter)
+
+    def act(self, action: str, image_id: int, label: int | None = None) -> Edit:
+        """``relabel`` (with ``label``), ``remove``, ``keep`` or ``restore`` one image."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        return ACTIONS[action](self.project, image_id, label)
+
+    def undo(self) -> Edit | None:
+        return self.project.undo()
+
+    def redo(self) -> Edit | None:
+        return self.project.redo()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.project.stats()
+
+    def status_text(self) -> str:
+        s = self.stats
+        return (
+            f"reviewed {s['reviewed']:,} / {s['total']:,} · kept {s['kept']:,} · relabelled {s['relabelled']:,}"
+            f" · removed {s['removed']:,}" + (f" · {s['errors']} unreadable" if s.get("errors") else "")
+        )

@@ -1,0 +1,49 @@
+"""The review session without Qt: sort, filter, counts, act, undo, redo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoring.datasets import open_dataset
+from scoring.metrics import compute_scores
+from scoring.review import ReviewSession
+from scoring.store import Project, QueueFilter
+from tests.scoring.tinypool import make_imagefolder
+
+
+@pytest.fixture
+def session(tmp_path: Path):  # type: ignore[no-untyped-def]
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    p = Project.create(tmp_path / "p.triage.db", open_dataset(data))
+    ids = p.scorable_ids()
+    probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
+    p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    yield ReviewSession(p)
+    p.close()
+
+
+def test_sort_and_filter_decide_the_page(session: ReviewSession) -> None:
+    session.set_view("margin", QueueFilter(given_label=1))
+    rows = session.page()
+    assert session.matching() == len(rows) == 4 and all(r.given_label == 1 for r in rows)
+    margins = [r.margin for r in rows]
+    assert margins == sorted(margins)  # label errors first: lowest margin first
+    session.set_view("path", QueueFilter(score_min=1.5))
+    assert session.filter.score_key == "c_perplexity"  # a range on path means C-perplexity
+
+
+def test_actions_undo_redo_and_counts(session: ReviewSession) -> None:
+    first, second = (r.id for r in session.page(limit=2))
+    session.act("relabel", first, 2)
+    session.act("remove", second)
+    assert session.stats["relabelled"] == 1 and session.stats["removed"] == 1
+    assert "reviewed 2 / 12" in session.status_text()
+    assert session.undo().image_id == second  # type: ignore[union-attr]
+    assert session.stats["removed"] == 0 and session.stats["reviewed"] == 1
+    assert session.redo().image_id == second  # type: ignore[union-attr]
+    assert session.stats["removed"] == 1
+    with pytest.raises(ValueError, match="unknown action"):
+        session.act("delete", first)
