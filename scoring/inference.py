@@ -329,11 +329,11 @@ def _write_scores(
     for start in range(0, len(ids), SCORE_CHUNK):
         _check(cancel)
         chunk = ids[start : start + SCORE_CHUNK]
-        with times("store"):
+        with times("score store"):
             probs = project.get_probs(fps, chunk)
         with times("metrics"):
             scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
-        with times("store"):
+        with times("score store"):
             project.put_scores(pool.fingerprint, chunk, scores)
         yield meter.record(start + len(chunk))
     return len(ids)
