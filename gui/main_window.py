@@ -44,6 +44,8 @@ class MainWindow(BackgroundJobs):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings("image-triage", "Image Triage")
+        # suggest stopping when the next 100 images of the queue hold fewer expected errors than this
+        self.stop_below = float(self.settings.value("stop_below", 1.0))
         self.project: Project | None = None
         self.model: ReviewQueueModel | None = None
         self.members: list[dict[str, Any]] = []
@@ -344,7 +346,13 @@ class MainWindow(BackgroundJobs):
     def _update_status(self) -> None:
         if self.project is None:
             return
-        self.stats_label.setText(self.session.status_text())  # counts kept by the store's triggers
+        text = self.session.status_text()  # counts kept by the store's triggers
+        est = self.session.errors_left()
+        if est is not None:
+            text += f" · {est.line()}"
+            if est.next_100 < self.stop_below:
+                text += f" · the next 100 hold about {est.next_100:.1f}: you could stop here"
+        self.stats_label.setText(text)
         if self.model is not None:
             self.count_label.setText(f"{self.model.total():,} images match")
 

@@ -15,10 +15,21 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from scoring.datasets import ImageDecodeError, load_image_and_sha1
-from scoring.pool import Pool, Preprocess
+from scoring.members import Pixels
+from scoring.pool import Encoder, Pool, Preprocess
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
+
+# Every image's 16x16 colour thumbnail is made in the same decode pass and stored as a feature:
+# scoring.duplicates finds exact and near-duplicates with it.
+THUMB = Preprocess(size=16, resize=16, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+THUMB_KEY = "thumb16:v1"
+
+
+def thumbnail_encoder() -> Encoder:
+    """The engine's extra encoder: each image's thumbnail, flattened (768 values in [0, 1])."""
+    return Encoder(THUMB_KEY, Pixels(), THUMB, "features", "16x16 colour thumbnail (duplicates)")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     AppOpener,
     CliError,
     cmd_demo,
+    cmd_duplicates,
     cmd_edits,
     cmd_errors,
     cmd_export,
@@ -53,6 +54,7 @@ EXAMPLES = {
     "errors": "image-triage errors --db cifar.triage.db",
     "edits": "image-triage edits --db cifar.triage.db",
     "stats": "image-triage stats --db cifar.triage.db",
+    "duplicates": "image-triage duplicates --db cifar.triage.db --json",
     "export": "image-triage export --db cifar.triage.db ~/data/cifar10-clean --format imagefolder --link hardlink",
     "pool": "image-triage pool check pool.toml ~/data/cifar10-test",
     "pool auto": "image-triage pool auto ~/data/pets > pool.toml   # then edit it and score with --pool pool.toml",
@@ -120,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", choices=REASONS)
     sp.add_argument("--disagrees", action="store_true", help="only images whose label differs from the pool's consensus")
     sp.add_argument("--search", help="substring of the path")
+    sp.add_argument("--duplicates", action="store_true", help="only images in a duplicate group (run `duplicates` first)")
+    sp.add_argument("--conflicts", action="store_true", help="only duplicates whose group carries different labels")
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--json", action="store_true")
 
@@ -149,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
+    sp.add_argument("--drop-duplicates", action="store_true",
+                    help="keep one image per duplicate group (the first by id not removed); run `duplicates` first")
+
+    sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
+    db_arg(sp)
+    sp.add_argument("--threshold", type=float, default=0.97,
+                    help="cosine similarity of 16x16 thumbnails from which two images are near-duplicates (default 0.97)")
+    sp.add_argument("--json", action="store_true")
 
     sp = add("pool", "pool tools: `pool auto DATASET` prints the automatic pool; `pool check POOLFILE [DATASET]` measures one", cmd_pool_check)
     pool_sub = sp.add_subparsers(dest="pool_command", metavar="auto|check", required=True)

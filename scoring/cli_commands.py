@@ -189,6 +189,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
             reason=args.reason,
             disagrees=args.disagrees,
             search=args.search,
+            duplicate=args.duplicates,
+            conflict=args.conflicts,
         )
         rows = project.queue(filt, sort=args.sort, limit=args.limit)
         classes = project.classes
@@ -270,8 +272,19 @@ def cmd_edits(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from scoring.estimate import errors_left
+
     with _open_project(args.db) as project:
-        print(json.dumps(project.stats(), indent=2))
+        out: dict[str, Any] = dict(project.stats())
+        est = errors_left(project)
+        if est is not None:
+            out["errors_left"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(est).items()}
+        print(json.dumps(out, indent=2))
+        if est is not None:
+            print(f"{est.line()}; the pool estimates {est.estimated_total:,.0f} label errors in all "
+                  f"(confident joint); the next 100 in the queue hold about {est.next_100:.1f}", file=sys.stderr)
     return 0
 
 
@@ -282,7 +295,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     gen = export_dataset(
         args.db, args.dest, fmt=args.format, link=args.link, force=args.force,
-        audit=not args.no_audit, cancel=cancel,
+        audit=not args.no_audit, cancel=cancel, drop_duplicates=args.drop_duplicates,
     )
     try:
         report = _progress_bar(gen)
@@ -292,6 +305,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("\ncancelled: nothing was written", file=sys.stderr)
         return 130
     print(json.dumps(report, indent=2, default=_json_default))
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from scoring.duplicates import find_duplicates
+
+    _open_project(args.db).close()
+    groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold), quiet=args.json)
+    with _open_project(args.db) as project:
+        classes = project.classes
+        paths: dict[int, str] = {}
+        for g in groups:
+            paths.update(zip(g.image_ids, project.paths_of(g.image_ids), strict=True))
+    name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
+    if args.json:
+        print(json.dumps([{"group": g.group_id, "exact": g.exact, "label_conflict": g.conflict,
+                           "images": [{"id": i, "path": paths[i], "label": name(lab)} for i, lab in zip(g.image_ids, g.labels, strict=True)]}
+                          for g in groups], indent=1))
+        return 0
+    for g in groups:
+        mark = " LABEL CONFLICT" if g.conflict else ""
+        print(f"group {g.group_id} ({'exact' if g.exact else 'near'}, {len(g.image_ids)} images){mark}")
+        for i, lab in zip(g.image_ids, g.labels, strict=True):
+            print(f"  {i:>7} {name(lab):>12}  {paths[i]}")
+    n_conf = sum(g.conflict for g in groups)
+    print(f"({len(groups)} groups, {sum(len(g.image_ids) for g in groups)} images, {n_conf} label conflicts; "
+          f"image-triage queue --db {args.db} --conflicts shows them)", file=sys.stderr)
     return 0
 
 

@@ -111,6 +111,7 @@ def export_dataset(
     force: bool = False,
     audit: bool = True,
     cancel: threading.Event | None = None,
+    drop_duplicates: bool = False,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Export the project's cleaned dataset into ``dest``; yields Progress, returns a report."""
     if fmt not in FORMATS:
@@ -126,7 +127,7 @@ def export_dataset(
         tmp: Path | None = None
         try:
             tmp = new_build_folder(dest, "export")
-            report = yield from _write(project, tmp, fmt, link, audit, cancel)
+            report = yield from _write(project, tmp, fmt, link, audit, cancel, drop_duplicates)
             _verify(tmp, report)
             guard.check_folder(dest, force=force)  # again: nothing may have moved in meanwhile
             move_into_place(tmp, dest)
@@ -158,7 +159,7 @@ def _rows(project: Project) -> list[Any]:
 
 
 def _write(
-    project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event
+    project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event, drop_duplicates: bool = False
 ) -> Generator[Progress, None, dict[str, Any]]:
     classes = project.classes
     try:  # flag files changed or vanished since scoring, so they are left out, not exported stale
@@ -169,6 +170,20 @@ def _write(
     renamed = {c: f for c, f in folders.items() if f != c}
     rows = _rows(project)
     keep = [r for r in rows if r.status != "removed" and r.flag is None]
+    dropped: list[str] = []
+    if drop_duplicates:  # one image per duplicate group: the first by id that is kept
+        seen_groups: set[int] = set()
+        group = {i: g for g, members in project.duplicate_groups().items() for i in members}
+        kept = []
+        for r in keep:
+            g = group.get(r.id)
+            if g is not None and g in seen_groups:
+                dropped.append(r.path)
+                continue
+            if g is not None:
+                seen_groups.add(g)
+            kept.append(r)
+        keep = kept
     removed = [r for r in rows if r.status == "removed"]
     skipped = [{"path": r.path, "why": f"file {r.flag} since scoring"} for r in rows if r.flag is not None and r.status != "removed"]
     skipped += [{"path": r.path, "why": f"unreadable: {r.error}"} for r in project.errors()]
@@ -242,6 +257,7 @@ def _write(
         "skipped": skipped,
         "renamed_classes": renamed,
         "link_fallbacks_to_copy": fallbacks,
+        "duplicates_dropped": dropped,
         "mean_probs": has_probs,
         "files": out_paths,
     }

@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from scoring.batches import DecodeOnce, Item, collate, run_encoders, store_batch
+from scoring.batches import (
+    THUMB,
+    DecodeOnce,
+    Item,
+    collate,
+    run_encoders,
+    store_batch,
+    thumbnail_encoder,
+)
 from scoring.device import pick_device
 from scoring.fitting import fit_members
 from scoring.metrics import compute_scores
@@ -225,6 +233,8 @@ def _infer(
 ) -> Generator[Progress, None, None]:
     times = times or StageTimes()
     missing = _missing(project, pool, ids)
+    thumb = thumbnail_encoder()  # for duplicates: made in this decode pass, not another
+    missing[thumb.key] = {int(i) for i in project.missing_features(thumb.key, ids)}
     todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
     total = len(ids)
     done0 = total - len(todo)
@@ -233,7 +243,10 @@ def _infer(
     if len(todo) == 0:
         return
     paths = [project.abspath(p) for p in project.paths_of(todo)]
-    data = DecodeOnce(paths, todo.tolist(), pool.preprocesses())
+    preprocesses = pool.preprocesses()
+    if missing[thumb.key] and THUMB.key not in {pp.key for pp in preprocesses}:
+        preprocesses.append(THUMB)
+    data = DecodeOnce(paths, todo.tolist(), preprocesses)
     loader = DataLoader(
         data,
         batch_size=batch_size,
@@ -243,7 +256,7 @@ def _infer(
         persistent_workers=False,
         pin_memory=dev.type == "cuda",
     )
-    encoders = [enc for enc in pool.encoders() if missing[enc.key]]
+    encoders = [enc for enc in [*pool.encoders(), thumb] if missing[enc.key]]
     for enc in encoders:
         enc.module.to(dev).eval()
     chunk = chunk_images(pool, batch_size)

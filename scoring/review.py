@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scoring.estimate import ErrorsLeft, errors_left
 from scoring.store import Edit, Project, QueueFilter, QueueRow
 from scoring.vocabulary import BY_KEY
 
@@ -28,6 +29,8 @@ class ReviewSession:
     project: Project
     sort: str = "c_perplexity"
     filter: QueueFilter = field(default_factory=QueueFilter)
+    _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
+    _estimate_at: int | None = field(default=None, init=False, repr=False)
 
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
@@ -55,6 +58,14 @@ class ReviewSession:
     @property
     def stats(self) -> dict[str, int]:
         return self.project.stats()
+
+    def errors_left(self, every: int = 20) -> ErrorsLeft | None:
+        """The errors-left estimate, recomputed when 20 more decisions have been made."""
+        reviewed = self.stats["reviewed"]
+        if self._estimate_at is None or abs(reviewed - self._estimate_at) >= every:
+            self._estimate = errors_left(self.project, self.sort if self.sort in ("margin", "self_confidence") else "margin")
+            self._estimate_at = reviewed
+        return self._estimate
 
     def status_text(self) -> str:
         s = self.stats

@@ -33,6 +33,7 @@ from scoring.datasets import Dataset, is_uri, open_dataset
 from scoring.errors import ImageTriageError
 from scoring.store_cache import Cache
 from scoring.store_connection import BUSY_TIMEOUT_S, ProjectBase
+from scoring.store_dupes import Duplicates
 from scoring.store_edits import EditLog
 from scoring.store_images import Images
 from scoring.store_migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class Project(EditLog, Queue, Cache, Runs, Images):
+class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
     """An open project file. Use one per thread; close it (or use ``with``) when done."""
 
     @classmethod

@@ -110,8 +110,16 @@ def _m4_entropy_of_mean_and_indexes_from_the_vocabulary(conn: sqlite3.Connection
             conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
 
 
+def _m5_duplicate_groups(conn: sqlite3.Connection) -> None:
+    """Groups of exact and near-duplicate images (scoring.duplicates), for the queue's filters."""
+    conn.execute(
+        "CREATE TABLE duplicates (image_id INTEGER PRIMARY KEY REFERENCES images(id), group_id INTEGER NOT NULL)"
+    )
+    conn.execute("CREATE INDEX ix_duplicates_group ON duplicates (group_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
-    _m4_entropy_of_mean_and_indexes_from_the_vocabulary,
+    _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -89,6 +89,14 @@ class Queue(ProjectBase):
             where.append("flag IS NOT NULL")
         elif f.flagged is False:
             where.append("flag IS NULL")
+        if f.duplicate:
+            where.append("id IN (SELECT image_id FROM duplicates)")
+        if f.conflict:
+            where.append(
+                "id IN (SELECT d.image_id FROM duplicates d JOIN (SELECT dd.group_id FROM duplicates dd "
+                "JOIN images i ON i.id = dd.image_id GROUP BY dd.group_id "
+                "HAVING count(DISTINCT i.current_label) > 1) g ON g.group_id = d.group_id)"
+            )
         return where, params
 
     def queue(
@@ -136,6 +144,11 @@ class Queue(ProjectBase):
         if not rows:
             raise ProjectValueError(f"no image with id {image_id} in {self.path}")
         return self._queue_row(rows[0])
+
+    def self_confidences(self) -> list[tuple[int, float, str]]:
+        """(id, self-confidence, status) of every readable image with a score, by id."""
+        return [(int(a), float(b), str(c)) for a, b, c in self._q(
+            "SELECT id, self_confidence, status FROM images WHERE error IS NULL AND self_confidence IS NOT NULL ORDER BY id")]
 
     def queue_count(self, filt: QueueFilter | None = None) -> int:
         where, params = self._where(filt)

@@ -71,6 +71,8 @@ class QueueFilter:
     disagrees: bool = False
     search: str | None = None
     flagged: bool | None = None
+    duplicate: bool = False  # only images in a duplicate group
+    conflict: bool = False  # only images whose duplicate group carries different labels
 
 
 @dataclass(frozen=True)

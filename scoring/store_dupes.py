@@ -1,0 +1,44 @@
+"""The duplicates room of the store: groups of exact and near-duplicate images (found by
+scoring.duplicates), replaced whole each time they are found."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from scoring.store_connection import ProjectBase
+
+
+class Duplicates(ProjectBase):
+    def put_duplicate_groups(self, rows: Sequence[tuple[int, int]]) -> None:
+        """Replace the stored groups with ``(image_id, group_id)`` rows, in one transaction."""
+        with self._tx() as c:
+            c.execute("DELETE FROM duplicates")
+            c.executemany("INSERT INTO duplicates(image_id, group_id) VALUES (?, ?)", [(int(i), int(g)) for i, g in rows])
+
+    def duplicate_groups(self) -> dict[int, list[int]]:
+        """group id -> image ids, as last found."""
+        out: dict[int, list[int]] = {}
+        for image_id, group in self._q("SELECT image_id, group_id FROM duplicates ORDER BY group_id, image_id"):
+            out.setdefault(int(group), []).append(int(image_id))
+        return out
+
+    def group_of(self, image_id: int) -> list[int]:
+        """The image ids of ``image_id``'s duplicate group (empty when it has none)."""
+        rows = self._q("SELECT d2.image_id FROM duplicates d1 JOIN duplicates d2 ON d1.group_id = d2.group_id "
+                       "WHERE d1.image_id = ? ORDER BY d2.image_id", (int(image_id),))
+        return [int(r[0]) for r in rows]
+
+    def sha1s(self, ids: Sequence[int] | np.ndarray) -> list[str | None]:
+        """The content hashes of ``ids`` (None where not read yet), in order."""
+        found = dict(self._q("SELECT j.value, i.sha1 FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+                             (json.dumps([int(i) for i in ids]),)))
+        return [found.get(int(i)) for i in ids]
+
+    def current_labels(self, ids: Sequence[int] | np.ndarray) -> list[tuple[int, int | None]]:
+        """(id, current label) of ``ids``."""
+        return [(int(a), b) for a, b in self._q(
+            "SELECT j.value, i.current_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+            (json.dumps([int(i) for i in ids]),))]

@@ -1,0 +1,122 @@
+"""Duplicates (exact and near, label conflicts, filters, export, CLI) and the errors-left estimate."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scoring.cli import main
+from scoring.duplicates import embed, find_duplicates
+from scoring.estimate import confident_joint, errors_left, estimated_errors
+from scoring.export import run_export
+from scoring.inference import run, score_project
+from scoring.progress import drain
+from scoring.store import Project, QueueFilter, project_for
+from tests.scoring.tinypool import make_imagefolder, tiny_pool
+
+
+@pytest.fixture
+def dup_project(tmp_path: Path) -> Path:
+    """18 images; red/000 copied byte for byte into blue/ (a label conflict), green/001
+    re-encoded as JPEG q60 into green/ (a near-duplicate, same label)."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for c in ("blue", "green", "red"):
+        (data / c).mkdir(parents=True)
+        for i in range(6):
+            field = Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8))  # smooth, like photos
+            field.resize((48, 48), Image.Resampling.BICUBIC).save(data / c / f"{i:03d}.png")
+    shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")
+    buf = io.BytesIO()
+    Image.open(data / "green" / "001.png").save(buf, "JPEG", quality=60)
+    (data / "green" / "reenc.jpg").write_bytes(buf.getvalue())
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    return db
+
+
+def test_exact_and_near_duplicates_are_grouped_and_conflicts_marked(dup_project: Path) -> None:
+    groups = drain(find_duplicates(dup_project))
+    with Project.open(dup_project) as p:
+        named = [sorted(p.paths_of(g.image_ids)) for g in groups]
+        assert sorted(named) == [["blue/copy.png", "red/000.png"], ["green/001.png", "green/reenc.jpg"]]
+        exact = next(g for g in groups if g.exact)
+        assert exact.conflict and sorted(p.paths_of(exact.image_ids)) == ["blue/copy.png", "red/000.png"]
+        assert not next(g for g in groups if not g.exact).conflict
+        assert p.queue_count(QueueFilter(duplicate=True)) == 4
+        assert sorted(r.path for r in p.queue(QueueFilter(conflict=True))) == ["blue/copy.png", "red/000.png"]
+        p.relabel(p.find_image("blue/copy.png"), 2)  # resolved: both red now
+        assert p.queue_count(QueueFilter(conflict=True)) == 0
+
+
+def test_thumbnails_come_from_the_scoring_pass(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scoring.duplicates as dup
+
+    monkeypatch.setattr(dup, "decode_item", lambda *a: pytest.fail("decoded again"))
+    assert len(drain(find_duplicates(dup_project))) == 2
+
+
+def test_export_drops_duplicates_and_the_cli_lists_them(dup_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["duplicates", "--db", str(dup_project), "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert len(groups) == 2 and sum(g["label_conflict"] for g in groups) == 1
+    report = run_export(dup_project, tmp_path / "out", drop_duplicates=True)
+    assert report["exported"] == 18 and len(report["duplicates_dropped"]) == 2
+    assert main(["queue", "--db", str(dup_project), "--conflicts", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_natural_neighbours_are_not_duplicates() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 768)).astype(np.float32)
+    e = embed(x)
+    sims = e @ e.T - np.eye(200) * 2
+    assert sims.max() < 0.5 and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+
+
+def _noisy(n: int = 3000, k: int = 5, share: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), truth] += 4.0
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    given = truth.copy()
+    flip = rng.choice(n, round(share * n), replace=False)
+    given[flip] = (truth[flip] + rng.integers(1, k, len(flip))) % k
+    return p, given, flip
+
+
+def test_the_confident_joint_counts_planted_flips() -> None:
+    p, given, flip = _noisy()
+    est = estimated_errors(p, given)
+    assert abs(est - len(flip)) <= 0.25 * len(flip), (est, len(flip))
+    cj = confident_joint(p, given)
+    assert np.allclose(cj.sum(1), np.bincount(given, minlength=5))
+
+
+def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
+    for i in range(3):  # three blue images filed as red: planted label errors
+        shutil.move(data / "blue" / f"{i:03d}.png", data / "red" / f"blue{i}.png")
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    with Project.open(db) as p:
+        before = errors_left(p)
+        assert before is not None and before.reviewed == 0 and before.estimated_total >= 1
+        assert before.left == pytest.approx(before.estimated_total, rel=1e-6)  # no reviews yet: the count itself
+        assert before.low <= before.left <= before.high
+        queue = p.queue(sort="margin", limit=30)
+        for row in queue[:3]:  # the three lowest margins: the planted errors
+            p.relabel(row.id, 0) if row.path.startswith("red/blue") else p.keep(row.id)
+        mid = errors_left(p)
+        assert mid is not None and mid.reviewed == 3 and mid.found == sum(r.path.startswith("red/blue") for r in queue[:3])
+        for row in queue[3:30]:  # many reviews finding nothing: the rest of the queue is clean
+            p.keep(row.id)
+        after = errors_left(p)
+        assert after is not None and after.found == mid.found and after.left < mid.left
