@@ -56,7 +56,8 @@ def near_pairs(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarra
         flat = faiss.IndexFlatIP(d)
         flat.add(emb)
         lims, sims, idx = flat.range_search(emb, float(threshold))
-        rows = np.repeat(np.arange(n), np.diff(lims.astype(np.int64)))
+        counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
+        rows = np.repeat(np.arange(n), counts)
     else:
         hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
         hnsw.hnsw.efSearch = 64
