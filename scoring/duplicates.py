@@ -9,8 +9,10 @@
   of a classifier of the dataset's own classes cluster by class and cannot tell a copy from a
   natural neighbour (a JPEG re-encode at quality 60 scores 0.69-0.93 while natural neighbours
   reach 0.95), whereas 16x16 thumbnails keep re-encodes >= 0.99 and natural neighbours <= 0.95.
+* Small crops move a thumbnail a pixel or so: candidate pairs (similarity >= 0.6) are re-checked
+  after aligning one thumbnail for a crop of 0.5-2 pixels, against the same threshold.
 * Search: faiss (exact inner-product range search below ``EXACT_BELOW`` images, where it is
-  faster; HNSW neighbours, then the same threshold, above).
+  faster; HNSW neighbours above).
 
 Pairs become groups by union-find; groups are stored in the project (``duplicates`` table) for
 the queue's filters and the export's ``--drop-duplicates``.
@@ -45,17 +47,41 @@ def embed(thumbs: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-6)
 
 
-def near_pairs(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (i < j) whose cosine similarity is >= ``threshold``, with the similarity."""
+CANDIDATE = 0.6  # pairs at least this similar are re-checked after aligning for a small crop
+CROPS = (0.5, 1.0, 1.5, 2.0)  # thumbnail pixels cut from each side, then resized back
+
+
+def _aligned(thumbs: np.ndarray, crop: float) -> np.ndarray:
+    """Thumbnails (N, 768; channels first, as stored) with ``crop`` pixels cut from each side and
+    resized back to 16x16."""
+    import torch
+    from torch.nn import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32)).view(-1, 3, 16, 16)
+    scale = (16 - 2 * crop) / 16  # sample the central region exactly (no rounding of sizes)
+    theta = torch.tensor([[scale, 0.0, 0.0], [0.0, scale, 0.0]]).expand(len(t), 2, 3)
+    grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+    return F.grid_sample(t, grid, mode="bilinear", align_corners=False).reshape(len(thumbs), -1).numpy()
+
+
+def near_pairs(thumbs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) of near-duplicates, with their similarity.
+
+    Candidates are pairs whose thumbnails' cosine similarity is >= CANDIDATE; a candidate is a
+    near-duplicate when its similarity, or the best over aligning either image for a small crop
+    (CROPS), reaches ``threshold``. Measured on CIFAR-10: 2-pixel crops of 32-pixel images
+    reach 0.97 after alignment in 98.7 % of cases (0.64-0.90 before), while the best of 2,919
+    natural candidate pairs reached 0.95."""
     import faiss
 
+    emb = embed(thumbs)
     n, d = emb.shape
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if n < EXACT_BELOW:
         flat = faiss.IndexFlatIP(d)
         flat.add(emb)
-        lims, sims, idx = flat.range_search(emb, float(threshold))
+        lims, sims, idx = flat.range_search(emb, float(CANDIDATE))
         counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
         rows = np.repeat(np.arange(n), counts)
     else:
@@ -65,10 +91,21 @@ def near_pairs(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarra
         sims, idx = hnsw.search(emb, NEIGHBOURS)
         rows = np.repeat(np.arange(n), NEIGHBOURS)
         sims, idx = sims.ravel(), idx.ravel()
-        keep = (idx >= 0) & (sims >= threshold)
+        keep = (idx >= 0) & (sims >= CANDIDATE)
         rows, sims, idx = rows[keep], sims[keep], idx[keep]
     keep = rows < idx
-    return rows[keep], idx[keep].astype(np.int64), sims[keep]
+    a, b, sims = rows[keep], idx[keep].astype(np.int64), sims[keep].astype(np.float32)
+    best = sims.copy()
+    todo = np.flatnonzero(best < 0.999)  # the similarity returned is the best after alignment
+    for s in range(0, len(todo), 100_000):  # aligned re-check of the candidates
+        part = todo[s : s + 100_000]
+        ta, tb = thumbs[a[part]], thumbs[b[part]]
+        ea, eb = emb[a[part]], emb[b[part]]
+        for crop in CROPS:
+            best[part] = np.maximum(best[part], (embed(_aligned(ta, crop)) * eb).sum(1))
+            best[part] = np.maximum(best[part], (embed(_aligned(tb, crop)) * ea).sum(1))
+    ok = best >= threshold
+    return a[ok], b[ok], best[ok]
 
 
 def _union_find(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -124,8 +161,8 @@ def find_duplicates(
                 yield meter.record(s + len(items))
             ids = np.setdiff1d(project.scorable_ids(), project.missing_features(THUMB_KEY, project.scorable_ids()))
         yield Progress("dupes", 0, 1, message=f"searching {len(ids):,} images")
-        emb = embed(project.get_features(THUMB_KEY, ids)) if len(ids) else np.zeros((0, THUMB.size**2 * 3), np.float32)
-        a, b, _ = near_pairs(emb, threshold)
+        thumbs = project.get_features(THUMB_KEY, ids) if len(ids) else np.zeros((0, THUMB.size**2 * 3), np.float32)
+        a, b, _ = near_pairs(thumbs, threshold)
         sha = project.sha1s(ids)
         by_hash: dict[str, int] = {}
         ea, eb = [], []
