@@ -43,12 +43,15 @@ class FilterPanel(QWidget):
         self.f_min = QDoubleSpinBox(minimum=0, maximum=1e6, decimals=3, specialValueText="–")
         self.f_max = QDoubleSpinBox(minimum=0, maximum=1e6, decimals=3, specialValueText="–")
         self.f_disagree = QCheckBox("given label disagrees with the pool")
+        self.f_duplicate = QCheckBox("in a duplicate group")
+        self.f_conflict = QCheckBox("duplicates with conflicting labels")
         self.f_search = QLineEdit(placeholderText="file name contains…")
         for w in (self.sort, self.f_given, self.f_consensus, self.f_reason, self.f_status):
             w.currentIndexChanged.connect(self._emit)
         for w in (self.f_min, self.f_max):
             w.valueChanged.connect(self._emit)
-        self.f_disagree.toggled.connect(self._emit)
+        for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
+            box.toggled.connect(self._emit)
         self.f_search.returnPressed.connect(self._emit)
         clear = QPushButton("Clear filters")
         clear.clicked.connect(self.clear)
@@ -61,6 +64,8 @@ class FilterPanel(QWidget):
                          ("Score ≤", self.f_max)):
             form.addRow(label, w)
         form.addRow(self.f_disagree)
+        form.addRow(self.f_duplicate)
+        form.addRow(self.f_conflict)
         form.addRow("Search", self.f_search)
         form.addRow(clear)
         self._quiet = False
@@ -104,6 +109,8 @@ class FilterPanel(QWidget):
             score_key=sort if sort != "path" else "c_perplexity",
             disagrees=self.f_disagree.isChecked(),
             search=self.f_search.text().strip() or None,
+            duplicate=self.f_duplicate.isChecked(),
+            conflict=self.f_conflict.isChecked(),
         )
 
     def show_filter(self, filt: QueueFilter) -> None:
@@ -130,7 +137,8 @@ class FilterPanel(QWidget):
             combo.setCurrentIndex(0)
         self.f_min.setValue(0)
         self.f_max.setValue(0)
-        self.f_disagree.setChecked(False)
+        for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
+            box.setChecked(False)
         self.f_search.clear()
 
     @contextlib.contextmanager

@@ -240,3 +240,31 @@ def test_digit_keys_follow_digit_class_names(qtbot, settings, tmp_path: Path) ->
     qtbot.keyClick(w.view, Qt.Key.Key_1)  # names no class: nothing happens
     assert w.project.image(second).status == "unreviewed"
     w.close()
+
+
+def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from scoring.duplicates import find_duplicates
+    from scoring.inference import run, score_project
+    from scoring.progress import drain
+    from scoring.store import project_for
+    from tests.scoring.tinypool import make_imagefolder, tiny_pool
+
+    data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
+    shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")  # a duplicate with another label
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(find_duplicates(db))
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_project(db, ask_resume=False)
+    assert "errors left" in w.stats_label.text()
+    w.filters.f_conflict.setChecked(True)
+    assert w.model.rowCount() == 2
+    assert sorted(w.model.row_at(r).path for r in range(2)) == ["blue/copy.png", "red/000.png"]
+    w.stop_below = 1e9  # any estimate is below: the app suggests stopping
+    w._update_status()
+    assert "you could stop here" in w.stats_label.text()
+    w.close()
