@@ -77,15 +77,18 @@ def collate(items: list[Item]) -> list[Item]:
 def run_encoders(
     encoders: Sequence[Any], stacked: dict[str, torch.Tensor], dev: torch.device, autocast: bool
 ) -> dict[str, np.ndarray]:
-    """Every encoder once on its preprocessed batch; outputs as float32 numpy (B, D)."""
+    """Every encoder once on its preprocessed batch; outputs as float32 numpy (B, D). On CUDA the
+    copy is non-blocking (from pinned memory) and images are channels-last, as convolutions prefer."""
+    cuda = dev.type == "cuda"
     on_dev = {k: v.to(dev, non_blocking=True) for k, v in stacked.items()}
+    if cuda:
+        on_dev = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in on_dev.items()}
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.float16, enabled=autocast):
         for enc in encoders:
             y = enc.module(on_dev[enc.preprocess.key])
             out[enc.key] = y.float().cpu().numpy()
     return out
-
 
 
 def store_batch(

@@ -259,6 +259,8 @@ def _infer(
     encoders = [enc for enc in [*pool.encoders(), thumb] if missing[enc.key]]
     for enc in encoders:
         enc.module.to(dev).eval()
+        if dev.type == "cuda":
+            enc.module.to(memory_format=torch.channels_last)
     chunk = chunk_images(pool, batch_size)
     done = done0
     buffer: list[Item] = []
