@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from scoring.datasets import ImageDecodeError, load_image_and_sha1
+from scoring.datasets import ImageDecodeError, decode_for
 from scoring.members import Pixels
 from scoring.pool import Encoder, Pool, Preprocess
 from scoring.store import Project
@@ -59,14 +59,15 @@ class DecodeOnce(TorchDataset):  # type: ignore[type-arg]
 
 def decode_item(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> Item:
     """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
+    need = max((pp.resize or pp.size) for pp in preprocesses) if preprocesses else None
     try:
-        img, sha1 = load_image_and_sha1(path)  # one read: decoded and hashed
+        img, sha1, (width, height) = decode_for(path, need)  # one read: decoded (at the scale needed) and hashed
     except ImageDecodeError as exc:
         return Item(image_id, None, str(exc), 0, 0, None)
     except OSError as exc:  # vanished or unreadable between listing and decoding
         return Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
     tensors = {pp.key: pp(img) for pp in preprocesses}
-    return Item(image_id, tensors, None, img.width, img.height, sha1)
+    return Item(image_id, tensors, None, width, height, sha1)
 
 
 def collate(items: list[Item]) -> list[Item]:

@@ -163,3 +163,25 @@ def test_reading_never_writes_inside_the_dataset(tmp_path: Path) -> None:
         file_sha1(ds.abspath(r.path))
     assert _tree_state(tmp_path) == before
     assert not any(n.startswith(".") for n in os.listdir(tmp_path))
+
+
+def test_large_jpegs_decode_at_the_scale_needed_and_report_their_full_size(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from scoring.datasets import decode_for, load_image
+    from scoring.pool import Preprocess
+
+    rng = np.random.default_rng(0)
+    field = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((1600, 1200), Image.Resampling.BICUBIC)
+    field.save(tmp_path / "big.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: displayed 1200 x 1600
+    field.save(tmp_path / "rot.jpg", quality=90, exif=exif)
+    img, sha1, size = decode_for(tmp_path / "big.jpg", 32)
+    assert size == (1600, 1200) and 32 <= min(img.size) < 300 and len(sha1) == 40
+    pp = Preprocess(size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    full = pp(load_image(tmp_path / "big.jpg"))
+    assert float((pp(img) - full).abs().mean()) < 0.05  # the same input, for a fraction of the decode
+    rot, _, rot_size = decode_for(tmp_path / "rot.jpg", 32)
+    assert rot_size == (1200, 1600) and rot.height > rot.width
