@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from gui.background import BackgroundJobs
 from gui.detail import DetailPane
+from gui.estimates import Estimates
 from gui.filter_panel import FilterPanel
 from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
@@ -54,6 +55,8 @@ class MainWindow(BackgroundJobs):
         self._thread: Any = None
         self._after_run: Any = None
         self.thumbnails = ThumbnailLoader(parent=self)
+        self.estimates = Estimates(self)
+        self.estimates.ready.connect(self._on_estimated)
         self.setWindowTitle("Image Triage")
         self.resize(1400, 880)
         self._build_ui()
@@ -347,7 +350,9 @@ class MainWindow(BackgroundJobs):
         if self.project is None:
             return
         text = self.session.status_text()  # counts kept by the store's triggers
-        est = self.session.errors_left()
+        if self.session.estimate_due():
+            self._estimate_async()
+        est = self.session.estimate
         if est is not None:
             text += f" · {est.line()}"
             if est.next_100 < self.stop_below:
@@ -355,6 +360,17 @@ class MainWindow(BackgroundJobs):
         self.stats_label.setText(text)
         if self.model is not None:
             self.count_label.setText(f"{self.model.total():,} images match")
+
+    def _estimate_async(self) -> None:
+        """Recompute the errors-left estimate on a pool thread (it reads every score)."""
+        assert self.project is not None
+        self.session.set_estimate(self.session.estimate)  # not due again until 20 more decisions
+        self.estimates.start(self.project.path, self.session.label_sort)
+
+    def _on_estimated(self, estimate: object) -> None:
+        if self.project is not None:
+            self.session.set_estimate(estimate)  # type: ignore[arg-type]
+            self._update_status()
 
     # --- filters: the panel emits a value, the session holds it, the model shows it ------------
 

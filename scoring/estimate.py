@@ -67,8 +67,10 @@ class ErrorsLeft:
 def errors_left(project: Project, sort: str = "margin") -> ErrorsLeft | None:
     """The estimate for a scored, labelled project (None when there is nothing to estimate)."""
     members = project.active_members()
+    if not members:
+        return None
     rows = project.self_confidences()
-    if not members or not rows:
+    if not rows:
         return None
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     p_err = 1.0 - np.array([r[1] for r in rows], dtype=np.float64)

@@ -59,12 +59,26 @@ class ReviewSession:
     def stats(self) -> dict[str, int]:
         return self.project.stats()
 
+    def estimate_due(self, every: int = 20) -> bool:
+        """True when 20 more decisions have been made since the last errors-left estimate."""
+        return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
+
     def errors_left(self, every: int = 20) -> ErrorsLeft | None:
-        """The errors-left estimate, recomputed when 20 more decisions have been made."""
-        reviewed = self.stats["reviewed"]
-        if self._estimate_at is None or abs(reviewed - self._estimate_at) >= every:
-            self._estimate = errors_left(self.project, self.sort if self.sort in ("margin", "self_confidence") else "margin")
-            self._estimate_at = reviewed
+        """The errors-left estimate, recomputed when due (it reads every score: the app runs
+        :func:`scoring.estimate.errors_left` on a worker thread and calls :meth:`set_estimate`)."""
+        if self.estimate_due(every):
+            self.set_estimate(errors_left(self.project, self.label_sort))
+        return self._estimate
+
+    @property
+    def label_sort(self) -> str:
+        return self.sort if self.sort in ("margin", "self_confidence") else "margin"
+
+    def set_estimate(self, estimate: ErrorsLeft | None) -> None:
+        self._estimate, self._estimate_at = estimate, self.stats["reviewed"]
+
+    @property
+    def estimate(self) -> ErrorsLeft | None:
         return self._estimate
 
     def status_text(self) -> str:

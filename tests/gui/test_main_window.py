@@ -259,7 +259,8 @@ def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot,
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.show()
-    assert w.open_project(db, ask_resume=False)
+    with qtbot.waitSignal(w.estimates.ready, timeout=10_000):  # computed off the GUI thread
+        assert w.open_project(db, ask_resume=False)
     assert "errors left" in w.stats_label.text()
     w.filters.f_conflict.setChecked(True)
     assert w.model.rowCount() == 2
