@@ -388,7 +388,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(_summary_line(summary, db))
     args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False
     args.class_ = args.status = args.reason = args.search = None
-    args.disagrees = False
+    args.disagrees = args.duplicates = args.conflicts = False
     return cmd_queue(args)
 
 
