@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from scoring.crossfit import cross_fit, fit_logreg, subsample
-from scoring.errors import ImageTriageError
 from scoring.models.registry import get_model, is_torchvision
-from scoring.pool import Encoder, Member, PoolError, Preprocess, stable_hash
+from scoring.pool import Encoder, Member, PoolError, Preprocess, pool_file_errors, stable_hash
 from scoring.safeio import require_regular, sha1_regular
 from scoring.weights import Weights, packaged, torchvision_weights
 
@@ -63,16 +62,10 @@ _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 def _checkpoint_format(path: Path) -> str:
     """``torchscript``, ``zip`` (torch.save since 1.6) or ``legacy`` (older torch.save); PoolError
     naming the file for anything else (a text file, an image, a truncated download)."""
-    try:
+    with pool_file_errors(path, "checkpoint"):
         require_regular(path, what="checkpoint")
         with path.open("rb") as fh:
             head = fh.read(8)
-    except FileNotFoundError as exc:
-        raise PoolError(f"checkpoint {path} does not exist; check the member's `path`") from exc
-    except OSError as exc:
-        raise PoolError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from exc
-    except ImageTriageError as exc:
-        raise PoolError(str(exc)) from exc
     if head.startswith(_ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as z:

@@ -18,10 +18,11 @@ once per decoded image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import ABC
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class PoolError(ImageTriageError, ValueError):
     """A pool or member spec that cannot be built; the message says what to change."""
+
+
+@contextlib.contextmanager
+def pool_file_errors(path: object, what: str) -> Iterator[None]:
+    """Reading a file a pool names (pool file, class list, checkpoint): any failure becomes a
+    PoolError naming ``what`` and the file."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise PoolError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise PoolError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
+    except ImageTriageError as exc:
+        raise PoolError(str(exc)) from exc
 
 
 def stable_hash(*parts: Any) -> str:

@@ -23,22 +23,15 @@ from typing import Any
 
 import tomllib
 
-from scoring.errors import ImageTriageError
-from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError
+from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError, pool_file_errors
 from scoring.poolschema import validate_member
 from scoring.safeio import read_text
 
 
 def _read_text(path: Path, what: str) -> str:
     """A text file a pool refers to; PoolError naming it when missing, special or not UTF-8."""
-    try:
+    with pool_file_errors(path, what):
         return read_text(path, what=what)
-    except FileNotFoundError as exc:
-        raise PoolError(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise PoolError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
-    except ImageTriageError as exc:
-        raise PoolError(str(exc)) from exc
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
