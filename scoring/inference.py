@@ -21,8 +21,9 @@ import os
 import threading
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -146,15 +147,8 @@ def _score(
     try:
         _warn_trained_on(pool, dataset.records)
         ids = project.scorable_ids()
-        if ray_opts is not None:
-            from scoring.ray_engine import infer_with_ray
-
-            yield from infer_with_ray(
-                project, pool, _pending(project, pool, ids), len(ids), workers=n_workers or 1,
-                batch_size=batch_size, device=device, cancel=cancel, **ray_opts,
-            )
-        else:
-            yield from _infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
+        engine: Engine = RayEngine(device=device, **ray_opts) if ray_opts is not None else LocalEngine()
+        yield from engine.infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
         ids = project.scorable_ids()  # decode errors found while inferring drop out
         labels = project.given_labels(ids)
         with times("fit"):
@@ -179,6 +173,39 @@ def _score(
         "labelled": bool((labels >= 0).any()),
         "profile": {k: round(v, 3) for k, v in times.seconds.items()},
     }
+
+
+class Engine(Protocol):
+    """The inference stage: store every encoder's outputs for ``ids`` in ``project``, yielding
+    progress; resumable (computes only what is missing) and cancellable within a batch."""
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]: ...
+
+
+class LocalEngine:
+    """This machine: decode a chunk once, each encoder over the chunk (see :func:`_infer`)."""
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
+        return _infer(project, pool, ids, dev, batch_size, workers, cancel, times)
+
+
+@dataclass
+class RayEngine:
+    """A Ray cluster: the same per-batch code as Ray Data map_batches (scoring.ray_engine)."""
+
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    device: str = "auto"  # as the user gave it: each actor picks its own node's device
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
+        from scoring.ray_engine import infer_with_ray
+
+        return infer_with_ray(project, pool, _pending(project, pool, ids), len(ids), address=self.address,
+                              workers=workers or 1, gpus_per_worker=self.gpus_per_worker,
+                              batch_size=batch_size, device=self.device, cancel=cancel)
 
 
 def _warn_trained_on(pool: Pool, records: Sequence[Any]) -> None:

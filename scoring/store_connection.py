@@ -83,7 +83,7 @@ class ProjectBase:
         c = self.conn
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = set(self.db.table_names())  # sqlite-utils: introspection (writes stay in our transactions)
         if create:
             if tables:
                 raise ProjectError(f"{self.path} already holds a database; pick a new file name")
