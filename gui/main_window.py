@@ -355,7 +355,7 @@ class MainWindow(BackgroundJobs):
         est = self.session.estimate
         if est is not None:
             text += f" · {est.line()}"
-            if est.next_100 < self.stop_below:
+            if est.suggests_stop(self.stop_below):
                 text += f" · the next 100 hold about {est.next_100:.1f}: you could stop here"
         self.stats_label.setText(text)
         if self.model is not None:

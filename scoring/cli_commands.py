@@ -284,7 +284,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         if est is not None:
             print(f"{est.line()}; the pool estimates {est.estimated_total:,.0f} label errors in all "
-                  f"(confident joint); the next 100 in the queue hold about {est.next_100:.1f}", file=sys.stderr)
+                  f"(confident joint); the next 100 in the queue hold about {est.next_100:.1f}"
+                  + ("; you could stop here" if est.suggests_stop() else ""), file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.safeio import (
     MAX_IMAGE_BYTES,
+    is_inside,
     printable,
     read_regular,
     read_text,
@@ -124,7 +125,7 @@ def _find_classes(root: Path, follow: bool = False) -> list[str]:
         if e.name.startswith(".") or printable(e.name) != e.name or not e.is_dir():
             continue
         target = os.path.realpath(e.path)
-        if e.is_symlink() and not follow and os.path.commonpath([target, real_root]) != real_root:
+        if e.is_symlink() and not follow and not is_inside(target, real_root):
             log.warning("%s: class folder %s links outside the dataset; pass --follow-symlinks to include it", root, e.name)
             continue
         out.append(e.name)

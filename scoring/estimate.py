@@ -60,6 +60,10 @@ class ErrorsLeft:
     high: float
     next_100: float  # expected errors among the next 100 unreviewed images of the queue
 
+    def suggests_stop(self, threshold: float = 1.0) -> bool:
+        """True when the next 100 images of the queue hold fewer than ``threshold`` expected errors."""
+        return self.next_100 < threshold
+
     def line(self) -> str:
         return f"about {self.left:,.0f} ({self.low:,.0f}-{self.high:,.0f}) errors left"
 

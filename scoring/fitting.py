@@ -15,15 +15,11 @@ import numpy as np
 import torch
 
 from scoring.pool import Pool, PoolError, stable_hash
-from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.progress import Progress, RateMeter, check_cancel
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
 
-
-def _check(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise Cancelled()
 
 
 def fit_members(
@@ -48,7 +44,7 @@ def fit_members(
     features_by_key: dict[str, np.ndarray] = {}
     done = 0
     for member, weight in zip(fitted, weights, strict=True):
-        _check(cancel)
+        check_cancel(cancel)
         key = member.encoder.key
         if key not in features_by_key:
             features_by_key = {key: project.get_features(key, ids)}  # keep one encoder's at a time
@@ -70,7 +66,7 @@ def fit_members(
                     continue
                 yield meter.record(done + round(100 * weight * d / max(t, 1)), msg)
             probs = future.result()
-        _check(cancel)
+        check_cancel(cancel)
         project.put_probs(member.fingerprint, ids, probs)
         done += 100 * weight
         yield meter.record(done, f"fitted {member.name}")

@@ -42,7 +42,7 @@ from scoring.device import pick_device
 from scoring.fitting import fit_members
 from scoring.metrics import compute_scores
 from scoring.pool import Pool, PoolError
-from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, drain
+from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, check_cancel, drain
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -224,10 +224,6 @@ def _warn_trained_on(pool: Pool, records: Sequence[Any]) -> None:
                 )
 
 
-def _check(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise Cancelled()
-
 
 def _missing(project: Project, pool: Pool, ids: np.ndarray) -> dict[str, set[int]]:
     """Per encoder, the ids whose output is not stored yet (its features, or any of its members'
@@ -298,7 +294,7 @@ def _infer(
                 items = next(batches, None)
             if items is None:
                 break
-            _check(cancel)
+            check_cancel(cancel)
             buffer.extend(items)
             if len(buffer) >= chunk:
                 done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
@@ -342,7 +338,7 @@ def _flush(
                 x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
             parts = []
             for s in range(0, len(rows), batch_size):
-                _check(cancel)  # cancel within one batch
+                check_cancel(cancel)  # cancel within one batch
                 with times("forward"):
                     parts.append(run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
             finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
@@ -369,7 +365,7 @@ def _write_scores(
     fps = [m.fingerprint for m in pool.members]
     meter = RateMeter("score", len(ids))
     for start in range(0, len(ids), SCORE_CHUNK):
-        _check(cancel)
+        check_cancel(cancel)
         chunk = ids[start : start + SCORE_CHUNK]
         with times("score store"):
             probs = project.get_probs(fps, chunk)

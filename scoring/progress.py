@@ -7,6 +7,7 @@ Cancel is a ``threading.Event`` passed to the generator and checked between batc
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -86,3 +87,9 @@ def drain(gen: Generator[Progress, None, T], on_progress: Callable[[Progress], o
             return stop.value  # type: ignore[no-any-return]
         if on_progress is not None:
             on_progress(record)
+
+
+def check_cancel(cancel: threading.Event) -> None:
+    """Raise Cancelled when ``cancel`` is set: the check long work makes between batches."""
+    if cancel.is_set():
+        raise Cancelled()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scoring.estimate import ErrorsLeft, errors_left
+from scoring.estimate import ErrorsLeft
 from scoring.store import Edit, Project, QueueFilter, QueueRow
 from scoring.vocabulary import BY_KEY
 
@@ -60,15 +60,10 @@ class ReviewSession:
         return self.project.stats()
 
     def estimate_due(self, every: int = 20) -> bool:
-        """True when 20 more decisions have been made since the last errors-left estimate."""
+        """True when 20 more decisions have been made since the last errors-left estimate
+        (scoring.estimate.errors_left reads every score: the app runs it on a pool thread and
+        hands the result to :meth:`set_estimate`)."""
         return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
-
-    def errors_left(self, every: int = 20) -> ErrorsLeft | None:
-        """The errors-left estimate, recomputed when due (it reads every score: the app runs
-        :func:`scoring.estimate.errors_left` on a worker thread and calls :meth:`set_estimate`)."""
-        if self.estimate_due(every):
-            self.set_estimate(errors_left(self.project, self.label_sort))
-        return self._estimate
 
     @property
     def label_sort(self) -> str:

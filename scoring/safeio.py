@@ -138,7 +138,8 @@ class Walk:
     outside: list[str] = field(default_factory=list)
 
 
-def _inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
+    """True when the resolved ``path`` is ``root`` or below it (both resolved, absolute)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -183,7 +184,7 @@ def walk_files(
             if e.name.startswith("."):
                 continue
             rel = _rel(Path(e.path), root)
-            if e.is_symlink() and not follow_symlinks and not _inside(os.path.realpath(e.path), real_root):
+            if e.is_symlink() and not follow_symlinks and not is_inside(os.path.realpath(e.path), real_root):
                 walk.outside.append(printable(rel))
                 continue
             try:
@@ -200,6 +201,9 @@ def walk_files(
                 continue
             if not is_valid_name(e.name):
                 walk.bad.append((printable(rel), "file name is not valid UTF-8: rename it to score this image"))
+                continue
+            if e.is_file():  # from the directory listing (or one stat behind a link): a regular file
+                names.append(rel)
                 continue
             try:
                 mode = e.stat().st_mode
