@@ -38,9 +38,9 @@ def fit_members(
             f"members {[m.name for m in fitted]} are fitted on the dataset's labels, but "
             f"{project.source} has none; use checkpoint members for an unlabelled dataset"
         )
-    # Progress in hundredths of a member, weighted by each kind's cost, so the ETA is smooth.
-    weights = [FIT_COST.get(m.kind, 1) for m in fitted]
-    meter = RateMeter("fit", 100 * sum(weights))
+    # Progress in folds, the unit people read ("fit 3/15"); epochs show in the message.
+    weights = [int(getattr(m, "folds", 1)) for m in fitted]
+    meter = RateMeter("fit", sum(weights))
     features_by_key: dict[str, np.ndarray] = {}
     done = 0
     for member, weight in zip(fitted, weights, strict=True):
@@ -64,15 +64,14 @@ def fit_members(
                     d, t, msg = reports.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                yield meter.record(done + round(100 * weight * d / max(t, 1)), msg)
+                yield meter.record(done + int(weight * d / max(t, 1)), msg)
             probs = future.result()
         check_cancel(cancel)
         project.put_probs(member.fingerprint, ids, probs)
-        done += 100 * weight
+        done += weight
         yield meter.record(done, f"fitted {member.name}")
 
 
-FIT_COST = {"backbone": 1, "scratch": 10, "finetune": 50}  # rough relative cost of fitting one member
 
 
 class ProjectFoldCache:
