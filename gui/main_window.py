@@ -217,6 +217,7 @@ class MainWindow(BackgroundJobs):
     def _reload_after_scoring(self) -> None:
         assert self.project is not None and self.model is not None
         self.members = self.project.active_members()
+        self.session.scores_changed()
         self.model.reload()
         self._overview_stale = True  # the plots scan every row: drawn when their tab is shown
         if self.tabs.currentWidget() is self.overview:

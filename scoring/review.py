@@ -69,6 +69,10 @@ class ReviewSession:
     def label_sort(self) -> str:
         return self.sort if self.sort in ("margin", "self_confidence") else "margin"
 
+    def scores_changed(self) -> None:
+        """New scores (a run finished): the estimate is due at once."""
+        self._estimate_at = None
+
     def set_estimate(self, estimate: ErrorsLeft | None) -> None:
         self._estimate, self._estimate_at = estimate, self.stats["reviewed"]
 

@@ -121,6 +121,7 @@ def test_scoring_runs_in_the_background_and_fills_the_queue(qtbot, settings, tmp
     qtbot.waitUntil(lambda: not w.busy, timeout=60_000)  # the window's finished slot ran
     assert w.model.row_at(0).c_perplexity is not None
     assert w.project.stats()["errors"] == 2 and len(w.members) == 2
+    qtbot.waitUntil(lambda: "errors left" in w.stats_label.text(), timeout=10_000)  # due again after a run
     w.close()
 
 

@@ -47,3 +47,10 @@ def test_actions_undo_redo_and_counts(session: ReviewSession) -> None:
     assert session.stats["removed"] == 1
     with pytest.raises(ValueError, match="unknown action"):
         session.act("delete", first)
+
+
+def test_new_scores_make_the_estimate_due_at_once(session: ReviewSession) -> None:
+    session.set_estimate(None)
+    assert not session.estimate_due()
+    session.scores_changed()
+    assert session.estimate_due()
