@@ -23,6 +23,7 @@ Output, inside ``dest``:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -42,7 +43,7 @@ from scoring.datasets import read_bytes
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.safeio import kind_of
-from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder
+from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder, remove_ours
 from scoring.store import Project
 from scoring.vocabulary import SCORES
 
@@ -133,7 +134,8 @@ def export_dataset(
             move_into_place(tmp, dest)
         except BaseException as exc:
             if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(OSError, ImageTriageError):
+                    remove_ours(tmp)
             if isinstance(exc, Cancelled | GeneratorExit | ImageTriageError):
                 raise
             if isinstance(exc, OSError):

@@ -15,6 +15,7 @@ The rule, for every folder Image Triage writes (an export, the demo):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -135,6 +136,22 @@ class Guard:
         return real
 
 
+def remove_ours(folder: Path) -> None:
+    """Delete a folder Image Triage made, its marker last: killed part-way, what is left still
+    carries the marker, so the next run recognises and removes it (never anyone else's folder)."""
+    if not created_by_us(folder):
+        raise UnsafePathError(f"{folder} was not made by Image Triage; it is left as it is")
+    for entry in folder.iterdir():
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    (folder / MARKER).unlink(missing_ok=True)
+    folder.rmdir()
+
+
 def new_build_folder(dest: Path, kind: str) -> Path:
     """A hidden sibling of ``dest`` to build in, marked as ours before anything else."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +173,8 @@ def clean_leftovers(dest: Path) -> int:
         if not pattern.match(s.name) or s.is_symlink() or not s.is_dir():
             continue
         if created_by_us(s):
-            shutil.rmtree(s, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_ours(s)
         else:
             try:
                 s.rmdir()  # killed between mkdir and the marker: empty
@@ -189,4 +207,5 @@ def move_into_place(tmp: Path, dest: Path) -> None:
     except OSError:
         os.replace(old, dest)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):  # a leftover is cleaned by the next run
+        remove_ours(old)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from scoring.cli import main
 from scoring.datasets import open_dataset
+from scoring.export import run_export
 from scoring.models.registry import get_model
 from scoring.safewrite import MARKER
 from scoring.store import IncompleteProjectError, Project, project_for
@@ -401,3 +402,30 @@ def test_the_demo_never_replaces_a_folder_it_did_not_make(tmp_path: Path) -> Non
     assert (tmp_path / "digits" / "mine.txt").read_text() == "x"
     root = build_demo(tmp_path / "d2", limit=20)
     assert (root / MARKER).is_file() and len(open_dataset(root).records) == 20
+
+
+def test_a_kill_while_an_old_export_is_deleted_leaves_it_marked_and_the_next_export_removes_it(
+    tmp_path: Path, member_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen by hand: a kill -9 during the deletion of the replaced export removed its marker first
+    and left an unmarked half folder nobody would remove. Deletion is now marker-last."""
+    import scoring.safewrite as safewrite
+
+    make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    _score(tmp_path / "data", db, member_args, capsys)
+    assert cli(["export", "--db", db, tmp_path / "out"], capsys)[0] == 0
+    real = safewrite.shutil.rmtree
+
+    def killed(path: object, *a: object, **k: object) -> None:  # dies after deleting one entry
+        real(path, *a, **k)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safewrite.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_export(db, tmp_path / "out", force=True)
+    monkeypatch.undo()
+    (half,) = [p for p in tmp_path.iterdir() if ".old-" in p.name]
+    assert (half / MARKER).is_file()  # still recognisably ours
+    assert cli(["export", "--db", db, tmp_path / "out", "--force"], capsys)[0] == 0
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name or ".partial-" in p.name]
