@@ -8,7 +8,8 @@ Keys follow the class names where the names are keys themselves:
 * otherwise the first ten classes take ``1``..``9``, ``0`` in their order (CIFAR-10: ``1`` is
   airplane);
 * classes named by single letters (EMNIST's ``a``-``z``) take their letter, case-insensitively,
-  even ``k`` and ``l``: keep and pick then stay on ``Enter`` and ``/``.
+  even ``k`` and ``l``: keep and pick then stay on ``Enter`` and ``/``, and ``g`` (keep this
+  image, remove the rest of its duplicate group) stays on the app's Ctrl+G.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ class KeyMap:
     keep: tuple[str, ...]
     pick: tuple[str, ...]
     remove: tuple[str, ...] = (DELETE, "backspace")
+    keep_group: tuple[str, ...] = ()  # keep this image, remove the rest of its duplicate group
 
     def action(self, key: str) -> tuple[str, int | None] | None:
-        """``("relabel", class)``, ``("keep", None)``, ``("pick", None)``, ``("remove", None)`` or None."""
+        """``("relabel", class)``, ``("keep", None)``, ``("pick", None)``, ``("remove", None)``,
+        ``("keep_group", None)`` or None."""
         key = key.lower()
         if key in self.relabel:
             return "relabel", self.relabel[key]
-        for name in ("keep", "pick", "remove"):
+        for name in ("keep", "pick", "remove", "keep_group"):
             if key in getattr(self, name):
                 return name, None
         return None
@@ -43,6 +46,8 @@ class KeyMap:
         rows.append((" / ".join(label.get(k, k.upper()) for k in self.pick), "pick any class"))
         rows.append((" / ".join(label.get(k, k.upper()) for k in self.keep), "keep the label"))
         rows.append(("Del", "remove"))
+        if self.keep_group:
+            rows.append((" / ".join(k.upper() for k in self.keep_group), "keep this, remove its duplicates"))
         return rows
 
 
@@ -59,4 +64,5 @@ def keymap_for(classes: list[str]) -> KeyMap:
     relabel.update({k: v[0] for k, v in letters.items() if len(v) == 1})  # 'A' and 'a' both: picker only
     keep = (ENTER,) + (() if "k" in relabel else ("k",))
     pick = (SLASH,) + (() if "l" in relabel else ("l",))
-    return KeyMap(relabel, keep, pick)
+    keep_group = () if "g" in relabel else ("g",)  # the app's menu has it on Ctrl+G whatever the classes
+    return KeyMap(relabel, keep, pick, keep_group=keep_group)

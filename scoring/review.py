@@ -21,6 +21,7 @@ ACTIONS: dict[str, Callable[..., Edit]] = {
     "remove": lambda p, i, _label=None: p.remove(i),
     "keep": lambda p, i, _label=None: p.keep(i),
     "restore": lambda p, i, _label=None: p.restore(i),
+    "keep_group": lambda p, i, _label=None: p.keep_only(i, p.group_of(i)),
 }
 
 
@@ -44,7 +45,8 @@ class ReviewSession:
         return self.project.queue_count(self.filter)
 
     def act(self, action: str, image_id: int, label: int | None = None) -> Edit:
-        """``relabel`` (with ``label``), ``remove``, ``keep`` or ``restore`` one image."""
+        """``relabel`` (with ``label``), ``remove``, ``keep`` or ``restore`` one image; ``keep_group``
+        keeps it and removes the rest of its duplicate group (one decision for undo)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
         return ACTIONS[action](self.project, image_id, label)

@@ -41,7 +41,7 @@ class ProjectBase:
             raise ProjectError(f"{self.path}: cannot open ({exc}); check the folder exists and is writable") from exc
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        self._stacks: tuple[int, list[int], list[int]] | None = None
+        self._stacks: tuple[int, list[list[int]], list[list[int]]] | None = None
         try:
             self._prepare(_create)
         except sqlite3.DatabaseError as exc:

@@ -1,8 +1,13 @@
-"""The edit log room of the store: relabel, remove, restore, keep as append-only log entries; undo and redo derived from the log, so they work in any process and after a restart."""
+"""The edit log room of the store: relabel, remove, restore, keep as append-only log entries; undo and redo derived from the log, so they work in any process and after a restart.
+
+Several entries written in one transaction with one ``batch`` number (the first entry's id) are
+one decision: "keep this one, remove the rest of its duplicate group" is undone and redone whole.
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from scoring.store_images import Images
@@ -14,6 +19,7 @@ from scoring.store_rows import (
 log = logging.getLogger(__name__)
 
 _DO_ACTIONS = ("relabel", "remove", "restore", "keep")
+_COLS = "id, image_id, action, old_label, new_label, old_status, new_status, time, target, batch"
 
 
 class EditLog(Images):
@@ -21,20 +27,29 @@ class EditLog(Images):
 
     def _apply(self, image_id: int, action: str, new_label: int | None, new_status: str, target: int | None = None) -> Edit:
         with self._tx() as c:
-            row = c.execute("SELECT current_label, status FROM images WHERE id=?", (int(image_id),)).fetchone()
-            if row is None:
-                raise ProjectValueError(f"no image with id {image_id} in {self.path}")
-            old_label, old_status = row
-            if new_label is None and action in ("remove", "restore", "keep"):
-                new_label = old_label
-            t = time.time()
-            cur = c.execute(
-                "INSERT INTO edits(image_id, action, old_label, new_label, old_status, new_status, time, target) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (int(image_id), action, old_label, new_label, old_status, new_status, t, target),
-            )
-            c.execute("UPDATE images SET current_label=?, status=? WHERE id=?", (new_label, new_status, int(image_id)))
-            return Edit(int(cur.lastrowid or 0), int(image_id), action, old_label, new_label, old_status, new_status, t, target)
+            return self._apply_in(c, image_id, action, new_label, new_status, target)
+
+    def _apply_in(self, c: sqlite3.Connection, image_id: int, action: str, new_label: int | None, new_status: str,
+                  target: int | None = None, batch: int | None = None) -> Edit:
+        """One log entry and its image update, inside the caller's transaction."""
+        row = c.execute("SELECT current_label, status FROM images WHERE id=?", (int(image_id),)).fetchone()
+        if row is None:
+            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+        old_label, old_status = row
+        if new_label is None and action in ("remove", "restore", "keep"):
+            new_label = old_label
+        t = time.time()
+        cur = c.execute(
+            "INSERT INTO edits(image_id, action, old_label, new_label, old_status, new_status, time, target, batch) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch),
+        )
+        eid = int(cur.lastrowid or 0)
+        if batch == -1:  # the first entry of a batch numbers it
+            batch = eid
+            c.execute("UPDATE edits SET batch=? WHERE id=?", (eid, eid))
+        c.execute("UPDATE images SET current_label=?, status=? WHERE id=?", (new_label, new_status, int(image_id)))
+        return Edit(eid, int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch)
 
     def relabel(self, image_id: int, label: int) -> Edit:
         """Give an image a new label (status 'relabelled', or 'kept' if it is the given one)."""
@@ -62,27 +77,48 @@ class EditLog(Images):
         before = rows[0][0] if rows else "unreviewed"
         return self._apply(image_id, "restore", None, before)
 
-    def edits(self) -> list[Edit]:
-        return [Edit(*r) for r in self._q("SELECT id, image_id, action, old_label, new_label, old_status, new_status, time, target FROM edits ORDER BY id")]
+    def keep_only(self, image_id: int, others: list[int]) -> Edit:
+        """Keep ``image_id`` and remove each of ``others`` not removed yet: one decision, undone
+        and redone whole (the duplicate group's key). Returns the keep entry."""
+        row = self.image(image_id)
+        status = "relabelled" if row.current_label != row.given_label else "kept"
+        with self._tx() as c:
+            first = self._apply_in(c, image_id, "keep", None, status, batch=-1)
+            for other in others:
+                if int(other) == int(image_id):
+                    continue
+                st = c.execute("SELECT status FROM images WHERE id=?", (int(other),)).fetchone()
+                if st is None:
+                    raise ProjectValueError(f"no image with id {other} in {self.path}")
+                if st[0] != "removed":
+                    self._apply_in(c, other, "remove", None, "removed", batch=first.batch)
+            return first
 
-    def _derive_stacks(self) -> tuple[list[int], list[int]]:
-        """Undo and redo stacks replayed from the log; cached until another write appears."""
+    def edits(self) -> list[Edit]:
+        return [Edit(*r) for r in self._q(f"SELECT {_COLS} FROM edits ORDER BY id")]
+
+    def _derive_stacks(self) -> tuple[list[list[int]], list[list[int]]]:
+        """Undo and redo stacks of decisions (each a list of edit ids: one, or a batch's), replayed
+        from the log; cached until another write appears."""
         max_id = self._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0]
         if self._stacks is not None and self._stacks[0] == max_id:
             return self._stacks[1], self._stacks[2]
-        undo: list[int] = []
-        redo: list[int] = []
-        for eid, action, target in self._q("SELECT id, action, target FROM edits ORDER BY id"):
+        undo: list[list[int]] = []
+        redo: list[list[int]] = []
+        for eid, action, target, batch in self._q("SELECT id, action, target, batch FROM edits ORDER BY id"):
             if action in _DO_ACTIONS:
-                undo.append(eid)
+                if batch is not None and batch != eid and undo and undo[-1][0] == batch:
+                    undo[-1].append(eid)  # a later entry of the same batch
+                else:
+                    undo.append([eid])
                 redo.clear()
-            elif action == "undo" and undo and undo[-1] == target:
+            elif action == "undo" and undo and target in undo[-1]:
                 redo.append(undo.pop())
-            elif action == "redo" and redo and redo[-1] == target:
+            elif action == "redo" and redo and target in redo[-1]:
                 undo.append(redo.pop())
+            # the other entries of a batch's undo/redo target the decision just moved: nothing to do
         self._stacks = (max_id, undo, redo)
         return undo, redo
-
     def can_undo(self) -> bool:
         return bool(self._derive_stacks()[0])
 
@@ -90,20 +126,29 @@ class EditLog(Images):
         return bool(self._derive_stacks()[1])
 
     def _edit(self, edit_id: int) -> Edit:
-        return Edit(*self._q("SELECT id, image_id, action, old_label, new_label, old_status, new_status, time, target FROM edits WHERE id=?", (edit_id,))[0])
+        return Edit(*self._q(f"SELECT {_COLS} FROM edits WHERE id=?", (edit_id,))[0])
+
+    def _revert(self, ids: list[int], action: str) -> Edit:
+        """Undo (back to old) or redo (on to new) one decision's entries in one transaction;
+        returns the entry of its first image (the one the annotator acted on)."""
+        edits = [self._edit(i) for i in ids]
+        with self._tx() as c:
+            batch = -1 if len(edits) > 1 else None
+            out: list[Edit] = []
+            for e in (reversed(edits) if action == "undo" else edits):
+                label, status = (e.old_label, e.old_status) if action == "undo" else (e.new_label, e.new_status)
+                got = self._apply_in(c, e.image_id, action, label, status, target=e.id, batch=batch)
+                if batch == -1:
+                    batch = got.batch
+                out.append(got)
+        return next(o for o in out if o.image_id == edits[0].image_id)
 
     def undo(self) -> Edit | None:
         """Revert the newest edit not yet undone; appends an 'undo' entry. None if nothing to undo."""
         undo, _ = self._derive_stacks()
-        if not undo:
-            return None
-        e = self._edit(undo[-1])
-        return self._apply(e.image_id, "undo", e.old_label, e.old_status, target=e.id)
+        return self._revert(undo[-1], "undo") if undo else None
 
     def redo(self) -> Edit | None:
         """Re-apply the newest undone edit; appends a 'redo' entry. None if nothing to redo."""
         _, redo = self._derive_stacks()
-        if not redo:
-            return None
-        e = self._edit(redo[-1])
-        return self._apply(e.image_id, "redo", e.new_label, e.new_status, target=e.id)
+        return self._revert(redo[-1], "redo") if redo else None

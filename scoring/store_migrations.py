@@ -118,8 +118,14 @@ def _m5_duplicate_groups(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX ix_duplicates_group ON duplicates (group_id)")
 
 
+def _m6_edit_batches(conn: sqlite3.Connection) -> None:
+    """Entries of one decision (keep one of a duplicate group, remove the others) share a batch
+    number, so undo and redo take the decision whole."""
+    conn.execute("ALTER TABLE edits ADD COLUMN batch INTEGER")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
-    _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups,
+    _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups, _m6_edit_batches,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

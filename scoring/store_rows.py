@@ -86,6 +86,7 @@ class Edit:
     new_status: str
     time: float
     target: int | None
+    batch: int | None = None  # entries of one decision share it (see EditLog.keep_only)
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,26 @@ def test_an_edit_survives_kill_9(db: Path) -> None:
         assert _state(p, 5) == (2, "relabelled")
         assert p.image(6).status == "removed"
         assert p.undo().image_id == 6
+
+
+def test_keep_only_is_one_decision_for_undo_and_redo(db: Path) -> None:
+    """Keep one of a duplicate group, remove the others: one undo brings all of them back,
+    one redo removes them again, in this process and in a new one."""
+    with Project.open(db) as p:
+        p.relabel(5, 2)
+        p.remove(3)  # already removed: keep_only leaves it as it is
+        before = {i: _state(p, i) for i in (1, 2, 3, 4)}
+        edit = p.keep_only(1, [1, 2, 3, 4])
+        assert edit.image_id == 1 and edit.batch is not None
+        assert [_state(p, i)[1] for i in (1, 2, 3, 4)] == ["kept", "removed", "removed", "removed"]
+        undone = p.undo()
+        assert undone is not None and undone.image_id == 1  # the view goes back to the kept image
+        assert {i: _state(p, i) for i in (1, 2, 3, 4)} == before
+        assert _state(p, 5) == (2, "relabelled")  # the decision before is still there
+    with Project.open(db) as p:  # the stacks are derived from the log: a new process agrees
+        assert p.redo() is not None
+        assert [_state(p, i)[1] for i in (1, 2, 3, 4)] == ["kept", "removed", "removed", "removed"]
+        assert p.undo() is not None and p.undo() is not None  # the group, then the remove of 3
+        assert _state(p, 3)[1] != "removed" and _state(p, 5) == (2, "relabelled")
+        assert p.undo() is not None and _state(p, 5)[1] == "unreviewed"
+        assert p.undo() is None

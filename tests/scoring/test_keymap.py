@@ -42,4 +42,12 @@ def test_every_legend_row_is_what_the_key_does() -> None:
                 act = km.action(name)
                 assert act is not None
                 assert what == (classes[act[1]] if act[0] == "relabel" and act[1] is not None else
-                                {"keep": "keep the label", "pick": "pick any class", "remove": "remove"}[act[0]])
+                                {"keep": "keep the label", "pick": "pick any class", "remove": "remove",
+                                 "keep_group": "keep this, remove its duplicates"}[act[0]])
+
+
+def test_g_keeps_one_of_a_duplicate_group_unless_a_class_is_named_g() -> None:
+    assert keymap_for(["cat", "dog"]).action("g") == ("keep_group", None)
+    assert ("G", "keep this, remove its duplicates") in keymap_for(["cat", "dog"]).legend(["cat", "dog"])
+    letters = [chr(ord("a") + i) for i in range(26)]
+    assert keymap_for(letters).action("g") == ("relabel", 6)
