@@ -40,6 +40,7 @@ from scoring.batches import (
 )
 from scoring.device import pick_device
 from scoring.fitting import fit_members
+from scoring.members import Pixels
 from scoring.metrics import compute_scores
 from scoring.pool import Pool, PoolError
 from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, check_cancel, drain
@@ -150,6 +151,7 @@ def _score(
         engine: Engine = RayEngine(device=device, **ray_opts) if ray_opts is not None else LocalEngine()
         yield from engine.infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
         ids = project.scorable_ids()  # decode errors found while inferring drop out
+        project.set_embedding(*neighbour_embedding(pool))
         labels = project.given_labels(ids)
         with times("fit"):
             yield from fit_members(project, pool, ids, labels, cancel, dev)
@@ -206,6 +208,16 @@ class RayEngine:
         return infer_with_ray(project, pool, _pending(project, pool, ids), len(ids), address=self.address,
                               workers=workers or 1, gpus_per_worker=self.gpus_per_worker,
                               batch_size=batch_size, device=self.device, cancel=cancel)
+
+
+def neighbour_embedding(pool: Pool) -> tuple[str, str]:
+    """(encoder key, description) the neighbour evidence compares by: the first backbone's
+    features (they cluster by class), else the thumbnails every run stores (look-alikes)."""
+    for enc in pool.encoders():
+        if enc.output == "features" and not isinstance(enc.module, Pixels):
+            return enc.key, f"{enc.description or 'backbone'} features"
+    thumb = thumbnail_encoder()
+    return thumb.key, "16x16 colour thumbnails (the pool has no backbone)"
 
 
 def _warn_trained_on(pool: Pool, records: Sequence[Any]) -> None:

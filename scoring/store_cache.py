@@ -86,6 +86,19 @@ class Cache(ProjectBase):
             raise ProjectError(f"{self.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
         return np.stack([np.frombuffer(stored[int(i)], dtype=np.float16) for i in ids]).astype(np.float32) if len(ids) else np.zeros((0, 0), np.float32)
 
+    def set_embedding(self, encoder_key: str, description: str) -> None:
+        """Which stored features the neighbour evidence compares images by (set by a run)."""
+        with self._tx():
+            self._set_meta(embedding=json.dumps([encoder_key, description]))
+
+    def embedding(self) -> tuple[str, str] | None:
+        """(encoder key, description) of the neighbour embedding, or None before a run."""
+        raw = self._meta("embedding")
+        if raw is None:
+            return None
+        key, desc = json.loads(raw)
+        return str(key), str(desc)
+
     def missing_probs(self, member_fp: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         have = self._stored_ids("probs", "member_fp", member_fp)
         return np.array([i for i in ids if int(i) not in have], dtype=np.int64)

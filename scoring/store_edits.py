@@ -97,6 +97,15 @@ class EditLog(Images):
     def edits(self) -> list[Edit]:
         return [Edit(*r) for r in self._q(f"SELECT {_COLS} FROM edits ORDER BY id")]
 
+    def last_edit_id(self) -> int:
+        return int(self._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0])
+
+    def edited_since(self, edit_id: int) -> list[tuple[int, int | None, str]]:
+        """(image id, current label, status) of every image with a log entry after ``edit_id``."""
+        return [(int(i), lab, st) for i, lab, st in self._q(
+            "SELECT id, current_label, status FROM images WHERE id IN (SELECT image_id FROM edits WHERE id > ?)",
+            (int(edit_id),))]
+
     def _derive_stacks(self) -> tuple[list[list[int]], list[list[int]]]:
         """Undo and redo stacks of decisions (each a list of edit ids: one, or a batch's), replayed
         from the log; cached until another write appears."""

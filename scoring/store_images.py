@@ -128,6 +128,13 @@ class Images(ProjectBase):
         rows = self._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def label_states(self, ids: Sequence[int] | np.ndarray) -> list[tuple[int, int | None, str]]:
+        """(id, current label, status) of ``ids``, in order."""
+        got = {int(i): (lab, st) for i, lab, st in self._q(
+            "SELECT j.value, i.current_label, i.status FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+            (json.dumps([int(i) for i in ids]),))}
+        return [(int(i), *got[int(i)]) for i in ids if int(i) in got]
+
     def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)

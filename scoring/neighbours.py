@@ -1,0 +1,115 @@
+"""Evidence for a decision: the images nearest to one image, within one class.
+
+For the image under review the app shows its nearest neighbours among the images carrying its
+given label and among those carrying the pool's consensus label, so the annotator compares it
+with examples rather than with a class name. Nearness is the cosine of centred stored features:
+a backbone member's penultimate features when the pool has one (they cluster by class), else the
+16x16 colour thumbnails every run stores (they find look-alikes). Which one is used is recorded
+by the run (``Project.embedding``) and shown beside the neighbours.
+
+Memory and time: the features are read once, centred, L2-normalised and held as float16 sorted
+by the labels they had when the index was built (N x D x 2 bytes: 1 GB at 1,000,000 x 512). A
+query is one matrix-vector product over one class's rows. Labels changed since (relabels,
+removals) are read from the edit log at each query, so the answer always follows the current
+labels without rebuilding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scoring.store import Project
+
+READ_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: int
+    similarity: float  # cosine of centred features, in [-1, 1]
+    label: int  # current label
+
+
+class NeighbourIndex:
+    """Nearest images of one class by the project's neighbour embedding; ``near(...)`` answers."""
+
+    def __init__(self, ids: np.ndarray, feats: np.ndarray, labels: np.ndarray, statuses: list[str],
+                 embedding: str, last_edit: int):
+        order = np.argsort(labels, kind="stable")
+        self.ids = ids[order]
+        self.feats = feats[order]
+        self.labels = labels[order]  # the labels the rows are sorted by
+        self.removed = np.array([statuses[o] == "removed" for o in order], dtype=bool)
+        self.embedding = embedding
+        self.row_of = {int(i): r for r, i in enumerate(self.ids)}
+        starts = np.searchsorted(self.labels, np.arange(int(self.labels.max(initial=-1)) + 2))
+        self._span = {c: (int(starts[c]), int(starts[c + 1])) for c in range(len(starts) - 1)}
+        self._changed: dict[int, tuple[int, str]] = {}  # row -> (label, status) edited since the build
+        self._last_edit = last_edit
+
+    @classmethod
+    def build(cls, project: Project) -> NeighbourIndex | None:
+        """The index of ``project``'s scored images, or None before a run stored an embedding."""
+        emb = project.embedding()
+        if emb is None:
+            return None
+        key, desc = emb
+        last_edit = project.last_edit_id()
+        ids = project.scorable_ids()
+        have = np.setdiff1d(ids, project.missing_features(key, ids), assume_unique=True)
+        if len(have) == 0:
+            return None
+        parts = [project.get_features(key, have[s : s + READ_CHUNK]) for s in range(0, len(have), READ_CHUNK)]
+        x = np.concatenate(parts).astype(np.float32)
+        x -= x.mean(0, keepdims=True)
+        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-8
+        states = project.label_states(have)
+        labels = np.array([-1 if lab is None else lab for _, lab, _ in states], dtype=np.int64)
+        return cls(have, x.astype(np.float16), labels, [st for _, _, st in states], desc, last_edit)
+
+    def _follow_edits(self, project: Project) -> None:
+        last = project.last_edit_id()
+        if last != self._last_edit:
+            for i, lab, st in project.edited_since(self._last_edit):
+                if i in self.row_of:
+                    self._changed[self.row_of[i]] = (-1 if lab is None else int(lab), st)
+            self._last_edit = last
+
+    def _state(self, row: int) -> tuple[int, str]:
+        got = self._changed.get(row)
+        if got is not None:
+            return got
+        return int(self.labels[row]), "removed" if self.removed[row] else "ok"
+
+    def near(self, project: Project, image_id: int, label: int, k: int = 6) -> list[Neighbour]:
+        """The ``k`` images most like ``image_id`` whose current label is ``label`` (removed ones
+        and the image itself left out), most similar first; empty if the image has no features."""
+        self._follow_edits(project)
+        row = self.row_of.get(int(image_id))
+        if row is None:
+            return []
+        q = self.feats[row].astype(np.float32)
+        lo, hi = self._span.get(int(label), (0, 0))
+        moved_in = [r for r, (lab, _) in self._changed.items() if lab == label and not lo <= r < hi]
+        rows = np.concatenate([np.arange(lo, hi), np.array(moved_in, dtype=np.int64)])
+        sims = np.empty(len(rows), dtype=np.float32)
+        for s in range(0, len(rows), READ_CHUNK):  # float16 rows widened a chunk at a time
+            sims[s : s + READ_CHUNK] = self.feats[rows[s : s + READ_CHUNK]].astype(np.float32) @ q
+        m = len(rows)
+        want = min(m, 4 * k + 16)
+        while True:
+            top = np.argpartition(-sims, want - 1)[:want] if 0 < want < m else np.arange(m)
+            out: list[Neighbour] = []
+            for j in top[np.argsort(-sims[top], kind="stable")]:
+                r = int(rows[j])
+                lab, st = self._state(r)
+                if r == row or lab != label or st == "removed":
+                    continue
+                out.append(Neighbour(int(self.ids[r]), float(sims[j]), lab))
+                if len(out) == k:
+                    return out
+            if want >= m:
+                return out
+            want = min(m, want * 4)  # many of the nearest were edited away: look further

@@ -1,0 +1,67 @@
+"""Neighbour evidence: nearest images within a class, by the embedding the run recorded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scoring.inference import neighbour_embedding, run, score_project
+from scoring.neighbours import NeighbourIndex
+from scoring.store import Project, project_for
+from tests.scoring.tinypool import make_imagefolder, tiny_pool
+
+CLASSES = ["blue", "green", "red"]
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Path:
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
+    shutil.copy(data / "red" / "002.png", data / "blue" / "copy-of-red.png")  # a red image labelled blue
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    return db
+
+
+def test_a_run_records_its_embedding_and_neighbours_follow_the_class(scored: Path) -> None:
+    with Project.open(scored) as p:
+        assert p.embedding() == neighbour_embedding(tiny_pool(CLASSES))
+        index = NeighbourIndex.build(p)
+        assert index is not None
+        ids = {path: i for i, path in zip(p.scorable_ids(), p.paths_of(p.scorable_ids()), strict=True)}
+        me = ids["blue/copy-of-red.png"]
+        red = index.near(p, me, CLASSES.index("red"), k=3)
+        blue = index.near(p, me, CLASSES.index("blue"), k=3)
+        assert [n.id for n in red][0] == ids["red/002.png"] and red[0].similarity > 0.99  # its original
+        assert all(n.label == 2 for n in red) and all(n.label == 0 for n in blue)
+        assert me not in [n.id for n in blue]
+        assert [n.similarity for n in red] == sorted((n.similarity for n in red), reverse=True)
+        # a red image relabelled blue answers for blue at once; a removed one for nobody
+        p.relabel(ids["red/002.png"], 0)
+        assert index.near(p, me, 0, k=1)[0].id == ids["red/002.png"]
+        assert ids["red/002.png"] not in [n.id for n in index.near(p, me, 2, k=10)]
+        p.remove(ids["red/002.png"])
+        assert ids["red/002.png"] not in [n.id for n in index.near(p, me, 0, k=10)]
+        # the features of a class are all there is: asking for more gives what exists
+        assert len(index.near(p, me, 2, k=50)) == 5
+
+
+def test_no_index_before_a_run(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
+    with Project.open(project_for(data, tmp_path / "p.triage.db")) as p:
+        assert p.embedding() is None and NeighbourIndex.build(p) is None
+
+
+def test_backbone_features_are_preferred_to_thumbnails() -> None:
+    import torch
+
+    from scoring.batches import THUMB_KEY
+    from scoring.members import HeadMember
+    from scoring.pool import Encoder, Pool, Preprocess
+
+    checkpoints = [m for m in tiny_pool(CLASSES).members if m.encoder.output == "logits"]
+    assert neighbour_embedding(Pool(checkpoints, CLASSES))[0] == THUMB_KEY
+    enc = Encoder("bb", torch.nn.Identity(), Preprocess(size=8), "features", "resnet20 penultimate")
+    pool = Pool([*checkpoints, HeadMember({"name": "h"}, enc, CLASSES)], CLASSES)
+    assert neighbour_embedding(pool) == ("bb", "resnet20 penultimate features")
