@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from scoring.pool import Pool, PoolError, stable_hash
+from scoring.pool import Member, Pool, PoolError, stable_hash
 from scoring.progress import Progress, RateMeter, check_cancel
 from scoring.store import Project
 
@@ -29,8 +29,12 @@ def fit_members(
     labels: np.ndarray,
     cancel: threading.Event,
     device: torch.device | None = None,
+    refit: list[Member] | None = None,
 ) -> Generator[Progress, None, None]:
-    fitted = [m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
+    """Cross-fit the pool's fitted members whose probabilities are missing (or the ``refit``
+    ones, whatever is stored) on ``labels`` (-1 = left out of training) and store them."""
+    fitted = refit if refit is not None else [
+        m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
     if not fitted:
         return
     if not (labels >= 0).any():

@@ -155,7 +155,7 @@ def _score(
         labels = project.given_labels(ids)
         with times("fit"):
             yield from fit_members(project, pool, ids, labels, cancel, dev)
-        n_scored = yield from _write_scores(project, pool, ids, labels, cancel, times)
+        n_scored = yield from write_scores(project, pool, ids, labels, cancel, times)
     except Cancelled:
         project.finish_run(run_id, "cancelled")
         log.info("scoring cancelled; stored results are kept and the next run resumes")
@@ -365,7 +365,7 @@ def _flush(
     return done
 
 
-def _write_scores(
+def write_scores(
     project: Project,
     pool: Pool,
     ids: np.ndarray,

@@ -133,6 +133,16 @@ class Queue(ProjectBase):
             rows += self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
         return [self._queue_row(r) for r in rows]
 
+    def ranked_ids(self, filt: QueueFilter | None = None, sort: str = "c_perplexity") -> np.ndarray:
+        """Every id of the queue in its order (hardest first, unscored last): one indexed scan."""
+        if sort not in SORT_KEYS:
+            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        where, params = self._where(filt)
+        desc = "DESC" if self.hardest_first(sort) else "ASC"
+        order = "id ASC" if sort == "id" else f"{sort} IS NULL, {sort} {desc}, id ASC"
+        rows = self._q(f"SELECT id FROM images WHERE {' AND '.join(where)} ORDER BY {order}", params)
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     def _queue_row(self, r: Sequence[Any]) -> QueueRow:
         n = len(IMAGE_COLS) + len(SCORE_COLUMNS)
         top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []

@@ -103,3 +103,14 @@ def tiny_pool(classes: list[str], delay: float = 0.0, fitted: bool = True) -> Po
     if fitted:
         members.append(TinyCentroid("centroid", classes))
     return Pool(members, list(classes), spec=[m.spec for m in members])
+
+
+def head_pool(classes: list[str], folds: int = 3) -> Pool:
+    """Tiny checkpoints and a cross-fitted logistic head over 8x8 pixels (what re-ranking refits)."""
+    from scoring.members import HeadMember
+
+    pp = Preprocess(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    enc = Encoder(stable_hash("tinypixels"), torch.nn.Flatten(), pp, "features", "8x8 pixels")
+    members: list[Member] = [TinyCheckpoint(f"tiny{s}", classes, s) for s in (1, 2)]
+    members.append(HeadMember({"name": "head", "folds": folds, "weight_decay": 1e-2}, enc, list(classes)))
+    return Pool(members, list(classes), spec=[m.spec for m in members])

@@ -1,0 +1,113 @@
+"""A queue that learns from the annotator: refit the pool's cross-fitted heads on the labels as
+corrected so far, rescore, and re-rank what is left to review.
+
+Every decision is evidence about the rest of the dataset. A relabel corrects one training label
+of every head that learnt from it, a removal takes an image out of training, a keep confirms
+one. The heads are logistic regressions over stored features, so a refit is seconds, not the
+minutes of a fine-tune: scratch, fine-tuned and checkpoint members keep their predictions.
+
+Training labels: the current label of every reviewed image (kept or relabelled), none for a
+removed one (-1: predicted, not trained on), the given label of every image not yet reviewed.
+Scores stay measured against the given labels, as in a run, so a re-ranked queue and a fresh
+run's queue mean the same thing. Reviewed images keep their decisions: only the order of the
+unreviewed part changes, and the summary says by how much.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scoring.fitting import fit_members
+from scoring.inference import write_scores
+from scoring.members import HeadMember
+from scoring.pool import Pool
+from scoring.progress import Progress, check_cancel
+from scoring.store import Project, QueueFilter
+
+log = logging.getLogger(__name__)
+TOP = 100
+
+
+@dataclass(frozen=True)
+class Reranked:
+    refitted: list[str]  # names of the heads refitted
+    decisions: int  # reviewed images whose decisions the heads learnt from
+    unreviewed: int
+    moved: int  # unreviewed images whose position changed
+    mean_shift: float  # mean |position change| over the unreviewed
+    new_in_top: int  # of the next 100 to review, how many were not there before
+    seconds: float
+
+    def line(self) -> str:
+        if not self.refitted:
+            return "re-rank: the pool has no cross-fitted heads to refit (add a backbone member)"
+        return (f"re-ranked {self.unreviewed:,} unreviewed images from {self.decisions:,} decisions "
+                f"({len(self.refitted)} heads refitted, {self.seconds:.1f} s): {self.moved:,} moved, "
+                f"{self.mean_shift:.0f} places on average; {self.new_in_top} new in the next {TOP}")
+
+
+def training_labels(project: Project, ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """(labels the heads learn from, number of reviewed images among ``ids``); see the module text."""
+    states = {i: (lab, st) for i, lab, st in project.label_states(ids)}
+    labels = project.given_labels(ids).copy()
+    decisions = 0
+    for n, i in enumerate(ids):
+        lab, st = states.get(int(i), (None, "unreviewed"))
+        if st == "removed":
+            labels[n], decisions = -1, decisions + 1
+        elif st != "unreviewed":
+            labels[n], decisions = (-1 if lab is None else int(lab)), decisions + 1
+    return labels, decisions
+
+
+def active_pool(project: Project) -> Pool | None:
+    """The pool whose scores the queue shows, rebuilt from its run's spec (None if never scored)."""
+    from scoring.poolspec import build_pool
+
+    fp = project.active_pool()
+    for r in reversed(project.runs()):
+        if r["pool_fingerprint"] == fp and r["config"].get("pool"):
+            return build_pool(list(r["config"]["pool"]), project.classes)
+    return None
+
+
+def rerank(
+    path: str | Path,
+    sort: str = "margin",
+    cancel: threading.Event | None = None,
+    pool: Pool | None = None,
+    device: torch.device | None = None,
+) -> Generator[Progress, None, Reranked]:
+    """Refit the active pool's heads on the corrected labels, rescore, re-rank (see module text).
+    ``sort`` is the queue order whose movement is reported."""
+    cancel = cancel or threading.Event()
+    t0 = time.perf_counter()
+    with Project.open(path) as project:
+        pool = pool or active_pool(project)
+        heads = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember)]
+        unreviewed = QueueFilter(status="unreviewed")
+        if pool is None or not heads:
+            return Reranked([], 0, project.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
+        before = project.ranked_ids(unreviewed, sort)
+        ids = project.scorable_ids()
+        labels, decisions = training_labels(project, ids)
+        yield Progress("rerank", 0, 1, message=f"refitting {len(heads)} heads on {decisions:,} decisions")
+        yield from fit_members(project, pool, ids, labels, cancel, device, refit=heads)
+        check_cancel(cancel)
+        yield from write_scores(project, pool, ids, project.given_labels(ids), cancel)
+        after = project.ranked_ids(unreviewed, sort)
+    pos = {int(i): n for n, i in enumerate(before)}
+    shift = np.array([abs(n - pos[int(i)]) for n, i in enumerate(after) if int(i) in pos], dtype=np.float64)
+    new_top = len(set(after[:TOP].tolist()) - set(before[:TOP].tolist()))
+    out = Reranked([m.name for m in heads], decisions, len(after), int((shift > 0).sum()),
+                   float(shift.mean()) if len(shift) else 0.0, new_top, time.perf_counter() - t0)
+    log.info(out.line())
+    return out

@@ -1,0 +1,74 @@
+"""The queue that learns: heads refitted on corrected labels, rescored, the unreviewed re-ranked."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoring.inference import run, score_project
+from scoring.members import HeadMember
+from scoring.progress import drain
+from scoring.rerank import rerank, training_labels
+from scoring.store import Project, QueueFilter, project_for
+from tests.scoring.tinypool import head_pool, make_imagefolder, tiny_pool
+
+CLASSES = ["blue", "green", "red"]
+
+
+@pytest.fixture
+def flipped(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """24 colour images; four red ones copied into blue/ (labelled blue, truly red)."""
+    data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
+    for i in range(4):
+        shutil.copy(data / "red" / f"{i:03d}.png", data / "blue" / f"flip{i}.png")
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=head_pool(CLASSES), workers=0))
+    with Project.open(db) as p:
+        ids = p.scorable_ids()
+        return db, dict(zip(p.paths_of(ids), (int(i) for i in ids), strict=True))
+
+
+def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple[Path, dict[str, int]]) -> None:
+    db, ids = flipped
+    pool = head_pool(CLASSES)
+    head = next(m for m in pool.members if isinstance(m, HeadMember))
+    with Project.open(db) as p:
+        p.relabel(ids["blue/flip0.png"], 2)
+        p.relabel(ids["blue/flip1.png"], 2)
+        p.keep(ids["green/000.png"])
+        p.remove(ids["green/001.png"])
+        all_ids = p.scorable_ids()
+        labels, decisions = training_labels(p, all_ids)
+        assert decisions == 4
+        assert labels[list(all_ids).index(ids["blue/flip0.png"])] == 2  # corrected
+        assert labels[list(all_ids).index(ids["green/001.png"])] == -1  # removed: not trained on
+        before = p.get_probs([head.fingerprint], all_ids)[0]
+        margin_before = p.queue_row(ids["blue/flip2.png"]).margin
+        reviewed = {i: (p.image(i).current_label, p.image(i).status) for i in ids.values() if p.image(i).status != "unreviewed"}
+        order_before = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
+    out = drain(rerank(db, "margin", pool=pool))
+    with Project.open(db) as p:
+        after = p.get_probs([head.fingerprint], all_ids)[0]
+        expected = head.fit_predict(p.get_features(head.encoder.key, all_ids), labels)
+        assert np.allclose(after, expected, atol=2e-3)  # stored: the head fitted on the corrected labels
+        assert not np.allclose(after, before, atol=2e-3)
+        # the flips not yet reviewed stand out more once two of their like are corrected
+        assert p.queue_row(ids["blue/flip2.png"]).margin < margin_before
+        assert {i: (p.image(i).current_label, p.image(i).status) for i in reviewed} == reviewed
+        order_after = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
+    assert sorted(order_after) == sorted(order_before) and len(order_after) == 24 + 4 - 4
+    assert out.refitted == ["head"] and out.decisions == 4 and out.unreviewed == len(order_after)
+    pos = {i: n for n, i in enumerate(order_before)}
+    assert out.moved == sum(pos[i] != n for n, i in enumerate(order_after))
+    assert "re-ranked" in out.line()
+
+
+def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    out = drain(rerank(db, pool=tiny_pool(CLASSES)))
+    assert out.refitted == [] and "no cross-fitted heads" in out.line()
