@@ -8,7 +8,7 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,11 +29,11 @@ def fit_members(
     labels: np.ndarray,
     cancel: threading.Event,
     device: torch.device | None = None,
-    refit: list[Member] | None = None,
+    refit: Sequence[Member] | None = None,
 ) -> Generator[Progress, None, None]:
     """Cross-fit the pool's fitted members whose probabilities are missing (or the ``refit``
     ones, whatever is stored) on ``labels`` (-1 = left out of training) and store them."""
-    fitted = refit if refit is not None else [
+    fitted = list(refit) if refit is not None else [
         m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
     if not fitted:
         return
