@@ -32,6 +32,7 @@ class ReviewSession:
     filter: QueueFilter = field(default_factory=QueueFilter)
     _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
     _estimate_at: int | None = field(default=None, init=False, repr=False)
+    _rerank_at: int | None = field(default=None, init=False, repr=False)
 
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
@@ -66,6 +67,19 @@ class ReviewSession:
         (scoring.estimate.errors_left reads every score: the app runs it on a pool thread and
         hands the result to :meth:`set_estimate`)."""
         return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
+
+    def rerank_due(self, every: int = 20) -> bool:
+        """True when ``every`` decisions have been made since the queue was last re-ranked (or
+        since the session began): the app then refits the heads (scoring.rerank) in the background
+        and calls :meth:`reranked`. ``every`` <= 0 turns it off."""
+        reviewed = self.stats["reviewed"]
+        if self._rerank_at is None:
+            self._rerank_at = reviewed
+        return every > 0 and reviewed - self._rerank_at >= every
+
+    def reranked(self) -> None:
+        self._rerank_at = self.stats["reviewed"]
+        self._estimate_at = None  # new scores: the estimate too
 
     @property
     def label_sort(self) -> str:

@@ -54,3 +54,25 @@ def test_new_scores_make_the_estimate_due_at_once(session: ReviewSession) -> Non
     assert not session.estimate_due()
     session.scores_changed()
     assert session.estimate_due()
+
+
+def test_a_rerank_is_due_after_every_n_decisions(session: ReviewSession) -> None:
+    ids = [r.id for r in session.page(limit=6)]
+    assert not session.rerank_due(every=3)
+    for i in ids[:2]:
+        session.act("keep", i)
+    assert not session.rerank_due(every=3)
+    session.act("relabel", ids[2], 0)
+    assert session.rerank_due(every=3) and not session.rerank_due(every=0)
+    session.reranked()
+    assert not session.rerank_due(every=3) and session.estimate_due()
+
+
+def test_keep_group_keeps_one_and_removes_the_rest_as_one_decision(session: ReviewSession) -> None:
+    p = session.project
+    a, b, c = (int(i) for i in p.scorable_ids()[:3])
+    p.put_duplicate_groups([(a, 1), (b, 1), (c, 1)])
+    session.act("keep_group", b)
+    assert [p.image(i).status for i in (a, b, c)] == ["removed", "kept", "removed"]
+    assert session.undo().image_id == b  # type: ignore[union-attr]
+    assert [p.image(i).status for i in (a, b, c)] == ["unreviewed"] * 3
