@@ -61,6 +61,24 @@ class BackgroundJobs(QMainWindow):
         path = self.project.path
         return self._run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export", self._on_export_returned)
 
+    def start_duplicates(self) -> GeneratorWorker | None:
+        """Group exact and near-duplicates (after every scoring run, and from the Scoring menu)."""
+        if self.project is None or self.busy:
+            return None
+        from scoring.duplicates import find_duplicates
+
+        path = self.project.path
+        return self._run(lambda cancel: find_duplicates(path, cancel=cancel), "Finding duplicates", self._on_duplicates_returned)
+
+    def _on_duplicates_returned(self, groups: list[Any]) -> None:
+        if self.project is None or self.model is None:
+            return
+        self.model.reload()
+        conflicts = sum(1 for g in groups if g.conflict)
+        self.statusBar().showMessage(
+            f"{len(groups):,} duplicate groups, {conflicts:,} with conflicting labels "
+            "(filters: in a duplicate group / conflicting labels; G keeps one of a group)", 10_000)
+
     def _run(self, factory: Any, title: str, on_returned: Any) -> GeneratorWorker:
         worker, thread = start_worker(factory, self, start=False)
         self._worker, self._thread = worker, thread
@@ -97,6 +115,7 @@ class BackgroundJobs(QMainWindow):
                 f"Scored {summary.get('scored', 0):,} images with {len(summary.get('members', []))} members "
                 f"in {summary.get('seconds', 0):.0f}s", 8000
             )
+            self._after_worker = self.start_duplicates  # duplicates are found after scoring
 
     def _on_export_returned(self, report: dict[str, Any]) -> None:
         QMessageBox.information(
@@ -111,6 +130,9 @@ class BackgroundJobs(QMainWindow):
         self._worker, self._thread = None, None
         self._show_progress(False)
         self._set_enabled(self.project is not None)
+        follow, self._after_worker = self._after_worker, None
+        if follow is not None:
+            follow()
 
     def _on_cancel_clicked(self) -> None:
         if self._worker is not None:

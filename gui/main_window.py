@@ -11,7 +11,6 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMessageBox,
     QProgressBar,
@@ -22,38 +21,41 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.background import BackgroundJobs
 from gui.detail import DetailPane
 from gui.estimates import Estimates
 from gui.filter_panel import FilterPanel
 from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
+from gui.review_actions import ReviewActions
 from gui.thumbnails import ThumbnailLoader
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 from scoring.keymap import keymap_for
 from scoring.review import ReviewSession
-from scoring.store import Edit, Project, QueueFilter, project_for
+from scoring.store import Project, QueueFilter, project_for
 
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
 
 
-class MainWindow(BackgroundJobs):
+class MainWindow(ReviewActions):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings("image-triage", "Image Triage")
         # suggest stopping when the next 100 images of the queue hold fewer expected errors than this
         self.stop_below = float(self.settings.value("stop_below", 1.0))
+        # re-rank the queue (refit the pool's heads on the decisions) after this many decisions; 0 = never
+        self.rerank_every = int(self.settings.value("rerank_every", 20))
+        self.last_rerank: Any = None
         self.project: Project | None = None
         self.model: ReviewQueueModel | None = None
         self.members: list[dict[str, Any]] = []
         self.session: ReviewSession
         self._worker: GeneratorWorker | None = None
         self._thread: Any = None
-        self._after_run: Any = None
+        self._after_worker: Any = None  # what to start when the running work finishes
         self.thumbnails = ThumbnailLoader(parent=self)
         self.estimates = Estimates(self)
         self.estimates.ready.connect(self._on_estimated)
@@ -71,6 +73,7 @@ class MainWindow(BackgroundJobs):
         self.view.removeRequested.connect(self._on_removeRequested)
         self.view.keepRequested.connect(self._on_keepRequested)
         self.view.pickRequested.connect(self._on_pickRequested)
+        self.view.keepGroupRequested.connect(self._on_keepGroupRequested)
         self.view.undoRequested.connect(self._on_undo)
         self.view.redoRequested.connect(self._on_redo)
         self.detail = DetailPane()
@@ -143,8 +146,11 @@ class MainWindow(BackgroundJobs):
         self._add(edit, "&Remove image (Delete)", self._on_removeRequested)
         self._add(edit, "Re&store image", self._on_restore, "Ctrl+R")
         self._add(edit, "Relabel… (/ or L)", self._on_pickRequested)
+        self._add(edit, "Keep this, remove its &duplicates (G)", self._on_keepGroupRequested, "Ctrl+G")
         scoring = mb.addMenu("&Scoring")
         self.act_score = self._add(scoring, "&Score…", self._on_score, "Ctrl+Return")
+        self.act_rerank = self._add(scoring, "&Re-rank the queue from my decisions", self.start_rerank, "Ctrl+Shift+R")
+        self.act_dupes = self._add(scoring, "Find &duplicates", self.start_duplicates, "Ctrl+Shift+D")
         view = mb.addMenu("&View")
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
@@ -158,7 +164,7 @@ class MainWindow(BackgroundJobs):
         return act
 
     def _set_enabled(self, on: bool) -> None:
-        for a in (self.act_export, self.act_undo, self.act_redo, self.act_score):
+        for a in (self.act_export, self.act_undo, self.act_redo, self.act_score, self.act_rerank, self.act_dupes):
             a.setEnabled(on)
 
     # --- opening --------------------------------------------------------------------------
@@ -275,103 +281,6 @@ class MainWindow(BackgroundJobs):
             self.detail.clear()
         else:
             self.detail.show_row(self.project, row, self.members)
-
-    # --- actions: every decision is a call into the core ---------------------------------
-
-    def _act(self, do: Any, advance: bool = True) -> Edit | None:
-        if self.project is None or self.model is None:
-            return None
-        image_id = self.current_id()
-        if image_id is None:
-            return None
-        try:
-            edit = do(image_id)
-        except (ImageTriageError, ValueError) as exc:
-            QMessageBox.warning(self, "Not saved", str(exc))
-            return None
-        self._update_status()
-        idx = self.model.refresh_row(image_id)
-        if advance:
-            nxt = idx.row() + 1
-            if nxt >= self.model.rowCount() and self.model.canFetchMore(QModelIndex()):
-                self.model.fetchMore(QModelIndex())
-            if nxt < self.model.rowCount():
-                self._select(self.model.index(nxt, 0))
-                return edit
-        self._on_currentChanged(idx, idx)
-        return edit
-
-    def relabel_current(self, label: int) -> Edit | None:
-        assert self.project is not None
-        return self._act(lambda i: self.session.act("relabel", i, label))
-
-    def _on_relabelRequested(self, label: int) -> None:
-        if self.project is not None and label < len(self.project.classes):
-            self.relabel_current(label)
-
-    def _on_removeRequested(self) -> None:
-        self._act(lambda i: self.session.act("remove", i))
-
-    def _on_keepRequested(self) -> None:
-        self._act(lambda i: self.session.act("keep", i))
-
-    def _on_restore(self) -> None:
-        self._act(lambda i: self.session.act("restore", i), advance=False)
-
-    def _on_pickRequested(self) -> None:
-        if self.project is None or not self.project.classes:
-            return
-        row = self.model.row_at(self.view.currentIndex().row()) if self.model else None
-        current = row.current_label if row is not None and row.current_label is not None else 0
-        name, ok = QInputDialog.getItem(self, "Relabel", "Class (type to search):", self.project.classes, current, True)
-        if ok and name in self.project.classes:
-            self.relabel_current(self.project.classes.index(name))
-
-    def _undo_redo(self, which: str) -> None:
-        if self.project is None or self.model is None:
-            return
-        edit = getattr(self.session, which)()
-        if edit is None:
-            self.statusBar().showMessage(f"Nothing to {which}", 3000)
-            return
-        self._update_status()
-        idx = self.model.refresh_row(edit.image_id)
-        if idx.isValid():
-            self._select(idx)
-            self._on_currentChanged(idx, idx)
-        self.statusBar().showMessage(f"{which.capitalize()}: {self.project.image(edit.image_id).path}", 3000)
-
-    def _on_undo(self) -> None:
-        self._undo_redo("undo")
-
-    def _on_redo(self) -> None:
-        self._undo_redo("redo")
-
-    def _update_status(self) -> None:
-        if self.project is None:
-            return
-        text = self.session.status_text()  # counts kept by the store's triggers
-        if self.session.estimate_due():
-            self._estimate_async()
-        est = self.session.estimate
-        if est is not None:
-            text += f" · {est.line()}"
-            if est.suggests_stop(self.stop_below):
-                text += f" · the next 100 hold about {est.next_100:.1f}: you could stop here"
-        self.stats_label.setText(text)
-        if self.model is not None:
-            self.count_label.setText(f"{self.model.total():,} images match")
-
-    def _estimate_async(self) -> None:
-        """Recompute the errors-left estimate on a pool thread (it reads every score)."""
-        assert self.project is not None
-        self.session.set_estimate(self.session.estimate)  # not due again until 20 more decisions
-        self.estimates.start(self.project.path, self.session.label_sort)
-
-    def _on_estimated(self, estimate: object) -> None:
-        if self.project is not None:
-            self.session.set_estimate(estimate)  # type: ignore[arg-type]
-            self._update_status()
 
     # --- filters: the panel emits a value, the session holds it, the model shows it ------------
 

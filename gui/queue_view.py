@@ -16,6 +16,7 @@ class QueueView(QListView):
     removeRequested = Signal()
     keepRequested = Signal()
     pickRequested = Signal()
+    keepGroupRequested = Signal()
     undoRequested = Signal()
     redoRequested = Signal()
 
@@ -44,7 +45,8 @@ class QueueView(QListView):
             if what == "relabel" and label is not None:
                 self.relabelRequested.emit(label)
             else:
-                {"keep": self.keepRequested, "pick": self.pickRequested, "remove": self.removeRequested}[what].emit()
+                {"keep": self.keepRequested, "pick": self.pickRequested, "remove": self.removeRequested,
+                 "keep_group": self.keepGroupRequested}[what].emit()
         elif key == Qt.Key.Key_Z and mods & Qt.KeyboardModifier.ControlModifier:
             # Normally the Edit menu's shortcuts take these first; this serves when the window
             # is not the active one (no window manager), where shortcuts do not fire.

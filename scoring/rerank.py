@@ -8,7 +8,10 @@ minutes of a fine-tune: scratch, fine-tuned and checkpoint members keep their pr
 
 Training labels: the current label of every reviewed image (kept or relabelled), none for a
 removed one (-1: predicted, not trained on), the given label of every image not yet reviewed.
-Scores stay measured against the given labels, as in a run, so a re-ranked queue and a fresh
+Suspects left out (``prune``, on by default): the unreviewed images at the head of the label
+queue, as many as the confident joint estimates errors are left, are not trained on either - the
+prune-and-refit of confident learning (Northcutt et al. 2021), so the heads do not learn the very
+flips the annotator is looking for. Scores stay measured against the given labels, as in a run, so a re-ranked queue and a fresh
 run's queue mean the same thing. Reviewed images keep their decisions: only the order of the
 unreviewed part changes, and the summary says by how much.
 """
@@ -45,13 +48,15 @@ class Reranked:
     mean_shift: float  # mean |position change| over the unreviewed
     new_in_top: int  # of the next 100 to review, how many were not there before
     seconds: float
+    pruned: int = 0  # unreviewed suspects left out of training
 
     def line(self) -> str:
         if not self.refitted:
             return "re-rank: the pool has no cross-fitted heads to refit (add a backbone member)"
         return (f"re-ranked {self.unreviewed:,} unreviewed images from {self.decisions:,} decisions "
                 f"({len(self.refitted)} heads refitted, {self.seconds:.1f} s): {self.moved:,} moved, "
-                f"{self.mean_shift:.0f} places on average; {self.new_in_top} new in the next {TOP}")
+                f"{self.mean_shift:.0f} places on average; {self.new_in_top} new in the next {TOP}"
+                + (f"; {self.pruned:,} suspects left out of training" if self.pruned else ""))
 
 
 def training_labels(project: Project, ids: np.ndarray) -> tuple[np.ndarray, int]:
@@ -66,6 +71,17 @@ def training_labels(project: Project, ids: np.ndarray) -> tuple[np.ndarray, int]
         elif st != "unreviewed":
             labels[n], decisions = (-1 if lab is None else int(lab)), decisions + 1
     return labels, decisions
+
+
+def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray, queue: np.ndarray) -> np.ndarray:
+    """The head of the label queue (unreviewed), as long as the errors the confident joint
+    estimates among the images still trained on."""
+    from scoring.estimate import CHUNK, estimated_errors
+
+    fps = [m.fingerprint for m in pool.members]
+    mean = np.concatenate([project.get_probs(fps, ids[s : s + CHUNK]).mean(axis=0) for s in range(0, len(ids), CHUNK)])
+    n = int(round(estimated_errors(mean, labels)))
+    return queue[: max(0, n)]
 
 
 def active_pool(project: Project) -> Pool | None:
@@ -85,6 +101,7 @@ def rerank(
     cancel: threading.Event | None = None,
     pool: Pool | None = None,
     device: torch.device | None = None,
+    prune: bool = True,
 ) -> Generator[Progress, None, Reranked]:
     """Refit the active pool's heads on the corrected labels, rescore, re-rank (see module text).
     ``sort`` is the queue order whose movement is reported."""
@@ -99,6 +116,9 @@ def rerank(
         before = project.ranked_ids(unreviewed, sort)
         ids = project.scorable_ids()
         labels, decisions = training_labels(project, ids)
+        pruned = _suspects(project, pool, ids, labels, before if sort in ("margin", "self_confidence") else
+                           project.ranked_ids(unreviewed, "margin")) if prune else np.zeros(0, np.int64)
+        labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(heads)} heads on {decisions:,} decisions")
         yield from fit_members(project, pool, ids, labels, cancel, device, refit=heads)
         check_cancel(cancel)
@@ -108,6 +128,6 @@ def rerank(
     shift = np.array([abs(n - pos[int(i)]) for n, i in enumerate(after) if int(i) in pos], dtype=np.float64)
     new_top = len(set(after[:TOP].tolist()) - set(before[:TOP].tolist()))
     out = Reranked([m.name for m in heads], decisions, len(after), int((shift > 0).sum()),
-                   float(shift.mean()) if len(shift) else 0.0, new_top, time.perf_counter() - t0)
+                   float(shift.mean()) if len(shift) else 0.0, new_top, time.perf_counter() - t0, len(pruned))
     log.info(out.line())
     return out

@@ -49,7 +49,7 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
         margin_before = p.queue_row(ids["blue/flip2.png"]).margin
         reviewed = {i: (p.image(i).current_label, p.image(i).status) for i in ids.values() if p.image(i).status != "unreviewed"}
         order_before = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
-    out = drain(rerank(db, "margin", pool=pool))
+    out = drain(rerank(db, "margin", pool=pool, prune=False))
     with Project.open(db) as p:
         after = p.get_probs([head.fingerprint], all_ids)[0]
         expected = head.fit_predict(p.get_features(head.encoder.key, all_ids), labels)
@@ -64,6 +64,12 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
     pos = {i: n for n, i in enumerate(order_before)}
     assert out.moved == sum(pos[i] != n for n, i in enumerate(order_after))
     assert "re-ranked" in out.line()
+    # pruning: the suspects at the head of the queue are left out of training, and said so
+    pruned = drain(rerank(db, "margin", pool=pool))
+    assert pruned.pruned > 0 and f"{pruned.pruned:,} suspects left out" in pruned.line()
+    with Project.open(db) as p:
+        head_of_queue = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")[:2].tolist()
+        assert ids["blue/flip2.png"] in head_of_queue and ids["blue/flip3.png"] in head_of_queue
 
 
 def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:

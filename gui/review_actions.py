@@ -1,0 +1,163 @@
+"""The annotator's decisions, as calls into the core (scoring.review), and what follows them:
+the status line, the errors-left estimate and the re-ranking of the queue every few decisions.
+A mixin of MainWindow, kept apart so each reads in a sitting."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QModelIndex
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from gui.background import BackgroundJobs
+from scoring.errors import ImageTriageError
+from scoring.store import Edit
+
+log = logging.getLogger(__name__)
+
+
+class ReviewActions(BackgroundJobs):
+    # --- actions: every decision is a call into the core -----------------------------------
+
+    def _act(self, do: Any, advance: bool = True) -> Edit | None:
+        if self.project is None or self.model is None:
+            return None
+        image_id = self.current_id()
+        if image_id is None:
+            return None
+        try:
+            edit = do(image_id)
+        except (ImageTriageError, ValueError) as exc:
+            QMessageBox.warning(self, "Not saved", str(exc))
+            return None
+        self._update_status()
+        idx = self.model.refresh_row(image_id)
+        if advance:
+            nxt = idx.row() + 1
+            if nxt >= self.model.rowCount() and self.model.canFetchMore(QModelIndex()):
+                self.model.fetchMore(QModelIndex())
+            if nxt < self.model.rowCount():
+                self._select(self.model.index(nxt, 0))
+                return edit
+        self._on_currentChanged(idx, idx)
+        return edit
+
+    def relabel_current(self, label: int) -> Edit | None:
+        assert self.project is not None
+        return self._act(lambda i: self.session.act("relabel", i, label))
+
+    def _on_relabelRequested(self, label: int) -> None:
+        if self.project is not None and label < len(self.project.classes):
+            self.relabel_current(label)
+
+    def _on_removeRequested(self) -> None:
+        self._act(lambda i: self.session.act("remove", i))
+
+    def _on_keepRequested(self) -> None:
+        self._act(lambda i: self.session.act("keep", i))
+
+    def _on_keepGroupRequested(self) -> None:
+        """Keep this image, remove the rest of its duplicate group: one decision (one undo)."""
+        if self.project is None or self.current_id() is None:
+            return
+        group = self.project.group_of(self.current_id())  # type: ignore[arg-type]
+        if len(group) < 2:
+            self.statusBar().showMessage("This image is in no duplicate group (Scoring ▸ Find duplicates)", 4000)
+            return
+        edit = self._act(lambda i: self.session.act("keep_group", i))
+        if edit is not None and self.model is not None:
+            for other in group:
+                self.model.refresh_row(other)
+            self.statusBar().showMessage(f"Kept 1, removed {len(group) - 1} duplicates (Ctrl+Z undoes all)", 4000)
+
+    def _on_restore(self) -> None:
+        self._act(lambda i: self.session.act("restore", i), advance=False)
+
+    def _on_pickRequested(self) -> None:
+        if self.project is None or not self.project.classes:
+            return
+        row = self.model.row_at(self.view.currentIndex().row()) if self.model else None
+        current = row.current_label if row is not None and row.current_label is not None else 0
+        name, ok = QInputDialog.getItem(self, "Relabel", "Class (type to search):", self.project.classes, current, True)
+        if ok and name in self.project.classes:
+            self.relabel_current(self.project.classes.index(name))
+
+    def _undo_redo(self, which: str) -> None:
+        if self.project is None or self.model is None:
+            return
+        edit = getattr(self.session, which)()
+        if edit is None:
+            self.statusBar().showMessage(f"Nothing to {which}", 3000)
+            return
+        self._update_status()
+        for other in self.project.group_of(edit.image_id) if edit.batch is not None else ():
+            self.model.refresh_row(other)  # a group decision: every member changed
+        idx = self.model.refresh_row(edit.image_id)
+        if idx.isValid():
+            self._select(idx)
+            self._on_currentChanged(idx, idx)
+        self.statusBar().showMessage(f"{which.capitalize()}: {self.project.image(edit.image_id).path}", 3000)
+
+    def _on_undo(self) -> None:
+        self._undo_redo("undo")
+
+    def _on_redo(self) -> None:
+        self._undo_redo("redo")
+
+    def _update_status(self) -> None:
+        if self.project is None:
+            return
+        text = self.session.status_text()  # counts kept by the store's triggers
+        if self.session.estimate_due():
+            self._estimate_async()
+        est = self.session.estimate
+        if est is not None:
+            text += f" · {est.line()}"
+            if est.suggests_stop(self.stop_below):
+                text += f" · the next 100 hold about {est.next_100:.1f}: you could stop here"
+        self.stats_label.setText(text)
+        if self.model is not None:
+            self.count_label.setText(f"{self.model.total():,} images match")
+        if self.session.rerank_due(self.rerank_every) and not self.busy:
+            self.start_rerank()
+
+    # --- the queue that learns --------------------------------------------------------------
+
+    def start_rerank(self) -> Any:
+        """Refit the pool's heads on the decisions so far and re-rank the unreviewed images."""
+        if self.project is None or self.busy:
+            return None
+        from scoring.rerank import rerank
+
+        self.session.reranked()  # not due again until the next batch of decisions
+        path, sort = self.project.path, self.session.label_sort
+        return self._run(lambda cancel: rerank(path, sort, cancel=cancel), "Re-ranking", self._on_rerank_returned)
+
+    def _on_rerank_returned(self, out: Any) -> None:
+        if self.project is None or self.model is None:
+            return
+        if not out.refitted:
+            self.rerank_every = 0  # nothing to refit in this pool: stop asking
+            self.statusBar().showMessage(out.line(), 8000)
+            return
+        current = self.current_id()
+        self.session.scores_changed()  # the estimate reads the new scores
+        self.model.reload()
+        idx = self.model.index_of(current) if current is not None else QModelIndex()
+        self._select(idx if idx.isValid() else self.model.index(0, 0))
+        self._update_status()
+        self.last_rerank = out
+        self.statusBar().showMessage(out.line(), 10_000)
+
+    def _estimate_async(self) -> None:
+        """Recompute the errors-left estimate on a pool thread (it reads every score)."""
+        assert self.project is not None
+        self.session.set_estimate(self.session.estimate)  # not due again until 20 more decisions
+        self.estimates.start(self.project.path, self.session.label_sort)
+
+    def _on_estimated(self, estimate: object) -> None:
+        if self.project is not None:
+            self.session.set_estimate(estimate)  # type: ignore[arg-type]
+            self._update_status()
+
