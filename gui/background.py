@@ -161,6 +161,7 @@ class BackgroundJobs(QMainWindow):
                 self._thread.wait(60_000)
         self.thumbnails.clear()
         self.thumbnails.wait()
+        self.detail.evidence.forget()
         if self.project is not None:
             self.project.close()
             self.project = None

@@ -11,7 +11,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QCheckBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-from gui.thumbnails import ImageLoader
+from gui.evidence import EvidencePanel
+from gui.thumbnails import ImageLoader, ThumbnailLoader
 from scoring.store import Project, QueueRow
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff17
 class DetailPane(QWidget):
     """Shows one queue row; ``show_row(project, row)`` refreshes it."""
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, thumbnails: ThumbnailLoader | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self._pixmap: QPixmap | None = None
         self._want: int | None = None
@@ -51,11 +52,14 @@ class DetailPane(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(QLabel("<b>Each pool member's top classes</b>"))
         lay.addWidget(self.chart, 2)
+        self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
+        lay.addWidget(self.evidence)
 
     def clear(self) -> None:
         self.image.setText("No image selected")
         self.info.setText("")
         self.chart.clear()
+        self.evidence.clear()
 
     def show_row(self, project: Project, row: QueueRow, members: list[dict] | None = None) -> None:
         """Scores and chart at once; the full-size image is decoded off the GUI thread."""
@@ -64,6 +68,7 @@ class DetailPane(QWidget):
         self.loader.request(row.id, path)  # type: ignore[arg-type]
         self.info.setText(self._info_html(project.classes, row))
         self._chart(project, row, members if members is not None else project.active_members())
+        self.evidence.show_row(project, row)
 
     def _name(self, classes: list[str], label: int | None) -> str:
         return html.escape(classes[label]) if label is not None and 0 <= label < len(classes) else "–"

@@ -76,7 +76,7 @@ class MainWindow(ReviewActions):
         self.view.keepGroupRequested.connect(self._on_keepGroupRequested)
         self.view.undoRequested.connect(self._on_undo)
         self.view.redoRequested.connect(self._on_redo)
-        self.detail = DetailPane()
+        self.detail = DetailPane(self.thumbnails)
         self.detail.clear()
         self.overview = OverviewPanel()
         self.overview.filterRequested.connect(self._on_filterRequested)
@@ -184,6 +184,7 @@ class MainWindow(ReviewActions):
             QMessageBox.critical(self, "Cannot open project", str(exc))
             return False
         if self.project is not None:
+            self.detail.evidence.forget()
             self.project.close()
         self.project = project
         self.session = ReviewSession(project)
@@ -223,6 +224,7 @@ class MainWindow(ReviewActions):
     def _reload_after_scoring(self) -> None:
         assert self.project is not None and self.model is not None
         self.members = self.project.active_members()
+        self.detail.evidence.invalidate()  # new features may have come
         self.session.scores_changed()
         self.model.reload()
         self._overview_stale = True  # the plots scan every row: drawn when their tab is shown

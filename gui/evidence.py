@@ -1,0 +1,199 @@
+"""Evidence beside the image: its duplicate group side by side, and its nearest neighbours among
+the images of its given label and of the pool's label (scoring.neighbours)."""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from gui.thumbnails import ThumbnailLoader
+from scoring.errors import ImageTriageError
+from scoring.neighbours import NeighbourIndex
+from scoring.store import Project, QueueRow
+
+log = logging.getLogger(__name__)
+TILE = 64
+PER_ROW = 6
+
+
+class _Signals(QObject):
+    built = Signal(object, str)  # NeighbourIndex | None, the project path it is for
+
+
+class _Build(QRunnable):
+    def __init__(self, path: Path, signals: _Signals):
+        super().__init__()
+        self.path, self.signals = path, signals
+
+    def run(self) -> None:
+        try:
+            with Project.open(self.path) as project:  # this thread's own connection
+                self.signals.built.emit(NeighbourIndex.build(project), str(self.path))
+        except (ImageTriageError, ValueError, OSError) as exc:
+            log.warning("neighbour index not built: %s", exc)
+            self.signals.built.emit(None, str(self.path))
+
+
+class _Strip(QWidget):
+    """A titled row of thumbnails with captions; a tile's tooltip names the file."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.title = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.grid = QGridLayout()
+        self.grid.setSpacing(2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 2, 0, 2)
+        lay.addWidget(self.title)
+        lay.addLayout(self.grid)
+        self.tiles: dict[int, QToolButton] = {}
+        self._paths: dict[int, Path] = {}
+
+    def show_tiles(self, title: str, project: Project, tiles: list[tuple[int, str, str]]) -> None:
+        """``tiles``: (image id, caption, tooltip)."""
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.tiles, self._paths = {}, {}
+        self.title.setText(title)
+        paths = dict(zip((t[0] for t in tiles), project.paths_of([t[0] for t in tiles]), strict=True))
+        for n, (image_id, caption, tip) in enumerate(tiles):
+            b = QToolButton()
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            b.setIconSize(QSize(TILE, TILE))
+            b.setText(caption)
+            b.setToolTip(f"{paths[image_id]}\n{tip}")
+            b.setAutoRaise(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the queue
+            self._paths[image_id] = project.abspath(paths[image_id])
+            pm = self.thumbnails.get(image_id, self._paths[image_id])
+            b.setIcon(pm if pm is not None else self.thumbnails.placeholder)
+            self.grid.addWidget(b, n // PER_ROW, n % PER_ROW)
+            self.tiles[image_id] = b
+        self.setVisible(bool(tiles) or bool(title))
+
+    def refresh(self, image_id: int) -> None:
+        b = self.tiles.get(image_id)
+        if b is not None:
+            pm = self.thumbnails.get(image_id, self._paths[image_id])
+            if pm is not None:
+                b.setIcon(pm)
+
+
+class EvidencePanel(QWidget):
+    """``show_row(project, row)`` fills the duplicate group and the two neighbour strips; the
+    neighbour index is built once per project on a pool thread (``invalidate()`` after new scores)."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.group = _Strip(thumbnails)
+        self.given = _Strip(thumbnails)
+        self.pool_label = _Strip(thumbnails)
+        self.note = QLabel(wordWrap=True)
+        self.note.setObjectName("evidenceNote")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        for w in (self.group, self.given, self.pool_label, self.note):
+            lay.addWidget(w)
+        self.index: NeighbourIndex | None = None
+        self._index_for: str | None = None
+        self._building = False
+        self._project: Project | None = None
+        self._row: QueueRow | None = None
+        self._signals = _Signals()
+        self._signals.built.connect(self._on_built)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        thumbnails.thumbnailReady.connect(self._on_thumbnailReady)
+
+    def invalidate(self) -> None:
+        self.index, self._index_for = None, None
+
+    def forget(self) -> None:
+        """The project is closing: drop it, its index and what is shown."""
+        self._pool.clear()
+        self.wait()
+        self.clear()
+        self._project = None
+        self.invalidate()
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        return bool(self._pool.waitForDone(msecs))
+
+    def clear(self) -> None:
+        self._row = None
+        for s in (self.group, self.given, self.pool_label):
+            s.show_tiles("", self._project, []) if self._project is not None else s.setVisible(False)
+        self.note.setText("")
+
+    def show_row(self, project: Project, row: QueueRow) -> None:
+        self._project, self._row = project, row
+        self._show_group(project, row)
+        if self._index_for != str(project.path):
+            self._request_index(project)
+            self.given.setVisible(False)
+            self.pool_label.setVisible(False)
+            self.note.setText("finding neighbours…")
+            return
+        self._show_neighbours(project, row)
+
+    def _name(self, project: Project, label: int | None) -> str:
+        return project.classes[label] if label is not None and 0 <= label < len(project.classes) else "–"
+
+    def _show_group(self, project: Project, row: QueueRow) -> None:
+        group = project.group_of(row.id)
+        if len(group) < 2:
+            self.group.show_tiles("", project, [])
+            self.group.setVisible(False)
+            return
+        states = {i: (lab, st) for i, lab, st in project.label_states(group)}
+        labels = {states[i][0] for i in group if states[i][1] != "removed"}
+        conflict = " <span style='color:#ef5350'>conflicting labels</span>" if len(labels) > 1 else ""
+        tiles = [(i, ("▶ " if i == row.id else "") + self._name(project, states[i][0])
+                  + (" ✕" if states[i][1] == "removed" else ""), states[i][1]) for i in group]
+        self.group.show_tiles(f"<b>Duplicate group</b> ({len(group)}){conflict} · <b>G</b> keeps ▶, removes the rest",
+                              project, tiles)
+
+    def _show_neighbours(self, project: Project, row: QueueRow) -> None:
+        if self.index is None:
+            self.given.setVisible(False)
+            self.pool_label.setVisible(False)
+            self.note.setText("no neighbours: score the dataset first")
+            return
+        strips = [(self.given, row.current_label, "its label"), (self.pool_label, row.consensus, "the pool's label")]
+        if row.consensus == row.current_label:
+            strips = strips[:1]
+            self.pool_label.setVisible(False)
+        for strip, label, what in strips:
+            if label is None:
+                strip.setVisible(False)
+                continue
+            near = self.index.near(project, row.id, label)
+            tiles = [(n.id, f"{n.similarity:.2f}", f"cosine {n.similarity:.3f}") for n in near]
+            strip.show_tiles(f"<b>Most like it among «{html.escape(self._name(project, label))}»</b> ({what})",
+                             project, tiles)
+        self.note.setText(f"likeness: {self.index.embedding}")
+
+    def _request_index(self, project: Project) -> None:
+        if not self._building:
+            self._building = True
+            self._pool.start(_Build(project.path, self._signals))
+
+    def _on_built(self, index: NeighbourIndex | None, path: str) -> None:
+        self._building = False
+        if self._project is None or str(self._project.path) != path:
+            return
+        self.index, self._index_for = index, path
+        if self._row is not None:
+            self._show_neighbours(self._project, self._row)
+
+    def _on_thumbnailReady(self, image_id: int) -> None:
+        for s in (self.group, self.given, self.pool_label):
+            s.refresh(image_id)

@@ -1,0 +1,110 @@
+"""The detail pane's evidence (duplicate group side by side, G keeps one; neighbours within the
+given and the pool's label) and the queue re-ranked after decisions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from gui.main_window import MainWindow
+from scoring.duplicates import find_duplicates
+from scoring.inference import run, score_project
+from scoring.progress import drain
+from scoring.store import QueueFilter, project_for
+from tests.scoring.tinypool import head_pool, make_imagefolder
+
+CLASSES = ["blue", "green", "red"]
+
+
+@pytest.fixture
+def dup_db(tmp_path: Path) -> Path:
+    """24 colour images; red/000 also as blue/copy.png and red/copy.png (a group of three, two labels)."""
+    data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
+    shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")
+    shutil.copy(data / "red" / "000.png", data / "red" / "copy.png")
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=head_pool(CLASSES), workers=0))
+    drain(find_duplicates(db))
+    return db
+
+
+@pytest.fixture
+def win(qtbot, settings, dup_db: Path):  # type: ignore[no-untyped-def]
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.open_project(dup_db, ask_resume=False)
+    w.view.setFocus()
+    yield w
+    w.wait_idle()
+    w.close()
+
+
+def _go_to(w: MainWindow, path: str) -> int:
+    image_id = w.project.find_image(path)
+    w._select(w.model.index_of(image_id))
+    return image_id
+
+
+def test_the_group_side_by_side_and_g_keeps_one_as_one_undo(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    win.filters.f_conflict.setChecked(True)
+    assert win.model.rowCount() == 3
+    me = _go_to(win, "blue/copy.png")
+    group = win.detail.evidence.group
+    assert not group.isHidden() and sorted(group.tiles) == sorted(win.project.group_of(me))
+    assert "conflicting labels" in group.title.text()
+    captions = {i: b.text() for i, b in group.tiles.items()}
+    assert captions[me] == "▶ blue" and sorted(captions.values()) == ["red", "red", "▶ blue"]
+    qtbot.keyClick(win.view, Qt.Key.Key_G)
+    others = [i for i in win.project.group_of(me) if i != me]
+    assert win.project.image(me).status == "kept"
+    assert [win.project.image(i).status for i in others] == ["removed", "removed"]
+    assert "removed 2" in win.stats_label.text()
+    qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo: the whole decision
+    assert [win.project.image(i).status for i in [me, *others]] == ["unreviewed"] * 3
+    assert win.current_id() == me
+
+
+def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    me = _go_to(win, "blue/copy.png")  # a red image labelled blue: the pool says red
+    ev = win.detail.evidence
+    qtbot.waitUntil(lambda: ev.index is not None, timeout=10_000)
+    row = win.project.queue_row(me)
+    assert row.current_label == 0 and row.consensus == 2
+    assert not ev.given.isHidden() and not ev.pool_label.isHidden()
+    assert "«blue»" in ev.given.title.text() and "«red»" in ev.pool_label.title.text()
+    for strip, label in ((ev.given, 0), (ev.pool_label, 2)):
+        assert len(strip.tiles) == 6 and me not in strip.tiles
+        assert {win.project.image(i).current_label for i in strip.tiles} == {label}
+    # its twin in red is the nearest of the pool's label
+    first = next(iter(ev.pool_label.tiles))
+    assert win.project.paths_of([first])[0] in ("red/000.png", "red/copy.png")
+    assert "likeness:" in ev.note.text()
+
+
+def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import scoring.rerank
+
+    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project: head_pool(CLASSES))
+    win.rerank_every = 3
+    win.filters.show_filter(QueueFilter(status="unreviewed"))
+    win._select(win.model.index(0, 0))
+    reviewed = []
+    for key in (Qt.Key.Key_Return, Qt.Key.Key_Return):
+        reviewed.append(win.current_id())
+        qtbot.keyClick(win.view, key)
+    assert not win.busy
+    reviewed.append(win.current_id())
+    with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
+                          check_params_cb=lambda m: m.startswith("re-ranked")):
+        qtbot.keyClick(win.view, Qt.Key.Key_3)  # the third decision starts the re-rank
+    out = win.last_rerank
+    assert out is not None and out.refitted == ["head"] and out.decisions == 3
+    assert out.unreviewed == win.project.queue_count(QueueFilter(status="unreviewed"))
+    assert [win.project.image(i).status for i in reviewed][:2] == ["kept", "kept"]
+    assert win.project.image(reviewed[2]).current_label == 2  # decisions kept through the re-rank
+    assert not win.session.rerank_due(3)
