@@ -121,10 +121,17 @@ class FilterPanel(QWidget):
                 self.f_given.setCurrentIndex(filt.given_label + 1)
             if filt.consensus is not None:
                 self.f_consensus.setCurrentIndex(filt.consensus + 1)
-            if filt.score_min is not None:
+            for combo, value in ((self.f_reason, filt.reason), (self.f_status, filt.status)):
+                if value is not None:
+                    combo.setCurrentIndex(max(0, combo.findData(value)))
+            if filt.score_min is not None or filt.score_max is not None:
                 self.sort.setCurrentIndex(self.sort.findData(filt.score_key))
-                self.f_min.setValue(filt.score_min)
+                self.f_min.setValue(filt.score_min or 0)
                 self.f_max.setValue(filt.score_max or 0)
+            self.f_disagree.setChecked(filt.disagrees)
+            self.f_duplicate.setChecked(filt.duplicate)
+            self.f_conflict.setChecked(filt.conflict)
+            self.f_search.setText(filt.search or "")
         self._emit()
 
     def clear(self) -> None:

@@ -270,3 +270,14 @@ def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot,
     w._update_status()
     assert "you could stop here" in w.stats_label.text()
     w.close()
+
+
+def test_show_filter_sets_every_field_the_panel_has(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from scoring.store import QueueFilter
+
+    filt = QueueFilter(given_label=1, consensus=2, reason="ambiguous", status="unreviewed", score_min=0.1,
+                       score_max=0.9, score_key="margin", disagrees=True, search="00", duplicate=True, conflict=True)
+    with qtbot.waitSignal(win.filters.filterChanged):
+        win.filters.show_filter(filt)
+    assert win.filters.value() == ("margin", filt)
+    assert win.session.filter.status == "unreviewed" and win.session.filter.conflict
