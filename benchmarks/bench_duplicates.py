@@ -2,7 +2,8 @@
 
 A copy of N CIFAR-10 test JPEGs (or MNIST PNGs) gets planted duplicates of a random share of its
 images: exact copies, JPEG re-encodes at quality 60, and small crops (a 2-pixel border cut and
-resized back); a third of them filed under another class (label conflicts). The project's
+resized back); a third of them filed under another class (label conflicts). Pairs are verified at
+32x32 as the product does (VERIFY_THRESHOLD); the thresholds below are the thumbnails'. The project's
 duplicates are then found as a user would (`find_duplicates`), and every pair inside a found
 group is checked against the planted pairs: precision = planted pairs among found pairs, recall =
 planted pairs found. Natural near-duplicates in the originals count against precision.
@@ -25,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.duplicates import DEFAULT_THRESHOLD, near_pairs  # noqa: E402
+from scoring.duplicates import DEFAULT_THRESHOLD, near_pairs, verifier  # noqa: E402
 from scoring.progress import drain  # noqa: E402
 from scoring.store import Project, project_for  # noqa: E402
 
@@ -83,9 +84,9 @@ def main() -> None:
             thumbs = p.get_features("thumb16:v1", ids)
             paths = p.paths_of(ids)
             sha = p.sha1s(ids)
+            a, b, s = near_pairs(thumbs, 0.90, verifier(p, ids))  # as find_duplicates does, at 0.90
         print(f"{args.data}: {len(ids)} images, {len(planted)} planted near-duplicates "
               f"(exact copies, JPEG q60 re-encodes, 2-px crops; a third relabelled); found in {seconds:.1f} s")
-        a, b, s = near_pairs(thumbs, 0.90)
         exact = {frozenset({paths[i], paths[j]}) for i, j in itertools.combinations(range(len(ids)), 2)
                  if sha[i] is not None and sha[i] == sha[j]} if len(ids) <= 5000 else set()
         print(f"{'threshold':>9} | {'precision':>9} | {'recall':>6} | found pairs")

@@ -47,6 +47,7 @@ class _Strip(QWidget):
         self.title = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
         self.grid = QGridLayout()
         self.grid.setSpacing(2)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignLeft)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 2)
         lay.addWidget(self.title)

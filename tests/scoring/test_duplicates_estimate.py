@@ -58,8 +58,19 @@ def test_exact_and_near_duplicates_are_grouped_and_conflicts_marked(dup_project:
 def test_thumbnails_come_from_the_scoring_pass(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import scoring.duplicates as dup
 
-    monkeypatch.setattr(dup, "decode_item", lambda *a: pytest.fail("decoded again"))
-    assert len(drain(find_duplicates(dup_project))) == 2
+    calls: list[tuple[int, list]] = []
+    real = dup.decode_item
+
+    def spy(image_id, path, pps):  # type: ignore[no-untyped-def]
+        calls.append((image_id, pps))
+        return real(image_id, path, pps)
+
+    monkeypatch.setattr(dup, "decode_item", spy)
+    groups = drain(find_duplicates(dup_project))
+    assert len(groups) == 2
+    # no thumbnail is decoded again; only the images of the candidate pairs, once, to verify at 32 px
+    assert all(pps == [dup.VERIFY] for _, pps in calls)
+    assert sorted(i for i, _ in calls) == sorted(i for g in groups for i in g.image_ids)
 
 
 def test_export_drops_duplicates_and_the_cli_lists_them(dup_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,3 +131,22 @@ def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp
             p.keep(row.id)
         after = errors_left(p)
         assert after is not None and after.found == mid.found and after.left < mid.left
+
+
+def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> None:
+    """Two images equal at 16x16 but not at 32x32 (a fine pattern that averages out, as strokes of
+    distinct small digits do) pass the thumbnail stage and are dropped by the 32-px verification."""
+    from scoring.duplicates import near_pairs
+
+    rng = np.random.default_rng(3)
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    base = np.asarray(Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).resize((32, 32), Image.Resampling.BICUBIC), np.float32)
+    checker = (np.indices((32, 32)).sum(0) % 2 * 2 - 1)[..., None] * 40.0
+    Image.fromarray(np.clip(base + checker, 0, 255).astype(np.uint8)).save(data / "a" / "one.png")
+    Image.fromarray(np.clip(base - checker, 0, 255).astype(np.uint8)).save(data / "a" / "two.png")
+    db = project_for(data, tmp_path / "p.triage.db")
+    assert drain(find_duplicates(db)) == []
+    with Project.open(db) as p:
+        thumbs = p.get_features("thumb16:v1", p.scorable_ids())
+    assert len(near_pairs(thumbs, 0.97)[0]) == 1  # alike as thumbnails: only the verification tells them apart
