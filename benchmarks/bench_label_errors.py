@@ -89,8 +89,10 @@ def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray
     for cond, (probs, noisy, flipped) in probs_by_condition.items():
         print(f"\n  {kind}, {cond} flips ({flipped.sum()} of {len(flipped)} labels):")
         est = estimated_errors(probs.mean(axis=0), noisy)
+        cal = estimated_errors(probs.mean(axis=0), noisy, calibrated=True)
         print(f"    confident-joint estimate of label errors: {est:.0f} (planted {flipped.sum()}, "
-              f"{(est - flipped.sum()) / flipped.sum():+.0%}; the original labels hold some errors too)")
+              f"{(est - flipped.sum()) / flipped.sum():+.0%}; the original labels hold some errors too); "
+              f"calibrated rows: {cal:.0f} ({(cal - flipped.sum()) / flipped.sum():+.0%})")
         print(f"    {'score':<22} {'AUROC':>6} {'flipped in top 100':>19}")
         for name, fn in SCORES.items():
             s = np.nan_to_num(fn(probs, noisy), nan=-np.inf)

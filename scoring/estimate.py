@@ -3,8 +3,18 @@
 * Before any review: a confident-joint count (Northcutt, Jiang & Chuang, "Confident Learning",
   JAIR 2021). Per class j a threshold t_j = the pool's mean probability of j over the images
   labelled j; an image labelled i is counted as truly j* = the most probable class whose
-  probability reaches its threshold; rows are calibrated to the class sizes; the off-diagonal
-  mass is the estimated number of label errors.
+  probability reaches its threshold; the images counted off the diagonal (j* != i) are the
+  estimated label errors - cleanlab's ``num_label_issues`` default ("off_diagonal"). The
+  calibrated variant (rows rescaled to the class sizes, ``calibrated=True``) also gives the
+  images with no confident class the same error rate as the confident ones; with a pool that is
+  unsure of many images that overcounts. Measured with 500 planted flips in 10,000 images
+  (benchmarks/bench_label_errors.py): CIFAR-10, four cross-fitted heads (pool top-1 0.88),
+  random / confusable flips: 507 / 519 uncalibrated, 767 / 778 calibrated.
+* The thresholds assume calibrated probabilities, and a pool's mean is under-confident (averaging
+  members flattens it; small networks trained on noisy labels are too): the mean is first
+  temperature-scaled (one T, fitted by the likelihood of the given labels, Guo et al. 2017).
+  Measured, same benchmark, random / confusable flips: CIFAR-10 545 / 587 (T 0.86 / 0.80),
+  MNIST with the scratch pool 400 / 423 (T 0.80 / 0.70; without scaling 363 / 375).
 * As the annotator works: each image's chance of being an error is taken as
   ``1 - self-confidence`` (the pool's mean probability of its given label), scaled by a factor
   that starts where the confident joint puts it and moves towards the observed hit rate
@@ -25,9 +35,9 @@ PRIOR_WEIGHT = 20.0  # reviews the confident-joint calibration counts for, befor
 CHUNK = 50_000
 
 
-def confident_joint(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N, K) pool-mean probabilities, (N,) labels (-1 = none) -> (K, K) calibrated counts,
-    rows = given label, columns = estimated true label."""
+def confident_joint(mean_probs: np.ndarray, labels: np.ndarray, calibrated: bool = True) -> np.ndarray:
+    """(N, K) pool-mean probabilities, (N,) labels (-1 = none) -> (K, K) counts, rows = given
+    label, columns = estimated true label; ``calibrated``: rows rescaled to the class sizes."""
     p = np.asarray(mean_probs, dtype=np.float64)
     y = np.asarray(labels)
     k = p.shape[1]
@@ -40,13 +50,42 @@ def confident_joint(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     has = above.any(axis=1)
     cj = np.zeros((k, k))
     np.add.at(cj, (y[lab][has], best[has]), 1.0)
+    if not calibrated:
+        return cj
     row = cj.sum(axis=1, keepdims=True)
     return np.divide(cj, row, out=np.zeros_like(cj), where=row > 0) * counts[:, None]
 
 
-def estimated_errors(mean_probs: np.ndarray, labels: np.ndarray) -> float:
-    """The confident joint's off-diagonal mass: the estimated number of label errors."""
-    cj = confident_joint(mean_probs, labels)
+def temperature_scaled(probs: np.ndarray, labels: np.ndarray, fit_rows: int = 50_000) -> tuple[float, np.ndarray]:
+    """(T, probs ** (1/T) renormalised) with T > 0 maximising the likelihood of the given labels
+    (-1 = none, left out) over a grid from 0.05 to 3; fitted on at most ``fit_rows`` rows."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0)
+    y = np.asarray(labels)
+    rows = np.flatnonzero(y >= 0)
+    if len(rows) == 0:
+        return 1.0, p / p.sum(axis=1, keepdims=True)
+    if len(rows) > fit_rows:
+        rows = np.random.default_rng(0).choice(rows, fit_rows, replace=False)
+    lp = np.log(p[rows])
+    best_t, best_nll = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.05), np.log(3.0), 60)):
+        z = lp / t
+        z -= z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(rows)), y[rows]]))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    z = np.log(p) / best_t
+    z -= z.max(axis=1, keepdims=True)
+    q = np.exp(z)
+    return best_t, q / q.sum(axis=1, keepdims=True)
+
+
+def estimated_errors(mean_probs: np.ndarray, labels: np.ndarray, calibrated: bool = False) -> float:
+    """The estimated number of label errors: the off-diagonal count of the confident joint of the
+    temperature-scaled pool mean (see the module text); ``calibrated`` rescales its rows to the
+    class sizes first."""
+    _, scaled = temperature_scaled(mean_probs, labels)
+    cj = confident_joint(scaled, labels, calibrated=calibrated)
     return float(cj.sum() - np.trace(cj))
 
 

@@ -150,3 +150,17 @@ def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> No
     with Project.open(db) as p:
         thumbs = p.get_features("thumb16:v1", p.scorable_ids())
     assert len(near_pairs(thumbs, 0.97)[0]) == 1  # alike as thumbnails: only the verification tells them apart
+
+
+def test_temperature_scaling_undoes_a_flattened_pool() -> None:
+    """Labels drawn from softmax(logits); the pool reports softmax(logits / 2): the fitted T is 1/2."""
+    from scoring.estimate import temperature_scaled
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20_000, 5))
+    true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in true])
+    flat = np.exp(logits / 2) / np.exp(logits / 2).sum(1, keepdims=True)
+    t, scaled = temperature_scaled(flat, labels)
+    assert abs(t - 0.5) < 0.05 and np.allclose(scaled.sum(1), 1.0)
+    assert np.abs(scaled - true).mean() < 0.01
