@@ -17,7 +17,6 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     AppOpener,
     CliError,
     cmd_demo,
-    cmd_duplicates,
     cmd_edits,
     cmd_errors,
     cmd_export,
@@ -31,6 +30,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     open_gui,
     set_app_opener,
 )
+from scoring.cli_evidence import add_evidence_commands
 from scoring.errors import ImageTriageError
 from scoring.vocabulary import REASONS, SCORES, SORT_KEYS, STATUSES
 
@@ -55,6 +55,9 @@ EXAMPLES = {
     "edits": "image-triage edits --db cifar.triage.db",
     "stats": "image-triage stats --db cifar.triage.db",
     "duplicates": "image-triage duplicates --db cifar.triage.db --json",
+    "keep-group": "image-triage keep-group --db cifar.triage.db cat/01234.jpg",
+    "neighbours": "image-triage neighbours --db cifar.triage.db cat/01234.jpg",
+    "rerank": "image-triage rerank --db cifar.triage.db   # after a batch of decisions",
     "export": "image-triage export --db cifar.triage.db ~/data/cifar10-clean --format imagefolder --link hardlink",
     "pool": "image-triage pool check pool.toml ~/data/cifar10-test",
     "pool auto": "image-triage pool auto ~/data/pets > pool.toml   # then edit it and score with --pool pool.toml",
@@ -156,11 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--drop-duplicates", action="store_true",
                     help="keep one image per duplicate group (the first by id not removed); run `duplicates` first")
 
-    sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
-    db_arg(sp)
-    sp.add_argument("--threshold", type=float, default=0.97,
-                    help="cosine similarity of 16x16 thumbnails from which two images are near-duplicates (default 0.97)")
-    sp.add_argument("--json", action="store_true")
+    add_evidence_commands(add, db_arg)
 
     sp = add("pool", "pool tools: `pool auto DATASET` prints the automatic pool; `pool check POOLFILE [DATASET]` measures one", cmd_pool_check)
     pool_sub = sp.add_subparsers(dest="pool_command", metavar="auto|check", required=True)

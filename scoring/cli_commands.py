@@ -309,33 +309,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_duplicates(args: argparse.Namespace) -> int:
-    from scoring.duplicates import find_duplicates
-
-    _open_project(args.db).close()
-    groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold), quiet=args.json)
-    with _open_project(args.db) as project:
-        classes = project.classes
-        paths: dict[int, str] = {}
-        for g in groups:
-            paths.update(zip(g.image_ids, project.paths_of(g.image_ids), strict=True))
-    name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
-    if args.json:
-        print(json.dumps([{"group": g.group_id, "exact": g.exact, "label_conflict": g.conflict,
-                           "images": [{"id": i, "path": paths[i], "label": name(lab)} for i, lab in zip(g.image_ids, g.labels, strict=True)]}
-                          for g in groups], indent=1))
-        return 0
-    for g in groups:
-        mark = " LABEL CONFLICT" if g.conflict else ""
-        print(f"group {g.group_id} ({'exact' if g.exact else 'near'}, {len(g.image_ids)} images){mark}")
-        for i, lab in zip(g.image_ids, g.labels, strict=True):
-            print(f"  {i:>7} {name(lab):>12}  {paths[i]}")
-    n_conf = sum(g.conflict for g in groups)
-    print(f"({len(groups)} groups, {sum(len(g.image_ids) for g in groups)} images, {n_conf} label conflicts; "
-          f"image-triage queue --db {args.db} --conflicts shows them)", file=sys.stderr)
-    return 0
-
-
 def cmd_pool_auto(args: argparse.Namespace) -> int:
     from scoring.autopool import auto_pool
     from scoring.datasets import open_dataset

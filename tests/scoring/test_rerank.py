@@ -78,3 +78,37 @@ def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     out = drain(rerank(db, pool=tiny_pool(CLASSES)))
     assert out.refitted == [] and "no cross-fitted heads" in out.line()
+
+
+def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
+    flipped: tuple[Path, dict[str, int]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import scoring.rerank
+    from scoring.cli import main
+
+    db, ids = flipped
+    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project: head_pool(CLASSES))
+    assert main(["relabel", "--db", str(db), "blue/flip0.png", "red"]) == 0
+    capsys.readouterr()
+    assert main(["rerank", "--db", str(db), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["refitted"] == ["head"] and out["decisions"] == 1
+    assert main(["neighbours", "--db", str(db), "blue/flip1.png", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [b["label"] for b in got["by_label"]][0] == "blue" and len(got["by_label"][0]["neighbours"]) == 6
+    # the flip's twin is the nearest red image
+    red = next(b for b in got["by_label"] if b["label"] == "red")
+    assert red["neighbours"][0]["path"] == "red/001.png"
+    assert main(["duplicates", "--db", str(db), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["keep-group", "--db", str(db), "blue/flip1.png"]) == 0
+    assert "removed: red/001.png" in capsys.readouterr().out
+    with Project.open(db) as p:
+        assert p.image(ids["red/001.png"]).status == "removed"
+    assert main(["undo", "--db", str(db)]) == 0
+    with Project.open(db) as p:
+        assert p.image(ids["red/001.png"]).status == "unreviewed"
+    assert main(["keep-group", "--db", str(db), "green/000.png"]) == 2  # in no group: one line, exit 2
+    assert "in no duplicate group" in capsys.readouterr().err

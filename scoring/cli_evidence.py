@@ -1,0 +1,126 @@
+"""The evidence commands of the command line: duplicate groups (and keeping one of a group),
+an image's nearest neighbours within a class, and re-ranking the queue from the decisions made."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from scoring.cli_commands import (
+    CliError,
+    _open_project,
+    _progress_bar,
+    _resolve_image,
+    _resolve_label,
+)
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from scoring.duplicates import find_duplicates
+
+    _open_project(args.db).close()
+    groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold), quiet=args.json)
+    with _open_project(args.db) as project:
+        classes = project.classes
+        paths: dict[int, str] = {}
+        for g in groups:
+            paths.update(zip(g.image_ids, project.paths_of(g.image_ids), strict=True))
+    name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
+    if args.json:
+        print(json.dumps([{"group": g.group_id, "exact": g.exact, "label_conflict": g.conflict,
+                           "images": [{"id": i, "path": paths[i], "label": name(lab)} for i, lab in zip(g.image_ids, g.labels, strict=True)]}
+                          for g in groups], indent=1))
+        return 0
+    for g in groups:
+        mark = " LABEL CONFLICT" if g.conflict else ""
+        print(f"group {g.group_id} ({'exact' if g.exact else 'near'}, {len(g.image_ids)} images){mark}")
+        for i, lab in zip(g.image_ids, g.labels, strict=True):
+            print(f"  {i:>7} {name(lab):>12}  {paths[i]}")
+    n_conf = sum(g.conflict for g in groups)
+    print(f"({len(groups)} groups, {sum(len(g.image_ids) for g in groups)} images, {n_conf} label conflicts; "
+          f"image-triage queue --db {args.db} --conflicts shows them)", file=sys.stderr)
+    return 0
+
+
+def cmd_keep_group(args: argparse.Namespace) -> int:
+    with _open_project(args.db) as project:
+        image_id = _resolve_image(project, args.image)
+        group = project.group_of(image_id)
+        if len(group) < 2:
+            raise CliError(f"{project.image(image_id).path} is in no duplicate group; run `image-triage duplicates --db {args.db}` first")
+        project.keep_only(image_id, group)
+        for i, path in zip(group, project.paths_of(group), strict=True):
+            print(f"{'kept' if i == image_id else 'removed'}: {path}")
+        print("(one decision: `image-triage undo` brings the group back)", file=sys.stderr)
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from scoring.neighbours import NeighbourIndex
+
+    with _open_project(args.db) as project:
+        image_id = _resolve_image(project, args.image)
+        index = NeighbourIndex.build(project)
+        if index is None:
+            raise CliError(f"{args.db}: no stored features to compare by; score the dataset first")
+        row = project.queue_row(image_id)
+        labels = [_resolve_label(project, args.label)] if args.label else [
+            lab for lab in dict.fromkeys([row.current_label, row.consensus]) if lab is not None]
+        out = []
+        for lab in labels:
+            near = index.near(project, image_id, lab, k=args.k)
+            paths = project.paths_of([n.id for n in near])
+            out.append({"label": project.classes[lab], "neighbours": [
+                {"id": n.id, "path": p, "similarity": round(n.similarity, 4)} for n, p in zip(near, paths, strict=True)]})
+    if args.json:
+        print(json.dumps({"image": row.path, "embedding": index.embedding, "by_label": out}, indent=1))
+        return 0
+    print(f"{row.path}: most like it, by {index.embedding}")
+    for block in out:
+        print(f"  among {block['label']}:")
+        for n in block["neighbours"]:
+            print(f"    {n['similarity']:6.3f}  {n['id']:>7}  {n['path']}")
+    return 0
+
+
+def cmd_rerank(args: argparse.Namespace) -> int:
+    from scoring.rerank import rerank
+
+    _open_project(args.db).close()
+    out = _progress_bar(rerank(args.db, args.sort, prune=not args.no_prune), quiet=args.json)
+    if args.json:
+        print(json.dumps(out.__dict__, indent=1))
+    else:
+        print(out.line())
+    return 0 if out.refitted else 1
+
+
+def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
+    """The parsers of this module's commands (called by scoring.cli)."""
+    sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
+    db_arg(sp)
+    sp.add_argument("--threshold", type=float, default=0.97,
+                    help="cosine similarity of 16x16 thumbnails from which two images are near-duplicates "
+                         "(default 0.97; pairs that pass are verified at 32x32)")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("keep-group", "keep one image of a duplicate group and remove the others (one undoable decision)", cmd_keep_group)
+    db_arg(sp)
+    sp.add_argument("image", help="image id or path relative to the dataset root")
+
+    sp = add("neighbours", "an image's nearest neighbours among its label and the pool's label (or --label)", cmd_neighbours)
+    db_arg(sp)
+    sp.add_argument("image", help="image id or path relative to the dataset root")
+    sp.add_argument("--label", help="only this class")
+    sp.add_argument("-k", type=int, default=6, help="how many per class (default 6)")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("rerank", "refit the pool's cross-fitted heads on the decisions so far and re-rank the unreviewed images",
+             cmd_rerank)
+    db_arg(sp)
+    sp.add_argument("--sort", default="margin", choices=["margin", "self_confidence"],
+                    help="the label-aware queue whose movement is reported (default margin)")
+    sp.add_argument("--no-prune", action="store_true",
+                    help="train on the unreviewed suspects too (by default they are left out of the refit)")
+    sp.add_argument("--json", action="store_true")
