@@ -7,11 +7,14 @@ a backbone member's penultimate features when the pool has one (they cluster by 
 16x16 colour thumbnails every run stores (they find look-alikes). Which one is used is recorded
 by the run (``Project.embedding``) and shown beside the neighbours.
 
-Memory and time: the features are read once, centred, L2-normalised and held as float16 sorted
-by the labels they had when the index was built (N x D x 2 bytes: 1 GB at 1,000,000 x 512). A
-query is one matrix-vector product over one class's rows. Labels changed since (relabels,
-removals) are read from the edit log at each query, so the answer always follows the current
-labels without rebuilding.
+Memory and time: the features are read once, centred, projected on their first ``DIMS``
+principal components (fitted on a sample), L2-normalised and held as float32 sorted by the labels
+they had when the index was built (N x 128 x 4 bytes: 0.5 GB at 1,000,000 images). A query is
+one matrix-vector product over one class's rows. Labels changed since (relabels, removals) are
+read from the edit log at each query, so the answer always follows the current labels without
+rebuilding. Measured (benchmarks/bench_neighbours.py): at 1,000,000 x 512 float16 the
+uncompressed index answered the pane's two strips in 387 ms (too slow for a key press); see the
+benchmark for the projected one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy as np
 from scoring.store import Project
 
 READ_CHUNK = 20_000
+DIMS = 128  # principal components kept
+PCA_SAMPLE = 50_000
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,12 @@ class Neighbour:
 class NeighbourIndex:
     """Nearest images of one class by the project's neighbour embedding; ``near(...)`` answers."""
 
-    def __init__(self, ids: np.ndarray, feats: np.ndarray, labels: np.ndarray, statuses: list[str],
+    def __init__(self, ids: np.ndarray, unit: np.ndarray, labels: np.ndarray, statuses: list[str],
                  embedding: str, last_edit: int):
+        """``unit``: (N, d) float32 rows of unit length (see :meth:`from_features`)."""
         order = np.argsort(labels, kind="stable")
         self.ids = ids[order]
-        self.feats = feats[order]
+        self.feats = np.ascontiguousarray(unit[order], dtype=np.float32)
         self.labels = labels[order]  # the labels the rows are sorted by
         self.removed = np.array([statuses[o] == "removed" for o in order], dtype=bool)
         self.embedding = embedding
@@ -48,6 +54,28 @@ class NeighbourIndex:
         self._span = {c: (int(starts[c]), int(starts[c + 1])) for c in range(len(starts) - 1)}
         self._changed: dict[int, tuple[int, str]] = {}  # row -> (label, status) edited since the build
         self._last_edit = last_edit
+
+    @classmethod
+    def from_features(cls, ids: np.ndarray, feats: np.ndarray, labels: np.ndarray, statuses: list[str],
+                      embedding: str, last_edit: int) -> NeighbourIndex:
+        """(N, D) features of any float type: centred, projected on the first DIMS principal
+        components (fitted on a sample of PCA_SAMPLE rows) when D is larger, L2-normalised."""
+        n, d = feats.shape
+        rng = np.random.default_rng(0)
+        sample = feats[np.sort(rng.choice(n, min(n, PCA_SAMPLE), replace=False))].astype(np.float64)
+        mean = sample.mean(0)
+        basis = None
+        if d > DIMS:
+            sample -= mean
+            _, vecs = np.linalg.eigh(sample.T @ sample)
+            basis = vecs[:, ::-1][:, :DIMS].astype(np.float32)  # the largest components first
+        unit = np.empty((n, DIMS if basis is not None else d), dtype=np.float32)
+        for s in range(0, n, READ_CHUNK):
+            x = feats[s : s + READ_CHUNK].astype(np.float32) - mean.astype(np.float32)
+            if basis is not None:
+                x = x @ basis
+            unit[s : s + READ_CHUNK] = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
+        return cls(ids, unit, labels, statuses, embedding, last_edit)
 
     @classmethod
     def build(cls, project: Project) -> NeighbourIndex | None:
@@ -61,13 +89,11 @@ class NeighbourIndex:
         have = np.setdiff1d(ids, project.missing_features(key, ids), assume_unique=True)
         if len(have) == 0:
             return None
-        parts = [project.get_features(key, have[s : s + READ_CHUNK]) for s in range(0, len(have), READ_CHUNK)]
-        x = np.concatenate(parts).astype(np.float32)
-        x -= x.mean(0, keepdims=True)
-        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-8
+        parts = [project.get_features(key, have[s : s + READ_CHUNK]).astype(np.float16)
+                 for s in range(0, len(have), READ_CHUNK)]  # as stored: half the memory while reading
         states = project.label_states(have)
         labels = np.array([-1 if lab is None else lab for _, lab, _ in states], dtype=np.int64)
-        return cls(have, x.astype(np.float16), labels, [st for _, _, st in states], desc, last_edit)
+        return cls.from_features(have, np.concatenate(parts), labels, [st for _, _, st in states], desc, last_edit)
 
     def _follow_edits(self, project: Project) -> None:
         last = project.last_edit_id()
@@ -90,13 +116,13 @@ class NeighbourIndex:
         row = self.row_of.get(int(image_id))
         if row is None:
             return []
-        q = self.feats[row].astype(np.float32)
+        q = self.feats[row]
         lo, hi = self._span.get(int(label), (0, 0))
         moved_in = [r for r, (lab, _) in self._changed.items() if lab == label and not lo <= r < hi]
         rows = np.concatenate([np.arange(lo, hi), np.array(moved_in, dtype=np.int64)])
-        sims = np.empty(len(rows), dtype=np.float32)
-        for s in range(0, len(rows), READ_CHUNK):  # float16 rows widened a chunk at a time
-            sims[s : s + READ_CHUNK] = self.feats[rows[s : s + READ_CHUNK]].astype(np.float32) @ q
+        sims = self.feats[lo:hi] @ q
+        if moved_in:
+            sims = np.concatenate([sims, self.feats[np.array(moved_in)] @ q])
         m = len(rows)
         want = min(m, 4 * k + 16)
         while True:

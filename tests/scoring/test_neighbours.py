@@ -65,3 +65,25 @@ def test_backbone_features_are_preferred_to_thumbnails() -> None:
     enc = Encoder("bb", torch.nn.Identity(), Preprocess(size=8), "features", "resnet20 penultimate")
     pool = Pool([*checkpoints, HeadMember({"name": "h"}, enc, CLASSES)], CLASSES)
     assert neighbour_embedding(pool) == ("bb", "resnet20 penultimate features")
+
+
+def test_wide_features_are_projected_and_keep_their_nearest() -> None:
+    """Features wider than DIMS are projected on their principal components; a near-copy stays
+    the nearest and the index holds DIMS float32 numbers per image."""
+    import numpy as np
+
+    from scoring.neighbours import DIMS
+
+    class NoEdits:
+        def last_edit_id(self) -> int:
+            return 0
+
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((600, 2 * DIMS)).astype(np.float16)
+    feats[1] = feats[0] + np.float16(0.05) * rng.standard_normal(2 * DIMS).astype(np.float16)
+    labels = np.zeros(600, np.int64)
+    labels[300:] = 1
+    index = NeighbourIndex.from_features(np.arange(600) + 1, feats, labels, ["unreviewed"] * 600, "test", 0)
+    assert index.feats.shape == (600, DIMS) and index.feats.dtype == np.float32
+    near = index.near(NoEdits(), 1, 0, k=3)  # type: ignore[arg-type]
+    assert near[0].id == 2 and near[0].similarity > 0.95 > near[1].similarity
