@@ -79,12 +79,12 @@ class BackgroundJobs(QMainWindow):
             f"{len(groups):,} duplicate groups, {conflicts:,} with conflicting labels "
             "(filters: in a duplicate group / conflicting labels; G keeps one of a group)", 10_000)
 
-    def _run(self, factory: Any, title: str, on_returned: Any) -> GeneratorWorker:
+    def _run(self, factory: Any, title: str, on_returned: Any, on_errored: Any = None) -> GeneratorWorker:
         worker, thread = start_worker(factory, self, start=False)
         self._worker, self._thread = worker, thread
         worker.yielded.connect(self._on_worker_yielded)
         worker.returned.connect(on_returned)
-        worker.errored.connect(lambda exc: QMessageBox.critical(self, f"{title} failed", str(exc)))
+        worker.errored.connect(on_errored or (lambda exc: QMessageBox.critical(self, f"{title} failed", str(exc))))
         worker.aborted.connect(lambda: self.statusBar().showMessage(f"{title} cancelled; stored results are kept", 5000))
         worker.finished.connect(self._on_worker_finished)
         self.stage.setText(f"{title}…")

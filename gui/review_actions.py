@@ -132,7 +132,13 @@ class ReviewActions(BackgroundJobs):
 
         self.session.reranked()  # not due again until the next batch of decisions
         path, sort = self.project.path, self.session.label_sort
-        return self._run(lambda cancel: rerank(path, sort, cancel=cancel), "Re-ranking", self._on_rerank_returned)
+        return self._run(lambda cancel: rerank(path, sort, cancel=cancel), "Re-ranking", self._on_rerank_returned,
+                         self._on_rerank_errored)
+
+    def _on_rerank_errored(self, exc: BaseException) -> None:
+        """Not a dialog every 20 decisions: say it once in the status bar and stop re-ranking."""
+        self.rerank_every = 0
+        self.statusBar().showMessage(f"Re-ranking stopped: {exc} (Scoring ▸ Re-rank to try again)", 15_000)
 
     def _on_rerank_returned(self, out: Any) -> None:
         if self.project is None or self.model is None:

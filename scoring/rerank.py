@@ -85,13 +85,17 @@ def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray,
 
 
 def active_pool(project: Project) -> Pool | None:
-    """The pool whose scores the queue shows, rebuilt from its run's spec (None if never scored)."""
+    """The pool whose scores the queue shows, rebuilt from its run's spec; None if it was never
+    scored or has no backbone member (nothing to refit: no model is loaded then)."""
     from scoring.poolspec import build_pool
 
     fp = project.active_pool()
     for r in reversed(project.runs()):
-        if r["pool_fingerprint"] == fp and r["config"].get("pool"):
-            return build_pool(list(r["config"]["pool"]), project.classes)
+        spec = r["config"].get("pool")
+        if r["pool_fingerprint"] == fp and spec:
+            if not any(isinstance(m, dict) and m.get("kind") == "backbone" for m in spec):
+                return None
+            return build_pool(list(spec), project.classes)
     return None
 
 

@@ -108,3 +108,18 @@ def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypa
     assert [win.project.image(i).status for i in reviewed][:2] == ["kept", "kept"]
     assert win.project.image(reviewed[2]).current_label == 2  # decisions kept through the re-rank
     assert not win.session.rerank_due(3)
+
+
+def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import scoring.rerank
+    from scoring.pool import PoolError
+
+    def broken(project):  # type: ignore[no-untyped-def]
+        raise PoolError("resnet20.th: no such file")
+
+    monkeypatch.setattr(scoring.rerank, "active_pool", broken)
+    win.rerank_every = 1
+    with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
+                          check_params_cb=lambda m: m.startswith("Re-ranking stopped")):
+        qtbot.keyClick(win.view, Qt.Key.Key_Return)
+    assert win.rerank_every == 0 and "resnet20.th" in win.statusBar().currentMessage()

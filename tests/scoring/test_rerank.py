@@ -78,6 +78,11 @@ def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     out = drain(rerank(db, pool=tiny_pool(CLASSES)))
     assert out.refitted == [] and "no cross-fitted heads" in out.line()
+    from scoring.rerank import active_pool
+
+    with Project.open(db) as p:  # its spec has no backbone: nothing is built or loaded
+        assert active_pool(p) is None
+    assert drain(rerank(db)).refitted == []
 
 
 def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
