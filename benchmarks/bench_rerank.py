@@ -14,7 +14,7 @@ Prints flips found by each, the flips the budget could hold at most, and the tim
 The pool: the shipped ResNets cut at the penultimate layer, logistic heads 5-fold cross-fitted.
 
 Usage: python benchmarks/bench_rerank.py [--share 0.05] [--budget 0.02] [--batch 20]
-         [--depths 20,56] [--mode confusable|random] [--work DIR]
+         [--depths 20,56] [--mode confusable|random] [--seed 0] [--work DIR]
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--depths", default="20,56")
     ap.add_argument("--mode", default="confusable", choices=["confusable", "random"])
     ap.add_argument("--sort", default="margin")
+    ap.add_argument("--seed", type=int, default=0, help="which images are flipped")
     ap.add_argument("--work", default="/tmp/bench-rerank")
     args = ap.parse_args()
     work = Path(args.work)
@@ -92,15 +93,15 @@ def main() -> None:
     print(f"clean pool ({len(fps)} heads on {len(specs)} backbones): top-1 {(mean.argmax(1) == clean).mean():.3f} "
           f"on {len(ids):,} images ({time.perf_counter() - t0:.0f} s)")
 
-    noisy = flips(clean, mean, args.share, args.mode)
+    noisy = flips(clean, mean, args.share, args.mode, seed=args.seed)
     n_flips = int((noisy != clean).sum())
-    manifest = work / f"noisy-{args.mode}.csv"
+    manifest = work / f"noisy-{args.mode}-{args.seed}.csv"
     with manifest.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
         for path, lab in zip(paths, noisy, strict=True):
             w.writerow([str(data / path), classes[lab]])
-    db = work / f"noisy-{args.mode}.triage.db"
+    db = work / f"noisy-{args.mode}-{args.seed}.triage.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     Project.create(db, open_dataset(manifest)).close()  # WAL files are checkpointed on close
