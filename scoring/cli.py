@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", action="store_true",
                     help="print the share of time in decode, forward, store, metrics and fit (is decode or the GPU the bottleneck?)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--no-duplicates", action="store_true",
+                    help="do not group duplicates after scoring (`image-triage duplicates` does it later)")
 
     sp = add("queue", "print the review queue, hardest first", cmd_queue)
     db_arg(sp)

@@ -137,6 +137,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     try:
         summary = _progress_bar(gen, quiet=args.quiet)
+        if summary.get("status") == "done" and not args.no_duplicates:  # found after every run, as the app does
+            from scoring.duplicates import find_duplicates
+
+            groups = _progress_bar(find_duplicates(db, cancel=cancel), quiet=args.quiet)
+            summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     except KeyboardInterrupt:
         cancel.set()
         gen.close()
@@ -175,7 +180,10 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
         f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
         f"{len(summary.get('members', []))} members on {summary.get('device')} in "
         f"{summary.get('seconds', 0):.1f}s ({summary.get('errors', 0)} unreadable; "
-        f"`image-triage errors --db {db}` lists them)\nnext: image-triage queue --db {db}"
+        f"`image-triage errors --db {db}` lists them)\n"
+        + (f"duplicates: {d['groups']} groups, {d['label_conflicts']} with conflicting labels "
+           f"(`image-triage duplicates --db {db}` lists them)\n" if (d := summary.get("duplicates")) else "")
+        + f"next: image-triage queue --db {db}"
     )
 
 

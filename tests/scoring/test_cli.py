@@ -23,6 +23,7 @@ def test_score_queue_edit_undo_export(setup: tuple[Path, Path, list[str]], tmp_p
     assert main(["score", str(data), "--db", str(db), *member, "--workers", "0", "--json", "-q"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "done" and summary["scored"] == 15 and summary["errors"] == 2
+    assert summary["duplicates"] == {"groups": 0, "label_conflicts": 0}  # looked for after every run
     assert main(["queue", "--db", str(db), "--json", "--limit", "5"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5 and rows[0]["c_perplexity"] >= rows[-1]["c_perplexity"]
