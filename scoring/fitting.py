@@ -30,9 +30,12 @@ def fit_members(
     cancel: threading.Event,
     device: torch.device | None = None,
     refit: Sequence[Member] | None = None,
+    keep_folds: bool = True,
 ) -> Generator[Progress, None, None]:
     """Cross-fit the pool's fitted members whose probabilities are missing (or the ``refit``
-    ones, whatever is stored) on ``labels`` (-1 = left out of training) and store them."""
+    ones, whatever is stored) on ``labels`` (-1 = left out of training) and store them.
+    ``keep_folds``: store each finished fold so a killed fit resumes (a re-rank, which is redone
+    with new labels each time, does not: it would add a copy of the predictions per re-rank)."""
     fitted = list(refit) if refit is not None else [
         m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
     if not fitted:
@@ -55,7 +58,7 @@ def fit_members(
         if hasattr(member, "device"):
             member.device = device
         yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
-        cache = ProjectFoldCache(project, member.fingerprint, ids, labels)
+        cache = ProjectFoldCache(project, member.fingerprint, ids, labels) if keep_folds else None
         # Fit on a helper thread so this generator can report each fold as it finishes.
         reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=1) as pool_thread:

@@ -4,7 +4,8 @@ corrected so far, rescore, and re-rank what is left to review.
 Every decision is evidence about the rest of the dataset. A relabel corrects one training label
 of every head that learnt from it, a removal takes an image out of training, a keep confirms
 one. The heads are logistic regressions over stored features, so a refit is seconds, not the
-minutes of a fine-tune: scratch, fine-tuned and checkpoint members keep their predictions.
+minutes of a fine-tune: scratch and fine-tuned members are refitted only on a small dataset
+(at most ``REFIT_ALL_BELOW`` images: the demo's 1,797 digits), checkpoint members never.
 
 Training labels: the current label of every reviewed image (kept or relabelled), none for a
 removed one (-1: predicted, not trained on), the given label of every image not yet reviewed.
@@ -37,6 +38,7 @@ from scoring.store import Project, QueueFilter
 
 log = logging.getLogger(__name__)
 TOP = 100
+REFIT_ALL_BELOW = 5_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Reranked:
         if not self.refitted:
             return "re-rank: the pool has no cross-fitted heads to refit (add a backbone member)"
         return (f"re-ranked {self.unreviewed:,} unreviewed images from {self.decisions:,} decisions "
-                f"({len(self.refitted)} heads refitted, {self.seconds:.1f} s): {self.moved:,} moved, "
+                f"({len(self.refitted)} members refitted, {self.seconds:.1f} s): {self.moved:,} moved, "
                 f"{self.mean_shift:.0f} places on average; {self.new_in_top} new in the next {TOP}"
                 + (f"; {self.pruned:,} suspects left out of training" if self.pruned else ""))
 
@@ -86,14 +88,15 @@ def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray,
 
 def active_pool(project: Project) -> Pool | None:
     """The pool whose scores the queue shows, rebuilt from its run's spec; None if it was never
-    scored or has no backbone member (nothing to refit: no model is loaded then)."""
+    scored or has no member re-ranking would refit (no model is loaded then)."""
     from scoring.poolspec import build_pool
 
     fp = project.active_pool()
     for r in reversed(project.runs()):
         spec = r["config"].get("pool")
         if r["pool_fingerprint"] == fp and spec:
-            if not any(isinstance(m, dict) and m.get("kind") == "backbone" for m in spec):
+            fitted = ("backbone",) if project.stats()["total"] > REFIT_ALL_BELOW else ("backbone", "scratch", "finetune")
+            if not any(isinstance(m, dict) and m.get("kind") in fitted for m in spec):
                 return None
             return build_pool(list(spec), project.classes)
     return None
@@ -113,18 +116,19 @@ def rerank(
     t0 = time.perf_counter()
     with Project.open(path) as project:
         pool = pool or active_pool(project)
-        heads = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember)]
+        ids = project.scorable_ids()
+        small = len(ids) <= REFIT_ALL_BELOW
+        heads = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (small and m.fitted)]
         unreviewed = QueueFilter(status="unreviewed")
         if pool is None or not heads:
             return Reranked([], 0, project.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
         before = project.ranked_ids(unreviewed, sort)
-        ids = project.scorable_ids()
         labels, decisions = training_labels(project, ids)
         pruned = _suspects(project, pool, ids, labels, before if sort in ("margin", "self_confidence") else
                            project.ranked_ids(unreviewed, "margin")) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(heads)} heads on {decisions:,} decisions")
-        yield from fit_members(project, pool, ids, labels, cancel, device, refit=heads)
+        yield from fit_members(project, pool, ids, labels, cancel, device, refit=heads, keep_folds=False)
         check_cancel(cancel)
         yield from write_scores(project, pool, ids, project.given_labels(ids), cancel)
         after = project.ranked_ids(unreviewed, sort)

@@ -75,8 +75,8 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
 def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
-    out = drain(rerank(db, pool=tiny_pool(CLASSES)))
+    run(score_project(db, pool=tiny_pool(CLASSES, fitted=False), workers=0))
+    out = drain(rerank(db, pool=tiny_pool(CLASSES, fitted=False)))
     assert out.refitted == [] and "no cross-fitted heads" in out.line()
     from scoring.rerank import active_pool
 
@@ -117,3 +117,32 @@ def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
         assert p.image(ids["red/001.png"]).status == "unreviewed"
     assert main(["keep-group", "--db", str(db), "green/000.png"]) == 2  # in no group: one line, exit 2
     assert "in no duplicate group" in capsys.readouterr().err
+
+
+def test_a_rerank_adds_no_fold_copies_and_refits_scratch_members_of_a_small_dataset(tmp_path: Path) -> None:
+    """Each re-rank has new labels: keeping its folds would add a copy of the predictions per
+    re-rank. On a small dataset the other fitted members (here a centroid) are refitted too."""
+    from scoring.pool import Pool
+
+    def make() -> Pool:
+        pool = head_pool(CLASSES)
+        members = [*pool.members, tiny_pool(CLASSES).members[-1]]  # and a fitted non-head member
+        return Pool(members, CLASSES, spec=[m.spec for m in members])
+
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=make(), workers=0))
+    pool = make()
+    with Project.open(db) as p:
+        ids = dict(zip(p.paths_of(p.scorable_ids()), (int(i) for i in p.scorable_ids()), strict=True))
+
+    def rows(p: Project) -> int:
+        return int(p._q("SELECT count(*) FROM features")[0][0])
+
+    with Project.open(db) as p:
+        p.relabel(ids["blue/000.png"], 2)
+        before = rows(p)
+    out = drain(rerank(db, pool=pool))
+    with Project.open(db) as p:
+        assert rows(p) == before
+    assert out.refitted == ["head", "centroid"]
