@@ -14,6 +14,7 @@ Pools (all through the product's own engine and members):
 Fitted pools are refitted on the noisy labels, as a user's would be.
 
 Usage: python benchmarks/bench_label_errors.py [--share 0.05] [--work DIR] [--kinds checkpoint,backbone,scratch]
+         [--depths 20,32,44,56]
 """
 
 from __future__ import annotations
@@ -129,19 +130,25 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bench-label-errors")
     ap.add_argument("--kinds", default="checkpoint,backbone,scratch")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--depths", default="20,32,44,56", help="which CIFAR ResNets (the fine-tuned pool takes minutes each)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cifar, mnist = SHARED / "data" / "cifar10-test", SHARED / "data" / "mnist-test"
     models = SHARED / "models" / "cifar10-resnet"
+    depths = args.depths.split(",")
+
+    def resnets(kind: str = "checkpoint") -> list[dict]:
+        return [s for s in cifar_resnet_pool_specs(models, kind=kind) if s["arch"].removeprefix("cifar_resnet") in depths]
+
     for kind in args.kinds.split(","):
         print(f"\n== {kind} pool ==")
         if kind == "checkpoint":
-            project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(models), args.workers)
+            project, pool = scored(work / "cifar.triage.db", cifar, resnets(), args.workers)
         elif kind == "backbone":
-            project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(models, kind="backbone"), args.workers)
+            project, pool = scored(work / "cifar.triage.db", cifar, resnets("backbone"), args.workers)
         elif kind == "finetune":
-            specs = [{**s, "kind": "finetune", "epochs": 4} for s in cifar_resnet_pool_specs(models)]
+            specs = [{**s, "kind": "finetune", "epochs": 4} for s in resnets()]
             project, pool = scored(work / "cifar.triage.db", cifar, specs, args.workers)
         elif kind == "auto":
             from scoring.autopool import auto_pool
