@@ -130,7 +130,31 @@ def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp
         for row in queue[3:30]:  # many reviews finding nothing: the rest of the queue is clean
             p.keep(row.id)
         after = errors_left(p)
-        assert after is not None and after.found == mid.found and after.left < mid.left
+        assert after is not None and after.found == mid.found and after.left <= mid.left
+
+
+def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
+    """12 planted flips in 120 images, reviewed 10 at a time down the label queue: the truly
+    remaining number stays inside the interval, and a clean stretch does not inflate it."""
+    data = make_imagefolder(tmp_path / "data", per_class=40, corrupt=False)
+    planted = set()
+    for i in range(6):
+        shutil.move(data / "blue" / f"{i:03d}.png", data / "red" / f"blue{i}.png")
+        shutil.move(data / "green" / f"{i:03d}.png", data / "blue" / f"green{i}.png")
+        planted |= {f"red/blue{i}.png", f"blue/green{i}.png"}
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    with Project.open(db) as p:
+        seen = []
+        for _ in range(5):
+            rows = p.queue(QueueFilter(status="unreviewed"), sort="margin", limit=10)
+            for row in rows:
+                p.remove(row.id) if row.path in planted else p.keep(row.id)
+            est = errors_left(p)
+            assert est is not None
+            truly = len(planted) - est.found
+            seen.append((est.reviewed, truly, round(est.low, 1), round(est.left, 1), round(est.high, 1)))
+            assert est.low <= truly <= est.high, seen
 
 
 def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> None:
