@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_label_errors import flip  # the same planted flips as that benchmark
 
 from scoring.datasets import open_dataset
 from scoring.inference import run, score_project
@@ -35,20 +36,6 @@ from scoring.rerank import rerank
 from scoring.store import Project, QueueFilter, project_for
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def flips(clean: np.ndarray, mean_probs: np.ndarray, share: float, mode: str, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n, k = mean_probs.shape
-    idx = rng.choice(n, size=round(share * n), replace=False)
-    noisy = clean.copy()
-    if mode == "random":
-        noisy[idx] = (clean[idx] + rng.integers(1, k, len(idx))) % k
-    else:
-        p = mean_probs[idx].copy()
-        p[np.arange(len(idx)), clean[idx]] = -1
-        noisy[idx] = p.argmax(1)
-    return noisy
 
 
 def review(p: Project, ids: np.ndarray, truth: dict[int, int]) -> int:
@@ -93,7 +80,7 @@ def main() -> None:
     print(f"clean pool ({len(fps)} heads on {len(specs)} backbones): top-1 {(mean.argmax(1) == clean).mean():.3f} "
           f"on {len(ids):,} images ({time.perf_counter() - t0:.0f} s)")
 
-    noisy = flips(clean, mean, args.share, args.mode, seed=args.seed)
+    noisy, _ = flip(clean, mean, args.share, args.mode, seed=args.seed)
     n_flips = int((noisy != clean).sum())
     manifest = work / f"noisy-{args.mode}-{args.seed}.csv"
     with manifest.open("w", newline="") as f:

@@ -29,3 +29,16 @@ def scored_db(tmp_path: Path) -> Path:
         probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
         p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
     return db
+
+
+def open_window(qtbot, settings: QSettings, db: Path):  # type: ignore[no-untyped-def]
+    """The main window, shown, on project ``db``, keys going to the queue."""
+    from gui.main_window import MainWindow
+
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.open_project(db, ask_resume=False)
+    w.view.setFocus()
+    return w

@@ -14,6 +14,7 @@ from scoring.duplicates import find_duplicates
 from scoring.inference import run, score_project
 from scoring.progress import drain
 from scoring.store import QueueFilter, project_for
+from tests.gui.conftest import open_window
 from tests.scoring.tinypool import head_pool, make_imagefolder
 
 CLASSES = ["blue", "green", "red"]
@@ -33,12 +34,7 @@ def dup_db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def win(qtbot, settings, dup_db: Path):  # type: ignore[no-untyped-def]
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    assert w.open_project(dup_db, ask_resume=False)
-    w.view.setFocus()
+    w = open_window(qtbot, settings, dup_db)
     yield w
     w.wait_idle()
     w.close()

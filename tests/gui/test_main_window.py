@@ -11,16 +11,12 @@ from PySide6.QtWidgets import QMessageBox
 
 from gui.main_window import MainWindow
 from scoring.store import Project
+from tests.gui.conftest import open_window
 
 
 @pytest.fixture
 def win(qtbot, settings, scored_db: Path):  # type: ignore[no-untyped-def]
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    assert w.open_project(scored_db, ask_resume=False)
-    w.view.setFocus()
+    w = open_window(qtbot, settings, scored_db)
     yield w
     w.close()
 
