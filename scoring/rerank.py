@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scoring.device import pick_device
 from scoring.fitting import fit_members
 from scoring.inference import write_scores
 from scoring.members import HeadMember
@@ -43,7 +44,7 @@ REFIT_ALL_BELOW = 5_000
 
 @dataclass(frozen=True)
 class Reranked:
-    refitted: list[str]  # names of the heads refitted
+    refitted: list[str]  # names of the members refitted
     decisions: int  # reviewed images whose decisions the heads learnt from
     unreviewed: int
     moved: int  # unreviewed images whose position changed
@@ -118,24 +119,25 @@ def rerank(
         pool = pool or active_pool(project)
         ids = project.scorable_ids()
         small = len(ids) <= REFIT_ALL_BELOW
-        heads = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (small and m.fitted)]
+        refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (small and m.fitted)]
         unreviewed = QueueFilter(status="unreviewed")
-        if pool is None or not heads:
+        if pool is None or not refit:
             return Reranked([], 0, project.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
         before = project.ranked_ids(unreviewed, sort)
         labels, decisions = training_labels(project, ids)
         pruned = _suspects(project, pool, ids, labels, before if sort in ("margin", "self_confidence") else
                            project.ranked_ids(unreviewed, "margin")) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
-        yield Progress("rerank", 0, 1, message=f"refitting {len(heads)} heads on {decisions:,} decisions")
-        yield from fit_members(project, pool, ids, labels, cancel, device, refit=heads, keep_folds=False)
+        yield Progress("rerank", 0, 1, message=f"refitting {len(refit)} members on {decisions:,} decisions")
+        yield from fit_members(project, pool, ids, labels, cancel, device or pick_device("auto"), refit=refit,
+                               keep_folds=False)
         check_cancel(cancel)
         yield from write_scores(project, pool, ids, project.given_labels(ids), cancel)
         after = project.ranked_ids(unreviewed, sort)
     pos = {int(i): n for n, i in enumerate(before)}
     shift = np.array([abs(n - pos[int(i)]) for n, i in enumerate(after) if int(i) in pos], dtype=np.float64)
     new_top = len(set(after[:TOP].tolist()) - set(before[:TOP].tolist()))
-    out = Reranked([m.name for m in heads], decisions, len(after), int((shift > 0).sum()),
+    out = Reranked([m.name for m in refit], decisions, len(after), int((shift > 0).sum()),
                    float(shift.mean()) if len(shift) else 0.0, new_top, time.perf_counter() - t0, len(pruned))
     log.info(out.line())
     return out
