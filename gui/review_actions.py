@@ -69,7 +69,8 @@ class ReviewActions(BackgroundJobs):
         if edit is not None and self.model is not None:
             for other in group:
                 self.model.refresh_row(other)
-            self.statusBar().showMessage(f"Kept 1, removed {len(group) - 1} duplicates (Ctrl+Z undoes all)", 4000)
+            self.statusBar().showMessage(f"Kept this image, removed the rest of its group of {len(group)} "
+                                         "(Ctrl+Z undoes it all)", 4000)
 
     def _on_restore(self) -> None:
         self._act(lambda i: self.session.act("restore", i), advance=False)
