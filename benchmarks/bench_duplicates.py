@@ -8,7 +8,7 @@ duplicates are then found as a user would (`find_duplicates`), and every pair in
 group is checked against the planted pairs: precision = planted pairs among found pairs, recall =
 planted pairs found. Natural near-duplicates in the originals count against precision.
 
-    python benchmarks/bench_duplicates.py [--images 2000] [--share 0.1] [--data cifar|mnist]
+    python benchmarks/bench_duplicates.py [--images 2000] [--share 0.1] [--data cifar|mnist] [--graph]
 """
 
 from __future__ import annotations
@@ -66,7 +66,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--share", type=float, default=0.1)
     ap.add_argument("--data", default="cifar", choices=["cifar", "mnist"])
+    ap.add_argument("--graph", action="store_true",
+                    help="search with the HNSW graph used above 50,000 images (instead of the exact search)")
     args = ap.parse_args()
+    if args.graph:
+        import scoring.duplicates
+
+        scoring.duplicates.EXACT_BELOW = 0
     src = SHARED / "data" / ("cifar10-test" if args.data == "cifar" else "mnist-test")
     if not src.exists():
         sys.exit(f"needs {src}")
