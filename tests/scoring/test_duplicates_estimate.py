@@ -188,3 +188,14 @@ def test_temperature_scaling_undoes_a_flattened_pool() -> None:
     t, scaled = temperature_scaled(flat, labels)
     assert abs(t - 0.5) < 0.05 and np.allclose(scaled.sum(1), 1.0)
     assert np.abs(scaled - true).mean() < 0.01
+
+
+def test_the_graph_search_finds_what_the_exact_search_finds(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 50,000 images the search is an HNSW graph over principal components: forced on a
+    small project, it groups the same images."""
+    import scoring.duplicates as dup
+
+    exact = sorted(sorted(g.image_ids) for g in drain(find_duplicates(dup_project)))
+    monkeypatch.setattr(dup, "EXACT_BELOW", 0)
+    graph = sorted(sorted(g.image_ids) for g in drain(find_duplicates(dup_project)))
+    assert graph == exact and len(exact) == 2
