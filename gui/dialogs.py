@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -116,3 +117,28 @@ class ExportDialog(QDialog):
             "audit": self.audit.isChecked(),
             "force": self.force.isChecked(),
         }
+
+
+class ReviewSettingsDialog(QDialog):
+    """When to suggest stopping, and how often the queue re-ranks itself from the decisions."""
+
+    def __init__(self, stop_below: float, rerank_every: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Review settings")
+        self.stop_below = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.5, decimals=1, value=stop_below)
+        self.rerank_every = QSpinBox(minimum=0, maximum=10_000, value=rerank_every)
+        self.rerank_every.setSpecialValueText("never")
+        form = QFormLayout(self)
+        form.addRow(QLabel("Suggest stopping when the next 100 images of the queue are expected to hold "
+                           "fewer label errors than:", wordWrap=True))
+        form.addRow("errors", self.stop_below)
+        form.addRow(QLabel("Refit the pool's heads on your decisions and re-rank the rest of the queue after "
+                           "every this many decisions (Scoring ▸ Re-rank does it at once):", wordWrap=True))
+        form.addRow("decisions", self.rerank_every)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def values(self) -> tuple[float, int]:
+        return float(self.stop_below.value()), int(self.rerank_every.value())

@@ -151,6 +151,8 @@ class MainWindow(ReviewActions):
         self.act_score = self._add(scoring, "&Score…", self._on_score, "Ctrl+Return")
         self.act_rerank = self._add(scoring, "&Re-rank the queue from my decisions", self.start_rerank, "Ctrl+Shift+R")
         self.act_dupes = self._add(scoring, "Find &duplicates", self.start_duplicates, "Ctrl+Shift+D")
+        scoring.addSeparator()
+        self._add(scoring, "Review se&ttings… (when to stop, how often to re-rank)", self._on_review_settings)
         view = mb.addMenu("&View")
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")

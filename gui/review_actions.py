@@ -125,6 +125,20 @@ class ReviewActions(BackgroundJobs):
 
     # --- the queue that learns --------------------------------------------------------------
 
+    def _on_review_settings(self) -> None:
+        from gui.dialogs import ReviewSettingsDialog
+
+        dlg = ReviewSettingsDialog(self.stop_below, self.rerank_every, self)
+        if dlg.exec():
+            self.set_review_settings(*dlg.values())
+
+    def set_review_settings(self, stop_below: float, rerank_every: int) -> None:
+        """Use and remember the stop threshold and the re-rank interval."""
+        self.stop_below, self.rerank_every = float(stop_below), int(rerank_every)
+        self.settings.setValue("stop_below", self.stop_below)
+        self.settings.setValue("rerank_every", self.rerank_every)
+        self._update_status()
+
     def start_rerank(self) -> Any:
         """Refit the pool's heads on the decisions so far and re-rank the unreviewed images."""
         if self.project is None or self.busy:

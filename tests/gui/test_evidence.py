@@ -119,3 +119,22 @@ def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeyp
                           check_params_cb=lambda m: m.startswith("Re-ranking stopped")):
         qtbot.keyClick(win.view, Qt.Key.Key_Return)
     assert win.rerank_every == 0 and "resnet20.th" in win.statusBar().currentMessage()
+
+
+def test_review_settings_are_used_and_remembered(qtbot, settings, dup_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui.dialogs import ReviewSettingsDialog
+    from tests.gui.conftest import open_window
+
+    dlg = ReviewSettingsDialog(2.5, 40)
+    assert dlg.values() == (2.5, 40) and dlg.rerank_every.specialValueText() == "never"
+    w = open_window(qtbot, settings, dup_db)
+    monkeypatch.setattr(ReviewSettingsDialog, "exec", lambda self: True)
+    monkeypatch.setattr(ReviewSettingsDialog, "values", lambda self: (1e9, 0))
+    w._on_review_settings()
+    assert (w.stop_below, w.rerank_every) == (1e9, 0)
+    qtbot.waitUntil(lambda: "you could stop here" in w.stats_label.text(), timeout=10_000)
+    w.wait_idle()
+    w.close()
+    again = open_window(qtbot, settings, dup_db)  # remembered
+    assert (again.stop_below, again.rerank_every) == (1e9, 0)
+    again.close()
