@@ -125,6 +125,7 @@ class ReviewSettingsDialog(QDialog):
     def __init__(self, stop_below: float, rerank_every: int, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Review settings")
+        self.setMinimumWidth(440)
         self.stop_below = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.5, decimals=1, value=stop_below)
         self.rerank_every = QSpinBox(minimum=0, maximum=10_000, value=rerank_every)
         self.rerank_every.setSpecialValueText("never")
