@@ -11,7 +11,6 @@ from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from gui.thumbnails import ThumbnailLoader
-from scoring.errors import ImageTriageError
 from scoring.neighbours import NeighbourIndex
 from scoring.store import Project, QueueRow
 
@@ -33,7 +32,7 @@ class _Build(QRunnable):
         try:
             with Project.open(self.path) as project:  # this thread's own connection
                 self.signals.built.emit(NeighbourIndex.build(project), str(self.path))
-        except (ImageTriageError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the pane must hear back, or it waits for ever
             log.warning("neighbour index not built: %s", exc)
             self.signals.built.emit(None, str(self.path))
 
