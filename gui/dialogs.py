@@ -86,6 +86,7 @@ class ExportDialog(QDialog):
         self.link.addItems(["hardlink", "copy", "symlink"])
         self.audit = QCheckBox("List removed images (removed.csv) for audit", checked=True)
         self.force = QCheckBox("Replace an earlier export in this folder (never any other folder)")
+        self.drop_duplicates = QCheckBox("Keep one image per duplicate group (the first not removed)")
         row = QHBoxLayout()
         row.addWidget(self.dest)
         row.addWidget(browse)
@@ -101,6 +102,7 @@ class ExportDialog(QDialog):
         lay.addWidget(QLabel("Your original files are never modified. Relabels are applied; removed images are left out."))
         lay.addLayout(form)
         lay.addWidget(self.audit)
+        lay.addWidget(self.drop_duplicates)
         lay.addWidget(self.force)
         lay.addWidget(buttons)
 
@@ -116,6 +118,7 @@ class ExportDialog(QDialog):
             "link": self.link.currentText(),
             "audit": self.audit.isChecked(),
             "force": self.force.isChecked(),
+            "drop_duplicates": self.drop_duplicates.isChecked(),
         }
 
 

@@ -138,3 +138,25 @@ def test_review_settings_are_used_and_remembered(qtbot, settings, dup_db: Path, 
     again = open_window(qtbot, settings, dup_db)  # remembered
     assert (again.stop_below, again.rerank_every) == (1e9, 0)
     again.close()
+
+
+def test_the_export_dialog_can_keep_one_image_per_duplicate_group(qtbot, win: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QMessageBox
+
+    from gui.dialogs import ExportDialog
+
+    out = tmp_path / "clean"
+
+    def accept(self) -> bool:  # type: ignore[no-untyped-def]
+        self.dest.setText(str(out))
+        self.link.setCurrentText("copy")
+        self.drop_duplicates.setChecked(True)
+        return True
+
+    shown: list[str] = []
+    monkeypatch.setattr(ExportDialog, "exec", accept)
+    monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: shown.append(text))
+    win._on_export()
+    qtbot.waitUntil(lambda: bool(shown) and not win.busy, timeout=20_000)
+    # 26 images, one group of three copies: two left out
+    assert len(list((out / "images").rglob("*.png"))) == 24
