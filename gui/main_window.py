@@ -236,7 +236,7 @@ class MainWindow(ReviewActions):
 
     def _on_tab_changed(self, _index: int) -> None:
         if self.tabs.currentWidget() is self.overview and self._overview_stale and self.project is not None:
-            self.overview.refresh(self.project)
+            self.overview.refresh(self.project, self.session.estimate)
             self._overview_stale = False
 
     def _remember(self, path: Path) -> None:

@@ -1,13 +1,15 @@
 """Overview plots: the C-perplexity histogram, mean difficulty per class, and the matrix of
-given label against the pool's consensus. Clicking a bar or cell filters the queue."""
+given label against the pool's consensus (clicking a bar or cell filters the queue), and the label
+errors found as the annotator reviews, against the estimated total."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from scoring.estimate import ErrorsLeft
 from scoring.store import Project, QueueFilter
 
 
@@ -22,7 +24,8 @@ class OverviewPanel(QWidget):
         self.hist = pg.PlotWidget(background="#1e2129", title="C-perplexity (click a bar to filter)")
         self.per_class = pg.PlotWidget(background="#1e2129", title="Mean C-perplexity per given class")
         self.matrix = pg.PlotWidget(background="#1e2129", title="Given label (rows) × pool consensus (columns)")
-        for w in (self.hist, self.per_class, self.matrix):
+        self.found = pg.PlotWidget(background="#1e2129", title="Label errors found as you review (flattening: stop soon)")
+        for w in (self.hist, self.per_class, self.matrix, self.found):
             w.setMouseEnabled(False, False)
             w.hideButtons()
         self.hint = QLabel("Click a histogram bar, a class bar or a matrix cell to filter the queue.")
@@ -31,13 +34,15 @@ class OverviewPanel(QWidget):
         lay.addWidget(self.hist, 1)
         lay.addWidget(self.per_class, 1)
         lay.addWidget(self.matrix, 2)
+        lay.addWidget(self.found, 1)
         self._edges = np.array([])
         self._k = 0
         self.hist.scene().sigMouseClicked.connect(self._on_hist_clicked)
         self.per_class.scene().sigMouseClicked.connect(self._on_class_clicked)
         self.matrix.scene().sigMouseClicked.connect(self._on_matrix_clicked)
 
-    def refresh(self, project: Project) -> None:
+    def refresh(self, project: Project, estimate: ErrorsLeft | None = None) -> None:
+        self._found_plot(project, estimate)
         classes = project.classes
         self._k = len(classes)
         values = project.score_values("c_perplexity")
@@ -72,6 +77,24 @@ class OverviewPanel(QWidget):
             self.matrix.getViewBox().invertY(True)
             self.matrix.setLabel("bottom", "pool consensus")
             self.matrix.setLabel("left", "given label")
+
+    def _found_plot(self, project: Project, estimate: ErrorsLeft | None) -> None:
+        """Errors found against decisions made, and where the estimate says the total lies."""
+        self.found.clear()
+        hits = project.review_order()
+        self.found.setLabel("bottom", "images reviewed")
+        self.found.setLabel("left", "errors found")
+        if len(hits):
+            x = np.arange(1, len(hits) + 1)
+            self.found.plot(x, np.cumsum(hits), pen=pg.mkPen("#81c784", width=2))
+        if estimate is not None:
+            total = estimate.found + estimate.left
+            for y, style in ((total, Qt.PenStyle.DashLine), (estimate.found + estimate.high, Qt.PenStyle.DotLine)):
+                self.found.addItem(pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen("#ffb74d", style=style)))
+            label = pg.TextItem(f"found + {estimate.line()}", color="#ffb74d", anchor=(0, 1))
+            label.setPos(0, total)
+            self.found.addItem(label)
+            self.found.setYRange(0, max(estimate.found + estimate.high, 1) * 1.1)
 
     def _point(self, widget: pg.PlotWidget, event) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
         vb = widget.getViewBox()

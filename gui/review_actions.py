@@ -118,6 +118,7 @@ class ReviewActions(BackgroundJobs):
             if est.suggests_stop(self.stop_below):
                 text += f" · the next 100 hold about {est.next_100:.1f}: you could stop here"
         self.stats_label.setText(text)
+        self._overview_stale = True  # a decision or an estimate: the found-so-far plot moves
         if self.model is not None:
             self.count_label.setText(f"{self.model.total():,} images match")
         if self.session.rerank_due(self.rerank_every) and not self.busy:

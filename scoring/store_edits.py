@@ -10,6 +10,8 @@ import logging
 import sqlite3
 import time
 
+import numpy as np
+
 from scoring.store_images import Images
 from scoring.store_rows import (
     Edit,
@@ -96,6 +98,14 @@ class EditLog(Images):
 
     def edits(self) -> list[Edit]:
         return [Edit(*r) for r in self._q(f"SELECT {_COLS} FROM edits ORDER BY id")]
+
+    def review_order(self) -> np.ndarray:
+        """(R,) bool, one per reviewed image in the order of their latest decision: True where
+        it was an error (relabelled or removed). For the found-along-the-way plot."""
+        rows = self._q(
+            "SELECT i.status FROM images AS i JOIN (SELECT image_id, max(id) AS last FROM edits GROUP BY image_id) AS e "
+            "ON e.image_id = i.id WHERE i.status != 'unreviewed' ORDER BY e.last")
+        return np.array([r[0] in ("relabelled", "removed") for r in rows], dtype=bool)
 
     def last_edit_id(self) -> int:
         return int(self._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0])

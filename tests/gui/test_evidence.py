@@ -160,3 +160,15 @@ def test_the_export_dialog_can_keep_one_image_per_duplicate_group(qtbot, win: Ma
     qtbot.waitUntil(lambda: bool(shown) and not win.busy, timeout=20_000)
     # 26 images, one group of three copies: two left out
     assert len(list((out / "images").rglob("*.png"))) == 24
+
+
+def test_the_overview_plots_errors_found_against_the_estimate(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: win.session.estimate is not None, timeout=10_000)
+    for key in (Qt.Key.Key_Delete, Qt.Key.Key_Return, Qt.Key.Key_Delete):
+        qtbot.keyClick(win.view, key)
+    win.tabs.setCurrentIndex(1)
+    curves = win.overview.found.listDataItems()
+    assert len(curves) == 1
+    x, y = curves[0].getData()
+    assert list(x) == [1, 2, 3] and list(y) == [1, 1, 2]  # removed, kept, removed
+    assert any("errors left" in item.toPlainText() for item in win.overview.found.items() if hasattr(item, "toPlainText"))
