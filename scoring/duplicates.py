@@ -47,12 +47,25 @@ NEIGHBOURS = 32
 GRAPH_DIMS = 128  # above EXACT_BELOW: the search graph's dimensions (principal components)
 
 
-def embed(thumbs: np.ndarray) -> np.ndarray:
-    """(N, 768) thumbnails -> (N, 768) float32, each centred on its own mean and L2-normalised."""
+def embed(thumbs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, 768) thumbnails -> (N, 768) float32, each centred on its own mean and L2-normalised
+    (into ``out`` when given). Embedding an embedded row gives it back."""
     x = np.asarray(thumbs, dtype=np.float32)
     x = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-6)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    if out is None:
+        return x
+    out[...] = x
+    return out
+
+
+def read_embedded(project: Project, ids: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+    """The stored thumbnails of ``ids``, embedded chunk by chunk into one float32 array: the
+    float16 blobs and one chunk's float32 copy are all that is held besides (3 GB at 1,000,000)."""
+    out = np.empty((len(ids), THUMB.size**2 * 3), dtype=np.float32)
+    for s in range(0, len(ids), chunk):
+        embed(project.get_features(THUMB_KEY, ids[s : s + chunk]), out=out[s : s + chunk])
+    return out
 
 
 CANDIDATE = 0.6  # pairs at least this similar are re-checked after aligning for a small crop
@@ -97,7 +110,8 @@ def best_aligned(xa: np.ndarray, xb: np.ndarray, side: int = 16) -> np.ndarray:
 
 
 def near_pairs(
-    thumbs: np.ndarray, threshold: float, verify: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    thumbs: np.ndarray, threshold: float, verify: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    embedded: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j) of near-duplicates, with their similarity.
 
@@ -106,10 +120,11 @@ def near_pairs(
     (CROPS), reaches ``threshold``. Measured on CIFAR-10: 2-pixel crops of 32-pixel images
     reach 0.97 after alignment in 98.7 % of cases (0.64-0.90 before), while the best of 2,919
     natural candidate pairs reached 0.95. ``verify(a, b)`` gives the pairs' similarity at a
-    higher resolution; those below VERIFY_THRESHOLD are dropped."""
+    higher resolution; those below VERIFY_THRESHOLD are dropped. ``embedded``: the rows are
+    already embed()ded (find_duplicates reads them so, to hold one copy)."""
     import faiss
 
-    emb = embed(thumbs)
+    emb = thumbs if embedded else embed(thumbs)  # embedded: from read_embedded, not copied again
     n, d = emb.shape
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -141,7 +156,7 @@ def near_pairs(
     todo = np.flatnonzero(best < 0.999)  # the similarity returned is the best after alignment
     for s in range(0, len(todo), 100_000):  # aligned re-check of the candidates
         part = todo[s : s + 100_000]
-        best[part] = np.maximum(best[part], best_aligned(thumbs[a[part]], thumbs[b[part]]))
+        best[part] = np.maximum(best[part], best_aligned(emb[a[part]], emb[b[part]]))  # embed() is linear-invariant
     ok = best >= threshold
     a, b, best = a[ok], b[ok], best[ok]
     if verify is not None and len(a):
@@ -227,8 +242,8 @@ def find_duplicates(
                 yield meter.record(s + len(items))
             ids = np.setdiff1d(project.scorable_ids(), project.missing_features(THUMB_KEY, project.scorable_ids()))
         yield Progress("dupes", 0, 1, message=f"searching {len(ids):,} images")
-        thumbs = project.get_features(THUMB_KEY, ids) if len(ids) else np.zeros((0, THUMB.size**2 * 3), np.float32)
-        a, b, _ = near_pairs(thumbs, threshold, verifier(project, ids))
+        thumbs = read_embedded(project, ids)
+        a, b, _ = near_pairs(thumbs, threshold, verifier(project, ids), embedded=True)
         sha = project.sha1s(ids)
         by_hash: dict[str, int] = {}
         ea, eb = [], []
