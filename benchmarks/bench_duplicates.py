@@ -61,11 +61,47 @@ def plant(src: Path, out: Path, n: int, share: float, seed: int = 0) -> set[froz
     return pairs
 
 
+def scale(n: int) -> None:
+    """find_duplicates over ``n`` stored smooth random thumbnails (no image files: the thumbnails
+    are what scoring leaves), timed, with the process's peak memory."""
+    import resource
+
+    from scoring.datasets import Dataset, ImageRecord
+    from scoring.duplicates import THUMB_KEY, find_duplicates
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "seed.png")
+        p = Project.create(Path(tmp) / "big.triage.db", Dataset(data, "csv", data / "m.csv", ["a"], [ImageRecord("seed.png", "a")]))
+        with p._tx() as c:
+            c.execute("DELETE FROM images")
+            c.executemany("INSERT INTO images(path, given_label, current_label, status) VALUES (?, 0, 0, 'unreviewed')",
+                          ((f"img/{i:07d}.png",) for i in range(n)))
+        ids = p.scorable_ids()
+        for s in range(0, n, 100_000):
+            part = ids[s : s + 100_000]
+            base = rng.random((len(part), 3, 4, 4), dtype=np.float32)
+            th = np.repeat(np.repeat(base, 4, axis=2), 4, axis=3).reshape(len(part), -1)
+            p.put_features(THUMB_KEY, part, th + 0.05 * rng.random(th.shape, dtype=np.float32))
+        p.close()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        t0 = time.perf_counter()
+        groups = drain(find_duplicates(Path(tmp) / "big.triage.db"))
+        took = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"{n:,} stored thumbnails: find_duplicates {took:.0f} s ({len(groups)} groups); "
+              f"peak memory {peak:.1f} GB (before: {before:.1f} GB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--share", type=float, default=0.1)
     ap.add_argument("--data", default="cifar", choices=["cifar", "mnist"])
+    ap.add_argument("--scale", type=int, default=0, metavar="N",
+                    help="instead: time find_duplicates on N synthetic stored thumbnails, and its peak memory")
     ap.add_argument("--graph", action="store_true",
                     help="search with the HNSW graph used above 50,000 images (instead of the exact search)")
     args = ap.parse_args()
@@ -73,6 +109,9 @@ def main() -> None:
         import scoring.duplicates
 
         scoring.duplicates.EXACT_BELOW = 0
+    if args.scale:
+        scale(args.scale)
+        return
     src = SHARED / "data" / ("cifar10-test" if args.data == "cifar" else "mnist-test")
     if not src.exists():
         sys.exit(f"needs {src}")

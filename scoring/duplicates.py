@@ -146,16 +146,16 @@ def near_pairs(
         low_sims, idx = low_sims.ravel(), idx.ravel()
         ok = (idx >= 0) & (low_sims >= CANDIDATE - 0.1)  # the projection's cosines run a little high
         rows, idx = rows[ok], idx[ok]
-        sims = np.concatenate([(emb[rows[s : s + 500_000]] * emb[idx[s : s + 500_000]]).sum(1)
-                               for s in range(0, len(rows), 500_000)]) if len(rows) else np.zeros(0, np.float32)
+        sims = np.concatenate([np.einsum("ij,ij->i", emb[rows[s : s + 50_000]], emb[idx[s : s + 50_000]])
+                               for s in range(0, len(rows), 50_000)]) if len(rows) else np.zeros(0, np.float32)
         keep = sims >= CANDIDATE
         rows, sims, idx = rows[keep], sims[keep], idx[keep]
     keep = rows < idx
     a, b, sims = rows[keep], idx[keep].astype(np.int64), sims[keep].astype(np.float32)
     best = sims.copy()
     todo = np.flatnonzero(best < 0.999)  # the similarity returned is the best after alignment
-    for s in range(0, len(todo), 100_000):  # aligned re-check of the candidates
-        part = todo[s : s + 100_000]
+    for s in range(0, len(todo), 20_000):  # aligned re-check of the candidates (bounded memory)
+        part = todo[s : s + 20_000]
         best[part] = np.maximum(best[part], best_aligned(emb[a[part]], emb[b[part]]))  # embed() is linear-invariant
     ok = best >= threshold
     a, b, best = a[ok], b[ok], best[ok]
