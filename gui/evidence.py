@@ -188,7 +188,10 @@ class EvidencePanel(QWidget):
 
     def _on_built(self, index: NeighbourIndex | None, path: str) -> None:
         self._building = False
-        if self._project is None or str(self._project.path) != path:
+        if self._project is None:
+            return
+        if str(self._project.path) != path:  # built for a project closed since: build this one's
+            self._request_index(self._project)
             return
         self.index, self._index_for = index, path
         if self._row is not None:
