@@ -96,6 +96,16 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     return 0 if out.refitted else 1
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
     """The parsers of this module's commands (called by scoring.cli)."""
     sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
@@ -113,7 +123,7 @@ def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
     db_arg(sp)
     sp.add_argument("image", help="image id or path relative to the dataset root")
     sp.add_argument("--label", help="only this class")
-    sp.add_argument("-k", type=int, default=6, help="how many per class (default 6)")
+    sp.add_argument("-k", type=_at_least_one, default=6, help="how many per class (default 6)")
     sp.add_argument("--json", action="store_true")
 
     sp = add("rerank", "refit the pool's cross-fitted heads on the decisions so far and re-rank the unreviewed images",

@@ -112,6 +112,8 @@ class NeighbourIndex:
     def near(self, project: Project, image_id: int, label: int, k: int = 6) -> list[Neighbour]:
         """The ``k`` images most like ``image_id`` whose current label is ``label`` (removed ones
         and the image itself left out), most similar first; empty if the image has no features."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         self._follow_edits(project)
         row = self.row_of.get(int(image_id))
         if row is None:

@@ -87,3 +87,18 @@ def test_wide_features_are_projected_and_keep_their_nearest() -> None:
     assert index.feats.shape == (600, DIMS) and index.feats.dtype == np.float32
     near = index.near(NoEdits(), 1, 0, k=3)  # type: ignore[arg-type]
     assert near[0].id == 2 and near[0].similarity > 0.95 > near[1].similarity
+
+
+def test_k_must_be_positive(scored: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from scoring.cli import main
+
+    with Project.open(scored) as p:
+        index = NeighbourIndex.build(p)
+        assert index is not None
+        with pytest.raises(ValueError, match="at least 1"):
+            index.near(p, int(p.scorable_ids()[0]), 0, k=0)
+    with pytest.raises(SystemExit):
+        main(["neighbours", "--db", str(scored), "blue/000.png", "-k", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
