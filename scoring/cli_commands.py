@@ -298,20 +298,27 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import uuid
+
     from scoring.export import export_dataset
+    from scoring.safewrite import marker_token
 
     _open_project(args.db).close()
-    cancel = threading.Event()
+    cancel, token = threading.Event(), uuid.uuid4().hex
     gen = export_dataset(
         args.db, args.dest, fmt=args.format, link=args.link, force=args.force,
-        audit=not args.no_audit, cancel=cancel, drop_duplicates=args.drop_duplicates,
+        audit=not args.no_audit, cancel=cancel, drop_duplicates=args.drop_duplicates, token=token,
     )
     try:
         report = _progress_bar(gen)
     except KeyboardInterrupt:
         cancel.set()
         gen.close()
-        print("\ncancelled: nothing was written", file=sys.stderr)
+        if marker_token(Path(args.dest).expanduser().absolute()) == token:  # interrupted after it was in place
+            print(f"\ninterrupted after the export was complete: {args.dest} holds it (a leftover of the "
+                  "export it replaced is removed by the next run)", file=sys.stderr)
+        else:
+            print("\ncancelled: nothing was written", file=sys.stderr)
         return 130
     print(json.dumps(report, indent=2, default=_json_default))
     return 0

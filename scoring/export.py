@@ -113,8 +113,11 @@ def export_dataset(
     audit: bool = True,
     cancel: threading.Event | None = None,
     drop_duplicates: bool = False,
+    token: str | None = None,
 ) -> Generator[Progress, None, dict[str, Any]]:
-    """Export the project's cleaned dataset into ``dest``; yields Progress, returns a report."""
+    """Export the project's cleaned dataset into ``dest``; yields Progress, returns a report.
+    ``token`` is written into the export's marker, so a caller interrupted late can tell whether
+    its export reached ``dest`` (``safewrite.marker_token(dest) == token``)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if link not in LINKS:
@@ -127,7 +130,7 @@ def export_dataset(
         clean_leftovers(dest)
         tmp: Path | None = None
         try:
-            tmp = new_build_folder(dest, "export")
+            tmp = new_build_folder(dest, "export", token)
             report = yield from _write(project, tmp, fmt, link, audit, cancel, drop_duplicates)
             _verify(tmp, report)
             guard.check_folder(dest, force=force)  # again: nothing may have moved in meanwhile

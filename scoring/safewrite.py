@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,9 +34,48 @@ log = logging.getLogger(__name__)
 MARKER = ".image-triage-created"
 
 
-def mark_created(folder: Path, kind: str) -> None:
-    """Write the marker that says Image Triage made ``folder`` (first thing after mkdir)."""
-    (folder / MARKER).write_text(json.dumps({"created_by": "image-triage", "kind": kind}) + "\n")
+def mark_created(folder: Path, kind: str, token: str | None = None) -> None:
+    """Write the marker that says Image Triage made ``folder`` (first thing after mkdir); ``token``
+    names the run that made it (see :func:`marker_token`); the process and host let another run
+    tell a folder still being built from one a killed run left."""
+    body = {"created_by": "image-triage", "kind": kind, "pid": os.getpid(), "host": socket.gethostname(),
+            **({"run": token} if token else {})}
+    (folder / MARKER).write_text(json.dumps(body) + "\n")
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process ``pid`` on ``host`` still runs (another host's: assumed so)."""
+    if pid is None:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _being_built(folder: Path) -> bool:
+    """A build folder whose maker still runs (a concurrent export into the same destination)."""
+    try:
+        body = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("pid") != os.getpid() and process_alive(body.get("pid"), body.get("host"))
+
+
+def marker_token(folder: Path) -> str | None:
+    """The run token in ``folder``'s marker, when the folder is ours and has one."""
+    if not created_by_us(folder):
+        return None
+    try:
+        token = json.loads((folder / MARKER).read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(token) if token else None
 
 
 def created_by_us(folder: Path) -> bool:
@@ -152,12 +192,12 @@ def remove_ours(folder: Path) -> None:
     folder.rmdir()
 
 
-def new_build_folder(dest: Path, kind: str) -> Path:
-    """A hidden sibling of ``dest`` to build in, marked as ours before anything else."""
+def new_build_folder(dest: Path, kind: str, token: str | None = None) -> Path:
+    """A hidden sibling of ``dest`` to build in, marked as ours (and ``token``'s) before anything else."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    mark_created(tmp, kind)
+    mark_created(tmp, kind, token)
     return tmp
 
 
@@ -172,6 +212,8 @@ def clean_leftovers(dest: Path) -> int:
     for s in siblings:
         if not pattern.match(s.name) or s.is_symlink() or not s.is_dir():
             continue
+        if ".partial-" in s.name and created_by_us(s) and _being_built(s):
+            continue  # another export into the same destination is writing it: not a leftover
         if created_by_us(s):
             with contextlib.suppress(OSError):
                 remove_ours(s)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from scoring.safewrite import process_alive
 from scoring.store_connection import ProjectBase
 
 log = logging.getLogger(__name__)
@@ -127,16 +128,7 @@ class Runs(ProjectBase):
 
 def _alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that started a run is still running (on this host)."""
-    if pid is None:
-        return False
-    if host != socket.gethostname():
-        return True  # a run on another machine sharing the file: assume it is alive
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return process_alive(pid, host)
     return True
 
 

@@ -221,3 +221,42 @@ def test_cancel_cleans_up(proj: tuple[Path, Path], tmp_path: Path) -> None:
         for _ in export_dataset(db, tmp_path / "out", cancel=cancel):
             pass
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_an_export_carries_its_runs_token(tmp_path: Path) -> None:
+    """A caller interrupted late can tell whether its export reached the destination."""
+    from scoring.safewrite import marker_token
+    from scoring.store import project_for
+    from tests.scoring.tinypool import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    run_export(db, tmp_path / "out", link="copy", token="first")
+    assert marker_token(tmp_path / "out") == "first"
+    run_export(db, tmp_path / "out", link="copy", force=True, token="second")
+    assert marker_token(tmp_path / "out") == "second"
+    assert marker_token(data) is None  # not ours
+
+
+def test_a_concurrent_exports_build_folder_is_not_a_leftover(tmp_path: Path) -> None:
+    """A second export into the same destination cleaned the first's build folder while it was
+    still being written (seen by hand: unmarked half folders stayed behind). A build folder whose
+    process still runs is left alone; once that process is gone it is a leftover."""
+    import subprocess
+    import sys
+
+    from scoring.safewrite import MARKER, clean_leftovers
+
+    dest = tmp_path / "out"
+    partial = tmp_path / ".out.partial-0123abcd"
+    partial.mkdir()
+    (partial / "a.png").write_bytes(b"x")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        body = {"created_by": "image-triage", "kind": "export", "pid": other.pid, "host": __import__("socket").gethostname()}
+        (partial / MARKER).write_text(json.dumps(body))
+        assert clean_leftovers(dest) == 0 and (partial / "a.png").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert clean_leftovers(dest) == 1 and not partial.exists()
