@@ -133,6 +133,8 @@ def export_dataset(
             tmp = new_build_folder(dest, "export", token)
             report = yield from _write(project, tmp, fmt, link, audit, cancel, drop_duplicates)
             _verify(tmp, report)
+            report["dest"] = str(dest)
+            (tmp / "export_report.json").write_text(json.dumps(report, indent=2))  # moved in with the rest
             guard.check_folder(dest, force=force)  # again: nothing may have moved in meanwhile
             move_into_place(tmp, dest)
         except BaseException as exc:
@@ -147,8 +149,6 @@ def export_dataset(
                     f"export failed ({what}) at {exc.filename or 'an output file'}; nothing was written to {dest}"
                 ) from exc
             raise
-    report["dest"] = str(dest)
-    (dest / "export_report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
