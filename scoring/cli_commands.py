@@ -369,11 +369,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         return open_gui("run_demo", args.dest)
     from scoring.demo import demo_project
+    from scoring.duplicates import find_duplicates
     from scoring.inference import score_project
     from scoring.poolspec import default_scratch_specs
 
     db = demo_project(args.dest)
     summary = _progress_bar(score_project(db, default_scratch_specs(n_images=1797), workers=0))
+    groups = _progress_bar(find_duplicates(db))  # as the app does after scoring
+    summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     print(_summary_line(summary, db))
     args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False
     args.class_ = args.status = args.reason = args.search = None

@@ -72,6 +72,7 @@ def test_demo_headless_finds_the_planted_label_errors(tmp_path: Path, capsys: py
     from scoring.store import Project
 
     assert main(["demo", "--headless", "--dest", str(tmp_path)]) == 0
+    assert "duplicates: " in capsys.readouterr().out  # grouped after scoring, as in the app
     flipped = flipped_paths(tmp_path)
     with Project.open(tmp_path / "digits.triage.db") as p:
         top = p.queue(sort="self_confidence", limit=100)
