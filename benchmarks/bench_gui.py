@@ -128,6 +128,8 @@ def main() -> None:
         print(f"(b) relabel keypress -> next image shown:  median {statistics.median(times) * 1000:.1f} ms,"
               f" worst {max(times) * 1000:.1f} ms   (target < 50 ms)")
         print(f"ratios: a/target = {t_open / 1.0:.2f}, b(median)/target = {statistics.median(times) / 0.05:.2f}")
+        slow = sorted(range(len(times)), key=lambda i: -times[i])[:3]
+        print("slowest presses (index: ms): " + ", ".join(f"{i}: {times[i] * 1000:.0f}" for i in slow))
 
 
 if __name__ == "__main__":
