@@ -118,9 +118,15 @@ class Cache(ProjectBase):
         out = np.zeros((len(member_fps), len(ids), k), dtype=np.float32)
         for m, fp in enumerate(member_fps):
             stored = self._blobs("probs", "member_fp", fp, ids)
-            for n, i in enumerate(ids):
-                blob = stored.get(int(i))
-                if blob is None:
-                    raise ProjectError(f"{self.path}: no stored probabilities of member {fp} for image {int(i)}; score again")
-                out[m, n] = decode_probs(blob, k)
+            try:
+                blobs = [stored[int(i)] for i in ids]
+            except KeyError as exc:
+                raise ProjectError(f"{self.path}: no stored probabilities of member {fp} for image {exc.args[0]}; score again") from None
+            if k <= TOPK_STORE_THRESHOLD and len(blobs):  # fixed-size rows: decoded in one go, not one by one
+                rows = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), k).astype(np.float32)
+                sums = rows.sum(axis=1, keepdims=True)
+                out[m] = np.divide(rows, sums, out=rows, where=sums > 0)
+            else:
+                for n, blob in enumerate(blobs):
+                    out[m, n] = decode_probs(blob, k)
         return out
