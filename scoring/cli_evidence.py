@@ -106,11 +106,21 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a cosine similarity between 0 and 1 is needed, got {value}")
+    return value
+
+
 def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
     """The parsers of this module's commands (called by scoring.cli)."""
     sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
     db_arg(sp)
-    sp.add_argument("--threshold", type=float, default=0.97,
+    sp.add_argument("--threshold", type=_similarity, default=0.97,
                     help="cosine similarity of 16x16 thumbnails from which two images are near-duplicates "
                          "(default 0.97; pairs that pass are verified at 32x32)")
     sp.add_argument("--json", action="store_true")

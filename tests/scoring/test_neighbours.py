@@ -102,3 +102,14 @@ def test_k_must_be_positive(scored: Path, capsys) -> None:  # type: ignore[no-un
     with pytest.raises(SystemExit):
         main(["neighbours", "--db", str(scored), "blue/000.png", "-k", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_the_duplicate_threshold_is_a_similarity(scored: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from scoring.cli import main
+
+    for bad in ("5", "0", "-1", "x"):
+        with pytest.raises(SystemExit):
+            main(["duplicates", "--db", str(scored), "--threshold", bad])
+    assert "between 0 and 1" in capsys.readouterr().err
