@@ -164,7 +164,7 @@ class ReviewActions(BackgroundJobs):
             self.statusBar().showMessage(out.line(), 8000)
             return
         current = self.current_id()
-        self.session.scores_changed()  # the estimate reads the new scores
+        self.session.rerank_finished(out.seconds)  # rest in proportion before the next automatic one
         self.model.reload()
         idx = self.model.index_of(current) if current is not None else QModelIndex()
         self._select(idx if idx.isValid() else self.model.index(0, 0))

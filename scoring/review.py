@@ -8,6 +8,7 @@ trigger-kept counts table after each action, never patched by hand.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from scoring.estimate import ErrorsLeft
 from scoring.store import Edit, Project, QueueFilter, QueueRow
 from scoring.vocabulary import BY_KEY
+
+RERANK_REST = 3.0  # after a re-rank of s seconds, none for 3 s: background work <= 1/4 of the time
 
 ACTIONS: dict[str, Callable[..., Edit]] = {
     "relabel": lambda p, i, label: p.relabel(i, label),
@@ -33,6 +36,7 @@ class ReviewSession:
     _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
     _estimate_at: int | None = field(default=None, init=False, repr=False)
     _rerank_at: int | None = field(default=None, init=False, repr=False)
+    _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
 
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
@@ -68,18 +72,27 @@ class ReviewSession:
         hands the result to :meth:`set_estimate`)."""
         return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
 
-    def rerank_due(self, every: int = 20) -> bool:
+    def rerank_due(self, every: int = 20, now: float | None = None) -> bool:
         """True when ``every`` decisions have been made since the queue was last re-ranked (or
         since the session began): the app then refits the heads (scoring.rerank) in the background
-        and calls :meth:`reranked`. ``every`` <= 0 turns it off."""
+        and calls :meth:`reranked`. ``every`` <= 0 turns it off. A re-rank that took ``s`` seconds
+        is not followed by another for ``RERANK_REST * s`` seconds, so on a big project (minutes
+        each) the background work takes at most a quarter of the machine."""
         reviewed = self.stats["reviewed"]
         if self._rerank_at is None:
             self._rerank_at = reviewed
-        return every > 0 and reviewed - self._rerank_at >= every
+        rested = (time.monotonic() if now is None else now) >= self._rerank_rest_until
+        return every > 0 and reviewed - self._rerank_at >= every and rested
 
     def reranked(self) -> None:
+        """A re-rank starts: not due again until ``every`` more decisions."""
         self._rerank_at = self.stats["reviewed"]
         self._estimate_at = None  # new scores: the estimate too
+
+    def rerank_finished(self, seconds: float, now: float | None = None) -> None:
+        """It took ``seconds``: rest RERANK_REST times as long before the next automatic one."""
+        self._rerank_rest_until = (time.monotonic() if now is None else now) + RERANK_REST * seconds
+        self._estimate_at = None
 
     @property
     def label_sort(self) -> str:

@@ -76,3 +76,17 @@ def test_keep_group_keeps_one_and_removes_the_rest_as_one_decision(session: Revi
     assert [p.image(i).status for i in (a, b, c)] == ["removed", "kept", "removed"]
     assert session.undo().image_id == b  # type: ignore[union-attr]
     assert [p.image(i).status for i in (a, b, c)] == ["unreviewed"] * 3
+
+
+def test_a_long_rerank_is_followed_by_a_rest(session: ReviewSession) -> None:
+    """A re-rank of 60 s (a big project) is not followed by another for 180 s, whatever the decisions."""
+    from scoring.review import RERANK_REST
+
+    ids = [r.id for r in session.page(limit=8)]
+    session.rerank_due(every=2, now=0.0)
+    session.reranked()
+    session.rerank_finished(60.0, now=100.0)
+    for i in ids[:4]:
+        session.act("keep", i)
+    assert not session.rerank_due(every=2, now=100.0 + RERANK_REST * 60.0 - 1)
+    assert session.rerank_due(every=2, now=100.0 + RERANK_REST * 60.0 + 1)
