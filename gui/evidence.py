@@ -7,9 +7,10 @@ import html
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
+from gui.offthread import LatestOnly
 from gui.thumbnails import ThumbnailLoader
 from scoring.neighbours import NeighbourIndex
 from scoring.store import Project, QueueRow
@@ -19,22 +20,9 @@ TILE = 64
 PER_ROW = 6
 
 
-class _Signals(QObject):
-    built = Signal(object, str)  # NeighbourIndex | None, the project path it is for
-
-
-class _Build(QRunnable):
-    def __init__(self, path: Path, signals: _Signals):
-        super().__init__()
-        self.path, self.signals = path, signals
-
-    def run(self) -> None:
-        try:
-            with Project.open(self.path) as project:  # this thread's own connection
-                self.signals.built.emit(NeighbourIndex.build(project), str(self.path))
-        except Exception as exc:  # noqa: BLE001 - the pane must hear back, or it waits for ever
-            log.warning("neighbour index not built: %s", exc)
-            self.signals.built.emit(None, str(self.path))
+def _build_index(path: Path) -> NeighbourIndex | None:
+    with Project.open(path) as project:  # the pool thread's own connection
+        return NeighbourIndex.build(project)
 
 
 class _Strip(QWidget):
@@ -104,13 +92,12 @@ class EvidencePanel(QWidget):
             lay.addWidget(w)
         self.index: NeighbourIndex | None = None
         self._index_for: str | None = None
-        self._building = False
+        self._building: str | None = None  # the project path an index is being built for
         self._project: Project | None = None
         self._row: QueueRow | None = None
-        self._signals = _Signals()
-        self._signals.built.connect(self._on_built)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._builder = LatestOnly("neighbour index", self)
+        self._builder.done.connect(self._on_built)
+        self._builder.failed.connect(lambda _why: self._on_built(None))  # the pane must hear back
         thumbnails.thumbnailReady.connect(self._on_thumbnailReady)
 
     def invalidate(self) -> None:
@@ -118,14 +105,14 @@ class EvidencePanel(QWidget):
 
     def forget(self) -> None:
         """The project is closing: drop it, its index and what is shown."""
-        self._pool.clear()
+        self._builder.clear()
         self.wait()
         self.clear()
         self._project = None
         self.invalidate()
 
     def wait(self, msecs: int = 30_000) -> bool:
-        return bool(self._pool.waitForDone(msecs))
+        return self._builder.wait(msecs)
 
     def clear(self) -> None:
         self._row = None
@@ -182,12 +169,12 @@ class EvidencePanel(QWidget):
         self.note.setText(f"likeness: {self.index.embedding}")
 
     def _request_index(self, project: Project) -> None:
-        if not self._building:
-            self._building = True
-            self._pool.start(_Build(project.path, self._signals))
+        if self._building is None:
+            self._building = path = str(project.path)
+            self._builder.submit(lambda: _build_index(Path(path)))
 
-    def _on_built(self, index: NeighbourIndex | None, path: str) -> None:
-        self._building = False
+    def _on_built(self, index: NeighbourIndex | None) -> None:
+        path, self._building = self._building, None
         if self._project is None:
             return
         if str(self._project.path) != path:  # built for a project closed since: build this one's

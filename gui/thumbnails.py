@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
+from gui.offthread import LatestOnly
 from scoring.datasets import ImageDecodeError, load_image
 
 log = logging.getLogger(__name__)
@@ -26,48 +27,48 @@ class _Signals(QObject):
     done = Signal(int, QImage, str)  # image id, the image (null on failure), why it failed
 
 
-class _Task(QRunnable):
-    """Decode one image in a pool thread; ``size`` None keeps the full image."""
+def decode_qimage(path: Path, size: int | None) -> tuple[QImage, str]:
+    """(the image, "") or (a null image, why it failed); ``size`` None keeps the full image,
+    else a thumbnail of at most ``size`` pixels (tiny images scaled up to be seen)."""
+    try:
+        img = load_image(path)
+        if size is not None:
+            img.thumbnail((size, size))
+            if max(img.size) < size // 2:  # tiny images (digits, CIFAR): scale up to be seen
+                factor = max(1, size // max(img.size))
+                img = img.resize((img.width * factor, img.height * factor), 0)
+        return pil_to_qimage(img), ""
+    except (ImageDecodeError, OSError) as exc:
+        log.debug("decode failed: %s", exc)
+        return QImage(), str(exc)
 
-    def __init__(self, image_id: int, path: Path, size: int | None, signals: _Signals):
+
+class _Task(QRunnable):
+    """Decode one thumbnail in a pool thread."""
+
+    def __init__(self, image_id: int, path: Path, size: int, signals: _Signals):
         super().__init__()
         self.image_id, self.path, self.size, self.signals = image_id, path, size, signals
 
     def run(self) -> None:
-        why = ""
-        try:
-            img = load_image(self.path)
-            if self.size is not None:
-                img.thumbnail((self.size, self.size))
-                if max(img.size) < self.size // 2:  # tiny images (digits, CIFAR): scale up to be seen
-                    factor = max(1, self.size // max(img.size))
-                    img = img.resize((img.width * factor, img.height * factor), 0)
-            qimg = pil_to_qimage(img)
-        except (ImageDecodeError, OSError) as exc:
-            log.debug("decode failed: %s", exc)
-            qimg, why = QImage(), str(exc)
-        self.signals.done.emit(self.image_id, qimg, why)
+        self.signals.done.emit(self.image_id, *decode_qimage(self.path, self.size))
 
 
-class ImageLoader(QObject):
+class ImageLoader(LatestOnly):
     """Full-size images for the detail pane, decoded in a pool thread; ``loaded`` carries the
     image id, the image (null on failure) and the reason it failed."""
 
     loaded = Signal(int, QImage, str)
 
     def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._signals = _Signals()
-        self._signals.done.connect(self.loaded)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        super().__init__("image decode", parent)
+        self.done.connect(self._on_done)
 
     def request(self, image_id: int, path: Path) -> None:
-        self._pool.clear()  # only the latest selection matters
-        self._pool.start(_Task(image_id, path, None, self._signals))
+        self.submit(lambda: (image_id, *decode_qimage(path, None)))
 
-    def wait(self, msecs: int = 10_000) -> bool:
-        return bool(self._pool.waitForDone(msecs))
+    def _on_done(self, result: tuple[int, QImage, str]) -> None:
+        self.loaded.emit(*result)
 
 
 class ThumbnailLoader(QObject):
