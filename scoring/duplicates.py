@@ -261,7 +261,7 @@ def find_duplicates(
         groups_idx = [m for m in members.values() if len(m) > 1]
         rows = [(int(ids[n]), g) for g, m in enumerate(groups_idx) for n in m]
         project.put_duplicate_groups(rows)
-        labels = dict(project.current_labels([r[0] for r in rows]))
+        labels = {i: lab for i, lab, _ in project.label_states([r[0] for r in rows])}
         groups = [
             Group(g, [int(ids[n]) for n in m], [labels.get(int(ids[n])) for n in m], len({sha[n] for n in m}) == 1)
             for g, m in enumerate(groups_idx)

@@ -36,9 +36,3 @@ class Duplicates(ProjectBase):
         found = dict(self._q("SELECT j.value, i.sha1 FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
                              (json.dumps([int(i) for i in ids]),)))
         return [found.get(int(i)) for i in ids]
-
-    def current_labels(self, ids: Sequence[int] | np.ndarray) -> list[tuple[int, int | None]]:
-        """(id, current label) of ``ids``."""
-        return [(int(a), b) for a, b in self._q(
-            "SELECT j.value, i.current_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
-            (json.dumps([int(i) for i in ids]),))]
