@@ -40,21 +40,26 @@ PRIOR_WEIGHT = 20.0  # reviews the confident-joint calibration counts for, befor
 CHUNK = 50_000
 
 
+def _confident_class(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N,) each image's confident class: the most probable class j whose probability reaches
+    t_j (the mean probability of j over the images labelled j); -1 where none does."""
+    k = p.shape[1]
+    thresholds = np.array([p[y == j, j].mean() if (y == j).any() else np.inf for j in range(k)])
+    above = p >= thresholds
+    return np.where(above.any(axis=1), np.where(above, p, -1.0).argmax(axis=1), -1)
+
+
 def confident_joint(mean_probs: np.ndarray, labels: np.ndarray, calibrated: bool = True) -> np.ndarray:
     """(N, K) pool-mean probabilities, (N,) labels (-1 = none) -> (K, K) counts, rows = given
     label, columns = estimated true label; ``calibrated``: rows rescaled to the class sizes."""
     p = np.asarray(mean_probs, dtype=np.float64)
     y = np.asarray(labels)
     k = p.shape[1]
-    lab = y >= 0
-    counts = np.bincount(y[lab], minlength=k).astype(np.float64)
-    thresholds = np.array([p[y == j, j].mean() if counts[j] else np.inf for j in range(k)])
-    above = p[lab] >= thresholds
-    masked = np.where(above, p[lab], -1.0)
-    best = masked.argmax(axis=1)
-    has = above.any(axis=1)
+    counts = np.bincount(y[y >= 0], minlength=k).astype(np.float64)
+    best = _confident_class(p, y)
+    ok = (y >= 0) & (best >= 0)
     cj = np.zeros((k, k))
-    np.add.at(cj, (y[lab][has], best[has]), 1.0)
+    np.add.at(cj, (y[ok], best[ok]), 1.0)
     if not calibrated:
         return cj
     row = cj.sum(axis=1, keepdims=True)
@@ -90,12 +95,8 @@ def confident_errors(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     diagonal (a confident class other than the given label); their number is the estimate."""
     _, p = temperature_scaled(mean_probs, labels)
     y = np.asarray(labels)
-    k = p.shape[1]
-    lab = y >= 0
-    thresholds = np.array([p[y == j, j].mean() if (y == j).any() else np.inf for j in range(k)])
-    above = p >= thresholds
-    best = np.where(above, p, -1.0).argmax(axis=1)
-    return lab & above.any(axis=1) & (best != y)
+    best = _confident_class(p, y)
+    return (y >= 0) & (best >= 0) & (best != y)
 
 
 def estimated_errors(mean_probs: np.ndarray, labels: np.ndarray, calibrated: bool = False) -> float:
