@@ -46,10 +46,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_keep_group(args: argparse.Namespace) -> int:
     with _open_project(args.db) as project:
         image_id = _resolve_image(project, args.image)
+        project.keep_group(image_id)
         group = project.group_of(image_id)
-        if len(group) < 2:
-            raise CliError(f"{project.image(image_id).path} is in no duplicate group; run `image-triage duplicates --db {args.db}` first")
-        project.keep_only(image_id, group)
         for i, path in zip(group, project.paths_of(group), strict=True):
             print(f"{'kept' if i == image_id else 'removed'}: {path}")
         print("(one decision: `image-triage undo` brings the group back)", file=sys.stderr)

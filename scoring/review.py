@@ -24,7 +24,7 @@ ACTIONS: dict[str, Callable[..., Edit]] = {
     "remove": lambda p, i, _label=None: p.remove(i),
     "keep": lambda p, i, _label=None: p.keep(i),
     "restore": lambda p, i, _label=None: p.restore(i),
-    "keep_group": lambda p, i, _label=None: p.keep_only(i, p.group_of(i)),
+    "keep_group": lambda p, i, _label=None: p.keep_group(i),
 }
 
 

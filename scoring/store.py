@@ -106,6 +106,14 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
     def open(cls, path: str | Path) -> Project:
         return cls(path)
 
+    def keep_group(self, image_id: int) -> Edit:
+        """Keep ``image_id`` and remove the rest of its duplicate group: one decision (keep_only)."""
+        group = self.group_of(image_id)
+        if len(group) < 2:
+            raise ProjectValueError(f"{self.image(image_id).path} is in no duplicate group; "
+                                    f"find duplicates first (`image-triage duplicates --db {self.path}`)")
+        return self.keep_only(image_id, group)
+
 
 def project_for(
     source: str | Path, db: str | Path | None = None, layout: str | None = None, *, follow_symlinks: bool = False
