@@ -86,7 +86,7 @@ class ExportDialog(QDialog):
         self.link.addItems(["hardlink", "copy", "symlink"])
         self.audit = QCheckBox("List removed images (removed.csv) for audit", checked=True)
         self.force = QCheckBox("Replace an earlier export in this folder (never any other folder)")
-        self.drop_duplicates = QCheckBox("Keep one image per duplicate group (the first not removed)")
+        self.drop_duplicates = QCheckBox("Keep one image per duplicate group (the one you kept, else the first not removed)")
         row = QHBoxLayout()
         row.addWidget(self.dest)
         row.addWidget(browse)

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from scoring.datasets import Dataset, is_uri
+from scoring.datasets import Dataset, image_header, is_uri
 from scoring.errors import ImageTriageError
 from scoring.weights import packaged
 
@@ -33,6 +32,7 @@ class Facts:
     gpu: bool
     thorough: bool
     classes: tuple[str, ...]
+    min_per_class: int = 1_000_000  # labelled images in the smallest class
 
     @property
     def small(self) -> bool:
@@ -46,11 +46,11 @@ def survey(dataset: Dataset, device: torch.device, thorough: bool = False, sampl
     sides, grey = [], []
     for rec in readable[::step][:sample]:
         try:
-            with Image.open(dataset.abspath(rec.path)) as im:  # the header only: no decode
-                sides.append(max(im.size))
-                grey.append(im.mode in ("1", "L", "LA", "I", "I;16", "F"))
+            size, mode = image_header(dataset.abspath(rec.path))  # the header only, via the safe reader
         except (OSError, ValueError, ImageTriageError):
             continue
+        sides.append(max(size))
+        grey.append(mode in ("1", "L", "LA", "I", "I;16", "F"))
     return Facts(
         n_images=len(dataset.records),
         labelled=dataset.labelled,
@@ -59,7 +59,24 @@ def survey(dataset: Dataset, device: torch.device, thorough: bool = False, sampl
         gpu=device.type in ("cuda", "mps"),
         thorough=thorough,
         classes=tuple(dataset.classes),
+        min_per_class=_smallest_class(dataset),
     )
+
+
+def _smallest_class(dataset: Dataset) -> int:
+    counts = dict.fromkeys(dataset.classes, 0)
+    for r in dataset.records:
+        if r.label is not None and r.error is None and r.label in counts:
+            counts[r.label] += 1
+    return min(counts.values()) if counts else 0
+
+
+MIN_PER_CLASS = 2  # below this a class cannot be split into training and held-out parts
+
+
+def folds_for(f: Facts) -> int:
+    """Cross-fitting folds the smallest class allows: about 10 of its images per fold, 2 to 5."""
+    return int(max(2, min(5, f.min_per_class // 10)))
 
 
 def _lite_pp(f: Facts) -> dict[str, Any]:
@@ -85,13 +102,13 @@ def _lite_heads(f: Facts) -> list[dict[str, Any]]:
     if packaged("efficientnet_lite0") is None:
         return []
     return [{"name": "effnet-lite0", "kind": "backbone", "arch": "efficientnet_lite0",
-             "fractions": [0.25, 0.5, 0.75, 1.0], "seeds": [0], "preprocess": _lite_pp(f)}]
+             "fractions": [0.25, 0.5, 0.75, 1.0], "seeds": [0], "folds": folds_for(f), "preprocess": _lite_pp(f)}]
 
 
 def _scratch(f: Facts) -> list[dict[str, Any]]:
     pp = {"size": max(8, min(f.side, SMALL)), "grayscale": f.grayscale}
-    return [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "preprocess": pp},
-            {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "preprocess": pp}]
+    return [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": folds_for(f), "preprocess": pp},
+            {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": folds_for(f), "preprocess": pp}]
 
 
 def _finetune(f: Facts) -> list[dict[str, Any]]:
@@ -100,7 +117,8 @@ def _finetune(f: Facts) -> list[dict[str, Any]]:
     pp = dict(_lite_pp(f))
     if f.small:
         pp.update(size=max(32, min(2 * f.side, 128)), resize=max(32, min(2 * f.side, 128)))
-    return [{"name": "effnet-lite0-ft", "kind": "finetune", "arch": "efficientnet_lite0", "lr": 0.01, "preprocess": pp}]
+    return [{"name": "effnet-lite0-ft", "kind": "finetune", "arch": "efficientnet_lite0", "lr": 0.01,
+             "folds": folds_for(f), "preprocess": pp}]
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,12 @@ class Choice:
 
 def choose(facts: Facts) -> Choice:
     """The members every applicable rule adds, with the reasons (no measurement)."""
+    if facts.labelled and facts.min_per_class < MIN_PER_CLASS:
+        raise ImageTriageError(
+            f"the smallest class has {facts.min_per_class} labelled image(s): a pool fitted on this dataset needs at "
+            f"least {MIN_PER_CLASS} per class to cross-fit (its scores would be guesses); add images, or give a "
+            "trained classifier with --member checkpoint:..."
+        )
     choice = Choice([])
     for rule in RULES:
         if rule.applies(facts):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,21 @@ log = logging.getLogger("image_triage")
 
 
 # ----------------------------------------------------------------------------- parser
+
+
+def whole_number(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi], or argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {lo} to {hi:,}")
+        return value
+
+    return parse
 
 EXAMPLES = {
     "score": "image-triage score ~/data/pets                # the automatic pool, chosen and explained\n"
@@ -104,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--thorough", action="store_true",
                     help="with the automatic pool (no pool options): also fine-tune a network in 5 folds (slow on a CPU)")
     sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
-    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--batch-size", type=whole_number(1, 65_536), default=64, help="images per forward pass (1-65536)")
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    sp.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: none on <= 2 cores, else half the cores, at most 4)")
+    sp.add_argument("--workers", type=whole_number(0, 256), default=None, help="decoding worker processes (default: none on <= 2 cores, else half the cores, at most 4)")
     sp.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local (this machine) or ray (Ray Data map_batches; pip install 'image-triage[ray]')")
     sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
@@ -129,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--search", help="substring of the path")
     sp.add_argument("--duplicates", action="store_true", help="only images in a duplicate group (run `duplicates` first)")
     sp.add_argument("--conflicts", action="store_true", help="only duplicates whose group carries different labels")
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--limit", type=whole_number(1, 10**9), default=50, help="rows to print (1 or more)")
     sp.add_argument("--json", action="store_true")
 
     for name, help_ in [
@@ -159,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
     sp.add_argument("--drop-duplicates", action="store_true",
-                    help="keep one image per duplicate group (the first by id not removed); run `duplicates` first")
+                    help="keep one image per duplicate group (the one you kept, else the first by id); run `duplicates` first")
 
     add_evidence_commands(add, db_arg)
 
@@ -212,6 +228,13 @@ def main(argv: Sequence[str] | None = None, open_app: AppOpener | None = None) -
         if args.verbose:
             raise
         print(f"image-triage: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # a damaged project file that got past the checks at open
+        if args.verbose:
+            raise
+        db = getattr(args, "db", None) or getattr(args, "dataset", "the project")
+        print(f"image-triage: {db}: the project file is damaged or not a project ({exc}); "
+              "open a .triage.db made by image-triage, or score the dataset into a new one", file=sys.stderr)
         return 2
     except OSError as exc:  # the system refused (permissions, a vanished file): name the file
         if args.verbose:

@@ -107,6 +107,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         parse_member_arg,
     )
     from scoring.store import Project, project_for
+    from scoring.trust import grant
 
     db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
     project = Project.open(db)
@@ -125,9 +126,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     if not specs:
         specs = _auto_specs(project.dataset(), args.device, args.thorough)
-    if args.trust_checkpoint:
-        for s in specs:
-            s["trust"] = True
+    if args.trust_checkpoint:  # the user's word, now: the only trust there is (scoring.trust)
+        specs = [grant(s) for s in specs]
     project.close()
     print(f"project: {db}", file=sys.stderr)
     cancel = threading.Event()

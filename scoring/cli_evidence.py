@@ -63,8 +63,14 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
         if index is None:
             raise CliError(f"{args.db}: no stored features to compare by; score the dataset first")
         row = project.queue_row(image_id)
+        if row.error is not None:
+            raise CliError(f"{row.path} could not be read when scored ({row.error}), so it has no neighbours")
+        if index.row_of.get(int(image_id)) is None:
+            raise CliError(f"{row.path} has no stored features yet; score the dataset first")
         labels = [_resolve_label(project, args.label)] if args.label else [
             lab for lab in dict.fromkeys([row.current_label, row.consensus]) if lab is not None]
+        if not labels:
+            raise CliError(f"{row.path} has no label and the pool no consensus for it; give --label CLASS")
         out = []
         for lab in labels:
             near = index.near(project, image_id, lab, k=args.k)
@@ -86,7 +92,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     from scoring.rerank import rerank
 
     _open_project(args.db).close()
-    out = _progress_bar(rerank(args.db, args.sort, prune=not args.no_prune), quiet=args.json)
+    out = _progress_bar(rerank(args.db, args.sort, prune=not args.no_prune, networks=args.networks,
+                               trust=args.trust_checkpoint), quiet=args.json)
     if args.json:
         print(json.dumps(out.__dict__, indent=1))
     else:
@@ -141,4 +148,8 @@ def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
                     help="the label-aware queue whose movement is reported (default margin)")
     sp.add_argument("--no-prune", action="store_true",
                     help="train on the unreviewed suspects too (by default they are left out of the refit)")
+    sp.add_argument("--networks", action="store_true",
+                    help="refit the trained networks too (scratch, finetune members: minutes, not seconds)")
+    sp.add_argument("--trust-checkpoint", action="store_true",
+                    help="allow the pool's checkpoints that run code when unpickled (trust stored in a project is ignored)")
     sp.add_argument("--json", action="store_true")

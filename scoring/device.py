@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
+
+from scoring.errors import ImageTriageError
+
+
+class DeviceError(ImageTriageError, ValueError):
+    """A device this machine does not have, or one Image Triage does not run on."""
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:
@@ -18,13 +26,16 @@ def pick_device(preference: str | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {preference!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d{1,3})?", pref):
+        raise DeviceError(f"unknown device {preference!r}: use auto, cpu, cuda, cuda:N or mps")
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {preference!r} asked for, but CUDA is not available here; use --device cpu or auto")
+        if ":" in pref and int(pref.split(":")[1]) >= torch.cuda.device_count():
+            raise DeviceError(f"device {preference!r} asked for, but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s); use cuda:0 or auto")
     if pref == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError("device 'mps' asked for, but MPS is not available here; use --device cpu or auto")
-    try:
-        return torch.device(pref)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {preference!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+            raise DeviceError("device 'mps' asked for, but MPS is not available here; use --device cpu or auto")
+    return torch.device(pref)

@@ -109,6 +109,12 @@ def best_aligned(xa: np.ndarray, xb: np.ndarray, side: int = 16) -> np.ndarray:
     return best
 
 
+def verify_threshold(threshold: float) -> float:
+    """The 32-pixel check's bar for a search at ``threshold``: VERIFY_THRESHOLD at the default,
+    following a lower threshold down (a search at 0.9 is asked to be looser, not the same)."""
+    return min(VERIFY_THRESHOLD, VERIFY_THRESHOLD - (DEFAULT_THRESHOLD - threshold))
+
+
 def near_pairs(
     thumbs: np.ndarray, threshold: float, verify: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     embedded: bool = False,
@@ -131,7 +137,7 @@ def near_pairs(
     if n < EXACT_BELOW:
         flat = faiss.IndexFlatIP(d)
         flat.add(emb)
-        lims, sims, idx = flat.range_search(emb, float(CANDIDATE))
+        lims, sims, idx = flat.range_search(emb, float(min(CANDIDATE, threshold)))
         counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
         rows = np.repeat(np.arange(n), counts)
     else:
@@ -144,11 +150,11 @@ def near_pairs(
         low_sims, idx = hnsw.search(low, NEIGHBOURS)
         rows = np.repeat(np.arange(n), NEIGHBOURS)
         low_sims, idx = low_sims.ravel(), idx.ravel()
-        ok = (idx >= 0) & (low_sims >= CANDIDATE - 0.1)  # the projection's cosines run a little high
+        ok = (idx >= 0) & (low_sims >= min(CANDIDATE, threshold) - 0.1)  # the projection's cosines run a little high
         rows, idx = rows[ok], idx[ok]
         sims = np.concatenate([np.einsum("ij,ij->i", emb[rows[s : s + 50_000]], emb[idx[s : s + 50_000]])
                                for s in range(0, len(rows), 50_000)]) if len(rows) else np.zeros(0, np.float32)
-        keep = sims >= CANDIDATE
+        keep = sims >= min(CANDIDATE, threshold)
         rows, sims, idx = rows[keep], sims[keep], idx[keep]
     keep = rows < idx
     a, b, sims = rows[keep], idx[keep].astype(np.int64), sims[keep].astype(np.float32)
@@ -160,7 +166,7 @@ def near_pairs(
     ok = best >= threshold
     a, b, best = a[ok], b[ok], best[ok]
     if verify is not None and len(a):
-        ok = verify(a, b) >= VERIFY_THRESHOLD
+        ok = verify(a, b) >= verify_threshold(threshold)
         a, b, best = a[ok], b[ok], best[ok]
     return a, b, best
 
@@ -263,7 +269,8 @@ def find_duplicates(
         project.put_duplicate_groups(rows)
         labels = {i: lab for i, lab, _ in project.label_states([r[0] for r in rows])}
         groups = [
-            Group(g, [int(ids[n]) for n in m], [labels.get(int(ids[n])) for n in m], len({sha[n] for n in m}) == 1)
+            Group(g, [int(ids[n]) for n in m], [labels.get(int(ids[n])) for n in m],
+                  sha[m[0]] is not None and len({sha[n] for n in m}) == 1)  # no hash read yet: not known exact
             for g, m in enumerate(groups_idx)
         ]
         yield Progress("dupes", 1, 1, message=f"{len(groups)} groups, {sum(g.conflict for g in groups)} label conflicts")

@@ -18,7 +18,7 @@ Output, inside ``dest``:
 * ``difficulty.csv`` - path, given label, final label, status, C-perplexity, X-perplexity,
   mutual information, consensus label and probability, triage reason - one row per exported
   image, in the order of ``mean_probs.npy`` (N, K float32, the pool's mean probabilities).
-* ``edits.csv`` (the edits log), ``classes.txt``, ``removed.csv`` (audit), ``export_report.json``.
+* ``edits.csv`` (the edits log), ``classes.txt`` (escaped) and ``classes.json`` (exact), ``removed.csv`` (audit), ``export_report.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -60,7 +61,10 @@ class ExportError(ImageTriageError):
 
 
 def safe_folder_name(name: str) -> str:
-    """A class name as a folder name valid on Linux, macOS and Windows (percent-encoded)."""
+    """A class name as a folder name valid on Linux, macOS and Windows, reversibly: every change
+    is a percent-escape (``%`` itself is escaped), so two names never give one folder; a name
+    over 200 bytes is cut and ends in a hash of the whole name. :func:`class_folders` also
+    separates names that differ only in case (one folder on macOS and Windows)."""
     out = _BAD_CHARS.sub(lambda m: f"%{ord(m.group()):02X}", name)
     if out in ("", ".", ".."):
         out = out.replace(".", "%2E") or "%00empty"
@@ -68,10 +72,31 @@ def safe_folder_name(name: str) -> str:
         stripped = out.rstrip(" .")
         out = stripped + "".join(f"%{ord(c):02X}" for c in out[len(stripped):])
     if out.split(".")[0].upper() in _WINDOWS_RESERVED:
-        out = "_" + out
-    while len(out.encode()) > 200:
-        out = out[:-1]
+        out = f"%{ord(out[0]):02X}{out[1:]}"  # CON -> %43ON: an escape, so _CON stays _CON
+    if len(out.encode()) > 200:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        while len(out.encode()) > 186:
+            out = out[:-1]
+        out = f"{out}%~{digest}"
     return out
+
+
+def class_folders(classes: list[str]) -> dict[str, str]:
+    """Each class's folder: :func:`safe_folder_name`, unique even where case is folded."""
+    folders = {c: safe_folder_name(c) for c in classes}
+    seen: dict[str, int] = {}
+    for f in folders.values():
+        seen[f.casefold()] = seen.get(f.casefold(), 0) + 1
+    for c, f in folders.items():
+        if seen[f.casefold()] > 1:  # Cat and cat: one folder on a case-insensitive file system
+            folders[c] = f"{f}%~{hashlib.sha1(c.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return folders
+
+
+def classes_txt_line(name: str) -> str:
+    """A class name on one line of classes.txt: a tab, newline or backslash escaped (as in
+    Python's string escapes); the exact names are in classes.json."""
+    return name.encode("unicode_escape").decode("ascii") if any(ch in name for ch in "\t\n\r\\") or not name.isprintable() else name
 
 
 def _place(src: Path | str, dst: Path, link: str) -> bool:
@@ -100,7 +125,8 @@ def guard_for(project: Project) -> Guard:
     """What an export must never touch: every image the project lists, its project file, the dataset."""
     images = (project.abspath(p) for p in project.image_paths())
     roots = [] if project.layout == "csv" else [project.dataset_root]  # a manifest's folder holds no images
-    return Guard.build((p for p in images if isinstance(p, Path)), project.path, roots)
+    manifest = [project.source] if project.layout == "csv" else []  # nor may its folder be replaced
+    return Guard.build((p for p in images if isinstance(p, Path)), project.path, roots, manifest)
 
 
 def export_dataset(
@@ -167,28 +193,34 @@ def _write(
     project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event, drop_duplicates: bool = False
 ) -> Generator[Progress, None, dict[str, Any]]:
     classes = project.classes
+    if not project.dataset_root.exists():
+        raise ExportError(
+            f"the dataset {project.dataset_root} is not there (moved, renamed or unmounted?); put it back, or score "
+            "it where it now is, then export"
+        )
     try:  # flag files changed or vanished since scoring, so they are left out, not exported stale
-        project.sync(project.dataset())
+        project.sync(project.dataset(), verify=True)
     except (ValueError, OSError) as exc:
         log.warning("could not re-read the dataset before export (%s); using the stored list", exc)
-    folders = {c: safe_folder_name(c) for c in classes}
+    folders = class_folders(classes)
     renamed = {c: f for c, f in folders.items() if f != c}
     rows = _rows(project)
     keep = [r for r in rows if r.status != "removed" and r.flag is None]
     dropped: list[str] = []
-    if drop_duplicates:  # one image per duplicate group: the first by id that is kept
-        seen_groups: set[int] = set()
+    if drop_duplicates:  # one image per duplicate group: the annotator's choice wins
+        if not project.duplicates_searched():
+            raise ExportError(
+                f"--drop-duplicates: no duplicate search has run on {project.path}; run "
+                f"`image-triage duplicates --db {project.path}` first (or export without it)"
+            )
         group = {i: g for g, members in project.duplicate_groups().items() for i in members}
-        kept = []
-        for r in keep:
+        winner: dict[int, Any] = {}
+        for r in keep:  # a reviewed image (kept, relabelled) wins its group; else the first by id
             g = group.get(r.id)
-            if g is not None and g in seen_groups:
-                dropped.append(r.path)
-                continue
-            if g is not None:
-                seen_groups.add(g)
-            kept.append(r)
-        keep = kept
+            if g is not None and (g not in winner or (winner[g].status == "unreviewed" and r.status != "unreviewed")):
+                winner[g] = r
+        dropped = [r.path for r in keep if r.id in group and winner[group[r.id]] is not r]
+        keep = [r for r in keep if r.id not in group or winner[group[r.id]] is r]
     removed = [r for r in rows if r.status == "removed"]
     skipped = [{"path": r.path, "why": f"file {r.flag} since scoring"} for r in rows if r.flag is not None and r.status != "removed"]
     skipped += [{"path": r.path, "why": f"unreadable: {r.error}"} for r in project.errors()]
@@ -247,7 +279,9 @@ def _write(
         for e in project.edits():
             w.writerow([e.id, paths.get(e.image_id, e.image_id), e.action, label_of(e.old_label), label_of(e.new_label),
                         e.old_status, e.new_status, e.time, e.target or ""])
-    (tmp / "classes.txt").write_text("".join(f"{c}\t{folders[c]}\n" if c in renamed else f"{c}\n" for c in classes))
+    (tmp / "classes.txt").write_text("".join(
+        f"{classes_txt_line(c)}\t{folders[c]}\n" if c in renamed else f"{classes_txt_line(c)}\n" for c in classes))
+    (tmp / "classes.json").write_text(json.dumps([{"name": c, "folder": folders[c]} for c in classes], indent=1))
     if audit:
         with (tmp / "removed.csv").open("w", newline="") as fh:
             w = csv.writer(fh)

@@ -35,6 +35,7 @@ from scoring.members import (
 )
 from scoring.pool import Encoder, Member, PoolError, Preprocess, stable_hash
 from scoring.progress import Cancelled
+from scoring.trust import is_trusted
 
 
 def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
@@ -181,7 +182,7 @@ def finetune_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
     if spec.get("path"):
         classes = list(spec.get("classes") or [])
         n = len(classes) or int(spec.get("num_classes", len(dataset_classes)))
-        model = load_checkpoint_module(Path(spec["path"]), arch, n, spec.get("trust") is True)
+        model = load_checkpoint_module(Path(spec["path"]), arch, n, is_trusted(spec))
         pp = Preprocess.from_dict(spec.get("preprocess"))
         origin = file_digest(Path(spec["path"]))
     else:

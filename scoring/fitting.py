@@ -59,9 +59,12 @@ def fit_members(
             member.device = device
         yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
         cache = ProjectFoldCache(project, member.fingerprint, ids, labels) if keep_folds else None
-        # Fit on a helper thread so this generator can report each fold as it finishes.
+        # Fit on a helper thread so this generator can report each fold as it finishes. Whatever
+        # stops this generator (Ctrl+C, close, an error) sets ``cancel`` before waiting for the
+        # thread, which checks it every batch: the wait is one batch, never the whole fit.
         reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
-        with ThreadPoolExecutor(max_workers=1) as pool_thread:
+        pool_thread = ThreadPoolExecutor(max_workers=1)
+        try:
             future = pool_thread.submit(
                 member.fit_predict, features_by_key[key], labels,
                 lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set, cache,  # type: ignore[misc]
@@ -73,6 +76,11 @@ def fit_members(
                     continue
                 yield meter.record(done + int(weight * d / max(t, 1)), msg)
             probs = future.result()
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            pool_thread.shutdown(wait=True)
         check_cancel(cancel)
         project.put_probs(member.fingerprint, ids, probs)
         done += weight

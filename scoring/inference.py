@@ -91,7 +91,8 @@ def score_project(
         if engine not in ("local", "ray"):
             raise ValueError(f"unknown engine {engine!r}: use local or ray")
         ray_opts = {"address": address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else None
-        summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts)
+        with project.scoring_writer("scoring run"):  # one pool writes scores at a time
+            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts)
     finally:
         project.close()
     summary["seconds"] = round(time.perf_counter() - t_start, 3)

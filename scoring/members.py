@@ -8,6 +8,7 @@ scores stay honest (out-of-sample); unlabelled images get the mean of the K fold
 
 from __future__ import annotations
 
+import io
 import logging
 import zipfile
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from torch import nn
 from scoring.crossfit import cross_fit, fit_logreg, subsample
 from scoring.models.registry import get_model, is_torchvision
 from scoring.pool import Encoder, Member, PoolError, Preprocess, pool_file_errors, stable_hash
-from scoring.safeio import require_regular, sha1_regular
+from scoring.safeio import read_regular, sha1_regular
+from scoring.trust import is_trusted
 from scoring.weights import Weights, packaged, torchvision_weights
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,16 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-def _checkpoint_format(path: Path) -> str:
+MAX_CHECKPOINT_BYTES = 8 * 1024**3  # larger than any classifier checkpoint a pool would hold
+
+
+def _checkpoint_format(path: Path, data: bytes) -> str:
     """``torchscript``, ``zip`` (torch.save since 1.6) or ``legacy`` (older torch.save); PoolError
     naming the file for anything else (a text file, an image, a truncated download)."""
-    with pool_file_errors(path, "checkpoint"):
-        require_regular(path, what="checkpoint")
-        with path.open("rb") as fh:
-            head = fh.read(8)
+    head = data[:8]
     if head.startswith(_ZIP_MAGIC):
         try:
-            with zipfile.ZipFile(path) as z:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise PoolError(f"{path} is a damaged or truncated checkpoint ({exc}); download or save it again") from exc
@@ -81,33 +83,37 @@ def _checkpoint_format(path: Path) -> str:
     )
 
 
+_NEEDS_TRUST = ("only if you trust its source, run again with --trust-checkpoint (a `trust` key in a pool file "
+                "or a project is not enough: trust is given when the code would run)")
+
+
 def load_checkpoint_module(path: Path, arch: str | None, num_classes: int, trust: bool = False) -> nn.Module:
     """A TorchScript file, or a state dict (plain / nested / ``module.``-prefixed) into ``arch``.
 
-    Nothing in the file runs unless ``trust is True``: a state dict loads with
-    ``weights_only=True``; a TorchScript file (code) or a pickled model is refused untrusted.
+    Nothing in the file runs unless ``trust is True`` (see :mod:`scoring.trust`): a state dict
+    loads with ``weights_only=True``; a TorchScript file (code) or a pickled model is refused
+    untrusted. The file is read once, through the safe reader (regular files only, size-capped).
     """
     trusted = trust is True
-    fmt = _checkpoint_format(path)
+    with pool_file_errors(path, "checkpoint"):
+        data = read_regular(path, max_bytes=MAX_CHECKPOINT_BYTES, what="checkpoint")
+    fmt = _checkpoint_format(path, data)
     if fmt == "torchscript":
         if not trusted:
-            raise PoolError(
-                f"{path} is TorchScript, which is code that runs when the model does; only if you trust its "
-                "source, set `trust = true` on the member (command line: --trust-checkpoint), or save it as a state dict"
-            )
+            raise PoolError(f"{path} is TorchScript, which is code that runs when the model does; "
+                            f"save it as a state dict, or, {_NEEDS_TRUST}")
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            return torch.jit.load(io.BytesIO(data), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user
             raise PoolError(f"{path} looks like TorchScript but does not load: {_first_line(exc)}") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=not trusted)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc)
         if not trusted and ("Unsupported global" in msg or "GLOBAL" in msg or "Unsupported operand" in msg):
             raise PoolError(
                 f"{path} needs to run code to unpickle (it stores Python objects, not just tensors), which "
-                "could be unsafe. Re-save it as a state dict, or, only if you trust its source, set "
-                "`trust = true` on the member (command line: --trust-checkpoint)."
+                f"could be unsafe. Re-save it as a state dict, or, {_NEEDS_TRUST}."
             ) from exc
         raise PoolError(
             f"{path} is a damaged or truncated checkpoint torch.load cannot read ({_first_line(exc)}); "
@@ -170,7 +176,7 @@ class CheckpointMember(Member):
         path = Path(spec["path"])
         pp = Preprocess.from_dict(spec.get("preprocess"))
         try:
-            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), spec.get("trust") is True)
+            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), is_trusted(spec))
         except RuntimeError as exc:  # size mismatch from load_state_dict
             raise PoolError(
                 f"{path} does not fit architecture {spec.get('arch')!r} with {len(self.classes)} classes: "
@@ -237,7 +243,7 @@ def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str
     if spec.get("path"):
         path = Path(spec["path"])
         n = len(spec["classes"]) if spec.get("classes") else int(spec.get("num_classes", 10))
-        model = load_checkpoint_module(path, arch, n, spec.get("trust") is True)
+        model = load_checkpoint_module(path, arch, n, is_trusted(spec))
         pp = Preprocess.from_dict(spec.get("preprocess"))
         key = stable_hash("backbone", file_digest(path), arch, pp.key)
         return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"

@@ -15,6 +15,7 @@ from pathlib import PurePath
 from typing import Any
 
 from scoring.pool import PoolError
+from scoring.trust import USER_TRUST
 
 
 def _is_int(v: Any) -> bool:
@@ -34,6 +35,8 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "int_list": ("a list of whole numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) for x in v)),
     "float_list": ("a list of numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) for x in v)),
     "table": ("a table such as { size = 32 }", lambda v: isinstance(v, dict)),
+    # a file's true/false is checked here; only the user's run-time grant makes it trust (scoring.trust)
+    "trust": ("true or false (a boolean, not a string)", lambda v: isinstance(v, bool) or v is USER_TRUST),
 }
 
 
@@ -56,16 +59,19 @@ _MODEL_FILE = {
     "arch": Key("str", "the architecture's name (image-triage pool check lists them)"),
     "classes": Key("str_list", "the model's class names, in its output order"),
     "classes_file": Key("str", "a text file with one class name per line"),
-    "trust": Key("bool", "allow a checkpoint that runs code when loaded (TorchScript, pickled objects)"),
+    "trust": Key("trust", "allow a checkpoint that runs code when loaded (TorchScript, pickled objects)"),
 }
 _FOLDS = Key("int", "cross-fitting folds", lambda v: 2 <= v <= 100, "between 2 and 100")
-_SEEDS = Key("int_list", "one member per seed")
+_SEEDS = Key("int_list", "one member per seed", lambda v: len(v) <= 64 and all(0 <= x < 2**31 for x in v),
+             "at most 64 seeds, each from 0 to 2147483647")
+_NUM_CLASSES = Key("int", "outputs of the checkpoint's last layer", lambda v: 1 <= v <= 100_000, "between 1 and 100000")
+SCRATCH_ARCHS = ("small_cnn", "tiny_mlp")  # networks small enough to train from scratch in folds
 SCHEMA: dict[str, dict[str, Key]] = {
     "checkpoint": {**_COMMON, **_MODEL_FILE},
     "backbone": {
         **_COMMON, **_MODEL_FILE,
         "weights": Key("str", "a weights file for a torchvision architecture"),
-        "num_classes": Key("int", "outputs of the checkpoint's last layer", lambda v: v >= 1, "at least 1"),
+        "num_classes": _NUM_CLASSES,
         "folds": _FOLDS,
         "fractions": Key("float_list", "training fractions, one member each", lambda v: all(0 < x <= 1 for x in v),
                          "each in (0, 1]"),
@@ -75,22 +81,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "scratch": {
         **_COMMON,
-        "arch": Key("str", "small_cnn or tiny_mlp"),
+        "arch": Key("str", "small_cnn or tiny_mlp", lambda v: v in SCRATCH_ARCHS, " or ".join(SCRATCH_ARCHS)),
         "folds": _FOLDS,
         "epochs": Key("int", "training epochs per fold", lambda v: 1 <= v <= 10_000, "between 1 and 10000"),
         "seeds": _SEEDS,
-        "batch_size": Key("int", "training batch size", lambda v: v >= 1, "at least 1"),
+        "batch_size": Key("int", "training batch size", lambda v: 1 <= v <= 65_536, "between 1 and 65536"),
         "lr": Key("float", "learning rate", lambda v: 0 < v < 10, "between 0 and 10"),
     },
     "finetune": {
         **_COMMON, **_MODEL_FILE,
         "weights": Key("str", "a weights file for a torchvision architecture"),
-        "num_classes": Key("int", "outputs of the checkpoint's last layer", lambda v: v >= 1, "at least 1"),
+        "num_classes": _NUM_CLASSES,
         "folds": _FOLDS,
         "seeds": _SEEDS,
         "epochs": Key("int", "passes over the data per fold", lambda v: 1 <= v <= 1000, "between 1 and 1000"),
         "lr": Key("float", "peak learning rate of the one-cycle schedule", lambda v: 0 < v < 10, "between 0 and 10"),
-        "batch_size": Key("int", "training batch size", lambda v: v >= 2, "at least 2"),
+        "batch_size": Key("int", "training batch size", lambda v: 2 <= v <= 65_536, "between 2 and 65536"),
         "tta": Key("bool", "average with the flipped image at prediction"),
     },
 }
@@ -99,11 +105,12 @@ _INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", la
              "start": Key("str", "fingerprint of the starting weights")}
 
 PREPROCESS: dict[str, Key] = {
-    "size": Key("int", "the square input side in pixels", lambda v: 1 <= v <= 4096, "between 1 and 4096"),
-    "resize": Key("int", "the shorter side before the centre crop", lambda v: 1 <= v <= 8192, "between 1 and 8192"),
-    "mean": Key("float_list", "per-channel mean", lambda v: len(v) in (1, 3), "1 or 3 numbers"),
-    "std": Key("float_list", "per-channel std", lambda v: len(v) in (1, 3) and all(x > 0 for x in v),
-               "1 or 3 positive numbers"),
+    "size": Key("int", "the square input side in pixels", lambda v: 4 <= v <= 1024, "between 4 and 1024"),
+    "resize": Key("int", "the shorter side before the centre crop", lambda v: 4 <= v <= 2048, "between 4 and 2048"),
+    "mean": Key("float_list", "per-channel mean", lambda v: len(v) in (1, 3) and all(abs(x) <= 1e3 for x in v),
+                "1 or 3 numbers between -1000 and 1000"),
+    "std": Key("float_list", "per-channel std", lambda v: len(v) in (1, 3) and all(1e-4 <= x <= 1e3 for x in v),
+               "1 or 3 numbers between 0.0001 and 1000"),
     "grayscale": Key("bool", "one channel instead of three"),
 }
 

@@ -18,6 +18,7 @@ On the command line, ``--member KIND:key=value,key=value`` gives one member, e.g
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ import tomllib
 from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError, pool_file_errors
 from scoring.poolschema import validate_member
 from scoring.safeio import read_text
+from scoring.trust import grant, without_trust
+
+log = logging.getLogger(__name__)
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -67,9 +71,14 @@ def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
         members = data.get("members")
     if not isinstance(members, list) or not members:
         raise PoolError(f"{p}: expected [[member]] tables (TOML) or a list / {{\"member\": [...]}} (JSON)")
-    return [
+    specs = [
         _resolve(_validate(m, f"{p} member {i + 1}{_named(m)}"), p.parent.resolve()) for i, m in enumerate(members)
     ]
+    for s in specs:
+        if s.get("trust") is True:
+            log.warning("%s: member %r says `trust = true`; a file cannot give trust, only you can, now: "
+                        "pass --trust-checkpoint if you trust its checkpoint", p, s.get("name"))
+    return [without_trust(s) for s in specs]
 
 
 def _named(m: Any) -> str:
@@ -106,7 +115,8 @@ def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
             spec[key] = _scalar(value)
     if pp:
         spec["preprocess"] = pp
-    return _resolve(_validate(spec, f"--member {text!r}"), base or Path.cwd())
+    out = _resolve(_validate(spec, f"--member {text!r}"), base or Path.cwd())
+    return grant(out) if out.get("trust") is True else without_trust(out)  # typed now: the user's word
 
 
 def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:

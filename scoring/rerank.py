@@ -4,8 +4,8 @@ corrected so far, rescore, and re-rank what is left to review.
 Every decision is evidence about the rest of the dataset. A relabel corrects one training label
 of every head that learnt from it, a removal takes an image out of training, a keep confirms
 one. The heads are logistic regressions over stored features, so a refit is seconds, not the
-minutes of a fine-tune: scratch and fine-tuned members are refitted only on a small dataset
-(at most ``REFIT_ALL_BELOW`` images: the demo's 1,797 digits), checkpoint members never.
+minutes of a fine-tune: scratch and fine-tuned members are refitted only when the user asks
+(``networks=True``, ``image-triage rerank --networks``), checkpoint members never.
 
 Training labels: the current label of every reviewed image (kept or relabelled), none for a
 removed one (-1: predicted, not trained on), the given label of every image not yet reviewed.
@@ -35,11 +35,11 @@ from scoring.inference import write_scores
 from scoring.members import HeadMember
 from scoring.pool import Pool
 from scoring.progress import Progress, check_cancel
-from scoring.store import Project, QueueFilter
+from scoring.store import Project, ProjectValueError, QueueFilter
+from scoring.trust import grant
 
 log = logging.getLogger(__name__)
 TOP = 100
-REFIT_ALL_BELOW = 5_000
 
 
 @dataclass(frozen=True)
@@ -87,19 +87,22 @@ def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray,
     return queue[: max(0, n)]
 
 
-def active_pool(project: Project) -> Pool | None:
+def active_pool(project: Project, *, networks: bool = False, trust: bool = False) -> Pool | None:
     """The pool whose scores the queue shows, rebuilt from its run's spec; None if it was never
-    scored or has no member re-ranking would refit (no model is loaded then)."""
+    scored or has no member re-ranking would refit (no model is loaded then). The stored spec
+    carries no trust (scoring.trust): a checkpoint that runs code loads only with ``trust``, the
+    user's ``--trust-checkpoint`` now, and is otherwise refused naming the member."""
     from scoring.poolspec import build_pool
 
     fp = project.active_pool()
     for r in reversed(project.runs()):
         spec = r["config"].get("pool")
         if r["pool_fingerprint"] == fp and spec:
-            fitted = ("backbone",) if project.stats()["total"] > REFIT_ALL_BELOW else ("backbone", "scratch", "finetune")
+            fitted = ("backbone", "scratch", "finetune") if networks else ("backbone",)
             if not any(isinstance(m, dict) and m.get("kind") in fitted for m in spec):
                 return None
-            return build_pool(list(spec), project.classes)
+            specs = [grant(m) if trust else m for m in spec if isinstance(m, dict)]
+            return build_pool(specs, project.classes)
     return None
 
 
@@ -110,21 +113,26 @@ def rerank(
     pool: Pool | None = None,
     device: torch.device | None = None,
     prune: bool = True,
+    networks: bool = False,
+    trust: bool = False,
 ) -> Generator[Progress, None, Reranked]:
     """Refit the active pool's heads on the corrected labels, rescore, re-rank (see module text).
-    ``sort`` is the queue order whose movement is reported."""
+    ``sort`` is the queue order whose movement is reported. ``networks``: refit the trained
+    networks too (scratch, finetune: minutes, asked for by the user, never automatic)."""
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()
-    with Project.open(path) as project:
-        pool = pool or active_pool(project)
+    with Project.open(path) as project, project.scoring_writer("re-rank"):  # never interleaved with a run
+        pool = pool or active_pool(project, networks=networks, trust=trust)
         ids = project.scorable_ids()
-        small = len(ids) <= REFIT_ALL_BELOW
-        refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (small and m.fitted)]
+        refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (networks and m.fitted)]
         unreviewed = QueueFilter(status="unreviewed")
         if pool is None or not refit:
             return Reranked([], 0, project.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
         before = project.ranked_ids(unreviewed, sort)
         labels, decisions = training_labels(project, ids)
+        if len(ids) and not (labels >= 0).any() and (project.given_labels(ids) >= 0).any():
+            raise ProjectValueError(f"{path}: every image is removed, so there is nothing to refit on; "
+                                    "restore some (undo) before re-ranking")
         pruned = _suspects(project, pool, ids, labels, before if sort in ("margin", "self_confidence") else
                            project.ranked_ids(unreviewed, "margin")) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1

@@ -99,6 +99,19 @@ def read_text(path: str | Path, *, what: str = "text file", max_bytes: int = MAX
         ) from exc
 
 
+def read_head(path: str | Path, n: int, *, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The first ``n`` bytes of a regular file (a header: an image's size, a database's id)."""
+    st = require_regular(path, max_bytes=max_bytes, what=what)
+    fd = _open_checked(path, st)
+    try:
+        out = b""
+        while len(out) < n and (chunk := os.read(fd, n - len(out))):
+            out += chunk
+        return out
+    finally:
+        os.close(fd)
+
+
 def sha1_regular(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> str:
     """Hex SHA-1 of a regular file, streamed in 1 MiB chunks."""
     st = require_regular(path, max_bytes=max_bytes)

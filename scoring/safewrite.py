@@ -105,8 +105,11 @@ class Guard:
     dataset: set[str] = field(default_factory=set)
 
     @classmethod
-    def build(cls, images: Iterable[Path], project_file: Path | None, dataset_roots: Iterable[Path] = ()) -> Guard:
+    def build(cls, images: Iterable[Path], project_file: Path | None, dataset_roots: Iterable[Path] = (),
+              other_files: Iterable[Path] = ()) -> Guard:
+        """``other_files``: more files never to replace (a manifest), resolved like the images."""
         g = cls()
+        g.files.update(os.path.realpath(f) for f in other_files)
         real_parent: dict[str, str] = {}
         for img in images:
             parent = str(img.parent)
@@ -121,7 +124,9 @@ class Guard:
         if project_file is not None:
             real = os.path.realpath(project_file)
             g.files.update({real, real + "-wal", real + "-shm"})
-        for folder in {os.path.dirname(f) for f in g.files}:
+        # A folder holding the listed images (as listed, or where their links lead) is as much the
+        # dataset as the images' targets: an export of a symlink export must not replace it.
+        for folder in {os.path.dirname(f) for f in g.files} | g.dataset:
             p = Path(folder)
             for a in (p, *p.parents):
                 if str(a) in g.ancestors:

@@ -14,6 +14,7 @@ from scoring.crossfit import cross_fit
 from scoring.members import FittedMember, Pixels
 from scoring.models.registry import get_model
 from scoring.pool import Encoder, Member, Preprocess, stable_hash
+from scoring.progress import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,10 @@ class ScratchMember(FittedMember):
             gen = torch.Generator().manual_seed(self.seed)
             net.train()
             for _ in range(epochs):
-                if cancel is not None and cancel():
-                    from scoring.progress import Cancelled
-
-                    raise Cancelled()
                 order = torch.randperm(len(train), generator=gen)
                 for s in range(0, len(train), self.batch_size):
+                    if cancel is not None and cancel():  # every batch: Ctrl+C stops within one
+                        raise Cancelled()
                     bi = order[s : s + self.batch_size]
                     xb = _shift(x[bi], gen)
                     loss = nn.functional.cross_entropy(net(xb), y[bi], label_smoothing=0.05)

@@ -66,15 +66,19 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
     """An open project file. Use one per thread; close it (or use ``with``) when done."""
 
     @classmethod
-    def create(cls, path: str | Path, dataset: Dataset, *, follow_symlinks: bool = False) -> Project:
+    def create(
+        cls, path: str | Path, dataset: Dataset, *, follow_symlinks: bool = False, replace_incomplete: bool = False
+    ) -> Project:
         """A new project file for ``dataset`` (its images synced in).
 
         The schema, the dataset's description and its images are committed in a hidden file
         beside ``path`` that is then linked into place, so a kill at any moment leaves either no
-        project or a complete one, never an empty file. An existing file is never replaced.
+        project or a complete one, never an empty file. An existing file is never replaced,
+        except, with ``replace_incomplete``, a project of ours whose creation stopped part-way
+        (checked again here by its header and its missing dataset).
         """
         p = Path(path).absolute()
-        if p.exists() or p.is_symlink():
+        if (p.exists() or p.is_symlink()) and not (replace_incomplete and _is_incomplete_project(p)):
             raise ProjectError(f"{p} already exists; open it, or choose another file name")
         _check_project_location(p, dataset)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +100,10 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
                 proj.sync(dataset)
             finally:
                 proj.close()
-            _link_new(tmp, p)
+            if replace_incomplete and p.exists():
+                os.replace(tmp, p)  # ours, checked above; SQLite closed it cleanly (no journal left)
+            else:
+                _link_new(tmp, p)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
@@ -136,10 +143,11 @@ def project_for(
         try:
             with Project.open(path) as existing:
                 stored = existing.source
-        except IncompleteProjectError as exc:
+        except IncompleteProjectError as exc:  # ours by its header, its creation stopped part-way
             log.warning("%s; recreating it", exc)
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            Project.create(path, open_dataset(src, layout=layout, follow_symlinks=follow_symlinks),
+                           follow_symlinks=follow_symlinks, replace_incomplete=True).close()
+            return path
         else:
             if src.exists() and src.resolve() != stored:
                 raise ProjectError(
@@ -165,12 +173,32 @@ def _check_project_location(path: Path, dataset: Dataset) -> None:
         raise ProjectError(f"{exc} (--db)") from exc
 
 
+def _is_incomplete_project(path: Path) -> bool:
+    """An Image Triage project (by its header) that has no dataset: a creation stopped part-way."""
+    try:
+        Project.open(path).close()
+    except IncompleteProjectError:
+        return True
+    except ImageTriageError:
+        return False
+    return False
+
+
 def _remove_creation_leftovers(path: Path) -> None:
-    """Hidden files of creations that were killed before they were linked into place."""
+    """Hidden files of creations that were killed before they were linked into place: only
+    those that are ours by their SQLite application id (anything else of that name is left)."""
     prefix = f".{path.name}.creating-"
     for leftover in path.parent.glob(f"{glob.escape(prefix)}*"):
-        if leftover.is_file() and not leftover.is_symlink():
-            leftover.unlink(missing_ok=True)
+        if not leftover.is_file() or leftover.is_symlink() or leftover.name.endswith(("-wal", "-shm", "-journal")):
+            continue
+        try:
+            ProjectBase(leftover).close()
+        except IncompleteProjectError:
+            pass  # ours, stopped before its dataset was written
+        except ImageTriageError:
+            continue
+        for suffix in ("", "-wal", "-shm", "-journal"):  # the hidden file and SQLite's files of it
+            Path(f"{leftover}{suffix}").unlink(missing_ok=True)
 
 
 def _link_new(tmp: Path, dest: Path) -> None:

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from scoring.datasets import Dataset, open_dataset
+from scoring.errors import UnsafePathError
+from scoring.safeio import require_regular
 from scoring.store_migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from scoring.store_rows import (
     IncompleteProjectError,
@@ -28,13 +30,35 @@ BUSY_TIMEOUT_S = 5.0
 _P = TypeVar("_P", bound="ProjectBase")
 
 
+def check_is_project(path: Path) -> None:
+    """Raise unless ``path`` can be an Image Triage project: a regular file that is not empty
+    (``stat`` only: a FIFO or a device is never opened). Its SQLite application id is checked
+    next, by :meth:`ProjectBase._prepare`, before anything is written. A file of ours is never
+    empty (a project is linked into place complete), so an empty file is someone else's: it is
+    named and left alone, never replaced. (The header is not read here with a file descriptor of
+    our own: closing one would cancel the POSIX locks SQLite holds on the file in this process.)"""
+    if not path.exists() and not path.is_symlink():
+        raise ProjectError(f"{path}: no such project file")
+    try:
+        st = require_regular(path, what="project file")
+    except UnsafePathError as exc:
+        raise NotAProjectError(f"{exc}; give --db a new file name or an Image Triage project") from exc
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if st.st_size == 0:
+        raise NotAProjectError(
+            f"{path} is an empty file, not an Image Triage project; Image Triage never replaces a file it did not "
+            "create: give --db a new file name, or open a .triage.db made by image-triage"
+        )
+
+
 class ProjectBase:
     """An open project file. Use one per thread; close it (or use ``with``) when done."""
 
     def __init__(self, path: str | Path, _create: bool = False):
         self.path = Path(path)
-        if not _create and not self.path.exists():
-            raise ProjectError(f"{self.path}: no such project file")
+        if not _create:
+            check_is_project(self.path)
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -87,16 +111,15 @@ class ProjectBase:
         if create:
             if tables:
                 raise ProjectError(f"{self.path} already holds a database; pick a new file name")
+        elif app_id != APPLICATION_ID:  # first: another program's database is never migrated or replaced
+            raise NotAProjectError(
+                f"{self.path} is not an Image Triage project (an SQLite database of another program); it is left "
+                "as it is: give --db a new file name, or open a .triage.db made by image-triage"
+            )
         elif not tables:
             raise IncompleteProjectError(
                 f"{self.path} is an empty project file (its creation was stopped part-way); "
                 "open the dataset again to recreate it"
-            )
-        elif app_id != APPLICATION_ID:
-            what = "an SQLite database of another program"
-            raise NotAProjectError(
-                f"{self.path} is not an Image Triage project ({what}); open a .triage.db made by "
-                "image-triage, or open the dataset to create one"
             )
         if version > SCHEMA_VERSION:
             raise ProjectError(

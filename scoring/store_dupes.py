@@ -4,6 +4,7 @@ scoring.duplicates), replaced whole each time they are found."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,11 @@ class Duplicates(ProjectBase):
         with self._tx() as c:
             c.execute("DELETE FROM duplicates")
             c.executemany("INSERT INTO duplicates(image_id, group_id) VALUES (?, ?)", [(int(i), int(g)) for i, g in rows])
+            self._set_meta(duplicates_searched=str(time.time()))
+
+    def duplicates_searched(self) -> bool:
+        """Whether a duplicate search has stored its groups (none found is still a search)."""
+        return self._meta("duplicates_searched") is not None or bool(self._q("SELECT 1 FROM duplicates LIMIT 1"))
 
     def duplicate_groups(self) -> dict[int, list[int]]:
         """group id -> image ids, as last found."""

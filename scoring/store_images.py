@@ -27,66 +27,67 @@ log = logging.getLogger(__name__)
 class Images(ProjectBase):
     # --- images --------------------------------------------------------------------------
 
-    def sync(self, dataset: Dataset) -> SyncReport:
-        """Add new images; flag changed (content hash differs) and missing ones."""
+    def sync(self, dataset: Dataset, *, verify: bool = False) -> SyncReport:
+        """Add new images; flag changed and missing ones. The content hash decides "changed":
+        size, mtime and ctime only say when to re-hash cheaply (an edit that restores size and
+        mtime still moves ctime); ``verify`` re-hashes every image (the export does). An image
+        whose content is back to the hash scored is accepted again."""
         unknown = sorted({r.label for r in dataset.records if r.label is not None} - set(self.classes))
         if unknown:
             raise ProjectError(
                 f"{dataset.source} has classes the project {self.path} does not know: {unknown}; "
                 f"the project's classes are {self.classes}. Create a new project for this dataset."
             )
-        stored = {r[0]: r[1:] for r in self._q("SELECT path, id, size_bytes, mtime, sha1, flag FROM images")}
+        stored = {r[0]: r[1:] for r in self._q("SELECT path, id, size_bytes, mtime, ctime, sha1, flag FROM images")}
         now_paths = set()
         new_rows: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
-        changed = 0
+        stats: list[tuple[Any, ...]] = []
         for rec in dataset.records:
             now_paths.add(rec.path)
             if rec.error is not None:  # a special file or a name that is not UTF-8: never opened
                 if rec.path not in stored:
                     label = None if rec.label is None else self.classes.index(rec.label)
-                    new_rows.append((rec.path, label, label, "unreviewed", None, None, None, rec.error))
+                    new_rows.append((rec.path, label, label, "unreviewed", None, None, None, None, rec.error))
                 continue
             full = dataset.abspath(rec.path)
             uri = isinstance(full, str)
             try:
                 # Object-storage URIs are not listed here (one request each); scoring reads them.
                 st = None if uri else full.stat()  # type: ignore[union-attr]
-                size, mtime = (st.st_size, st.st_mtime) if st is not None else (None, None)
+                size, mtime, ctime = (st.st_size, st.st_mtime, st.st_ctime) if st is not None else (None, None, None)
             except OSError:
-                size, mtime = None, None
+                size, mtime, ctime = None, None, None
             if rec.path not in stored:
                 label = dataset.label_index(rec.label)
                 label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
                 flag = None if size is not None or uri else "missing"
-                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, flag, None))
+                new_rows.append((rec.path, label, label, "unreviewed", size, mtime, ctime, flag, None))
                 continue
-            image_id, old_size, old_mtime, sha1, flag = stored[rec.path]
+            image_id, old_size, old_mtime, old_ctime, sha1, flag = stored[rec.path]
             new_flag = flag
             if uri:
                 pass
             elif size is None:
                 new_flag = "missing"
-            elif (size, mtime) != (old_size, old_mtime):
-                if sha1 is not None and _sha1_or_none(full) != sha1:
-                    new_flag = "changed"
-                elif flag == "missing":
-                    new_flag = None
-            elif flag == "missing":
-                new_flag = None
+            elif verify or flag is not None or (size, mtime, ctime) != (old_size, old_mtime, old_ctime):
+                now = _sha1_or_none(full) if sha1 is not None else None
+                new_flag = "changed" if sha1 is not None and now != sha1 else None
+                if new_flag is None:
+                    stats.append((size, mtime, ctime, image_id))
             if new_flag != flag:
-                changed += new_flag == "changed"
                 updates.append((new_flag, image_id))
         for path, (image_id, *_rest) in stored.items():
             if path not in now_paths and _rest[-1] != "missing":
                 updates.append(("missing", image_id))
         with self._tx() as c:
             c.executemany(
-                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, flag, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, ctime, flag, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 new_rows,
             )
             c.executemany("UPDATE images SET flag=? WHERE id=?", updates)
+            c.executemany("UPDATE images SET size_bytes=?, mtime=?, ctime=? WHERE id=?", stats)
         counts = dict(self._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
         errors = self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
         total = sum(counts.values())

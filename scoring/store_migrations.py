@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
-from scoring.vocabulary import HARDEST_DESC, SORT_KEYS, STATUSES
+from scoring.vocabulary import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,15 @@ def _m3_counts_kept_by_triggers(conn: sqlite3.Connection) -> None:
 
 def _m4_entropy_of_mean_and_indexes_from_the_vocabulary(conn: sqlite3.Connection) -> None:
     """The column holding the entropy *of* the pool mean was called entropy_mean, which reads as
-    the mean of entropies (a different score); renamed. Each sort key of scoring.vocabulary
-    gets its index, the hardest end first."""
+    the mean of entropies (a different score); renamed. Each sort key of schema 4 gets its
+    index, the hardest end first (frozen: it once read the live vocabulary, so a new score
+    changed what this migration did)."""
     conn.execute("ALTER TABLE images RENAME COLUMN entropy_mean TO entropy_of_mean")
     conn.execute("DROP INDEX IF EXISTS ix_images_entropy_mean")
-    for key in SORT_KEYS:
-        if key != "id":
-            order = "DESC" if key in HARDEST_DESC else "ASC"
-            conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
+    for key, order in (("c_perplexity", "DESC"), ("margin", "ASC"), ("self_confidence", "ASC"),
+                       ("x_perplexity", "DESC"), ("mutual_info", "DESC"), ("entropy_of_mean", "DESC"),
+                       ("consensus_prob", "ASC"), ("path", "ASC")):
+        conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
 
 
 def _m5_duplicate_groups(conn: sqlite3.Connection) -> None:
@@ -124,8 +125,15 @@ def _m6_edit_batches(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE edits ADD COLUMN batch INTEGER")
 
 
+def _m7_ctime_for_the_change_check(conn: sqlite3.Connection) -> None:
+    """The inode change time beside size and mtime: an edit that restores size and mtime still
+    moves ctime, so the sync knows to re-hash (the hash decides; the times only say when)."""
+    conn.execute("ALTER TABLE images ADD COLUMN ctime REAL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
     _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups, _m6_edit_batches,
+    _m7_ctime_for_the_change_check,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

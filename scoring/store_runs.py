@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from scoring.safewrite import process_alive
 from scoring.store_connection import ProjectBase
+from scoring.store_rows import ProjectLockedError
+from scoring.trust import without_trust
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +58,14 @@ class Runs(ProjectBase):
             c.executemany(
                 "INSERT OR REPLACE INTO members(fingerprint, name, kind, classes, spec, created) VALUES (?,?,?,?,?,?)",
                 [
-                    (m.fingerprint, m.name, m.kind, json.dumps(list(m.classes)), json.dumps(m.spec, default=str), time.time())
+                    (m.fingerprint, m.name, m.kind, json.dumps(list(m.classes)), json.dumps(without_trust(m.spec), default=str), time.time())
                     for m in pool.members
                 ],
             )
 
     def members(self) -> list[dict[str, Any]]:
         return [
-            {"fingerprint": r[0], "name": r[1], "kind": r[2], "classes": json.loads(r[3]), "spec": json.loads(r[4])}
+            {"fingerprint": r[0], "name": r[1], "kind": r[2], "classes": json.loads(r[3]), "spec": without_trust(json.loads(r[4]))}
             for r in self._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
         ]
 
@@ -70,9 +74,37 @@ class Runs(ProjectBase):
             self._mark_dead_runs(c)
             cur = c.execute(
                 "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES (?,?,?,?,?,?,?)",
-                (pool.fingerprint, json.dumps(config, default=str), device, time.time(), "running", os.getpid(), socket.gethostname()),
+                (pool.fingerprint, json.dumps(_untrusted(config), default=str), device, time.time(), "running", os.getpid(), socket.gethostname()),
             )
             return int(cur.lastrowid or 0)
+
+    @contextlib.contextmanager
+    def scoring_writer(self, what: str) -> Iterator[None]:
+        """Hold the project's one scoring writer for ``what`` (a run, a re-rank): scores of two
+        pools must never interleave. Another live holder makes this a one-line refusal; a holder
+        that died (kill, crash) is taken over."""
+        token = f"{os.getpid()}:{uuid.uuid4().hex}"
+        with self._tx():
+            held = self._meta("scoring_writer")
+            if held:
+                try:
+                    other = json.loads(held)
+                except ValueError:
+                    other = {}
+                if isinstance(other, dict) and process_alive(other.get("pid"), other.get("host")):
+                    raise ProjectLockedError(
+                        f"{self.path} is being scored by another {other.get('what', 'run')} (process "
+                        f"{other.get('pid')}); wait for it to finish or stop it, then run this again"
+                    )
+            self._set_meta(scoring_writer=json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "token": token}))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception), self._tx():
+                held = self._meta("scoring_writer")
+                if held and json.loads(held).get("token") == token:
+                    self.conn.execute("DELETE FROM meta WHERE key='scoring_writer'")
 
     def _mark_dead_runs(self, c: sqlite3.Connection) -> None:
         for run_id, pid, host in c.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall():
@@ -91,7 +123,8 @@ class Runs(ProjectBase):
         out = []
         for r in self._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
             d = dict(zip(cols, r, strict=True))
-            d["config"] = json.loads(d["config"] or "{}")
+            config = json.loads(d["config"] or "{}")
+            d["config"] = _untrusted(config) if isinstance(config, dict) else {}
             out.append(d)
         return out
 
@@ -129,6 +162,13 @@ class Runs(ProjectBase):
 def _alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that started a run is still running (on this host)."""
     return process_alive(pid, host)
-    return True
+
+
+def _untrusted(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config with no member trusted: trust is the user's word now, never a stored one."""
+    pool = config.get("pool")
+    if not isinstance(pool, list):
+        return config
+    return {**config, "pool": [without_trust(m) if isinstance(m, dict) else m for m in pool]}
 
 

@@ -44,7 +44,13 @@ class Weights:
     source: str
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return torch.load(self.path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+        """The weights, read through the safe reader and loaded with ``weights_only`` (no code runs)."""
+        import io
+
+        from scoring.safeio import read_regular
+
+        data = read_regular(self.path, max_bytes=8 * 1024**3, what="weights file")
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
 
 def packaged(arch: str) -> Weights | None:
@@ -81,11 +87,12 @@ def torchvision_weights(arch: str, weights: str | None = None, *, download: bool
     allowed = (not is_offline()) if download is None else download
     if not path.is_file() and allowed:
         try:
-            torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
-        except Exception as exc:  # noqa: BLE001 - no network, a proxy, a bad hash
+            fetch(enum.url, path)
+        except Exception as exc:  # noqa: BLE001 - no network, a proxy that never answers, a bad hash
             raise PoolError(
-                f"could not download the ImageNet weights of {arch} ({str(exc).splitlines()[0][:120]}); "
-                f"put {enum.url.rsplit('/', 1)[-1]} at {path}, or run with --offline to use other members"
+                f"could not download the ImageNet weights of {arch} from {enum.url} "
+                f"({(str(exc).splitlines() or [type(exc).__name__])[0][:120]}); put "
+                f"{enum.url.rsplit('/', 1)[-1]} at {path}, or run with --offline to use other members"
             ) from exc
     if not path.is_file():
         raise PoolError(
@@ -93,6 +100,36 @@ def torchvision_weights(arch: str, weights: str | None = None, *, download: bool
             f"{enum.url} at {path}, or give the member `weights = \"/path/to/file.pth\"`"
         )
     return Weights(arch, path, pp, n, f"torchvision {enum}")
+
+
+DOWNLOAD_TIMEOUT_S = 30.0  # connect, and each read: a server or proxy that never answers ends the wait
+
+
+def fetch(url: str, dest: Path, timeout: float | None = None) -> None:
+    """Fetch ``url`` into ``dest`` (torch's cache): every network wait bounded by ``timeout``
+    (connect and each read), written to a hidden file of ours that is removed on any failure
+    (nothing half-downloaded is left behind), checked against the hash prefix torchvision puts in
+    its file names (``resnet18-f37072fd.pth``), then renamed into place."""
+    import hashlib
+    import re
+    import urllib.request
+    import uuid
+
+    timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.partial"
+    sha = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "xb") as out:  # noqa: S310 - https URL of torchvision
+            while chunk := resp.read(1 << 20):
+                sha.update(chunk)
+                out.write(chunk)
+        want = re.search(r"-([a-f0-9]{6,})\.", dest.name)
+        if want and not sha.hexdigest().startswith(want.group(1)):
+            raise OSError(f"the download's SHA-256 does not start with {want.group(1)}: corrupt or not the file")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cached_path(url: str) -> Path:

@@ -208,7 +208,7 @@ def test_class_names_are_mapped_and_reported(tmp_path: Path) -> None:
     ds = Dataset(root, "csv", root / "m.csv", ["cat/dog", "CON"], [ImageRecord("a.png", "cat/dog"), ImageRecord("b.png", "CON")])
     Project.create(tmp_path / "p.triage.db", ds).close()
     report = run_export(tmp_path / "p.triage.db", tmp_path / "out")
-    assert report["renamed_classes"] == {"cat/dog": "cat%2Fdog", "CON": "_CON"}
+    assert report["renamed_classes"] == {"cat/dog": "cat%2Fdog", "CON": "%43ON"}
     assert (tmp_path / "out/images/cat%2Fdog/a.png").exists()
     assert "cat/dog\tcat%2Fdog" in (tmp_path / "out/classes.txt").read_text()
 

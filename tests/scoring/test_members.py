@@ -15,6 +15,7 @@ from scoring.members import CheckpointMember
 from scoring.models.registry import get_model
 from scoring.pool import PoolError, Preprocess
 from scoring.poolspec import build_pool, load_pool_file, parse_member_arg
+from scoring.trust import USER_TRUST
 
 CLASSES = ["cat", "dog", "fox"]
 PP = {"size": 8}
@@ -53,7 +54,9 @@ def test_checkpoint_layouts_load_and_predict(tmp_path: Path, layout: str) -> Non
         torch.jit.save(torch.jit.script(m.eval()), path)
         with pytest.raises(PoolError, match="TorchScript, which is code"):  # code runs only when trusted
             CheckpointMember(_spec(path), CLASSES)
-    member = CheckpointMember(_spec(path, trust=layout == "torchscript"), CLASSES)
+        with pytest.raises(PoolError, match="TorchScript, which is code"):  # a file's `trust = true` is no trust
+            CheckpointMember(_spec(path, trust=True), CLASSES)
+    member = CheckpointMember(_spec(path, trust=USER_TRUST if layout == "torchscript" else False), CLASSES)
     x = torch.randn(4, 3, 16, 16)
     with torch.inference_mode():
         out = member.encoder.module.eval()(x).numpy()
@@ -86,7 +89,9 @@ def test_a_checkpoint_that_runs_code_is_refused_unless_trusted(tmp_path: Path) -
     torch.save({"state_dict": _tiny_state(), "extra": NotAllowed()}, tmp_path / "m.pth")
     with pytest.raises(PoolError, match="run code to unpickle.*trust"):
         CheckpointMember(_spec(tmp_path / "m.pth"), CLASSES)
-    assert CheckpointMember(_spec(tmp_path / "m.pth", trust=True), CLASSES).encoder.output == "logits"
+    with pytest.raises(PoolError, match="run code to unpickle.*--trust-checkpoint"):
+        CheckpointMember(_spec(tmp_path / "m.pth", trust=True), CLASSES)  # as read from a file: not trust
+    assert CheckpointMember(_spec(tmp_path / "m.pth", trust=USER_TRUST), CLASSES).encoder.output == "logits"
 
 
 def test_a_wrong_checkpoint_names_file_and_arch(tmp_path: Path) -> None:
@@ -126,13 +131,17 @@ def test_online_weights_are_downloaded_the_torchvision_way_and_a_failure_is_name
 
     def no_network(url: str, **kw: object) -> None:
         calls.append(url)
+        assert kw.get("timeout"), "every network wait has a timeout"
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     monkeypatch.setattr(weights, "_offline", False)
     with pytest.raises(PoolError, match=r"could not download the ImageNet weights of resnet18 .*name resolution.*--offline"):
         build_pool([{"name": "bb", "kind": "backbone", "arch": "resnet18"}], CLASSES)
     assert calls and calls[0].endswith(".pth")  # it did try, into torch's cache
+    assert not list((tmp_path / "hub").rglob("*partial*"))  # and left nothing behind
 
 
 def test_efficientnet_lite0_imagenet_weights_load_every_key_with_no_download() -> None:

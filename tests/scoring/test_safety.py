@@ -23,7 +23,7 @@ from scoring.datasets import open_dataset
 from scoring.export import run_export
 from scoring.models.registry import get_model
 from scoring.safewrite import MARKER
-from scoring.store import IncompleteProjectError, Project, project_for
+from scoring.store import IncompleteProjectError, NotAProjectError, Project, project_for
 from tests.scoring.conftest import tiny_member
 from tests.scoring.snapshot import snapshot
 from tests.scoring.tinypool import make_imagefolder
@@ -297,15 +297,19 @@ def test_a_non_utf8_name_is_recorded_and_the_rest_is_scored(tmp_path: Path, memb
 # ----------------------------------------------------------------------------- 7, 8, 9: projects
 
 
-def test_an_empty_or_half_created_project_is_recreated(tmp_path: Path) -> None:
+def test_an_empty_file_is_refused_and_a_half_created_project_is_recreated(tmp_path: Path) -> None:
+    """Issue 18 item 5: an empty file (or its journal) is the user's, not a stopped creation of
+    ours (ours are linked into place complete): refused, nothing deleted. A project that is
+    ours by its header but has no dataset is recreated."""
     data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
     db = tmp_path / "p.triage.db"
     db.write_bytes(b"")
-    (tmp_path / "p.triage.db-journal").write_bytes(b"")
-    assert project_for(data, db) == db
-    with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 6
+    (tmp_path / "p.triage.db-journal").write_bytes(b"mine")
+    with pytest.raises(NotAProjectError, match="empty file"):
+        project_for(data, db)
+    assert db.read_bytes() == b"" and (tmp_path / "p.triage.db-journal").read_bytes() == b"mine"
     db.unlink()
+    (tmp_path / "p.triage.db-journal").unlink()
     Project(db, _create=True).close()  # schema committed, dataset not yet: a kill between, before the fix
     with pytest.raises(IncompleteProjectError):
         Project.open(db)
