@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import threading
 from collections.abc import Generator
@@ -43,7 +42,7 @@ import numpy as np
 from scoring.datasets import read_bytes
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.progress import Cancelled, Progress, RateMeter, drain
-from scoring.safeio import kind_of
+from scoring.safeio import copy_regular, kind_of
 from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder, remove_ours
 from scoring.store import Project
 from scoring.vocabulary import SCORES
@@ -117,7 +116,7 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                 raise
-    shutil.copy2(src, dst)
+    copy_regular(src, dst)
     return link == "hardlink"
 
 

@@ -161,6 +161,9 @@ def _score(
         project.finish_run(run_id, "cancelled")
         log.info("scoring cancelled; stored results are kept and the next run resumes")
         return {"status": "cancelled", "run_id": run_id, "device": str(dev)}
+    except (KeyboardInterrupt, GeneratorExit):  # Ctrl+C, or the caller stopped reading: cancelled too
+        project.finish_run(run_id, "cancelled")
+        raise
     except BaseException as exc:
         project.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise

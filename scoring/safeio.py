@@ -112,6 +112,25 @@ def read_head(path: str | Path, n: int, *, what: str = "file", max_bytes: int | 
         os.close(fd)
 
 
+def copy_regular(path: str | Path, dst: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> None:
+    """Copy a regular file into a new file ``dst`` (which must not exist: ``x`` mode), streamed;
+    the source is opened as every read is (regular only, never blocking, size-capped), and its
+    times are kept as ``shutil.copy2`` would."""
+    st = require_regular(path, max_bytes=max_bytes)
+    fd = _open_checked(path, st)
+    try:
+        with open(dst, "xb") as out:  # noqa: PTH123 - a new file in a folder the caller made
+            total = 0
+            while chunk := os.read(fd, CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise UnsafePathError(f"{path}: grew past the {max_bytes / 2**20:,.0f} MiB cap while being read")
+                out.write(chunk)
+    finally:
+        os.close(fd)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def sha1_regular(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> str:
     """Hex SHA-1 of a regular file, streamed in 1 MiB chunks."""
     st = require_regular(path, max_bytes=max_bytes)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scoring.errors import UnsafePathError
+from scoring.safeio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def process_alive(pid: int | None, host: str | None) -> bool:
 def _being_built(folder: Path) -> bool:
     """A build folder whose maker still runs (a concurrent export into the same destination)."""
     try:
-        body = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
+        body = json.loads(read_text(folder / MARKER, what="marker file", max_bytes=4096))
+    except (OSError, ValueError, UnsafePathError):
         return False
     return isinstance(body, dict) and body.get("pid") != os.getpid() and process_alive(body.get("pid"), body.get("host"))
 
@@ -72,8 +73,8 @@ def marker_token(folder: Path) -> str | None:
     if not created_by_us(folder):
         return None
     try:
-        token = json.loads((folder / MARKER).read_text()).get("run")
-    except (OSError, ValueError, AttributeError):
+        token = json.loads(read_text(folder / MARKER, what="marker file", max_bytes=4096)).get("run")
+    except (OSError, ValueError, AttributeError, UnsafePathError):
         return None
     return str(token) if token else None
 
@@ -86,8 +87,8 @@ def created_by_us(folder: Path) -> bool:
             return False
         if marker.stat().st_size > 4096:
             return False
-        return bool(json.loads(marker.read_text()).get("created_by") == "image-triage")
-    except (OSError, ValueError, AttributeError):
+        return bool(json.loads(read_text(marker, what="marker file", max_bytes=4096)).get("created_by") == "image-triage")
+    except (OSError, ValueError, AttributeError, UnsafePathError):
         return False
 
 

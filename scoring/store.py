@@ -80,6 +80,11 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
         p = Path(path).absolute()
         if (p.exists() or p.is_symlink()) and not (replace_incomplete and _is_incomplete_project(p)):
             raise ProjectError(f"{p} already exists; open it, or choose another file name")
+        stray = [] if replace_incomplete else [
+            f"{p}{suffix}" for suffix in ("-wal", "-shm", "-journal") if os.path.lexists(f"{p}{suffix}")]
+        if stray:  # SQLite would read (and may delete) them as this new file's journal: not ours to risk
+            raise ProjectError(f"{stray[0]} exists beside {p} and is not Image Triage's; move it, or give --db "
+                               "another file name")
         _check_project_location(p, dataset)
         p.parent.mkdir(parents=True, exist_ok=True)
         _remove_creation_leftovers(p)

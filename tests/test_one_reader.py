@@ -1,0 +1,73 @@
+"""Every byte Image Triage reads on a user's behalf goes through one reader (scoring.safeio,
+and scoring.datasets.read_bytes over it): no other module opens an image or a user's file.
+
+The test reads the source of scoring/ and gui/ and fails on any call that opens a file another
+way (``open``, ``Path.open/read_bytes/read_text``, ``Image.open`` on a path, ``torch.load`` on a
+path, ``os.open``, ``shutil.copy``, ``np.load``, ``urlopen``, ``sqlite3.connect``), except the
+places listed here, each with the reason it is not a user's file or is checked first. A new
+reader elsewhere fails CI until it goes through safeio or is argued for here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (module, the call as written) -> why it is allowed
+ALLOWED: dict[tuple[str, str], str] = {
+    ("scoring/safeio.py", "os.open"): "the reader itself (regular files only, non-blocking, fstat-checked)",
+    ("scoring/safeio.py", "open"): "copy_regular's new destination file (x mode) in a folder the caller made",
+    ("scoring/store_connection.py", "sqlite3.connect"): "the project file, after check_is_project (regular, not empty)",
+    ("scoring/weights.py", "urllib.request.urlopen"): "the weights download (a timeout on every wait)",
+    ("scoring/weights.py", "open"): "the download's own hidden file (x mode), removed on failure",
+    ("scoring/demo.py", "resources.files('resources.demo').joinpath('digits.csv.gz').read_bytes"): "our package data",
+    ("scoring/demo.py", "truth.open"): "writes the demo's truth file in the demo folder it made",
+    ("scoring/demo.py", "(dest / 'demo_truth.csv').open"): "reads the demo folder it made",
+    ("gui/app.py", "resources.files('resources').joinpath('style.qss').read_text"): "our package data",
+    ("scoring/export.py", "(tmp / 'manifest.csv').open"): "the export's own build folder",
+    ("scoring/export.py", "(tmp / 'difficulty.csv').open"): "the export's own build folder",
+    ("scoring/export.py", "(tmp / 'edits.csv').open"): "the export's own build folder",
+    ("scoring/export.py", "(tmp / 'removed.csv').open"): "the export's own build folder",
+}
+OPENERS = {"open", "read_bytes", "read_text", "urlopen", "fromfile"}
+FULL = {"os.open", "sqlite3.connect", "shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.copytree"}
+ON_BYTES = {"Image.open", "torch.load", "torch.jit.load", "np.load", "np.loadtxt"}  # only on io.BytesIO/StringIO
+
+
+def _calls(path: Path) -> list[tuple[int, str, ast.Call]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            out.append((node.lineno, ast.unparse(node.func), node))
+    return out
+
+
+def test_no_module_outside_the_reader_opens_a_file_directly() -> None:
+    offenders = []
+    for path in sorted([*ROOT.joinpath("scoring").rglob("*.py"), *ROOT.joinpath("gui").rglob("*.py")]):
+        rel = path.relative_to(ROOT).as_posix()
+        for line, name, call in _calls(path):
+            last = name.rsplit(".", 1)[-1]
+            if name in ON_BYTES:
+                arg = ast.unparse(call.args[0]) if call.args else ""
+                if not arg.startswith(("io.BytesIO(", "io.StringIO(", "io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(")):
+                    offenders.append(f"{rel}:{line}: {name}({arg}) reads a path: read the bytes with safeio first")
+                continue
+            if name.endswith(("Project.open", "ProjectBase")) or (last not in OPENERS and name not in FULL):
+                continue
+            if name in ("read_text", "read_bytes", "read_regular", "read_head") or name.startswith(
+                    ("safeio.", "self.")):
+                continue  # the reader's own functions (scoring.safeio / datasets.read_bytes)
+            if (rel, name) not in ALLOWED:
+                offenders.append(f"{rel}:{line}: {name}(...) opens a file outside scoring.safeio")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_scan_sees_a_direct_read(tmp_path: Path) -> None:
+    """The scan itself can fail: a module that opens an image directly is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from PIL import Image\nImage.open('x.png')\nopen('y')\nPath('z').read_bytes()\n")
+    names = [n for _, n, _ in _calls(bad)]
+    assert {"Image.open", "open", "Path('z').read_bytes"} <= set(names)
