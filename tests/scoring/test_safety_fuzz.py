@@ -196,3 +196,160 @@ def test_hostile_trees_never_lose_a_file(
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(model, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- issue 18's surfaces
+
+DB_KINDS = ("empty", "text", "image", "other_sqlite", "view_only", "fifo", "devnull_link", "folder",
+            "journal_beside", "project_of_another", "our_project", "missing")
+URI_KINDS = ("file_regular", "file_fifo", "file_devzero", "file_folder", "file_missing", "file_otherhost",
+             "http", "ftp", "weird")
+HOSTILE_VALUES = (True, "true", 1e308, -1, 10**30, "../../etc/passwd", None, [], {"x": 1}, "resnet152")
+STAGES = ("index", "infer", "fit", "score")
+
+
+def _db_target(root: Path, kind: str, member: list[str], capsys: pytest.CaptureFixture[str]) -> Path:
+    import sqlite3
+
+    p = root / "target.db"
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "text":
+        p.write_text("my notes\n")
+    elif kind == "image":
+        _png(p, 3)
+    elif kind in ("other_sqlite", "view_only"):
+        with sqlite3.connect(p) as conn:
+            conn.execute("CREATE TABLE t (x)" if kind == "other_sqlite" else "CREATE VIEW v AS SELECT 1")
+    elif kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "devnull_link":
+        p.symlink_to("/dev/null")
+    elif kind == "folder":
+        p.mkdir()
+    elif kind == "journal_beside":
+        Path(f"{p}-journal").write_bytes(b"mine")
+    elif kind == "project_of_another":
+        other = root / "other"
+        (other / "blue").mkdir(parents=True)
+        _png(other / "blue" / "0.png", 1)
+        _png(other / "blue" / "1.png", 2)
+        cli(["score", other, "--db", p, *member, "--workers", "0", "-q"], capsys)
+    elif kind == "our_project":
+        cli(["score", root / "data", "--db", p, *member, "--workers", "0", "-q"], capsys)
+    return p
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    surface=st.sampled_from(("manifest_uri", "db_kind", "stored_config", "sigint")),
+    uris=st.lists(st.sampled_from(URI_KINDS), min_size=1, max_size=4),
+    db_kind=st.sampled_from(DB_KINDS),
+    key=st.sampled_from(("trust", "path", "arch", "seeds", "preprocess", "folds", "kind", "classes")),
+    value=st.sampled_from(HOSTILE_VALUES),
+    stage=st.sampled_from(STAGES),
+    at=st.integers(0, 3),
+)
+def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
+    capsys: pytest.CaptureFixture[str], surface: str, uris: list[str], db_kind: str, key: str, value: object,
+    stage: str, at: int,
+) -> None:
+    """Manifests with file:// and special-file URIs, --db at every kind of existing file, stored
+    pool configs with hostile values, and Ctrl+C at a random moment of each stage: every error is
+    one line (cli checks), nothing outside the project changes, no code from a file runs, and a
+    run stopped part-way resumes to the scores of an unstopped one."""
+    import json
+    import sqlite3
+    import threading
+
+    from scoring.inference import score_project
+    from tests.scoring.test_safety import _evil_checkpoint
+
+    root = Path(tempfile.mkdtemp(prefix="fuzz18-")).resolve()
+    model = Path(tempfile.mkdtemp(prefix="fuzz18-model-"))
+    try:
+        data = _build(root, [3, 3, 3], [], False)
+        member = tiny_member(model)
+        event(surface)
+        if surface == "manifest_uri":
+            os.mkfifo(root / "fifo.png")
+            (root / "afolder.png").mkdir()
+            rows = ["path,label", *(f"data/{c}/{i}.png,{c}" for c in CLASSES for i in range(3))]
+            spell = {"file_regular": f"file://{data}/blue/0.png", "file_fifo": f"file://{root}/fifo.png",
+                     "file_devzero": "file:///dev/zero", "file_folder": f"file://{root}/afolder.png",
+                     "file_missing": f"file://{root}/nope.png", "file_otherhost": "file://elsewhere/x.png",
+                     "http": "http://127.0.0.1:9/x.png", "ftp": "ftp://127.0.0.1/x.png", "weird": "zz://a/b.png"}
+            rows += [f"{spell[u]},red" for u in dict.fromkeys(uris)]
+            (root / "m.csv").write_text("\n".join(rows) + "\n")
+            before = {k: v for k, v in snapshot(root).items() if not k.startswith("m.triage")}
+            rc, _, _ = _alarm(60, lambda: cli(["score", root / "m.csv", "--db", root / "m.triage.db", *member,
+                                                "--workers", "0", "-q"], capsys))
+            assert rc in (0, 2)
+            after = {k: v for k, v in snapshot(root).items() if not k.startswith("m.triage")}
+            assert after == before
+        elif surface == "db_kind":
+            target = _db_target(root, db_kind, member, capsys)
+            before = snapshot(root)
+            rc, _, _ = _alarm(60, lambda: cli(["score", data, "--db", target, *member, "--workers", "0", "-q"], capsys))
+            event(f"--db {db_kind}: {'scored' if rc == 0 else 'refused'}")
+            if db_kind in ("our_project", "missing"):
+                assert rc == 0
+            else:
+                assert rc == 2 and snapshot(root) == before
+        elif surface == "stored_config":
+            db = root / "p.triage.db"
+            assert cli(["score", data, "--db", db, *member, "--workers", "0", "-q"], capsys)[0] == 0
+            flag = root / "PWNED"
+            _evil_checkpoint(root / "evil.pth", flag)
+            with sqlite3.connect(db) as conn:
+                for run_id, config in conn.execute("SELECT id, config FROM runs").fetchall():
+                    cfg = json.loads(config)
+                    for spec in cfg["pool"]:
+                        spec.update(path=str(root / "evil.pth"), trust=True, arch="tiny_mlp")
+                        spec[key] = value
+                    conn.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(cfg), run_id))
+            from scoring.cli import main
+
+            for args in (["rerank", "--db", db, "--networks"], ["score", data, "--db", db, "--workers", "0", "-q"]):
+                rc = main([str(a) for a in args])
+                err = capsys.readouterr().err
+                assert rc in (0, 1, 2) and "Traceback" not in err, err
+                assert len([ln for ln in err.splitlines() if ln.startswith("image-triage:")]) <= 1, err
+            assert not flag.exists()
+        else:  # sigint: Ctrl+C arrives while the run is in `stage`, the `at`-th time it reports
+            from scoring.poolspec import parse_member_arg
+
+            specs = [parse_member_arg(member[1]), parse_member_arg("scratch:arch=tiny_mlp,size=8,folds=2,epochs=3")]
+            db = root / "p.triage.db"
+            db_ref = root / "ref.triage.db"
+            from scoring.progress import drain
+            from scoring.store import project_for
+
+            drain(score_project(project_for(data, db_ref), specs, workers=0))
+            gen = score_project(project_for(data, db), specs, workers=0, cancel=threading.Event())
+            seen = 0
+            try:
+                for prog in gen:
+                    if prog.stage.startswith(stage) or (stage == "score" and prog.stage == "write"):
+                        seen += 1
+                        if seen > at:
+                            gen.throw(KeyboardInterrupt)
+            except KeyboardInterrupt:
+                event(f"interrupted in {stage}")
+            with Project.open(db) as p:
+                assert p._meta("scoring_writer") is None  # the writer is released
+            assert drain(score_project(db, specs, workers=0))["status"] == "done"
+            with Project.open(db) as p, Project.open(db_ref) as r:
+                mine = p._q("SELECT path, round(c_perplexity, 4), round(margin, 4) FROM images ORDER BY path")
+                ref = r._q("SELECT path, round(c_perplexity, 4), round(margin, 4) FROM images ORDER BY path")
+                assert mine == ref
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(model, ignore_errors=True)
+
+
+def _alarm(seconds: int, fn):  # type: ignore[no-untyped-def]
+    from tests.scoring.test_safety import _with_alarm
+
+    return _with_alarm(seconds, fn)
