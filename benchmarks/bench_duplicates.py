@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--data", default="cifar", choices=["cifar", "mnist"])
     ap.add_argument("--scale", type=int, default=0, metavar="N",
                     help="instead: time find_duplicates on N synthetic stored thumbnails, and its peak memory")
+    ap.add_argument("--untouched", action="store_true",
+                    help="instead: nothing planted; count the groups found on --images untouched images (or the demo)")
+    ap.add_argument("--demo", action="store_true", help="with --untouched: the built-in demo")
     ap.add_argument("--graph", action="store_true",
                     help="search with the HNSW graph used above 50,000 images (instead of the exact search)")
     args = ap.parse_args()
@@ -113,6 +116,9 @@ def main() -> None:
         scale(args.scale)
         return
     src = SHARED / "data" / ("cifar10-test" if args.data == "cifar" else "mnist-test")
+    if args.untouched:
+        untouched(src if src.exists() else None, args.images, args.demo)
+        return
     if not src.exists():
         sys.exit(f"needs {src}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +153,54 @@ def main() -> None:
             name = next(x for x in pair if "-" in x.split("/")[1]).split("/")[1].split("-")[0]
             kinds[name].append(pair in found_default)
         print("recall by kind at the default: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in kinds.items() if v))
+        with Project.open(db) as p:  # what the user sees: the stored groups (never chained)
+            by_id = dict(zip(ids.tolist(), paths, strict=True))
+            in_groups = {frozenset({by_id[i], by_id[j]}) for g in p.duplicate_groups().values()
+                         for i, j in itertools.combinations(g, 2)}
+        tp = len(in_groups & planted)
+        print(f"stored groups: {len(in_groups)} pairs inside groups, precision {tp / max(len(in_groups), 1):.3f}, "
+              f"recall {tp / len(planted):.3f}")
+
+
+def untouched(src: Path | None, n: int, demo: bool) -> None:
+    """Nothing planted: every group found is a false one unless its images are byte-identical.
+    Prints the groups, the largest, the pairs of different content, and how long listing the
+    stored groups takes (`image-triage duplicates --db` without --search)."""
+    import contextlib
+    import io as _io
+    import shutil
+
+    from scoring.cli import main as cli_main
+    from scoring.duplicates import find_duplicates
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if demo:
+            from scoring.demo import build_demo
+
+            data, name = build_demo(Path(tmp) / "demo"), "demo"
+        else:
+            assert src is not None
+            data, name = Path(tmp) / "data", src.name
+            files = sorted(f for c in sorted(src.iterdir()) for f in sorted(c.iterdir()))
+            files = [files[i] for i in sorted(np.random.default_rng(0).choice(len(files), min(n, len(files)), replace=False))]
+            for f in files:
+                (data / f.parent.name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, data / f.parent.name / f.name)
+        db = project_for(data, Path(tmp) / "p.triage.db")
+        t0 = time.perf_counter()
+        groups = drain(find_duplicates(db))
+        took = time.perf_counter() - t0
+        with Project.open(db) as p:
+            ids = p.scorable_ids()
+            sha = dict(zip(ids.tolist(), p.sha1s(ids), strict=True))
+        distinct = sum(1 for g in groups for i, j in itertools.combinations(g.image_ids, 2) if sha[i] != sha[j])
+        largest = max((len(g.image_ids) for g in groups), default=0)
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):
+            cli_main(["duplicates", "--db", str(db), "--json"])
+        listing = time.perf_counter() - t0
+        print(f"{name}: {len(ids):,} untouched images: {len(groups)} groups (largest {largest}), {distinct} pairs of "
+              f"different content inside groups; search {took:.1f} s, listing the stored groups {listing:.2f} s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 class BackgroundJobs(QMainWindow):
     # --- background work ------------------------------------------------------------------
 
+    def _ask(self, box: QMessageBox) -> Any:
+        """Ask with ``box`` (modal) and return the button clicked: the one place the window
+        waits for a yes or no (tests answer here)."""
+        box.exec()
+        return box.clickedButton()
+
     @property
     def busy(self) -> bool:
         return self._thread is not None
@@ -82,10 +88,14 @@ class BackgroundJobs(QMainWindow):
     def _run(self, factory: Any, title: str, on_returned: Any, on_errored: Any = None) -> GeneratorWorker:
         worker, thread = start_worker(factory, self, start=False)
         self._worker, self._thread = worker, thread
+        self._job_title = title
+        self._on_job_errored = on_errored
+        # Bound methods of the window (a QObject of the GUI thread): queued into the GUI thread.
+        # (Lambdas ran in the worker's thread and touched the status bar from there.)
         worker.yielded.connect(self._on_worker_yielded)
         worker.returned.connect(on_returned)
-        worker.errored.connect(on_errored or (lambda exc: QMessageBox.critical(self, f"{title} failed", str(exc))))
-        worker.aborted.connect(lambda: self.statusBar().showMessage(f"{title} cancelled; stored results are kept", 5000))
+        worker.errored.connect(self._on_worker_errored)
+        worker.aborted.connect(self._on_worker_aborted)
         worker.finished.connect(self._on_worker_finished)
         self.stage.setText(f"{title}…")
         self._show_progress(True)
@@ -94,6 +104,15 @@ class BackgroundJobs(QMainWindow):
         thread.start()  # only now: every signal above is connected
         return worker
 
+    def _on_worker_errored(self, exc: BaseException) -> None:
+        if self._on_job_errored is not None:
+            self._on_job_errored(exc)
+        else:
+            QMessageBox.critical(self, f"{self._job_title} failed", str(exc))
+
+    def _on_worker_aborted(self) -> None:
+        self.statusBar().showMessage(f"{self._job_title} cancelled; stored results are kept", 5000)
+
     def _show_progress(self, on: bool) -> None:
         for w in (self.stage, self.progress, self.cancel_btn):
             w.setVisible(on)
@@ -101,9 +120,14 @@ class BackgroundJobs(QMainWindow):
     def _on_worker_yielded(self, p: Progress) -> None:
         self.progress.setMaximum(max(p.total, 1))
         self.progress.setValue(p.done)
-        eta = "" if p.eta is None else f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
-        rate = f" · {p.rate:,.0f}/s" if p.rate >= 1 else ""
-        self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:90])
+        if p.eta is not None and (p.eta > 0 or p.done >= p.total):
+            eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
+        else:
+            eta = " · estimating…" if p.done < p.total else ""
+        unit = {"fit": "folds", "thumbs": "images", "infer": "images", "score": "images", "export": "images"}.get(
+            p.stage, "items")
+        rate = f" · {p.rate:,.0f} {unit}/s" if p.rate >= 1 else f" · {p.rate * 60:,.1f} {unit}/min" if p.rate > 0 else ""
+        self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:110])
 
     def _on_scoring_returned(self, summary: dict[str, Any]) -> None:
         if self.project is not None:
@@ -153,12 +177,27 @@ class BackgroundJobs(QMainWindow):
             opts = dlg.options()
             self.start_export(opts.pop("dest"), **opts)
 
-    def closeEvent(self, event: Any) -> None:
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        scoring = self._worker is not None and self._job_title == "Scoring"
+        if scoring:
+            self.close_question = QMessageBox(
+                QMessageBox.Icon.Question, "Scoring is running",
+                "Scoring is still running. Stop it and close? What is scored is kept, and reopening the "
+                "project offers to resume.", QMessageBox.StandardButton.NoButton, self)
+            stop = self.close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
+            self.close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
+            clicked = self._ask(self.close_question)
+            self.close_question = None
+            if clicked is not stop:
+                event.ignore()
+                return
         if self._worker is not None:
             self._worker.cancel()
             if self._thread is not None:
                 self._thread.quit()
                 self._thread.wait(60_000)
+        if scoring and self.project is not None:
+            self.project.mark_interrupted()  # closed, not cancelled: reopening offers to resume
         self.thumbnails.clear()
         self.thumbnails.wait()
         self.detail.evidence.forget()

@@ -29,11 +29,12 @@ class DetailPane(QWidget):
         self.loader = ImageLoader(self)
         self.loader.loaded.connect(self._on_loaded)
         self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.image.setMinimumSize(220, 220)
+        self.image.setMinimumSize(160, 160)
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.scroll = QScrollArea()
         self.scroll.setWidget(self.image)
         self.scroll.setWidgetResizable(True)
+        self.scroll.setMinimumHeight(200)  # the image under review never shrinks to a sliver
         self.actual = QCheckBox("1:1 (actual pixels)")
         self.actual.toggled.connect(self._on_actual_toggled)
         self.info = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
@@ -53,7 +54,12 @@ class DetailPane(QWidget):
         lay.addWidget(QLabel("<b>Each pool member's top classes</b>"))
         lay.addWidget(self.chart, 2)
         self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
-        lay.addWidget(self.evidence)
+        # The evidence scrolls inside itself: a group of 35 duplicates never grows the window.
+        self.evidence_scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        self.evidence_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.evidence_scroll.setWidget(self.evidence)
+        self.evidence_scroll.setMinimumHeight(120)
+        lay.addWidget(self.evidence_scroll, 2)
 
     def clear(self) -> None:
         self.image.setText("No image selected")

@@ -141,8 +141,7 @@ class EvidencePanel(QWidget):
             self.group.setVisible(False)
             return
         states = {i: (lab, st) for i, lab, st in project.label_states(group)}
-        labels = {states[i][0] for i in group if states[i][1] != "removed"}
-        conflict = " <span style='color:#ef5350'>conflicting labels</span>" if len(labels) > 1 else ""
+        conflict = " <span style='color:#ef5350'>conflicting labels</span>" if project.in_conflict(row.id) else ""
         tiles = [(i, ("▶ " if i == row.id else "") + self._name(project, states[i][0])
                   + (" ✕" if states[i][1] == "removed" else ""), states[i][1]) for i in group]
         self.group.show_tiles(f"<b>Duplicate group</b> ({len(group)}){conflict} · <b>G</b> keeps ▶, removes the rest",

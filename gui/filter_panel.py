@@ -1,17 +1,22 @@
-"""The filter panel: sort and filters as widgets; it emits one value, ``(sort key, QueueFilter)``."""
+"""The filter panel: the two views, sort and filters as widgets; it emits one value,
+``(sort key, QueueFilter)``. Its state (view, sort, filters) is a plain dict the window
+remembers per project."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import asdict
+from typing import Any, cast
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -19,9 +24,18 @@ from PySide6.QtWidgets import (
 )
 
 from scoring.store import QueueFilter
-from scoring.vocabulary import BY_KEY, REASONS, SCORES, STATUSES
+from scoring.vocabulary import BY_KEY, DIFFICULTY_SORT, LABEL_SORT, REASONS, SCORES, STATUSES, VIEWS
 
 SORTS = [(s.sort_label, s.key) for s in SCORES] + [("Path", "path")]
+_UNSET = "–"
+
+
+def _short(key: str) -> str:
+    """A sort's menu text short enough for the panel (the full sentence is its tooltip)."""
+    if key not in BY_KEY:
+        return "Path"
+    s = BY_KEY[key]
+    return f"{s.label} ({'errors' if s.view == 'label' else 'hardest'} first)"
 
 
 class FilterPanel(QWidget):
@@ -31,55 +45,110 @@ class FilterPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self._range_key: str | None = None  # a range on another score than the sort (a plot click)
+        self.views = QButtonGroup(self)
+        self.view_buttons: dict[str, QPushButton] = {}
+        switch = QHBoxLayout()
+        switch.setSpacing(0)
+        for view, (title, finds) in VIEWS.items():
+            b = QPushButton(title, checkable=True, objectName=f"view_{view}")
+            b.setToolTip(finds)
+            self.views.addButton(b)
+            self.view_buttons[view] = b
+            switch.addWidget(b)
+        self.views.buttonClicked.connect(self._on_view_clicked)
         self.sort = QComboBox()
+        self.sort.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sort.setMinimumContentsLength(16)
         for text, key in SORTS:
-            self.sort.addItem(text, key)
+            self.sort.addItem(_short(key), key)
             self.sort.setItemData(self.sort.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
         self.view_hint = QLabel(wordWrap=True, objectName="hint")
         self.sort.currentIndexChanged.connect(self._on_sort_changed)
         self.f_given, self.f_consensus = QComboBox(), QComboBox()
         self.f_reason = self._choices(REASONS)
         self.f_status = self._choices(STATUSES)
-        self.f_min = QDoubleSpinBox(minimum=0, maximum=1e6, decimals=3, specialValueText="–")
-        self.f_max = QDoubleSpinBox(minimum=0, maximum=1e6, decimals=3, specialValueText="–")
+        self.f_min = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
+        self.f_max = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
+        self.range_label = QLabel()
         self.f_disagree = QCheckBox("given label disagrees with the pool")
         self.f_duplicate = QCheckBox("in a duplicate group")
         self.f_conflict = QCheckBox("duplicates with conflicting labels")
-        self.f_search = QLineEdit(placeholderText="file name contains…")
-        for w in (self.sort, self.f_given, self.f_consensus, self.f_reason, self.f_status):
+        self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")
+        self._search_timer = QTimer(self, singleShot=True, interval=250)  # filters as you type
+        self._search_timer.timeout.connect(self._emit)
+        for w in (self.f_given, self.f_consensus, self.f_reason, self.f_status):
             w.currentIndexChanged.connect(self._emit)
         for w in (self.f_min, self.f_max):
             w.valueChanged.connect(self._emit)
         for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
             box.toggled.connect(self._emit)
+        self.f_search.textChanged.connect(lambda _t: self._search_timer.start())
         self.f_search.returnPressed.connect(self._emit)
         clear = QPushButton("Clear filters")
         clear.clicked.connect(self.clear)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Sort by", self.sort)
+        form.addRow(switch)
         form.addRow(self.view_hint)
+        form.addRow("Sort by", self.sort)
         for label, w in (("Given label", self.f_given), ("Pool consensus", self.f_consensus),
-                         ("Triage reason", self.f_reason), ("Status", self.f_status), ("Score ≥", self.f_min),
-                         ("Score ≤", self.f_max)):
+                         ("Triage reason", self.f_reason), ("Status", self.f_status)):
             form.addRow(label, w)
+        form.addRow(self.range_label)
+        form.addRow("≥", self.f_min)
+        form.addRow("≤", self.f_max)
         form.addRow(self.f_disagree)
         form.addRow(self.f_duplicate)
         form.addRow(self.f_conflict)
         form.addRow("Search", self.f_search)
         form.addRow(clear)
         self._quiet = False
-        self._on_sort_changed()
+        with self._silenced():
+            self.set_sort(LABEL_SORT)
+
+    def view(self) -> str:
+        """``label`` or ``difficulty``: the view of the current sort (path counts as difficulty)."""
+        score = BY_KEY.get(str(self.sort.currentData()))
+        return score.view if score is not None else "difficulty"
+
+    def set_sort(self, key: str) -> None:
+        """Show ``key`` as the sort (its view's switch pressed, its range boxes set) and emit."""
+        self.sort.setCurrentIndex(max(0, self.sort.findData(key)))  # emits through _on_sort_changed
+
+    def _on_view_clicked(self, button: QPushButton) -> None:
+        view = next(v for v, b in self.view_buttons.items() if b is button)
+        if view != self.view():
+            self.set_sort(LABEL_SORT if view == "label" else DIFFICULTY_SORT)
 
     def _on_sort_changed(self, *_: Any) -> None:
-        """Say which view the sort is: difficulty (blind to the label) or label errors."""
-        score = BY_KEY.get(str(self.sort.currentData()))
-        self.view_hint.setText(
-            "" if score is None else
-            "<small>difficulty view: blind to the given label; ranks hard, ambiguous images</small>"
-            if score.view == "difficulty" else
-            "<small>label view: compares the pool with the given label; ranks likely label errors</small>"
-        )
+        """Press the sort's view, say what it finds, and give the range boxes the sort's range."""
+        view = self.view()
+        self.view_buttons[view].setChecked(True)
+        self.view_hint.setText(f"<small>{VIEWS[view][1]}</small>")
+        self._range_key = None
+        self._set_range_key(self._range_for())
+        self._emit()
+
+    def _range_for(self) -> str:
+        sort = str(self.sort.currentData())
+        return self._range_key or (sort if sort in BY_KEY else DIFFICULTY_SORT)
+
+    def _set_range_key(self, key: str) -> None:
+        """The range boxes measure ``key``: its range from the vocabulary, one step below it = unset."""
+        score = BY_KEY[key]
+        self.range_label.setText(f"<small>{score.label} between</small>")
+        step = 0.001
+        for box in (self.f_min, self.f_max):
+            was = self._quiet
+            self._quiet = True
+            box.setRange(score.lo - step, score.hi)
+            box.setValue(score.lo - step)
+            self._quiet = was
+
+    @staticmethod
+    def _set(box: QDoubleSpinBox) -> float | None:
+        return None if box.value() <= box.minimum() else float(box.value())
 
     @staticmethod
     def _choices(values: tuple[str, ...]) -> QComboBox:
@@ -104,17 +173,30 @@ class FilterPanel(QWidget):
             consensus=self.f_consensus.currentData(),
             reason=self.f_reason.currentData(),
             status=self.f_status.currentData(),
-            score_min=self.f_min.value() or None,
-            score_max=self.f_max.value() or None,
-            score_key=sort if sort != "path" else "c_perplexity",
+            score_min=self._set(self.f_min),
+            score_max=self._set(self.f_max),
+            score_key=self._range_for(),
             disagrees=self.f_disagree.isChecked(),
             search=self.f_search.text().strip() or None,
             duplicate=self.f_duplicate.isChecked(),
             conflict=self.f_conflict.isChecked(),
         )
 
+    def state(self) -> dict[str, Any]:
+        """The panel as plain data (the window remembers it per project)."""
+        sort, filt = self.value()
+        return {"sort": sort, "filter": asdict(filt)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Set sort and filters from :meth:`state`'s output, then emit once."""
+        with self._silenced():
+            self.set_sort(str(state.get("sort") or LABEL_SORT))
+        fields = {k: v for k, v in cast(dict, state.get("filter") or {}).items() if k in QueueFilter.__dataclass_fields__}
+        self.show_filter(QueueFilter(**fields))
+
     def show_filter(self, filt: QueueFilter) -> None:
-        """Set the widgets to ``filt`` (e.g. a click in the overview) and emit once."""
+        """Set the widgets to ``filt`` (e.g. a click in the overview) and emit once. The sort
+        stays: a range on another score is shown as that score's range."""
         with self._silenced():
             self._reset()
             if filt.given_label is not None:
@@ -124,14 +206,19 @@ class FilterPanel(QWidget):
             for combo, value in ((self.f_reason, filt.reason), (self.f_status, filt.status)):
                 if value is not None:
                     combo.setCurrentIndex(max(0, combo.findData(value)))
-            if filt.score_min is not None or filt.score_max is not None:
-                self.sort.setCurrentIndex(self.sort.findData(filt.score_key))
-                self.f_min.setValue(filt.score_min or 0)
-                self.f_max.setValue(filt.score_max or 0)
+            if (filt.score_min is not None or filt.score_max is not None) and filt.score_key in BY_KEY:
+                sort = str(self.sort.currentData())
+                self._range_key = None if filt.score_key == sort else filt.score_key
+                self._set_range_key(filt.score_key)
+                if filt.score_min is not None:
+                    self.f_min.setValue(filt.score_min)
+                if filt.score_max is not None:
+                    self.f_max.setValue(filt.score_max)
             self.f_disagree.setChecked(filt.disagrees)
             self.f_duplicate.setChecked(filt.duplicate)
             self.f_conflict.setChecked(filt.conflict)
             self.f_search.setText(filt.search or "")
+            self._search_timer.stop()
         self._emit()
 
     def clear(self) -> None:
@@ -142,11 +229,12 @@ class FilterPanel(QWidget):
     def _reset(self) -> None:
         for combo in (self.f_given, self.f_consensus, self.f_reason, self.f_status):
             combo.setCurrentIndex(0)
-        self.f_min.setValue(0)
-        self.f_max.setValue(0)
+        self._range_key = None
+        self._set_range_key(self._range_for())
         for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
             box.setChecked(False)
         self.f_search.clear()
+        self._search_timer.stop()
 
     @contextlib.contextmanager
     def _silenced(self) -> Iterator[None]:

@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
     QFileDialog,
     QLabel,
     QMessageBox,
@@ -28,12 +30,14 @@ from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
 from gui.review_actions import ReviewActions
+from gui.review_keys import ReviewKeys, show_full_image, show_keys
 from gui.thumbnails import ThumbnailLoader
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 from scoring.keymap import keymap_for
 from scoring.review import ReviewSession
 from scoring.store import Project, QueueFilter, project_for
+from scoring.vocabulary import default_sort
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,13 @@ class MainWindow(ReviewActions):
         self._worker: GeneratorWorker | None = None
         self._thread: Any = None
         self._after_worker: Any = None  # what to start when the running work finishes
+        self.keep_group_question: QMessageBox | None = None  # open while G asks (tests answer it)
+        self.many_question: QMessageBox | None = None  # open while a key on several images asks
+        self.close_question: QMessageBox | None = None  # open while closing during scoring asks
+        self.resume_question: QMessageBox | None = None  # open while reopening offers to resume
+        self.popups: list[QDialog] = []  # the key overlay and full-size views that are open
+        self._job_title = ""  # the background job running (Scoring, Export, ...)
+        self._on_job_errored: Any = None
         self.thumbnails = ThumbnailLoader(parent=self)
         self.estimates = Estimates(self)
         self.estimates.ready.connect(self._on_estimated)
@@ -64,6 +75,10 @@ class MainWindow(ReviewActions):
         self._build_ui()
         self._build_menus()
         self._set_enabled(False)
+        self.review_keys = ReviewKeys(self)  # the review keys work wherever the focus is in the window
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.review_keys)
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -76,6 +91,9 @@ class MainWindow(ReviewActions):
         self.view.keepGroupRequested.connect(self._on_keepGroupRequested)
         self.view.undoRequested.connect(self._on_undo)
         self.view.redoRequested.connect(self._on_redo)
+        self.view.helpRequested.connect(self.show_keys)
+        self.view.fullImageRequested.connect(self.show_full_image)
+        self.view.doubleClicked.connect(lambda _i: self.show_full_image())
         self.detail = DetailPane(self.thumbnails)
         self.detail.clear()
         self.overview = OverviewPanel()
@@ -107,6 +125,8 @@ class MainWindow(ReviewActions):
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
         split.setSizes([270, 680, 450])
+        split.splitterMoved.connect(lambda *_: self._save_view_state())
+        self.split = split
         self.setCentralWidget(split)
 
         self.stage = QLabel()
@@ -156,6 +176,61 @@ class MainWindow(ReviewActions):
         view = mb.addMenu("&View")
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
+        self._add(view, "&Unreviewed only / all", self.toggle_unreviewed, "Ctrl+U")
+        self._add(view, "The image &full size (Space, double-click)", self.show_full_image)
+        help_ = mb.addMenu("&Help")
+        self._add(help_, "&Keys (F1 or ?)", self.show_keys, "F1")
+        for title, anchor in (("What the two views find", "what-it-computes"), ("Datasets it reads", "datasets-it-reads"),
+                              ("What Image Triage will never do", "what-image-triage-will-never-do"),
+                              ("Export", "export")):
+            self._add(help_, f"README: {title}", lambda _=False, a=anchor: self.open_readme(a))
+        for m in (file, edit, scoring, view, help_):  # after a menu, the queue has the keys
+            m.aboutToHide.connect(self._focus_queue)
+
+    def _focus_queue(self) -> None:
+        focus = QApplication.focusWidget()
+        if focus is None or focus is not self.filters.f_search:
+            self.view.setFocus()
+
+    def show_keys(self) -> QDialog:
+        """The key overlay: every key of this project and what it does (F1, ?)."""
+        rows = self.view.keymap.legend(self.project.classes if self.project else [])
+        dlg = show_keys(self, rows)
+        self.popups = [p for p in self.popups if p.isVisible()] + [dlg]
+        dlg.finished.connect(lambda _r: self._focus_queue())
+        return dlg
+
+    def show_full_image(self) -> QDialog | None:
+        """The image under review at full size (zoom with the wheel, drag to pan)."""
+        if self.project is None or self.model is None:
+            return None
+        row = self.model.row_at(self.view.currentIndex().row())
+        if row is None:
+            return None
+        from gui.thumbnails import decode_qimage  # the safe reader, as every image
+
+        img, why = decode_qimage(self.project.abspath(row), None)  # type: ignore[arg-type]
+        if img.isNull():
+            self.statusBar().showMessage(f"{row.path}: {why}", 5000)
+            return None
+        dlg = show_full_image(self, QPixmap.fromImage(img), f"{row.path} ({img.width()}×{img.height()})")
+        self.popups = [p for p in self.popups if p.isVisible()] + [dlg]
+        dlg.finished.connect(lambda _r: self._focus_queue())
+        return dlg
+
+    def open_readme(self, anchor: str) -> None:
+        readme = Path(__file__).resolve().parents[1] / "README.md"
+        if readme.is_file():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(readme)))
+            self.statusBar().showMessage(f"README.md, section «{anchor.replace('-', ' ')}»", 5000)
+        else:
+            self.statusBar().showMessage("The README is not installed with this copy; see the project's page", 5000)
+
+    def toggle_unreviewed(self) -> None:
+        """Show only the unreviewed images, or all again (after a re-rank: what is left)."""
+        _sort, filt = self.filters.value()
+        filt.status = None if filt.status == "unreviewed" else "unreviewed"
+        self.filters.show_filter(filt)
 
     def _add(self, menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
         act = QAction(text, self)
@@ -195,6 +270,7 @@ class MainWindow(ReviewActions):
         self.view.setModel(self.model)
         self.view.selectionModel().currentChanged.connect(self._on_currentChanged)
         self._fill_class_filters()
+        self._restore_view_state(project)
         self._reload_after_scoring()
         self.setWindowTitle(f"Image Triage — {project.source.name} ({path})")
         self._remember(Path(path))
@@ -203,14 +279,59 @@ class MainWindow(ReviewActions):
             self._select(self.model.index(0, 0))
         run = project.interrupted_run()
         if ask_resume and run is not None and project.last_pool_spec():
-            answer = QMessageBox.question(
-                self, "Resume scoring?",
+            self.resume_question = QMessageBox(
+                QMessageBox.Icon.Question, "Resume scoring?",
                 "The last scoring run stopped before it finished (the app closed or crashed). "
                 "Its stored results are kept. Resume it now?",
-            )
-            if answer == QMessageBox.StandardButton.Yes:
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+            yes = self.resume_question.button(QMessageBox.StandardButton.Yes)
+            answer = self._ask(self.resume_question)
+            self.resume_question = None
+            if answer is yes:
                 self.start_scoring(project.last_pool_spec() or [])
+        self._focus_queue()
         return True
+
+    # --- what the annotator chose to see, remembered per project ---------------------------
+
+    def _state_key(self, project: Project) -> str:
+        import hashlib
+
+        return "projects/" + hashlib.sha1(str(Path(project.path).resolve()).encode()).hexdigest()[:16]
+
+    def _restore_view_state(self, project: Project) -> None:
+        """The sort, filters and pane sizes last used on this project; else the label view when it
+        has labels (an annotator came for the label errors), the difficulty view when not."""
+        import json
+
+        key = self._state_key(project)
+        raw = self.settings.value(f"{key}/view")
+        try:
+            state = json.loads(str(raw)) if raw else None
+        except ValueError:
+            state = None
+        self._restoring = True
+        try:
+            self.filters.restore(state or {"sort": default_sort(project.labelled())})
+        finally:
+            self._restoring = False
+        sort, filt = self.filters.value()
+        self.session.set_view(sort, filt)
+        assert self.model is not None
+        self.model.sort_key = self.session.sort
+        self.model.set_filter(self.session.filter)
+        sizes = self.settings.value(f"{key}/panes")
+        if isinstance(sizes, list) and len(sizes) == 3:
+            self.split.setSizes([int(x) for x in sizes])
+
+    def _save_view_state(self) -> None:
+        if self.project is None or getattr(self, "_restoring", False):
+            return
+        import json
+
+        key = self._state_key(self.project)
+        self.settings.setValue(f"{key}/view", json.dumps(self.filters.state()))
+        self.settings.setValue(f"{key}/panes", [int(x) for x in self.split.sizes()])
 
     def _fill_class_filters(self) -> None:
         assert self.project is not None
@@ -272,6 +393,23 @@ class MainWindow(ReviewActions):
             self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             self.view.scrollTo(index)
 
+    def _select_first_unreviewed(self) -> None:
+        """The first image still to review in the current order (else the first)."""
+        assert self.model is not None
+        n = 0
+        while True:
+            while n < self.model.rowCount():
+                row = self.model.row_at(n)
+                if row is not None and row.status == "unreviewed":
+                    self._select(self.model.index(n, 0))
+                    return
+                n += 1
+            if n >= 2000 or not self.model.canFetchMore(QModelIndex()):
+                break
+            self.model.fetchMore(QModelIndex())
+        if self.model.rowCount():
+            self._select(self.model.index(0, 0))
+
     def current_id(self) -> int | None:
         assert self.model is not None
         row = self.model.row_at(self.view.currentIndex().row())
@@ -291,14 +429,22 @@ class MainWindow(ReviewActions):
     def _on_filterChanged(self, sort: str, filt: QueueFilter) -> None:
         if self.model is None or self.project is None:
             return
+        if getattr(self, "_restoring", False):
+            return
+        current = self.current_id()
         self.session.set_view(sort, filt)
         self.model.sort_key = self.session.sort
         self.model.set_filter(self.session.filter)
         self._update_status()
-        if self.model.rowCount():
-            self._select(self.model.index(0, 0))
+        self._save_view_state()
+        idx = self.model.index_of(current) if current is not None else QModelIndex()
+        if idx.isValid() and filt.status is None:
+            self._select(idx)  # clearing filters keeps the image under review
+        elif self.model.rowCount():
+            self._select_first_unreviewed()
         else:
             self.detail.clear()
+        self._focus_queue()
 
     def _on_filterRequested(self, filt: QueueFilter) -> None:
         """From the overview: show the filter in the panel (which applies it), then the queue."""

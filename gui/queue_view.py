@@ -19,6 +19,8 @@ class QueueView(QListView):
     keepGroupRequested = Signal()
     undoRequested = Signal()
     redoRequested = Signal()
+    helpRequested = Signal()
+    fullImageRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -32,21 +34,29 @@ class QueueView(QListView):
         self.setGridSize(QSize(128, 146))  # icon + two lines: class, score
         self.setSpacing(4)
         self.setWordWrap(True)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # Shift/Ctrl+click: several
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.keymap = keymap_for([])
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        key, mods = event.key(), event.modifiers()
+    def review_action(self, event: QKeyEvent) -> tuple[str, int | None] | None:
+        """The key map's action for this key press (no Ctrl/Alt/Meta), or None."""
+        mods = event.modifiers()
         plain = not (mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier))
-        action = self.keymap.action(_key_name(key)) if plain else None
+        if event.key() in (Qt.Key.Key_Question, Qt.Key.Key_F1, Qt.Key.Key_Space):
+            return ("help" if event.key() != Qt.Key.Key_Space else "full", None)
+        return self.keymap.action(_key_name(event.key())) if plain else None
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        key, mods = event.key(), event.modifiers()
+        action = self.review_action(event)
         if action is not None:
             what, label = action
             if what == "relabel" and label is not None:
                 self.relabelRequested.emit(label)
             else:
                 {"keep": self.keepRequested, "pick": self.pickRequested, "remove": self.removeRequested,
-                 "keep_group": self.keepGroupRequested}[what].emit()
+                 "keep_group": self.keepGroupRequested, "help": self.helpRequested,
+                 "full": self.fullImageRequested}[what].emit()
         elif key == Qt.Key.Key_Z and mods & Qt.KeyboardModifier.ControlModifier:
             # Normally the Edit menu's shortcuts take these first; this serves when the window
             # is not the active one (no window manager), where shortcuts do not fire.

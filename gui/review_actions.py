@@ -43,33 +43,86 @@ class ReviewActions(BackgroundJobs):
         self._on_currentChanged(idx, idx)
         return edit
 
+    def selected_ids(self) -> list[int]:
+        """The images selected with Shift/Ctrl+click (the current one alone when one is)."""
+        if self.model is None:
+            return []
+        rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
+        return [r.id for r in (self.model.row_at(n) for n in rows) if r is not None]
+
+    def _decide(self, action: str, label: int | None = None) -> Edit | None:
+        """One key on the current image, or on every selected image as one decision (asked first)."""
+        ids = self.selected_ids()
+        if len(ids) <= 1 or self.project is None or self.model is None:
+            return self._act(lambda i: self.session.act(action, i, label))
+        what = {"relabel": f"relabel as «{self.project.classes[label]}»" if label is not None else "relabel",
+                "remove": "remove", "keep": "keep the labels of"}[action]
+        self.many_question = QMessageBox(
+            QMessageBox.Icon.Question, f"{what.capitalize()} {len(ids)} images?",
+            f"{what.capitalize()} the {len(ids)} selected images? One decision: Ctrl+Z undoes it whole.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        yes = self.many_question.button(QMessageBox.StandardButton.Yes)
+        answer = self._ask(self.many_question)
+        self.many_question = None
+        if answer is not yes:
+            return None
+        try:
+            edit = self.project.decide_many(action, ids, label)
+        except (ImageTriageError, ValueError) as exc:
+            QMessageBox.warning(self, "Not saved", str(exc))
+            return None
+        for i in ids:
+            self.model.refresh_row(i)
+        self._update_status()
+        self.statusBar().showMessage(f"{what.capitalize()} {len(ids)} images (one decision: Ctrl+Z undoes it)", 5000)
+        idx = self.model.index_of(ids[-1])
+        if idx.isValid() and idx.row() + 1 < self.model.rowCount():
+            self._select(self.model.index(idx.row() + 1, 0))
+        return edit
+
     def relabel_current(self, label: int) -> Edit | None:
         assert self.project is not None
-        return self._act(lambda i: self.session.act("relabel", i, label))
+        return self._decide("relabel", label)
 
     def _on_relabelRequested(self, label: int) -> None:
         if self.project is not None and label < len(self.project.classes):
             self.relabel_current(label)
 
     def _on_removeRequested(self) -> None:
-        self._act(lambda i: self.session.act("remove", i))
+        self._decide("remove")
 
     def _on_keepRequested(self) -> None:
-        self._act(lambda i: self.session.act("keep", i))
+        self._decide("keep")
 
     def _on_keepGroupRequested(self) -> None:
         """Keep this image, remove the rest of its duplicate group: one decision (one undo)."""
         if self.project is None or self.current_id() is None:
             return
-        group = self.project.group_of(self.current_id())  # type: ignore[arg-type]
+        current = self.current_id()
+        assert current is not None
+        group = self.project.group_of(current)
         if len(group) < 2:
             self.statusBar().showMessage("This image is in no duplicate group (Scoring ▸ Find duplicates)", 4000)
             return
+        remove, why = self.project.keep_group_plan(current)
+        if why is not None:  # many at once, or a label the pool doubts: ask first
+            self.keep_group_question = QMessageBox(
+                QMessageBox.Icon.Question, "Keep this image and remove its duplicates?",
+                f"Keep this image and remove {len(remove)} unreviewed image(s) of its group of {len(group)}?\n\n"
+                f"Asked because {why}. Images you already decided are left as they are; Ctrl+Z undoes it all.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+            self.keep_group_question.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            yes = self.keep_group_question.button(QMessageBox.StandardButton.Yes)
+            answer = self._ask(self.keep_group_question)
+            self.keep_group_question = None
+            if answer is not yes:
+                self.statusBar().showMessage("Nothing removed", 3000)
+                return
         edit = self._act(lambda i: self.session.act("keep_group", i))
         if edit is not None and self.model is not None:
             for other in group:
                 self.model.refresh_row(other)
-            self.statusBar().showMessage(f"Kept this image, removed the rest of its group of {len(group)} "
+            self.statusBar().showMessage(f"Kept this image, removed {len(remove)} of its group of {len(group)} "
                                          "(Ctrl+Z undoes it all)", 4000)
 
     def _on_restore(self) -> None:
@@ -92,8 +145,8 @@ class ReviewActions(BackgroundJobs):
             self.statusBar().showMessage(f"Nothing to {which}", 3000)
             return
         self._update_status()
-        for other in self.project.group_of(edit.image_id) if edit.batch is not None else ():
-            self.model.refresh_row(other)  # a group decision: every member changed
+        for other in self.project.batch_images(edit.batch) if edit.batch is not None else ():
+            self.model.refresh_row(other)  # a decision on several images: every one changed
         idx = self.model.refresh_row(edit.image_id)
         if idx.isValid():
             self._select(idx)
@@ -163,11 +216,9 @@ class ReviewActions(BackgroundJobs):
             self.rerank_every = 0  # nothing to refit in this pool: stop asking
             self.statusBar().showMessage(out.line(), 8000)
             return
-        current = self.current_id()
         self.session.rerank_finished(out.seconds)  # rest in proportion before the next automatic one
         self.model.reload()
-        idx = self.model.index_of(current) if current is not None else QModelIndex()
-        self._select(idx if idx.isValid() else self.model.index(0, 0))
+        self._select_first_unreviewed()  # the new order: carry on where the work is (Ctrl+U: unreviewed only)
         self._update_status()
         self.last_rerank = out
         self.statusBar().showMessage(out.line(), 10_000)

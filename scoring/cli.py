@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("queue", "print the review queue, hardest first", cmd_queue)
     db_arg(sp)
-    sp.add_argument("--sort", default="c_perplexity", choices=SORT_KEYS, metavar="KEY",
+    sp.add_argument("--sort", default=None, choices=SORT_KEYS, metavar="KEY",
                     help="; ".join(f"{s.key}: {s.sort_label}" for s in SCORES) + "; path; id")
     sp.add_argument("--class", dest="class_", metavar="C", help="only images whose given label is C")
     sp.add_argument("--status", choices=STATUSES)

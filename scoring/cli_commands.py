@@ -17,6 +17,7 @@ from typing import Any
 
 from scoring.errors import ImageTriageError
 from scoring.progress import Progress, drain
+from scoring.vocabulary import LABEL_SORT, default_sort
 
 log = logging.getLogger("image_triage")
 
@@ -200,7 +201,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
             duplicate=args.duplicates,
             conflict=args.conflicts,
         )
-        rows = project.queue(filt, sort=args.sort, limit=args.limit)
+        sort = args.sort or default_sort(project.labelled())
+        if not args.sort and not args.json:
+            view = "label view: likely label errors first" if sort == LABEL_SORT else "difficulty view"
+            print(f"sorted by {sort} ({view}; --sort to change)", file=sys.stderr)
+        rows = project.queue(filt, sort=sort, limit=args.limit)
         classes = project.classes
         name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
         if args.json:
@@ -213,16 +218,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 out.append(d)
             print(json.dumps(out, indent=1, default=_json_default))
             return 0
-        header = f"{'id':>7} {'C-perp':>6} {'X-perp':>6} {'MI':>5} {'selfc':>5} {'given':>12} {'pool':>12} {'reason':>11} {'status':>10}  path"
+        header = (f"{'id':>7} {'margin':>6} {'C-perp':>6} {'X-perp':>6} {'MI':>5} {'selfc':>5} {'given':>12} {'pool':>12} "
+                  f"{'reason':>11} {'status':>10}  path")
         print(header)
         for r in rows:
             print(
-                f"{r.id:>7} {_f(r.c_perplexity, 6, 3)} {_f(r.x_perplexity, 6, 2)} {_f(r.mutual_info, 5, 2)} "
+                f"{r.id:>7} {_f(r.margin, 6, 3)} {_f(r.c_perplexity, 6, 3)} {_f(r.x_perplexity, 6, 2)} {_f(r.mutual_info, 5, 2)} "
                 f"{_f(r.self_confidence, 5, 2)} {name(r.current_label):>12} {name(r.consensus):>12} "
                 f"{r.reason or '-':>11} {r.status:>10}  {r.path}"
             )
         total = project.queue_count(filt)
-        print(f"({len(rows)} of {total} shown, sorted by {args.sort})", file=sys.stderr)
+        print(f"({len(rows)} of {total} shown, sorted by {sort})", file=sys.stderr)
     return 0
 
 
@@ -378,7 +384,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     groups = _progress_bar(find_duplicates(db))  # as the app does after scoring
     summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     print(_summary_line(summary, db))
-    args.db, args.sort, args.limit, args.json = str(db), "c_perplexity", 20, False
+    args.db, args.sort, args.limit, args.json = str(db), None, 20, False
     args.class_ = args.status = args.reason = args.search = None
     args.disagrees = args.duplicates = args.conflicts = False
     return cmd_queue(args)

@@ -17,10 +17,14 @@ from scoring.cli_commands import (
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from scoring.duplicates import find_duplicates
+    from scoring.duplicates import DEFAULT_THRESHOLD, find_duplicates, stored_groups
 
-    _open_project(args.db).close()
-    groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold), quiet=args.json)
+    with _open_project(args.db) as project:
+        searched = project.duplicates_searched()
+        groups = stored_groups(project)
+    if args.search or args.threshold is not None or not searched:  # a search: after scoring, or asked
+        groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold or DEFAULT_THRESHOLD),
+                               quiet=args.json)
     with _open_project(args.db) as project:
         classes = project.classes
         paths: dict[int, str] = {}
@@ -46,10 +50,13 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_keep_group(args: argparse.Namespace) -> int:
     with _open_project(args.db) as project:
         image_id = _resolve_image(project, args.image)
+        remove, why = project.keep_group_plan(image_id)
+        if why and not args.yes:  # a change of many images asks first: here, by --yes
+            raise CliError(f"keep-group {args.image}: {why}; run again with --yes if that is what you want")
         project.keep_group(image_id)
         group = project.group_of(image_id)
         for i, path in zip(group, project.paths_of(group), strict=True):
-            print(f"{'kept' if i == image_id else 'removed'}: {path}")
+            print(f"{'kept' if i == image_id else 'removed' if i in remove else 'left as decided'}: {path}")
         print("(one decision: `image-triage undo` brings the group back)", file=sys.stderr)
     return 0
 
@@ -125,13 +132,17 @@ def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
     """The parsers of this module's commands (called by scoring.cli)."""
     sp = add("duplicates", "find exact and near-duplicate images, grouped; label conflicts marked", cmd_duplicates)
     db_arg(sp)
-    sp.add_argument("--threshold", type=_similarity, default=0.97,
+    sp.add_argument("--search", action="store_true",
+                    help="search again (scoring searches after every run; without this the stored groups are listed at once)")
+    sp.add_argument("--threshold", type=_similarity, default=None,
                     help="cosine similarity of 16x16 thumbnails from which two images are near-duplicates "
                          "(default 0.97; pairs that pass are verified at 32x32)")
     sp.add_argument("--json", action="store_true")
 
     sp = add("keep-group", "keep one image of a duplicate group and remove the others (one undoable decision)", cmd_keep_group)
     db_arg(sp)
+    sp.add_argument("--yes", action="store_true",
+                    help="go ahead when it removes more than one image or keeps a label the pool disagrees with")
     sp.add_argument("image", help="image id or path relative to the dataset root")
 
     sp = add("neighbours", "an image's nearest neighbours among its label and the pool's label (or --label)", cmd_neighbours)

@@ -124,9 +124,11 @@ def _score(
 
         if not pool_specs:
             raise PoolError("no pool given: pass pool members (see `image-triage score --help`)")
+        yield Progress("load", 0, len(pool_specs), message=f"loading {len(pool_specs)} pool members")
         if not project.classes:  # an unlabelled folder: scores are over the pool's classes
             project.adopt_classes(pool_classes(pool_specs))
         pool = build_pool(pool_specs, project.classes)
+        yield Progress("load", len(pool_specs), len(pool_specs), message=f"{len(pool.members)} members loaded")
     elif not project.classes:
         project.adopt_classes(pool.classes)
     if list(pool.classes) != list(project.classes):

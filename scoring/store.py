@@ -126,6 +126,21 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
                                     f"find duplicates first (`image-triage duplicates --db {self.path}`)")
         return self.keep_only(image_id, group)
 
+    def keep_group_plan(self, image_id: int) -> tuple[list[int], str | None]:
+        """What keep_group would do: the images it would remove (the group's unreviewed ones),
+        and a reason to ask first (None when nothing calls for it): more than one removal, or a
+        kept label that the pool's consensus disagrees with."""
+        group = self.group_of(image_id)
+        remove = [i for i, _lab, st in self.label_states(group) if i != int(image_id) and st == "unreviewed"]
+        row = self.queue_row(image_id)
+        why = []
+        if len(remove) > 1:
+            why.append(f"it removes {len(remove)} images")
+        if row.consensus is not None and row.current_label is not None and row.consensus != row.current_label:
+            why.append(f"the pool says {self.classes[row.consensus]!r}, not the kept label "
+                       f"{self.classes[row.current_label]!r}")
+        return remove, ("; ".join(why) or None)
+
 
 def project_for(
     source: str | Path, db: str | Path | None = None, layout: str | None = None, *, follow_symlinks: bool = False

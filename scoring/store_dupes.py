@@ -11,8 +11,26 @@ import numpy as np
 
 from scoring.store_connection import ProjectBase
 
+# The one rule of a label conflict: a duplicate group whose images that are not removed carry
+# more than one label (removing the wrong copy resolves it). The queue's filter, the duplicate
+# list and the app's pane all read it here.
+CONFLICT_GROUPS_SQL = (
+    "SELECT d.group_id FROM duplicates d JOIN images i ON i.id = d.image_id "
+    "WHERE i.status != 'removed' AND i.current_label IS NOT NULL "
+    "GROUP BY d.group_id HAVING count(DISTINCT i.current_label) > 1"
+)
+
 
 class Duplicates(ProjectBase):
+    def conflict_groups(self) -> set[int]:
+        """The ids of the groups in label conflict (see CONFLICT_GROUPS_SQL)."""
+        return {int(r[0]) for r in self._q(CONFLICT_GROUPS_SQL)}
+
+    def in_conflict(self, image_id: int) -> bool:
+        """Whether ``image_id``'s group is in label conflict."""
+        return bool(self._q(f"SELECT 1 FROM duplicates WHERE image_id = ? AND group_id IN ({CONFLICT_GROUPS_SQL})",
+                            (int(image_id),)))
+
     def put_duplicate_groups(self, rows: Sequence[tuple[int, int]]) -> None:
         """Replace the stored groups with ``(image_id, group_id)`` rows, in one transaction."""
         with self._tx() as c:

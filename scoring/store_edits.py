@@ -79,9 +79,39 @@ class EditLog(Images):
         before = rows[0][0] if rows else "unreviewed"
         return self._apply(image_id, "restore", None, before)
 
+    def decide_many(self, action: str, ids: list[int], label: int | None = None) -> Edit:
+        """``relabel`` (to ``label``), ``remove`` or ``keep`` several images as one decision (one
+        batch: undone and redone whole). Returns the first entry."""
+        if action not in ("relabel", "remove", "keep") or not ids:
+            raise ProjectValueError(f"decide_many takes relabel, remove or keep and some images, got {action!r}")
+        if action == "relabel" and (label is None or not 0 <= int(label) < len(self.classes)):
+            raise ProjectValueError(f"label {label} is out of range: the project has {len(self.classes)} classes")
+        with self._tx() as c:
+            first: Edit | None = None
+            for image_id in ids:
+                row = c.execute("SELECT given_label, current_label FROM images WHERE id=?", (int(image_id),)).fetchone()
+                if row is None:
+                    raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+                given, current = row
+                new = int(label) if action == "relabel" else current  # type: ignore[arg-type]
+                status = "removed" if action == "remove" else ("kept" if new == given else "relabelled")
+                e = self._apply_in(c, image_id, action, new if action == "relabel" else None, status,
+                                   batch=-1 if first is None else first.batch)
+                first = first or e
+            assert first is not None
+            return first
+
+    def batch_images(self, batch: int | None) -> list[int]:
+        """The images one decision (a batch of entries) touched."""
+        if batch is None:
+            return []
+        return [int(r[0]) for r in self._q("SELECT DISTINCT image_id FROM edits WHERE batch=? OR id=?",
+                                           (int(batch), int(batch)))]
+
     def keep_only(self, image_id: int, others: list[int]) -> Edit:
-        """Keep ``image_id`` and remove each of ``others`` not removed yet: one decision, undone
-        and redone whole (the duplicate group's key). Returns the keep entry."""
+        """Keep ``image_id`` and remove each of ``others`` not reviewed yet: one decision, undone
+        and redone whole (the duplicate group's key). An image already decided (kept, relabelled,
+        removed) is never overridden. Returns the keep entry."""
         row = self.image(image_id)
         status = "relabelled" if row.current_label != row.given_label else "kept"
         with self._tx() as c:
@@ -92,7 +122,7 @@ class EditLog(Images):
                 st = c.execute("SELECT status FROM images WHERE id=?", (int(other),)).fetchone()
                 if st is None:
                     raise ProjectValueError(f"no image with id {other} in {self.path}")
-                if st[0] != "removed":
+                if st[0] == "unreviewed":  # never override a decision already made
                     self._apply_in(c, other, "remove", None, "removed", batch=first.batch)
             return first
 

@@ -136,6 +136,10 @@ class Images(ProjectBase):
             (json.dumps([int(i) for i in ids]),))}
         return [(int(i), *got[int(i)]) for i in ids if int(i) in got]
 
+    def labelled(self) -> bool:
+        """Whether any image carries a given label (the queue then opens on the label view)."""
+        return bool(self._q("SELECT 1 FROM images WHERE given_label IS NOT NULL LIMIT 1"))
+
     def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)

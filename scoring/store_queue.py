@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from scoring.store_connection import ProjectBase
+from scoring.store_dupes import CONFLICT_GROUPS_SQL
 from scoring.store_rows import (
     IMAGE_COLS,
     QUEUE_COLS,
@@ -92,11 +93,7 @@ class Queue(ProjectBase):
         if f.duplicate:
             where.append("id IN (SELECT image_id FROM duplicates)")
         if f.conflict:
-            where.append(
-                "id IN (SELECT d.image_id FROM duplicates d JOIN (SELECT dd.group_id FROM duplicates dd "
-                "JOIN images i ON i.id = dd.image_id GROUP BY dd.group_id "
-                "HAVING count(DISTINCT i.current_label) > 1) g ON g.group_id = d.group_id)"
-            )
+            where.append(f"id IN (SELECT image_id FROM duplicates WHERE group_id IN ({CONFLICT_GROUPS_SQL}))")
         return where, params
 
     def queue(

@@ -118,6 +118,13 @@ class Runs(ProjectBase):
                 fp = c.execute("SELECT pool_fingerprint FROM runs WHERE id=?", (run_id,)).fetchone()[0]
                 self._set_meta(active_pool=fp)
 
+    def mark_interrupted(self) -> None:
+        """The newest run was stopped by closing the app, not by the user's Cancel: it counts as
+        interrupted, so reopening the project offers to resume it."""
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status='interrupted' WHERE id=(SELECT max(id) FROM runs) "
+                      "AND status IN ('cancelled', 'running')")
+
     def runs(self) -> list[dict[str, Any]]:
         cols = ["id", "pool_fingerprint", "config", "device", "started", "ended", "status", "error", "pid", "host"]
         out = []

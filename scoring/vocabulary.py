@@ -21,6 +21,8 @@ class Score:
     higher_is_harder: bool
     view: str  # "difficulty" (label-blind) or "label" (label-aware)
     fmt: str = ".3f"
+    lo: float = 0.0  # the range a filter box offers (hi for C-perplexity: up to 1,000 classes)
+    hi: float = 1.0
 
     @property
     def sort_label(self) -> str:
@@ -31,12 +33,12 @@ class Score:
 
 
 SCORES: tuple[Score, ...] = (
-    Score("c_perplexity", "C-perplexity", True, "difficulty"),
-    Score("margin", "Normalised margin", False, "label"),
+    Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0),
+    Score("margin", "Normalised margin", False, "label", lo=-1.0, hi=1.0),
     Score("self_confidence", "Self-confidence", False, "label"),
     Score("x_perplexity", "X-perplexity", True, "label", ".2f"),
-    Score("mutual_info", "Mutual information (disagreement)", True, "difficulty"),
-    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty"),
+    Score("mutual_info", "Mutual information (disagreement)", True, "difficulty", hi=10.0),
+    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0),
     Score("consensus_prob", "Consensus probability", False, "difficulty"),
 )
 BY_KEY = {s.key: s for s in SCORES}
@@ -45,6 +47,21 @@ BY_KEY = {s.key: s for s in SCORES}
 SCORE_COLUMNS: tuple[str, ...] = (*(s.key for s in SCORES), "consensus", "reason")
 SORT_KEYS: tuple[str, ...] = (*(s.key for s in SCORES), "path", "id")
 HARDEST_DESC = frozenset(s.key for s in SCORES if s.higher_is_harder)
+
+# Each view's default sort is its first score: the label view is where a labelled project opens
+# (an annotator came for the label errors); the difficulty view is all an unlabelled one has.
+DIFFICULTY_SORT = next(s.key for s in SCORES if s.view == "difficulty")
+LABEL_SORT = next(s.key for s in SCORES if s.view == "label")
+VIEWS: dict[str, tuple[str, str]] = {  # view -> (what the switch says, what the view finds)
+    "label": ("Likely label errors", "compares the pool with the given label: finds images whose label is wrong"),
+    "difficulty": ("Hard or ambiguous images", "blind to the label: finds images the pool finds hard or ambiguous"),
+}
+
+
+def default_sort(labelled: bool) -> str:
+    """Where a queue opens: the label view when the data have labels, else the difficulty view."""
+    return LABEL_SORT if labelled else DIFFICULTY_SORT
+
 
 STATUSES = ("unreviewed", "kept", "relabelled", "removed")
 REASONS = ("mislabelled", "ambiguous", "ood")

@@ -14,6 +14,18 @@ from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder
 
 
+@pytest.fixture(autouse=True)
+def no_unexpected_questions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question the test did not expect fails it at once instead of hanging offscreen; a test
+    that expects one patches ``MainWindow._ask`` itself."""
+    from gui.main_window import MainWindow
+
+    def unexpected(self, box):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"unexpected question: {box.windowTitle()}: {box.text()}")
+
+    monkeypatch.setattr(MainWindow, "_ask", unexpected)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> QSettings:
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)

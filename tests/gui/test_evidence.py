@@ -46,7 +46,9 @@ def _go_to(w: MainWindow, path: str) -> int:
     return image_id
 
 
-def test_the_group_side_by_side_and_g_keeps_one_as_one_undo(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+def test_the_group_side_by_side_and_g_asks_then_keeps_one_as_one_undo(  # type: ignore[no-untyped-def]
+    qtbot, win: MainWindow, monkeypatch
+) -> None:
     win.filters.f_conflict.setChecked(True)
     assert win.model.rowCount() == 3
     me = _go_to(win, "blue/copy.png")
@@ -55,14 +57,29 @@ def test_the_group_side_by_side_and_g_keeps_one_as_one_undo(qtbot, win: MainWind
     assert "conflicting labels" in group.title.text()
     captions = {i: b.text() for i, b in group.tiles.items()}
     assert captions[me] == "▶ blue" and sorted(captions.values()) == ["red", "red", "▶ blue"]
-    qtbot.keyClick(win.view, Qt.Key.Key_G)
+    asked: list[str] = []
+
+    def answer(button):  # type: ignore[no-untyped-def]
+        return lambda self, box: asked.append(box.text()) or box.button(button)
+
+    from PySide6.QtWidgets import QMessageBox
+
     others = [i for i in win.project.group_of(me) if i != me]
+    monkeypatch.setattr(MainWindow, "_ask", answer(QMessageBox.StandardButton.Cancel))
+    qtbot.keyClick(win.view, Qt.Key.Key_G)  # a group of three: it asks first, naming the count
+    assert "remove 2 unreviewed image(s) of its group of 3" in asked[-1]
+    assert [win.project.image(i).status for i in [me, *others]] == ["unreviewed"] * 3  # cancelled: nothing
+    monkeypatch.setattr(MainWindow, "_ask", answer(QMessageBox.StandardButton.Yes))
+    qtbot.keyClick(win.view, Qt.Key.Key_G)
     assert win.project.image(me).status == "kept"
     assert [win.project.image(i).status for i in others] == ["removed", "removed"]
     assert "removed 2" in win.stats_label.text()
     qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo: the whole decision
     assert [win.project.image(i).status for i in [me, *others]] == ["unreviewed"] * 3
     assert win.current_id() == me
+    win.project.relabel(others[0], 0)  # a decision already made is never overridden by G
+    qtbot.keyClick(win.view, Qt.Key.Key_G)
+    assert win.project.image(others[0]).status == "relabelled" and win.project.image(others[1]).status == "removed"
 
 
 def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +102,7 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
 def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import scoring.rerank
 
-    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project: head_pool(CLASSES))
+    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
     win.rerank_every = 3
     win.filters.show_filter(QueueFilter(status="unreviewed"))
     win._select(win.model.index(0, 0))
@@ -110,7 +127,7 @@ def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeyp
     import scoring.rerank
     from scoring.pool import PoolError
 
-    def broken(project):  # type: ignore[no-untyped-def]
+    def broken(project, **_):  # type: ignore[no-untyped-def]
         raise PoolError("resnet20.th: no such file")
 
     monkeypatch.setattr(scoring.rerank, "active_pool", broken)

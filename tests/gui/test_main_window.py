@@ -135,7 +135,9 @@ def test_an_error_in_scoring_shows_a_dialog_and_the_app_lives(qtbot, settings, s
     w.close()
 
 
-def test_closing_during_a_run_cancels_and_waits(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_closing_during_a_run_asks_then_stops_and_reopening_offers_resume(  # type: ignore[no-untyped-def]
+    qtbot, settings, tmp_path: Path, monkeypatch
+) -> None:
     from scoring.datasets import open_dataset
     from tests.scoring.tinypool import make_imagefolder
 
@@ -149,9 +151,29 @@ def test_closing_during_a_run_cancels_and_waits(qtbot, settings, tmp_path: Path)
               "preprocess": {"size": 16}}]
     w.start_scoring(specs, batch_size=2)
     qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=20_000)
+    asked: list[str] = []
+
+    def answer(label: str):  # type: ignore[no-untyped-def]
+        def ask(self, box):  # type: ignore[no-untyped-def]
+            asked.append(box.text())
+            return next(b for b in box.buttons() if b.text() == label)
+        return ask
+
+    monkeypatch.setattr(MainWindow, "_ask", answer("Keep scoring"))
+    w.close()
+    assert asked and "Scoring is still running" in asked[-1] and w.busy  # it asked, and kept scoring
+    monkeypatch.setattr(MainWindow, "_ask", answer("Stop and close"))
     w.close()  # must return only after the worker stopped
+    assert w._thread is None or w._thread.isFinished()
     with Project.open(db) as p:
-        assert p.runs()[-1]["status"] == "cancelled"
+        assert p.runs()[-1]["status"] == "interrupted"  # closed, not cancelled: resumable
+    w2 = MainWindow(settings)
+    qtbot.addWidget(w2)
+    monkeypatch.setattr(MainWindow, "_ask", lambda self, box: asked.append(box.text())
+                        or box.button(QMessageBox.StandardButton.No))
+    w2.open_project(db)
+    assert "Resume it now?" in asked[-1]
+    w2.close()
 
 
 def test_export_through_the_window(qtbot, win: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -173,7 +195,8 @@ def test_an_interrupted_run_is_offered_for_resumption(qtbot, settings, scored_db
             ('{"pool": [{"kind": "scratch", "name": "s"}]}', __import__("socket").gethostname()),
         )
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or QMessageBox.StandardButton.No)
+    monkeypatch.setattr(MainWindow, "_ask", lambda self, box: asked.append(box.windowTitle() + box.text())
+                        or box.button(QMessageBox.StandardButton.No))
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.open_project(scored_db)

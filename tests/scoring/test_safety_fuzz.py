@@ -217,7 +217,8 @@ def _db_target(root: Path, kind: str, member: list[str], capsys: pytest.CaptureF
     elif kind == "text":
         p.write_text("my notes\n")
     elif kind == "image":
-        _png(p, 3)
+        rng = np.random.default_rng(3)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(p, format="PNG")
     elif kind in ("other_sqlite", "view_only"):
         with sqlite3.connect(p) as conn:
             conn.execute("CREATE TABLE t (x)" if kind == "other_sqlite" else "CREATE VIEW v AS SELECT 1")
