@@ -32,12 +32,12 @@ from gui.queue_view import QueueView
 from gui.review_actions import ReviewActions
 from gui.review_keys import ReviewKeys, show_full_image, show_keys
 from gui.thumbnails import ThumbnailLoader
+from gui.view_state import ViewState
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 from scoring.keymap import keymap_for
 from scoring.review import ReviewSession
 from scoring.store import Project, QueueFilter, project_for
-from scoring.vocabulary import default_sort
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class MainWindow(ReviewActions):
         split.setSizes([270, 680, 450])
         split.splitterMoved.connect(lambda *_: self._save_view_state())
         self.split = split
+        self.view_state = ViewState(self.settings, self.filters, split)
         self.setCentralWidget(split)
 
         self.stage = QLabel()
@@ -292,46 +293,17 @@ class MainWindow(ReviewActions):
         self._focus_queue()
         return True
 
-    # --- what the annotator chose to see, remembered per project ---------------------------
-
-    def _state_key(self, project: Project) -> str:
-        import hashlib
-
-        return "projects/" + hashlib.sha1(str(Path(project.path).resolve()).encode()).hexdigest()[:16]
-
     def _restore_view_state(self, project: Project) -> None:
-        """The sort, filters and pane sizes last used on this project; else the label view when it
-        has labels (an annotator came for the label errors), the difficulty view when not."""
-        import json
-
-        key = self._state_key(project)
-        raw = self.settings.value(f"{key}/view")
-        try:
-            state = json.loads(str(raw)) if raw else None
-        except ValueError:
-            state = None
-        self._restoring = True
-        try:
-            self.filters.restore(state or {"sort": default_sort(project.labelled())})
-        finally:
-            self._restoring = False
+        self.view_state.restore(project.path, project.labelled())
         sort, filt = self.filters.value()
         self.session.set_view(sort, filt)
         assert self.model is not None
         self.model.sort_key = self.session.sort
         self.model.set_filter(self.session.filter)
-        sizes = self.settings.value(f"{key}/panes")
-        if isinstance(sizes, list) and len(sizes) == 3:
-            self.split.setSizes([int(x) for x in sizes])
 
     def _save_view_state(self) -> None:
-        if self.project is None or getattr(self, "_restoring", False):
-            return
-        import json
-
-        key = self._state_key(self.project)
-        self.settings.setValue(f"{key}/view", json.dumps(self.filters.state()))
-        self.settings.setValue(f"{key}/panes", [int(x) for x in self.split.sizes()])
+        if self.project is not None:
+            self.view_state.save(self.project.path)
 
     def _fill_class_filters(self) -> None:
         assert self.project is not None
@@ -429,7 +401,7 @@ class MainWindow(ReviewActions):
     def _on_filterChanged(self, sort: str, filt: QueueFilter) -> None:
         if self.model is None or self.project is None:
             return
-        if getattr(self, "_restoring", False):
+        if self.view_state.restoring:
             return
         current = self.current_id()
         self.session.set_view(sort, filt)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 
 from scoring.datasets import open_dataset
 from scoring.metrics import compute_scores
@@ -51,6 +52,8 @@ def open_window(qtbot, settings: QSettings, db: Path):  # type: ignore[no-untype
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
     assert w.open_project(db, ask_resume=False)
     w.view.setFocus()
     return w

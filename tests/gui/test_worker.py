@@ -26,8 +26,8 @@ def test_yields_then_returns_then_finishes(qtbot) -> None:  # type: ignore[no-un
     seen = _collect(worker)
     worker.yielded.connect(values.append)
     worker.returned.connect(values.append)
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        thread.start()
+    thread.start()  # waitSignal's blocker would be stopped from the worker's thread (a Qt warning)
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
     thread.wait(2000)
     assert values == [0, 1, 2, "ok"]
     assert seen[-1] == "finished" and "returned" in seen and "errored" not in seen
@@ -48,8 +48,8 @@ def test_cancel_stops_between_batches(qtbot) -> None:  # type: ignore[no-untyped
     seen = _collect(worker)
     thread.start()
     qtbot.waitUntil(lambda: len(steps) >= 3, timeout=5000)
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        worker.cancel()
+    worker.cancel()
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
     thread.wait(2000)
     assert "aborted" in seen and "returned" not in seen and seen[-1] == "finished"
     assert len(steps) < 1000
@@ -64,8 +64,8 @@ def test_an_exception_is_emitted_not_lost(qtbot) -> None:  # type: ignore[no-unt
     worker, thread = start_worker(gen, start=False)
     seen = _collect(worker)
     worker.errored.connect(errors.append)
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        thread.start()
+    thread.start()
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
     thread.wait(2000)
     assert isinstance(errors[0], ValueError) and "y.pth" in str(errors[0])
     assert seen[-1] == "finished" and "returned" not in seen
@@ -79,7 +79,8 @@ def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type:
         yield 0
 
     worker, thread = start_worker(factory, start=False)
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        thread.start()
+    seen = _collect(worker)
+    thread.start()
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
     thread.wait(2000)
     assert made_in and made_in[0] != threading.get_ident()

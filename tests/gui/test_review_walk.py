@@ -1,0 +1,154 @@
+"""Issue 17: the review loop walked with keys only, as an annotator does, on the real window.
+
+After each thing that used to steal the keys (a sort change, a ticked filter, a plot click, a
+menu opened and closed, typing in Search and Esc, a dialog), review keys still make decisions,
+30 in all; the window never grows; the queue opens on the label view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from gui.main_window import MainWindow
+from scoring.datasets import open_dataset
+from scoring.metrics import compute_scores
+from scoring.store import Project, QueueFilter
+from tests.gui.conftest import open_window
+from tests.scoring.tinypool import make_imagefolder
+
+
+@pytest.fixture
+def big_db(tmp_path: Path) -> Path:
+    """36 images in 3 classes, fake but valid scores (seeded)."""
+    data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    with Project.create(db, open_dataset(data)) as p:
+        ids = p.scorable_ids()
+        probs = np.random.default_rng(1).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
+        p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    return db
+
+
+def _press(qtbot, w: MainWindow, keys: list[Qt.Key]) -> None:  # type: ignore[no-untyped-def]
+    """Keys as the keyboard sends them: to the widget of the window that has the focus now (the
+    window's focus widget: offscreen there is no window manager to re-activate it after a menu)."""
+    for key in keys:
+        target = QApplication.focusWidget() or w.focusWidget()
+        assert target is not None and target.window() is w, f"the keys would go to {target}"
+        qtbot.keyClick(target, key)
+
+
+def test_keys_survive_every_interruption_and_the_window_never_grows(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, big_db)
+    start = w.size()
+    assert w.session.sort == "margin" and w.filters.view_buttons["label"].isChecked()  # labelled: label view
+    decisions = [len(w.project.edits())]
+    five = [Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_Return, Qt.Key.Key_3, Qt.Key.Key_Return]
+
+    def decided(n: int) -> None:
+        decisions.append(len(w.project.edits()))
+        assert decisions[-1] - decisions[-2] == n, (decisions, QApplication.focusWidget())
+
+    # 1. the sort: the two-way switch, clicked with the mouse
+    qtbot.mouseClick(w.filters.view_buttons["difficulty"], Qt.MouseButton.LeftButton)
+    assert w.session.sort == "c_perplexity"
+    _press(qtbot, w, five)
+    decided(5)
+    # 2. a filter ticked with the mouse (the checkbox takes the focus)
+    qtbot.mouseClick(w.filters.f_disagree, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.filters.f_disagree, Qt.MouseButton.LeftButton)
+    _press(qtbot, w, five)
+    decided(5)
+    # 3. a plot click: filters without changing the sort
+    w.overview.filterRequested.emit(QueueFilter(given_label=0))
+    assert w.session.sort == "c_perplexity" and w.filters.f_given.currentData() == 0
+    _press(qtbot, w, [Qt.Key.Key_Down, *five])
+    decided(5)
+    w.overview.filterRequested.emit(QueueFilter())
+    # 4. a menu opened and closed with Escape
+    menu = w.menuBar().actions()[1].menu()
+    menu.popup(w.mapToGlobal(QPoint(10, 10)))
+    qtbot.waitUntil(menu.isVisible)
+    qtbot.keyClick(menu, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not menu.isVisible())
+    assert w.focusWidget() is w.view  # the menu's aboutToHide gave the queue the keys
+    _press(qtbot, w, five)
+    decided(5)
+    # 5. typing in Search holds the keys; Esc hands them back
+    w.filters.f_search.setFocus()
+    qtbot.keyClicks(w.filters.f_search, "0")
+    assert w.filters.f_search.text() == "0" and len(w.project.edits()) == decisions[-1]  # typed, not decided
+    qtbot.waitUntil(lambda: w.session.filter.search == "0", timeout=3000)  # filters as you type
+    qtbot.keyClick(w.filters.f_search, Qt.Key.Key_Escape)
+    w.filters.f_search.clear()
+    qtbot.waitUntil(lambda: w.session.filter.search is None, timeout=3000)
+    _press(qtbot, w, five)
+    decided(5)
+    # 6. the key overlay (a dialog) opened with ? and closed
+    _press(qtbot, w, [Qt.Key.Key_Question])
+    assert w.popups and w.popups[-1].isVisible()
+    w.popups[-1].close()
+    _press(qtbot, w, five)
+    decided(5)
+    assert decisions[-1] - decisions[0] == 30
+    assert w.size().width() <= start.width() and w.size().height() <= start.height()
+    w.close()
+
+
+def test_several_selected_images_are_one_decision(qtbot, settings, big_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, big_db)
+    asked: list[str] = []
+    monkeypatch.setattr(MainWindow, "_ask", lambda self, box: asked.append(box.text())
+                        or box.button(QMessageBox.StandardButton.Yes))
+    first = w.model.index(0, 0)
+    qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=w.view.visualRect(first).center())
+    for n in (1, 2):
+        rect = w.view.visualRect(w.model.index(n, 0))
+        qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                         rect.center())
+    ids = w.selected_ids()
+    assert len(ids) == 3
+    _press(qtbot, w, [Qt.Key.Key_Delete])
+    assert "the 3 selected images" in asked[-1]
+    assert [w.project.image(i).status for i in ids] == ["removed"] * 3
+    qtbot.keyClick(w.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo: all three
+    assert [w.project.image(i).status for i in ids] == ["unreviewed"] * 3
+    w.close()
+
+
+def test_the_sort_and_filters_are_remembered_per_project(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, big_db)
+    qtbot.mouseClick(w.filters.view_buttons["difficulty"], Qt.MouseButton.LeftButton)
+    w.filters.f_disagree.setChecked(True)
+    w.close()
+    w2 = open_window(qtbot, settings, big_db)
+    assert w2.session.sort == "c_perplexity" and w2.session.filter.disagrees
+    w2.close()
+
+
+def test_the_margin_range_can_hold_negative_values(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, big_db)
+    assert w.filters.f_max.maximum() == 1.0 and w.filters.f_min.minimum() < -1.0 + 0.01
+    w.filters.f_max.setValue(0.0)  # margin <= 0: where label errors sit
+    assert w.session.filter.score_max == 0.0 and w.session.filter.score_key == "margin"
+    assert all(w.model.row_at(r).margin <= 0 for r in range(w.model.rowCount()))
+    w.close()
+
+
+def test_double_click_opens_the_image_full_size(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, big_db)
+    rect = w.view.visualRect(w.view.currentIndex())
+    qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    dlg = w.popups[-1]
+    assert dlg.isVisible() and "(12×12)" in dlg.windowTitle()
+    before = dlg.view.transform().m11()
+    dlg.view.zoom(2.0)
+    assert dlg.view.transform().m11() == pytest.approx(before * 2)
+    dlg.close()
+    w.close()
