@@ -108,7 +108,9 @@ def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
     assert red["neighbours"][0]["path"] == "red/001.png"
     assert main(["duplicates", "--db", str(db), "--json"]) == 0
     capsys.readouterr()
-    assert main(["keep-group", "--db", str(db), "blue/flip1.png"]) == 0
+    assert main(["keep-group", "--db", str(db), "blue/flip1.png"]) == 2  # keeps a label the pool doubts: asks
+    assert "the pool says 'red'" in capsys.readouterr().err
+    assert main(["keep-group", "--db", str(db), "blue/flip1.png", "--yes"]) == 0
     assert "removed: red/001.png" in capsys.readouterr().out
     with Project.open(db) as p:
         assert p.image(ids["red/001.png"]).status == "removed"
