@@ -130,7 +130,11 @@ class Runs(ProjectBase):
         out = []
         for r in self._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
             d = dict(zip(cols, r, strict=True))
-            config = json.loads(d["config"] or "{}")
+            try:
+                config = json.loads(d["config"] or "{}")
+            except ValueError:  # a hand-edited or damaged project: the run is listed, its config is not used
+                log.warning("%s: run %s has an unreadable config; it is ignored", self.path, d["id"])
+                config = {}
             d["config"] = _untrusted(config) if isinstance(config, dict) else {}
             out.append(d)
         return out

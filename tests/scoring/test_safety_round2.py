@@ -516,3 +516,15 @@ def test_minor_the_automatic_pool_refuses_a_dataset_too_small_to_fit(tmp_path: P
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ds" / "cat" / "0.png")
     rc, _, err = cli(["pool", "auto", tmp_path / "ds"], capsys)
     _one_line_error(rc, err, "smallest class has 1")
+
+
+def test_by_hand_a_run_config_that_is_not_json_is_ignored_in_one_line(
+    tmp_path: Path, member_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by hand beyond the issue: a damaged run config printed a JSONDecodeError traceback."""
+    data, db = _scored(tmp_path, member_args, capsys)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET config='{not json'")
+    rc, _, err = cli(["score", data, "--db", db, "--workers", "0", "-q"], capsys)  # no stored pool: the automatic
+    assert "Traceback" not in err
+    assert cli(["score", data, "--db", db, *member_args, "--workers", "0", "-q"], capsys)[0] == 0
