@@ -32,16 +32,21 @@ def settings(tmp_path: Path) -> QSettings:
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
-@pytest.fixture
-def scored_db(tmp_path: Path) -> Path:
-    """12 images in 3 classes with fake but valid scores (seeded)."""
-    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+def fake_scored(tmp_path: Path, per_class: int, seed: int) -> Path:
+    """A project of ``3 * per_class`` images with fake but valid scores (seeded)."""
+    data = make_imagefolder(tmp_path / "data", per_class=per_class, corrupt=False)
     db = tmp_path / "p.triage.db"
     with Project.create(db, open_dataset(data)) as p:
         ids = p.scorable_ids()
-        probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
+        probs = np.random.default_rng(seed).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
         p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
     return db
+
+
+@pytest.fixture
+def scored_db(tmp_path: Path) -> Path:
+    """12 images in 3 classes with fake but valid scores (seeded)."""
+    return fake_scored(tmp_path, 4, 0)
 
 
 def open_window(qtbot, settings: QSettings, db: Path):  # type: ignore[no-untyped-def]

@@ -9,29 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.main_window import MainWindow
-from scoring.datasets import open_dataset
-from scoring.metrics import compute_scores
-from scoring.store import Project, QueueFilter
-from tests.gui.conftest import open_window
-from tests.scoring.tinypool import make_imagefolder
+from scoring.store import QueueFilter
+from tests.gui.conftest import fake_scored, open_window
 
 
 @pytest.fixture
 def big_db(tmp_path: Path) -> Path:
     """36 images in 3 classes, fake but valid scores (seeded)."""
-    data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
-    db = tmp_path / "p.triage.db"
-    with Project.create(db, open_dataset(data)) as p:
-        ids = p.scorable_ids()
-        probs = np.random.default_rng(1).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
-        p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
-    return db
+    return fake_scored(tmp_path, 12, 1)
 
 
 def _press(qtbot, w: MainWindow, keys: list[Qt.Key]) -> None:  # type: ignore[no-untyped-def]
