@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -48,8 +48,8 @@ class FilterPanel(QWidget):
         self._range_key: str | None = None  # a range on another score than the sort (a plot click)
         self.views = QButtonGroup(self)
         self.view_buttons: dict[str, QPushButton] = {}
-        switch = QHBoxLayout()
-        switch.setSpacing(0)
+        switch = QVBoxLayout()  # stacked: both titles read in full in a narrow panel
+        switch.setSpacing(2)
         for view, (title, finds) in VIEWS.items():
             b = QPushButton(title, checkable=True, objectName=f"view_{view}")
             b.setToolTip(finds)
@@ -71,7 +71,7 @@ class FilterPanel(QWidget):
         self.f_min = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
         self.f_max = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
         self.range_label = QLabel()
-        self.f_disagree = QCheckBox("given label disagrees with the pool")
+        self.f_disagree = QCheckBox("label ≠ the pool's consensus")
         self.f_duplicate = QCheckBox("in a duplicate group")
         self.f_conflict = QCheckBox("duplicates with conflicting labels")
         self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")

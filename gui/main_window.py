@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -42,6 +43,14 @@ from scoring.store import Project, QueueFilter, project_for
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    area = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    area.setMinimumWidth(widget.minimumWidth())
+    return area
 
 
 class MainWindow(ReviewActions):
@@ -119,9 +128,11 @@ class MainWindow(ReviewActions):
         left.setMaximumWidth(330)
 
         split = QSplitter()
-        split.addWidget(left)
+        # The side panes scroll inside themselves: the window fits a 1280x720 screen and never
+        # grows by itself (a long legend or a big duplicate group scrolls instead).
+        split.addWidget(_scrolling(left))
         split.addWidget(self.tabs)
-        split.addWidget(self.detail)
+        split.addWidget(_scrolling(self.detail))
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
         split.setSizes([270, 680, 450])

@@ -296,6 +296,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if est is not None:
             out["errors_left"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(est).items()}
         print(json.dumps(out, indent=2))
+        if est is None and project.labelled() and project.active_members():
+            print("no errors-left estimate: a class has fewer than 5 scored images, too few to say", file=sys.stderr)
         if est is not None:
             print(f"{est.line()}; the pool estimates {est.estimated_total:,.0f} label errors in all "
                   f"(confident joint); the next 100 in the queue hold about {est.next_100:.1f}"

@@ -142,6 +142,16 @@ def _rates_by_bin(bins: np.ndarray, flagged: np.ndarray, reviewed: np.ndarray, h
     return (hits + PRIOR_WEIGHT * prior) / (seen + PRIOR_WEIGHT), seen
 
 
+MIN_PER_CLASS = 5  # below this many scored images in a class, no errors-left number is given
+
+
+def too_few_to_estimate(labels: np.ndarray, n_classes: int) -> bool:
+    """Whether some class has fewer than MIN_PER_CLASS labelled images (issue 17: a 3-image
+    dataset said "about 0 errors left")."""
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes)
+    return bool(len(counts) == 0 or counts.min() < MIN_PER_CLASS)
+
+
 def errors_left(project: Project, sort: str = "margin") -> ErrorsLeft | None:
     """The estimate for a scored, labelled project (None when there is nothing to estimate)."""
     members = project.active_members()
@@ -155,6 +165,8 @@ def errors_left(project: Project, sort: str = "margin") -> ErrorsLeft | None:
     status = np.array([r[2] for r in rows])
     fps = [m["fingerprint"] for m in members]
     labels = project.given_labels(ids)
+    if too_few_to_estimate(labels, len(project.classes)):
+        return None  # a number from a handful of images per class would be a guess
     mean = np.concatenate([project.get_probs(fps, ids[s : s + CHUNK]).mean(axis=0) for s in range(0, len(ids), CHUNK)])
     flagged = confident_errors(mean, labels)
     total = float(flagged.sum())

@@ -199,3 +199,15 @@ def test_the_graph_search_finds_what_the_exact_search_finds(dup_project: Path, m
     monkeypatch.setattr(dup, "EXACT_BELOW", 0)
     graph = sorted(sorted(g.image_ids) for g in drain(find_duplicates(dup_project)))
     assert graph == exact and len(exact) == 2
+
+
+def test_no_errors_left_number_from_a_handful_of_images_per_class() -> None:
+    """Issue 17: a 3-image dataset said "about 0 errors left"; below 5 images of a class it says nothing."""
+    import numpy as np
+
+    from scoring.estimate import too_few_to_estimate
+
+    assert too_few_to_estimate(np.array([0, 1, 2]), 3)
+    assert too_few_to_estimate(np.array([0] * 20 + [1] * 20 + [2] * 4), 3)
+    assert too_few_to_estimate(np.array([0] * 20 + [1] * 20), 3)  # a class with none
+    assert not too_few_to_estimate(np.array([0] * 5 + [1] * 5 + [2] * 5 + [-1] * 3), 3)
