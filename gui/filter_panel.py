@@ -221,6 +221,12 @@ class FilterPanel(QWidget):
             self._search_timer.stop()
         self._emit()
 
+    def toggle_status(self, status: str) -> None:
+        """Only images of ``status`` (Ctrl+U: the unreviewed ones), or all again."""
+        _sort, filt = self.value()
+        filt.status = None if filt.status == status else status
+        self.show_filter(filt)
+
     def clear(self) -> None:
         with self._silenced():
             self._reset()

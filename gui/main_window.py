@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QPixmap
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -31,7 +31,7 @@ from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
 from gui.review_actions import ReviewActions
-from gui.review_keys import ReviewKeys, show_full_image, show_keys
+from gui.review_keys import ReviewKeys, open_readme, show_full_image, show_keys
 from gui.thumbnails import ThumbnailLoader
 from gui.view_state import ViewState
 from gui.worker import GeneratorWorker
@@ -188,14 +188,14 @@ class MainWindow(ReviewActions):
         view = mb.addMenu("&View")
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
-        self._add(view, "&Unreviewed only / all", self.toggle_unreviewed, "Ctrl+U")
+        self._add(view, "&Unreviewed only / all", lambda: self.filters.toggle_status("unreviewed"), "Ctrl+U")
         self._add(view, "The image &full size (Space, double-click)", self.show_full_image)
         help_ = mb.addMenu("&Help")
         self._add(help_, "&Keys (F1 or ?)", self.show_keys, "F1")
         for title, anchor in (("What the two views find", "what-it-computes"), ("Datasets it reads", "datasets-it-reads"),
                               ("What Image Triage will never do", "what-image-triage-will-never-do"),
                               ("Export", "export")):
-            self._add(help_, f"README: {title}", lambda _=False, a=anchor: self.open_readme(a))
+            self._add(help_, f"README: {title}", lambda _=False, a=anchor: open_readme(self, a))
         for m in (file, edit, scoring, view, help_):  # after a menu, the queue has the keys
             m.aboutToHide.connect(self._focus_queue)
 
@@ -214,35 +214,14 @@ class MainWindow(ReviewActions):
 
     def show_full_image(self) -> QDialog | None:
         """The image under review at full size (zoom with the wheel, drag to pan)."""
-        if self.project is None or self.model is None:
+        row = self.model.row_at(self.view.currentIndex().row()) if self.model is not None else None
+        if row is None or self.project is None:
             return None
-        row = self.model.row_at(self.view.currentIndex().row())
-        if row is None:
-            return None
-        from gui.thumbnails import decode_qimage  # the safe reader, as every image
-
-        img, why = decode_qimage(self.project.abspath(row), None)  # type: ignore[arg-type]
-        if img.isNull():
-            self.statusBar().showMessage(f"{row.path}: {why}", 5000)
-            return None
-        dlg = show_full_image(self, QPixmap.fromImage(img), f"{row.path} ({img.width()}×{img.height()})")
-        self.popups = [p for p in self.popups if p.isVisible()] + [dlg]
-        dlg.finished.connect(lambda _r: self._focus_queue())
+        dlg = show_full_image(self, self.project.abspath(row), row.path)
+        if dlg is not None:
+            self.popups = [p for p in self.popups if p.isVisible()] + [dlg]
+            dlg.finished.connect(lambda _r: self._focus_queue())
         return dlg
-
-    def open_readme(self, anchor: str) -> None:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        if readme.is_file():
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(readme)))
-            self.statusBar().showMessage(f"README.md, section «{anchor.replace('-', ' ')}»", 5000)
-        else:
-            self.statusBar().showMessage("The README is not installed with this copy; see the project's page", 5000)
-
-    def toggle_unreviewed(self) -> None:
-        """Show only the unreviewed images, or all again (after a re-rank: what is left)."""
-        _sort, filt = self.filters.value()
-        filt.status = None if filt.status == "unreviewed" else "unreviewed"
-        self.filters.show_filter(filt)
 
     def _add(self, menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
         act = QAction(text, self)
@@ -379,19 +358,7 @@ class MainWindow(ReviewActions):
     def _select_first_unreviewed(self) -> None:
         """The first image still to review in the current order (else the first)."""
         assert self.model is not None
-        n = 0
-        while True:
-            while n < self.model.rowCount():
-                row = self.model.row_at(n)
-                if row is not None and row.status == "unreviewed":
-                    self._select(self.model.index(n, 0))
-                    return
-                n += 1
-            if n >= 2000 or not self.model.canFetchMore(QModelIndex()):
-                break
-            self.model.fetchMore(QModelIndex())
-        if self.model.rowCount():
-            self._select(self.model.index(0, 0))
+        self._select(self.model.first_unreviewed())
 
     def current_id(self) -> int | None:
         assert self.model is not None

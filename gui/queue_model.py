@@ -136,6 +136,21 @@ class ReviewQueueModel(QAbstractListModel):
             self._total = self.project.queue_count(self.filter)
         return self._total
 
+    def first_unreviewed(self, look: int = 2000) -> QModelIndex:
+        """The first row still to review in this order (fetching pages up to ``look`` rows), else
+        the first row (an invalid index when there is none)."""
+        n = 0
+        while True:
+            while n < self.rowCount():
+                row = self.row_at(n)
+                if row is not None and row.status == "unreviewed":
+                    return self.index(n, 0)
+                n += 1
+            if n >= look or not self.canFetchMore(QModelIndex()):
+                break
+            self.fetchMore(QModelIndex())
+        return self.index(0, 0)
+
     def row_at(self, row: int) -> QueueRow | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
 

@@ -6,10 +6,11 @@ Also the key overlay (F1 or ?) and the full-size view (double-click, Space)."""
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QKeyEvent, QPainter, QPixmap, QWheelEvent
+from PySide6.QtCore import QEvent, QObject, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeyEvent, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QPlainTextEdit,
     QTextEdit,
     QVBoxLayout,
@@ -70,6 +72,16 @@ class ReviewKeys(QObject):
         return isinstance(widget, QWidget) and widget.window() is self.window
 
 
+def open_readme(parent: QMainWindow, anchor: str) -> None:
+    """The README beside the package (a source install), at ``anchor`` as the status bar says."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if readme.is_file():
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(readme)))
+        parent.statusBar().showMessage(f"README.md, section «{anchor.replace('-', ' ')}»", 5000)
+    else:
+        parent.statusBar().showMessage("The README is not installed with this copy; see the project's page", 5000)
+
+
 def show_keys(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
     """The key overlay (F1 or ?): every key of this project and what it does."""
     dlg = QDialog(parent, windowTitle="Keys")
@@ -112,9 +124,19 @@ class FullImageView(QGraphicsView):
         self.fitInView(self.item, Qt.AspectRatioMode.KeepAspectRatio)
 
 
-def show_full_image(parent: QWidget, pixmap: QPixmap, title: str) -> QDialog:
-    """A window with the image full size (zoom and pan), closed by Esc."""
-    dlg = QDialog(parent, windowTitle=title)
+def show_full_image(parent: QWidget, path: object, name: str) -> QDialog | None:
+    """A window with the image at ``path`` full size (zoom and pan), closed by Esc; decoded by
+    the safe reader as every image. None (and a status message) when it cannot be read."""
+    from gui.thumbnails import decode_qimage
+
+    img, why = decode_qimage(path, None)  # type: ignore[arg-type]
+    if img.isNull():
+        status = getattr(parent, "statusBar", None)
+        if status is not None:
+            status().showMessage(f"{name}: {why}", 5000)
+        return None
+    pixmap = QPixmap.fromImage(img)
+    dlg = QDialog(parent, windowTitle=f"{name} ({img.width()}×{img.height()})")
     lay = QVBoxLayout(dlg)
     view = FullImageView(pixmap, dlg)
     lay.addWidget(view)
