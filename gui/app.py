@@ -39,9 +39,9 @@ def open_path(path: str) -> int:
 
 
 def run_demo(dest: str | None = None) -> int:
-    """Build the demo dataset, create its project, open it and score it with the scratch pool."""
+    """Build the demo dataset, create its project, open it and score it with the demo's pool."""
     from scoring.demo import demo_project
-    from scoring.poolspec import default_scratch_specs
+    from scoring.poolspec import demo_specs
 
     app = _app()
     db = demo_project(dest)
@@ -50,5 +50,5 @@ def run_demo(dest: str | None = None) -> int:
     win.open_project(db, ask_resume=False)
     assert win.project is not None
     if win.project.active_pool() is None:
-        win.start_scoring(win.project.last_pool_spec() or default_scratch_specs(len(win.project.scorable_ids())))
+        win.start_scoring(win.project.last_pool_spec() or demo_specs(len(win.project.scorable_ids())))
     return app.exec()

@@ -379,10 +379,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from scoring.demo import demo_project
     from scoring.duplicates import find_duplicates
     from scoring.inference import score_project
-    from scoring.poolspec import default_scratch_specs
+    from scoring.poolspec import demo_specs
 
     db = demo_project(args.dest)
-    summary = _progress_bar(score_project(db, default_scratch_specs(n_images=1797), workers=0))
+    summary = _progress_bar(score_project(db, demo_specs(n_images=1797), workers=0))
     groups = _progress_bar(find_duplicates(db))  # as the app does after scoring
     summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     print(_summary_line(summary, db))

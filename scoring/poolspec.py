@@ -218,6 +218,15 @@ def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> 
     return specs
 
 
+def demo_specs(n_images: int | None = None) -> list[dict[str, Any]]:
+    """The demo's pool: the three scratch networks and EfficientNet-Lite0 features (shipped, no
+    download) at the digits' own 32 px with a cross-fitted head, so the demo's queue learns from
+    the annotator: the automatic re-rank refits heads only (measured: 5.1 s after 20 decisions)."""
+    return [*default_scratch_specs(n_images), {
+        "name": "effnet-lite0", "kind": "backbone", "arch": "efficientnet_lite0", "fractions": [1.0], "folds": 5,
+        "preprocess": {"size": 32, "resize": 32}}]
+
+
 def default_scratch_specs(n_images: int | None = None, size: int = 16, grayscale: bool = True) -> list[dict[str, Any]]:
     """The demo's pool: three small from-scratch networks (two CNN seeds and an MLP), 5-fold."""
     pp = {"size": size, "grayscale": grayscale}
