@@ -80,7 +80,8 @@ class MainWindow(ReviewActions):
         self.estimates = Estimates(self)
         self.estimates.ready.connect(self._on_estimated)
         self.setWindowTitle("Image Triage")
-        self.resize(1400, 880)
+        area = QApplication.primaryScreen().availableGeometry() if QApplication.primaryScreen() else None
+        self.resize(min(1400, area.width()) if area else 1400, min(880, area.height() - 40) if area else 880)
         self._build_ui()
         self._build_menus()
         self._set_enabled(False)
@@ -152,11 +153,6 @@ class MainWindow(ReviewActions):
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
         self._show_progress(False)
-        self.welcome = QLabel(
-            "<h2>Image Triage</h2><p>Open a dataset folder (ImageFolder layout or a folder of images), "
-            "a CSV manifest or a project from the File menu, or run <code>image-triage demo</code>.</p>",
-            alignment=Qt.AlignmentFlag.AlignCenter,
-        )
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -381,7 +377,7 @@ class MainWindow(ReviewActions):
             return
         if self.view_state.restoring:
             return
-        current = self.current_id()
+        current = self.current_id() if sort == self.session.sort else None  # a new order starts at its head
         self.session.set_view(sort, filt)
         self.model.sort_key = self.session.sort
         self.model.set_filter(self.session.filter)

@@ -155,3 +155,19 @@ def test_ctrl_u_shows_the_unreviewed_only_and_back(qtbot, settings, big_db: Path
     w.filters.toggle_status("unreviewed")
     assert w.session.filter.status is None and w.model.total() == 36
     w.close()
+
+
+def test_a_new_sort_starts_at_its_head_and_a_filter_keeps_the_image(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    """Seen by hand on the demo: after switching views the cursor stayed on an image from the old
+    order, near the end of the new one, and the keys decided the wrong images."""
+    w = open_window(qtbot, settings, big_db)
+    w._select(w.model.index(20, 0))
+    qtbot.mouseClick(w.filters.view_buttons["difficulty"], Qt.MouseButton.LeftButton)
+    assert w.view.currentIndex().row() == 0
+    w._select(w.model.index(5, 0))
+    me = w.current_id()
+    w.filters.f_status.setCurrentIndex(0)  # a filter change that keeps the image in the list
+    w.filters.f_search.setText("")
+    w.filters.clear()
+    assert w.current_id() == me
+    w.close()

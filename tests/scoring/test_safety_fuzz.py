@@ -28,7 +28,7 @@ from PIL import Image
 from scoring.store import Project
 from tests.scoring.conftest import tiny_member
 from tests.scoring.snapshot import snapshot
-from tests.scoring.test_safety import cli
+from tests.scoring.test_safety import _with_alarm, cli
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 CLASSES = ("blue", "green", "red")
@@ -284,7 +284,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
             rows += [f"{spell[u]},red" for u in dict.fromkeys(uris)]
             (root / "m.csv").write_text("\n".join(rows) + "\n")
             before = {k: v for k, v in snapshot(root).items() if not k.startswith("m.triage")}
-            rc, _, _ = _alarm(60, lambda: cli(["score", root / "m.csv", "--db", root / "m.triage.db", *member,
+            rc, _, _ = _with_alarm(60, lambda: cli(["score", root / "m.csv", "--db", root / "m.triage.db", *member,
                                                 "--workers", "0", "-q"], capsys))
             assert rc in (0, 2)
             after = {k: v for k, v in snapshot(root).items() if not k.startswith("m.triage")}
@@ -292,7 +292,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
         elif surface == "db_kind":
             target = _db_target(root, db_kind, member, capsys)
             before = snapshot(root)
-            rc, _, _ = _alarm(60, lambda: cli(["score", data, "--db", target, *member, "--workers", "0", "-q"], capsys))
+            rc, _, _ = _with_alarm(60, lambda: cli(["score", data, "--db", target, *member, "--workers", "0", "-q"], capsys))
             event(f"--db {db_kind}: {'scored' if rc == 0 else 'refused'}")
             if db_kind in ("our_project", "missing"):
                 assert rc == 0
@@ -349,8 +349,3 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(model, ignore_errors=True)
 
-
-def _alarm(seconds: int, fn):  # type: ignore[no-untyped-def]
-    from tests.scoring.test_safety import _with_alarm
-
-    return _with_alarm(seconds, fn)
