@@ -25,12 +25,14 @@ import glob
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from pathlib import Path
 
 from scoring.datasets import Dataset, is_uri, open_dataset
 from scoring.errors import ImageTriageError
+from scoring.safeio import read_head
 from scoring.store_cache import Cache
 from scoring.store_connection import BUSY_TIMEOUT_S, ProjectBase
 from scoring.store_dupes import Duplicates
@@ -88,7 +90,7 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
         _check_project_location(p, dataset)
         p.parent.mkdir(parents=True, exist_ok=True)
         _remove_creation_leftovers(p)
-        tmp = p.parent / f".{p.name}.creating-{uuid.uuid4().hex[:8]}"
+        tmp = p.parent / f".{p.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             proj = cls(tmp, _create=True)
             try:
@@ -160,6 +162,7 @@ def project_for(
         return src
     path = Path(db) if db else default_project_path(src)
     if path.exists():
+        _remove_creation_leftovers(path)  # a kill after the link, before the hidden name went
         try:
             with Project.open(path) as existing:
                 stored = existing.source
@@ -204,21 +207,42 @@ def _is_incomplete_project(path: Path) -> bool:
     return False
 
 
+_LEFTOVER = re.compile(r"creating-(?:(?P<pid>[0-9]+)-)?[0-9a-f]{8}")
+
+
 def _remove_creation_leftovers(path: Path) -> None:
-    """Hidden files of creations that were killed before they were linked into place: only
-    those that are ours by their SQLite application id (anything else of that name is left)."""
-    prefix = f".{path.name}.creating-"
-    for leftover in path.parent.glob(f"{glob.escape(prefix)}*"):
-        if not leftover.is_file() or leftover.is_symlink() or leftover.name.endswith(("-wal", "-shm", "-journal")):
+    """Hidden files of creations that were killed before they were linked into place (or after,
+    before their hidden name was removed). Only those that are ours: named as we name them, made
+    by a process that is gone, and holding our SQLite application id or nothing at all (a kill
+    before the first commit; an empty file loses nothing). Anything else of that name is left."""
+    prefix = f".{path.name}."
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}creating-*"):
+        m = _LEFTOVER.fullmatch(leftover.name[len(prefix):])
+        if m is None or (m["pid"] is not None and _alive(int(m["pid"]))):
             continue
         try:
-            ProjectBase(leftover).close()
-        except IncompleteProjectError:
-            pass  # ours, stopped before its dataset was written
-        except ImageTriageError:
+            head = read_head(leftover, 100, what="leftover of a project creation")
+        except (ImageTriageError, OSError):
             continue
-        for suffix in ("", "-wal", "-shm", "-journal"):  # the hidden file and SQLite's files of it
-            Path(f"{leftover}{suffix}").unlink(missing_ok=True)
+        ours = len(head) == 100 and head[:16] == b"SQLite format 3\0" and int.from_bytes(head[68:72], "big") == APPLICATION_ID
+        if not ours and not (head == b"" and m["pid"] is not None):
+            continue
+        for suffix in ("-journal", "-wal", "-shm", ""):  # SQLite's files of it (older versions), then it
+            extra = Path(f"{leftover}{suffix}")
+            if suffix == "" or (extra.is_file() and not extra.is_symlink()):
+                extra.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of ours may be creating it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's live process
+    return True
 
 
 def _link_new(tmp: Path, dest: Path) -> None:

@@ -126,8 +126,8 @@ class ProjectBase:
                 f"{self.path} was written by a newer Image Triage (schema {version}, this one knows "
                 f"{SCHEMA_VERSION}); upgrade image-triage to open it"
             )
-        if create:  # a rollback journal until the file is complete: no WAL left to checkpoint on close
-            c.execute("PRAGMA journal_mode=DELETE")
+        if create:  # a hidden file until complete, thrown away if killed: no journal file to leave behind
+            c.execute("PRAGMA journal_mode=MEMORY")
         elif c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
             log.warning("%s: WAL mode unavailable; concurrent readers will wait", self.path)
         c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an app kill

@@ -433,3 +433,27 @@ def test_a_kill_while_an_old_export_is_deleted_leaves_it_marked_and_the_next_exp
     assert (half / MARKER).is_file()  # still recognisably ours
     assert cli(["export", "--db", db, tmp_path / "out", "--force"], capsys)[0] == 0
     assert not [p for p in tmp_path.iterdir() if ".old-" in p.name or ".partial-" in p.name]
+
+
+def test_only_our_leftovers_of_a_killed_creation_are_removed(tmp_path: Path) -> None:
+    """A creation killed before its first commit leaves an empty hidden file; one killed after
+    the link leaves a second name of the project. Both go when the dataset is opened again; a
+    file of that name that a live process is writing, or that holds anything not ours, stays."""
+    data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    empty_dead = tmp_path / f".p.triage.db.creating-{dead}-0123abcd"
+    empty_alive = tmp_path / f".p.triage.db.creating-{os.getppid()}-0123abcd"
+    someone_else = tmp_path / f".p.triage.db.creating-{dead}-deadbeef"
+    empty_dead.write_bytes(b"")
+    empty_alive.write_bytes(b"")
+    someone_else.write_bytes(b"notes")
+    project_for(data, db)
+    assert not empty_dead.exists() and empty_alive.exists() and someone_else.read_bytes() == b"notes"
+    second_name = tmp_path / f".p.triage.db.creating-{dead}-feedf00d"
+    os.link(db, second_name)  # killed between the link and the unlink
+    project_for(data, db)
+    assert not second_name.exists() and db.exists()
+    with Project.open(db) as p:
+        assert len(p.scorable_ids()) == 6
