@@ -27,6 +27,28 @@ from scoring.cli import main as cli  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def flipped_subset(data: Path, classes: list[str], per_class: int, flips: int, seed: int) -> tuple[Path, set[str]]:
+    """A CIFAR-10 subset of ``per_class`` images of each class in ``data`` with ``flips`` labels
+    moved to another class (seeded): (the folder, the flipped paths relative to it)."""
+    src = SHARED / "data" / "cifar10-test"
+    if not src.exists():
+        sys.exit(f"needs {src}")
+    rng = np.random.default_rng(seed)
+    files = []
+    for c in classes:
+        (data / c).mkdir(parents=True)
+        picked = sorted(rng.choice(sorted((src / c).iterdir()), per_class, replace=False))
+        files += [(c, f) for f in picked]
+    flipped = set(rng.choice(len(files), flips, replace=False).tolist())
+    out = set()
+    for n, (c, f) in enumerate(files):
+        to = classes[(classes.index(c) + 1 + int(rng.integers(0, len(classes) - 1))) % len(classes)] if n in flipped else c
+        shutil.copyfile(f, data / to / f.name)
+        if to != c:
+            out.add(f"{to}/{f.name}")
+    return data, out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", default="cat,deer,dog,horse")
@@ -34,29 +56,14 @@ def main() -> None:
     ap.add_argument("--flips", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    src = SHARED / "data" / "cifar10-test"
-    if not src.exists():
-        sys.exit(f"needs {src}")
-    rng = np.random.default_rng(args.seed)
     classes = args.classes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "subset"
-        files = []
-        for c in classes:
-            (data / c).mkdir(parents=True)
-            picked = sorted(rng.choice(sorted((src / c).iterdir()), args.per_class, replace=False))
-            files += [(c, f) for f in picked]
-        flipped = set(rng.choice(len(files), args.flips, replace=False).tolist())
-        truth = {}
-        for n, (c, f) in enumerate(files):
-            to = classes[(classes.index(c) + 1 + int(rng.integers(0, len(classes) - 1))) % len(classes)] if n in flipped else c
-            shutil.copyfile(f, data / to / f.name)
-            truth[f"{to}/{f.name}"] = c
+        data, flips = flipped_subset(Path(tmp) / "subset", classes, args.per_class, args.flips, args.seed)
+        files = [f for f in data.rglob("*") if f.is_file()]
         db = Path(tmp) / "p.triage.db"
         t0 = time.perf_counter()
         assert cli(["score", str(data), "--db", str(db), "-q"]) == 0
         took = time.perf_counter() - t0
-        flips = {p for p, c in truth.items() if not p.startswith(c + "/")}
         rows = []
         for sort in (None, "margin", "x_perplexity", "self_confidence", "c_perplexity"):
             out = io.StringIO()

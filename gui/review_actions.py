@@ -166,6 +166,7 @@ class ReviewActions(BackgroundJobs):
         if self.session.estimate_due():
             self._estimate_async()
         est = self.session.estimate
+        self.stats_label.setToolTip(est.detail() if est is not None else "")
         if est is not None:
             text += f" · {est.line()}"
             if est.suggests_stop(self.stop_below):

@@ -211,3 +211,45 @@ def test_no_errors_left_number_from_a_handful_of_images_per_class() -> None:
     assert too_few_to_estimate(np.array([0] * 20 + [1] * 20 + [2] * 4), 3)
     assert too_few_to_estimate(np.array([0] * 20 + [1] * 20), 3)  # a class with none
     assert not too_few_to_estimate(np.array([0] * 5 + [1] * 5 + [2] * 5 + [-1] * 3), 3)
+
+
+def _queue_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """p_err falling and margin rising along the queue (index = queue position)."""
+    pos = np.arange(n)
+    return 1.0 - pos / n, -1.0 + 2.0 * pos / n
+
+
+def test_errors_left_learns_how_many_flags_review_confirms() -> None:
+    """Issue 20: half the flags are the pool's own mistakes. After the first 60 reviews confirm
+    half, the 40 flags still ahead count as about 20, not 40."""
+    from scoring.estimate import left_in_queue
+
+    n = 2000
+    p_err, margin = _queue_arrays(n)
+    flagged = np.zeros(n, bool)
+    flagged[:100] = True
+    truth = np.zeros(n, bool)
+    truth[:100:2] = True  # every other flag is a real error
+    reviewed = np.zeros(n, bool)
+    reviewed[:60] = True
+    left, low, high, _ = left_in_queue(p_err, margin, flagged, reviewed, reviewed & truth, p_err[60:160])
+    truly = int((truth & ~reviewed).sum())
+    assert truly == 20 and low <= truly <= high and left < 30
+
+
+def test_errors_left_keeps_room_for_errors_the_flags_miss() -> None:
+    """Flips to a confusable class are often not flagged: the last stretch reviewed finds them at
+    10 %, and so does the stretch after it. The interval's top makes room for them (it said 0-2)."""
+    from scoring.estimate import left_in_queue
+
+    n = 2000
+    p_err, margin = _queue_arrays(n)
+    flagged = np.zeros(n, bool)
+    flagged[:50] = True
+    truth = flagged.copy()
+    truth[100:300:10] = True  # unflagged errors at 10 %, past the flags
+    reviewed = np.zeros(n, bool)
+    reviewed[:200] = True
+    left, low, high, _ = left_in_queue(p_err, margin, flagged, reviewed, reviewed & truth, p_err[200:300])
+    truly = int((truth & ~reviewed).sum())
+    assert truly == 10 and low <= truly <= high
