@@ -94,7 +94,8 @@ class DetailPane(QWidget):
             f" · reason <b>{r.reason or '–'}</b><br>"
             f"C-perplexity <b>{f(r.c_perplexity)}</b> · X-perplexity <b>{f(r.x_perplexity, 2)}</b>"
             f" · mutual info <b>{f(r.mutual_info)}</b> bits<br>"
-            f"self-confidence {f(r.self_confidence, 2)} · margin {f(r.margin, 2)}<br>"
+            f"self-confidence {f(r.self_confidence, 2)} · margin {f(r.margin, 2)}"
+            f" · label issue <b>{f(r.label_issue, 2)}</b> · neighbours agree {f(r.neighbour_agreement, 2)}<br>"
             f"confused with: {confusing}<br>votes: {votes}"
         )
 

@@ -24,7 +24,17 @@ from PySide6.QtWidgets import (
 )
 
 from scoring.store import QueueFilter
-from scoring.vocabulary import BY_KEY, DIFFICULTY_SORT, LABEL_SORT, REASONS, SCORES, STATUSES, VIEWS
+from scoring.vocabulary import (
+    BY_KEY,
+    DIFFICULTY_SORT,
+    ISSUE_TEXT,
+    ISSUES,
+    LABEL_SORT,
+    REASONS,
+    SCORES,
+    STATUSES,
+    VIEWS,
+)
 
 SORTS = [(s.sort_label, s.key) for s in SCORES] + [("Path", "path")]
 _UNSET = "–"
@@ -68,6 +78,10 @@ class FilterPanel(QWidget):
         self.f_given, self.f_consensus = QComboBox(), QComboBox()
         self.f_reason = self._choices(REASONS)
         self.f_status = self._choices(STATUSES)
+        self.f_issue = self._choices(ISSUES)  # the dataset's issues beyond labels
+        for n, name in enumerate(ISSUES, start=1):
+            self.f_issue.setItemText(n, name.replace("_", " "))
+            self.f_issue.setItemData(n, ISSUE_TEXT[name], Qt.ItemDataRole.ToolTipRole)
         self.f_min = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
         self.f_max = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
         self.range_label = QLabel()
@@ -77,7 +91,7 @@ class FilterPanel(QWidget):
         self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")
         self._search_timer = QTimer(self, singleShot=True, interval=250)  # filters as you type
         self._search_timer.timeout.connect(self._emit)
-        for w in (self.f_given, self.f_consensus, self.f_reason, self.f_status):
+        for w in (self.f_given, self.f_consensus, self.f_reason, self.f_status, self.f_issue):
             w.currentIndexChanged.connect(self._emit)
         for w in (self.f_min, self.f_max):
             w.valueChanged.connect(self._emit)
@@ -93,7 +107,7 @@ class FilterPanel(QWidget):
         form.addRow(self.view_hint)
         form.addRow("Sort by", self.sort)
         for label, w in (("Given label", self.f_given), ("Pool consensus", self.f_consensus),
-                         ("Triage reason", self.f_reason), ("Status", self.f_status)):
+                         ("Triage reason", self.f_reason), ("Status", self.f_status), ("Image issue", self.f_issue)):
             form.addRow(label, w)
         form.addRow(self.range_label)
         form.addRow("≥", self.f_min)
@@ -180,6 +194,7 @@ class FilterPanel(QWidget):
             search=self.f_search.text().strip() or None,
             duplicate=self.f_duplicate.isChecked(),
             conflict=self.f_conflict.isChecked(),
+            issue=self.f_issue.currentData(),
         )
 
     def state(self) -> dict[str, Any]:
@@ -203,7 +218,7 @@ class FilterPanel(QWidget):
                 self.f_given.setCurrentIndex(filt.given_label + 1)
             if filt.consensus is not None:
                 self.f_consensus.setCurrentIndex(filt.consensus + 1)
-            for combo, value in ((self.f_reason, filt.reason), (self.f_status, filt.status)):
+            for combo, value in ((self.f_reason, filt.reason), (self.f_status, filt.status), (self.f_issue, filt.issue)):
                 if value is not None:
                     combo.setCurrentIndex(max(0, combo.findData(value)))
             if (filt.score_min is not None or filt.score_max is not None) and filt.score_key in BY_KEY:
@@ -233,7 +248,7 @@ class FilterPanel(QWidget):
         self._emit()
 
     def _reset(self) -> None:
-        for combo in (self.f_given, self.f_consensus, self.f_reason, self.f_status):
+        for combo in (self.f_given, self.f_consensus, self.f_reason, self.f_status, self.f_issue):
             combo.setCurrentIndex(0)
         self._range_key = None
         self._set_range_key(self._range_for())

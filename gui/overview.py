@@ -1,4 +1,4 @@
-"""Overview plots: the C-perplexity histogram, mean difficulty per class, and the matrix of
+"""Overview: the dataset's health (its issues beyond labels, click one to filter), the C-perplexity histogram, mean difficulty per class, and the matrix of
 given label against the pool's consensus (clicking a bar or cell filters the queue), and the label
 errors found as the annotator reviews, against the estimated total."""
 
@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from scoring.estimate import ErrorsLeft
 from scoring.store import Project, QueueFilter
+from scoring.vocabulary import ISSUE_TEXT, ISSUES
 
 
 class OverviewPanel(QWidget):
@@ -29,7 +30,16 @@ class OverviewPanel(QWidget):
             w.setMouseEnabled(False, False)
             w.hideButtons()
         self.hint = QLabel("Click a histogram bar, a class bar or a matrix cell to filter the queue.")
+        self.health = QGroupBox("Dataset health (click to list)")
+        grid = QGridLayout(self.health)
+        self.issue_buttons: dict[str, QPushButton] = {}
+        for n, name in enumerate(ISSUES):
+            b = QPushButton(flat=True, toolTip=ISSUE_TEXT[name])
+            b.clicked.connect(lambda _c=False, name=name: self.filterRequested.emit(QueueFilter(issue=name)))
+            grid.addWidget(b, n // 4, n % 4)
+            self.issue_buttons[name] = b
         lay = QVBoxLayout(self)
+        lay.addWidget(self.health)
         lay.addWidget(self.hint)
         lay.addWidget(self.hist, 1)
         lay.addWidget(self.per_class, 1)
@@ -43,6 +53,10 @@ class OverviewPanel(QWidget):
 
     def refresh(self, project: Project, estimate: ErrorsLeft | None = None) -> None:
         self._found_plot(project, estimate)
+        counts = project.issue_counts()
+        for name, button in self.issue_buttons.items():
+            button.setText(f"{name.replace('_', ' ')}: {counts.get(name, 0):,}")
+            button.setEnabled(counts.get(name, 0) > 0)
         classes = project.classes
         self._k = len(classes)
         values = project.score_values("c_perplexity")

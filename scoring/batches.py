@@ -5,7 +5,7 @@ transaction. Neither engine has its own copy; neither imports the other."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 from scoring.datasets import ImageDecodeError, decode_for
 from scoring.members import Pixels
 from scoring.pool import Encoder, Pool, Preprocess
+from scoring.progress import Progress, RateMeter, check_cancel
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,27 @@ def decode_item(image_id: int, path: str | Path, preprocesses: Sequence[Preproce
         return Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
     tensors = {pp.key: pp(img) for pp in preprocesses}
     return Item(image_id, tensors, None, width, height, sha1)
+
+
+def decode_missing(project: Project, key: str, pp: Preprocess, ids: np.ndarray, stage: str,
+                   cancel: Any = None) -> Generator[Progress, None, None]:
+    """Store feature ``key`` (preprocessing ``pp``'s output, flattened) for the ``ids`` that lack
+    it, in one decode pass: for a project scored before ``key`` existed, or by the Ray engine.
+    ``cancel``: a threading.Event checked per 512 images."""
+    missing = project.missing_features(key, ids)
+    if not len(missing):
+        return
+    meter = RateMeter(stage, len(missing))
+    paths = [project.abspath(p) for p in project.paths_of(missing)]
+    for s in range(0, len(missing), 512):
+        if cancel is not None:
+            check_cancel(cancel)
+        items = [decode_item(int(i), p, [pp]) for i, p in zip(missing[s : s + 512], paths[s : s + 512], strict=True)]
+        ok = [it for it in items if it.tensors is not None]
+        if ok:
+            project.put_features(key, [it.image_id for it in ok],
+                                 np.stack([it.tensors[pp.key].flatten().numpy() for it in ok]))  # type: ignore[index]
+        yield meter.record(s + len(items))
 
 
 def collate(items: list[Item]) -> list[Item]:

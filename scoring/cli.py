@@ -33,7 +33,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
 )
 from scoring.cli_evidence import add_evidence_commands
 from scoring.errors import ImageTriageError
-from scoring.vocabulary import REASONS, SCORES, SORT_KEYS, STATUSES
+from scoring.vocabulary import ISSUES, REASONS, SCORES, SORT_KEYS, STATUSES
 
 log = logging.getLogger("image_triage")
 
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--search", help="substring of the path")
     sp.add_argument("--duplicates", action="store_true", help="only images in a duplicate group (run `duplicates` first)")
     sp.add_argument("--conflicts", action="store_true", help="only duplicates whose group carries different labels")
+    sp.add_argument("--issue", choices=ISSUES, help="only images with this dataset issue (found when scoring)")
     sp.add_argument("--limit", type=whole_number(1, 10**9), default=50, help="rows to print (1 or more)")
     sp.add_argument("--json", action="store_true")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from scoring.errors import ImageTriageError
 from scoring.progress import Progress, drain
-from scoring.vocabulary import LABEL_SORT, default_sort
+from scoring.vocabulary import LABEL_SORT, default_sort, issue_summary
 
 log = logging.getLogger("image_triage")
 
@@ -184,6 +184,8 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
         f"`image-triage errors --db {db}` lists them)\n"
         + (f"duplicates: {d['groups']} groups, {d['label_conflicts']} with conflicting labels "
            f"(`image-triage duplicates --db {db}` lists them)\n" if (d := summary.get("duplicates")) else "")
+        + (f"{issue_summary(i)} (`image-triage queue --db {db} --issue NAME` lists them)\n"
+           if (i := summary.get("issues")) is not None else "")
         + f"next: image-triage queue --db {db}"
     )
 
@@ -200,6 +202,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             search=args.search,
             duplicate=args.duplicates,
             conflict=args.conflicts,
+            issue=args.issue,
         )
         sort = args.sort or default_sort(project.labelled())
         if not args.sort and not args.json:
@@ -292,15 +295,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     with _open_project(args.db) as project:
         out: dict[str, Any] = dict(project.stats())
+        out["issues"] = project.issue_counts()
         est = errors_left(project)
         if est is not None:
             out["errors_left"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(est).items()}
         print(json.dumps(out, indent=2))
         if est is None and project.labelled() and project.active_members():
             print("no errors-left estimate: a class has fewer than 5 scored images, too few to say", file=sys.stderr)
+        print(issue_summary(out["issues"]), file=sys.stderr)
         if est is not None:
-            print(f"{est.line()}; the pool estimates {est.estimated_total:,.0f} label errors in all "
-                  f"(confident joint); the next 100 in the queue hold about {est.next_100:.1f}"
+            print(f"{est.detail()} The next 100 in the queue hold about {est.next_100:.1f}"
                   + ("; you could stop here" if est.suggests_stop() else ""), file=sys.stderr)
     return 0
 
@@ -389,6 +393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.db, args.sort, args.limit, args.json = str(db), None, 20, False
     args.class_ = args.status = args.reason = args.search = None
     args.disagrees = args.duplicates = args.conflicts = False
+    args.issue = None
     return cmd_queue(args)
 
 

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from scoring.batches import THUMB, THUMB_KEY, decode_item
+from scoring.batches import THUMB, THUMB_KEY, decode_item, decode_missing
 from scoring.pool import Preprocess
-from scoring.progress import Cancelled, Progress, RateMeter
+from scoring.progress import Progress
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -286,17 +286,7 @@ def find_duplicates(
         ids = project.scorable_ids()
         missing = project.missing_features(THUMB_KEY, ids)
         if len(missing):
-            meter = RateMeter("thumbs", len(missing))
-            paths = [project.abspath(p) for p in project.paths_of(missing)]
-            for s in range(0, len(missing), 512):
-                if cancel.is_set():
-                    raise Cancelled()
-                items = [decode_item(int(i), p, [THUMB]) for i, p in zip(missing[s : s + 512], paths[s : s + 512], strict=True)]
-                ok = [it for it in items if it.tensors is not None]
-                if ok:
-                    project.put_features(THUMB_KEY, [it.image_id for it in ok],
-                                         np.stack([it.tensors[THUMB.key].flatten().numpy() for it in ok]))  # type: ignore[index]
-                yield meter.record(s + len(items))
+            yield from decode_missing(project, THUMB_KEY, THUMB, ids, "thumbs", cancel)
             ids = np.setdiff1d(project.scorable_ids(), project.missing_features(THUMB_KEY, project.scorable_ids()))
         yield Progress("dupes", 0, 1, message=f"searching {len(ids):,} images")
         thumbs = read_embedded(project, ids)

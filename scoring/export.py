@@ -263,13 +263,15 @@ def _write(
     def label_of(i: int | None) -> str:
         return classes[i] if i is not None else ""
 
+    issues = project.issues_by_image()
     with (tmp / "difficulty.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source_path", "given_label", "final_label", "status", *(s.key for s in SCORES),
-                    "consensus_label", "reason"])
+                    "consensus_label", "reason", "issues"])
         for p, r in zip(out_paths, keep, strict=True):
             w.writerow([p, r.path, label_of(r.given_label), label_of(r.current_label), r.status,
-                        *(_num(getattr(r, s.key)) for s in SCORES), label_of(r.consensus), r.reason or ""])
+                        *(_num(getattr(r, s.key)) for s in SCORES), label_of(r.consensus), r.reason or "",
+                        ";".join(issues.get(r.id, []))])
     has_probs = _write_mean_probs(project, [r.id for r in keep], tmp / "mean_probs.npy")
     with (tmp / "edits.csv").open("w", newline="") as fh:
         w = csv.writer(fh)

@@ -40,15 +40,15 @@ from scoring.batches import (
 )
 from scoring.device import pick_device
 from scoring.fitting import fit_members
+from scoring.image_issues import STATS, stats_encoder
 from scoring.members import Pixels
-from scoring.metrics import compute_scores
 from scoring.pool import Pool, PoolError
 from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, check_cancel, drain
+from scoring.score_pass import write_scores
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
 
-SCORE_CHUNK = 50_000
 
 
 def default_workers() -> int:
@@ -179,6 +179,7 @@ def _score(
         "pool_fingerprint": pool.fingerprint,
         "members": [m.name for m in pool.members],
         "labelled": bool((labels >= 0).any()),
+        "issues": project.issue_counts(),
         "profile": {k: round(v, 3) for k, v in times.seconds.items()},
     }
 
@@ -275,7 +276,9 @@ def _infer(
     times = times or StageTimes()
     missing = _missing(project, pool, ids)
     thumb = thumbnail_encoder()  # for duplicates: made in this decode pass, not another
-    missing[thumb.key] = {int(i) for i in project.missing_features(thumb.key, ids)}
+    stats = stats_encoder()  # for the dataset's issues: the same
+    for extra in (thumb, stats):
+        missing[extra.key] = {int(i) for i in project.missing_features(extra.key, ids)}
     todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
     total = len(ids)
     done0 = total - len(todo)
@@ -287,6 +290,8 @@ def _infer(
     preprocesses = pool.preprocesses()
     if missing[thumb.key] and THUMB.key not in {pp.key for pp in preprocesses}:
         preprocesses.append(THUMB)
+    if missing[stats.key]:
+        preprocesses.append(STATS)
     data = DecodeOnce(paths, todo.tolist(), preprocesses)
     loader = DataLoader(
         data,
@@ -297,7 +302,7 @@ def _infer(
         persistent_workers=False,
         pin_memory=dev.type == "cuda",
     )
-    encoders = [enc for enc in [*pool.encoders(), thumb] if missing[enc.key]]
+    encoders = [enc for enc in [*pool.encoders(), thumb, stats] if missing[enc.key]]
     for enc in encoders:
         enc.module.to(dev).eval()
         if dev.type == "cuda":
@@ -369,30 +374,6 @@ def _flush(
     done += len(items)
     yield meter.record(done)
     return done
-
-
-def write_scores(
-    project: Project,
-    pool: Pool,
-    ids: np.ndarray,
-    labels: np.ndarray,
-    cancel: threading.Event,
-    times: StageTimes | None = None,
-) -> Generator[Progress, None, int]:
-    times = times or StageTimes()
-    fps = [m.fingerprint for m in pool.members]
-    meter = RateMeter("score", len(ids))
-    for start in range(0, len(ids), SCORE_CHUNK):
-        check_cancel(cancel)
-        chunk = ids[start : start + SCORE_CHUNK]
-        with times("score store"):
-            probs = project.get_probs(fps, chunk)
-        with times("metrics"):
-            scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
-        with times("score store"):
-            project.put_scores(pool.fingerprint, chunk, scores)
-        yield meter.record(start + len(chunk))
-    return len(ids)
 
 
 def run(gen: Generator[Progress, None, dict[str, Any]]) -> dict[str, Any]:

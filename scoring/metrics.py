@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scoring.vocabulary import SCORE_COLUMNS, SCORES
+from scoring.vocabulary import IMAGE_SCORE_COLUMNS, SCORES
 
 ROW_SUM_ATOL = 1e-3
 
@@ -310,7 +310,7 @@ def triage_reason(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     )
 
 
-SCORE_KEYS = (*SCORE_COLUMNS, "top_c_idx", "top_c_val", "top_x_idx", "top_x_val")
+SCORE_KEYS = (*IMAGE_SCORE_COLUMNS, "top_c_idx", "top_c_val", "top_x_idx", "top_x_val")
 """What compute_scores returns: every stored column of scoring.vocabulary, and the top classes."""
 
 

@@ -31,10 +31,10 @@ import torch
 
 from scoring.device import pick_device
 from scoring.fitting import fit_members
-from scoring.inference import write_scores
 from scoring.members import HeadMember
 from scoring.pool import Pool
 from scoring.progress import Progress, check_cancel
+from scoring.score_pass import write_scores
 from scoring.store import Project, ProjectValueError, QueueFilter
 from scoring.trust import grant
 

@@ -38,6 +38,7 @@ from scoring.store_connection import BUSY_TIMEOUT_S, ProjectBase
 from scoring.store_dupes import Duplicates
 from scoring.store_edits import EditLog
 from scoring.store_images import Images
+from scoring.store_issues import Issues
 from scoring.store_migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from scoring.store_queue import Queue
 from scoring.store_rows import (
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 
-class Project(EditLog, Queue, Cache, Runs, Duplicates, Images):
+class Project(EditLog, Queue, Cache, Runs, Duplicates, Issues, Images):
     """An open project file. Use one per thread; close it (or use ``with``) when done."""
 
     @classmethod

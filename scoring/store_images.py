@@ -104,6 +104,16 @@ class Images(ProjectBase):
                              (json.dumps([int(i) for i in ids]),)))
         return [found[int(i)] for i in ids]
 
+    def sizes(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(widths, heights) of ``ids`` in their order, 0 where not known yet."""
+        if len(ids) == 0:
+            return np.zeros(0), np.zeros(0)
+        found = {int(i): (w or 0, h or 0) for i, w, h in self._q(
+            "SELECT i.id, i.width, i.height FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+            (json.dumps([int(i) for i in ids]),))}
+        wh = np.array([found.get(int(i), (0, 0)) for i in ids], dtype=np.float64)
+        return wh[:, 0], wh[:, 1]
+
     def image_paths(self) -> Iterator[str]:
         """Every image path the project lists (relative to the dataset root, or a URI), by id."""
         cur = self.conn.execute("SELECT path FROM images ORDER BY id")

@@ -131,9 +131,30 @@ def _m7_ctime_for_the_change_check(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE images ADD COLUMN ctime REAL")
 
 
+def _m8_neighbour_agreement_and_label_issue(conn: sqlite3.Connection) -> None:
+    """Two label scores of the whole dataset (scoring.label_evidence): the agreement of each
+    image's nearest images with its label, and the label-issue score that adds their votes to
+    the pool; each with its index, the likely errors first."""
+    conn.execute("ALTER TABLE images ADD COLUMN neighbour_agreement REAL")
+    conn.execute("ALTER TABLE images ADD COLUMN label_issue REAL")
+    for key, order in (("neighbour_agreement", "ASC"), ("label_issue", "DESC")):
+        conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
+
+
+def _m9_dataset_issues(conn: sqlite3.Connection) -> None:
+    """The dataset's issues beyond labels (scoring.image_issues): one row per flagged image and
+    issue, with its severity; the queue filters by issue."""
+    conn.execute(
+        "CREATE TABLE issues (image_id INTEGER NOT NULL REFERENCES images(id), name TEXT NOT NULL, "
+        "severity REAL NOT NULL, PRIMARY KEY (image_id, name)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX ix_issues_name ON issues (name, image_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
     _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups, _m6_edit_batches,
-    _m7_ctime_for_the_change_check,
+    _m7_ctime_for_the_change_check, _m8_neighbour_agreement_and_label_issue,
+    _m9_dataset_issues,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,7 @@ import numpy as np
 
 from scoring.store_connection import ProjectBase
 from scoring.store_dupes import CONFLICT_GROUPS_SQL
+from scoring.store_issues import ISSUE_IDS_SQL
 from scoring.store_rows import (
     IMAGE_COLS,
     QUEUE_COLS,
@@ -19,7 +20,7 @@ from scoring.store_rows import (
     QueueFilter,
     QueueRow,
 )
-from scoring.vocabulary import HARDEST_DESC, SCORE_COLUMNS, SORT_KEYS, STATUSES
+from scoring.vocabulary import HARDEST_DESC, IMAGE_SCORE_COLUMNS, SCORE_COLUMNS, SORT_KEYS, STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,29 @@ class Queue(ProjectBase):
     def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
         rows = []
         for n, i in enumerate(ids):
-            vals = [none_if_nan(scores[c][n]) for c in SCORE_COLUMNS]
+            vals = [none_if_nan(scores[c][n]) for c in IMAGE_SCORE_COLUMNS]
             top_c = [[int(a), round(float(b), 4)] for a, b in zip(scores["top_c_idx"][n], scores["top_c_val"][n], strict=True)]
             top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
             rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
-        sets = ", ".join(f"{c}=?" for c in (*SCORE_COLUMNS, "top_c", "top_x"))
+        sets = ", ".join(f"{c}=?" for c in (*IMAGE_SCORE_COLUMNS, "top_c", "top_x"))
         with self._tx() as c:
             c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
             self._set_meta(scored_pool=pool_fp)
+
+    def put_label_evidence(self, ids: Sequence[int] | np.ndarray, agreement: np.ndarray, issue: np.ndarray,
+                           weight: float) -> None:
+        """The dataset's label scores (scoring.label_evidence), and how many members' worth the
+        neighbours' votes counted for (0: they classify worse than the pool, so left out)."""
+        rows = [(none_if_nan(a), none_if_nan(b), int(i)) for i, a, b in zip(ids, agreement, issue, strict=True)]
+        with self._tx() as c:
+            c.executemany("UPDATE images SET neighbour_agreement=?, label_issue=? WHERE id=?", rows)
+            self._set_meta(neighbour_weight=str(weight))
+
+    def neighbour_weight(self) -> float | None:
+        """How many members' worth the neighbours' votes counted for in label_issue (None before
+        the first scoring with a neighbour embedding)."""
+        got = self._meta("neighbour_weight")
+        return None if got is None else float(got)
 
     @staticmethod
     def hardest_first(sort: str) -> bool:
@@ -92,6 +108,9 @@ class Queue(ProjectBase):
             where.append("flag IS NULL")
         if f.duplicate:
             where.append("id IN (SELECT image_id FROM duplicates)")
+        if f.issue is not None:
+            where.append(f"id IN ({ISSUE_IDS_SQL})")
+            params.append(f.issue)
         if f.conflict:
             where.append(f"id IN (SELECT image_id FROM duplicates WHERE group_id IN ({CONFLICT_GROUPS_SQL}))")
         return where, params
@@ -152,10 +171,11 @@ class Queue(ProjectBase):
             raise ProjectValueError(f"no image with id {image_id} in {self.path}")
         return self._queue_row(rows[0])
 
-    def self_confidences(self) -> list[tuple[int, float, str]]:
-        """(id, self-confidence, status) of every readable image with a score, by id."""
-        return [(int(a), float(b), str(c)) for a, b, c in self._q(
-            "SELECT id, self_confidence, status FROM images WHERE error IS NULL AND self_confidence IS NOT NULL ORDER BY id")]
+    def self_confidences(self) -> list[tuple[int, float, float, str]]:
+        """(id, self-confidence, normalised margin, status) of every readable image with a score, by id."""
+        return [(int(a), float(b), float("nan") if m is None else float(m), str(c)) for a, b, m, c in self._q(
+            "SELECT id, self_confidence, margin, status FROM images WHERE error IS NULL AND self_confidence IS NOT NULL "
+            "ORDER BY id")]
 
     def queue_count(self, filt: QueueFilter | None = None) -> int:
         where, params = self._where(filt)

@@ -55,6 +55,8 @@ class QueueRow(ImageRow):
     self_confidence: float | None
     margin: float | None
     reason: str | None
+    label_issue: float | None
+    neighbour_agreement: float | None
     top_c: list[tuple[int, float]] = field(default_factory=list)
     top_x: list[tuple[int, int]] = field(default_factory=list)
 
@@ -73,6 +75,7 @@ class QueueFilter:
     flagged: bool | None = None
     duplicate: bool = False  # only images in a duplicate group
     conflict: bool = False  # only images whose duplicate group carries different labels
+    issue: str | None = None  # only images with this dataset issue (scoring.image_issues.ISSUES)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class Score:
     fmt: str = ".3f"
     lo: float = 0.0  # the range a filter box offers (hi for C-perplexity: up to 1,000 classes)
     hi: float = 1.0
+    dataset: bool = False  # computed over the whole dataset after the per-image pass (scoring.label_evidence)
 
     @property
     def sort_label(self) -> str:
@@ -34,17 +35,21 @@ class Score:
 
 SCORES: tuple[Score, ...] = (
     Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0),
+    Score("label_issue", "Label issue (pool + neighbours)", True, "label", dataset=True),
     Score("margin", "Normalised margin", False, "label", lo=-1.0, hi=1.0),
     Score("self_confidence", "Self-confidence", False, "label"),
     Score("x_perplexity", "X-perplexity", True, "label", ".2f"),
     Score("mutual_info", "Mutual information (disagreement)", True, "difficulty", hi=10.0),
     Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0),
     Score("consensus_prob", "Consensus probability", False, "difficulty"),
+    Score("neighbour_agreement", "Neighbour agreement", False, "label", dataset=True),
 )
 BY_KEY = {s.key: s for s in SCORES}
 
 # Stored beside the scores: the pool's consensus class and the triage reason.
 SCORE_COLUMNS: tuple[str, ...] = (*(s.key for s in SCORES), "consensus", "reason")
+# What the per-image pass (scoring.metrics.compute_scores) writes; the dataset's scores follow it.
+IMAGE_SCORE_COLUMNS: tuple[str, ...] = (*(s.key for s in SCORES if not s.dataset), "consensus", "reason")
 SORT_KEYS: tuple[str, ...] = (*(s.key for s in SCORES), "path", "id")
 HARDEST_DESC = frozenset(s.key for s in SCORES if s.higher_is_harder)
 
@@ -64,4 +69,22 @@ def default_sort(labelled: bool) -> str:
 
 
 STATUSES = ("unreviewed", "kept", "relabelled", "removed")
+
+# The dataset's issues beyond labels (scoring.image_issues decides them): name -> what it means.
+ISSUE_TEXT: dict[str, str] = {
+    "blurry": "blurry for this dataset",
+    "dark": "too dark",
+    "overexposed": "washed out, highlights clipped",
+    "low_information": "near-constant or near-empty",
+    "grey": "grey in a colour dataset",
+    "odd_size": "odd size or aspect ratio for this dataset",
+    "outlier": "unlike every class",
+}
+ISSUES: tuple[str, ...] = tuple(ISSUE_TEXT)
+
+
+def issue_summary(counts: dict[str, int]) -> str:
+    """One line of the issue counts (for `stats`, the score summary and the app)."""
+    parts = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n]
+    return "dataset issues: " + (", ".join(parts) if parts else "none found")
 REASONS = ("mislabelled", "ambiguous", "ood")

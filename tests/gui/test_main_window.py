@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from gui.main_window import MainWindow
 from scoring.store import Project
+from scoring.vocabulary import LABEL_SORT
 from tests.gui.conftest import open_window
 
 
@@ -298,5 +299,5 @@ def test_show_filter_sets_every_field_the_panel_has(qtbot, win: MainWindow) -> N
                        score_max=0.9, score_key="margin", disagrees=True, search="00", duplicate=True, conflict=True)
     with qtbot.waitSignal(win.filters.filterChanged):
         win.filters.show_filter(filt)
-    assert win.filters.value() == ("margin", filt)
+    assert win.filters.value() == (LABEL_SORT, filt)  # the sort is kept
     assert win.session.filter.status == "unreviewed" and win.session.filter.conflict

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.main_window import MainWindow
 from scoring.store import QueueFilter
+from scoring.vocabulary import LABEL_SORT
 from tests.gui.conftest import fake_scored, open_window
 
 
@@ -36,7 +37,7 @@ def _press(qtbot, w: MainWindow, keys: list[Qt.Key]) -> None:  # type: ignore[no
 def test_keys_survive_every_interruption_and_the_window_never_grows(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
     w = open_window(qtbot, settings, big_db)
     start = w.size()
-    assert w.session.sort == "margin" and w.filters.view_buttons["label"].isChecked()  # labelled: label view
+    assert w.session.sort == LABEL_SORT and w.filters.view_buttons["label"].isChecked()  # labelled: label view
     decisions = [len(w.project.edits())]
     five = [Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_Return, Qt.Key.Key_3, Qt.Key.Key_Return]
 
@@ -123,6 +124,7 @@ def test_the_sort_and_filters_are_remembered_per_project(qtbot, settings, big_db
 
 def test_the_margin_range_can_hold_negative_values(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
     w = open_window(qtbot, settings, big_db)
+    w.filters.sort.setCurrentIndex(w.filters.sort.findData("margin"))
     assert w.filters.f_max.maximum() == 1.0 and w.filters.f_min.minimum() < -1.0 + 0.01
     w.filters.f_max.setValue(0.0)  # margin <= 0: where label errors sit
     assert w.session.filter.score_max == 0.0 and w.session.filter.score_key == "margin"

@@ -1,0 +1,107 @@
+"""Issue 20: the dataset's issues beyond labels, found in the scoring run's decode pass."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from scoring import image_issues as II
+from scoring.cli import main
+from scoring.export import run_export
+from scoring.inference import run, score_project
+from scoring.progress import drain
+from scoring.score_pass import write_dataset_issues
+from scoring.store import Project, QueueFilter, project_for
+from scoring.vocabulary import ISSUES
+from tests.scoring.tinypool import tiny_pool
+
+CLASSES = ["blue", "green", "red"]
+
+
+def _texture(rng: np.random.Generator, tint: tuple[int, int, int]) -> Image.Image:
+    """A smooth colour texture, like a small photo: 8x8 noise up-sampled to 32x32."""
+    base = rng.integers(0, 255, (8, 8, 3)).astype(np.float32) * 0.6 + np.array(tint) * 0.4
+    return Image.fromarray(base.clip(0, 255).astype(np.uint8)).resize((32, 32), Image.Resampling.BICUBIC)
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    tints = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (220, 30, 30)}
+    for c, tint in tints.items():
+        (root / c).mkdir(parents=True)
+        for i in range(20):
+            _texture(rng, tint).save(root / c / f"{i:03d}.png")
+    src = _texture(rng, tints["red"])
+    plants = {
+        "red/p_blur.png": ("blurry", src.filter(ImageFilter.GaussianBlur(2.5))),
+        "red/p_dark.png": ("dark", ImageEnhance.Brightness(src).enhance(0.25)),
+        "red/p_flat.png": ("low_information", Image.new("RGB", (32, 32), (120, 60, 60))),
+        "red/p_wide.png": ("odd_size", src.resize((128, 32))),
+        "red/p_grey.png": ("grey", src.convert("L").convert("RGB")),
+        "red/p_white.png": ("overexposed", Image.eval(src, lambda v: min(255, v * 4 + 120))),
+    }
+    for rel, (_, im) in plants.items():
+        im.save(root / rel)
+    return root, {rel: issue for rel, (issue, _) in plants.items()}
+
+
+def test_the_statistics_never_upscale_and_detect_names_every_issue() -> None:
+    small = Image.new("RGB", (20, 10), (10, 20, 30))
+    big = Image.new("RGB", (1000, 500), (10, 20, 30))
+    assert II.image_stats(small).shape == (len(II.FIELDS),)
+    assert np.allclose(II.image_stats(small)[:2], II.image_stats(big)[:2], atol=1e-3)  # same picture, same numbers
+    rng = np.random.default_rng(0)
+    stats = np.column_stack([rng.normal(0.45, 0.05, 200), rng.normal(0.2, 0.03, 200), rng.normal(1.0, 0.05, 200),
+                             rng.normal(0.05, 0.01, 200), rng.normal(0.2, 0.03, 200), rng.normal(0.7, 0.03, 200),
+                             np.zeros(200)])
+    found = II.detect(stats, np.full(200, 32), np.full(200, 32))
+    assert set(found) == set(ISSUES)
+    assert sum(int((v > 0).sum()) for v in found.values()) <= 2  # typical images: (almost) nothing flagged
+
+
+def test_scoring_finds_each_planted_issue_and_the_queue_cli_and_export_show_them(
+        planted: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, truth = planted
+    db = project_for(root, tmp_path / "p.triage.db")
+    summary = run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    assert summary["issues"]
+    with Project.open(db) as p:
+        for rel, issue in truth.items():
+            names = [n for n, _ in p.issues_of(p.find_image(rel))]  # type: ignore[arg-type]
+            assert issue in names, (rel, names)
+        clean = [i for i in p.scorable_ids() if not p.image(int(i)).path.startswith("red/p_")]
+        assert sum(bool(p.issues_of(int(i))) for i in clean) <= 1  # the untouched textures: at most one flag
+        dark = p.queue(QueueFilter(issue="dark"), sort="path", limit=10)
+        assert "red/p_dark.png" in [r.path for r in dark]
+        flagged_images = len(p.issues_by_image())
+    assert main(["queue", "--db", str(db), "--issue", "blurry", "--json"]) == 0
+    assert "red/p_blur.png" in capsys.readouterr().out
+    assert main(["stats", "--db", str(db)]) == 0
+    assert "dataset issues:" in capsys.readouterr().err
+    dest = tmp_path / "out"
+    run_export(db, dest)
+    with (dest / "difficulty.csv").open() as fh:
+        rows = {r["source_path"]: r["issues"] for r in csv.DictReader(fh)}
+    assert "dark" in rows["red/p_dark.png"].split(";")
+    assert sum(bool(v) for v in rows.values()) == flagged_images  # nothing removed: every flagged image exported
+
+
+def test_a_project_scored_before_the_statistics_gets_them_on_the_next_run(
+        planted: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """Features missing for the statistics (an older project, the Ray engine) are decoded once."""
+    root, truth = planted
+    db = project_for(root, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    with Project.open(db) as p:
+        p.conn.execute("DELETE FROM features WHERE encoder_key = ?", (II.STATS_KEY,))
+        p.put_issues([])
+    with Project.open(db) as p:
+        counts = drain(write_dataset_issues(p, p.scorable_ids(), threading.Event()))
+        assert counts.get("low_information") == 1 and not len(p.missing_features(II.STATS_KEY, p.scorable_ids()))

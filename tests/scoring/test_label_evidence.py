@@ -1,0 +1,96 @@
+"""Issue 20: the neighbours' labels as a label score, and an error count that holds where the
+pool is weak."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoring import label_evidence as LE
+from scoring.estimate import likely_errors
+from scoring.inference import run, score_project
+from scoring.store import Project, project_for
+from tests.scoring.tinypool import make_imagefolder, tiny_pool
+
+
+def _clusters(n_per: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k tight clusters of unit vectors, labelled by cluster."""
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(16, k)))[0].T
+    x = np.repeat(centres, n_per, axis=0) + 0.05 * rng.normal(size=(n_per * k, 16))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(k), n_per)
+
+
+def test_an_image_never_votes_for_itself() -> None:
+    """Each image's own row is left out of its neighbours, even where it has exact copies."""
+    unit, _ = _clusters(6, 3)
+    unit = np.concatenate([unit, unit[:1]])  # row 18 copies row 0
+    sims, rows = LE.nearest(unit, k=5)
+    assert rows.shape == (19, 5)
+    assert not (rows == np.arange(19)[:, None]).any()
+    assert 18 in rows[0] and 0 in rows[18]  # the copy is a neighbour, the image itself is not
+
+
+def test_a_mislabelled_image_among_another_class_gets_low_agreement() -> None:
+    unit, labels = _clusters(10, 3)
+    labels = labels.copy()
+    labels[0] = 2  # a class-0 image filed under 2
+    sims, rows = LE.nearest(unit, k=5)
+    v = LE.votes(sims, rows, labels, 3)
+    agreement, _ = LE.scores(np.full((30, 3), 1 / 3), v, labels, 1.0, 1)
+    assert agreement[0] < 0.1 and np.nanmin(np.delete(agreement, 0)) > 0.7  # its cluster: one vote of 5 off
+    removed = labels.copy()
+    removed[1:10] = -1  # its neighbours removed: they no longer vote
+    v2 = LE.votes(sims, rows, removed, 3)
+    assert np.allclose(v2[0], 1 / 3)  # nothing left to vote: the smoothing alone
+
+
+def test_the_votes_count_only_where_they_classify_about_as_well_as_the_pool() -> None:
+    unit, labels = _clusters(20, 3)
+    sims, rows = LE.nearest(unit)
+    good = LE.votes(sims, rows, labels, 3)
+    rng = np.random.default_rng(1)
+    weak_pool = rng.dirichlet(np.ones(3), size=60)  # a pool near chance: the neighbours help
+    assert LE.stack_weight(weak_pool, good, labels, 3) > 0
+    strong_pool = np.eye(3)[labels] * 0.9 + 0.1 / 3
+    noisy = LE.votes(sims, rows, rng.integers(0, 3, 60), 3)  # neighbours near chance, a strong pool
+    assert LE.stack_weight(strong_pool, noisy, labels, 3) == 0.0
+
+
+def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
+    shutil.move(data / "blue" / "000.png", data / "red" / "blue0.png")  # a planted label error
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    with Project.open(db) as p:
+        rows = p.queue(sort="label_issue", limit=36)
+        assert all(r.label_issue is not None and r.neighbour_agreement is not None for r in rows)
+        assert rows[0].path == "red/blue0.png"
+        assert rows[0].neighbour_agreement < 0.5
+        assert p.neighbour_weight() is not None
+
+
+def test_likely_errors_holds_on_a_weak_pool_and_on_planted_flips() -> None:
+    """A pool right on 70 % of clean labels, confidently wrong on many: the confident joint
+    counts its mistakes as label errors; the likely count stays near the truth (0 planted, then
+    50 flips at random), because on the images it is surest of the pool is right."""
+    rng = np.random.default_rng(0)
+    n, k = 2000, 4
+    truth = rng.integers(0, k, n)
+    sure = rng.random(n) < 0.5  # half the images easy: the pool right and sure
+    pred = np.where(sure | (rng.random(n) < 0.4), truth, (truth + rng.integers(1, k, n)) % k)
+    conf = np.where(sure, 0.95, rng.uniform(0.5, 0.8, n))
+    probs = np.full((n, k), 0.0)
+    probs[np.arange(n), pred] = conf
+    probs += ((1 - conf) / (k - 1))[:, None] * (probs == 0)
+    members = np.stack([probs, probs])
+    clean = likely_errors(probs, truth, (members.argmax(2) != truth[None]).all(0))
+    assert clean.flagged > 100 and clean.count < 0.2 * clean.flagged
+    flipped = truth.copy()
+    idx = rng.choice(n, 50, replace=False)
+    flipped[idx] = (truth[idx] + rng.integers(1, k, 50)) % k
+    noisy = likely_errors(probs, flipped, (members.argmax(2) != flipped[None]).all(0))
+    assert noisy.count == pytest.approx(50, rel=0.5)
