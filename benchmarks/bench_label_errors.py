@@ -84,7 +84,37 @@ def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Proje
     return p, build_pool(specs, p.classes)
 
 
-def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+def neighbour_votes(project: Project, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sims, rows) of each image's nearest images in the project's neighbour embedding."""
+    from scoring.label_evidence import nearest
+    from scoring.neighbours import NeighbourIndex
+
+    emb = project.embedding()
+    if emb is None:
+        return None
+    feats = project.get_features(emb[0], ids).astype(np.float32)
+    index = NeighbourIndex.from_features(ids, feats, np.zeros(len(ids), int), ["ok"] * len(ids), emb[1], 0)
+    unit = index.feats[np.argsort(np.argsort(index.ids))]  # back to the order of ids
+    return nearest(unit)
+
+
+def with_label_issue(near: tuple[np.ndarray, np.ndarray] | None) -> dict:  # type: ignore[type-arg]
+    """SCORES plus the label view's default, label_issue, computed as the product does."""
+    from scoring import label_evidence as LE
+
+    def label_issue(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if near is None:
+            return -M.normalized_margin(p, y)
+        v = LE.votes(near[0], near[1], y, p.shape[2])
+        w = LE.stack_weight(p.mean(0), v, y, len(p))
+        print(f"      (label_issue: the neighbours count for {w:g} members)")
+        return LE.scores(p.mean(0), v, y, w, len(p))[1]
+
+    return {**SCORES, "label_issue (default)": label_issue}
+
+
+def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+           scores: dict | None = None) -> None:  # type: ignore[type-arg]
     from scoring.estimate import estimated_errors
 
     for cond, (probs, noisy, flipped) in probs_by_condition.items():
@@ -94,11 +124,12 @@ def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray
         print(f"    confident-joint estimate of label errors: {est:.0f} (planted {flipped.sum()}, "
               f"{(est - flipped.sum()) / flipped.sum():+.0%}; the original labels hold some errors too); "
               f"calibrated rows: {cal:.0f} ({(cal - flipped.sum()) / flipped.sum():+.0%})")
-        print(f"    {'score':<22} {'AUROC':>6} {'flipped in top 100':>19}")
-        for name, fn in SCORES.items():
+        two = len(noisy) // 50
+        print(f"    {'score':<22} {'AUROC':>6} {'flipped in top 100':>19} {'in top 2 %':>11}")
+        for name, fn in (scores or SCORES).items():
             s = np.nan_to_num(fn(probs, noisy), nan=-np.inf)
-            top = np.argsort(-s, kind="stable")[:100]
-            print(f"    {name:<22} {auroc(s, flipped):6.3f} {int(flipped[top].sum()):>19}")
+            order = np.argsort(-s, kind="stable")
+            print(f"    {name:<22} {auroc(s, flipped):6.3f} {int(flipped[order[:100]].sum()):>19} {int(flipped[order[:two]].sum()):>11}")
 
 
 def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: ignore[no-untyped-def]
@@ -121,7 +152,7 @@ def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: 
         else:
             probs = clean
         conditions[mode] = (probs, noisy, flipped)
-    report(kind, conditions)
+    report(kind, conditions, with_label_issue(neighbour_votes(project, ids)))
 
 
 def main() -> None:

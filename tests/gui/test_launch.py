@@ -1,0 +1,32 @@
+"""Issue 21: on a machine without Qt's system libraries, `make demo` says what to install."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from gui import launch
+
+QT_ABORT = (
+    "import sys; sys.stderr.write('qt.qpa.plugin: From 6.5.0, xcb-cursor0 or libxcb-cursor0 is needed to load the "
+    "Qt xcb platform plugin.\\nqt.qpa.plugin: Could not load the Qt platform plugin \"xcb\" in \"\" even though it "
+    "was found.\\nThis application failed to start because no Qt platform plugin could be initialized.\\n'); "
+    "import os; os.abort()"
+)
+
+
+def test_a_failed_qt_start_prints_the_install_command_and_builds_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(launch, "QT_PROBE", [sys.executable, "-c", QT_ABORT])
+    dest = tmp_path / "demo"
+    rc = launch.main(["demo", "--dest", str(dest)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "apt-get install" in err and "dnf install" in err and "pacman" in err and "libxcb-cursor0" in err
+    assert "Traceback" not in err
+    assert not dest.exists()  # checked before the demo is built
+
+
+def test_qt_starts_here_so_the_check_passes() -> None:
+    launch.check_qt()  # the test machine runs Qt offscreen (tests/conftest.py)
