@@ -155,7 +155,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print("where the time went: " + ", ".join(
             f"{k} {v:.1f}s ({v / total:.0%})" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])
         ), file=sys.stderr)
-        if prof.get("decode", 0) > prof.get("forward", 0):
+        if prof.get("decode", 0) > max(prof.get("forward", 0), 0.1 * total):
             print("decoding is the bottleneck: try --workers N (decode processes)", file=sys.stderr)
     return 0
 
