@@ -14,7 +14,6 @@ from typing import Any
 from scoring.cli import CliError
 from scoring.cli import main as cli_main
 
-
 # Starting Qt in a child first: where its platform plugin cannot load (a fresh Linux box without
 # the xcb libraries), Qt aborts the process with a core dump, which no try/except can catch.
 QT_PROBE = [sys.executable, "-c", "import sys; from PySide6.QtWidgets import QApplication; QApplication(sys.argv[:1])"]

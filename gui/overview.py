@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QVBox
 
 from scoring.estimate import ErrorsLeft
 from scoring.store import Project, QueueFilter
-from scoring.vocabulary import ISSUE_TEXT, ISSUES
+from scoring.vocabulary import DIFFICULTY_SORT, ISSUE_TEXT, ISSUES
 
 
 class OverviewPanel(QWidget):
@@ -59,7 +59,7 @@ class OverviewPanel(QWidget):
             button.setEnabled(counts.get(name, 0) > 0)
         classes = project.classes
         self._k = len(classes)
-        values = project.score_values("c_perplexity")
+        values = project.score_values(DIFFICULTY_SORT)
         self.hist.clear()
         if len(values):
             counts, edges = np.histogram(values, bins=30)
@@ -69,7 +69,7 @@ class OverviewPanel(QWidget):
             self.hist.setLabel("left", "images")
         self.per_class.clear()
         if classes:
-            means = np.nan_to_num(project.class_difficulty("c_perplexity"))
+            means = np.nan_to_num(project.class_difficulty(DIFFICULTY_SORT))
             self.per_class.addItem(pg.BarGraphItem(x=np.arange(len(classes)), height=means, width=0.7, brush="#ffb74d"))
             self.per_class.getAxis("bottom").setTicks([list(enumerate(classes))])
         self.matrix.clear()

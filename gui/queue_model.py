@@ -9,6 +9,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from gui.thumbnails import ThumbnailLoader
 from scoring.store import Project, QueueFilter, QueueRow
+from scoring.vocabulary import DIFFICULTY_SORT
 
 IdRole = Qt.ItemDataRole.UserRole
 ScoreRole = IdRole + 1
@@ -34,7 +35,7 @@ class ReviewQueueModel(QAbstractListModel):
         self.thumbnails = thumbnails
         self.page_size = page_size
         self.filter = QueueFilter()
-        self.sort_key = "c_perplexity"
+        self.sort_key = DIFFICULTY_SORT
         self._rows: list[QueueRow] = []
         self._row_of: dict[int, int] = {}
         self._exhausted = False

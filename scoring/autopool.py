@@ -236,11 +236,3 @@ def unique_names(names: list[str]) -> list[str]:
         seen[n] = seen.get(n, 0) + 1
         out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
     return out
-
-
-def rules_table() -> str:
-    """The rules as a Markdown table (for the README and `pool auto --help`)."""
-    lines = ["| when | adds | why |", "|---|---|---|"]
-    for r in RULES:
-        lines.append(f"| {r.when} | {r.members.__name__.strip('_').replace('_', ' ')} | {r.why.format(colour='colour or grey')} |")
-    return "\n".join(lines)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scoring.store import Project, QueueFilter
+from scoring.vocabulary import LABEL_SORT
 
 PRIOR_WEIGHT = 20.0  # reviews the confident-joint calibration counts for, before observed hits take over
 CHUNK = 50_000
@@ -220,7 +221,7 @@ def too_few_to_estimate(labels: np.ndarray, n_classes: int) -> bool:
     return bool(len(counts) == 0 or counts.min() < MIN_PER_CLASS)
 
 
-def errors_left(project: Project, sort: str = "margin") -> ErrorsLeft | None:
+def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
     """The estimate for a scored, labelled project (None when there is nothing to estimate)."""
     members = project.active_members()
     if not members:
@@ -273,7 +274,8 @@ def left_in_queue(p_err: np.ndarray, margin: np.ndarray, flagged: np.ndarray, re
     confident mistakes and the dataset's other errors); the flag count itself is known to
     within 25 % (PRIOR_DOUBT); and errors the flags miss continue past the last stretch at up
     to its rate of unflagged hits for as many images again as have been reviewed (a heavy tail
-    where flips go to confusable classes; the interval's top).
+    where flips go to confusable classes; the interval's top), while the flags ahead may be
+    confirmed at as little as half that share (the interval's foot).
     """
     n_flags = int(flagged.sum())
     count = float(n_flags if count is None else count)
@@ -309,4 +311,7 @@ def left_in_queue(p_err: np.ndarray, margin: np.ndarray, flagged: np.ndarray, re
     from_flags = float((n_left * PRIOR_WEIGHT * share / (seen + PRIOR_WEIGHT)).sum())
     sd = float(np.sqrt((n_left * rate * (1 - rate)).sum() + (doubt**2).sum() + (PRIOR_DOUBT * from_flags) ** 2))
     next_100 = float(rate[np.digitize(next_p_err, edges)].sum())
-    return left, max(0.0, left - 1.64 * sd), left + 1.64 * sd + tail, next_100
+    # the foot: flags grow less precise down the queue, so those ahead may be confirmed at as
+    # little as half the last stretch's rate (measured: a refitted pool's estimate ran 30 % high)
+    foot = 0.5 * from_flags if n_reviewed else 0.0
+    return left, max(0.0, left - 1.64 * sd - foot), left + 1.64 * sd + tail, next_100

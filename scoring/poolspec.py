@@ -158,10 +158,6 @@ def pool_classes(specs: list[dict[str, Any]]) -> list[str]:
     )
 
 
-def dump_pool_spec(specs: list[dict[str, Any]]) -> str:
-    return json.dumps({"member": specs}, indent=2, default=str)
-
-
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -37,6 +37,7 @@ from scoring.progress import Progress, check_cancel
 from scoring.score_pass import write_scores
 from scoring.store import Project, ProjectValueError, QueueFilter
 from scoring.trust import grant
+from scoring.vocabulary import LABEL_SORT, LABEL_SORTS
 
 log = logging.getLogger(__name__)
 TOP = 100
@@ -108,7 +109,7 @@ def active_pool(project: Project, *, networks: bool = False, trust: bool = False
 
 def rerank(
     path: str | Path,
-    sort: str = "margin",
+    sort: str = LABEL_SORT,
     cancel: threading.Event | None = None,
     pool: Pool | None = None,
     device: torch.device | None = None,
@@ -133,8 +134,8 @@ def rerank(
         if len(ids) and not (labels >= 0).any() and (project.given_labels(ids) >= 0).any():
             raise ProjectValueError(f"{path}: every image is removed, so there is nothing to refit on; "
                                     "restore some (undo) before re-ranking")
-        pruned = _suspects(project, pool, ids, labels, before if sort in ("margin", "self_confidence") else
-                           project.ranked_ids(unreviewed, "margin")) if prune else np.zeros(0, np.int64)
+        pruned = _suspects(project, pool, ids, labels, before if sort in LABEL_SORTS else
+                           project.ranked_ids(unreviewed, LABEL_SORT)) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(refit)} members on {decisions:,} decisions")
         yield from fit_members(project, pool, ids, labels, cancel, device or pick_device("auto"), refit=refit,

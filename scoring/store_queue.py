@@ -20,7 +20,14 @@ from scoring.store_rows import (
     QueueFilter,
     QueueRow,
 )
-from scoring.vocabulary import HARDEST_DESC, IMAGE_SCORE_COLUMNS, SCORE_COLUMNS, SORT_KEYS, STATUSES
+from scoring.vocabulary import (
+    DIFFICULTY_SORT,
+    HARDEST_DESC,
+    IMAGE_SCORE_COLUMNS,
+    SCORE_COLUMNS,
+    SORT_KEYS,
+    STATUSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +125,7 @@ class Queue(ProjectBase):
     def queue(
         self,
         filt: QueueFilter | None = None,
-        sort: str = "c_perplexity",
+        sort: str = DIFFICULTY_SORT,
         descending: bool | None = None,
         limit: int = 200,
         after: tuple[Any, int] | None = None,
@@ -149,7 +156,7 @@ class Queue(ProjectBase):
             rows += self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
         return [self._queue_row(r) for r in rows]
 
-    def ranked_ids(self, filt: QueueFilter | None = None, sort: str = "c_perplexity") -> np.ndarray:
+    def ranked_ids(self, filt: QueueFilter | None = None, sort: str = DIFFICULTY_SORT) -> np.ndarray:
         """Every id of the queue in its order (hardest first, unscored last): one indexed scan."""
         if sort not in SORT_KEYS:
             raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
@@ -183,12 +190,12 @@ class Queue(ProjectBase):
             return self.stats()["total"]
         return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
 
-    def score_values(self, key: str = "c_perplexity") -> np.ndarray:
+    def score_values(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
         if key not in SORT_KEYS or key in ("path", "id"):
             raise ProjectValueError(f"unknown score {key!r}")
         return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
 
-    def class_difficulty(self, key: str = "c_perplexity") -> np.ndarray:
+    def class_difficulty(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
         if key not in SORT_KEYS or key in ("path", "id"):
             raise ProjectValueError(f"unknown score {key!r}")
         out = np.full(len(self.classes), np.nan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from scoring.errors import ImageTriageError
-from scoring.vocabulary import SCORE_COLUMNS
+from scoring.vocabulary import DIFFICULTY_SORT, SCORE_COLUMNS
 
 
 class ProjectError(ImageTriageError):
@@ -69,7 +69,7 @@ class QueueFilter:
     status: str | None = None
     score_min: float | None = None
     score_max: float | None = None
-    score_key: str = "c_perplexity"
+    score_key: str = DIFFICULTY_SORT
     disagrees: bool = False
     search: str | None = None
     flagged: bool | None = None

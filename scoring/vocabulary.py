@@ -57,6 +57,7 @@ HARDEST_DESC = frozenset(s.key for s in SCORES if s.higher_is_harder)
 # (an annotator came for the label errors); the difficulty view is all an unlabelled one has.
 DIFFICULTY_SORT = next(s.key for s in SCORES if s.view == "difficulty")
 LABEL_SORT = next(s.key for s in SCORES if s.view == "label")
+LABEL_SORTS: tuple[str, ...] = tuple(s.key for s in SCORES if s.view == "label")
 VIEWS: dict[str, tuple[str, str]] = {  # view -> (what the switch says, what the view finds)
     "label": ("Likely label errors", "compares the pool with the given label: finds images whose label is wrong"),
     "difficulty": ("Hard or ambiguous images", "blind to the label: finds images the pool finds hard or ambiguous"),
