@@ -96,7 +96,9 @@ class DetailPane(QWidget):
             f" · mutual info <b>{f(r.mutual_info)}</b> bits<br>"
             f"self-confidence {f(r.self_confidence, 2)} · margin {f(r.margin, 2)}"
             f" · label issue <b>{f(r.label_issue, 2)}</b> · neighbours agree {f(r.neighbour_agreement, 2)}<br>"
-            f"confused with: {confusing}<br>votes: {votes}"
+            + (f"annotators agreeing with the label <b>{f(r.annotator_agreement, 2)}</b> · their disagreement "
+               f"{f(r.annotator_entropy, 2)} bits<br>" if r.annotator_agreement is not None else "")
+            + f"confused with: {confusing}<br>votes: {votes}"
         )
 
     def _chart(self, project: Project, row: QueueRow, members: list[dict]) -> None:

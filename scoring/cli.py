@@ -32,6 +32,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     set_app_opener,
 )
 from scoring.cli_evidence import add_evidence_commands
+from scoring.datasets import LAYOUTS
 from scoring.errors import ImageTriageError
 from scoring.vocabulary import ISSUES, REASONS, SCORES, SORT_KEYS, STATUSES
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("score", "score a dataset's images with a pool (resumes where a previous run stopped)", cmd_score)
     sp.add_argument("dataset", help="ImageFolder root, CSV manifest (path,label), folder of images, or a project file")
     sp.add_argument("--db", help="project file (default: beside the dataset, <name>.triage.db)")
-    sp.add_argument("--layout", choices=["imagefolder", "csv", "flat"], help="force the dataset layout")
+    sp.add_argument("--layout", choices=LAYOUTS, help="force the dataset layout")
     sp.add_argument("--follow-symlinks", action="store_true",
                     help="follow symbolic links that lead outside the dataset folder (never followed twice)")
     sp.add_argument("--pool", action="append", metavar="POOLFILE", help="pool file (TOML or JSON); repeatable")
@@ -171,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
     db_arg(sp)
     sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
-    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json"])
+    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json", "labelstudio"],
+                    help="labelstudio: tasks.json with your decisions as annotations, the pool as predictions, the scores in data")
     sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     auto = pool_sub.add_parser("auto", help="print the pool file `score DATASET` would choose, with why and the time",
                                epilog="example:\n  " + EXAMPLES["pool auto"], formatter_class=argparse.RawDescriptionHelpFormatter)
     auto.add_argument("dataset")
-    auto.add_argument("--layout", choices=["imagefolder", "csv", "flat"])
+    auto.add_argument("--layout", choices=LAYOUTS)
     auto.add_argument("--follow-symlinks", action="store_true")
     auto.add_argument("--device", default="auto")
     auto.add_argument("--thorough", action="store_true", help="include fine-tuned members even without a GPU")

@@ -109,7 +109,8 @@ def image_header(location: str | Path) -> tuple[tuple[int, int], str]:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-LAYOUTS = ("imagefolder", "csv", "flat")
+LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio")
+MANIFESTS = ("csv", "labelstudio")  # layouts read from a file that lists the images (its folder holds none of ours)
 
 
 class DatasetError(ImageTriageError, ValueError):
@@ -130,6 +131,7 @@ class ImageRecord:
     path: str  # posix, relative to Dataset.root (a name that is not UTF-8 shown escaped)
     label: str | None
     error: str | None = None  # why it cannot be read (special file, bad name): recorded, not scored
+    votes: tuple[tuple[str, str], ...] = ()  # (annotator, label) of each person's label, where the source has them
 
 
 @dataclass
@@ -248,6 +250,37 @@ def read_csv_manifest(path: Path) -> Dataset:
     return Dataset(root=root, layout="csv", source=path, classes=classes, records=records)
 
 
+def read_labelstudio(path: Path) -> Dataset:
+    """A Label Studio JSON export of an image-classification project (scoring.labelstudio)."""
+    from scoring import labelstudio as LS
+
+    try:
+        tasks = LS.read_tasks(path)
+    except UnsafePathError as exc:
+        raise DatasetError(str(exc)) from exc
+    records: list[ImageRecord] = []
+    seen: set[str] = set()
+    for n, task in enumerate(tasks):
+        name = f"task {task.get('id', n + 1)}"
+        ref = LS.image_ref(task)
+        if ref is None:
+            raise DatasetError(f"{path}: {name} has no image in its data; is this an image project's export?")
+        rel, why = LS.resolve(ref)
+        label, votes = LS.votes_of(task)
+        if rel is None:
+            records.append(ImageRecord(f"{name}:{ref[:60]}", label, f"{path} {name}: {why}", tuple(votes)))
+            continue
+        rel = rel if is_uri(rel) else Path(rel).as_posix()
+        if rel in seen:
+            raise DatasetError(f"{path}: {name} lists {rel} again; each image once")
+        seen.add(rel)
+        records.append(ImageRecord(rel, label, None, tuple(votes)))
+    if not records:
+        raise DatasetError(f"{path}: the export holds no tasks")
+    classes = sorted({r.label for r in records if r.label is not None} | {lab for r in records for _, lab in r.votes})
+    return Dataset(root=path.parent, layout="labelstudio", source=path, classes=classes, records=records)
+
+
 def _nothing_found(path: Path) -> str:
     return (
         f"no images found in {path}: expected ImageFolder layout root/<class>/<image>, "
@@ -269,11 +302,15 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
         raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
     if layout is not None and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout == "labelstudio" or (layout is None and p.is_file() and p.suffix.lower() == ".json"):
+        if not p.is_file():
+            raise DatasetError(f"{p} is a folder; a Label Studio export is a .json file")
+        return read_labelstudio(p)
     if layout == "csv" or (layout is None and p.is_file()):
         if not p.is_file():
             raise DatasetError(f"{p} is a folder; a CSV manifest is a .csv file")
         if p.suffix.lower() != ".csv" and layout is None:
-            raise DatasetError(f"{p} is a file but not a .csv manifest")
+            raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
         return read_csv_manifest(p)
     if layout == "flat":
         return read_flat(p, follow_symlinks)

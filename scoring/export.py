@@ -33,13 +33,14 @@ import os
 import re
 import stat
 import threading
+import urllib.parse
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scoring.datasets import read_bytes
+from scoring.datasets import MANIFESTS, read_bytes
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.safeio import copy_regular, kind_of
@@ -49,7 +50,7 @@ from scoring.vocabulary import SCORES
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("imagefolder", "csv", "json")
+FORMATS = ("imagefolder", "csv", "json", "labelstudio")
 LINKS = ("hardlink", "copy", "symlink")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _BAD_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f%]')
@@ -123,8 +124,8 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
 def guard_for(project: Project) -> Guard:
     """What an export must never touch: every image the project lists, its project file, the dataset."""
     images = (project.abspath(p) for p in project.image_paths())
-    roots = [] if project.layout == "csv" else [project.dataset_root]  # a manifest's folder holds no images
-    manifest = [project.source] if project.layout == "csv" else []  # nor may its folder be replaced
+    roots = [] if project.layout in MANIFESTS else [project.dataset_root]  # a manifest's folder holds no images
+    manifest = [project.source] if project.layout in MANIFESTS else []  # nor may its folder be replaced
     return Guard.build((p for p in images if isinstance(p, Path)), project.path, roots, manifest)
 
 
@@ -186,6 +187,30 @@ def _rows(project: Project) -> list[Any]:
             return rows
         rows.extend(page)
         after = (page[-1].id, page[-1].id)
+
+
+def _write_labelstudio(project: Project, dest: Path, keep: list[Any], out_paths: list[str]) -> None:
+    """``tasks.json`` for Label Studio (scoring.labelstudio): the original tasks where the
+    project came from a Label Studio export, each pointing at its exported copy."""
+    from scoring import labelstudio as LS
+
+    classes = project.classes
+    originals: dict[str, dict[str, Any]] = {}
+    if project.layout == "labelstudio":
+        for task in LS.read_tasks(project.source):
+            ref = LS.image_ref(task)
+            rel = LS.resolve(ref)[0] if ref else None
+            if rel is not None:
+                originals[rel if "://" in rel else Path(rel).as_posix()] = task
+    tasks = []
+    for p, r in zip(out_paths, keep, strict=True):
+        scores = {sc.key: getattr(r, sc.key) for sc in SCORES} | {"source": r.path, "status": r.status}
+        task = LS.export_task(originals.get(r.path), "", classes[r.current_label] if r.current_label is not None else None,
+                              r.status in ("kept", "relabelled"), classes[r.consensus] if r.consensus is not None else None,
+                              r.consensus_prob, scores)
+        task["data"]["image"] = "/data/local-files/?d=" + urllib.parse.quote(p)  # the exported copy, beside tasks.json
+        tasks.append(task)
+    dest.write_text(json.dumps(tasks, indent=1))
 
 
 def _write(
@@ -258,6 +283,8 @@ def _write(
         w = csv.writer(fh)
         w.writerow(["path", "label"])
         w.writerows(zip(out_paths, labels, strict=True))
+    if fmt == "labelstudio":
+        _write_labelstudio(project, tmp / "tasks.json", keep, out_paths)
     if fmt == "json":
         (tmp / "manifest.json").write_text(json.dumps([{"path": p, "label": lab or None} for p, lab in zip(out_paths, labels, strict=True)], indent=1))
     def label_of(i: int | None) -> str:

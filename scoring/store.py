@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scoring.datasets import Dataset, is_uri, open_dataset
+from scoring.datasets import MANIFESTS, Dataset, is_uri, open_dataset
 from scoring.errors import ImageTriageError
 from scoring.safeio import read_head
 from scoring.store_cache import Cache
@@ -189,7 +189,7 @@ def _check_project_location(path: Path, dataset: Dataset) -> None:
     from scoring.safewrite import Guard
 
     images = [dataset.root / r.path for r in dataset.records if r.error is None and not is_uri(r.path)]
-    roots = [] if dataset.layout == "csv" else [dataset.root]
+    roots = [] if dataset.layout in MANIFESTS else [dataset.root]
     guard = Guard.build(images, None, roots)
     try:
         guard.check_file(path, what="project file")

@@ -88,10 +88,41 @@ class Images(ProjectBase):
             )
             c.executemany("UPDATE images SET flag=? WHERE id=?", updates)
             c.executemany("UPDATE images SET size_bytes=?, mtime=?, ctime=? WHERE id=?", stats)
+            if any(r.votes for r in dataset.records):
+                self._put_votes(c, dataset)
         counts = dict(self._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
         errors = self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
         total = sum(counts.values())
         return SyncReport(total, len(new_rows), int(counts.get("changed", 0)), int(counts.get("missing", 0)), errors)
+
+    def _put_votes(self, c: Any, dataset: Dataset) -> None:
+        """The people's votes of every image (replaced), and their two scores: the share agreeing
+        with the given label and the entropy of the votes in bits (None below two votes)."""
+        ids = dict(c.execute("SELECT path, id FROM images").fetchall())
+        rows: list[tuple[int, str, int]] = []
+        scores: list[tuple[float | None, float | None, int]] = []
+        for rec in dataset.records:
+            image_id = ids.get(rec.path)
+            if image_id is None:
+                continue
+            labels = [self.classes.index(lab) for _, lab in rec.votes if lab in self.classes]
+            rows += [(image_id, who, self.classes.index(lab)) for who, lab in rec.votes if lab in self.classes]
+            if len(labels) >= 2:
+                counts = np.bincount(labels).astype(float)
+                p = counts[counts > 0] / len(labels)
+                given = None if rec.label is None else self.classes.index(rec.label)
+                agree = None if given is None else labels.count(given) / len(labels)
+                scores.append((agree, float(-(p * np.log2(p)).sum()) + 0.0, image_id))
+            else:
+                scores.append((None, None, image_id))
+        c.execute("DELETE FROM votes")
+        c.executemany("INSERT INTO votes(image_id, annotator, label) VALUES (?, ?, ?)", rows)
+        c.executemany("UPDATE images SET annotator_agreement=?, annotator_entropy=? WHERE id=?", scores)
+
+    def votes_of(self, image_id: int) -> list[tuple[str, int]]:
+        """(annotator, label) of each person's label of one image (a Label Studio export's)."""
+        return [(str(a), int(b)) for a, b in self._q(
+            "SELECT annotator, label FROM votes WHERE image_id = ? ORDER BY rowid", (int(image_id),))]
 
     def _row(self, r: Sequence[Any]) -> ImageRow:
         return ImageRow(*r[: len(IMAGE_COLS)])

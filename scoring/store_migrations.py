@@ -151,10 +151,24 @@ def _m9_dataset_issues(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX ix_issues_name ON issues (name, image_id)")
 
 
+def _m10_annotator_votes(conn: sqlite3.Connection) -> None:
+    """Each person's label where the dataset carries several (a Label Studio export), and two
+    scores of them: the share agreeing with the given label, and the entropy of the votes."""
+    conn.execute(
+        "CREATE TABLE votes (image_id INTEGER NOT NULL REFERENCES images(id), annotator TEXT NOT NULL, "
+        "label INTEGER NOT NULL)"
+    )
+    conn.execute("CREATE INDEX ix_votes_image ON votes (image_id)")
+    conn.execute("ALTER TABLE images ADD COLUMN annotator_agreement REAL")
+    conn.execute("ALTER TABLE images ADD COLUMN annotator_entropy REAL")
+    for key, order in (("annotator_agreement", "ASC"), ("annotator_entropy", "DESC")):
+        conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
     _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups, _m6_edit_batches,
     _m7_ctime_for_the_change_check, _m8_neighbour_agreement_and_label_issue,
-    _m9_dataset_issues,
+    _m9_dataset_issues, _m10_annotator_votes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -57,6 +57,8 @@ class QueueRow(ImageRow):
     reason: str | None
     label_issue: float | None
     neighbour_agreement: float | None
+    annotator_agreement: float | None
+    annotator_entropy: float | None
     top_c: list[tuple[int, float]] = field(default_factory=list)
     top_x: list[tuple[int, int]] = field(default_factory=list)
 

@@ -23,7 +23,7 @@ class Score:
     fmt: str = ".3f"
     lo: float = 0.0  # the range a filter box offers (hi for C-perplexity: up to 1,000 classes)
     hi: float = 1.0
-    dataset: bool = False  # computed over the whole dataset after the per-image pass (scoring.label_evidence)
+    dataset: bool = False  # not from the pool's per-image pass: the neighbours' (score_pass) or the annotators' (sync)
 
     @property
     def sort_label(self) -> str:
@@ -43,6 +43,8 @@ SCORES: tuple[Score, ...] = (
     Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0),
     Score("consensus_prob", "Consensus probability", False, "difficulty"),
     Score("neighbour_agreement", "Neighbour agreement", False, "label", dataset=True),
+    Score("annotator_agreement", "Annotators agreeing with the label", False, "label", dataset=True),
+    Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", hi=10.0, dataset=True),
 )
 BY_KEY = {s.key: s for s in SCORES}
 

@@ -16,12 +16,13 @@ from tests.scoring.tinypool import make_imagefolder
 
 def test_compute_scores_returns_every_per_image_column() -> None:
     """The per-image pass returns each per-image score; the dataset's scores (neighbour
-    agreement, label issue) are left to scoring.score_pass, which needs every image at once."""
+    agreement, label issue: scoring.score_pass) and the annotators' (their votes, at sync) are not."""
     probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(2, 5))
     out = compute_scores(probs, np.array([0, 1, 2, 0, 1]))
     assert set(IMAGE_SCORE_COLUMNS) <= set(out) and all(len(out[c]) == 5 for c in IMAGE_SCORE_COLUMNS)
     dataset = {s.key for s in SCORES if s.dataset}
-    assert dataset == {"neighbour_agreement", "label_issue"} and not dataset & set(out)
+    assert dataset == {"neighbour_agreement", "label_issue", "annotator_agreement", "annotator_entropy"}
+    assert not dataset & set(out)
     assert set(SCORE_COLUMNS) == set(IMAGE_SCORE_COLUMNS) | dataset
     assert all(HIGHER_IS_HARDER[s.key] == s.higher_is_harder for s in SCORES)
 
