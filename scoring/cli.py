@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
     db_arg(sp)
     sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
-    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json", "labelstudio"],
-                    help="labelstudio: tasks.json with your decisions as annotations, the pool as predictions, the scores in data")
+    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json", "labelstudio", "fiftyone"],
+                    help="labelstudio: tasks.json with your decisions as annotations, the pool as predictions, the scores "
+                         "in data; fiftyone: data/ + labels.json + samples.json with the scores as sample fields")
     sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")

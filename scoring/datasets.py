@@ -109,7 +109,7 @@ def image_header(location: str | Path) -> tuple[tuple[int, int], str]:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio")
+LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio", "fiftyone")
 MANIFESTS = ("csv", "labelstudio")  # layouts read from a file that lists the images (its folder holds none of ours)
 
 
@@ -281,6 +281,21 @@ def read_labelstudio(path: Path) -> Dataset:
     return Dataset(root=path.parent, layout="labelstudio", source=path, classes=classes, records=records)
 
 
+def read_fiftyone(folder: Path) -> Dataset:
+    """A FiftyOne image-classification export: labels.json and data/ (scoring.fiftyone_format)."""
+    from scoring import fiftyone_format as FO
+
+    try:
+        classes, rows = FO.read_labels(folder)
+    except UnsafePathError as exc:
+        raise DatasetError(str(exc)) from exc
+    records = [ImageRecord(rel, label) for rel, label in rows]
+    if not records:
+        raise DatasetError(f"{folder / 'labels.json'}: no samples")
+    classes = sorted(set(classes) | {r.label for r in records if r.label is not None})
+    return Dataset(root=folder, layout="fiftyone", source=folder, classes=classes, records=records)
+
+
 def _nothing_found(path: Path) -> str:
     return (
         f"no images found in {path}: expected ImageFolder layout root/<class>/<image>, "
@@ -312,6 +327,8 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
         if p.suffix.lower() != ".csv" and layout is None:
             raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
         return read_csv_manifest(p)
+    if layout == "fiftyone" or (layout is None and (p / "labels.json").is_file() and (p / "data").is_dir()):
+        return read_fiftyone(p)
     if layout == "flat":
         return read_flat(p, follow_symlinks)
     if layout == "imagefolder":

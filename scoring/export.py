@@ -50,7 +50,7 @@ from scoring.vocabulary import SCORES
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("imagefolder", "csv", "json", "labelstudio")
+FORMATS = ("imagefolder", "csv", "json", "labelstudio", "fiftyone")
 LINKS = ("hardlink", "copy", "symlink")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _BAD_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f%]')
@@ -262,7 +262,7 @@ def _write(
             yield meter.record(n)
         folder = folders[classes[r.current_label]] if r.current_label is not None else "_unlabelled"
         name = Path(r.path).name
-        rel = f"images/{folder}/{name}"
+        rel = f"images/{folder}/{name}" if fmt != "fiftyone" else f"data/{n:06d}-{Path(name).stem[:80]}{Path(name).suffix}"
         if rel.lower() in used:  # same file name in one class: keep both, deterministically
             stem, suffix = Path(name).stem, Path(name).suffix
             i = 1
@@ -285,6 +285,14 @@ def _write(
         w.writerows(zip(out_paths, labels, strict=True))
     if fmt == "labelstudio":
         _write_labelstudio(project, tmp / "tasks.json", keep, out_paths)
+    if fmt == "fiftyone":
+        from scoring import fiftyone_format
+
+        fiftyone_format.write(tmp, classes, [{
+            "filepath": p, "id": Path(p).stem, "label": classes[r.current_label] if r.current_label is not None else None,
+            "prediction": (classes[r.consensus], r.consensus_prob) if r.consensus is not None else None,
+            "scores": {sc.key: getattr(r, sc.key) for sc in SCORES} | {"source_path": r.path, "status": r.status},
+        } for p, r in zip(out_paths, keep, strict=True)])
     if fmt == "json":
         (tmp / "manifest.json").write_text(json.dumps([{"path": p, "label": lab or None} for p, lab in zip(out_paths, labels, strict=True)], indent=1))
     def label_of(i: int | None) -> str:
@@ -349,7 +357,8 @@ def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
 
 def _verify(tmp: Path, report: dict[str, Any]) -> None:
     """Complete and consistent: the manifest lists exactly the files present."""
-    present = {p.relative_to(tmp).as_posix() for p in (tmp / "images").rglob("*") if p.is_file() or p.is_symlink()}
+    present = {p.relative_to(tmp).as_posix() for folder in ("images", "data") if (tmp / folder).is_dir()
+               for p in (tmp / folder).rglob("*") if p.is_file() or p.is_symlink()}
     with (tmp / "manifest.csv").open(newline="") as fh:
         listed = {row["path"] for row in csv.DictReader(fh)}
     if present != listed or len(present) != report["exported"]:
