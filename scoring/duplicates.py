@@ -99,10 +99,15 @@ def _aligned(thumbs: np.ndarray, crop: float, side: int = 16) -> np.ndarray:
 def _principal(emb: np.ndarray, dims: int, sample: int = 50_000) -> np.ndarray:
     """(N, D) unit rows -> (N, dims) unit rows on their first ``dims`` principal directions
     (uncentred: cosines of the full rows are what is approximated), fitted on a sample."""
-    rows = emb[np.random.default_rng(0).choice(len(emb), min(len(emb), sample), replace=False)].astype(np.float64)
-    _, vecs = np.linalg.eigh(rows.T @ rows)
-    basis = np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
-    out = np.concatenate([emb[s : s + 200_000] @ basis for s in range(0, len(emb), 200_000)])
+    import torch
+
+    from scoring.neighbours import principal
+
+    _, basis = principal(emb, dims, centre=False, sample=sample)
+    if basis is None:
+        return np.ascontiguousarray(emb, dtype=np.float32)
+    out = np.concatenate([(torch.from_numpy(np.ascontiguousarray(emb[s : s + 200_000], dtype=np.float32)) @ basis).numpy()
+                          for s in range(0, len(emb), 200_000)])
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-8
     return np.ascontiguousarray(out, dtype=np.float32)
 

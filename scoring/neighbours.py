@@ -31,6 +31,24 @@ DIMS = 128  # principal components kept
 PCA_SAMPLE = 50_000
 
 
+def principal(feats: np.ndarray, dims: int, *, centre: bool, sample: int = PCA_SAMPLE
+              ) -> tuple[np.ndarray, torch.Tensor | None]:
+    """(mean (D,) float32, (D, dims) basis of the first principal directions, or None when D <=
+    dims), fitted on a sample of ``sample`` rows; uncentred (mean 0) when not ``centre``. The one
+    PCA of the project (the neighbour index, the duplicate search). Torch's linear algebra, not
+    numpy's: after torch has run in this process (a re-rank's refit), numpy's BLAS threads fight
+    torch's and the same eigh took 4.5 times as long."""
+    n, d = feats.shape
+    rows = torch.from_numpy(feats[np.sort(np.random.default_rng(0).choice(n, min(n, sample), replace=False))]
+                            .astype(np.float64))
+    mean = rows.mean(0) if centre else torch.zeros(d, dtype=torch.float64)
+    if d <= dims:
+        return mean.float().numpy(), None
+    rows -= mean
+    _, vecs = torch.linalg.eigh(rows.T @ rows)
+    return mean.float().numpy(), vecs.flip(1)[:, :dims].float().contiguous()  # the largest components first
+
+
 @dataclass(frozen=True)
 class Neighbour:
     id: int
@@ -62,16 +80,9 @@ class NeighbourIndex:
         """(N, D) features of any float type: centred, projected on the first DIMS principal
         components (fitted on a sample of PCA_SAMPLE rows) when D is larger, L2-normalised."""
         n, d = feats.shape
-        rng = np.random.default_rng(0)
-        sample = torch.from_numpy(feats[np.sort(rng.choice(n, min(n, PCA_SAMPLE), replace=False))].astype(np.float64))
-        mean = sample.mean(0)
-        basis = None
-        if d > DIMS:  # torch's linear algebra, not numpy's: after torch has run in this process (a re-rank's
-            sample -= mean  # refit), numpy's BLAS threads fight torch's and the same eigh took 4.5x as long
-            _, vecs = torch.linalg.eigh(sample.T @ sample)
-            basis = vecs.flip(1)[:, :DIMS].float()  # the largest components first
+        mean, basis = principal(feats, DIMS, centre=True)
         unit = np.empty((n, DIMS if basis is not None else d), dtype=np.float32)
-        mean32 = mean.float()
+        mean32 = torch.from_numpy(mean)
         for s in range(0, n, READ_CHUNK):
             x = torch.from_numpy(feats[s : s + READ_CHUNK].astype(np.float32)) - mean32
             if basis is not None:
