@@ -36,7 +36,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring.batches import decode_item  # noqa: E402
-from scoring.datasets import load_image, open_dataset  # noqa: E402
+from scoring.datasets import open_dataset  # noqa: E402
+from scoring.decoding import load_image  # noqa: E402
 from scoring.inference import default_workers, run, score_project  # noqa: E402
 from scoring.poolspec import build_pool, cifar_resnet_pool_specs  # noqa: E402
 from scoring.store import Project  # noqa: E402

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 from gui.offthread import LatestOnly
-from scoring.datasets import ImageDecodeError, load_image
+from scoring.decoding import ImageDecodeError, load_image
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from scoring.datasets import ImageDecodeError, decode_for
+from scoring.decoding import ImageDecodeError, decode_for
 from scoring.members import Pixels
 from scoring.pool import Encoder, Pool, Preprocess
 from scoring.progress import Progress, RateMeter, check_cancel

@@ -23,7 +23,8 @@ def check_pool(
     With a dataset, members are matched to its classes (mismatches raise PoolError naming both
     lists) and timed on its first images; without one, on random inputs of the member's size.
     """
-    from scoring.datasets import ImageDecodeError, load_image, open_dataset
+    from scoring.datasets import open_dataset
+    from scoring.decoding import ImageDecodeError, load_image
     from scoring.poolspec import build_pool, load_pool_file
 
     specs = load_pool_file(pool_file)

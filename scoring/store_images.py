@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from scoring.datasets import Dataset, file_sha1, is_uri
+from scoring.datasets import Dataset, is_uri
+from scoring.decoding import file_sha1
 from scoring.errors import ImageTriageError
 from scoring.store_connection import ProjectBase
 from scoring.store_rows import (

@@ -155,7 +155,7 @@ def test_a_file_that_vanished_after_the_dataset_was_read_fails_cleanly(proj: tup
 
 def test_changed_and_missing_files_are_left_out_with_a_warning(proj: tuple[Path, Path], tmp_path: Path) -> None:
     data, db = proj
-    from scoring.datasets import file_sha1
+    from scoring.decoding import file_sha1
 
     with Project.open(db) as p:
         ids = p.scorable_ids()

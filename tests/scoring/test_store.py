@@ -120,7 +120,7 @@ def test_locked_database_is_reported(project: Project) -> None:
 
 
 def test_sync_flags_changed_and_missing_files_and_adds_new_ones(project: Project, data: Path) -> None:
-    from scoring.datasets import file_sha1
+    from scoring.decoding import file_sha1
 
     ids = project.scorable_ids()
     project.set_image_info(ids, [12] * len(ids), [12] * len(ids), [file_sha1(project.abspath(project.image(int(i)))) for i in ids])
