@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import scoring.datasets
+import scoring.decoding
 import scoring.store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.datasets}
+MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.datasets, "DECODING_API.md": scoring.decoding}
 
 
 def _named(text: str) -> tuple[set[str], set[str]]:
