@@ -6,6 +6,7 @@ import contract sees every edge. Nothing here imports Qt until the app is asked 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,9 @@ def check_qt() -> None:
                    f"exit status {probe.returncode}")
         if "No module named" in probe.stderr:
             raise CliError(f"the desktop app needs PySide6 ({why}); pip install PySide6-Essentials")
+        if "could not connect to display" in probe.stderr:  # Qt adds its xcb-cursor note to this too
+            raise CliError(f"no screen to open the window on ({why}; DISPLAY={os.environ.get('DISPLAY', 'unset')}); "
+                           "run it on a desktop session, or without a screen: image-triage demo --headless")
         raise CliError(INSTALL_QT_LIBS.format(why=why))
 
 

@@ -30,3 +30,16 @@ def test_a_failed_qt_start_prints_the_install_command_and_builds_nothing(
 
 def test_qt_starts_here_so_the_check_passes() -> None:
     launch.check_qt()  # the test machine runs Qt offscreen (tests/conftest.py)
+
+
+def test_no_display_is_named_as_such_not_as_missing_libraries(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen on this machine with no X server: Qt says it cannot connect to the display, and the
+    first version of the check told the user to install libraries they already had."""
+    no_display = ("import sys, os; sys.stderr.write('qt.qpa.xcb: could not connect to display\\nqt.qpa.plugin: From 6.5.0, "
+                  "xcb-cursor0 or libxcb-cursor0 is needed to load the Qt xcb platform plugin.\\nqt.qpa.plugin: Could not "
+                  "load the Qt platform plugin \"xcb\" in \"\" even though it was found.\\n'); os.abort()")
+    monkeypatch.setattr(launch, "QT_PROBE", [sys.executable, "-c", no_display])
+    assert launch.main(["demo"]) != 0
+    err = capsys.readouterr().err
+    assert "no screen" in err and "--headless" in err and "apt-get" not in err and "Traceback" not in err
