@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scoring import metrics as M  # noqa: E402
-from scoring.estimate import confident_errors, errors_left, left_in_queue, likely_errors  # noqa: E402
+from scoring.estimate import errors_left, left_in_queue, likely_errors  # noqa: E402
 from scoring.store import Project, QueueFilter  # noqa: E402
 
 Row = tuple[int, int, float, float, float]  # reviewed, truly left, low, estimate, high
@@ -77,9 +77,9 @@ def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step
     n = len(labels)
     p_err = 1.0 - mean[np.arange(n), labels]
     margin = M.normalized_margin(probs, labels)
-    flagged = confident_errors(mean, labels)
     order = np.argsort(margin, kind="stable")
-    count = likely_errors(mean, labels, (probs.argmax(axis=2) != labels[None]).all(axis=0)).count
+    likely, flagged = likely_errors(mean, labels, (probs.argmax(axis=2) != labels[None]).all(axis=0))
+    count = likely.count
     reviewed = np.zeros(n, bool)
     rows: list[Row] = []
     for done in range(0, upto + 1, step):
@@ -143,7 +143,7 @@ def run_cifar(work: Path, kinds: list[str]) -> None:
 
 
 def count_line(name: str, probs: np.ndarray, labels: np.ndarray, planted: int | None = None) -> None:
-    le = likely_errors(probs.mean(0), labels, (probs.argmax(axis=2) != labels[None]).all(axis=0))
+    le, _ = likely_errors(probs.mean(0), labels, (probs.argmax(axis=2) != labels[None]).all(axis=0))
     truth = "untouched labels" if planted is None else f"{planted} planted"
     print(f"  {name:<44} {truth:>17}: likely errors {le.count:6.0f} (uniform {le.uniform:5.0f}, strong {le.strong:4d}); "
           f"confident joint {le.flagged:5d}; pool disagrees {le.disagree:5d}")

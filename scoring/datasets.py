@@ -249,15 +249,14 @@ def read_labelstudio(path: Path) -> Dataset:
     seen: set[str] = set()
     for n, task in enumerate(tasks):
         name = f"task {task.get('id', n + 1)}"
-        ref = LS.image_ref(task)
-        if ref is None:
-            raise DatasetError(f"{path}: {name} has no image in its data; is this an image project's export?")
-        rel, why = LS.resolve(ref)
+        rel, why = LS.task_path(task)
         label, votes = LS.votes_of(task)
+        if rel is None and LS.image_ref(task) is None:
+            raise DatasetError(f"{path}: {name} has {why}")
         if rel is None:
-            records.append(ImageRecord(f"{name}:{ref[:60]}", label, f"{path} {name}: {why}", tuple(votes)))
+            records.append(ImageRecord(f"{name}:{str(LS.image_ref(task))[:60]}", label, f"{path} {name}: {why}",
+                                       tuple(votes)))
             continue
-        rel = rel if is_uri(rel) else Path(rel).as_posix()
         if rel in seen:
             raise DatasetError(f"{path}: {name} lists {rel} again; each image once")
         seen.add(rel)

@@ -94,13 +94,13 @@ def temperature_scaled(probs: np.ndarray, labels: np.ndarray, fit_rows: int = 50
     return best_t, q / q.sum(axis=1, keepdims=True)
 
 
-def confident_errors(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N,) bool: the images the confident joint of the temperature-scaled mean counts off the
-    diagonal (a confident class other than the given label); their number is the estimate."""
+def _flags(mean_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the temperature-scaled mean, (N,) bool: the images the confident joint counts off the
+    diagonal - a confident class other than the given label)."""
     _, p = temperature_scaled(mean_probs, labels)
     y = np.asarray(labels)
     best = _confident_class(p, y)
-    return (y >= 0) & (best >= 0) & (best != y)
+    return p, (y >= 0) & (best >= 0) & (best != y)
 
 
 TOP_SHARE = 0.2  # the share of images the pool is surest of, where label noise shows and its mistakes hardly do
@@ -120,17 +120,9 @@ class LikelyErrors:
     flagged: int
     disagree: int
 
-    def line(self) -> str:
-        return (f"about {self.count:,.0f} likely label errors; the pool disagrees with {self.disagree:,} labels "
-                f"({self.flagged:,} confidently), but most of those are its own mistakes")
 
-
-def likely_errors(mean_probs: np.ndarray, labels: np.ndarray, all_against: np.ndarray) -> LikelyErrors:
-    return _likely(mean_probs, labels, all_against)[0]
-
-
-def _likely(mean_probs: np.ndarray, labels: np.ndarray, all_against: np.ndarray) -> tuple[LikelyErrors, np.ndarray]:
-    """The count of likely label errors: the larger of two lower bounds, each blind to the
+def likely_errors(mean_probs: np.ndarray, labels: np.ndarray, all_against: np.ndarray) -> tuple[LikelyErrors, np.ndarray]:
+    """(LikelyErrors, the confident joint's flags (N,) bool, which it reads too). The count of likely label errors: the larger of two lower bounds, each blind to the
     other's errors. ``uniform``: among the TOP_SHARE images the pool is surest of it is almost
     never wrong, so the share of labels it contradicts there is the rate of label noise that
     falls anywhere (planted flips, careless labelling), scaled to the dataset, less one standard
@@ -146,8 +138,7 @@ def _likely(mean_probs: np.ndarray, labels: np.ndarray, all_against: np.ndarray)
     n = int(have.sum())
     if n == 0:
         return LikelyErrors(0.0, 0.0, 0, 0, 0), np.zeros(len(y), bool)
-    _, q = temperature_scaled(mean_probs, y)
-    flagged = (y >= 0) & (_confident_class(q, y) >= 0) & (_confident_class(q, y) != y)
+    q, flagged = _flags(mean_probs, y)
     p = np.asarray(mean_probs)[have]
     yy = y[have]
     top1 = p.argmax(axis=1)
@@ -243,7 +234,7 @@ def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
         means.append(probs.mean(axis=0))
         against.append((probs.argmax(axis=2) != labels[s : s + CHUNK][None]).all(axis=0))
     mean = np.concatenate(means)
-    likely, flagged = _likely(mean, labels, np.concatenate(against))
+    likely, flagged = likely_errors(mean, labels, np.concatenate(against))
     reviewed = status != "unreviewed"
     hit = np.isin(status, ("relabelled", "removed"))
     nxt = project.queue(QueueFilter(status="unreviewed"), sort=sort, limit=100)

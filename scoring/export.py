@@ -198,18 +198,17 @@ def _write_labelstudio(project: Project, dest: Path, keep: list[Any], out_paths:
     originals: dict[str, dict[str, Any]] = {}
     if project.layout == "labelstudio":
         for task in LS.read_tasks(project.source):
-            ref = LS.image_ref(task)
-            rel = LS.resolve(ref)[0] if ref else None
+            rel, _ = LS.task_path(task)
             if rel is not None:
-                originals[rel if "://" in rel else Path(rel).as_posix()] = task
+                originals[rel] = task
     tasks = []
     for p, r in zip(out_paths, keep, strict=True):
         scores = {sc.key: getattr(r, sc.key) for sc in SCORES} | {"source": r.path, "status": r.status}
-        task = LS.export_task(originals.get(r.path), "", classes[r.current_label] if r.current_label is not None else None,
-                              r.status in ("kept", "relabelled"), classes[r.consensus] if r.consensus is not None else None,
-                              r.consensus_prob, scores)
-        task["data"]["image"] = "/data/local-files/?d=" + urllib.parse.quote(p)  # the exported copy, beside tasks.json
-        tasks.append(task)
+        image = "/data/local-files/?d=" + urllib.parse.quote(p)  # the exported copy, beside tasks.json
+        tasks.append(LS.export_task(originals.get(r.path), image,
+                                    classes[r.current_label] if r.current_label is not None else None,
+                                    r.status in ("kept", "relabelled"),
+                                    classes[r.consensus] if r.consensus is not None else None, r.consensus_prob, scores))
     dest.write_text(json.dumps(tasks, indent=1))
 
 

@@ -38,7 +38,6 @@ import torch
 from PIL import Image
 
 from scoring.pool import Encoder, Preprocess
-from scoring.vocabulary import ISSUES  # noqa: F401 - the names detect() returns
 
 STATS_KEY = "stats:v1"
 STATS_SIDE = 128  # longest side the statistics are taken at (never up-scaled)
@@ -98,7 +97,7 @@ def _z(x: np.ndarray, floor: float) -> np.ndarray:
 def detect(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray, centre_cos: np.ndarray | None = None
            ) -> dict[str, np.ndarray]:
     """(N, len(FIELDS)) statistics, (N,) sizes, (N,) cosine to the nearest class centre (or None)
-    -> per issue an (N,) severity, 0 where the image does not have it."""
+    -> per issue of scoring.vocabulary.ISSUES an (N,) severity, 0 where the image does not have it."""
     s = np.asarray(stats, dtype=np.float64)
     mean, contrast, sharp, colour, q10, q90, clipped = (s[:, i] for i in range(len(FIELDS)))
     low = contrast < LOW_CONTRAST

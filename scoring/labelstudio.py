@@ -77,6 +77,18 @@ def resolve(ref: str) -> tuple[str | None, str | None]:
     return ref, None
 
 
+def task_path(task: dict[str, Any]) -> tuple[str | None, str]:
+    """(the task's image as a dataset path - posix, relative to the JSON's folder, or a URI -
+    or None, and why not). The dataset reader and the export both map tasks to images here."""
+    ref = image_ref(task)
+    if ref is None:
+        return None, "no image in its data; is this an image project's export?"
+    rel, why = resolve(ref)
+    if rel is None:
+        return None, why or "unreadable reference"
+    return (rel if "://" in rel else Path(rel).as_posix()), ""
+
+
 def choice_of(annotation: dict[str, Any]) -> str | None:
     for r in annotation.get("result") or []:
         if isinstance(r, dict) and r.get("type") == "choices":
@@ -122,9 +134,11 @@ def choice_result(label: str) -> list[dict[str, Any]]:
 
 def export_task(task: dict[str, Any] | None, image: str, final: str | None, decided: bool,
                 consensus: str | None, consensus_prob: float | None, scores: dict[str, Any]) -> dict[str, Any]:
-    """One task to write back: the original (or a new one for ``image``), the decision as an
-    annotation by TRIAGE, the consensus as a prediction, the scores in ``data.image_triage``."""
-    out: dict[str, Any] = json.loads(json.dumps(task)) if task is not None else {"data": {"image": image}}
+    """One task to write back for the exported copy ``image`` (a Label Studio reference): the
+    original task (or a new one), the decision as an annotation by TRIAGE, the consensus as a
+    prediction, the scores in ``data.image_triage``."""
+    out: dict[str, Any] = json.loads(json.dumps(task)) if task is not None else {"data": {}}
+    out.setdefault("data", {})["image"] = image
     out.setdefault("data", {})["image_triage"] = scores
     if decided and final is not None:
         out["annotations"] = [*(out.get("annotations") or []),

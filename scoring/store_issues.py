@@ -3,7 +3,6 @@ row per flagged image and issue with its severity, replaced whole each time they
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from scoring.store_connection import ProjectBase
@@ -19,7 +18,6 @@ class Issues(ProjectBase):
             c.execute("DELETE FROM issues")
             c.executemany("INSERT INTO issues(image_id, name, severity) VALUES (?, ?, ?)",
                           [(int(i), str(n), float(s)) for i, n, s in rows])
-            self._set_meta(issues_found=str(time.time()))
 
     def issue_counts(self) -> dict[str, int]:
         """Readable images flagged per issue (issues not found are left out)."""
@@ -38,7 +36,3 @@ class Issues(ProjectBase):
         for i, n in self._q("SELECT image_id, name FROM issues ORDER BY image_id, name"):
             out.setdefault(int(i), []).append(str(n))
         return out
-
-    def issues_searched(self) -> bool:
-        """Whether the issues were looked for since the project was scored."""
-        return self._meta("issues_found") is not None

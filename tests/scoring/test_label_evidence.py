@@ -87,10 +87,10 @@ def test_likely_errors_holds_on_a_weak_pool_and_on_planted_flips() -> None:
     probs[np.arange(n), pred] = conf
     probs += ((1 - conf) / (k - 1))[:, None] * (probs == 0)
     members = np.stack([probs, probs])
-    clean = likely_errors(probs, truth, (members.argmax(2) != truth[None]).all(0))
+    clean, _ = likely_errors(probs, truth, (members.argmax(2) != truth[None]).all(0))
     assert clean.flagged > 100 and clean.count < 0.2 * clean.flagged
     flipped = truth.copy()
     idx = rng.choice(n, 50, replace=False)
     flipped[idx] = (truth[idx] + rng.integers(1, k, 50)) % k
-    noisy = likely_errors(probs, flipped, (members.argmax(2) != flipped[None]).all(0))
+    noisy, _ = likely_errors(probs, flipped, (members.argmax(2) != flipped[None]).all(0))
     assert noisy.count == pytest.approx(50, rel=0.5)
