@@ -243,7 +243,7 @@ def read_labelstudio(path: Path) -> Dataset:
 
     try:
         tasks = LS.read_tasks(path)
-    except UnsafePathError as exc:
+    except (UnsafePathError, LS.LabelStudioError) as exc:
         raise DatasetError(str(exc)) from exc
     records: list[ImageRecord] = []
     seen: set[str] = set()
@@ -273,7 +273,7 @@ def read_fiftyone(folder: Path) -> Dataset:
 
     try:
         classes, rows = FO.read_labels(folder)
-    except UnsafePathError as exc:
+    except (UnsafePathError, FO.FiftyOneError) as exc:
         raise DatasetError(str(exc)) from exc
     records = [ImageRecord(rel, label) for rel, label in rows]
     if not records:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.errors import ImageTriageError
-from scoring.safeio import read_text
+from scoring.safeio import read_text, walk_files
 
 
 class FiftyOneError(ImageTriageError, ValueError):
@@ -39,7 +39,8 @@ def read_labels(folder: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise FiftyOneError(f"{path}: expected {{\"classes\": [...], \"labels\": {{id: label}}}}")
     classes = [str(c) for c in doc.get("classes") or []]
-    files = {p.stem: p for p in (folder / "data").iterdir() if p.is_file() and not p.name.startswith(".")}
+    walk = walk_files(folder / "data", folder, lambda _name: True)  # links out of the folder, special files: not taken
+    files = {Path(rel).stem: folder / rel for rel in walk.files}
     out: list[tuple[str, str | None]] = []
     for key, value in doc["labels"].items():
         f = files.get(str(key))

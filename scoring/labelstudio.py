@@ -110,7 +110,7 @@ def votes_of(task: dict[str, Any]) -> tuple[str | None, list[tuple[str, str]]]:
     votes: list[tuple[str, str]] = []
     decided: str | None = None
     for a in task.get("annotations") or []:
-        if not isinstance(a, dict) or a.get("was_cancelled"):
+        if not isinstance(a, dict) or a.get("was_cancelled") is True:  # only a real true cancels
             continue
         label = choice_of(a)
         if label is None:

@@ -75,3 +75,29 @@ def test_cvat_imagenet_layout_round_trip(tmp_path: Path) -> None:
     counts = {c: sum(r.label == c for r in again.records) for c in CLASSES}
     assert counts == {"blue": 5, "green": 3, "red": 4}  # the relabelled green image is filed under blue
     assert len(again.records) == 12
+
+
+def test_a_hostile_fiftyone_folder_reads_nothing_outside_it(tmp_path: Path) -> None:
+    """A FIFO and a link to a file outside the export are not images of it: the sample naming
+    them is an error naming labels.json, and nothing is opened."""
+    import os
+
+    from scoring.datasets import DatasetError
+
+    truth = _fiftyone_export(tmp_path / "fo")
+    assert truth
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    os.symlink(secret, tmp_path / "fo" / "data" / "outside.png")
+    os.mkfifo(tmp_path / "fo" / "data" / "fifo.png")
+    doc = json.loads((tmp_path / "fo" / "labels.json").read_text())
+    for key in ("outside", "fifo"):
+        doc["labels"] = {**doc["labels"], key: 0}
+        (tmp_path / "fo" / "labels.json").write_text(json.dumps(doc))
+        try:
+            open_dataset(tmp_path / "fo")
+        except DatasetError as exc:
+            assert "labels.json" in str(exc) and key in str(exc)
+        else:
+            raise AssertionError(f"{key} was taken as an image")
+        del doc["labels"][key]

@@ -115,3 +115,22 @@ def test_import_relabel_export_import_again_keeps_every_decision(ls_export: Path
         assert len(p2.scorable_ids()) == 17
         row = p2.queue_row(p2.find_image(next(r.path for r in again.records if r.path.endswith("img 6.png"))))  # type: ignore[arg-type]
         assert p2.classes[row.given_label] == "blue" and row.annotator_agreement == pytest.approx(1 / 3)
+
+
+def test_a_hostile_export_never_hangs_and_names_each_bad_task(ls_export: Path, tmp_path: Path) -> None:
+    """A FIFO beside the export and file:///dev/zero as images: listed as unreadable, the rest
+    scored; a cancelled annotation written as the string "no" is not a cancel."""
+    import os
+
+    os.mkfifo(ls_export.parent / "pipe.png")
+    tasks = json.loads(ls_export.read_text())
+    tasks += [{"id": 501, "data": {"image": "/data/local-files/?d=pipe.png"}, "annotations": [_ann(1, "red")]},
+              {"id": 502, "data": {"image": "file:///dev/zero"}, "annotations": [_ann(1, "red")]}]
+    tasks[0]["annotations"][0]["was_cancelled"] = "no"
+    ls_export.write_text(json.dumps(tasks))
+    assert open_dataset(ls_export).records[0].label == "blue"
+    db = project_for(ls_export, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    with Project.open(db) as p:
+        bad = {r.path for r in p.errors()}
+        assert {"pipe.png", "/dev/zero"} <= bad and len(p.scorable_ids()) == 18
