@@ -15,13 +15,17 @@ on black is not "dark" and a set of photos on white is not "overexposed":
 ==================  =========================================================================
 blurry              sharpness (mean |Laplacian| / mean |gradient|, contrast-free) 3.5 below
 dark                the 90th percentile of brightness 3 below, and under 0.35
-overexposed         over half the pixels clipped white, brightness over 0.8 and 2 above
+overexposed         the subject clipped (40 % of the middle quarter of the picture has a channel at
+                    white, 2 above the dataset) and no shadow left (the darkest 0.5 % of pixels
+                    keep 10 % in every channel): a photo on a white background keeps its
+                    subject and its blacks, so it is not overexposed
 low_information     brightness standard deviation under 0.01 (near-constant, near-empty)
 grey                no colour (mean |channel - grey| under 0.004) where 90 % of images have it
 odd_size            aspect ratio 1.5 times off the dataset's median, or area 4 times off
-outlier             unlike the rest in every statistic at once (robust distance over the six
-                    shape statistics >= 5), far from its nearest class centre in the neighbour
-                    embedding (1 below), and no other issue explains it
+outlier             unlike the rest in every statistic at once (robust distance d over the six
+                    shape statistics >= 5) and, with the neighbour embedding, d - 1.5 z >= 6.5
+                    where z is the robust z-score of the cosine to the nearest class centre (far
+                    from every class raises it); no other issue explains it
 ==================  =========================================================================
 
 A flag's severity is its z-score (1 for the absolute ones). Measured by
@@ -39,10 +43,13 @@ from PIL import Image
 
 from scoring.pool import Encoder, Preprocess
 
-STATS_KEY = "stats:v1"
+STATS_KEY = "stats:v2"  # v2: centre_clipped and black added (the overexposure check)
 STATS_SIDE = 128  # longest side the statistics are taken at (never up-scaled)
-FIELDS = ("mean", "contrast", "sharpness", "colour", "q10", "q90", "clipped")
-SHAPE_FIELDS = 6  # the fields the outlier distance reads (clipped is 0 for most images: no spread)
+FIELDS = ("mean", "contrast", "sharpness", "colour", "q10", "q90", "clipped", "centre_clipped", "black")
+SHAPE_FIELDS = 6  # the fields the outlier distance reads (the clipping ones are 0 for most images: no spread)
+CLIPPED = 0.98  # a channel this bright is clipped white
+CENTRE_CLIPPED = 0.4
+BLACK_LIFTED = 0.1
 LOW_CONTRAST = 0.01
 GREY_COLOUR = 0.004
 COLOUR_SET = 0.9  # the share of colourful images that makes a colour dataset
@@ -63,7 +70,12 @@ def image_stats(img: Image.Image) -> np.ndarray:
         sharp = 0.0
     q10, q90 = np.percentile(lum, [10, 90])
     colour = float(np.abs(a - a.mean(axis=2, keepdims=True)).mean())
-    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (lum >= 0.98).mean()], dtype=np.float32)
+    h, w = lum.shape
+    centre = a[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+    centre_clipped = float((centre.max(axis=2) >= CLIPPED).mean()) if centre.size else 0.0
+    black = float(np.percentile(a.min(axis=2), 0.5))
+    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (lum >= CLIPPED).mean(), centre_clipped, black],
+                    dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ def detect(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray, centre_co
     """(N, len(FIELDS)) statistics, (N,) sizes, (N,) cosine to the nearest class centre (or None)
     -> per issue of scoring.vocabulary.ISSUES an (N,) severity, 0 where the image does not have it."""
     s = np.asarray(stats, dtype=np.float64)
-    mean, contrast, sharp, colour, q10, q90, clipped = (s[:, i] for i in range(len(FIELDS)))
+    mean, contrast, sharp, colour, q10, q90, clipped, centre_clipped, black = (s[:, i] for i in range(len(FIELDS)))
     low = contrast < LOW_CONTRAST
     out: dict[str, np.ndarray] = {}
     out["low_information"] = low.astype(np.float64)
@@ -107,8 +119,8 @@ def detect(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray, centre_co
     out["blurry"] = _put(~low, np.where(z >= 3.5, z, 0.0))
     z = -_z(q90[~low], 0.02) if (~low).any() else np.zeros(0)
     out["dark"] = _put(~low, np.where((z >= 3) & (q90[~low] < 0.35), z, 0.0))
-    z = _z(mean[~low], 0.02) if (~low).any() else np.zeros(0)
-    out["overexposed"] = _put(~low, np.where((z >= 2) & (mean[~low] > 0.8) & (clipped[~low] > 0.5), z, 0.0))
+    over = (centre_clipped >= CENTRE_CLIPPED) & (black >= BLACK_LIFTED) & (_z(centre_clipped, 0.02) >= 2)
+    out["overexposed"] = np.where(over, centre_clipped / CENTRE_CLIPPED, 0.0)
     colourful = colour >= GREY_COLOUR
     out["grey"] = ((~colourful) & (colourful.mean() >= COLOUR_SET)).astype(np.float64)
     w, h = np.maximum(np.asarray(widths, dtype=np.float64), 1), np.maximum(np.asarray(heights, dtype=np.float64), 1)
@@ -121,7 +133,7 @@ def detect(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray, centre_co
     dist = np.sqrt((((shape - med) / (1.4826 * np.median(np.abs(shape - med), axis=0) + 1e-3)) ** 2).sum(axis=1))
     far = dist >= 5.0
     if centre_cos is not None and len(centre_cos):
-        far &= _z(np.asarray(centre_cos, dtype=np.float64), 0.02) <= -1.0
+        far &= dist - 1.5 * _z(np.asarray(centre_cos, dtype=np.float64), 0.02) >= 6.5
     explained = np.zeros(len(s), bool)
     for name in ("blurry", "dark", "overexposed", "low_information", "odd_size"):
         explained |= out[name] > 0

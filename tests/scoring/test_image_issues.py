@@ -60,7 +60,7 @@ def test_the_statistics_never_upscale_and_detect_names_every_issue() -> None:
     rng = np.random.default_rng(0)
     stats = np.column_stack([rng.normal(0.45, 0.05, 200), rng.normal(0.2, 0.03, 200), rng.normal(1.0, 0.05, 200),
                              rng.normal(0.05, 0.01, 200), rng.normal(0.2, 0.03, 200), rng.normal(0.7, 0.03, 200),
-                             np.zeros(200)])
+                             np.zeros(200), np.zeros(200), rng.uniform(0.0, 0.05, 200)])
     found = II.detect(stats, np.full(200, 32), np.full(200, 32))
     assert set(found) == set(ISSUES)
     assert sum(int((v > 0).sum()) for v in found.values()) <= 2  # typical images: (almost) nothing flagged
