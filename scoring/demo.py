@@ -41,10 +41,9 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def default_demo_dir() -> Path:
     """Where ``image-triage demo`` builds the demo: the user's data folder."""
-    import os
+    from scoring.locations import user_data_dir
 
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "image-triage" / "demo"
+    return user_data_dir() / "demo"
 
 
 def build_demo(dest: str | Path | None = None, *, limit: int | None = None) -> Path:

@@ -1,4 +1,7 @@
-"""Where a project file lives by default: beside the dataset, never inside it."""
+"""Where a project file lives by default (beside the dataset, never inside it), and the user's
+own folders for what Image Triage makes on its own (the demo, projects of read-only datasets,
+images unpacked from a Hugging Face dataset), from platformdirs: XDG on Linux, ~/Library on
+macOS, %LOCALAPPDATA% on Windows."""
 
 from __future__ import annotations
 
@@ -12,9 +15,22 @@ log = logging.getLogger(__name__)
 PROJECT_SUFFIX = ".triage.db"
 
 
+APP = "image-triage"
+
+
 def user_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "image-triage"
+    """The user's data folder for Image Triage (``$XDG_DATA_HOME/image-triage`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for Image Triage (``$XDG_CACHE_HOME/image-triage`` on Linux):
+    what can be made again from the user's files."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
 
 
 def default_project_path(source: str | Path) -> Path:
