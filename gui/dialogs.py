@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from gui.pool_builder import PoolBuilder
 from scoring.autopool import Facts
+from scoring.export_formats import FORMATS as EXPORT_FORMATS
 from scoring.weights import is_offline, set_offline
 
 
@@ -81,7 +83,9 @@ class ExportDialog(QDialog):
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._on_browse_clicked)
         self.fmt = QComboBox()
-        self.fmt.addItems(["imagefolder", "csv", "json"])
+        for f in EXPORT_FORMATS.values():
+            self.fmt.addItem(f.name)
+            self.fmt.setItemData(self.fmt.count() - 1, f.help, Qt.ItemDataRole.ToolTipRole)
         self.link = QComboBox()
         self.link.addItems(["hardlink", "copy", "symlink"])
         self.audit = QCheckBox("List removed images (removed.csv) for audit", checked=True)

@@ -34,6 +34,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
 from scoring.cli_evidence import add_evidence_commands
 from scoring.datasets import LAYOUTS
 from scoring.errors import ImageTriageError
+from scoring.export_formats import FORMATS as EXPORT_FORMATS
 from scoring.vocabulary import ISSUES, REASONS, SCORES, SORT_KEYS, STATUSES
 
 log = logging.getLogger("image_triage")
@@ -172,9 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
     db_arg(sp)
     sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
-    sp.add_argument("--format", default="imagefolder", choices=["imagefolder", "csv", "json", "labelstudio", "fiftyone"],
-                    help="labelstudio: tasks.json with your decisions as annotations, the pool as predictions, the scores "
-                         "in data; fiftyone: data/ + labels.json + samples.json with the scores as sample fields")
+    sp.add_argument("--format", default="imagefolder", choices=list(EXPORT_FORMATS),
+                    help="; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()))
     sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")

@@ -105,7 +105,7 @@ def image_header(location: str | Path) -> tuple[tuple[int, int], str]:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio", "fiftyone")
+LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio", "fiftyone", "huggingface", "cvat")
 MANIFESTS = ("csv", "labelstudio")  # layouts read from a file that lists the images (its folder holds none of ours)
 
 
@@ -282,11 +282,54 @@ def read_fiftyone(folder: Path) -> Dataset:
     return Dataset(root=folder, layout="fiftyone", source=folder, classes=classes, records=records)
 
 
+def read_huggingface(path: Path) -> Dataset:
+    """A Hugging Face dataset saved to disk or as Parquet (scoring.hf_format): its images are
+    read from the folder they were unpacked into (the user's cache), or where the rows point."""
+    from scoring import hf_format as HF
+
+    try:
+        root, classes, rows = HF.read(path, lambda where: read_bytes(where))
+    except (UnsafePathError, HF.HuggingFaceError) as exc:
+        raise DatasetError(str(exc)) from exc
+    except ImportError as exc:
+        raise DatasetError(f"{path}: reading Hugging Face datasets needs the datasets library: "
+                           "pip install 'image-triage[hf]' (or pip install datasets)") from exc
+    records = [ImageRecord(r["path"], r.get("label"), r.get("error")) for r in rows]
+    if not records:
+        raise DatasetError(f"{path}: the dataset has no rows")
+    classes = list(classes) + sorted({r.label for r in records if r.label is not None} - set(classes))
+    return Dataset(root=root, layout="huggingface", source=path, classes=classes, records=records)
+
+
+def read_cvat(path: Path) -> Dataset:
+    """A CVAT for images 1.1 XML export with tags (scoring.cvat_format); ``path`` is the
+    annotations.xml or the folder holding it (and images/)."""
+    from scoring import cvat_format as CV
+
+    xml = path / CV.ANNOTATIONS if path.is_dir() else path
+    try:
+        classes, rows = CV.read(xml)
+    except (UnsafePathError, CV.CvatError) as exc:
+        raise DatasetError(str(exc)) from exc
+    root = CV.images_root(xml)
+    records = [ImageRecord(name, label, None, tuple(votes)) for name, label, votes in rows]
+    if not records:
+        raise DatasetError(f"{xml}: no images")
+    classes = list(classes) + sorted({r.label for r in records if r.label is not None} - set(classes))
+    return Dataset(root=root, layout="cvat", source=xml, classes=classes, records=records)
+
+
 def _nothing_found(path: Path) -> str:
     return (
         f"no images found in {path}: expected ImageFolder layout root/<class>/<image>, "
         "a CSV manifest path,label, or a folder of images"
     )
+
+
+def _is_huggingface(p: Path) -> bool:
+    from scoring.hf_format import is_huggingface
+
+    return is_huggingface(p)
 
 
 def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
@@ -303,6 +346,10 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
         raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
     if layout is not None and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout == "huggingface" or (layout is None and _is_huggingface(p)):
+        return read_huggingface(p)
+    if layout == "cvat" or (layout is None and (p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file())):
+        return read_cvat(p)
     if layout == "labelstudio" or (layout is None and p.is_file() and p.suffix.lower() == ".json"):
         if not p.is_file():
             raise DatasetError(f"{p} is a folder; a Label Studio export is a .json file")

@@ -33,7 +33,6 @@ import os
 import re
 import stat
 import threading
-import urllib.parse
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import numpy as np
 
 from scoring.datasets import MANIFESTS, read_bytes
 from scoring.errors import ImageTriageError, UnsafePathError
+from scoring.export_formats import FORMATS
 from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.safeio import copy_regular, kind_of
 from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder, remove_ours
@@ -50,7 +50,6 @@ from scoring.vocabulary import SCORES
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("imagefolder", "csv", "json", "labelstudio", "fiftyone")
 LINKS = ("hardlink", "copy", "symlink")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _BAD_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f%]')
@@ -189,29 +188,6 @@ def _rows(project: Project) -> list[Any]:
         after = (page[-1].id, page[-1].id)
 
 
-def _write_labelstudio(project: Project, dest: Path, keep: list[Any], out_paths: list[str]) -> None:
-    """``tasks.json`` for Label Studio (scoring.labelstudio): the original tasks where the
-    project came from a Label Studio export, each pointing at its exported copy."""
-    from scoring import labelstudio as LS
-
-    classes = project.classes
-    originals: dict[str, dict[str, Any]] = {}
-    if project.layout == "labelstudio":
-        for task in LS.read_tasks(project.source):
-            rel, _ = LS.task_path(task)
-            if rel is not None:
-                originals[rel] = task
-    tasks = []
-    for p, r in zip(out_paths, keep, strict=True):
-        scores = {sc.key: getattr(r, sc.key) for sc in SCORES} | {"source": r.path, "status": r.status}
-        image = "/data/local-files/?d=" + urllib.parse.quote(p)  # the exported copy, beside tasks.json
-        tasks.append(LS.export_task(originals.get(r.path), image,
-                                    classes[r.current_label] if r.current_label is not None else None,
-                                    r.status in ("kept", "relabelled"),
-                                    classes[r.consensus] if r.consensus is not None else None, r.consensus_prob, scores))
-    dest.write_text(json.dumps(tasks, indent=1))
-
-
 def _write(
     project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event, drop_duplicates: bool = False
 ) -> Generator[Progress, None, dict[str, Any]]:
@@ -250,6 +226,7 @@ def _write(
     for s in skipped:
         log.warning("left out of the export: %s (%s)", s["path"], s["why"])
     (tmp / "images").mkdir(parents=True)
+    under = FORMATS[fmt].images_under
     meter = RateMeter("export", len(keep))
     used: set[str] = set()
     out_paths: list[str] = []
@@ -261,7 +238,7 @@ def _write(
             yield meter.record(n)
         folder = folders[classes[r.current_label]] if r.current_label is not None else "_unlabelled"
         name = Path(r.path).name
-        rel = f"images/{folder}/{name}" if fmt != "fiftyone" else f"data/{n:06d}-{Path(name).stem[:80]}{Path(name).suffix}"
+        rel = f"images/{folder}/{name}" if under == "images" else f"data/{n:06d}-{Path(name).stem[:80]}{Path(name).suffix}"
         if rel.lower() in used:  # same file name in one class: keep both, deterministically
             stem, suffix = Path(name).stem, Path(name).suffix
             i = 1
@@ -282,18 +259,9 @@ def _write(
         w = csv.writer(fh)
         w.writerow(["path", "label"])
         w.writerows(zip(out_paths, labels, strict=True))
-    if fmt == "labelstudio":
-        _write_labelstudio(project, tmp / "tasks.json", keep, out_paths)
-    if fmt == "fiftyone":
-        from scoring import fiftyone_format
-
-        fiftyone_format.write(tmp, classes, [{
-            "filepath": p, "id": Path(p).stem, "label": classes[r.current_label] if r.current_label is not None else None,
-            "prediction": (classes[r.consensus], r.consensus_prob) if r.consensus is not None else None,
-            "scores": {sc.key: getattr(r, sc.key) for sc in SCORES} | {"source_path": r.path, "status": r.status},
-        } for p, r in zip(out_paths, keep, strict=True)])
-    if fmt == "json":
-        (tmp / "manifest.json").write_text(json.dumps([{"path": p, "label": lab or None} for p, lab in zip(out_paths, labels, strict=True)], indent=1))
+    writer = FORMATS[fmt].write
+    if writer is not None:
+        writer(project, tmp, keep, out_paths)
     def label_of(i: int | None) -> str:
         return classes[i] if i is not None else ""
 
@@ -356,8 +324,8 @@ def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
 
 def _verify(tmp: Path, report: dict[str, Any]) -> None:
     """Complete and consistent: the manifest lists exactly the files present."""
-    present = {p.relative_to(tmp).as_posix() for folder in ("images", "data") if (tmp / folder).is_dir()
-               for p in (tmp / folder).rglob("*") if p.is_file() or p.is_symlink()}
+    folder = tmp / FORMATS[report["format"]].images_under
+    present = {p.relative_to(tmp).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
     with (tmp / "manifest.csv").open(newline="") as fh:
         listed = {row["path"] for row in csv.DictReader(fh)}
     if present != listed or len(present) != report["exported"]:

@@ -23,6 +23,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from scoring.errors import UnsafePathError
 
@@ -110,6 +111,14 @@ def read_head(path: str | Path, n: int, *, what: str = "file", max_bytes: int | 
         return out
     finally:
         os.close(fd)
+
+
+def open_regular(path: str | Path, *, what: str = "file") -> BinaryIO:
+    """A regular file opened for reading as every read is (regular only, never blocking, checked
+    to be the file that was stat-ed), for a reader that streams it (pyarrow's Parquet and Arrow
+    readers); no size cap: the caller reads it in parts. Close it (a ``with`` block)."""
+    st = require_regular(path, what=what)
+    return os.fdopen(_open_checked(path, st), "rb")
 
 
 def copy_regular(path: str | Path, dst: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> None:
