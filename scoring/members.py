@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scoring.crossfit import cross_fit, fit_logreg, subsample
+from scoring.crossfit import choose_weight_decay, cross_fit, fit_logreg, subsample
 from scoring.models.registry import get_model, is_torchvision
 from scoring.pool import Encoder, Member, PoolError, Preprocess, pool_file_errors, stable_hash
 from scoring.safeio import read_regular, sha1_regular
@@ -285,14 +285,20 @@ class HeadMember(FittedMember):
     def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
         super().__init__(spec, encoder, dataset_classes)
         self.fraction = float(spec.get("fraction", 1.0))
-        self.weight_decay = float(spec.get("weight_decay", 1e-3))
+        wd = spec.get("weight_decay")
+        self.weight_decay = None if wd is None else float(wd)  # None: chosen on the data (crossfit.choose_weight_decay)
 
     def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         k = len(self.classes)
+        chosen: list[float] = []
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
             sub = subsample(train, labels, self.fraction, self.seed)
-            predict = fit_logreg(features[sub], labels[sub], k, self.seed, self.weight_decay)
+            if self.weight_decay is None and not chosen:  # once, on the first fold's training part
+                chosen.append(choose_weight_decay(features[sub], labels[sub], k, self.seed))
+                log.info("%s: L2 penalty %g chosen on held-out images", self.name, chosen[0])
+            wd = self.weight_decay if self.weight_decay is not None else chosen[0]
+            predict = fit_logreg(features[sub], labels[sub], k, self.seed, wd)
             return lambda idx: predict(features[idx])
 
         return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
