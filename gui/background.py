@@ -43,9 +43,11 @@ class BackgroundJobs(QMainWindow):
             return
         dlg = ScoreDialog(facts, self.project.last_pool_spec(), self)
         if dlg.exec():
-            self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value())
+            self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value(),
+                               runtime=dlg.runtime.currentText())
 
-    def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64) -> GeneratorWorker | None:
+    def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64,
+                      runtime: str = "auto") -> GeneratorWorker | None:
         if self.project is None or self.busy:
             return None
         from scoring.inference import score_project
@@ -54,7 +56,8 @@ class BackgroundJobs(QMainWindow):
         # workers=0: no forked decode processes from a multi-threaded Qt app; the command line
         # (`image-triage score`) decodes with worker processes for big jobs.
         return self._run(
-            lambda cancel: score_project(path, specs, device=device, batch_size=batch_size, workers=0, cancel=cancel),
+            lambda cancel: score_project(path, specs, device=device, batch_size=batch_size, workers=0, cancel=cancel,
+                                         runtime=runtime),
             "Scoring",
             self._on_scoring_returned,
         )

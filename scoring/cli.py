@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=whole_number(0, 256), default=None, help="decoding worker processes (default: none on <= 2 cores, else half the cores, at most 4)")
     sp.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local (this machine) or ray (Ray Data map_batches; pip install 'image-triage[ray]')")
+    sp.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                    help="where frozen encoders run: auto (ONNX Runtime on a CPU when installed and its check passes, "
+                         "else torch), torch, or onnx")
     sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
     sp.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per pool actor")
     sp.add_argument("--json", action="store_true", help="print the run summary as JSON")

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,9 @@ from scoring.image_issues import STATS, stats_encoder
 from scoring.members import Pixels
 from scoring.pool import Pool, PoolError
 from scoring.progress import Cancelled, Progress, RateMeter, StageTimes, check_cancel, drain
+from scoring.runtime import RUNTIMES
+from scoring.runtime import prepare as prepare_runtime
+from scoring.runtime import summary as runtime_summary
 from scoring.score_pass import write_scores
 from scoring.store import Project
 
@@ -71,8 +74,12 @@ def score_project(
     engine: str = "local",
     address: str | None = None,
     gpus_per_worker: float = 0.0,
+    runtime: str = "auto",
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Score a project's images with a pool; yields Progress, returns a summary dict.
+
+    ``runtime`` says where the frozen encoders run (scoring.runtime: ``auto`` is ONNX Runtime
+    on a CPU where it is installed and its check passes, torch elsewhere).
 
     ``engine="ray"`` runs the inference stage as Ray Data ``map_batches`` (see
     :mod:`scoring.ray_engine`; ``address`` of an existing cluster, ``workers`` actors,
@@ -90,9 +97,11 @@ def score_project(
     try:
         if engine not in ("local", "ray"):
             raise ValueError(f"unknown engine {engine!r}: use local or ray")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         ray_opts = {"address": address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else None
         with project.scoring_writer("scoring run"):  # one pool writes scores at a time
-            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts)
+            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts, runtime)
     finally:
         project.close()
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
@@ -108,6 +117,7 @@ def _score(
     workers: int | None,
     cancel: threading.Event,
     ray_opts: dict[str, Any] | None = None,
+    runtime: str = "auto",
 ) -> Generator[Progress, None, dict[str, Any]]:
     yield Progress("index", 0, 1, message=f"reading {project.source}")
     dataset = project.dataset()
@@ -144,6 +154,7 @@ def _score(
         "pool_fingerprint": pool.fingerprint,
         "member_fingerprints": [m.fingerprint for m in pool.members],
         "engine": "ray" if ray_opts is not None else "local",
+        "runtime": runtime,
     }
     project.save_members(pool)
     run_id = project.start_run(pool, config, str(dev))
@@ -151,13 +162,14 @@ def _score(
     try:
         _warn_trained_on(pool, dataset.records)
         ids = project.scorable_ids()
-        engine: Engine = RayEngine(device=device, **ray_opts) if ray_opts is not None else LocalEngine()
+        engine: Engine = (RayEngine(device=device, runtime=runtime, **ray_opts) if ray_opts is not None
+                          else LocalEngine(runtime=runtime))
         yield from engine.infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
+        project.note_run(run_id, runtimes=engine.runtimes)
         ids = project.scorable_ids()  # decode errors found while inferring drop out
         project.set_embedding(*neighbour_embedding(pool))
         labels = project.given_labels(ids)
-        with times("fit"):
-            yield from fit_members(project, pool, ids, labels, cancel, dev)
+        yield from fit_members(project, pool, ids, labels, cancel, dev, times=times)  # times each as "fit <name>"
         n_scored = yield from write_scores(project, pool, ids, labels, cancel, times)
     except Cancelled:
         project.finish_run(run_id, "cancelled")
@@ -170,6 +182,7 @@ def _score(
         project.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     project.finish_run(run_id, "done")
+    project.note_run(run_id, profile={k: round(v, 3) for k, v in times.seconds.items()})
     return {
         "status": "done",
         "run_id": run_id,
@@ -180,24 +193,32 @@ def _score(
         "members": [m.name for m in pool.members],
         "labelled": bool((labels >= 0).any()),
         "issues": project.issue_counts(),
+        "runtime": runtime_summary(engine.runtimes) if engine.runtimes else "none (every output was stored)",
         "profile": {k: round(v, 3) for k, v in times.seconds.items()},
     }
 
 
 class Engine(Protocol):
     """The inference stage: store every encoder's outputs for ``ids`` in ``project``, yielding
-    progress; resumable (computes only what is missing) and cancellable within a batch."""
+    progress; resumable (computes only what is missing) and cancellable within a batch. After
+    it, ``runtimes`` says where each encoder ran (scoring.runtime)."""
+
+    runtimes: dict[str, str]
 
     def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
               workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]: ...
 
 
+@dataclass
 class LocalEngine:
     """This machine: decode a chunk once, each encoder over the chunk (see :func:`_infer`)."""
 
+    runtime: str = "auto"
+    runtimes: dict[str, str] = field(default_factory=dict)
+
     def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
               workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
-        return _infer(project, pool, ids, dev, batch_size, workers, cancel, times)
+        return _infer(project, pool, ids, dev, batch_size, workers, cancel, times, self.runtime, self.runtimes)
 
 
 @dataclass
@@ -207,6 +228,8 @@ class RayEngine:
     address: str | None = None
     gpus_per_worker: float = 0.0
     device: str = "auto"  # as the user gave it: each actor picks its own node's device
+    runtime: str = "auto"
+    runtimes: dict[str, str] = field(default_factory=dict)
 
     def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
               workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
@@ -214,7 +237,8 @@ class RayEngine:
 
         return infer_with_ray(project, pool, _pending(project, pool, ids), len(ids), address=self.address,
                               workers=workers or 1, gpus_per_worker=self.gpus_per_worker,
-                              batch_size=batch_size, device=self.device, cancel=cancel)
+                              batch_size=batch_size, device=self.device, cancel=cancel, runtime=self.runtime,
+                              runtimes=self.runtimes)
 
 
 def neighbour_embedding(pool: Pool) -> tuple[str, str]:
@@ -272,6 +296,8 @@ def _infer(
     workers: int,
     cancel: threading.Event,
     times: StageTimes | None = None,
+    runtime: str = "auto",
+    runtimes: dict[str, str] | None = None,
 ) -> Generator[Progress, None, None]:
     times = times or StageTimes()
     missing = _missing(project, pool, ids)
@@ -303,6 +329,10 @@ def _infer(
         pin_memory=dev.type == "cuda",
     )
     encoders = [enc for enc in [*pool.encoders(), thumb, stats] if missing[enc.key]]
+    with times("runtime"):  # ONNX export (first time) and the check against torch
+        encoders, chosen = prepare_runtime(encoders, dev, runtime)
+    if runtimes is not None:
+        runtimes.update({k: v for k, v in chosen.items() if k not in (thumb.key, stats.key)})
     for enc in encoders:
         enc.module.to(dev).eval()
         if dev.type == "cuda":

@@ -49,13 +49,14 @@ def _ray() -> Any:
 class PoolActor:
     """A Ray actor holding one copy of the pool; called on batches of {id, path}."""
 
-    def __init__(self, specs: list[dict[str, Any]], classes: list[str], device: str = "auto"):
+    def __init__(self, specs: list[dict[str, Any]], classes: list[str], device: str = "auto", runtime: str = "auto"):
         from scoring.device import pick_device
         from scoring.poolspec import build_pool
+        from scoring.runtime import prepare
 
         self.pool = build_pool(specs, classes)
         self.device = pick_device(device)
-        self.encoders = self.pool.encoders()
+        self.encoders, _ = prepare(self.pool.encoders(), self.device, runtime)  # this node's device decides
         for enc in self.encoders:
             enc.module.to(self.device).eval()
 
@@ -96,8 +97,11 @@ def infer_with_ray(
     batch_size: int,
     device: str,
     cancel: threading.Event,
+    runtime: str = "auto",
+    runtimes: dict[str, str] | None = None,
 ) -> Generator[Progress, None, None]:
-    """The engine's ``infer`` stage on Ray; commits to ``project`` as results arrive."""
+    """The engine's ``infer`` stage on Ray; commits to ``project`` as results arrive; each actor
+    chooses its encoders' runtime for its own node (``runtimes`` records what was asked)."""
     ray = _ray()
     if not pool.spec:
         raise RayUnavailableError("--engine ray rebuilds the pool on each worker: give it as specs (a pool file or --member)")
@@ -111,6 +115,8 @@ def infer_with_ray(
             ray.init(**kw)
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise RayUnavailableError(f"cannot start or reach Ray at {address or 'a new local instance'}: {exc}") from exc
+    if runtimes is not None:
+        runtimes.update({enc.key: f"{runtime} (each Ray worker chooses for its node)" for enc in pool.encoders()})
     done0 = total - len(todo)
     meter = RateMeter("infer", total, start_done=done0)
     yield meter.record(done0, f"Ray: {len(todo)} images to score on {workers} actors")
@@ -120,7 +126,7 @@ def infer_with_ray(
     ds = ray.data.from_items(items)
     results = ds.map_batches(
         PoolActor,
-        fn_constructor_kwargs={"specs": pool.spec, "classes": list(pool.classes), "device": device},
+        fn_constructor_kwargs={"specs": pool.spec, "classes": list(pool.classes), "device": device, "runtime": runtime},
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
         num_gpus=gpus_per_worker or None,

