@@ -285,5 +285,9 @@ class PoolBuilder(QWidget):
         n = self.list.count()
         text = f"{n} member spec{'s' if n != 1 else ''}"
         if known:
-            text += f", about {_fmt(sum(known))} in all" + ("" if len(known) == n else " (some not estimated)")
+            from scoring.estimate_time import calibrate
+
+            _, (lo, hi), note = calibrate(sum(known))  # this machine's earlier runs correct the measurement
+            text += f", {_fmt(lo)} to {_fmt(hi)} in all (measured here{note})" + (
+                "" if len(known) == n else " (some not estimated)")
         self.total.setText(text)

@@ -8,7 +8,6 @@ and estimates the time from a short measurement of each network on this machine.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,10 +104,19 @@ def _lite_heads(f: Facts) -> list[dict[str, Any]]:
              "fractions": [0.25, 0.5, 0.75, 1.0], "seeds": [0], "folds": folds_for(f), "preprocess": _lite_pp(f)}]
 
 
+SCRATCH_FEW = 5000  # up to this many images, two CNN seeds and the MLP; above, one CNN
+
+
 def _scratch(f: Facts) -> list[dict[str, Any]]:
+    """Small networks from scratch. Above SCRATCH_FEW images only one CNN: on the 10,000 CIFAR-10
+    JPEGs the second seed (200 s here) and the MLP (233 s, 0.502 top-1) added 0.003 and 0.005 to
+    the pool's consensus top-1 (0.794 with the heads and one CNN), a third of the run's time."""
     pp = {"size": max(8, min(f.side, SMALL)), "grayscale": f.grayscale}
-    return [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": folds_for(f), "preprocess": pp},
-            {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": folds_for(f), "preprocess": pp}]
+    few = f.n_images <= SCRATCH_FEW
+    cnn = {"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1] if few else [0], "folds": folds_for(f),
+           "preprocess": pp}
+    mlp = {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": folds_for(f), "preprocess": pp}
+    return [cnn, mlp] if few else [cnn]
 
 
 def _finetune(f: Facts) -> list[dict[str, Any]]:
@@ -135,7 +143,8 @@ RULES: tuple[Rule, ...] = (
     Rule("labelled", lambda f: f.labelled, _lite_heads,
          "ImageNet features (EfficientNet-Lite0, shipped with Image Triage) with logistic heads cross-fitted on 25/50/75/100 % of each fold"),
     Rule("labelled, images <= 64 px", lambda f: f.labelled and f.small, _scratch,
-         "small images: networks trained from scratch at the images' own size, in {colour}, cross-fitted"),
+         "small images: networks trained from scratch at the images' own size, in {colour}, cross-fitted "
+         f"(two CNNs and an MLP up to {SCRATCH_FEW:,} images, one CNN above)"),
     Rule("labelled, GPU present or --thorough", lambda f: f.labelled and (f.gpu or f.thorough), _finetune,
          "a GPU (or --thorough): EfficientNet-Lite0 fine-tuned whole in 5 folds, the strongest member"),
 )
@@ -145,7 +154,10 @@ RULES: tuple[Rule, ...] = (
 class Choice:
     specs: list[dict[str, Any]]
     reasons: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the measured estimate, corrected by earlier runs where there are any
+    range: tuple[float, float] = (0.0, 0.0)  # what to say: from ... to ...
+    calibration: str = ""  # how the earlier runs corrected it, for people
+    parts: dict[str, float] = field(default_factory=dict)  # seconds per stage of the estimate
 
 
 def choose(facts: Facts) -> Choice:
@@ -172,60 +184,24 @@ def choose(facts: Facts) -> Choice:
     return choice
 
 
-def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False) -> Choice:
-    """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine."""
+def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, runtime: str = "auto",
+              history: list[dict[str, Any]] | None = None) -> Choice:
+    """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine (measured:
+    scoring.estimate_time), corrected by the earlier runs' estimates against their actual times."""
+    from scoring.estimate_time import calibrate, estimate
+
     facts = survey(dataset, device, thorough)
     choice = choose(facts)
-    choice.seconds = estimate_seconds(choice.specs, facts, device)
+    choice.parts = estimate(choice.specs, facts, device, runtime)
+    choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history)  # None: this machine's
     return choice
 
 
-def estimate_seconds(specs: list[dict[str, Any]], facts: Facts, device: torch.device) -> float:
-    """Decode + each network's forward (timed on one small batch here) + fitting."""
-    from scoring.finetune import FineTuneMember
-    from scoring.poolspec import build_pool
+def estimate_seconds(specs: list[dict[str, Any]], facts: Facts, device: torch.device, runtime: str = "auto") -> float:
+    """Seconds to score with ``specs`` here, measured (see scoring.estimate_time)."""
+    from scoring.estimate_time import estimate
 
-    classes = list(facts.classes) or ["a", "b"]
-    n = facts.n_images
-    total = n * (0.002 if facts.small else 0.015)  # decoding, measured order of magnitude
-    try:
-        pool = build_pool([dict(s) for s in specs], classes) if facts.labelled else None
-    except ImageTriageError:
-        pool = None
-    if pool is None:
-        return total + sum(n / _rate(s, device) for s in specs)
-    for enc in pool.encoders():
-        total += n / _measure(enc.module, enc.preprocess, device)
-    for m in pool.members:
-        if m.kind == "scratch":
-            total += n * 0.0015 * int(getattr(m, "folds", 5))  # small nets: ~1.5 ms per image per fold over all epochs
-        elif isinstance(m, FineTuneMember):
-            pp = m.encoder.preprocess
-            rate = _measure(m.start, pp, device, train=True)
-            total += m.epochs_for(int(0.8 * n)) * 0.8 * n * m.folds / rate
-    return total
-
-
-def _rate(spec: dict[str, Any], device: torch.device) -> float:
-    from scoring.poolspec import build_pool
-
-    pool = build_pool([dict(spec)], list(spec.get("classes") or []))
-    enc = pool.encoders()[0]
-    return _measure(enc.module, enc.preprocess, device)
-
-
-def _measure(module: torch.nn.Module, pp: Any, device: torch.device, train: bool = False) -> float:
-    """Images per second of ``module`` on a batch of 16 at ``pp``'s size (x3 for training)."""
-    c = 1 if pp.grayscale else 3
-    x = torch.randn(16, c, pp.size, pp.size, device=device)
-    module = module.to(device)
-    module.eval()
-    with torch.inference_mode():
-        module(x[:2])
-        t0 = time.perf_counter()
-        module(x)
-        dt = time.perf_counter() - t0
-    return 16 / max(dt * (3 if train else 1), 1e-6)
+    return sum(estimate(specs, facts, device, runtime).values())
 
 
 def unique_names(names: list[str]) -> list[str]:

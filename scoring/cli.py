@@ -22,8 +22,6 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     cmd_errors,
     cmd_export,
     cmd_open,
-    cmd_pool_auto,
-    cmd_pool_check,
     cmd_queue,
     cmd_score,
     cmd_stats,
@@ -32,6 +30,7 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
     set_app_opener,
 )
 from scoring.cli_evidence import add_evidence_commands
+from scoring.cli_pool import cmd_pool_auto, cmd_pool_check
 from scoring.datasets import LAYOUTS
 from scoring.errors import ImageTriageError
 from scoring.export_formats import FORMATS as EXPORT_FORMATS

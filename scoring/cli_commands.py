@@ -125,8 +125,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         specs = project.last_pool_spec() or []
         if specs:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
+    estimate = None
     if not specs:
-        specs = _auto_specs(project.dataset(), args.device, args.thorough)
+        specs, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime)
     if args.trust_checkpoint:  # the user's word, now: the only trust there is (scoring.trust)
         specs = [grant(s) for s in specs]
     project.close()
@@ -134,7 +135,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     gen = score_project(
         db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel,
-        engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,
+        engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker, runtime=args.runtime,
     )
     try:
         summary = _progress_bar(gen, quiet=args.quiet)
@@ -143,6 +144,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
             groups = _progress_bar(find_duplicates(db, cancel=cancel), quiet=args.quiet)
             summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
+        if estimate is not None and summary.get("status") == "done":  # the next estimate here learns from this one
+            from scoring.estimate_time import record_run
+
+            record_run(db, summary, *estimate)
     except KeyboardInterrupt:
         cancel.set()
         gen.close()
@@ -160,16 +165,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _auto_specs(dataset: Any, device: str, thorough: bool) -> list[dict[str, Any]]:
-    """The automatic pool, said aloud: what it chose, why, and how long it should take."""
+def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str
+                ) -> tuple[list[dict[str, Any]], tuple[float, list[float]]]:
+    """The automatic pool, said aloud: what it chose, why, and how long it should take (a range,
+    measured here, corrected by the earlier runs' estimates against their actual times)."""
     from scoring.autopool import auto_pool
     from scoring.device import pick_device
 
-    choice = auto_pool(dataset, pick_device(device), thorough)
-    print(f"pool: chosen automatically ({len(choice.specs)} specs; about {_fmt_seconds(choice.seconds)} here)", file=sys.stderr)
+    choice = auto_pool(dataset, pick_device(device), thorough, runtime=runtime)
+    lo, hi = choice.range
+    print(f"pool: chosen automatically ({len(choice.specs)} specs; {_fmt_seconds(lo)} to {_fmt_seconds(hi)} here, "
+          f"measured{choice.calibration})", file=sys.stderr)
     for reason in choice.reasons:
         print(f"  - {reason}", file=sys.stderr)
-    return choice.specs
+    return choice.specs, (sum(choice.parts.values()), list(choice.range))
 
 
 def _summary_line(summary: dict[str, Any], db: Path) -> str:
@@ -180,7 +189,8 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
     return unlabelled + (
         f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
         f"{len(summary.get('members', []))} members on {summary.get('device')} in "
-        f"{summary.get('seconds', 0):.1f}s ({summary.get('errors', 0)} unreadable; "
+        f"{summary.get('seconds', 0):.1f}s, encoders on {summary.get('runtime', 'torch')} "
+        f"({summary.get('errors', 0)} unreadable; "
         f"`image-triage errors --db {db}` lists them)\n"
         + (f"duplicates: {d['groups']} groups, {d['label_conflicts']} with conflicting labels "
            f"(`image-triage duplicates --db {db}` lists them)\n" if (d := summary.get("duplicates")) else "")
@@ -332,28 +342,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             print("\ncancelled: nothing was written", file=sys.stderr)
         return 130
-    print(json.dumps(report, indent=2, default=_json_default))
-    return 0
-
-
-def cmd_pool_auto(args: argparse.Namespace) -> int:
-    from scoring.autopool import auto_pool
-    from scoring.datasets import open_dataset
-    from scoring.device import pick_device
-    from scoring.poolspec import dump_pool_toml
-
-    dataset = open_dataset(args.dataset, layout=args.layout, follow_symlinks=args.follow_symlinks)
-    choice = auto_pool(dataset, pick_device(args.device), args.thorough)
-    cmd = f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
-    notes = [f"the pool `{cmd}` would choose, about {_fmt_seconds(choice.seconds)} here:"]
-    print(dump_pool_toml(choice.specs, notes + [f"- {r}" for r in choice.reasons]), end="")
-    return 0
-
-
-def cmd_pool_check(args: argparse.Namespace) -> int:
-    from scoring.poolcheck import check_pool
-
-    report = check_pool(args.poolfile, args.dataset, device=args.device)
     print(json.dumps(report, indent=2, default=_json_default))
     return 0
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from scoring.pool import Member, Pool, PoolError, stable_hash
-from scoring.progress import Progress, RateMeter, check_cancel
+from scoring.progress import Progress, RateMeter, StageTimes, check_cancel
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,14 @@ def fit_members(
     device: torch.device | None = None,
     refit: Sequence[Member] | None = None,
     keep_folds: bool = True,
+    times: StageTimes | None = None,
 ) -> Generator[Progress, None, None]:
     """Cross-fit the pool's fitted members whose probabilities are missing (or the ``refit``
     ones, whatever is stored) on ``labels`` (-1 = left out of training) and store them.
     ``keep_folds``: store each finished fold so a killed fit resumes (a re-rank, which is redone
-    with new labels each time, does not: it would add a copy of the predictions per re-rank)."""
+    with new labels each time, does not: it would add a copy of the predictions per re-rank).
+    ``times`` gets each member's seconds as ``fit <name>`` (``--profile``)."""
+    times = times or StageTimes()
     fitted = list(refit) if refit is not None else [
         m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
     if not fitted:
@@ -58,35 +61,43 @@ def fit_members(
         if hasattr(member, "device"):
             member.device = device
         yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
-        cache = ProjectFoldCache(project, member.fingerprint, ids, labels) if keep_folds else None
-        # Fit on a helper thread so this generator can report each fold as it finishes. Whatever
-        # stops this generator (Ctrl+C, close, an error) sets ``cancel`` before waiting for the
-        # thread, which checks it every batch: the wait is one batch, never the whole fit.
-        reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
-        pool_thread = ThreadPoolExecutor(max_workers=1)
-        try:
-            future = pool_thread.submit(
-                member.fit_predict, features_by_key[key], labels,
-                lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set, cache,  # type: ignore[misc]
-            )
-            while not (future.done() and reports.empty()):
-                try:
-                    d, t, msg = reports.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                yield meter.record(done + int(weight * d / max(t, 1)), msg)
-            probs = future.result()
-        except BaseException:
-            cancel.set()
-            raise
-        finally:
-            pool_thread.shutdown(wait=True)
-        check_cancel(cancel)
+        with times(f"fit {member.name}"):
+            probs = yield from _fit_one(member, features_by_key[key], labels, project, ids, keep_folds, cancel,
+                                        meter, done, weight)
         project.put_probs(member.fingerprint, ids, probs)
         done += weight
         yield meter.record(done, f"fitted {member.name}")
 
 
+def _fit_one(member: Member, features: np.ndarray, labels: np.ndarray, project: Project, ids: np.ndarray,
+             keep_folds: bool, cancel: threading.Event, meter: RateMeter, done: int, weight: int
+             ) -> Generator[Progress, None, np.ndarray]:
+    """One member's cross-fitted probabilities, fitted on a helper thread that reports each fold."""
+    cache = ProjectFoldCache(project, member.fingerprint, ids, labels) if keep_folds else None
+    # Fit on a helper thread so this generator can report each fold as it finishes. Whatever
+    # stops this generator (Ctrl+C, close, an error) sets ``cancel`` before waiting for the
+    # thread, which checks it every batch: the wait is one batch, never the whole fit.
+    reports: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()
+    pool_thread = ThreadPoolExecutor(max_workers=1)
+    try:
+        future = pool_thread.submit(
+            member.fit_predict, features, labels,
+            lambda d, t, msg, _r=reports: _r.put((d, t, msg)), cancel.is_set, cache,  # type: ignore[misc]
+        )
+        while not (future.done() and reports.empty()):
+            try:
+                d, t, msg = reports.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            yield meter.record(done + int(weight * d / max(t, 1)), msg)
+        probs = future.result()
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool_thread.shutdown(wait=True)
+    check_cancel(cancel)
+    return probs
 
 
 class ProjectFoldCache:

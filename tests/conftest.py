@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Never reach for the network from a test: torchvision/hub would otherwise try to download.
 os.environ.setdefault("TORCH_HOME", str(Path(__file__).parent / ".torch-home-unused"))
 os.environ["IMAGE_TRIAGE_OFFLINE"] = "1"  # and never download weights: missing ones are an error
+# The user's cache and data folders (ONNX exports, unpacked datasets, the timing history) are the
+# session's own: a test never writes into the developer's ~/.cache or ~/.local/share.
+_USER_DIRS = tempfile.mkdtemp(prefix="image-triage-tests-")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_USER_DIRS, "cache")
+os.environ["XDG_DATA_HOME"] = os.path.join(_USER_DIRS, "data")
 
 import pytest  # noqa: E402
 
