@@ -55,7 +55,7 @@ pool.members = [pool.members[0], pool.members[3]]  # one checkpoint, one fitted 
 summary = run(score_project(db, pool=pool, batch_size=512, workers=0))
 prof = summary["profile"]
 print(json.dumps({"n": n, "sync": sync, "inference": prof.get("decode", 0) + prof.get("forward", 0) + prof.get("store", 0),
-                  "fitting": prof.get("fit", 0), "score writing": prof.get("metrics", 0) + prof.get("score store", 0),
+                  "fitting": sum(v for k, v in prof.items() if k.startswith("fit")), "score writing": prof.get("metrics", 0) + prof.get("score store", 0),
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -12,6 +12,11 @@ of load elsewhere hits all alike; the spread (min-max) is printed beside it. Als
 a/b, c/a, images/s, and the share of (a)'s time in decode, forward, store and metrics from the
 engine's own profile; and (a) with 0, 1 and 2 decode worker processes, with the default's.
 
+Then the runtime column (issue 22): the forward time of each encoder on the same decoded batches
+through torch and through ONNX Runtime (scoring.runtime), interleaved, median of --repeats: the
+four ResNets at 32 px, and EfficientNet-Lite0 at the size the automatic pool gives the set (160
+px for CIFAR's small images on a CPU, 224 px for the photos).
+
 Image sets: ``cifar`` - CIFAR-10 test JPEGs (32 px, ~0.1 ms to decode); ``large`` - JPEGs of
 1-4 megapixels made here by upscaling CIFAR JPEGs with Pillow (decoding costs what it costs on
 photos). Pools: the shared CIFAR ResNet-20 alone, and all four ResNets.
@@ -124,6 +129,34 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
     return {"n": n, "a": a_runs, "b": b_runs, "c": c_runs, "profile": prof, "workers": workers}
 
 
+def forward_by_runtime(paths: list[Path], specs: list[dict], repeats: int, batch: int) -> list[tuple[str, float, float]]:
+    """(encoder, torch s, onnx s) of each encoder's forward over ``paths`` decoded once."""
+    from scoring.runtime import prepare
+
+    pool = build_pool(specs, list(open_dataset(SHARED / "data" / "cifar10-test").classes))
+    pps = pool.preprocesses()
+    items = [decode_item(i, p, pps) for i, p in enumerate(paths)]
+    tensors = {pp.key: torch.stack([it.tensors[pp.key] for it in items]) for pp in pps}  # type: ignore[index]
+    cpu = torch.device("cpu")
+    out = []
+    for enc in pool.encoders():
+        [onnx], chosen = prepare([enc], cpu, "onnx")
+        if chosen[enc.key] != "onnx":
+            print(f"  {enc.description}: {chosen[enc.key]}")
+            continue
+        x = tensors[enc.preprocess.key]
+        runs: dict[str, list[float]] = {"torch": [], "onnx": []}
+        for _ in range(repeats):
+            for name, module in (("torch", enc.module), ("onnx", onnx.module)):
+                t0 = time.perf_counter()
+                with torch.inference_mode():
+                    for s in range(0, len(x), batch):
+                        module(x[s : s + batch])
+                runs[name].append(time.perf_counter() - t0)
+        out.append((enc.description, statistics.median(runs["torch"]), statistics.median(runs["onnx"])))
+    return out
+
+
 def fmt(runs: list[float]) -> str:
     return f"{statistics.median(runs):7.2f} s ({min(runs):.2f}-{max(runs):.2f})"
 
@@ -136,6 +169,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--sets", nargs="*", default=["cifar", "large"])
     ap.add_argument("--members", nargs="*", type=int, default=[1, 4])
+    ap.add_argument("--runtime-only", action="store_true", help="only the torch / ONNX Runtime forward comparison")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "image-triage-bench-large"))
     args = ap.parse_args()
     if not SHARED.exists():
@@ -153,6 +187,14 @@ def main() -> None:
                   f"{max(w * h for w, h in sizes) / 1e6:.1f} MP (made in {time.perf_counter() - t0:.0f} s)")
         else:
             print(f"\n[cifar] {len(paths)} CIFAR-10 test JPEGs, 32x32")
+        lite = {"name": "lite", "kind": "backbone", "arch": "efficientnet_lite0", "fractions": [1.0],
+                "preprocess": {"size": 160, "resize": 160} if name == "cifar" else {"size": 224, "resize": 256}}
+        sample = paths[: min(len(paths), 500)]
+        for enc_name, t_torch, t_onnx in forward_by_runtime(sample, [*specs, lite], max(1, args.repeats // 2), 64):
+            print(f"  runtime: {enc_name[:60]:<60} {len(sample)} images: torch {t_torch:6.2f} s, onnx {t_onnx:6.2f} s "
+                  f"-> {t_torch / t_onnx:.2f}x")
+        if args.runtime_only:
+            continue
         for k in args.members:
             with tempfile.TemporaryDirectory() as tmp:
                 r = measure(paths, specs[:k], args.repeats, args.batch_size, Path(tmp))

@@ -30,11 +30,14 @@ DECODE_S = {"small": 0.0008, "large": 0.015}  # per image, measured order (bench
 SPREAD = 1.35  # the range said: estimate / SPREAD to estimate x SPREAD
 HISTORY = "timings.jsonl"
 KEEP = 50  # lines kept in the history file
+LEARN_FROM = 60.0  # seconds: shorter runs are mostly fixed costs and say little about a long one
 
 
-def _timed(fn: Any, repeats: int = 2) -> float:
-    """Seconds of one call of ``fn`` (best of ``repeats`` after one warm-up call)."""
-    fn()
+def _timed(fn: Any, repeats: int = 3, warm: int = 2) -> float:
+    """Seconds of one call of ``fn``: the best of ``repeats`` after ``warm`` calls (the first
+    calls pay one-time costs: thread pools, lazy kernels, the optimiser's state)."""
+    for _ in range(warm):
+        fn()
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -76,7 +79,7 @@ def _head_seconds(n_train: int, dim: int, k: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((m, dim)).astype(np.float32)
     y = np.arange(m) % k
-    return _timed(lambda: fit_logreg(x, y, k, 0), repeats=1) * n_train / m
+    return _timed(lambda: fit_logreg(x, y, k, 0), repeats=1, warm=1) * n_train / m
 
 
 def estimate(specs: list[dict[str, Any]], facts: Any, device: torch.device, runtime: str = "auto") -> dict[str, float]:
@@ -178,10 +181,12 @@ def record_run(db: Any, summary: dict[str, Any], measured: float, said: list[flo
 
 def calibrate(seconds: float, past: list[dict[str, Any]] | None = None) -> tuple[float, tuple[float, float], str]:
     """(corrected seconds, (low, high), a note) from the measured ``seconds`` and the earlier
-    runs (the median of their last five actual / estimate ratios, each clipped to 1/3..3)."""
+    runs (the median of the actual / estimate ratios of the last five that took a minute or
+    more, clipped to 1/3..3)."""
     past = history() if past is None else past
-    ratios = [float(r["actual"]) / float(r["estimate"]) for r in past[-5:]
-              if isinstance(r, dict) and r.get("estimate") and r.get("actual")]
+    ratios = [float(r["actual"]) / float(r["estimate"]) for r in past
+              if isinstance(r, dict) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
+              and float(r.get("actual") or 0) >= LEARN_FROM][-5:]
     factor = float(np.clip(np.median(ratios), 1 / 3, 3)) if ratios else 1.0
     note = f", x{factor:.2f} from {len(ratios)} earlier run{'s' if len(ratios) != 1 else ''} here" if ratios else ""
     mid = seconds * factor

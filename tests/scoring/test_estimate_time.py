@@ -1,0 +1,50 @@
+"""Issue 22: the time estimate is measured, said as a range, and learns from this machine's runs."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from scoring import estimate_time as ET
+from scoring.autopool import Facts
+
+
+def _facts(**kw: object) -> Facts:
+    base = dict(n_images=400, labelled=True, side=32, grayscale=False, gpu=False, thorough=False,
+                classes=("a", "b", "c"), min_per_class=100)
+    return Facts(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_every_stage_of_the_run_is_measured_and_scales_with_the_images() -> None:
+    specs = [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0], "folds": 2, "epochs": 2,
+              "preprocess": {"size": 16}}]  # its training step is timed on a batch
+    small = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
+    large = ET.estimate(specs, _facts(n_images=4000), torch.device("cpu"), "torch")
+    assert set(small) == {"decode", "fit cnn-s0"} and all(v > 0 for v in small.values())
+    assert 5 < large["fit cnn-s0"] / small["fit cnn-s0"] < 20  # ten times the images: about ten times the steps
+    assert large["decode"] == pytest.approx(10 * small["decode"])
+
+
+def test_the_range_learns_only_from_runs_long_enough_to_say_something(monkeypatch: pytest.MonkeyPatch) -> None:
+    mid, (lo, hi), note = ET.calibrate(100.0, [])
+    assert mid == 100.0 and lo < 100.0 < hi and note == ""
+    host = socket.gethostname()
+    tiny = [{"host": host, "estimate": 0.5, "actual": 2.0}] * 5  # test-sized runs: fixed costs, ignored
+    assert ET.calibrate(100.0, tiny)[0] == 100.0
+    slow = [{"host": host, "estimate": 200.0, "actual": 300.0}] * 3
+    mid, (lo, hi), note = ET.calibrate(100.0, tiny + slow)
+    assert mid == pytest.approx(150.0) and lo < 150.0 < hi and "3 earlier runs" in note
+    wild = [{"host": host, "estimate": 100.0, "actual": 10_000.0}]
+    assert ET.calibrate(100.0, wild)[0] == pytest.approx(300.0)  # clipped to 3x
+
+
+def test_the_history_is_kept_in_the_users_data_folder_and_survives_a_bad_line() -> None:
+    ET.record(120.0, 150.0, 1000)
+    ET.record(100.0, 130.0, 900)
+    path = ET._history_path()
+    path.write_text(path.read_text() + "not json\n")
+    rows = ET.history()
+    assert [r["actual"] for r in rows][-2:] == [150.0, 130.0]
+    assert ET.calibrate(100.0)[0] == pytest.approx(100.0 * (150 / 120 + 130 / 100) / 2)
