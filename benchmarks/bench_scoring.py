@@ -141,7 +141,7 @@ def forward_by_runtime(paths: list[Path], specs: list[dict], repeats: int, batch
     out = []
     for enc in pool.encoders():
         [onnx], chosen = prepare([enc], cpu, "onnx")
-        if chosen[enc.key] != "onnx":
+        if not chosen[enc.key].startswith("onnx"):
             print(f"  {enc.description}: {chosen[enc.key]}")
             continue
         x = tensors[enc.preprocess.key]

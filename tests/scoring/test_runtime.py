@@ -30,7 +30,7 @@ def _encoder(name: str, module: torch.nn.Module, size: int, grey: bool = False) 
 def _same(enc: Encoder) -> float:
     """The largest |onnx - torch| relative to the largest |torch| on a fresh batch of 5."""
     [onnx], chosen = RT.prepare([enc], CPU, "onnx")
-    assert chosen == {enc.key: "onnx"} and isinstance(onnx.module, RT.OrtModule)
+    assert chosen[enc.key].startswith("onnx") and isinstance(onnx.module, RT.OrtModule)
     x = torch.rand(5, 1 if enc.preprocess.grayscale else 3, enc.preprocess.size, enc.preprocess.size)
     with torch.inference_mode():
         want = enc.module(x).numpy()
@@ -116,6 +116,35 @@ def test_outputs_that_differ_fall_back(monkeypatch: pytest.MonkeyPatch, caplog: 
     with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
         [out], chosen = RT.prepare([enc], CPU, "onnx")
     assert out is enc and "differ from torch" in chosen[enc.key]
+
+
+def test_of_the_installed_providers_the_fastest_that_gives_torchs_outputs_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO's execution provider (the onnxruntime-openvino wheel) is timed beside the CPU
+    one and kept where faster; one that fails or differs is passed over."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["OpenVINOExecutionProvider", "CPUExecutionProvider"])
+    made: list[str] = []
+
+    def session(model: bytes, opts: object, providers: list[str]) -> object:
+        made.append(providers[0])
+        if providers[0] == "OpenVINOExecutionProvider" and fails:
+            raise RuntimeError("OpenVINO cannot run this graph")
+        sess = real(model, opts, providers=["CPUExecutionProvider"])
+        sess.pretend = providers[0]  # type: ignore[attr-defined]
+        return sess
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(RT, "_seconds", lambda m, x: 1.0 if m.session.pretend == "OpenVINOExecutionProvider" else 2.0)
+    enc = _encoder("tiny", get_model("tiny_mlp", num_classes=3, size=8), 8)
+    fails = False
+    [out], chosen = RT.prepare([enc], CPU, "auto")
+    assert made == ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    assert chosen[enc.key] == "onnx (OpenVINOExecutionProvider)" and RT.summary(chosen) == "onnx"
+    fails = True
+    [out], chosen = RT.prepare([enc], CPU, "auto")
+    assert chosen[enc.key] == "onnx" and out.module.provider == "CPUExecutionProvider"
 
 
 def test_the_choice_follows_the_runtime_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
