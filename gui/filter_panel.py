@@ -242,6 +242,13 @@ class FilterPanel(QWidget):
         filt.status = None if filt.status == status else status
         self.show_filter(filt)
 
+    def pick(self, name: str) -> None:
+        """Open one of the panel's lists from the keyboard (the View menu's Sort and Filter
+        items): arrows choose, Enter applies, and the next review key goes back to the queue."""
+        combo = getattr(self, name)
+        combo.setFocus()
+        combo.showPopup()
+
     def clear(self) -> None:
         with self._silenced():
             self._reset()

@@ -149,9 +149,8 @@ class MainWindow(ReviewActions):
         self.stats_label = QLabel()
         sb = self.statusBar()
         sb.addWidget(self.stats_label, 1)
-        sb.addPermanentWidget(self.stage)
-        sb.addPermanentWidget(self.progress)
-        sb.addPermanentWidget(self.cancel_btn)
+        for w in (self.stage, self.progress, self.cancel_btn):
+            sb.addPermanentWidget(w)
         self._show_progress(False)
 
     def _build_menus(self) -> None:
@@ -186,6 +185,9 @@ class MainWindow(ReviewActions):
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self._add(view, "&Unreviewed only / all", lambda: self.filters.toggle_status("unreviewed"), "Ctrl+U")
         self._add(view, "The image &full size (Space, double-click)", self.show_full_image)
+        for text, combo, key in (("&Sort by…", "sort", "S"), ("Filter by &given label…", "f_given", "L"),
+                                 ("Filter by image &issue…", "f_issue", "I")):
+            self._add(view, text, lambda _=False, c=combo: self.filters.pick(c), f"Ctrl+Shift+{key}")
         help_ = mb.addMenu("&Help")
         self._add(help_, "&Keys (F1 or ?)", self.show_keys, "F1")
         for title, anchor in (("What the two views find", "what-it-computes"), ("Datasets it reads", "datasets-it-reads"),
@@ -196,8 +198,7 @@ class MainWindow(ReviewActions):
             m.aboutToHide.connect(self._focus_queue)
 
     def _focus_queue(self) -> None:
-        focus = QApplication.focusWidget()
-        if focus is None or focus is not self.filters.f_search:
+        if QApplication.focusWidget() is not self.filters.f_search:
             self.view.setFocus()
 
     def show_keys(self) -> QDialog:

@@ -173,3 +173,29 @@ def test_a_new_sort_starts_at_its_head_and_a_filter_keeps_the_image(qtbot, setti
     w.filters.clear()
     assert w.current_id() == me
     w.close()
+
+
+def test_the_sort_and_a_filter_are_changed_with_the_keys_and_review_keys_then_act(  # type: ignore[no-untyped-def]
+        qtbot, settings, big_db: Path) -> None:
+    """Keyboard first: View > Sort by (Ctrl+Shift+S) opens the sort list, arrows and Enter choose,
+    View > Filter by given label (Ctrl+Shift+L) the same; then Enter keeps the head of the queue."""
+    w = open_window(qtbot, settings, big_db)
+    sort_before = w.filters.sort.currentIndex()
+    sorts = [a for a in w.menuBar().actions() if a.text() == "&View"][0].menu().actions()
+    pick = {a.text(): a for a in sorts}
+    pick["&Sort by…"].trigger()
+    popup = QApplication.activePopupWidget()
+    assert popup is not None and w.filters.sort.view().isVisible()
+    qtbot.keyClick(w.filters.sort.view(), Qt.Key.Key_Down)
+    qtbot.keyClick(w.filters.sort.view(), Qt.Key.Key_Return)
+    assert QApplication.activePopupWidget() is None and w.filters.sort.currentIndex() == sort_before + 1
+    assert w.session.sort == w.filters.sort.currentData()
+    pick["Filter by &given label…"].trigger()
+    qtbot.keyClick(w.filters.f_given.view(), Qt.Key.Key_Down)
+    qtbot.keyClick(w.filters.f_given.view(), Qt.Key.Key_Return)
+    assert w.session.filter.given_label is not None
+    total = w.model.total()
+    head = w.current_id()
+    _press(qtbot, w, [Qt.Key.Key_Return])  # the focus is on the combo: the review key still acts
+    assert w.project.image(head).status == "kept" and w.view.hasFocus() and w.model.total() == total
+    w.close()
