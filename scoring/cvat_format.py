@@ -63,9 +63,9 @@ def read(xml: Path) -> tuple[list[str], list[tuple[str, str | None, list[tuple[s
         if name in seen:
             raise CvatError(f"{where}: listed twice; each image once")
         seen.add(name)
-        tags = [t.get("label") for t in el.findall("tag") if t.get("label")]
         votes = [(f"{t.get('source') or 'tag'} {k + 1}", str(t.get("label"))) for k, t in enumerate(el.findall("tag"))
                  if t.get("label")]
+        tags = [lab for _, lab in votes]
         label = Counter(tags).most_common(1)[0][0] if tags else None  # ties: the first seen
         rows.append((name, label, votes if len(votes) > 1 else []))
     return classes, rows

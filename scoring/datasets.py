@@ -288,7 +288,7 @@ def read_huggingface(path: Path) -> Dataset:
     from scoring import hf_format as HF
 
     try:
-        root, classes, rows = HF.read(path, lambda where: read_bytes(where))
+        root, classes, rows = HF.read(path, read_bytes)
     except (UnsafePathError, HF.HuggingFaceError) as exc:
         raise DatasetError(str(exc)) from exc
     except ImportError as exc:

@@ -136,7 +136,7 @@ def _infer(
     with times("runtime"):  # ONNX export (first time) and the check against torch
         encoders, chosen = prepare_runtime(encoders, dev, runtime)
     if runtimes is not None:
-        runtimes.update({k: v for k, v in chosen.items() if k not in (thumb.key, stats.key)})
+        runtimes.update(chosen)  # encoders without weights show as runtime.NO_WEIGHTS
     for enc in encoders:
         enc.module.to(dev).eval()
         if dev.type == "cuda":
