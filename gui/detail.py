@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QScrollArea, QSizePolicy, QVBox
 from gui.evidence import EvidencePanel
 from gui.thumbnails import ImageLoader, ThumbnailLoader
 from scoring.store import Project, QueueRow
+from scoring.vocabulary import VIEWS, scores
 
 log = logging.getLogger(__name__)
 MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae", "#f06292"]
@@ -92,18 +93,20 @@ class DetailPane(QWidget):
             f" · status <b>{r.status}</b><br>"
             f"pool says <b>{self._name(classes, r.consensus)}</b> ({f(r.consensus_prob, 2)})"
             f" · reason <b>{r.reason or '–'}</b><br>"
-            f"C-perplexity <b>{f(r.c_perplexity)}</b> · X-perplexity <b>{f(r.x_perplexity, 2)}</b>"
-            f" · mutual info <b>{f(r.mutual_info)}</b> bits<br>"
-            f"self-confidence {f(r.self_confidence, 2)} · margin {f(r.margin, 2)}"
-            f" · label issue <b>{f(r.label_issue, 2)}</b> · neighbours agree {f(r.neighbour_agreement, 2)}<br>"
-            + (f"annotators agreeing with the label <b>{f(r.annotator_agreement, 2)}</b> · their disagreement "
-               f"{f(r.annotator_entropy, 2)} bits<br>" if r.annotator_agreement is not None else "")
+            + "".join(self._scores_html(r, view) for view in VIEWS)
             + f"confused with: {confusing}<br>votes: {votes}"
         )
 
+    @staticmethod
+    def _scores_html(r: QueueRow, view: str) -> str:
+        """One line per view: each score of the table that this image has, as the table formats it."""
+        got = [f"{html.escape(s.label)} <b>{s.show(r.scores[s.key])}</b>" for s in scores()
+               if s.view == view and r.scores.get(s.key) is not None]
+        return f"<i>{VIEWS[view][0]}</i>: {' · '.join(got)}<br>" if got else ""
+
     def _chart(self, project: Project, row: QueueRow, members: list[dict]) -> None:
         self.chart.clear()
-        if not members or row.c_perplexity is None:
+        if not members or row.consensus is None:
             return
         try:
             probs = project.get_probs([m["fingerprint"] for m in members], [row.id])[:, 0, :]

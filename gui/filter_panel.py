@@ -25,26 +25,31 @@ from PySide6.QtWidgets import (
 
 from scoring.store import QueueFilter
 from scoring.vocabulary import (
-    BY_KEY,
     DIFFICULTY_SORT,
     ISSUE_TEXT,
     ISSUES,
     LABEL_SORT,
     REASONS,
-    SCORES,
     STATUSES,
     VIEWS,
+    is_score,
+    score,
+    scores,
 )
 
-SORTS = [(s.sort_label, s.key) for s in SCORES] + [("Path", "path")]
+
+def sorts() -> list[tuple[str, str]]:
+    """The sort menu: (what it says, key) of every score in the table, then the path."""
+    return [(s.sort_label, s.key) for s in scores()] + [("Path", "path")]
+
 _UNSET = "–"
 
 
 def _short(key: str) -> str:
     """A sort's menu text short enough for the panel (the full sentence is its tooltip)."""
-    if key not in BY_KEY:
+    if not is_score(key):
         return "Path"
-    s = BY_KEY[key]
+    s = score(key)
     return f"{s.label} ({'errors' if s.view == 'label' else 'hardest'} first)"
 
 
@@ -70,7 +75,7 @@ class FilterPanel(QWidget):
         self.sort = QComboBox()
         self.sort.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sort.setMinimumContentsLength(16)
-        for text, key in SORTS:
+        for text, key in sorts():
             self.sort.addItem(_short(key), key)
             self.sort.setItemData(self.sort.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
         self.view_hint = QLabel(wordWrap=True, objectName="hint")
@@ -123,8 +128,8 @@ class FilterPanel(QWidget):
 
     def view(self) -> str:
         """``label`` or ``difficulty``: the view of the current sort (path counts as difficulty)."""
-        score = BY_KEY.get(str(self.sort.currentData()))
-        return score.view if score is not None else "difficulty"
+        key = str(self.sort.currentData())
+        return score(key).view if is_score(key) else "difficulty"
 
     def set_sort(self, key: str) -> None:
         """Show ``key`` as the sort (its view's switch pressed, its range boxes set) and emit."""
@@ -146,18 +151,18 @@ class FilterPanel(QWidget):
 
     def _range_for(self) -> str:
         sort = str(self.sort.currentData())
-        return self._range_key or (sort if sort in BY_KEY else DIFFICULTY_SORT)
+        return self._range_key or (sort if is_score(sort) else DIFFICULTY_SORT)
 
     def _set_range_key(self, key: str) -> None:
         """The range boxes measure ``key``: its range from the vocabulary, one step below it = unset."""
-        score = BY_KEY[key]
-        self.range_label.setText(f"<small>{score.label} between</small>")
+        s = score(key)
+        self.range_label.setText(f"<small>{s.label} between</small>")
         step = 0.001
         for box in (self.f_min, self.f_max):
             was = self._quiet
             self._quiet = True
-            box.setRange(score.lo - step, score.hi)
-            box.setValue(score.lo - step)
+            box.setRange(s.lo - step, s.hi)
+            box.setValue(s.lo - step)
             self._quiet = was
 
     @staticmethod
@@ -221,7 +226,7 @@ class FilterPanel(QWidget):
             for combo, value in ((self.f_reason, filt.reason), (self.f_status, filt.status), (self.f_issue, filt.issue)):
                 if value is not None:
                     combo.setCurrentIndex(max(0, combo.findData(value)))
-            if (filt.score_min is not None or filt.score_max is not None) and filt.score_key in BY_KEY:
+            if (filt.score_min is not None or filt.score_max is not None) and is_score(filt.score_key):
                 sort = str(self.sort.currentData())
                 self._range_key = None if filt.score_key == sort else filt.score_key
                 self._set_range_key(filt.score_key)

@@ -2,7 +2,7 @@
 
 The automatic pool is preselected (or the last run's pool); each row shows the member and an
 estimate of its time here; pools are saved to and loaded from TOML pool files. Every spec the
-forms produce is checked by :func:`scoring.poolschema.validate_member`, like a pool file.
+forms produce is checked by :func:`scoring.member_kinds.validate_member`, like a pool file.
 """
 
 from __future__ import annotations
@@ -31,23 +31,10 @@ from PySide6.QtWidgets import (
 
 from scoring.autopool import Facts, choose, estimate_seconds
 from scoring.errors import ImageTriageError
-from scoring.poolschema import validate_member
+from scoring.member_kinds import get_kind, kinds, validate_member
 from scoring.poolspec import dump_pool_toml, load_pool_file
 
 SpecRole = Qt.ItemDataRole.UserRole
-KINDS = {
-    "checkpoint": "a trained classifier of yours (file, architecture, class names)",
-    "backbone": "pre-trained features + logistic heads cross-fitted on your labels",
-    "finetune": "a pre-trained network fine-tuned whole in 5 folds (best with a GPU)",
-    "scratch": "small networks trained from scratch, for small images",
-}
-ARCHS = {
-    "checkpoint": ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "resnet18", "resnet50",
-                   "efficientnet_lite0", "small_cnn", "tiny_mlp"],
-    "backbone": ["efficientnet_lite0", "resnet18", "resnet50", "convnext_tiny", "vit_b_16"],
-    "finetune": ["efficientnet_lite0", "resnet18", "resnet50", "cifar_resnet20", "cifar_resnet56"],
-    "scratch": ["small_cnn", "tiny_mlp"],
-}
 
 
 def _fmt(seconds: float) -> str:
@@ -62,12 +49,13 @@ class MemberForm(QDialog):
         super().__init__(parent)
         spec = dict(spec or {"kind": kind})
         self.kind = kind
+        info = get_kind(kind)
         self.setWindowTitle(f"{kind} member")
         self.name = QLineEdit(str(spec.get("name", "")))
         self.arch = QComboBox(editable=True)
-        for arch in ARCHS[kind]:
+        for arch in info.archs:
             self.arch.addItem(self._arch_label(arch), arch)
-        self.arch.setCurrentText(self._arch_label(str(spec.get("arch", ARCHS[kind][0]))))
+        self.arch.setCurrentText(self._arch_label(str(spec.get("arch", (*info.archs, "")[0]))))
         self.path = QLineEdit(str(spec.get("path", "")))
         self.classes_file = QLineEdit(str(spec.get("classes_file", "")))
         self.size = QSpinBox(minimum=0, maximum=4096, value=int((spec.get("preprocess") or {}).get("size", 0)),
@@ -75,14 +63,15 @@ class MemberForm(QDialog):
         self.epochs = QSpinBox(minimum=0, maximum=1000, value=int(spec.get("epochs", 0)), specialValueText="default")
         self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
         form = QFormLayout()
-        form.addRow(QLabel(KINDS[kind], wordWrap=True))
+        form.addRow(QLabel(info.help, wordWrap=True))
         form.addRow("Name", self.name)
-        form.addRow("Architecture", self.arch)
-        if kind in ("checkpoint", "finetune"):
+        if "arch" in info.keys:
+            form.addRow("Architecture", self.arch)
+        if "path" in info.keys:  # a model file of the user's: its weights and its class names
             form.addRow("Weights file", self._with_browse(self.path, "Checkpoint (*.pt *.pth *.th *.bin);;All files (*)"))
             form.addRow("Class names file", self._with_browse(self.classes_file, "Text (*.txt);;All files (*)"))
         form.addRow("Input size (px)", self.size)
-        if kind in ("scratch", "finetune"):
+        if "epochs" in info.keys:
             form.addRow("Epochs", self.epochs)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._on_accepted)
@@ -121,7 +110,8 @@ class MemberForm(QDialog):
         spec["kind"] = self.kind
         if self.name.text().strip():
             spec["name"] = self.name.text().strip()
-        spec["arch"] = self.arch.currentText().split(" (")[0].strip()
+        if "arch" in get_kind(self.kind).keys:
+            spec["arch"] = self.arch.currentText().split(" (")[0].strip()
         for key, line in (("path", self.path), ("classes_file", self.classes_file)):
             if line.text().strip():
                 spec[key] = line.text().strip()
@@ -157,9 +147,9 @@ class PoolBuilder(QWidget):
         self.total = QLabel()
         self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
         adds = QHBoxLayout()
-        for kind in KINDS:
+        for kind, info in kinds().items():
             b = QPushButton(f"Add {kind}…")
-            b.setToolTip(KINDS[kind])
+            b.setToolTip(info.help)
             b.clicked.connect(lambda _=False, k=kind: self.add_with_form(k))
             adds.addWidget(b)
         tools = QHBoxLayout()

@@ -9,7 +9,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from gui.thumbnails import ThumbnailLoader
 from scoring.store import Project, QueueFilter, QueueRow
-from scoring.vocabulary import DIFFICULTY_SORT
+from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, score
 
 IdRole = Qt.ItemDataRole.UserRole
 ScoreRole = IdRole + 1
@@ -60,8 +60,7 @@ class ReviewQueueModel(QAbstractListModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            score = getattr(row, self.sort_key, None)
-            value = "-" if score is None or isinstance(score, str) else f"{score:.2f}"
+            value = score(self.sort_key).show(row.scores.get(self.sort_key)) if is_score(self.sort_key) else ""
             mark = STATUS_MARKS.get(row.status, "") + ("⚠ " if row.flag else "")
             return f"{mark}{self.class_name(row.current_label)}\n{value}"
         if role == Qt.ItemDataRole.DecorationRole:
@@ -70,7 +69,8 @@ class ReviewQueueModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return (
                 f"{row.path}\ngiven: {self.class_name(row.given_label)}  pool: {self.class_name(row.consensus)}\n"
-                f"C-perplexity {_f(row.c_perplexity)}  X-perplexity {_f(row.x_perplexity)}\nstatus: {row.status}"
+                + "  ".join(f"{s.label} {s.show(row.scores.get(s.key))}" for s in (score(DIFFICULTY_SORT), score(LABEL_SORT)))
+                + f"\nstatus: {row.status}"
                 + (f"\nflag: {row.flag}" if row.flag else "")
             )
         if role == Qt.ItemDataRole.ForegroundRole:
@@ -79,7 +79,7 @@ class ReviewQueueModel(QAbstractListModel):
         if role == IdRole:
             return row.id
         if role == ScoreRole:
-            return getattr(row, self.sort_key, None)
+            return row.sort_value(self.sort_key)
         if role == RowRole:
             return row
         if role == StatusRole:
@@ -103,7 +103,7 @@ class ReviewQueueModel(QAbstractListModel):
         after = None
         if self._rows:
             last = self._rows[-1]
-            after = (getattr(last, self.sort_key), last.id)
+            after = (last.sort_value(self.sort_key), last.id)
         page = self.project.queue(self.filter, sort=self.sort_key, limit=self.page_size, after=after)
         page = [r for r in page if r.id not in self._row_of]
         if len(page) < self.page_size:
@@ -175,6 +175,3 @@ class ReviewQueueModel(QAbstractListModel):
             idx = self.index(row, 0)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
-
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"

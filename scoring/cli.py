@@ -32,9 +32,10 @@ from scoring.cli_commands import (  # noqa: F401 - CliError is re-exported for g
 from scoring.cli_evidence import add_evidence_commands
 from scoring.cli_pool import cmd_pool_auto, cmd_pool_check
 from scoring.datasets import LAYOUTS
+from scoring.engine_registry import engines
 from scoring.errors import ImageTriageError
 from scoring.export_formats import FORMATS as EXPORT_FORMATS
-from scoring.vocabulary import ISSUES, REASONS, SCORES, SORT_KEYS, STATUSES
+from scoring.vocabulary import ISSUES, REASONS, STATUSES, scores, sort_keys
 
 log = logging.getLogger("image_triage")
 
@@ -61,7 +62,7 @@ EXAMPLES = {
     "  image-triage score ~/data/cifar10-test --cifar-resnets ~/models/cifar10-resnet --db cifar.triage.db\n"
     "  image-triage score ~/data/pets --pool pool.toml --device cuda --batch-size 256\n"
     "  image-triage score ~/data/digits --scratch",
-    "queue": "image-triage queue --db cifar.triage.db --limit 20 --sort c_perplexity --class cat",
+    "queue": "image-triage queue --db cifar.triage.db --limit 20 --sort mutual_info --class cat",
     "relabel": "image-triage relabel --db cifar.triage.db cat/01234.jpg dog",
     "remove": "image-triage remove --db cifar.triage.db cat/01234.jpg",
     "restore": "image-triage restore --db cifar.triage.db cat/01234.jpg",
@@ -124,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=whole_number(1, 65_536), default=64, help="images per forward pass (1-65536)")
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
     sp.add_argument("--workers", type=whole_number(0, 256), default=None, help="decoding worker processes (default: none on <= 2 cores, else half the cores, at most 4)")
-    sp.add_argument("--engine", choices=["local", "ray"], default="local",
-                    help="local (this machine) or ray (Ray Data map_batches; pip install 'image-triage[ray]')")
+    sp.add_argument("--engine", choices=list(engines()), default="local",
+                    help="; ".join(f"{e.name}: {e.help}" for e in engines().values()))
+    sp.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the engine: " + "; ".join(
+                        f"{e.name} {k}: {h}" for e in engines().values() for k, h in e.options.items()))
     sp.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                     help="where frozen encoders run: auto (ONNX Runtime on a CPU when installed and its check passes, "
                          "else torch), torch, or onnx")
@@ -140,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("queue", "print the review queue, hardest first", cmd_queue)
     db_arg(sp)
-    sp.add_argument("--sort", default=None, choices=SORT_KEYS, metavar="KEY",
-                    help="; ".join(f"{s.key}: {s.sort_label}" for s in SCORES) + "; path; id")
+    sp.add_argument("--sort", default=None, choices=sort_keys(), metavar="KEY",
+                    help="; ".join(f"{s.key}: {s.sort_label}" for s in scores()) + "; path; id")
     sp.add_argument("--class", dest="class_", metavar="C", help="only images whose given label is C")
     sp.add_argument("--status", choices=STATUSES)
     sp.add_argument("--reason", choices=REASONS)

@@ -17,7 +17,14 @@ from typing import Any
 
 from scoring.errors import ImageTriageError
 from scoring.progress import Progress, drain
-from scoring.vocabulary import LABEL_SORT, default_sort, issue_summary
+from scoring.vocabulary import (
+    DIFFICULTY_SORT,
+    LABEL_SORT,
+    default_sort,
+    is_score,
+    issue_summary,
+    score,
+)
 
 log = logging.getLogger("image_triage")
 
@@ -135,7 +142,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     gen = score_project(
         db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel,
-        engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker, runtime=args.runtime,
+        engine=args.engine, engine_options=_engine_options(args), runtime=args.runtime,
     )
     try:
         summary = _progress_bar(gen, quiet=args.quiet)
@@ -200,6 +207,24 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
     )
 
 
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--engine-option KEY=VALUE (numbers read as numbers), with --address and --gpus-per-worker."""
+    out: dict[str, Any] = {}
+    for text in args.engine_option:
+        key, eq, value = text.partition("=")
+        if not eq or not key.strip():
+            raise SystemExit(f"error: --engine-option {text!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = float(value) if value.strip().lstrip("-").replace(".", "", 1).isdigit() else value
+        except ValueError:
+            out[key.strip()] = value
+    if args.address:
+        out["address"] = args.address
+    if args.gpus_per_worker:
+        out["gpus_per_worker"] = args.gpus_per_worker
+    return out
+
+
 def cmd_queue(args: argparse.Namespace) -> int:
     from scoring.store import QueueFilter
 
@@ -224,29 +249,27 @@ def cmd_queue(args: argparse.Namespace) -> int:
         if args.json:
             out = []
             for r in rows:
-                d = {k: getattr(r, k) for k in r.__dataclass_fields__}
+                d = {k: getattr(r, k) for k in r.__dataclass_fields__ if k != "scores"} | r.scores
                 d["given"] = name(r.given_label)
                 d["current"] = name(r.current_label)
                 d["consensus_label"] = name(r.consensus)
                 out.append(d)
             print(json.dumps(out, indent=1, default=_json_default))
             return 0
-        header = (f"{'id':>7} {'margin':>6} {'C-perp':>6} {'X-perp':>6} {'MI':>5} {'selfc':>5} {'given':>12} {'pool':>12} "
-                  f"{'reason':>11} {'status':>10}  path")
-        print(header)
+        # The sort's score, then each view's first (the label view's and the difficulty view's).
+        shown = [score(k) for k in dict.fromkeys((sort, LABEL_SORT, DIFFICULTY_SORT)) if is_score(k)]
+        widths = [max(7, len(s.key)) for s in shown]
+        print(f"{'id':>7} " + " ".join(f"{s.key:>{w}}" for s, w in zip(shown, widths, strict=True))
+              + f" {'given':>12} {'pool':>12} {'reason':>11} {'status':>10}  path")
         for r in rows:
             print(
-                f"{r.id:>7} {_f(r.margin, 6, 3)} {_f(r.c_perplexity, 6, 3)} {_f(r.x_perplexity, 6, 2)} {_f(r.mutual_info, 5, 2)} "
-                f"{_f(r.self_confidence, 5, 2)} {name(r.current_label):>12} {name(r.consensus):>12} "
-                f"{r.reason or '-':>11} {r.status:>10}  {r.path}"
+                f"{r.id:>7} " + " ".join(f"{s.show(r.scores[s.key]).replace('–', '-'):>{w}}"
+                                        for s, w in zip(shown, widths, strict=True))
+                + f" {name(r.current_label):>12} {name(r.consensus):>12} {r.reason or '-':>11} {r.status:>10}  {r.path}"
             )
         total = project.queue_count(filt)
         print(f"({len(rows)} of {total} shown, sorted by {sort})", file=sys.stderr)
     return 0
-
-
-def _f(x: float | None, w: int, p: int) -> str:
-    return f"{'-':>{w}}" if x is None else f"{x:>{w}.{p}f}"
 
 
 def _json_default(o: Any) -> Any:

@@ -14,7 +14,7 @@ from scoring.cli_commands import (
     _resolve_image,
     _resolve_label,
 )
-from scoring.vocabulary import LABEL_SORT, LABEL_SORTS
+from scoring.vocabulary import LABEL_SORT, label_sorts
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
@@ -156,7 +156,7 @@ def add_evidence_commands(add, db_arg) -> None:  # type: ignore[no-untyped-def]
     sp = add("rerank", "refit the pool's cross-fitted heads on the decisions so far and re-rank the unreviewed images",
              cmd_rerank)
     db_arg(sp)
-    sp.add_argument("--sort", default=LABEL_SORT, choices=LABEL_SORTS,
+    sp.add_argument("--sort", default=LABEL_SORT, choices=label_sorts(),
                     help=f"the label-aware queue whose movement is reported (default {LABEL_SORT})")
     sp.add_argument("--no-prune", action="store_true",
                     help="train on the unreviewed suspects too (by default they are left out of the refit)")

@@ -239,7 +239,7 @@ def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
     hit = np.isin(status, ("relabelled", "removed"))
     nxt = project.queue(QueueFilter(status="unreviewed"), sort=sort, limit=100)
     left, low, high, next_100 = left_in_queue(p_err, margin, flagged, reviewed, hit,
-                                              np.array([1.0 - (r.self_confidence or 0.0) for r in nxt]), likely.count)
+                                              np.array([1.0 - (r.scores["self_confidence"] or 0.0) for r in nxt]), likely.count)
     return ErrorsLeft(likely.count, int(reviewed.sum()), int(hit.sum()), left, low, high, next_100,
                       likely.flagged, likely.disagree)
 

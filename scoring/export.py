@@ -46,7 +46,7 @@ from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.safeio import copy_regular, kind_of
 from scoring.safewrite import Guard, clean_leftovers, move_into_place, new_build_folder, remove_ours
 from scoring.store import Project
-from scoring.vocabulary import SCORES
+from scoring.vocabulary import scores
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _write(
     for s in skipped:
         log.warning("left out of the export: %s (%s)", s["path"], s["why"])
     (tmp / "images").mkdir(parents=True)
-    under = FORMATS[fmt].images_under
+    under, by_class = FORMATS[fmt].images_under, FORMATS[fmt].by_class
     meter = RateMeter("export", len(keep))
     used: set[str] = set()
     out_paths: list[str] = []
@@ -238,13 +238,13 @@ def _write(
             yield meter.record(n)
         folder = folders[classes[r.current_label]] if r.current_label is not None else "_unlabelled"
         name = Path(r.path).name
-        rel = f"images/{folder}/{name}" if under == "images" else f"data/{n:06d}-{Path(name).stem[:80]}{Path(name).suffix}"
+        rel = f"{under}/{folder}/{name}" if by_class else f"{under}/{n:06d}-{Path(name).stem[:80]}{Path(name).suffix}"
         if rel.lower() in used:  # same file name in one class: keep both, deterministically
             stem, suffix = Path(name).stem, Path(name).suffix
             i = 1
-            while f"images/{folder}/{stem}-{i}{suffix}".lower() in used:
+            while f"{under}/{folder}/{stem}-{i}{suffix}".lower() in used:
                 i += 1
-            rel = f"images/{folder}/{stem}-{i}{suffix}"
+            rel = f"{under}/{folder}/{stem}-{i}{suffix}"
         used.add(rel.lower())
         target = tmp / rel
         target.parent.mkdir(exist_ok=True)
@@ -268,11 +268,11 @@ def _write(
     issues = project.issues_by_image()
     with (tmp / "difficulty.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "source_path", "given_label", "final_label", "status", *(s.key for s in SCORES),
+        w.writerow(["path", "source_path", "given_label", "final_label", "status", *(s.key for s in scores()),
                     "consensus_label", "reason", "issues"])
         for p, r in zip(out_paths, keep, strict=True):
             w.writerow([p, r.path, label_of(r.given_label), label_of(r.current_label), r.status,
-                        *(_num(getattr(r, s.key)) for s in SCORES), label_of(r.consensus), r.reason or "",
+                        *(_num(r.scores[s.key]) for s in scores()), label_of(r.consensus), r.reason or "",
                         ";".join(issues.get(r.id, []))])
     has_probs = _write_mean_probs(project, [r.id for r in keep], tmp / "mean_probs.npy")
     with (tmp / "edits.csv").open("w", newline="") as fh:

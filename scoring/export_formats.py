@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from scoring.store import Project
-from scoring.vocabulary import SCORES
 
 Writer = Callable[[Project, Path, list[Any], list[str]], None]  # (project, build folder, rows, exported paths)
 
@@ -25,7 +24,8 @@ class ExportFormat:
     name: str
     help: str
     write: Writer | None = None  # its own files, beside the common ones (None: the common ones are the format)
-    images_under: str = "images"  # "images": images/<class>/<file>; "data": data/<n>-<file> (FiftyOne)
+    images_under: str = "images"  # the folder the images go in
+    by_class: bool = True  # <folder>/<class>/<file> (the label is the folder); else <folder>/<n>-<file>
 
 
 def _label(classes: list[str], i: int | None) -> str | None:
@@ -33,7 +33,7 @@ def _label(classes: list[str], i: int | None) -> str | None:
 
 
 def _scores(r: Any) -> dict[str, Any]:
-    return {sc.key: getattr(r, sc.key) for sc in SCORES}
+    return dict(r.scores)
 
 
 def write_json(project: Project, tmp: Path, keep: list[Any], out_paths: list[str]) -> None:
@@ -98,14 +98,30 @@ def write_huggingface(project: Project, tmp: Path, keep: list[Any], out_paths: l
     } for p, r in zip(out_paths, keep, strict=True)])
 
 
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    """Add an export format: the exporter, ``image-triage export --format`` and the app's Export
+    dialog offer it from then on."""
+    if fmt.name in FORMATS:
+        raise ValueError(f"an export format {fmt.name!r} is already registered")
+    if not fmt.images_under.isidentifier():
+        raise ValueError(f"export format {fmt.name!r}: images_under must be a plain folder name")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def unregister_format(name: str) -> None:
+    FORMATS.pop(name, None)
+
+
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("imagefolder", "images/<class>/<file> (torchvision's ImageFolder) and manifest.csv"),
-    ExportFormat("csv", "the images and manifest.csv (path,label)"),
+    ExportFormat("csv", "images/<n>-<file>, one flat folder, and manifest.csv (path,label): the labels are in the "
+                 "manifest only", by_class=False),
     ExportFormat("json", "the images and manifest.json", write_json),
     ExportFormat("labelstudio", "tasks.json: your decisions as annotations, the pool as predictions, the scores in data",
                  write_labelstudio),
     ExportFormat("fiftyone", "data/ + labels.json + samples.json with the scores as sample fields", write_fiftyone,
-                 images_under="data"),
+                 images_under="data", by_class=False),
     ExportFormat("cvat", "annotations.xml (CVAT for images 1.1, one tag per image) beside images/", write_cvat),
     ExportFormat("huggingface", "data/train-00000-of-00001.parquet: images, ClassLabel label, the scores as columns",
                  write_huggingface),

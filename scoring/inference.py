@@ -26,7 +26,8 @@ from typing import Any
 
 from scoring.batches import thumbnail_encoder
 from scoring.device import pick_device
-from scoring.engines import Engine, LocalEngine, RayEngine
+from scoring.engine_registry import make_engine
+from scoring.engines import Engine
 from scoring.fitting import fit_members
 from scoring.members import Pixels
 from scoring.pool import Pool, PoolError
@@ -58,8 +59,7 @@ def score_project(
     workers: int | None = None,
     cancel: threading.Event | None = None,
     engine: str = "local",
-    address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    engine_options: dict[str, Any] | None = None,
     runtime: str = "auto",
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Score a project's images with a pool; yields Progress, returns a summary dict.
@@ -67,9 +67,9 @@ def score_project(
     ``runtime`` says where the frozen encoders run (scoring.runtime: ``auto`` is ONNX Runtime
     on a CPU where it is installed and its check passes, torch elsewhere).
 
-    ``engine="ray"`` runs the inference stage as Ray Data ``map_batches`` (see
-    :mod:`scoring.ray_engine`; ``address`` of an existing cluster, ``workers`` actors,
-    ``gpus_per_worker``); everything else is the same code.
+    ``engine`` names a registered engine (scoring.engines: ``local``, or ``ray``, which runs the
+    inference stage as Ray Data ``map_batches`` with ``workers`` actors), ``engine_options`` its
+    own options (ray: ``address``, ``gpus_per_worker``); everything else is the same code.
 
     Give either ``pool_specs`` (built with :func:`scoring.poolspec.build_pool`) or a ready
     ``pool`` (tests, benchmarks). Opens its own :class:`Project` in the calling thread, as
@@ -81,13 +81,12 @@ def score_project(
     t_start = time.perf_counter()
     project = Project.open(project_path)
     try:
-        if engine not in ("local", "ray"):
-            raise ValueError(f"unknown engine {engine!r}: use local or ray")
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
-        ray_opts = {"address": address, "gpus_per_worker": gpus_per_worker} if engine == "ray" else None
+        runner = make_engine(engine, device, runtime, engine_options)
         with project.scoring_writer("scoring run"):  # one pool writes scores at a time
-            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, ray_opts, runtime)
+            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, runner, engine,
+                                        runtime)
     finally:
         project.close()
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
@@ -102,7 +101,8 @@ def _score(
     batch_size: int,
     workers: int | None,
     cancel: threading.Event,
-    ray_opts: dict[str, Any] | None = None,
+    engine: Engine,
+    engine_name: str,
     runtime: str = "auto",
 ) -> Generator[Progress, None, dict[str, Any]]:
     yield Progress("index", 0, 1, message=f"reading {project.source}")
@@ -139,7 +139,7 @@ def _score(
         "pool": pool.spec,
         "pool_fingerprint": pool.fingerprint,
         "member_fingerprints": [m.fingerprint for m in pool.members],
-        "engine": "ray" if ray_opts is not None else "local",
+        "engine": engine_name,
         "runtime": runtime,
     }
     project.save_members(pool)
@@ -148,8 +148,6 @@ def _score(
     try:
         _warn_trained_on(pool, dataset.records)
         ids = project.scorable_ids()
-        engine: Engine = (RayEngine(device=device, runtime=runtime, **ray_opts) if ray_opts is not None
-                          else LocalEngine(runtime=runtime))
         yield from engine.infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
         project.note_run(run_id, runtimes=engine.runtimes)
         ids = project.scorable_ids()  # decode errors found while inferring drop out

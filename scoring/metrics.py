@@ -14,10 +14,9 @@ Sources: C- and X-perplexity and the confusing-class lists from *Example Perplex
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
-
-from scoring.vocabulary import IMAGE_SCORE_COLUMNS, SCORES
 
 ROW_SUM_ATOL = 1e-3
 
@@ -156,14 +155,6 @@ def x_perplexity(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return _compute_x_perplexity(p, validate_labels(labels, p.shape[1], p.shape[2]))
 
 
-def c_confusion(probs: np.ndarray) -> np.ndarray:
-    """C-confusion per image and class: ``mean_i -p_ic log2 p_ic``. (M, N, K) -> (N, K), >= 0."""
-    return _compute_c_confusion(validate_probs(probs))
-
-
-def x_confusion(probs: np.ndarray) -> np.ndarray:
-    """X-confusion per image and class: number of models whose top-1 is c. (M, N, K) -> (N, K) int."""
-    return _compute_x_confusion(validate_probs(probs))
 
 
 def top_confusing(probs: np.ndarray, k: int = 3, by: str = "c") -> tuple[np.ndarray, np.ndarray]:
@@ -178,10 +169,6 @@ def top_confusing(probs: np.ndarray, k: int = 3, by: str = "c") -> tuple[np.ndar
     p = validate_probs(probs)
     return _top_k(_compute_c_confusion(p) if by == "c" else _compute_x_confusion(p), k)
 
-
-def mean_entropy(probs: np.ndarray) -> np.ndarray:
-    """Mean member entropy ``(1/M) sum_i H(P_i)`` in bits. (M, N, K) -> (N,), in [0, log2 K]."""
-    return _entropy_bits(validate_probs(probs)).mean(axis=0)
 
 
 def entropy_of_mean(probs: np.ndarray) -> np.ndarray:
@@ -310,54 +297,70 @@ def triage_reason(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     )
 
 
-SCORE_KEYS = (*IMAGE_SCORE_COLUMNS, "top_c_idx", "top_c_val", "top_x_idx", "top_x_val")
-"""What compute_scores returns: every stored column of scoring.vocabulary, and the top classes."""
+class PoolPass:
+    """One pool's distributions over a batch, validated once, with the shared intermediate
+    results each computed at most once: what every per-image score in scoring.vocabulary is
+    computed from (``Score.compute(pass_) -> (N,)``)."""
 
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, top_k: int = 3):
+        self.probs = validate_probs(probs)
+        self.labels = validate_labels(labels, self.probs.shape[1], self.probs.shape[2])
+        self.top_k = top_k
 
-def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dict[str, np.ndarray]:
-    """Every per-image score the store keeps, from one validation pass.
+    @cached_property
+    def mean(self) -> np.ndarray:
+        """(N, K): the pool's mean distribution."""
+        return self.probs.mean(axis=0)
 
-    Keys (:data:`SCORE_KEYS`): each score of scoring.vocabulary, consensus, reason,
-    top_c_idx/top_c_val (N, top_k) by C-confusion, top_x_idx/top_x_val (N, top_k) by votes.
-    Validates once, then calls each metric's private ``_compute_*``.
-    """
-    p = validate_probs(probs)
-    lab = validate_labels(labels, p.shape[1], p.shape[2])
-    mean = p.mean(axis=0)
-    cperp = _compute_confusion_perplexity(p)
-    mi = _compute_mutual_information(p)
-    xperp = _compute_x_perplexity(p, lab)
-    pick = mean.argmax(axis=1)
-    top_c_idx, top_c_val = _top_k(_compute_c_confusion(p), top_k)
-    top_x_idx, top_x_val = _top_k(_compute_x_confusion(p), top_k)
-    return {
-        "c_perplexity": cperp,
-        "x_perplexity": xperp,
-        "entropy_of_mean": _entropy_bits(mean),
-        "mutual_info": mi,
-        "consensus": pick,
-        "consensus_prob": mean[np.arange(len(pick)), pick],
-        "self_confidence": _compute_self_confidence(mean, lab),
-        "margin": _compute_margin(mean, lab),
-        "reason": _compute_triage(p, lab, cperp, mi, xperp),
-        "top_c_idx": top_c_idx,
-        "top_c_val": top_c_val,
-        "top_x_idx": top_x_idx,
-        "top_x_val": top_x_val,
-    }
+    @cached_property
+    def pick(self) -> np.ndarray:
+        """(N,): the pool mean's top class (the consensus)."""
+        return self.mean.argmax(axis=1)
+
+    @cached_property
+    def pick_prob(self) -> np.ndarray:
+        return self.mean[np.arange(len(self.pick)), self.pick]
+
+    @cached_property
+    def c_perplexity(self) -> np.ndarray:
+        return _compute_confusion_perplexity(self.probs)
+
+    @cached_property
+    def x_perplexity(self) -> np.ndarray:
+        return _compute_x_perplexity(self.probs, self.labels)
+
+    @cached_property
+    def mutual_info(self) -> np.ndarray:
+        return _compute_mutual_information(self.probs)
+
+    def entropy_of_mean(self) -> np.ndarray:
+        return _entropy_bits(self.mean)
+
+    def self_confidence(self) -> np.ndarray:
+        return _compute_self_confidence(self.mean, self.labels)
+
+    def margin(self) -> np.ndarray:
+        return _compute_margin(self.mean, self.labels)
+
+    def reason(self) -> np.ndarray:
+        return _compute_triage(self.probs, self.labels, self.c_perplexity, self.mutual_info, self.x_perplexity)
+
+    def top_confusing(self) -> dict[str, np.ndarray]:
+        """top_c_idx/top_c_val (N, top_k) by C-confusion, top_x_idx/top_x_val by votes."""
+        c_idx, c_val = _top_k(_compute_c_confusion(self.probs), self.top_k)
+        x_idx, x_val = _top_k(_compute_x_confusion(self.probs), self.top_k)
+        return {"top_c_idx": c_idx, "top_c_val": c_val, "top_x_idx": x_idx, "top_x_val": x_val}
 
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "c_perplexity": lambda p, y: confusion_perplexity(p),
+    "confusion_perplexity": lambda p, y: confusion_perplexity(p),
     "x_perplexity": x_perplexity,
     "entropy_of_mean": lambda p, y: entropy_of_mean(p),
-    "mutual_info": lambda p, y: mutual_information(p),
+    "mutual_information": lambda p, y: mutual_information(p),
     "self_confidence": self_confidence,
-    "margin": normalized_margin,
+    "normalized_margin": normalized_margin,
     "consensus_prob": lambda p, y: consensus(p)[1],
     "label_error": label_error_score,
 }
-"""Per-image scalar scores by name, each ``f(probs (M, N, K), labels (N,)) -> (N,)``."""
-
-HIGHER_IS_HARDER: dict[str, bool] = {s.key: s.higher_is_harder for s in SCORES} | {"label_error": True}
-"""Direction of each score in METRICS: True when a higher value means a harder image."""
+"""Per-image scalar scores by function name, each ``f(probs (M, N, K), labels (N,)) -> (N,)``
+(the benchmarks compare them; the stored scores are scoring.vocabulary's table)."""

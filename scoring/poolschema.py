@@ -3,13 +3,13 @@
 A pool file is user input that decides whether code runs (``trust``), so it is checked as
 strictly as a form: every value's type (``trust = "false"`` is a string, not a boolean, and is
 refused), ranges, unknown keys by name, and every message names the file and the member.
-:func:`validate_member` is the only gate; everything that builds a member goes through it.
+:func:`scoring.member_kinds.validate_member` is the only gate; everything that builds a member goes through it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -50,7 +50,7 @@ class Key:
 
 _COMMON = {
     "name": Key("str", "a name for the member, shown in the app"),
-    "kind": Key("str", "checkpoint, backbone, finetune or scratch"),
+    "kind": Key("str", "the member's kind (scoring.member_kinds lists them)"),
     "preprocess": Key("table", "size, resize, mean, std, grayscale"),
     "train_list": Key("str", "a file listing the paths the model was trained on"),
 }
@@ -66,39 +66,37 @@ _SEEDS = Key("int_list", "one member per seed", lambda v: len(v) <= 64 and all(0
              "at most 64 seeds, each from 0 to 2147483647")
 _NUM_CLASSES = Key("int", "outputs of the checkpoint's last layer", lambda v: 1 <= v <= 100_000, "between 1 and 100000")
 SCRATCH_ARCHS = ("small_cnn", "tiny_mlp")  # networks small enough to train from scratch in folds
-SCHEMA: dict[str, dict[str, Key]] = {
-    "checkpoint": {**_COMMON, **_MODEL_FILE},
-    "backbone": {
-        **_COMMON, **_MODEL_FILE,
-        "weights": Key("str", "a weights file for a torchvision architecture"),
-        "num_classes": _NUM_CLASSES,
-        "folds": _FOLDS,
-        "fractions": Key("float_list", "training fractions, one member each", lambda v: all(0 < x <= 1 for x in v),
-                         "each in (0, 1]"),
-        "seeds": _SEEDS,
-        "head": Key("str", "the head fitted on the features", lambda v: v in ("logistic",), "logistic"),
-        "weight_decay": Key("float", "the head's L2 penalty", lambda v: v >= 0, "0 or more"),
-    },
-    "scratch": {
-        **_COMMON,
-        "arch": Key("str", "small_cnn or tiny_mlp", lambda v: v in SCRATCH_ARCHS, " or ".join(SCRATCH_ARCHS)),
-        "folds": _FOLDS,
-        "epochs": Key("int", "training epochs per fold", lambda v: 1 <= v <= 10_000, "between 1 and 10000"),
-        "seeds": _SEEDS,
-        "batch_size": Key("int", "training batch size", lambda v: 1 <= v <= 65_536, "between 1 and 65536"),
-        "lr": Key("float", "learning rate", lambda v: 0 < v < 10, "between 0 and 10"),
-    },
-    "finetune": {
-        **_COMMON, **_MODEL_FILE,
-        "weights": Key("str", "a weights file for a torchvision architecture"),
-        "num_classes": _NUM_CLASSES,
-        "folds": _FOLDS,
-        "seeds": _SEEDS,
-        "epochs": Key("int", "passes over the data per fold", lambda v: 1 <= v <= 1000, "between 1 and 1000"),
-        "lr": Key("float", "peak learning rate of the one-cycle schedule", lambda v: 0 < v < 10, "between 0 and 10"),
-        "batch_size": Key("int", "training batch size", lambda v: 2 <= v <= 65_536, "between 2 and 65536"),
-        "tta": Key("bool", "average with the flipped image at prediction"),
-    },
+# The keys of each built-in kind (scoring.member_kinds registers them with their builders).
+CHECKPOINT_KEYS: dict[str, Key] = dict(_MODEL_FILE)
+BACKBONE_KEYS: dict[str, Key] = {
+    **_MODEL_FILE,
+    "weights": Key("str", "a weights file for a torchvision architecture"),
+    "num_classes": _NUM_CLASSES,
+    "folds": _FOLDS,
+    "fractions": Key("float_list", "training fractions, one member each", lambda v: all(0 < x <= 1 for x in v),
+                     "each in (0, 1]"),
+    "seeds": _SEEDS,
+    "head": Key("str", "the head fitted on the features", lambda v: v in ("logistic",), "logistic"),
+    "weight_decay": Key("float", "the head's L2 penalty", lambda v: v >= 0, "0 or more"),
+}
+SCRATCH_KEYS: dict[str, Key] = {
+    "arch": Key("str", "small_cnn or tiny_mlp", lambda v: v in SCRATCH_ARCHS, " or ".join(SCRATCH_ARCHS)),
+    "folds": _FOLDS,
+    "epochs": Key("int", "training epochs per fold", lambda v: 1 <= v <= 10_000, "between 1 and 10000"),
+    "seeds": _SEEDS,
+    "batch_size": Key("int", "training batch size", lambda v: 1 <= v <= 65_536, "between 1 and 65536"),
+    "lr": Key("float", "learning rate", lambda v: 0 < v < 10, "between 0 and 10"),
+}
+FINETUNE_KEYS: dict[str, Key] = {
+    **_MODEL_FILE,
+    "weights": Key("str", "a weights file for a torchvision architecture"),
+    "num_classes": _NUM_CLASSES,
+    "folds": _FOLDS,
+    "seeds": _SEEDS,
+    "epochs": Key("int", "passes over the data per fold", lambda v: 1 <= v <= 1000, "between 1 and 1000"),
+    "lr": Key("float", "peak learning rate of the one-cycle schedule", lambda v: 0 < v < 10, "between 0 and 10"),
+    "batch_size": Key("int", "training batch size", lambda v: 2 <= v <= 65_536, "between 2 and 65536"),
+    "tta": Key("bool", "average with the flipped image at prediction"),
 }
 # Keys the pool adds to the members it expands a spec into (one per seed / fraction).
 _INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -114,9 +112,6 @@ PREPROCESS: dict[str, Key] = {
     "grayscale": Key("bool", "one channel instead of three"),
 }
 
-VALID_KEYS: dict[str, set[str]] = {kind: set(keys) for kind, keys in SCHEMA.items()}
-
-
 def _check(value: Any, key: str, spec: Key, where: str) -> None:
     what, ok = _TYPES[spec.type]
     if not ok(value):
@@ -125,17 +120,19 @@ def _check(value: Any, key: str, spec: Key, where: str) -> None:
         raise PoolError(f"{where}: `{key}` must be {spec.rule}, got {value!r}")
 
 
-def validate_member(spec: Any, where: str) -> dict[str, Any]:
-    """A checked copy of one member spec (``name`` filled in); PoolError naming ``where`` if bad."""
+def validate_against(spec: Any, where: str, kinds: Mapping[str, Mapping[str, Key]]) -> dict[str, Any]:
+    """A checked copy of one member spec (``name`` filled in), ``kinds`` giving each registered
+    kind's own keys (scoring.member_kinds); PoolError naming ``where`` if bad."""
     if not isinstance(spec, dict):
         raise PoolError(f"{where}: a member must be a table of keys (kind = ..., path = ...), got {spec!r}")
     kind = spec.get("kind")
-    if not isinstance(kind, str) or kind not in SCHEMA:
-        raise PoolError(f"{where}: `kind` must be one of {', '.join(sorted(SCHEMA))} (a string), got {kind!r}")
-    keys = {**SCHEMA[kind], **_INTERNAL}
+    if not isinstance(kind, str) or kind not in kinds:
+        raise PoolError(f"{where}: `kind` must be one of {', '.join(sorted(kinds))} (a string), got {kind!r}")
+    own = {**_COMMON, **kinds[kind]}
+    keys = {**own, **_INTERNAL}
     unknown = sorted(str(k) for k in spec if k not in keys)
     if unknown:
-        raise PoolError(f"{where}: unknown keys {unknown} for a {kind} member; valid: {sorted(SCHEMA[kind])}")
+        raise PoolError(f"{where}: unknown keys {unknown} for a {kind} member; valid: {sorted(own)}")
     for key, value in spec.items():
         _check(value, key, keys[key], where)
     pp = spec.get("preprocess")
@@ -149,6 +146,4 @@ def validate_member(spec: Any, where: str) -> dict[str, Any]:
     out = dict(spec)
     if "name" not in out:
         out["name"] = PurePath(str(out.get("path") or out.get("arch") or kind)).stem
-    if kind == "checkpoint" and "path" not in out:
-        raise PoolError(f"{where}: a checkpoint member needs `path` (its weights file)")
     return out

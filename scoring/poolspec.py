@@ -24,8 +24,8 @@ from typing import Any
 
 import tomllib
 
+from scoring.member_kinds import get_kind, validate_member
 from scoring.pool import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError, pool_file_errors
-from scoring.poolschema import validate_member
 from scoring.safeio import read_text
 from scoring.trust import grant, without_trust
 
@@ -120,21 +120,8 @@ def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
 
 
 def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
-    from scoring.members import CheckpointMember, backbone_members
-    from scoring.scratch import scratch_members
-
     spec = _validate(dict(spec), f"member {spec.get('name')!r}")
-    if spec["kind"] == "checkpoint":
-        if not spec.get("classes"):
-            raise PoolError(f"member {spec['name']!r}: give its class names (`classes` or `classes_file`)")
-        return [CheckpointMember(spec, dataset_classes)]
-    if spec["kind"] == "backbone":
-        return backbone_members(spec, dataset_classes)
-    if spec["kind"] == "finetune":
-        from scoring.finetune import finetune_members
-
-        return finetune_members(spec, dataset_classes)
-    return scratch_members(spec, dataset_classes)
+    return get_kind(spec["kind"]).build(spec, dataset_classes)
 
 
 def build_pool(specs: list[dict[str, Any]], dataset_classes: list[str], base_dir: Path | None = None) -> Pool:

@@ -31,13 +31,14 @@ import torch
 
 from scoring.device import pick_device
 from scoring.fitting import fit_members
+from scoring.member_kinds import refits
 from scoring.members import HeadMember
 from scoring.pool import Pool
 from scoring.progress import Progress, check_cancel
 from scoring.score_pass import write_scores
 from scoring.store import Project, ProjectValueError, QueueFilter
 from scoring.trust import grant
-from scoring.vocabulary import LABEL_SORT, LABEL_SORTS
+from scoring.vocabulary import LABEL_SORT, label_sorts
 
 log = logging.getLogger(__name__)
 TOP = 100
@@ -99,8 +100,7 @@ def active_pool(project: Project, *, networks: bool = False, trust: bool = False
     for r in reversed(project.runs()):
         spec = r["config"].get("pool")
         if r["pool_fingerprint"] == fp and spec:
-            fitted = ("backbone", "scratch", "finetune") if networks else ("backbone",)
-            if not any(isinstance(m, dict) and m.get("kind") in fitted for m in spec):
+            if not any(isinstance(m, dict) and refits(m, networks) for m in spec):
                 return None
             specs = [grant(m) if trust else m for m in spec if isinstance(m, dict)]
             return build_pool(specs, project.classes)
@@ -134,7 +134,7 @@ def rerank(
         if len(ids) and not (labels >= 0).any() and (project.given_labels(ids) >= 0).any():
             raise ProjectValueError(f"{path}: every image is removed, so there is nothing to refit on; "
                                     "restore some (undo) before re-ranking")
-        pruned = _suspects(project, pool, ids, labels, before if sort in LABEL_SORTS else
+        pruned = _suspects(project, pool, ids, labels, before if sort in label_sorts() else
                            project.ranked_ids(unreviewed, LABEL_SORT)) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(refit)} members on {decisions:,} decisions")

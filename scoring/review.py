@@ -15,7 +15,7 @@ from typing import Any
 
 from scoring.estimate import ErrorsLeft
 from scoring.store import Edit, Project, QueueFilter, QueueRow
-from scoring.vocabulary import BY_KEY, DIFFICULTY_SORT, LABEL_SORT, LABEL_SORTS
+from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, label_sorts
 
 RERANK_REST = 3.0  # after a re-rank of s seconds, none for 3 s: background work <= 1/4 of the time
 
@@ -41,7 +41,7 @@ class ReviewSession:
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
         self.sort = sort
-        self.filter = replace(filt, score_key=sort if sort in BY_KEY else DIFFICULTY_SORT)
+        self.filter = replace(filt, score_key=sort if is_score(sort) else DIFFICULTY_SORT)
 
     def page(self, after: tuple[Any, int] | None = None, limit: int = 200) -> list[QueueRow]:
         return self.project.queue(self.filter, sort=self.sort, limit=limit, after=after)
@@ -96,7 +96,7 @@ class ReviewSession:
 
     @property
     def label_sort(self) -> str:
-        return self.sort if self.sort in LABEL_SORTS else LABEL_SORT
+        return self.sort if self.sort in label_sorts() else LABEL_SORT
 
     def scores_changed(self) -> None:
         """New scores (a run finished): the estimate is due at once."""

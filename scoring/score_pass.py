@@ -12,11 +12,11 @@ import numpy as np
 
 from scoring import image_issues, label_evidence
 from scoring.batches import decode_missing
-from scoring.metrics import compute_scores
 from scoring.neighbours import NeighbourIndex
 from scoring.pool import Pool
 from scoring.progress import Progress, RateMeter, StageTimes, check_cancel
 from scoring.store import Project
+from scoring.vocabulary import compute_scores
 
 log = logging.getLogger(__name__)
 

@@ -54,12 +54,12 @@ from scoring.store_rows import (
     SyncReport,
 )
 from scoring.store_runs import PoolLike, Runs
-from scoring.vocabulary import SCORE_COLUMNS, SORT_KEYS, STATUSES
+from scoring.vocabulary import STATUSES
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "SCORE_COLUMNS", "SORT_KEYS", "STATUSES",
+    "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES",
     "Edit", "ImageRow", "IncompleteProjectError", "NotAProjectError", "PoolLike", "Project", "ProjectBase",
     "ProjectError", "ProjectLockedError", "ProjectValueError", "QueueFilter", "QueueRow", "SyncReport", "project_for",
 ]

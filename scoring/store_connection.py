@@ -23,6 +23,7 @@ from scoring.store_rows import (
     ProjectError,
     ProjectLockedError,
 )
+from scoring.vocabulary import scores
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class ProjectBase:
         c.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION:
             self._migrate(version)
+        self._add_score_columns()
 
     def _migrate(self, version: int, upto: int | None = None) -> None:
         upto = SCHEMA_VERSION if upto is None else upto
@@ -143,6 +145,21 @@ class ProjectBase:
                 MIGRATIONS[n](self.conn)
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={upto}")
+
+    def _add_score_columns(self) -> None:
+        """The one generic step for scores: a score of the vocabulary's table that this file has
+        no column for (one registered after the file was made) gets its column and its index,
+        the hardest end first. The numbered migrations never read the table."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(images)")}
+        missing = [s for s in scores() if s.key not in have]
+        if not missing:
+            return
+        with self._tx() as c:
+            for s in missing:
+                log.info("%s: adding a column for the score %s", self.path, s.key)
+                c.execute(f"ALTER TABLE images ADD COLUMN {s.key} REAL")
+                c.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{s.key} ON images "
+                          f"({s.key} {'DESC' if s.higher_is_harder else 'ASC'}, id)")
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -13,20 +13,15 @@ import numpy as np
 from scoring.store_connection import ProjectBase
 from scoring.store_dupes import CONFLICT_GROUPS_SQL
 from scoring.store_issues import ISSUE_IDS_SQL
-from scoring.store_rows import (
-    IMAGE_COLS,
-    QUEUE_COLS,
-    ProjectValueError,
-    QueueFilter,
-    QueueRow,
-)
+from scoring.store_rows import IMAGE_COLS, ProjectValueError, QueueFilter, QueueRow, queue_cols
 from scoring.vocabulary import (
     DIFFICULTY_SORT,
-    HARDEST_DESC,
-    IMAGE_SCORE_COLUMNS,
-    SCORE_COLUMNS,
-    SORT_KEYS,
     STATUSES,
+    hardest_first,
+    image_score_columns,
+    is_score,
+    score_columns,
+    sort_keys,
 )
 
 log = logging.getLogger(__name__)
@@ -47,12 +42,13 @@ class Queue(ProjectBase):
 
     def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
         rows = []
+        columns = image_score_columns()
         for n, i in enumerate(ids):
-            vals = [none_if_nan(scores[c][n]) for c in IMAGE_SCORE_COLUMNS]
+            vals = [none_if_nan(scores[c][n]) for c in columns]
             top_c = [[int(a), round(float(b), 4)] for a, b in zip(scores["top_c_idx"][n], scores["top_c_val"][n], strict=True)]
             top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
             rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
-        sets = ", ".join(f"{c}=?" for c in (*IMAGE_SCORE_COLUMNS, "top_c", "top_x"))
+        sets = ", ".join(f"{c}=?" for c in (*columns, "top_c", "top_x"))
         with self._tx() as c:
             c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
             self._set_meta(scored_pool=pool_fp)
@@ -75,7 +71,7 @@ class Queue(ProjectBase):
     @staticmethod
     def hardest_first(sort: str) -> bool:
         """True when the hardest images come first in descending order of ``sort``."""
-        return sort in HARDEST_DESC
+        return hardest_first(sort)
 
     def _where(self, filt: QueueFilter | None) -> tuple[list[str], list[Any]]:
         f = filt or QueueFilter()
@@ -96,7 +92,7 @@ class Queue(ProjectBase):
             where.append("status=?")
             params.append(f.status)
         if f.score_min is not None or f.score_max is not None:
-            if f.score_key not in SORT_KEYS or f.score_key in ("path", "id"):
+            if not is_score(f.score_key):
                 raise ProjectValueError(f"cannot filter on {f.score_key!r}")
             if f.score_min is not None:
                 where.append(f"{f.score_key}>=?")
@@ -134,11 +130,11 @@ class Queue(ProjectBase):
 
         Keyset paging: ``after`` is ``(sort value, id)`` of the previous page's last row.
         """
-        if sort not in SORT_KEYS:
-            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        if sort not in sort_keys():
+            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(sort_keys())}")
         desc = self.hardest_first(sort) if descending is None else descending
         where, params = self._where(filt)
-        cols = ", ".join(QUEUE_COLS)
+        cols = ", ".join(queue_cols())
         order = f"{sort} {'DESC' if desc else 'ASC'}, id ASC" if sort != "id" else "id ASC"
         rows: list[tuple[Any, ...]] = []
         if after is None or after[0] is not None:
@@ -158,22 +154,29 @@ class Queue(ProjectBase):
 
     def ranked_ids(self, filt: QueueFilter | None = None, sort: str = DIFFICULTY_SORT) -> np.ndarray:
         """Every id of the queue in its order (hardest first, unscored last): one indexed scan."""
-        if sort not in SORT_KEYS:
-            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        if sort not in sort_keys():
+            raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(sort_keys())}")
         where, params = self._where(filt)
         desc = "DESC" if self.hardest_first(sort) else "ASC"
         order = "id ASC" if sort == "id" else f"{sort} IS NULL, {sort} {desc}, id ASC"
         rows = self._q(f"SELECT id FROM images WHERE {' AND '.join(where)} ORDER BY {order}", params)
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def _queue_row(self, r: Sequence[Any]) -> QueueRow:
-        n = len(IMAGE_COLS) + len(SCORE_COLUMNS)
+    @staticmethod
+    def _queue_row(r: Sequence[Any]) -> QueueRow:
+        """A row selected as :func:`queue_cols` lists them."""
+        k = len(IMAGE_COLS)
+        names = score_columns()
+        vals = dict(zip(names, r[k:k + len(names)], strict=True))
+        n = k + len(names)
         top_c = [tuple(x) for x in json.loads(r[n])] if r[n] else []
         top_x = [tuple(x) for x in json.loads(r[n + 1])] if r[n + 1] else []
-        return QueueRow(**dict(zip(QUEUE_COLS[:n], r[:n], strict=True)), top_c=top_c, top_x=top_x)  # type: ignore[arg-type]
+        consensus, reason = vals.pop("consensus"), vals.pop("reason")
+        return QueueRow(**dict(zip(IMAGE_COLS, r[:k], strict=True)), consensus=consensus, reason=reason,
+                        scores=vals, top_c=top_c, top_x=top_x)
 
     def queue_row(self, image_id: int) -> QueueRow:
-        rows = self._q(f"SELECT {', '.join(QUEUE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        rows = self._q(f"SELECT {', '.join(queue_cols())} FROM images WHERE id=?", (int(image_id),))
         if not rows:
             raise ProjectValueError(f"no image with id {image_id} in {self.path}")
         return self._queue_row(rows[0])
@@ -191,12 +194,12 @@ class Queue(ProjectBase):
         return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
 
     def score_values(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
-        if key not in SORT_KEYS or key in ("path", "id"):
+        if not is_score(key):
             raise ProjectValueError(f"unknown score {key!r}")
         return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
 
     def class_difficulty(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
-        if key not in SORT_KEYS or key in ("path", "id"):
+        if not is_score(key):
             raise ProjectValueError(f"unknown score {key!r}")
         out = np.full(len(self.classes), np.nan)
         for label, mean in self._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):

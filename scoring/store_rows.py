@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from scoring.errors import ImageTriageError
-from scoring.vocabulary import DIFFICULTY_SORT, SCORE_COLUMNS
+from scoring.vocabulary import DIFFICULTY_SORT, score_columns
 
 
 class ProjectError(ImageTriageError):
@@ -46,21 +47,20 @@ class ImageRow:
 
 @dataclass(frozen=True)
 class QueueRow(ImageRow):
-    c_perplexity: float | None
-    x_perplexity: float | None
-    entropy_of_mean: float | None
-    mutual_info: float | None
     consensus: int | None
-    consensus_prob: float | None
-    self_confidence: float | None
-    margin: float | None
     reason: str | None
-    label_issue: float | None
-    neighbour_agreement: float | None
-    annotator_agreement: float | None
-    annotator_entropy: float | None
+    scores: dict[str, float | None]  # every score of scoring.vocabulary by key (None: not scored)
     top_c: list[tuple[int, float]] = field(default_factory=list)
     top_x: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def consensus_prob(self) -> float | None:
+        return self.scores.get("consensus_prob")
+
+    def sort_value(self, key: str) -> Any:
+        """This row's value of a sort key (a score, ``path`` or ``id``): the queue's keyset
+        paging continues after it."""
+        return self.scores[key] if key in self.scores else getattr(self, key)
 
 
 @dataclass
@@ -104,4 +104,9 @@ class SyncReport:
 
 
 IMAGE_COLS = [f.name for f in fields(ImageRow)]
-QUEUE_COLS = IMAGE_COLS + list(SCORE_COLUMNS) + ["top_c", "top_x"]
+
+
+def queue_cols() -> list[str]:
+    """The image row's columns, then every score's (the table may grow at run time), then the
+    consensus, the reason and the top classes."""
+    return IMAGE_COLS + list(score_columns()) + ["top_c", "top_x"]

@@ -1,8 +1,10 @@
 """One table of the words every room shares: scores, statuses, triage reasons.
 
-The store's columns and indexes, the command line's choices, the app's sort menu and filters,
-and the export's columns are all derived from here: adding a score is one :class:`Score` entry
-plus its function in :mod:`scoring.metrics` (``compute_scores`` returns it under ``key``).
+The store's columns and indexes, the command line's choices, the app's sort menu, filters and
+detail pane, and the export's columns are all read from the score table here: adding a score is
+one :func:`register` of a :class:`Score` whose ``compute`` takes a
+:class:`scoring.metrics.PoolPass` (the store gives it a column and an index the next time a
+project opens; the migrations never read this table).
 
 Two views, said wherever a user picks a sort: **difficulty** scores are blind to the given label
 (an ambiguous image is hard whatever it is called); **label** scores compare the pool with the
@@ -11,19 +13,39 @@ given label and find likely label errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+
+from scoring.errors import ImageTriageError
+from scoring.metrics import PoolPass
+
+VIEWS: dict[str, tuple[str, str]] = {  # view -> (what the switch says, what the view finds)
+    "label": ("Likely label errors", "compares the pool with the given label: finds images whose label is wrong"),
+    "difficulty": ("Hard or ambiguous images", "blind to the label: finds images the pool finds hard or ambiguous"),
+}
+# Stored beside the scores on each image row: not scores, so never a score's key.
+RESERVED = frozenset({"id", "path", "given_label", "current_label", "status", "error", "flag", "width", "height",
+                      "size_bytes", "mtime", "ctime", "sha1", "consensus", "reason", "top_c", "top_x"})
 
 
 @dataclass(frozen=True)
 class Score:
-    key: str  # the stored column, the command line's name, compute_scores' key
+    key: str  # the stored column, the command line's name, the export's column
     label: str  # for people
     higher_is_harder: bool
     view: str  # "difficulty" (label-blind) or "label" (label-aware)
-    fmt: str = ".3f"
-    lo: float = 0.0  # the range a filter box offers (hi for C-perplexity: up to 1,000 classes)
+    fmt: str = ".3f"  # how the detail pane, the CLI and the filter boxes show it
+    lo: float = 0.0  # the range a filter box offers
     hi: float = 1.0
-    dataset: bool = False  # not from the pool's per-image pass: the neighbours' (score_pass) or the annotators' (sync)
+    # f(pool pass) -> (N,) for a per-image score of the pool; None for a score of the whole
+    # dataset, written by its own pass (the neighbours' in score_pass, the annotators' in sync).
+    compute: Callable[[PoolPass], np.ndarray] | None = None
+
+    @property
+    def dataset(self) -> bool:
+        return self.compute is None
 
     @property
     def sort_label(self) -> str:
@@ -32,43 +54,107 @@ class Score:
         blind = "difficulty, blind to the label" if self.view == "difficulty" else "label-aware"
         return f"{self.label}: {first} ({blind})"
 
+    def show(self, value: float | None) -> str:
+        return "–" if value is None else format(value, self.fmt)
 
-SCORES: tuple[Score, ...] = (
-    Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0),
-    Score("label_issue", "Label issue (pool + neighbours)", True, "label", dataset=True),
-    Score("margin", "Normalised margin", False, "label", lo=-1.0, hi=1.0),
-    Score("self_confidence", "Self-confidence", False, "label"),
-    Score("x_perplexity", "X-perplexity", True, "label", ".2f"),
-    Score("mutual_info", "Mutual information (disagreement)", True, "difficulty", hi=10.0),
-    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0),
-    Score("consensus_prob", "Consensus probability", False, "difficulty"),
-    Score("neighbour_agreement", "Neighbour agreement", False, "label", dataset=True),
-    Score("annotator_agreement", "Annotators agreeing with the label", False, "label", dataset=True),
-    Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", hi=10.0, dataset=True),
+
+BUILTIN: tuple[Score, ...] = (
+    Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0, compute=lambda p: p.c_perplexity),
+    Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".2f"),
+    Score("margin", "Normalised margin", False, "label", ".2f", lo=-1.0, hi=1.0, compute=PoolPass.margin),
+    Score("self_confidence", "Self-confidence", False, "label", ".2f", compute=PoolPass.self_confidence),
+    Score("x_perplexity", "X-perplexity", True, "label", ".2f", compute=lambda p: p.x_perplexity),
+    Score("mutual_info", "Mutual information (disagreement)", True, "difficulty", hi=10.0,
+          compute=lambda p: p.mutual_info),
+    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0, compute=PoolPass.entropy_of_mean),
+    Score("consensus_prob", "Consensus probability", False, "difficulty", ".2f", compute=lambda p: p.pick_prob),
+    Score("neighbour_agreement", "Neighbour agreement", False, "label", ".2f"),
+    Score("annotator_agreement", "Annotators agreeing with the label", False, "label", ".2f"),
+    Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", ".2f", hi=10.0),
 )
-BY_KEY = {s.key: s for s in SCORES}
+_TABLE: dict[str, Score] = {s.key: s for s in BUILTIN}
 
-# Stored beside the scores: the pool's consensus class and the triage reason.
-SCORE_COLUMNS: tuple[str, ...] = (*(s.key for s in SCORES), "consensus", "reason")
-# What the per-image pass (scoring.metrics.compute_scores) writes; the dataset's scores follow it.
-IMAGE_SCORE_COLUMNS: tuple[str, ...] = (*(s.key for s in SCORES if not s.dataset), "consensus", "reason")
-SORT_KEYS: tuple[str, ...] = (*(s.key for s in SCORES), "path", "id")
-HARDEST_DESC = frozenset(s.key for s in SCORES if s.higher_is_harder)
+# Each view's default sort is its first built-in score: the label view is where a labelled
+# project opens (an annotator came for the label errors); the difficulty view is all an
+# unlabelled one has.
+DIFFICULTY_SORT = next(s.key for s in BUILTIN if s.view == "difficulty")
+LABEL_SORT = next(s.key for s in BUILTIN if s.view == "label")
 
-# Each view's default sort is its first score: the label view is where a labelled project opens
-# (an annotator came for the label errors); the difficulty view is all an unlabelled one has.
-DIFFICULTY_SORT = next(s.key for s in SCORES if s.view == "difficulty")
-LABEL_SORT = next(s.key for s in SCORES if s.view == "label")
-LABEL_SORTS: tuple[str, ...] = tuple(s.key for s in SCORES if s.view == "label")
-VIEWS: dict[str, tuple[str, str]] = {  # view -> (what the switch says, what the view finds)
-    "label": ("Likely label errors", "compares the pool with the given label: finds images whose label is wrong"),
-    "difficulty": ("Hard or ambiguous images", "blind to the label: finds images the pool finds hard or ambiguous"),
-}
+
+class UnknownScoreError(ImageTriageError, ValueError):
+    """A score key that is not in the table."""
+
+
+def register(score: Score) -> Score:
+    """Add a score to the table: every store opened after this gives it a column and an index,
+    and the queue, the filters, the app and the exports offer it."""
+    if not score.key.isidentifier() or not score.key.islower() or score.key in RESERVED:
+        raise ValueError(f"score key {score.key!r} must be a lower-case identifier and not one of {sorted(RESERVED)}")
+    if score.key in _TABLE:
+        raise ValueError(f"a score {score.key!r} is already registered")
+    if score.view not in VIEWS:
+        raise ValueError(f"score {score.key!r}: view must be one of {', '.join(VIEWS)}, not {score.view!r}")
+    _TABLE[score.key] = score
+    return score
+
+
+def unregister(key: str) -> None:
+    """Take a registered score out of the table (the built-in ones stay)."""
+    if any(s.key == key for s in BUILTIN):
+        raise ValueError(f"{key!r} is built in")
+    _TABLE.pop(key, None)
+
+
+def scores() -> tuple[Score, ...]:
+    return tuple(_TABLE.values())
+
+
+def score(key: str) -> Score:
+    try:
+        return _TABLE[key]
+    except KeyError:
+        raise UnknownScoreError(f"unknown score {key!r}; use one of {', '.join(_TABLE)}") from None
+
+
+def is_score(key: str) -> bool:
+    return key in _TABLE
+
+
+def score_columns() -> tuple[str, ...]:
+    """Every score's column, and beside them the pool's consensus class and the triage reason."""
+    return (*_TABLE, "consensus", "reason")
+
+
+def image_score_columns() -> tuple[str, ...]:
+    """What the per-image pass writes (:func:`compute_scores`); the dataset's scores follow it."""
+    return (*(s.key for s in _TABLE.values() if not s.dataset), "consensus", "reason")
+
+
+def sort_keys() -> tuple[str, ...]:
+    return (*_TABLE, "path", "id")
+
+
+def label_sorts() -> tuple[str, ...]:
+    return tuple(s.key for s in _TABLE.values() if s.view == "label")
+
+
+def hardest_first(key: str) -> bool:
+    """True when the hardest images come first in descending order of ``key``."""
+    return key in _TABLE and _TABLE[key].higher_is_harder
 
 
 def default_sort(labelled: bool) -> str:
     """Where a queue opens: the label view when the data have labels, else the difficulty view."""
     return LABEL_SORT if labelled else DIFFICULTY_SORT
+
+
+def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dict[str, np.ndarray]:
+    """Every per-image score of the table from one validated pass over a pool's distributions
+    (M, N, K) and the labels (N,) (-1: unlabelled), with the consensus, the triage reason and
+    the top confusing classes (top_c_idx/top_c_val (N, top_k) by C-confusion, top_x_* by votes)."""
+    p = PoolPass(probs, labels, top_k)
+    out = {s.key: np.asarray(s.compute(p)) for s in _TABLE.values() if s.compute is not None}
+    return out | {"consensus": p.pick, "reason": p.reason()} | p.top_confusing()
 
 
 STATUSES = ("unreviewed", "kept", "relabelled", "removed")

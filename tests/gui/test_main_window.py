@@ -116,7 +116,7 @@ def test_scoring_runs_in_the_background_and_fills_the_queue(qtbot, settings, tmp
     worker = w.start_scoring(specs, batch_size=4)
     assert worker is not None and w.busy and w.progress.isVisibleTo(w)
     qtbot.waitUntil(lambda: not w.busy, timeout=60_000)  # the window's finished slot ran
-    assert w.model.row_at(0).c_perplexity is not None
+    assert w.model.row_at(0).scores["c_perplexity"] is not None
     assert w.project.stats()["errors"] == 2 and len(w.members) == 2
     qtbot.waitUntil(lambda: "errors left" in w.stats_label.text(), timeout=10_000)  # due again after a run
     w.close()
@@ -214,7 +214,7 @@ def test_clicking_the_overview_filters_the_queue(qtbot, win: MainWindow) -> None
     assert win.tabs.currentIndex() == 0 and win.filters.f_given.currentData() == 0
     assert win.model.rowCount() == 4
     win.overview.filterRequested.emit(QueueFilter(score_min=1.0, score_max=1.5))
-    assert all(1.0 <= win.model.row_at(r).c_perplexity <= 1.5 for r in range(win.model.rowCount()))
+    assert all(1.0 <= win.model.row_at(r).scores["c_perplexity"] <= 1.5 for r in range(win.model.rowCount()))
 
 
 def test_slash_opens_the_type_ahead_class_picker(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -128,7 +128,7 @@ def test_the_margin_range_can_hold_negative_values(qtbot, settings, big_db: Path
     assert w.filters.f_max.maximum() == 1.0 and w.filters.f_min.minimum() < -1.0 + 0.01
     w.filters.f_max.setValue(0.0)  # margin <= 0: where label errors sit
     assert w.session.filter.score_max == 0.0 and w.session.filter.score_key == "margin"
-    assert all(w.model.row_at(r).margin <= 0 for r in range(w.model.rowCount()))
+    assert all(w.model.row_at(r).scores["margin"] <= 0 for r in range(w.model.rowCount()))
     w.close()
 
 

@@ -32,7 +32,7 @@ def test_score_queue_edit_undo_export(setup: tuple[Path, Path, list[str]], tmp_p
     assert rows[0]["c_perplexity"] >= rows[-1]["c_perplexity"]
     assert main(["queue", "--db", str(db), "--class", "red"]) == 0
     out = capsys.readouterr().out
-    assert "C-perp" in out and "red/" in out and "blue/" not in out
+    assert "c_perplexity" in out and "label_issue" in out and "red/" in out and "blue/" not in out
     assert main(["relabel", "--db", str(db), "blue/000.png", "green"]) == 0
     assert main(["remove", "--db", str(db), "red/001.png"]) == 0
     assert main(["keep", "--db", str(db), "green/002.png"]) == 0

@@ -18,9 +18,9 @@ import scoring.export as export_mod
 from scoring.datasets import open_dataset
 from scoring.errors import ImageTriageError
 from scoring.export import ExportError, export_dataset, run_export, safe_folder_name
-from scoring.metrics import compute_scores
 from scoring.progress import Cancelled
 from scoring.store import Project
+from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
 
@@ -91,6 +91,13 @@ def test_formats(proj: tuple[Path, Path], tmp_path: Path, fmt: str) -> None:
     out = tmp_path / fmt
     ds = open_dataset(out / "manifest.csv")
     assert len(ds.records) == 12 and all((out / r.path).is_file() for r in ds.records)
+    assert sorted(r.label for r in ds.records) == ["blue"] * 4 + ["green"] * 4 + ["red"] * 4
+    folders = {Path(r.path).parent.as_posix() for r in ds.records}
+    if fmt == "csv":  # one flat folder: the label is in the manifest only
+        assert folders == {"images"} and all(Path(r.path).name[:7].rstrip("-").isdigit() for r in ds.records)
+    else:  # the label is the folder too (torchvision's ImageFolder)
+        assert folders == {"images/blue", "images/green", "images/red"}
+        assert all(Path(r.path).parent.name == r.label for r in ds.records)
     if fmt == "json":
         assert len(json.loads((out / "manifest.json").read_text())) == 12
 

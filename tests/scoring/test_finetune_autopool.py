@@ -171,7 +171,7 @@ def test_score_an_unlabelled_folder_with_no_pool(tmp_path: Path, capsys: pytest.
     out, err = capsys.readouterr()
     assert "no labels" in err and json.loads(out)["labelled"] is False
     with Project.open(tmp_path / "u.triage.db") as p:
-        assert len(p.classes) == 1000 and p.queue(limit=1)[0].c_perplexity is not None
+        assert len(p.classes) == 1000 and p.queue(limit=1)[0].scores["c_perplexity"] is not None
 
 
 def test_pool_auto_prints_a_pool_file_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

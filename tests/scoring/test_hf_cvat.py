@@ -159,7 +159,7 @@ def test_cvat_xml_import_relabel_export_import_again(tmp_path: Path) -> None:
         p.relabel(p.find_image("part1/im0.png"), 1)  # blue -> green
         p.remove(p.find_image("part1/im1.png"))
         row = p.queue_row(p.find_image("part1/im5.png"))  # type: ignore[arg-type]
-        assert row.annotator_agreement == pytest.approx(2 / 3)
+        assert row.scores["annotator_agreement"] == pytest.approx(2 / 3)
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest), "--format", "cvat"]) == 0
     root = ET.parse(dest / "annotations.xml").getroot()

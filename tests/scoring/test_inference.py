@@ -33,7 +33,7 @@ def project(tmp_path: Path) -> Path:
 def _scores(db: Path) -> dict[str, tuple]:
     with Project.open(db) as p:
         rows = p.queue(limit=10_000)
-        return {r.path: (r.c_perplexity, r.x_perplexity, r.mutual_info, r.consensus) for r in rows}
+        return {r.path: (r.scores["c_perplexity"], r.scores["x_perplexity"], r.scores["mutual_info"], r.consensus) for r in rows}
 
 
 def test_scores_every_readable_image_and_records_the_unreadable(project: Path) -> None:
@@ -46,8 +46,8 @@ def test_scores_every_readable_image_and_records_the_unreadable(project: Path) -
         assert "empty.jpg" in errors["green/empty.jpg"]
         rows = p.queue(limit=100)
         assert len(rows) == 18
-        assert all(r.c_perplexity is not None and 1.0 <= r.c_perplexity <= 3.0 for r in rows)
-        values = [r.c_perplexity for r in rows]
+        assert all(r.scores["c_perplexity"] is not None and 1.0 <= r.scores["c_perplexity"] <= 3.0 for r in rows)
+        values = [r.scores["c_perplexity"] for r in rows]
         assert values == sorted(values, reverse=True)
         # the fitted (cross-fitted centroid) member separates the colours: the consensus is right
         # for most images, so the label-aware scores are meaningful
@@ -173,8 +173,8 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
     with Project.open(db) as p:
         assert p.classes == ["blue", "green", "red"]
         rows = p.queue(limit=10)
-        assert len(rows) == 3 and all(r.c_perplexity is not None and r.x_perplexity is None for r in rows)
-        assert all(r.self_confidence is None and r.margin is None and r.consensus is not None for r in rows)
+        assert len(rows) == 3 and all(r.scores["c_perplexity"] is not None and r.scores["x_perplexity"] is None for r in rows)
+        assert all(r.scores["self_confidence"] is None and r.scores["margin"] is None and r.consensus is not None for r in rows)
     with pytest.raises(PoolError, match="labelled"):
         other = tmp_path / "flat2.triage.db"
         Project.create(other, open_dataset(tmp_path / "flat")).close()

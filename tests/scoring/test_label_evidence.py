@@ -67,9 +67,9 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
     run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     with Project.open(db) as p:
         rows = p.queue(sort="label_issue", limit=36)
-        assert all(r.label_issue is not None and r.neighbour_agreement is not None for r in rows)
+        assert all(r.scores["label_issue"] is not None and r.scores["neighbour_agreement"] is not None for r in rows)
         assert rows[0].path == "red/blue0.png"
-        assert rows[0].neighbour_agreement < 0.5
+        assert rows[0].scores["neighbour_agreement"] < 0.5
         assert p.neighbour_weight() is not None
 
 

@@ -72,15 +72,15 @@ def test_the_agreement_scores_match_hand_computed_values(ls_export: Path, tmp_pa
     db = project_for(ls_export, tmp_path / "p.triage.db")
     with Project.open(db) as p:
         row6 = p.queue_row(p.find_image("local/img 6.png"))  # type: ignore[arg-type]
-        assert row6.annotator_agreement == pytest.approx(2 / 3)
+        assert row6.scores["annotator_agreement"] == pytest.approx(2 / 3)
         h = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
-        assert row6.annotator_entropy == pytest.approx(h)  # 0.918 bits
+        assert row6.scores["annotator_entropy"] == pytest.approx(h)  # 0.918 bits
         row7 = p.queue_row(p.find_image("upload/1/img7.png"))  # type: ignore[arg-type]
-        assert row7.annotator_agreement == pytest.approx(0.5) and row7.annotator_entropy == pytest.approx(1.0)
+        assert row7.scores["annotator_agreement"] == pytest.approx(0.5) and row7.scores["annotator_entropy"] == pytest.approx(1.0)
         row3 = p.queue_row(p.find_image("upload/1/img3.png"))  # type: ignore[arg-type]
-        assert row3.annotator_agreement == 1.0 and row3.annotator_entropy == 0.0
+        assert row3.scores["annotator_agreement"] == 1.0 and row3.scores["annotator_entropy"] == 0.0
         row0 = p.queue_row(p.find_image("local/img 0.png"))  # type: ignore[arg-type]
-        assert row0.annotator_agreement is None  # one annotator: nothing to agree with
+        assert row0.scores["annotator_agreement"] is None  # one annotator: nothing to agree with
         first = p.queue(sort="annotator_agreement", limit=2)
         assert {r.path for r in first} == {"upload/1/img7.png", "local/img 6.png"}
         assert p.votes_of(row6.id) == [("1", 1), ("2", 0), ("3", 1)]
@@ -114,7 +114,7 @@ def test_import_relabel_export_import_again_keeps_every_decision(ls_export: Path
     with Project.open(db2) as p2:
         assert len(p2.scorable_ids()) == 17
         row = p2.queue_row(p2.find_image(next(r.path for r in again.records if r.path.endswith("img 6.png"))))  # type: ignore[arg-type]
-        assert p2.classes[row.given_label] == "blue" and row.annotator_agreement == pytest.approx(1 / 3)
+        assert p2.classes[row.given_label] == "blue" and row.scores["annotator_agreement"] == pytest.approx(1 / 3)
 
 
 def test_a_hostile_export_never_hangs_and_names_each_bad_task(ls_export: Path, tmp_path: Path) -> None:

@@ -120,19 +120,24 @@ def test_triage_reasons() -> None:
     assert reasons.tolist() == ["mislabelled", "ambiguous", "ood", None]
 
 
-def test_compute_scores_keys_and_shapes() -> None:
+def test_compute_scores_gives_each_score_of_the_table_from_its_function() -> None:
+    from scoring.vocabulary import compute_scores, image_score_columns
+
     probs = random_probs(1, 3, 7, 5)
     labels = np.array([0, 1, 2, 3, 4, -1, 0])
-    s = M.compute_scores(probs, labels, top_k=3)
-    assert set(s) == set(M.SCORE_KEYS)
-    for key in ("c_perplexity", "x_perplexity", "mutual_info", "self_confidence", "margin", "reason"):
-        assert s[key].shape == (7,)
+    s = compute_scores(probs, labels, top_k=3)
+    assert set(s) == {*image_score_columns(), "top_c_idx", "top_c_val", "top_x_idx", "top_x_val"}
     assert s["top_c_idx"].shape == (7, 3) and s["top_x_val"].shape == (7, 3)
     assert np.isnan(s["self_confidence"][5]) and np.isnan(s["x_perplexity"][5])
-    np.testing.assert_allclose(s["c_perplexity"], M.confusion_perplexity(probs))
+    for key, fn in (("c_perplexity", "confusion_perplexity"), ("x_perplexity", "x_perplexity"),
+                    ("mutual_info", "mutual_information"), ("self_confidence", "self_confidence"),
+                    ("margin", "normalized_margin"), ("entropy_of_mean", "entropy_of_mean"),
+                    ("consensus_prob", "consensus_prob")):
+        np.testing.assert_allclose(s[key], M.METRICS[fn](probs, labels), err_msg=key)
+    np.testing.assert_array_equal(s["reason"], M.triage_reason(probs, labels))
+    np.testing.assert_array_equal(s["consensus"], M.consensus(probs)[0])
     for name, fn in M.METRICS.items():
         assert fn(probs, labels).shape == (7,), name
-        assert name in M.HIGHER_IS_HARDER
 
 
 @pytest.mark.parametrize(

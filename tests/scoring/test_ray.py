@@ -38,7 +38,7 @@ def _specs(tmp: Path) -> list[dict]:
 
 def _scores(db: Path) -> dict[str, tuple]:
     with Project.open(db) as p:
-        return {r.path: (r.c_perplexity, r.x_perplexity, r.mutual_info, r.consensus) for r in p.queue(limit=1000)}
+        return {r.path: (r.scores["c_perplexity"], r.scores["x_perplexity"], r.scores["mutual_info"], r.consensus) for r in p.queue(limit=1000)}
 
 
 @pytest.mark.slow

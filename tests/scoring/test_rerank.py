@@ -46,7 +46,7 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
         assert labels[list(all_ids).index(ids["blue/flip0.png"])] == 2  # corrected
         assert labels[list(all_ids).index(ids["green/001.png"])] == -1  # removed: not trained on
         before = p.get_probs([head.fingerprint], all_ids)[0]
-        margin_before = p.queue_row(ids["blue/flip2.png"]).margin
+        margin_before = p.queue_row(ids["blue/flip2.png"]).scores["margin"]
         reviewed = {i: (p.image(i).current_label, p.image(i).status) for i in ids.values() if p.image(i).status != "unreviewed"}
         order_before = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
     out = drain(rerank(db, "margin", pool=pool, prune=False))
@@ -56,7 +56,7 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
         assert np.allclose(after, expected, atol=2e-3)  # stored: the head fitted on the corrected labels
         assert not np.allclose(after, before, atol=2e-3)
         # the flips not yet reviewed stand out more once two of their like are corrected
-        assert p.queue_row(ids["blue/flip2.png"]).margin < margin_before
+        assert p.queue_row(ids["blue/flip2.png"]).scores["margin"] < margin_before
         assert {i: (p.image(i).current_label, p.image(i).status) for i in reviewed} == reviewed
         order_after = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
     assert sorted(order_after) == sorted(order_before) and len(order_after) == 24 + 4 - 4

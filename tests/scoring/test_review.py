@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from scoring.datasets import open_dataset
-from scoring.metrics import compute_scores
 from scoring.review import ReviewSession
 from scoring.store import Project, QueueFilter
+from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
 
@@ -29,7 +29,7 @@ def test_sort_and_filter_decide_the_page(session: ReviewSession) -> None:
     session.set_view("margin", QueueFilter(given_label=1))
     rows = session.page()
     assert session.matching() == len(rows) == 4 and all(r.given_label == 1 for r in rows)
-    margins = [r.margin for r in rows]
+    margins = [r.scores["margin"] for r in rows]
     assert margins == sorted(margins)  # label errors first: lowest margin first
     session.set_view("path", QueueFilter(score_min=1.5))
     assert session.filter.score_key == "c_perplexity"  # a range on path means C-perplexity

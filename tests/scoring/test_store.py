@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.datasets import Dataset, ImageRecord, open_dataset
-from scoring.metrics import compute_scores
 from scoring.store import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -23,6 +22,7 @@ from scoring.store import (
     QueueFilter,
 )
 from scoring.store_cache import decode_probs, encode_probs
+from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
 
@@ -170,16 +170,16 @@ def test_large_k_keeps_the_top_100_and_spreads_the_rest() -> None:
 def test_queue_sorts_hardest_first_and_filters(project: Project) -> None:
     ids = _fake_scores(project)
     rows = project.queue(limit=100)
-    c = [r.c_perplexity for r in rows]
+    c = [r.scores["c_perplexity"] for r in rows]
     assert len(rows) == len(ids) and c == sorted(c, reverse=True)
-    sc = [r.self_confidence for r in project.queue(sort="self_confidence", limit=100)]
+    sc = [r.scores["self_confidence"] for r in project.queue(sort="self_confidence", limit=100)]
     assert sc == sorted(sc)
     assert all(r.given_label == 1 for r in project.queue(QueueFilter(given_label=1)))
     assert all(r.consensus != r.current_label for r in project.queue(QueueFilter(disagrees=True)))
     assert [r.path for r in project.queue(QueueFilter(search="RED/00"))] == [r.path for r in rows if "red/00" in r.path]
     lo, hi = sorted(c)[3], sorted(c)[8]
     band = project.queue(QueueFilter(score_min=lo, score_max=hi))
-    assert len(band) == 6 and all(lo <= r.c_perplexity <= hi for r in band)
+    assert len(band) == 6 and all(lo <= r.scores["c_perplexity"] <= hi for r in band)
     project.remove(int(ids[0]))
     assert [r.id for r in project.queue(QueueFilter(status="removed"))] == [int(ids[0])]
     assert rows[0].top_c and rows[0].top_x
@@ -190,9 +190,9 @@ def test_unscored_images_come_last(project: Project) -> None:
     probs = np.full((1, 3, 3), 1 / 3)
     project.put_scores("pool", ids[:3], compute_scores(probs, project.given_labels(ids[:3])))
     rows = project.queue(limit=100)
-    assert [r.c_perplexity is None for r in rows] == [False] * 3 + [True] * (len(ids) - 3)
+    assert [r.scores["c_perplexity"] is None for r in rows] == [False] * 3 + [True] * (len(ids) - 3)
     page1 = project.queue(limit=5)
-    page2 = project.queue(limit=100, after=(page1[-1].c_perplexity, page1[-1].id))
+    page2 = project.queue(limit=100, after=(page1[-1].scores["c_perplexity"], page1[-1].id))
     assert [r.id for r in page1 + page2] == [r.id for r in rows]
 
 
@@ -216,7 +216,7 @@ def test_keyset_paging_equals_one_big_query(tmp_path_factory: pytest.TempPathFac
             if not rows:
                 break
             paged += [r.id for r in rows]
-            after = (getattr(rows[-1], sort), rows[-1].id)
+            after = (rows[-1].sort_value(sort), rows[-1].id)
         assert paged == whole and sorted(whole) == ids.tolist() and len(ids) == 23
 
 

@@ -1,0 +1,156 @@
+"""Every extension point is a registry: a member kind, an engine and an export format each
+registered by a test work end to end (pool file, score, queue, run record, export), and an
+unknown name is a one-line error listing the registered ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scoring import engine_registry as E
+from scoring import export_formats as X
+from scoring import member_kinds as K
+from scoring.datasets import open_dataset
+from scoring.engines import LocalEngine
+from scoring.export import ExportError, run_export
+from scoring.inference import run, score_project
+from scoring.pool import Member, PoolError
+from scoring.poolschema import Key
+from scoring.poolspec import load_pool_file
+from scoring.store import Project
+from tests.scoring.tinypool import TinyCheckpoint, make_imagefolder
+
+CLASSES = ["blue", "green", "red"]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    path = tmp_path / "p.triage.db"
+    Project.create(path, open_dataset(data)).close()
+    return path
+
+
+def _linear(spec: dict[str, Any], classes: list[str]) -> list[Member]:
+    return [TinyCheckpoint(f"{spec['name']}-{s}", classes, s) for s in spec.get("seeds", [0])]
+
+
+@pytest.fixture
+def linear_kind() -> Iterator[K.MemberKind]:
+    kind = K.register_kind(K.MemberKind(
+        "linear8", "a seeded linear classifier over 8x8 pixels (a test's kind)",
+        {"seeds": Key("int_list", "one member per seed")}, _linear, refit="never"))
+    yield kind
+    K.unregister_kind("linear8")
+
+
+def test_a_registered_member_kind_is_read_from_a_pool_file_and_scores(linear_kind: K.MemberKind, db: Path,
+                                                                       tmp_path: Path) -> None:
+    pool_file = tmp_path / "pool.toml"
+    pool_file.write_text('[[member]]\nkind = "linear8"\nname = "lin"\nseeds = [1, 2]\n')
+    specs = load_pool_file(pool_file)
+    summary = run(score_project(db, specs, batch_size=4, workers=0, runtime="torch"))
+    assert summary["status"] == "done" and summary["scored"] == 12
+    with Project.open(db) as p:
+        assert [m["name"] for m in p.active_members()] == ["lin-1", "lin-2"]
+        assert all(r.scores["c_perplexity"] is not None for r in p.queue(limit=100))
+    with pytest.raises(PoolError, match=r"unknown keys \['epochs'\] for a linear8 member; valid: .*seeds"):
+        pool_file.write_text('[[member]]\nkind = "linear8"\nepochs = 3\n')
+        load_pool_file(pool_file)
+    with pytest.raises(PoolError, match="must be one of backbone, checkpoint, finetune, linear8, scratch"):
+        K.validate_member({"kind": "nope"}, "a test")
+    assert not K.refits({"kind": "linear8"}, networks=True) and K.refits({"kind": "backbone"}, networks=False)
+    assert K.refits({"kind": "scratch"}, networks=True) and not K.refits({"kind": "scratch"}, networks=False)
+
+
+def test_the_pool_builder_offers_a_registered_kind(linear_kind: K.MemberKind, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from gui.pool_builder import MemberForm
+
+    form = MemberForm("linear8")
+    qtbot.addWidget(form)
+    form.name.setText("mine")
+    assert form.build() == {"kind": "linear8", "name": "mine"}  # no architecture, weights or epochs: it has none
+    assert form.windowTitle() == "linear8 member"
+
+
+@dataclass
+class CountingEngine:
+    """A test's engine: the local engine, counting the images it was asked for."""
+
+    tag: str = ""
+    runtimes: dict[str, str] = field(default_factory=dict)
+    asked: list[int] = field(default_factory=list)
+
+    def infer(self, project, pool, ids, dev, batch_size, workers, cancel, times):  # type: ignore[no-untyped-def]
+        self.asked.append(len(ids))
+        inner = LocalEngine(runtime="torch", runtimes=self.runtimes)
+        return inner.infer(project, pool, ids, dev, batch_size, workers, cancel, times)
+
+
+def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
+    made: list[CountingEngine] = []
+
+    def make(device: str, runtime: str, tag: str = "") -> CountingEngine:
+        made.append(CountingEngine(tag))
+        return made[-1]
+
+    E.register_engine(E.EngineKind("counting", "counts what it is asked for", make, {"tag": "a label"}))
+    try:
+        from tests.scoring.tinypool import tiny_pool
+
+        summary = run(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0, engine="counting",
+                                    engine_options={"tag": "t1"}))
+        assert summary["status"] == "done" and summary["scored"] == 12
+        assert [e.tag for e in made] == ["t1"] and made[0].asked == [12]
+        with Project.open(db) as p:
+            assert p.runs()[-1]["config"]["engine"] == "counting"
+        with pytest.raises(ValueError, match="engine 'counting' takes no option 'address'; its options: tag"):
+            run(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
+    finally:
+        E.unregister_engine("counting")
+    with pytest.raises(ValueError, match="unknown engine 'counting'; registered engines: local, ray"):
+        run(score_project(db, pool=tiny_pool(CLASSES), engine="counting"))
+
+
+def test_the_command_line_offers_a_registered_engine_and_its_options() -> None:
+    E.register_engine(E.EngineKind("counting", "counts what it is asked for", CountingEngine, {"tag": "a label"}))
+    try:
+        from scoring.cli import build_parser
+
+        args = build_parser().parse_args(["score", "x", "--engine", "counting", "--engine-option", "tag=t2"])
+        from scoring.cli_commands import _engine_options
+
+        assert args.engine == "counting" and _engine_options(args) == {"tag": "t2"}
+    finally:
+        E.unregister_engine("counting")
+
+
+def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, tmp_path: Path) -> None:
+    def write_lines(project: Project, tmp: Path, keep: list[Any], out_paths: list[str]) -> None:
+        (tmp / "labels.txt").write_text("".join(f"{p} {project.classes[r.current_label]}\n"
+                                                for p, r in zip(out_paths, keep, strict=True)))
+
+    X.register_format(X.ExportFormat("lines", "pics/<n>-<file> and labels.txt", write_lines, "pics", by_class=False))
+    try:
+        from tests.scoring.tinypool import tiny_pool
+
+        run(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0))
+        report = run_export(db, tmp_path / "out", fmt="lines")
+        lines = (tmp_path / "out" / "labels.txt").read_text().splitlines()
+        assert report["exported"] == 12 and len(lines) == 12
+        assert all((tmp_path / "out" / line.split()[0]).is_file() and line.startswith("pics/") for line in lines)
+        assert json.loads((tmp_path / "out" / "export_report.json").read_text())["format"] == "lines"
+        from gui.dialogs import ExportDialog
+
+        dialog = ExportDialog(tmp_path / "out3")
+        assert "lines" in [dialog.fmt.itemText(i) for i in range(dialog.fmt.count())]
+        dialog.deleteLater()
+    finally:
+        X.unregister_format("lines")
+    with pytest.raises(ExportError, match="unknown format 'lines'; use one of imagefolder, csv"):
+        run_export(db, tmp_path / "out2", fmt="lines")
