@@ -47,10 +47,10 @@ def child(manifest_path: str, db: str, runtime: str) -> dict[str, object]:
     summary = drain(score_project(path, choice.specs, runtime=runtime))
     actual = time.perf_counter() - t0
     with Project.open(path) as p:
-        ids = p.scorable_ids()
-        labels = p.given_labels(ids)
-        members = p.active_members()
-        probs = p.get_probs([m["fingerprint"] for m in members], ids)
+        ids = p.images.scorable_ids()
+        labels = p.images.given_labels(ids)
+        members = p.runs.active_members()
+        probs = p.cache.get_probs([m["fingerprint"] for m in members], ids)
     return {
         "n": int(len(ids)), "estimate": list(choice.range), "estimate_seconds": chose, "actual": actual,
         "profile": summary["profile"], "runtime": summary.get("runtime"),

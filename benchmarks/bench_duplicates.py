@@ -79,12 +79,12 @@ def scale(n: int) -> None:
             c.execute("DELETE FROM images")
             c.executemany("INSERT INTO images(path, given_label, current_label, status) VALUES (?, 0, 0, 'unreviewed')",
                           ((f"img/{i:07d}.png",) for i in range(n)))
-        ids = p.scorable_ids()
+        ids = p.images.scorable_ids()
         for s in range(0, n, 100_000):
             part = ids[s : s + 100_000]
             base = rng.random((len(part), 3, 4, 4), dtype=np.float32)
             th = np.repeat(np.repeat(base, 4, axis=2), 4, axis=3).reshape(len(part), -1)
-            p.put_features(THUMB_KEY, part, th + 0.05 * rng.random(th.shape, dtype=np.float32))
+            p.cache.put_features(THUMB_KEY, part, th + 0.05 * rng.random(th.shape, dtype=np.float32))
         p.close()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         t0 = time.perf_counter()
@@ -131,10 +131,10 @@ def main() -> None:
         drain(find_duplicates(db))
         seconds = time.perf_counter() - t0
         with Project.open(db) as p:
-            ids = p.scorable_ids()
-            thumbs = p.get_features("thumb16:v1", ids)
-            paths = p.paths_of(ids)
-            sha = p.sha1s(ids)
+            ids = p.images.scorable_ids()
+            thumbs = p.cache.get_features("thumb16:v1", ids)
+            paths = p.images.paths_of(ids)
+            sha = p.dupes.sha1s(ids)
             a, b, s = near_pairs(thumbs, 0.90, verifier(p, ids))  # as find_duplicates does, at 0.90
         print(f"{args.data}: {len(ids)} images, {len(planted)} planted near-duplicates "
               f"(exact copies, JPEG q60 re-encodes, 2-px crops; a third relabelled); found in {seconds:.1f} s")
@@ -155,7 +155,7 @@ def main() -> None:
         print("recall by kind at the default: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in kinds.items() if v))
         with Project.open(db) as p:  # what the user sees: the stored groups (never chained)
             by_id = dict(zip(ids.tolist(), paths, strict=True))
-            in_groups = {frozenset({by_id[i], by_id[j]}) for g in p.duplicate_groups().values()
+            in_groups = {frozenset({by_id[i], by_id[j]}) for g in p.dupes.duplicate_groups().values()
                          for i, j in itertools.combinations(g, 2)}
         tp = len(in_groups & planted)
         print(f"stored groups: {len(in_groups)} pairs inside groups, precision {tp / max(len(in_groups), 1):.3f}, "
@@ -191,8 +191,8 @@ def untouched(src: Path | None, n: int, demo: bool) -> None:
         groups = drain(find_duplicates(db))
         took = time.perf_counter() - t0
         with Project.open(db) as p:
-            ids = p.scorable_ids()
-            sha = dict(zip(ids.tolist(), p.sha1s(ids), strict=True))
+            ids = p.images.scorable_ids()
+            sha = dict(zip(ids.tolist(), p.dupes.sha1s(ids), strict=True))
         distinct = sum(1 for g in groups for i, j in itertools.combinations(g.image_ids, 2) if sha[i] != sha[j])
         largest = max((len(g.image_ids) for g in groups), default=0)
         t0 = time.perf_counter()

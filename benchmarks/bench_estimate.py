@@ -55,7 +55,7 @@ def walk_project(db: Path, flipped: set[str], step: int, upto: int) -> list[Row]
     """Review a scored project down its default queue through the store, as the app does."""
     rows: list[Row] = []
     with Project.open(db) as p:
-        sort = "margin" if p.labelled() else "c_perplexity"
+        sort = "margin" if p.images.labelled() else "c_perplexity"
         done = 0
         while True:
             est = errors_left(p, sort)
@@ -63,11 +63,11 @@ def walk_project(db: Path, flipped: set[str], step: int, upto: int) -> list[Row]
             rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
             if done >= upto:
                 return rows
-            batch = p.queue(QueueFilter(status="unreviewed"), sort=sort, limit=step)
+            batch = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=step)
             if not batch:
                 return rows
             for r in batch:
-                p.remove(r.id) if r.path in flipped else p.keep(r.id)
+                p.edits.remove(r.id) if r.path in flipped else p.edits.keep(r.id)
             done += len(batch)
 
 
@@ -128,15 +128,15 @@ def run_cifar(work: Path, kinds: list[str]) -> None:
     cifar = SHARED / "data" / "cifar10-test"
     for kind in kinds:
         project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(SHARED / "models" / "cifar10-resnet", kind=kind), 1)
-        ids = project.scorable_ids()
-        labels = project.given_labels(ids)
+        ids = project.images.scorable_ids()
+        labels = project.images.given_labels(ids)
         fps = [m.fingerprint for m in pool.members]
-        clean = project.get_probs(fps, ids)
+        clean = project.cache.get_probs(fps, ids)
         for mode in ("random", "confusable"):
             noisy, planted = flip(labels, clean.mean(0), 0.05, mode)
             probs = clean
             if any(m.fitted for m in pool.members):
-                probs = np.stack([m.fit_predict(project.get_features(m.encoder.key, ids), noisy) for m in pool.members])
+                probs = np.stack([m.fit_predict(project.cache.get_features(m.encoder.key, ids), noisy) for m in pool.members])
             show(f"CIFAR-10, 10,000 images, {planted.sum()} {mode} flips, the ResNets as {kind}s, 100 reviews a checkpoint",
                  walk_arrays(probs, noisy, planted, 100, 3000), every=5)
         project.close()
@@ -174,15 +174,15 @@ def run_count(work: Path, kinds: list[str]) -> None:
             project, pool = scored(work / "cifar.triage.db", cifar, auto_pool(open_dataset(cifar), pick_device("auto")).specs, 1)
         else:
             project, pool = scored(work / "cifar.triage.db", cifar, cifar_resnet_pool_specs(resnets, kind=kind), 1)
-        ids = project.scorable_ids()
-        labels = project.given_labels(ids)
-        clean = project.get_probs([m.fingerprint for m in pool.members], ids)
+        ids = project.images.scorable_ids()
+        labels = project.images.given_labels(ids)
+        clean = project.cache.get_probs([m.fingerprint for m in pool.members], ids)
         name = f"{'MNIST' if kind == 'scratch' else 'CIFAR-10'}, {kind} pool"
         count_line(name, clean, labels)
         for mode in ("random", "confusable"):
             noisy, planted = flip(labels, clean.mean(0), 0.05, mode)
             refit = [m for m in pool.members if m.fitted and m.kind != "finetune"]
-            probs = np.stack([m.fit_predict(project.get_features(m.encoder.key, ids), noisy) if m in refit else clean[n]
+            probs = np.stack([m.fit_predict(project.cache.get_features(m.encoder.key, ids), noisy) if m in refit else clean[n]
                               for n, m in enumerate(pool.members)])
             count_line(f"{name}, {mode} flips{' (refitted)' if refit else ''}", probs, noisy, int(planted.sum()))
         project.close()

@@ -56,14 +56,14 @@ def build(root: Path, n: int, k: int = 10, dims: int = 128) -> Path:
             rows,
         )
     # the first images of the queue exist on disk (hard links to one small PNG)
-    for r in p.queue(limit=300):
+    for r in p.queue.page(limit=300):
         os.link(seed_img, data / r.path)
     if dims:  # stored features, as a backbone member leaves them, for the neighbour evidence
-        ids = p.scorable_ids()
+        ids = p.images.scorable_ids()
         for s in range(0, len(ids), 100_000):
             part = ids[s : s + 100_000]
-            p.put_features("bench-features", part, rng.standard_normal((len(part), dims), dtype=np.float32))
-        p.set_embedding("bench-features", f"synthetic {dims}-d")
+            p.cache.put_features("bench-features", part, rng.standard_normal((len(part), dims), dtype=np.float32))
+        p.cache.set_embedding("bench-features", f"synthetic {dims}-d")
     p.close()
     return db
 
@@ -102,12 +102,12 @@ def main() -> None:
         win.view.setFocus()
         times = []
         for i in range(50):
-            before = win.current_id()
+            before = win.review.current_id()
             t0 = time.perf_counter()
             QTest.keyClick(win.view, Qt.Key.Key_1 + (i % 9))
             app.processEvents()
             times.append(time.perf_counter() - t0)
-            assert win.current_id() != before
+            assert win.review.current_id() != before
         # scrolling: the view asks for the next page as the user reaches the end of the loaded rows
         page_times = []
         for _ in range(100):

@@ -94,8 +94,8 @@ def score(root: Path, db: Path) -> float:
 
 def flagged(db: Path) -> dict[str, set[str]]:
     with Project.open(db) as p:
-        ids_by_issue = {name: p.ranked_ids(_filter(name), "id") for name in ISSUES}
-        return {name: set(p.paths_of(ids)) for name, ids in ids_by_issue.items()}
+        ids_by_issue = {name: p.queue.ranked_ids(_filter(name), "id") for name in ISSUES}
+        return {name: set(p.images.paths_of(ids)) for name, ids in ids_by_issue.items()}
 
 
 def _filter(name: str):  # type: ignore[no-untyped-def]

@@ -89,10 +89,10 @@ def neighbour_votes(project: Project, ids: np.ndarray) -> tuple[np.ndarray, np.n
     from scoring.label_evidence import nearest
     from scoring.neighbours import NeighbourIndex
 
-    emb = project.embedding()
+    emb = project.cache.embedding()
     if emb is None:
         return None
-    feats = project.get_features(emb[0], ids).astype(np.float32)
+    feats = project.cache.get_features(emb[0], ids).astype(np.float32)
     index = NeighbourIndex.from_features(ids, feats, np.zeros(len(ids), int), ["ok"] * len(ids), emb[1], 0)
     unit = index.feats[np.argsort(np.argsort(index.ids))]  # back to the order of ids
     return nearest(unit)
@@ -133,10 +133,10 @@ def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray
 
 
 def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: ignore[no-untyped-def]
-    ids = project.scorable_ids()
-    labels = project.given_labels(ids)
+    ids = project.images.scorable_ids()
+    labels = project.images.given_labels(ids)
     fps = [m.fingerprint for m in pool.members]
-    clean = project.get_probs(fps, ids)
+    clean = project.cache.get_probs(fps, ids)
     accs = [(clean[i].argmax(1) == labels).mean() for i in range(len(fps))]
     print(f"  clean-label out-of-sample top-1: members {', '.join(f'{a:.3f}' for a in accs)}; "
           f"mean {np.mean(accs):.3f}; pool mean {(clean.mean(0).argmax(1) == labels).mean():.3f}")
@@ -146,7 +146,7 @@ def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: 
         if any(m.fitted for m in pool.members):
             t0 = time.perf_counter()
             probs = np.stack([
-                m.fit_predict(project.get_features(m.encoder.key, ids), noisy) for m in pool.members
+                m.fit_predict(project.cache.get_features(m.encoder.key, ids), noisy) for m in pool.members
             ])
             print(f"  refitted {len(pool.members)} members on {mode}-noisy labels in {time.perf_counter() - t0:.1f}s")
         else:

@@ -41,9 +41,9 @@ def subset(limit: int | None, out: Path) -> Path:
 
 def top1(db: Path, fp: str) -> float:
     with Project.open(db) as p:
-        ids = p.scorable_ids()
-        probs = p.get_probs([fp], ids)[0]
-        return float((probs.argmax(1) == p.given_labels(ids)).mean())
+        ids = p.images.scorable_ids()
+        probs = p.cache.get_probs([fp], ids)[0]
+        return float((probs.argmax(1) == p.images.given_labels(ids)).mean())
 
 
 def score_one(data: Path, work: Path, spec: dict, tag: str) -> tuple[float, float]:
@@ -52,7 +52,7 @@ def score_one(data: Path, work: Path, spec: dict, tag: str) -> tuple[float, floa
     summary = run(score_project(db, [spec], workers=0))
     seconds = time.perf_counter() - t0
     with Project.open(db) as p:
-        fp = p.active_members()[0]["fingerprint"]
+        fp = p.runs.active_members()[0]["fingerprint"]
     assert summary["status"] == "done", summary
     return top1(db, fp), seconds
 

@@ -43,11 +43,11 @@ def review(p: Project, ids: np.ndarray, truth: dict[int, int]) -> int:
     found = 0
     for i in ids:
         i = int(i)
-        if p.image(i).given_label != truth[i]:
-            p.relabel(i, truth[i])
+        if p.images.image(i).given_label != truth[i]:
+            p.edits.relabel(i, truth[i])
             found += 1
         else:
-            p.keep(i)
+            p.edits.keep(i)
     return found
 
 
@@ -72,10 +72,10 @@ def main() -> None:
     clean_db = project_for(data, work / "clean.triage.db")
     run(score_project(clean_db, specs, workers=0, batch_size=256))
     with Project.open(clean_db) as p:
-        ids = p.scorable_ids()
-        paths, clean = p.paths_of(ids), p.given_labels(ids)
-        fps = [m["fingerprint"] for m in p.active_members()]
-        mean = p.get_probs(fps, ids).mean(0)
+        ids = p.images.scorable_ids()
+        paths, clean = p.images.paths_of(ids), p.images.given_labels(ids)
+        fps = [m["fingerprint"] for m in p.runs.active_members()]
+        mean = p.cache.get_probs(fps, ids).mean(0)
         classes = p.classes
     print(f"clean pool ({len(fps)} heads on {len(specs)} backbones): top-1 {(mean.argmax(1) == clean).mean():.3f} "
           f"on {len(ids):,} images ({time.perf_counter() - t0:.0f} s)")
@@ -97,12 +97,12 @@ def main() -> None:
     print(f"noisy project: {n_flips} {args.mode} flips ({args.share:.0%}), scored in {time.perf_counter() - t1:.0f} s")
 
     with Project.open(db) as p:
-        nids = p.scorable_ids()
-        by_path = dict(zip(p.paths_of(nids), (int(i) for i in nids), strict=True))
+        nids = p.images.scorable_ids()
+        by_path = dict(zip(p.images.paths_of(nids), (int(i) for i in nids), strict=True))
         truth = {by_path[str(data / path)]: int(c) for path, c in zip(paths, clean, strict=True)}
         budget = round(args.budget * len(nids))
-        order = p.ranked_ids(QueueFilter(status="unreviewed"), args.sort)[:budget]
-        static = sum(p.image(int(i)).given_label != truth[int(i)] for i in order)
+        order = p.queue.ranked_ids(QueueFilter(status="unreviewed"), args.sort)[:budget]
+        static = sum(p.images.image(int(i)).given_label != truth[int(i)] for i in order)
     print(f"budget: {budget} images ({args.budget:.0%}), sorted by {args.sort}")
     print(f"  {'static queue:':<28} {static} flips found ({static / budget:.1%} of reviews)")
 
@@ -113,9 +113,9 @@ def main() -> None:
         found, seconds = 0, []
         for _ in range(0, budget, args.batch):
             with Project.open(db) as p:
-                nxt = p.ranked_ids(QueueFilter(status="unreviewed"), args.sort)
+                nxt = p.queue.ranked_ids(QueueFilter(status="unreviewed"), args.sort)
                 found += review(p, nxt[: args.batch], truth)
-                done = p.stats()["reviewed"]
+                done = p.queue.stats()["reviewed"]
             if done >= budget:
                 break
             t = time.perf_counter()

@@ -14,14 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def _app() -> QApplication:
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Image Triage")
     app.setOrganizationName("image-triage")
     try:
         app.setStyleSheet(resources.files("resources").joinpath("style.qss").read_text())
     except OSError:
         log.warning("stylesheet missing; using the platform style")
-    return app  # type: ignore[return-value]
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,6 @@ def run_demo(dest: str | None = None) -> int:
     win.show()
     win.open_project(db, ask_resume=False)
     assert win.project is not None
-    if win.project.active_pool() is None:
-        win.start_scoring(win.project.last_pool_spec() or demo_specs(len(win.project.scorable_ids())))
+    if win.project.runs.active_pool() is None:
+        win.tasks.start_scoring(win.project.runs.last_pool_spec() or demo_specs(len(win.project.images.scorable_ids())))
     return app.exec()

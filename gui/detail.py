@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -32,10 +33,10 @@ class DetailPane(QWidget):
         self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(160, 160)
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(self.image)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setMinimumHeight(200)  # the image under review never shrinks to a sliver
+        self.image_scroll = QScrollArea()
+        self.image_scroll.setWidget(self.image)
+        self.image_scroll.setWidgetResizable(True)
+        self.image_scroll.setMinimumHeight(200)  # the image under review never shrinks to a sliver
         self.actual = QCheckBox("1:1 (actual pixels)")
         self.actual.toggled.connect(self._on_actual_toggled)
         self.info = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
@@ -49,14 +50,15 @@ class DetailPane(QWidget):
         self.chart.setYRange(0, 1)
         self.chart.addLegend(offset=(-5, 5), labelTextSize="8pt")
         lay = QVBoxLayout(self)
-        lay.addWidget(self.scroll, 3)
+        lay.addWidget(self.image_scroll, 3)
         lay.addWidget(self.actual)
         lay.addWidget(self.info)
         lay.addWidget(QLabel("<b>Each pool member's top classes</b>"))
         lay.addWidget(self.chart, 2)
         self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
         # The evidence scrolls inside itself: a group of 35 duplicates never grows the window.
-        self.evidence_scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        self.evidence_scroll = QScrollArea(widgetResizable=True)
+        self.evidence_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.evidence_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.evidence_scroll.setWidget(self.evidence)
         self.evidence_scroll.setMinimumHeight(120)
@@ -68,13 +70,13 @@ class DetailPane(QWidget):
         self.chart.clear()
         self.evidence.clear()
 
-    def show_row(self, project: Project, row: QueueRow, members: list[dict] | None = None) -> None:
+    def show_row(self, project: Project, row: QueueRow, members: list[dict[str, Any]] | None = None) -> None:
         """Scores and chart at once; the full-size image is decoded off the GUI thread."""
         self._want = row.id
-        path = project.abspath(row.path)
-        self.loader.request(row.id, path)  # type: ignore[arg-type]
+        path = project.images.abspath(row.path)
+        self.loader.request(row.id, path)
         self.info.setText(self._info_html(project.classes, row))
-        self._chart(project, row, members if members is not None else project.active_members())
+        self._chart(project, row, members if members is not None else project.runs.active_members())
         self.evidence.show_row(project, row)
 
     def _name(self, classes: list[str], label: int | None) -> str:
@@ -104,12 +106,12 @@ class DetailPane(QWidget):
                if s.view == view and r.scores.get(s.key) is not None]
         return f"<i>{VIEWS[view][0]}</i>: {' · '.join(got)}<br>" if got else ""
 
-    def _chart(self, project: Project, row: QueueRow, members: list[dict]) -> None:
+    def _chart(self, project: Project, row: QueueRow, members: list[dict[str, Any]]) -> None:
         self.chart.clear()
         if not members or row.consensus is None:
             return
         try:
-            probs = project.get_probs([m["fingerprint"] for m in members], [row.id])[:, 0, :]
+            probs = project.cache.get_probs([m["fingerprint"] for m in members], [row.id])[:, 0, :]
         except Exception:  # noqa: BLE001 - not scored by this pool yet
             return
         top = np.argsort(-probs.mean(0), kind="stable")[:5]
@@ -139,7 +141,7 @@ class DetailPane(QWidget):
         if self.actual.isChecked():
             self.image.setPixmap(self._pixmap)
             return
-        area = self.scroll.viewport().size()
+        area = self.image_scroll.viewport().size()
         side = max(64, min(area.width(), area.height()) - 8)
         self.image.setPixmap(
             self._pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)

@@ -40,17 +40,18 @@ class _Strip(QWidget):
         lay.addWidget(self.title)
         lay.addLayout(self.grid)
         self.tiles: dict[int, QToolButton] = {}
-        self._paths: dict[int, Path] = {}
+        self._paths: dict[int, Path | str] = {}
 
     def show_tiles(self, title: str, project: Project, tiles: list[tuple[int, str, str]]) -> None:
         """``tiles``: (image id, caption, tooltip)."""
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.tiles, self._paths = {}, {}
         self.title.setText(title)
-        paths = dict(zip((t[0] for t in tiles), project.paths_of([t[0] for t in tiles]), strict=True))
+        paths = dict(zip((t[0] for t in tiles), project.images.paths_of([t[0] for t in tiles]), strict=True))
         for n, (image_id, caption, tip) in enumerate(tiles):
             b = QToolButton()
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
@@ -59,7 +60,7 @@ class _Strip(QWidget):
             b.setToolTip(f"{paths[image_id]}\n{tip}")
             b.setAutoRaise(True)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the queue
-            self._paths[image_id] = project.abspath(paths[image_id])
+            self._paths[image_id] = project.images.abspath(paths[image_id])
             pm = self.thumbnails.get(image_id, self._paths[image_id])
             b.setIcon(pm if pm is not None else self.thumbnails.placeholder)
             self.grid.addWidget(b, n // PER_ROW, n % PER_ROW)
@@ -135,13 +136,13 @@ class EvidencePanel(QWidget):
         return project.classes[label] if label is not None and 0 <= label < len(project.classes) else "–"
 
     def _show_group(self, project: Project, row: QueueRow) -> None:
-        group = project.group_of(row.id)
+        group = project.dupes.group_of(row.id)
         if len(group) < 2:
             self.group.show_tiles("", project, [])
             self.group.setVisible(False)
             return
-        states = {i: (lab, st) for i, lab, st in project.label_states(group)}
-        conflict = " <span style='color:#ef5350'>conflicting labels</span>" if project.in_conflict(row.id) else ""
+        states = {i: (lab, st) for i, lab, st in project.images.label_states(group)}
+        conflict = " <span style='color:#ef5350'>conflicting labels</span>" if project.dupes.in_conflict(row.id) else ""
         tiles = [(i, ("▶ " if i == row.id else "") + self._name(project, states[i][0])
                   + (" ✕" if states[i][1] == "removed" else ""), states[i][1]) for i in group]
         self.group.show_tiles(f"<b>Duplicate group</b> ({len(group)}){conflict} · <b>G</b> keeps ▶, removes the rest",

@@ -66,7 +66,9 @@ class FilterPanel(QWidget):
         switch = QVBoxLayout()  # stacked: both titles read in full in a narrow panel
         switch.setSpacing(2)
         for view, (title, finds) in VIEWS.items():
-            b = QPushButton(title, checkable=True, objectName=f"view_{view}")
+            b = QPushButton(title)
+            b.setCheckable(True)
+            b.setObjectName(f"view_{view}")
             b.setToolTip(finds)
             self.views.addButton(b)
             self.view_buttons[view] = b
@@ -78,7 +80,8 @@ class FilterPanel(QWidget):
         for text, key in sorts():
             self.sort.addItem(_short(key), key)
             self.sort.setItemData(self.sort.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
-        self.view_hint = QLabel(wordWrap=True, objectName="hint")
+        self.view_hint = QLabel(wordWrap=True)
+        self.view_hint.setObjectName("hint")
         self.sort.currentIndexChanged.connect(self._on_sort_changed)
         self.f_given, self.f_consensus = QComboBox(), QComboBox()
         self.f_reason = self._choices(REASONS)
@@ -87,8 +90,10 @@ class FilterPanel(QWidget):
         for n, name in enumerate(ISSUES, start=1):
             self.f_issue.setItemText(n, name.replace("_", " "))
             self.f_issue.setItemData(n, ISSUE_TEXT[name], Qt.ItemDataRole.ToolTipRole)
-        self.f_min = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
-        self.f_max = QDoubleSpinBox(decimals=3, specialValueText=_UNSET, singleStep=0.05)
+        self.f_min = QDoubleSpinBox(decimals=3, singleStep=0.05)
+        self.f_max = QDoubleSpinBox(decimals=3, singleStep=0.05)
+        for box in (self.f_min, self.f_max):
+            box.setSpecialValueText(_UNSET)
         self.range_label = QLabel()
         self.f_disagree = QCheckBox("label ≠ the pool's consensus")
         self.f_duplicate = QCheckBox("in a duplicate group")
@@ -96,12 +101,12 @@ class FilterPanel(QWidget):
         self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")
         self._search_timer = QTimer(self, singleShot=True, interval=250)  # filters as you type
         self._search_timer.timeout.connect(self._emit)
-        for w in (self.f_given, self.f_consensus, self.f_reason, self.f_status, self.f_issue):
-            w.currentIndexChanged.connect(self._emit)
-        for w in (self.f_min, self.f_max):
-            w.valueChanged.connect(self._emit)
-        for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
-            box.toggled.connect(self._emit)
+        for combo in (self.f_given, self.f_consensus, self.f_reason, self.f_status, self.f_issue):
+            combo.currentIndexChanged.connect(self._emit)
+        for box in (self.f_min, self.f_max):
+            box.valueChanged.connect(self._emit)
+        for check in (self.f_disagree, self.f_duplicate, self.f_conflict):
+            check.toggled.connect(self._emit)
         self.f_search.textChanged.connect(lambda _t: self._search_timer.start())
         self.f_search.returnPressed.connect(self._emit)
         clear = QPushButton("Clear filters")
@@ -211,7 +216,7 @@ class FilterPanel(QWidget):
         """Set sort and filters from :meth:`state`'s output, then emit once."""
         with self._silenced():
             self.set_sort(str(state.get("sort") or LABEL_SORT))
-        fields = {k: v for k, v in cast(dict, state.get("filter") or {}).items() if k in QueueFilter.__dataclass_fields__}
+        fields = {k: v for k, v in cast(dict[str, Any], state.get("filter") or {}).items() if k in QueueFilter.__dataclass_fields__}
         self.show_filter(QueueFilter(**fields))
 
     def show_filter(self, filt: QueueFilter) -> None:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scoring.cli import CliError
 from scoring.cli import main as cli_main
+from scoring.cli_commands import CliError
 
 # Starting Qt in a child first: where its platform plugin cannot load (a fresh Linux box without
 # the xcb libraries), Qt aborts the process with a core dump, which no try/except can catch.

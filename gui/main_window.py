@@ -7,16 +7,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QModelIndex, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QFileDialog,
     QLabel,
+    QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -25,16 +24,16 @@ from PySide6.QtWidgets import (
 )
 
 from gui.detail import DetailPane
-from gui.estimates import Estimates
 from gui.filter_panel import FilterPanel
+from gui.jobs import Jobs
 from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
-from gui.review_actions import ReviewActions
+from gui.review_actions import ReviewController
 from gui.review_keys import ReviewKeys, open_readme, show_full_image, show_keys
+from gui.tasks import Tasks
 from gui.thumbnails import ThumbnailLoader
 from gui.view_state import ViewState
-from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 from scoring.keymap import keymap_for
 from scoring.review import ReviewSession
@@ -46,61 +45,67 @@ MAX_RECENT = 8
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:
-    area = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+    area = QScrollArea(widgetResizable=True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(widget)
     area.setMinimumWidth(widget.minimumWidth())
     return area
 
 
-class MainWindow(ReviewActions):
+class MainWindow(QMainWindow):
+    """Composes the parts, each handed what it needs: ``review`` (the decisions, the selection,
+    the status line; gui.review_actions), ``jobs`` (one background job at a time; gui.jobs) and
+    ``tasks`` (score, export, find duplicates; gui.tasks)."""
+
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings("image-triage", "Image Triage")
-        # suggest stopping when the next 100 images of the queue hold fewer expected errors than this
-        self.stop_below = float(self.settings.value("stop_below", 1.0))
-        # re-rank the queue (refit the pool's heads on the decisions) after this many decisions; 0 = never
-        self.rerank_every = int(self.settings.value("rerank_every", 20))
-        self.last_rerank: Any = None
-        self.project: Project | None = None
-        self.model: ReviewQueueModel | None = None
-        self.members: list[dict[str, Any]] = []
-        self.session: ReviewSession
-        self._worker: GeneratorWorker | None = None
-        self._thread: Any = None
-        self._after_worker: Any = None  # what to start when the running work finishes
-        self.keep_group_question: QMessageBox | None = None  # open while G asks (tests answer it)
-        self.many_question: QMessageBox | None = None  # open while a key on several images asks
         self.close_question: QMessageBox | None = None  # open while closing during scoring asks
         self.resume_question: QMessageBox | None = None  # open while reopening offers to resume
         self.popups: list[QDialog] = []  # the key overlay and full-size views that are open
-        self._job_title = ""  # the background job running (Scoring, Export, ...)
-        self._on_job_errored: Any = None
         self.thumbnails = ThumbnailLoader(parent=self)
-        self.estimates = Estimates(self)
-        self.estimates.ready.connect(self._on_estimated)
         self.setWindowTitle("Image Triage")
         area = QApplication.primaryScreen().availableGeometry() if QApplication.primaryScreen() else None
         self.resize(min(1400, area.width()) if area else 1400, min(880, area.height() - 40) if area else 880)
+        say = self.statusBar().showMessage
+        self.jobs = Jobs(self, self._on_busy, say)
         self._build_ui()
+        # self._ask is looked up at each question, so a test's patch of MainWindow._ask answers it
+        self.review = ReviewController(self, self.view, self.detail, self.jobs, self.settings,
+                                       lambda box: self._ask(box), say)
+        self.review.decided.connect(self._on_decided)
+        self.tasks = Tasks(self, self.jobs, self.review, self._reload_after_scoring, say)
+        self._build_status_bar()
         self._build_menus()
         self._set_enabled(False)
-        self.review_keys = ReviewKeys(self)  # the review keys work wherever the focus is in the window
+        self.review_keys = ReviewKeys(self, self.view)  # the review keys work wherever the focus is in the window
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self.review_keys)
+
+    @property
+    def project(self) -> Project | None:
+        return self.review.project
+
+    @property
+    def model(self) -> ReviewQueueModel | None:
+        return self.review.model
+
+    @property
+    def session(self) -> ReviewSession | None:
+        return self.review.session
+
+    def _ask(self, box: QMessageBox) -> Any:
+        """Ask with ``box`` (modal) and return the button clicked: the one place the window
+        waits for a yes or no (tests answer here)."""
+        box.exec()
+        return box.clickedButton()
 
     # --- layout ---------------------------------------------------------------------------
 
     def _build_ui(self) -> None:
         self.view = QueueView()
-        self.view.relabelRequested.connect(self._on_relabelRequested)
-        self.view.removeRequested.connect(self._on_removeRequested)
-        self.view.keepRequested.connect(self._on_keepRequested)
-        self.view.pickRequested.connect(self._on_pickRequested)
-        self.view.keepGroupRequested.connect(self._on_keepGroupRequested)
-        self.view.undoRequested.connect(self._on_undo)
-        self.view.redoRequested.connect(self._on_redo)
         self.view.helpRequested.connect(self.show_keys)
         self.view.fullImageRequested.connect(self.show_full_image)
         self.view.doubleClicked.connect(lambda _i: self.show_full_image())
@@ -118,20 +123,18 @@ class MainWindow(ReviewActions):
         self.filters.filterChanged.connect(self._on_filterChanged)
         self.legend = QLabel(textFormat=Qt.TextFormat.RichText, alignment=Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.legend.setObjectName("legend")
-        self.count_label = QLabel()
-        left = QWidget()
-        ll = QVBoxLayout(left)
+        self.left = QWidget()
+        ll = QVBoxLayout(self.left)
         ll.addWidget(self.filters)
-        ll.addWidget(self.count_label)
         ll.addWidget(QLabel("<b>Keys</b>"))
         ll.addWidget(self.legend, 1)
-        left.setMinimumWidth(250)
-        left.setMaximumWidth(330)
+        self.left.setMinimumWidth(250)
+        self.left.setMaximumWidth(330)
 
         split = QSplitter()
         # The side panes scroll inside themselves: the window fits a 1280x720 screen and never
         # grows by itself (a long legend or a big duplicate group scrolls instead).
-        split.addWidget(_scrolling(left))
+        split.addWidget(_scrolling(self.left))
         split.addWidget(self.tabs)
         split.addWidget(_scrolling(self.detail))
         split.setStretchFactor(1, 3)
@@ -142,16 +145,15 @@ class MainWindow(ReviewActions):
         self.view_state = ViewState(self.settings, self.filters, split)
         self.setCentralWidget(split)
 
-        self.stage = QLabel()
-        self.progress = QProgressBar(maximumWidth=260)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(self._on_cancel_clicked)
-        self.stats_label = QLabel()
+
+    def _build_status_bar(self) -> None:
+        layout = self.left.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(1, self.review.count_label)
         sb = self.statusBar()
-        sb.addWidget(self.stats_label, 1)
-        for w in (self.stage, self.progress, self.cancel_btn):
+        sb.addWidget(self.review.stats_label, 1)
+        for w in (self.jobs.stage, self.jobs.progress, self.jobs.cancel_btn):
             sb.addPermanentWidget(w)
-        self._show_progress(False)
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -162,24 +164,25 @@ class MainWindow(ReviewActions):
         self.recent_menu = file.addMenu("Recent projects")
         self._refresh_recent()
         file.addSeparator()
-        self.act_export = self._add(file, "&Export cleaned dataset…", self._on_export, "Ctrl+E")
+        self.act_export = self._add(file, "&Export cleaned dataset…", self.tasks.export_dialog, "Ctrl+E")
         file.addSeparator()
         self._add(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = mb.addMenu("&Edit")
-        self.act_undo = self._add(edit, "&Undo", self._on_undo, "Ctrl+Z")
-        self.act_redo = self._add(edit, "&Redo", self._on_redo, "Ctrl+Shift+Z")
+        review = self.review
+        self.act_undo = self._add(edit, "&Undo", review.undo, "Ctrl+Z")
+        self.act_redo = self._add(edit, "&Redo", review.redo, "Ctrl+Shift+Z")
         edit.addSeparator()
-        self._add(edit, "&Keep label (Enter / K)", self._on_keepRequested)
-        self._add(edit, "&Remove image (Delete)", self._on_removeRequested)
-        self._add(edit, "Re&store image", self._on_restore, "Ctrl+R")
-        self._add(edit, "Relabel… (/ or L)", self._on_pickRequested)
-        self._add(edit, "Keep this, remove its &duplicates (G)", self._on_keepGroupRequested, "Ctrl+G")
+        self._add(edit, "&Keep label (Enter / K)", review.keep)
+        self._add(edit, "&Remove image (Delete)", review.remove)
+        self._add(edit, "Re&store image", review.restore, "Ctrl+R")
+        self._add(edit, "Relabel… (/ or L)", review.pick)
+        self._add(edit, "Keep this, remove its &duplicates (G)", review.keep_group, "Ctrl+G")
         scoring = mb.addMenu("&Scoring")
-        self.act_score = self._add(scoring, "&Score…", self._on_score, "Ctrl+Return")
-        self.act_rerank = self._add(scoring, "&Re-rank the queue from my decisions", self.start_rerank, "Ctrl+Shift+R")
-        self.act_dupes = self._add(scoring, "Find &duplicates", self.start_duplicates, "Ctrl+Shift+D")
+        self.act_score = self._add(scoring, "&Score…", self.tasks.score_dialog, "Ctrl+Return")
+        self.act_rerank = self._add(scoring, "&Re-rank the queue from my decisions", review.start_rerank, "Ctrl+Shift+R")
+        self.act_dupes = self._add(scoring, "Find &duplicates", self.tasks.start_duplicates, "Ctrl+Shift+D")
         scoring.addSeparator()
-        self._add(scoring, "Review se&ttings… (when to stop, how often to re-rank)", self._on_review_settings)
+        self._add(scoring, "Review se&ttings… (when to stop, how often to re-rank)", review.review_settings)
         view = mb.addMenu("&View")
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
@@ -214,7 +217,7 @@ class MainWindow(ReviewActions):
         row = self.model.row_at(self.view.currentIndex().row()) if self.model is not None else None
         if row is None or self.project is None:
             return None
-        dlg = show_full_image(self, self.project.abspath(row), row.path)
+        dlg = show_full_image(self, self.project.images.abspath(row), row.path)
         if dlg is not None:
             self.popups = [p for p in self.popups if p.isVisible()] + [dlg]
             dlg.finished.connect(lambda _r: self._focus_queue())
@@ -231,6 +234,40 @@ class MainWindow(ReviewActions):
     def _set_enabled(self, on: bool) -> None:
         for a in (self.act_export, self.act_undo, self.act_redo, self.act_score, self.act_rerank, self.act_dupes):
             a.setEnabled(on)
+
+    def _on_busy(self, busy: bool) -> None:
+        """While a job runs, no second scoring or export; review goes on (undo included)."""
+        if busy:
+            self.act_score.setEnabled(False)
+            self.act_export.setEnabled(False)
+        else:
+            self._set_enabled(self.project is not None)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        scoring = self.jobs.busy and self.jobs.title == "Scoring"
+        if scoring:
+            self.close_question = QMessageBox(
+                QMessageBox.Icon.Question, "Scoring is running",
+                "Scoring is still running. Stop it and close? What is scored is kept, and reopening the "
+                "project offers to resume.", QMessageBox.StandardButton.NoButton, self)
+            stop = self.close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
+            self.close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
+            clicked = self._ask(self.close_question)
+            self.close_question = None
+            if clicked is not stop:
+                event.ignore()
+                return
+        self.jobs.stop()
+        project = self.project
+        if scoring and project is not None:
+            project.runs.mark_interrupted()  # closed, not cancelled: reopening offers to resume
+        self.thumbnails.clear()
+        self.thumbnails.wait()
+        self.detail.evidence.forget()
+        if project is not None:
+            project.close()
+            self.review.detach()
+        super().closeEvent(event)
 
     # --- opening --------------------------------------------------------------------------
 
@@ -251,22 +288,20 @@ class MainWindow(ReviewActions):
         if self.project is not None:
             self.detail.evidence.forget()
             self.project.close()
-        self.project = project
-        self.session = ReviewSession(project)
+        session = ReviewSession(project)
         self.thumbnails.clear()
-        self.model = ReviewQueueModel(project, self.thumbnails, parent=self)
-        self.view.setModel(self.model)
-        self.view.selectionModel().currentChanged.connect(self._on_currentChanged)
+        model = ReviewQueueModel(session, self.thumbnails, parent=self)
+        self.review.attach(project, session, model)
         self._fill_class_filters()
-        self._restore_view_state(project)
+        self._restore_view_state(project, session, model)
         self._reload_after_scoring()
         self.setWindowTitle(f"Image Triage — {project.source.name} ({path})")
         self._remember(Path(path))
         self._set_enabled(True)
-        if self.model.rowCount() and not self.view.currentIndex().isValid():
-            self._select(self.model.index(0, 0))
-        run = project.interrupted_run()
-        if ask_resume and run is not None and project.last_pool_spec():
+        if model.rowCount() and not self.view.currentIndex().isValid():
+            self.review.select(model.index(0, 0))
+        run = project.runs.interrupted_run()
+        if ask_resume and run is not None and project.runs.last_pool_spec():
             self.resume_question = QMessageBox(
                 QMessageBox.Icon.Question, "Resume scoring?",
                 "The last scoring run stopped before it finished (the app closed or crashed). "
@@ -276,17 +311,14 @@ class MainWindow(ReviewActions):
             answer = self._ask(self.resume_question)
             self.resume_question = None
             if answer is yes:
-                self.start_scoring(project.last_pool_spec() or [])
+                self.tasks.start_scoring(project.runs.last_pool_spec() or [])
         self._focus_queue()
         return True
 
-    def _restore_view_state(self, project: Project) -> None:
-        self.view_state.restore(project.path, project.labelled())
-        sort, filt = self.filters.value()
-        self.session.set_view(sort, filt)
-        assert self.model is not None
-        self.model.sort_key = self.session.sort
-        self.model.set_filter(self.session.filter)
+    def _restore_view_state(self, project: Project, session: ReviewSession, model: ReviewQueueModel) -> None:
+        self.view_state.restore(project.path, project.images.labelled())
+        session.set_view(*self.filters.value())
+        model.reload()
 
     def _save_view_state(self) -> None:
         if self.project is not None:
@@ -304,29 +336,40 @@ class MainWindow(ReviewActions):
         )
 
     def _reload_after_scoring(self) -> None:
-        assert self.project is not None and self.model is not None
-        self.members = self.project.active_members()
+        project, session, model = self.project, self.session, self.model
+        if project is None or session is None or model is None:
+            return
+        self.review.members = project.runs.active_members()
         self.detail.evidence.invalidate()  # new features may have come
-        self.session.scores_changed()
-        self.model.reload()
-        self._overview_stale = True  # the plots scan every row: drawn when their tab is shown
+        session.scores_changed()
+        model.reload()
+        self._on_decided()
+        self.review.update_status()
+
+    def _on_decided(self) -> None:
+        """The plots scan every row: marked stale, drawn when their tab is shown."""
+        self._overview_stale = True
         if self.tabs.currentWidget() is self.overview:
             self._on_tab_changed(self.tabs.currentIndex())
-        self._update_status()
 
     def _on_tab_changed(self, _index: int) -> None:
-        if self.tabs.currentWidget() is self.overview and self._overview_stale and self.project is not None:
+        if (self.tabs.currentWidget() is self.overview and self._overview_stale and self.project is not None
+                and self.session is not None):
             self.overview.refresh(self.project, self.session.estimate)
             self._overview_stale = False
 
     def _remember(self, path: Path) -> None:
-        recent = [p for p in (self.settings.value("recent", []) or []) if p != str(path)]
+        recent = [p for p in self._recent() if p != str(path)]
         self.settings.setValue("recent", [str(path), *recent][:MAX_RECENT])
         self._refresh_recent()
 
+    def _recent(self) -> list[str]:
+        stored = self.settings.value("recent", [])
+        return [str(p) for p in stored] if isinstance(stored, list) else []
+
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        for p in self.settings.value("recent", []) or []:
+        for p in self._recent():
             act = self.recent_menu.addAction(p)
             act.triggered.connect(lambda _=False, p=p: self.open_project(p))
 
@@ -345,50 +388,22 @@ class MainWindow(ReviewActions):
         if path:
             self.open_project(path)
 
-    # --- selection and the detail pane ------------------------------------------------
-
-    def _select(self, index: QModelIndex) -> None:
-        if index.isValid():
-            self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            self.view.scrollTo(index)
-
-    def _select_first_unreviewed(self) -> None:
-        """The first image still to review in the current order (else the first)."""
-        assert self.model is not None
-        self._select(self.model.first_unreviewed())
-
-    def current_id(self) -> int | None:
-        assert self.model is not None
-        row = self.model.row_at(self.view.currentIndex().row())
-        return row.id if row is not None else None
-
-    def _on_currentChanged(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if self.model is None or self.project is None:
-            return
-        row = self.model.row_at(current.row())
-        if row is None:
-            self.detail.clear()
-        else:
-            self.detail.show_row(self.project, row, self.members)
-
     # --- filters: the panel emits a value, the session holds it, the model shows it ------------
 
     def _on_filterChanged(self, sort: str, filt: QueueFilter) -> None:
-        if self.model is None or self.project is None:
+        session, model, review = self.session, self.model, self.review
+        if session is None or model is None or self.view_state.restoring:
             return
-        if self.view_state.restoring:
-            return
-        current = self.current_id() if sort == self.session.sort else None  # a new order starts at its head
-        self.session.set_view(sort, filt)
-        self.model.sort_key = self.session.sort
-        self.model.set_filter(self.session.filter)
-        self._update_status()
+        current = review.current_id() if sort == session.sort else None  # a new order starts at its head
+        session.set_view(sort, filt)
+        model.reload()
+        review.update_status()
         self._save_view_state()
-        idx = self.model.index_of(current) if current is not None else QModelIndex()
+        idx = model.index_of(current) if current is not None else QModelIndex()
         if idx.isValid() and filt.status is None:
-            self._select(idx)  # clearing filters keeps the image under review
-        elif self.model.rowCount():
-            self._select_first_unreviewed()
+            review.select(idx)  # clearing filters keeps the image under review
+        elif model.rowCount():
+            review.select_first_unreviewed()
         else:
             self.detail.clear()
         self._focus_queue()

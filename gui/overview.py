@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QVBox
 
 from scoring.estimate import ErrorsLeft
 from scoring.store import Project, QueueFilter
-from scoring.vocabulary import DIFFICULTY_SORT, ISSUE_TEXT, ISSUES
+from scoring.vocabulary import DIFFICULTY_SORT, ISSUE_TEXT, ISSUES, score
 
 
 class OverviewPanel(QWidget):
@@ -34,7 +34,8 @@ class OverviewPanel(QWidget):
         grid = QGridLayout(self.health)
         self.issue_buttons: dict[str, QPushButton] = {}
         for n, name in enumerate(ISSUES):
-            b = QPushButton(flat=True, toolTip=ISSUE_TEXT[name])
+            b = QPushButton(flat=True)
+            b.setToolTip(ISSUE_TEXT[name])
             b.clicked.connect(lambda _c=False, name=name: self.filterRequested.emit(QueueFilter(issue=name)))
             grid.addWidget(b, n // 4, n % 4)
             self.issue_buttons[name] = b
@@ -53,28 +54,28 @@ class OverviewPanel(QWidget):
 
     def refresh(self, project: Project, estimate: ErrorsLeft | None = None) -> None:
         self._found_plot(project, estimate)
-        counts = project.issue_counts()
+        flagged = project.issues.issue_counts()
         for name, button in self.issue_buttons.items():
-            button.setText(f"{name.replace('_', ' ')}: {counts.get(name, 0):,}")
-            button.setEnabled(counts.get(name, 0) > 0)
+            button.setText(f"{name.replace('_', ' ')}: {flagged.get(name, 0):,}")
+            button.setEnabled(flagged.get(name, 0) > 0)
         classes = project.classes
         self._k = len(classes)
-        values = project.score_values(DIFFICULTY_SORT)
+        values = project.queue.score_values(DIFFICULTY_SORT)
         self.hist.clear()
         if len(values):
             counts, edges = np.histogram(values, bins=30)
             self._edges = edges
             self.hist.addItem(pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts, brush="#4fc3f7"))
-            self.hist.setLabel("bottom", "C-perplexity")
+            self.hist.setLabel("bottom", score(DIFFICULTY_SORT).label)
             self.hist.setLabel("left", "images")
         self.per_class.clear()
         if classes:
-            means = np.nan_to_num(project.class_difficulty(DIFFICULTY_SORT))
+            means = np.nan_to_num(project.queue.class_difficulty(DIFFICULTY_SORT))
             self.per_class.addItem(pg.BarGraphItem(x=np.arange(len(classes)), height=means, width=0.7, brush="#ffb74d"))
             self.per_class.getAxis("bottom").setTicks([list(enumerate(classes))])
         self.matrix.clear()
         if classes:
-            cm = project.confusion_matrix().astype(float)
+            cm = project.queue.confusion_matrix().astype(float)
             # log scale so the off-diagonal mistakes show beside the large diagonal
             img = pg.ImageItem(np.log1p(cm).T)  # ImageItem: axis 0 = x (consensus), axis 1 = y (given)
             img.setColorMap(pg.colormap.get("viridis"))
@@ -95,7 +96,7 @@ class OverviewPanel(QWidget):
     def _found_plot(self, project: Project, estimate: ErrorsLeft | None) -> None:
         """Errors found against decisions made, and where the estimate says the total lies."""
         self.found.clear()
-        hits = project.review_order()
+        hits = project.edits.review_order()
         self.found.setLabel("bottom", "images reviewed")
         self.found.setLabel("left", "errors found")
         if len(hits):

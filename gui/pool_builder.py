@@ -37,6 +37,12 @@ from scoring.poolspec import dump_pool_toml, load_pool_file
 SpecRole = Qt.ItemDataRole.UserRole
 
 
+def _error_label() -> QLabel:
+    label = QLabel(wordWrap=True)
+    label.setStyleSheet("color: #ef5350")
+    return label
+
+
 def _fmt(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
@@ -58,10 +64,11 @@ class MemberForm(QDialog):
         self.arch.setCurrentText(self._arch_label(str(spec.get("arch", (*info.archs, "")[0]))))
         self.path = QLineEdit(str(spec.get("path", "")))
         self.classes_file = QLineEdit(str(spec.get("classes_file", "")))
-        self.size = QSpinBox(minimum=0, maximum=4096, value=int((spec.get("preprocess") or {}).get("size", 0)),
-                             specialValueText="default")
-        self.epochs = QSpinBox(minimum=0, maximum=1000, value=int(spec.get("epochs", 0)), specialValueText="default")
-        self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
+        self.input_size = QSpinBox(minimum=0, maximum=4096, value=int((spec.get("preprocess") or {}).get("size", 0)))
+        self.epochs = QSpinBox(minimum=0, maximum=1000, value=int(spec.get("epochs", 0)))
+        for box in (self.input_size, self.epochs):
+            box.setSpecialValueText("default")
+        self.error = _error_label()
         form = QFormLayout()
         form.addRow(QLabel(info.help, wordWrap=True))
         form.addRow("Name", self.name)
@@ -70,7 +77,7 @@ class MemberForm(QDialog):
         if "path" in info.keys:  # a model file of the user's: its weights and its class names
             form.addRow("Weights file", self._with_browse(self.path, "Checkpoint (*.pt *.pth *.th *.bin);;All files (*)"))
             form.addRow("Class names file", self._with_browse(self.classes_file, "Text (*.txt);;All files (*)"))
-        form.addRow("Input size (px)", self.size)
+        form.addRow("Input size (px)", self.input_size)
         if "epochs" in info.keys:
             form.addRow("Epochs", self.epochs)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -116,8 +123,8 @@ class MemberForm(QDialog):
             if line.text().strip():
                 spec[key] = line.text().strip()
         pp = dict(spec.get("preprocess") or {})
-        if self.size.value():
-            pp["size"] = self.size.value()
+        if self.input_size.value():
+            pp["size"] = self.input_size.value()
         if pp:
             spec["preprocess"] = pp
         if self.epochs.value():
@@ -145,7 +152,7 @@ class PoolBuilder(QWidget):
         self.list = QListWidget()
         self.list.itemDoubleClicked.connect(lambda _item: self.edit_current())
         self.total = QLabel()
-        self.error = QLabel(styleSheet="color: #ef5350", wordWrap=True)
+        self.error = _error_label()
         adds = QHBoxLayout()
         for kind, info in kinds().items():
             b = QPushButton(f"Add {kind}…")

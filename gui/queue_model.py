@@ -1,4 +1,6 @@
-"""The review queue as a Qt list model: a thin adapter over ``Project.queue`` (napari-style)."""
+"""The review queue as a Qt list model: a thin adapter over a Qt-free ``ReviewSession``
+(napari-style), which owns the sort and the filters and reads the pages; the model only shows
+them and asks for the next page."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QBrush, QColor
 
 from gui.thumbnails import ThumbnailLoader
-from scoring.store import Project, QueueFilter, QueueRow
+from scoring.review import ReviewSession
+from scoring.store import QueueRow
 from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, score
 
 IdRole = Qt.ItemDataRole.UserRole
@@ -29,13 +32,11 @@ ModelIndex = QModelIndex | QPersistentModelIndex
 class ReviewQueueModel(QAbstractListModel):
     """Rows come from SQLite a page at a time (canFetchMore/fetchMore, keyset paging)."""
 
-    def __init__(self, project: Project, thumbnails: ThumbnailLoader, page_size: int = 200, parent: Any = None):
+    def __init__(self, session: ReviewSession, thumbnails: ThumbnailLoader, page_size: int = 200, parent: Any = None):
         super().__init__(parent)
-        self.project = project
+        self.session = session
         self.thumbnails = thumbnails
         self.page_size = page_size
-        self.filter = QueueFilter()
-        self.sort_key = DIFFICULTY_SORT
         self._rows: list[QueueRow] = []
         self._row_of: dict[int, int] = {}
         self._exhausted = False
@@ -60,11 +61,12 @@ class ReviewQueueModel(QAbstractListModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            value = score(self.sort_key).show(row.scores.get(self.sort_key)) if is_score(self.sort_key) else ""
+            key = self.session.sort
+            value = score(key).show(row.scores.get(key)) if is_score(key) else ""
             mark = STATUS_MARKS.get(row.status, "") + ("⚠ " if row.flag else "")
             return f"{mark}{self.class_name(row.current_label)}\n{value}"
         if role == Qt.ItemDataRole.DecorationRole:
-            pm = self.thumbnails.get(row.id, self.project.abspath(row.path))
+            pm = self.thumbnails.get(row.id, self.session.project.images.abspath(row.path))
             return pm if pm is not None else self.thumbnails.placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
             return (
@@ -79,7 +81,7 @@ class ReviewQueueModel(QAbstractListModel):
         if role == IdRole:
             return row.id
         if role == ScoreRole:
-            return row.sort_value(self.sort_key)
+            return row.sort_value(self.session.sort)
         if role == RowRole:
             return row
         if role == StatusRole:
@@ -94,7 +96,7 @@ class ReviewQueueModel(QAbstractListModel):
     # --- ours -----------------------------------------------------------------------------
 
     def class_name(self, label: int | None) -> str:
-        classes = self.project.classes
+        classes = self.session.classes
         return classes[label] if label is not None and 0 <= label < len(classes) else "-"
 
     def _fetch(self) -> None:
@@ -103,8 +105,8 @@ class ReviewQueueModel(QAbstractListModel):
         after = None
         if self._rows:
             last = self._rows[-1]
-            after = (last.sort_value(self.sort_key), last.id)
-        page = self.project.queue(self.filter, sort=self.sort_key, limit=self.page_size, after=after)
+            after = (last.sort_value(self.session.sort), last.id)
+        page = self.session.page(after, self.page_size)
         page = [r for r in page if r.id not in self._row_of]
         if len(page) < self.page_size:
             self._exhausted = True
@@ -123,18 +125,10 @@ class ReviewQueueModel(QAbstractListModel):
         self.endResetModel()
         self._fetch()
 
-    def set_filter(self, filt: QueueFilter) -> None:
-        self.filter = filt
-        self.reload()
-
-    def set_sort(self, key: str) -> None:
-        self.sort_key = key
-        self.reload()
-
     def total(self) -> int:
         """Rows matching the filter (all pages)."""
         if self._total is None:
-            self._total = self.project.queue_count(self.filter)
+            self._total = self.session.matching()
         return self._total
 
     def first_unreviewed(self, look: int = 2000) -> QModelIndex:
@@ -164,7 +158,7 @@ class ReviewQueueModel(QAbstractListModel):
         row = self._row_of.get(image_id)
         if row is None:
             return QModelIndex()
-        self._rows[row] = self.project.queue_row(image_id)
+        self._rows[row] = self.session.row(image_id)
         idx = self.index(row, 0)
         self.dataChanged.emit(idx, idx)
         return idx

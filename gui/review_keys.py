@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QKeyEvent, QPainter, QPixmap, QWheelEvent
@@ -28,6 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.queue_view import QueueView
+
 TEXT_INPUTS = (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)
 NAVIGATION = {Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_PageUp,
               Qt.Key.Key_PageDown, Qt.Key.Key_Home, Qt.Key.Key_End}
@@ -36,9 +37,9 @@ NAVIGATION = {Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Left, Qt.Key.Key_Right,
 class ReviewKeys(QObject):
     """Installed on the application: key presses anywhere in ``window`` go to its queue view."""
 
-    def __init__(self, window: Any):
+    def __init__(self, window: QMainWindow, view: QueueView):
         super().__init__(window)
-        self.window = window
+        self.window, self.view = window, view
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         kind = event.type()
@@ -53,7 +54,7 @@ class ReviewKeys(QObject):
         focus = QApplication.focusWidget()
         if focus is None or not self._ours(focus) or not self._ours(obj):
             return False
-        view = self.window.view
+        view = self.view
         if isinstance(focus, TEXT_INPUTS):
             if event.key() == Qt.Key.Key_Escape:
                 view.setFocus()
@@ -84,7 +85,8 @@ def open_readme(parent: QMainWindow, anchor: str) -> None:
 
 def show_keys(parent: QWidget, rows: list[tuple[str, str]]) -> QDialog:
     """The key overlay (F1 or ?): every key of this project and what it does."""
-    dlg = QDialog(parent, windowTitle="Keys")
+    dlg = QDialog(parent)
+    dlg.setWindowTitle("Keys")
     lay = QVBoxLayout(dlg)
     extra = [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"), ("Double-click or Space", "the image full size (wheel zooms)"),
              ("Shift/Ctrl+click", "select several; a key then decides them all (one undo)"),
@@ -136,7 +138,8 @@ def show_full_image(parent: QWidget, path: object, name: str) -> QDialog | None:
             status().showMessage(f"{name}: {why}", 5000)
         return None
     pixmap = QPixmap.fromImage(img)
-    dlg = QDialog(parent, windowTitle=f"{name} ({img.width()}×{img.height()})")
+    dlg = QDialog(parent)
+    dlg.setWindowTitle(f"{name} ({img.width()}×{img.height()})")
     lay = QVBoxLayout(dlg)
     view = FullImageView(pixmap, dlg)
     lay.addWidget(view)

@@ -27,7 +27,7 @@ class _Signals(QObject):
     done = Signal(int, QImage, str)  # image id, the image (null on failure), why it failed
 
 
-def decode_qimage(path: Path, size: int | None) -> tuple[QImage, str]:
+def decode_qimage(path: Path | str, size: int | None) -> tuple[QImage, str]:
     """(the image, "") or (a null image, why it failed); ``size`` None keeps the full image,
     else a thumbnail of at most ``size`` pixels (tiny images scaled up to be seen)."""
     try:
@@ -46,7 +46,7 @@ def decode_qimage(path: Path, size: int | None) -> tuple[QImage, str]:
 class _Task(QRunnable):
     """Decode one thumbnail in a pool thread."""
 
-    def __init__(self, image_id: int, path: Path, size: int, signals: _Signals):
+    def __init__(self, image_id: int, path: Path | str, size: int, signals: _Signals):
         super().__init__()
         self.image_id, self.path, self.size, self.signals = image_id, path, size, signals
 
@@ -64,7 +64,7 @@ class ImageLoader(LatestOnly):
         super().__init__("image decode", parent)
         self.done.connect(self._on_done)
 
-    def request(self, image_id: int, path: Path) -> None:
+    def request(self, image_id: int, path: Path | str) -> None:
         self.submit(lambda: (image_id, *decode_qimage(path, None)))
 
     def _on_done(self, result: tuple[int, QImage, str]) -> None:
@@ -98,7 +98,7 @@ class ThumbnailLoader(QObject):
         p.end()
         return pm
 
-    def get(self, image_id: int, path: Path) -> QPixmap | None:
+    def get(self, image_id: int, path: Path | str) -> QPixmap | None:
         pm = self._cache.get(image_id)
         if pm is not None:
             self._cache.move_to_end(image_id)

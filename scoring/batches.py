@@ -76,18 +76,18 @@ def decode_missing(project: Project, key: str, pp: Preprocess, ids: np.ndarray, 
     """Store feature ``key`` (preprocessing ``pp``'s output, flattened) for the ``ids`` that lack
     it, in one decode pass: for a project scored before ``key`` existed, or by the Ray engine.
     ``cancel``: a threading.Event checked per 512 images."""
-    missing = project.missing_features(key, ids)
+    missing = project.cache.missing_features(key, ids)
     if not len(missing):
         return
     meter = RateMeter(stage, len(missing))
-    paths = [project.abspath(p) for p in project.paths_of(missing)]
+    paths = [project.images.abspath(p) for p in project.images.paths_of(missing)]
     for s in range(0, len(missing), 512):
         if cancel is not None:
             check_cancel(cancel)
         items = [decode_item(int(i), p, [pp]) for i, p in zip(missing[s : s + 512], paths[s : s + 512], strict=True)]
         ok = [it for it in items if it.tensors is not None]
         if ok:
-            project.put_features(key, [it.image_id for it in ok],
+            project.cache.put_features(key, [it.image_id for it in ok],
                                  np.stack([it.tensors[pp.key].flatten().numpy() for it in ok]))  # type: ignore[index]
         yield meter.record(s + len(items))
 
@@ -129,12 +129,12 @@ def store_batch(
     with project.transaction():
         for image_id, error in errors:
             log.warning("skipping unreadable image: %s", error)
-            project.record_error(int(image_id), error)
+            project.images.record_error(int(image_id), error)
         for enc, enc_ids, out in outputs:
             if enc.output == "features":
-                project.put_features(enc.key, enc_ids, out)
+                project.cache.put_features(enc.key, enc_ids, out)
             else:
                 for m in pool.members_of(enc.key):
-                    project.put_probs(m.fingerprint, enc_ids, m.probs_from_outputs(out))
+                    project.cache.put_probs(m.fingerprint, enc_ids, m.probs_from_outputs(out))
         if len(ids):
-            project.set_image_info(list(ids), list(widths), list(heights), list(sha1s))
+            project.images.set_image_info(list(ids), list(widths), list(heights), list(sha1s))

@@ -89,7 +89,7 @@ def _resolve_image(project: Any, ref: str) -> int:
         if int(ref) > 2**63 - 1:
             raise CliError(f"no image with id {ref} in {project.path}; ids are small whole numbers (`image-triage queue` shows them)")
         return int(ref)
-    found = project.find_image(ref)
+    found = project.images.find_image(ref)
     if found is None:
         raise CliError(f"no image {ref!r} in {project.path}; give its id or its path relative to {project.dataset_root}")
     return int(found)
@@ -127,9 +127,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.cifar_resnets:
         specs.extend(cifar_resnet_pool_specs(args.cifar_resnets))
     if args.scratch:
-        specs.extend(default_scratch_specs(n_images=len(project.scorable_ids())))
+        specs.extend(default_scratch_specs(n_images=len(project.images.scorable_ids())))
     if not specs:
-        specs = project.last_pool_spec() or []
+        specs = project.runs.last_pool_spec() or []
         if specs:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     estimate = None
@@ -239,11 +239,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
             conflict=args.conflicts,
             issue=args.issue,
         )
-        sort = args.sort or default_sort(project.labelled())
+        sort = args.sort or default_sort(project.images.labelled())
         if not args.sort and not args.json:
             view = "label view: likely label errors first" if sort == LABEL_SORT else "difficulty view"
             print(f"sorted by {sort} ({view}; --sort to change)", file=sys.stderr)
-        rows = project.queue(filt, sort=sort, limit=args.limit)
+        rows = project.queue.page(filt, sort=sort, limit=args.limit)
         classes = project.classes
         name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
         if args.json:
@@ -267,7 +267,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                                         for s, w in zip(shown, widths, strict=True))
                 + f" {name(r.current_label):>12} {name(r.consensus):>12} {r.reason or '-':>11} {r.status:>10}  {r.path}"
             )
-        total = project.queue_count(filt)
+        total = project.queue.queue_count(filt)
         print(f"({len(rows)} of {total} shown, sorted by {sort})", file=sys.stderr)
     return 0
 
@@ -284,17 +284,17 @@ def edit_command(action: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         with _open_project(args.db) as project:
             if action in ("undo", "redo"):
-                edit = getattr(project, action)()
+                edit = getattr(project.edits, action)()
                 if edit is None:
                     print(f"nothing to {action}")
                     return 1
             else:
                 image_id = _resolve_image(project, args.image)
                 if action == "relabel":
-                    edit = project.relabel(image_id, _resolve_label(project, args.label))
+                    edit = project.edits.relabel(image_id, _resolve_label(project, args.label))
                 else:
-                    edit = getattr(project, action)(image_id)
-            row = project.image(edit.image_id)
+                    edit = getattr(project.edits, action)(image_id)
+            row = project.images.image(edit.image_id)
             label = project.classes[row.current_label] if row.current_label is not None else "-"
             print(f"{edit.action}: {row.path} -> label {label}, status {row.status}")
         return 0
@@ -304,7 +304,7 @@ def edit_command(action: str) -> Callable[[argparse.Namespace], int]:
 
 def cmd_errors(args: argparse.Namespace) -> int:
     with _open_project(args.db) as project:
-        rows = project.errors()
+        rows = project.images.errors()
         for r in rows:
             print(f"{r.path}\t{r.error}")
         print(f"({len(rows)} unreadable images skipped)", file=sys.stderr)
@@ -315,7 +315,7 @@ def cmd_edits(args: argparse.Namespace) -> int:
     import datetime as dt
 
     with _open_project(args.db) as project:
-        for e in project.edits():
+        for e in project.edits.entries():
             when = dt.datetime.fromtimestamp(e.time).isoformat(timespec="seconds")
             print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}")
     return 0
@@ -327,13 +327,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from scoring.estimate import errors_left
 
     with _open_project(args.db) as project:
-        out: dict[str, Any] = dict(project.stats())
-        out["issues"] = project.issue_counts()
+        out: dict[str, Any] = dict(project.queue.stats())
+        out["issues"] = project.issues.issue_counts()
         est = errors_left(project)
         if est is not None:
             out["errors_left"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(est).items()}
         print(json.dumps(out, indent=2))
-        if est is None and project.labelled() and project.active_members():
+        if est is None and project.images.labelled() and project.runs.active_members():
             print("no errors-left estimate: a class has fewer than 5 scored images, too few to say", file=sys.stderr)
         print(issue_summary(out["issues"]), file=sys.stderr)
         if est is not None:

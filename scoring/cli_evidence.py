@@ -21,7 +21,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from scoring.duplicates import DEFAULT_THRESHOLD, find_duplicates, stored_groups
 
     with _open_project(args.db) as project:
-        searched = project.duplicates_searched()
+        searched = project.dupes.duplicates_searched()
         groups = stored_groups(project)
     if args.search or args.threshold is not None or not searched:  # a search: after scoring, or asked
         groups = _progress_bar(find_duplicates(args.db, threshold=args.threshold or DEFAULT_THRESHOLD),
@@ -30,7 +30,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         classes = project.classes
         paths: dict[int, str] = {}
         for g in groups:
-            paths.update(zip(g.image_ids, project.paths_of(g.image_ids), strict=True))
+            paths.update(zip(g.image_ids, project.images.paths_of(g.image_ids), strict=True))
     name = (lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "-")  # noqa: E731
     if args.json:
         print(json.dumps([{"group": g.group_id, "exact": g.exact, "label_conflict": g.conflict,
@@ -51,12 +51,12 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_keep_group(args: argparse.Namespace) -> int:
     with _open_project(args.db) as project:
         image_id = _resolve_image(project, args.image)
-        remove, why = project.keep_group_plan(image_id)
+        remove, why = project.edits.keep_group_plan(image_id)
         if why and not args.yes:  # a change of many images asks first: here, by --yes
             raise CliError(f"keep-group {args.image}: {why}; run again with --yes if that is what you want")
-        project.keep_group(image_id)
-        group = project.group_of(image_id)
-        for i, path in zip(group, project.paths_of(group), strict=True):
+        project.edits.keep_group(image_id)
+        group = project.dupes.group_of(image_id)
+        for i, path in zip(group, project.images.paths_of(group), strict=True):
             print(f"{'kept' if i == image_id else 'removed' if i in remove else 'left as decided'}: {path}")
         print("(one decision: `image-triage undo` brings the group back)", file=sys.stderr)
     return 0
@@ -70,7 +70,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
         index = NeighbourIndex.build(project)
         if index is None:
             raise CliError(f"{args.db}: no stored features to compare by; score the dataset first")
-        row = project.queue_row(image_id)
+        row = project.queue.queue_row(image_id)
         if row.error is not None:
             raise CliError(f"{row.path} could not be read when scored ({row.error}), so it has no neighbours")
         if index.row_of.get(int(image_id)) is None:
@@ -82,7 +82,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
         out = []
         for lab in labels:
             near = index.near(project, image_id, lab, k=args.k)
-            paths = project.paths_of([n.id for n in near])
+            paths = project.images.paths_of([n.id for n in near])
             out.append({"label": project.classes[lab], "neighbours": [
                 {"id": n.id, "path": p, "similarity": round(n.similarity, 4)} for n, p in zip(near, paths, strict=True)]})
     if args.json:

@@ -65,7 +65,7 @@ def read_embedded(project: Project, ids: np.ndarray, chunk: int = 50_000) -> np.
     float16 blobs and one chunk's float32 copy are all that is held besides (3 GB at 1,000,000)."""
     out = np.empty((len(ids), THUMB.size**2 * 3), dtype=np.float32)
     for s in range(0, len(ids), chunk):
-        embed(project.get_features(THUMB_KEY, ids[s : s + chunk]), out=out[s : s + chunk])
+        embed(project.cache.get_features(THUMB_KEY, ids[s : s + chunk]), out=out[s : s + chunk])
     return out
 
 
@@ -217,7 +217,7 @@ def verifier(project: Project, ids: np.ndarray, threshold: float = DEFAULT_THRES
 
     def verify(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         need = np.unique(np.concatenate([a, b]))
-        paths = [project.abspath(p) for p in project.paths_of(ids[need])]
+        paths = [project.images.abspath(p) for p in project.images.paths_of(ids[need])]
         pix = np.zeros((len(need), 3 * side * side), np.float32)
         good = np.zeros(len(need), bool)
         for n, (i, path) in enumerate(zip(ids[need], paths, strict=True)):
@@ -269,11 +269,11 @@ class Group:
 
 def stored_groups(project: Project) -> list[Group]:
     """The groups the last search stored (no search: reading them is instant)."""
-    groups = project.duplicate_groups()
+    groups = project.dupes.duplicate_groups()
     ids = [i for g in groups.values() for i in g]
-    labels = {i: lab for i, lab, _ in project.label_states(ids)}
-    sha = dict(zip(ids, project.sha1s(ids), strict=True))
-    conflicts = project.conflict_groups()
+    labels = {i: lab for i, lab, _ in project.images.label_states(ids)}
+    sha = dict(zip(ids, project.dupes.sha1s(ids), strict=True))
+    conflicts = project.dupes.conflict_groups()
     return [Group(g, members, [labels.get(i) for i in members],
                   sha[members[0]] is not None and len({sha[i] for i in members}) == 1, g in conflicts)
             for g, members in sorted(groups.items())]
@@ -288,15 +288,15 @@ def find_duplicates(
     here in one decode pass."""
     cancel = cancel or threading.Event()
     with Project.open(project_path) as project:
-        ids = project.scorable_ids()
-        missing = project.missing_features(THUMB_KEY, ids)
+        ids = project.images.scorable_ids()
+        missing = project.cache.missing_features(THUMB_KEY, ids)
         if len(missing):
             yield from decode_missing(project, THUMB_KEY, THUMB, ids, "thumbs", cancel)
-            ids = np.setdiff1d(project.scorable_ids(), project.missing_features(THUMB_KEY, project.scorable_ids()))
+            ids = np.setdiff1d(project.images.scorable_ids(), project.cache.missing_features(THUMB_KEY, project.images.scorable_ids()))
         yield Progress("dupes", 0, 1, message=f"searching {len(ids):,} images")
         thumbs = read_embedded(project, ids)
         a, b, _ = near_pairs(thumbs, threshold, verifier(project, ids, threshold), embedded=True)
-        sha = project.sha1s(ids)
+        sha = project.dupes.sha1s(ids)
         by_hash: dict[str, int] = {}
         ea, eb = [], []
         for n, h in enumerate(sha):
@@ -308,7 +308,7 @@ def find_duplicates(
                     by_hash[h] = n
         groups_idx = star_groups(len(ids), np.concatenate([a, np.array(ea, np.int64)]),
                                  np.concatenate([b, np.array(eb, np.int64)]))
-        project.put_duplicate_groups([(int(ids[n]), g) for g, m in enumerate(groups_idx) for n in m])
+        project.dupes.put_duplicate_groups([(int(ids[n]), g) for g, m in enumerate(groups_idx) for n in m])
         groups = stored_groups(project)
         yield Progress("dupes", 1, 1, message=f"{len(groups)} groups, {sum(g.conflict for g in groups)} label conflicts")
         return groups

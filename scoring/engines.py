@@ -78,11 +78,11 @@ def _missing(project: Project, pool: Pool, ids: np.ndarray) -> dict[str, set[int
     need: dict[str, set[int]] = {}
     for enc in pool.encoders():
         if enc.output == "features":
-            need[enc.key] = {int(i) for i in project.missing_features(enc.key, ids)}
+            need[enc.key] = {int(i) for i in project.cache.missing_features(enc.key, ids)}
         else:
             need[enc.key] = set()
             for m in pool.members_of(enc.key):
-                need[enc.key].update(int(i) for i in project.missing_probs(m.fingerprint, ids))
+                need[enc.key].update(int(i) for i in project.cache.missing_probs(m.fingerprint, ids))
     return need
 
 
@@ -108,7 +108,7 @@ def _infer(
     thumb = thumbnail_encoder()  # for duplicates: made in this decode pass, not another
     stats = stats_encoder()  # for the dataset's issues: the same
     for extra in (thumb, stats):
-        missing[extra.key] = {int(i) for i in project.missing_features(extra.key, ids)}
+        missing[extra.key] = {int(i) for i in project.cache.missing_features(extra.key, ids)}
     todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
     total = len(ids)
     done0 = total - len(todo)
@@ -116,7 +116,7 @@ def _infer(
     yield meter.record(done0, f"{done0} already stored" if done0 else "")
     if len(todo) == 0:
         return
-    paths = [project.abspath(p) for p in project.paths_of(todo)]
+    paths = [project.images.abspath(p) for p in project.images.paths_of(todo)]
     preprocesses = pool.preprocesses()
     if missing[thumb.key] and THUMB.key not in {pp.key for pp in preprocesses}:
         preprocesses.append(THUMB)

@@ -214,10 +214,10 @@ def too_few_to_estimate(labels: np.ndarray, n_classes: int) -> bool:
 
 def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
     """The estimate for a scored, labelled project (None when there is nothing to estimate)."""
-    members = project.active_members()
+    members = project.runs.active_members()
     if not members:
         return None
-    rows = project.self_confidences()
+    rows = project.queue.self_confidences()
     if not rows:
         return None
     ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -225,19 +225,19 @@ def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
     margin = np.array([r[2] for r in rows], dtype=np.float64)
     status = np.array([r[3] for r in rows])
     fps = [m["fingerprint"] for m in members]
-    labels = project.given_labels(ids)
+    labels = project.images.given_labels(ids)
     if too_few_to_estimate(labels, len(project.classes)):
         return None  # a number from a handful of images per class would be a guess
     means, against = [], []
     for s in range(0, len(ids), CHUNK):
-        probs = project.get_probs(fps, ids[s : s + CHUNK])
+        probs = project.cache.get_probs(fps, ids[s : s + CHUNK])
         means.append(probs.mean(axis=0))
         against.append((probs.argmax(axis=2) != labels[s : s + CHUNK][None]).all(axis=0))
     mean = np.concatenate(means)
     likely, flagged = likely_errors(mean, labels, np.concatenate(against))
     reviewed = status != "unreviewed"
     hit = np.isin(status, ("relabelled", "removed"))
-    nxt = project.queue(QueueFilter(status="unreviewed"), sort=sort, limit=100)
+    nxt = project.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=100)
     left, low, high, next_100 = left_in_queue(p_err, margin, flagged, reviewed, hit,
                                               np.array([1.0 - (r.scores["self_confidence"] or 0.0) for r in nxt]), likely.count)
     return ErrorsLeft(likely.count, int(reviewed.sum()), int(hit.sum()), left, low, high, next_100,

@@ -175,7 +175,7 @@ def record_run(db: Any, summary: dict[str, Any], measured: float, said: list[flo
     from scoring.store import Project
 
     with Project.open(db) as p:
-        p.note_run(summary["run_id"], estimate_s=said, measured_s=round(measured, 1), actual_s=summary["seconds"])
+        p.runs.note_run(summary["run_id"], estimate_s=said, measured_s=round(measured, 1), actual_s=summary["seconds"])
     record(measured, float(summary["seconds"]), int(summary.get("scored") or 0))
 
 

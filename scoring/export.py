@@ -122,7 +122,7 @@ def _place(src: Path | str, dst: Path, link: str) -> bool:
 
 def guard_for(project: Project) -> Guard:
     """What an export must never touch: every image the project lists, its project file, the dataset."""
-    images = (project.abspath(p) for p in project.image_paths())
+    images = (project.images.abspath(p) for p in project.images.image_paths())
     roots = [] if project.layout in MANIFESTS else [project.dataset_root]  # a manifest's folder holds no images
     manifest = [project.source] if project.layout in MANIFESTS else []  # nor may its folder be replaced
     return Guard.build((p for p in images if isinstance(p, Path)), project.path, roots, manifest)
@@ -181,7 +181,7 @@ def _rows(project: Project) -> list[Any]:
     rows: list[Any] = []
     after: tuple[Any, int] | None = None
     while True:
-        page = project.queue(sort="id", limit=50_000, after=after)
+        page = project.queue.page(sort="id", limit=50_000, after=after)
         if not page:
             return rows
         rows.extend(page)
@@ -198,7 +198,7 @@ def _write(
             "it where it now is, then export"
         )
     try:  # flag files changed or vanished since scoring, so they are left out, not exported stale
-        project.sync(project.dataset(), verify=True)
+        project.images.sync(project.dataset(), verify=True)
     except (ValueError, OSError) as exc:
         log.warning("could not re-read the dataset before export (%s); using the stored list", exc)
     folders = class_folders(classes)
@@ -207,12 +207,12 @@ def _write(
     keep = [r for r in rows if r.status != "removed" and r.flag is None]
     dropped: list[str] = []
     if drop_duplicates:  # one image per duplicate group: the annotator's choice wins
-        if not project.duplicates_searched():
+        if not project.dupes.duplicates_searched():
             raise ExportError(
                 f"--drop-duplicates: no duplicate search has run on {project.path}; run "
                 f"`image-triage duplicates --db {project.path}` first (or export without it)"
             )
-        group = {i: g for g, members in project.duplicate_groups().items() for i in members}
+        group = {i: g for g, members in project.dupes.duplicate_groups().items() for i in members}
         winner: dict[int, Any] = {}
         for r in keep:  # a reviewed image (kept, relabelled) wins its group; else the first by id
             g = group.get(r.id)
@@ -222,7 +222,7 @@ def _write(
         keep = [r for r in keep if r.id not in group or winner[group[r.id]] is r]
     removed = [r for r in rows if r.status == "removed"]
     skipped = [{"path": r.path, "why": f"file {r.flag} since scoring"} for r in rows if r.flag is not None and r.status != "removed"]
-    skipped += [{"path": r.path, "why": f"unreadable: {r.error}"} for r in project.errors()]
+    skipped += [{"path": r.path, "why": f"unreadable: {r.error}"} for r in project.images.errors()]
     for s in skipped:
         log.warning("left out of the export: %s (%s)", s["path"], s["why"])
     (tmp / "images").mkdir(parents=True)
@@ -248,7 +248,7 @@ def _write(
         used.add(rel.lower())
         target = tmp / rel
         target.parent.mkdir(exist_ok=True)
-        src = project.abspath(r.path)
+        src = project.images.abspath(r.path)
         if isinstance(src, Path) and not src.exists():
             raise OSError(errno.ENOENT, "a source file vanished during the export", str(src))
         fallbacks += _place(src, target, link)
@@ -265,7 +265,7 @@ def _write(
     def label_of(i: int | None) -> str:
         return classes[i] if i is not None else ""
 
-    issues = project.issues_by_image()
+    issues = project.issues.issues_by_image()
     with (tmp / "difficulty.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source_path", "given_label", "final_label", "status", *(s.key for s in scores()),
@@ -279,7 +279,7 @@ def _write(
         w = csv.writer(fh)
         w.writerow(["id", "image", "action", "old_label", "new_label", "old_status", "new_status", "time", "target"])
         paths = {r.id: r.path for r in rows}
-        for e in project.edits():
+        for e in project.edits.entries():
             w.writerow([e.id, paths.get(e.image_id, e.image_id), e.action, label_of(e.old_label), label_of(e.new_label),
                         e.old_status, e.new_status, e.time, e.target or ""])
     (tmp / "classes.txt").write_text("".join(
@@ -310,11 +310,11 @@ def _num(x: float | None) -> str:
 
 
 def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
-    members = project.active_members()
+    members = project.runs.active_members()
     if not members or not ids:
         return False
     try:
-        probs = project.get_probs([m["fingerprint"] for m in members], ids)
+        probs = project.cache.get_probs([m["fingerprint"] for m in members], ids)
     except Exception as exc:  # noqa: BLE001 - some images not scored: say so, don't fail the export
         log.warning("mean_probs.npy not written: %s", exc)
         return False

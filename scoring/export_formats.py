@@ -81,7 +81,7 @@ def write_cvat(project: Project, tmp: Path, keep: list[Any], out_paths: list[str
     from scoring import cvat_format
 
     classes = project.classes
-    widths, heights = project.sizes(np.array([r.id for r in keep], dtype=np.int64))
+    widths, heights = project.images.sizes(np.array([r.id for r in keep], dtype=np.int64))
     cvat_format.write(tmp / cvat_format.ANNOTATIONS, classes, [
         {"name": p.removeprefix("images/"), "label": _label(classes, r.current_label), "width": int(w), "height": int(h)}
         for p, r, w, h in zip(out_paths, keep, widths, heights, strict=True)])

@@ -40,7 +40,7 @@ def fit_members(
     ``times`` gets each member's seconds as ``fit <name>`` (``--profile``)."""
     times = times or StageTimes()
     fitted = list(refit) if refit is not None else [
-        m for m in pool.members if m.fitted and len(project.missing_probs(m.fingerprint, ids))]
+        m for m in pool.members if m.fitted and len(project.cache.missing_probs(m.fingerprint, ids))]
     if not fitted:
         return
     if not (labels >= 0).any():
@@ -57,14 +57,14 @@ def fit_members(
         check_cancel(cancel)
         key = member.encoder.key
         if key not in features_by_key:
-            features_by_key = {key: project.get_features(key, ids)}  # keep one encoder's at a time
+            features_by_key = {key: project.cache.get_features(key, ids)}  # keep one encoder's at a time
         if hasattr(member, "device"):
             member.device = device
         yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
         with times(f"fit {member.name}"):
             probs = yield from _fit_one(member, features_by_key[key], labels, project, ids, keep_folds, cancel,
                                         meter, done, weight)
-        project.put_probs(member.fingerprint, ids, probs)
+        project.cache.put_probs(member.fingerprint, ids, probs)
         done += weight
         yield meter.record(done, f"fitted {member.name}")
 
@@ -117,13 +117,13 @@ class ProjectFoldCache:
         if len(ids) == 0:
             return None
         with Project.open(self.path) as project:
-            if len(project.missing_features(key, ids)):
+            if len(project.cache.missing_features(key, ids)):
                 return None
-            return project.get_features(key, ids).astype(np.float64)
+            return project.cache.get_features(key, ids).astype(np.float64)
 
     def save(self, fold: int, folds: int, rows: np.ndarray, probs: np.ndarray) -> None:
         if len(rows):
             with Project.open(self.path) as project:
-                project.put_features(self._fold_key(fold, folds), self.ids[rows], probs.astype(np.float32))
+                project.cache.put_features(self._fold_key(fold, folds), self.ids[rows], probs.astype(np.float32))
 
 

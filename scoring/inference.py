@@ -84,7 +84,7 @@ def score_project(
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         runner = make_engine(engine, device, runtime, engine_options)
-        with project.scoring_writer("scoring run"):  # one pool writes scores at a time
+        with project.runs.scoring_writer("scoring run"):  # one pool writes scores at a time
             summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, runner, engine,
                                         runtime)
     finally:
@@ -107,7 +107,7 @@ def _score(
 ) -> Generator[Progress, None, dict[str, Any]]:
     yield Progress("index", 0, 1, message=f"reading {project.source}")
     dataset = project.dataset()
-    sync = project.sync(dataset)
+    sync = project.images.sync(dataset)
     yield Progress(
         "index", 1, 1,
         message=f"{sync.total} images ({sync.added} new, {sync.changed} changed, {sync.missing} missing)",
@@ -142,41 +142,41 @@ def _score(
         "engine": engine_name,
         "runtime": runtime,
     }
-    project.save_members(pool)
-    run_id = project.start_run(pool, config, str(dev))
+    project.runs.save_members(pool)
+    run_id = project.runs.start_run(pool, config, str(dev))
     times = StageTimes()
     try:
         _warn_trained_on(pool, dataset.records)
-        ids = project.scorable_ids()
+        ids = project.images.scorable_ids()
         yield from engine.infer(project, pool, ids, dev, batch_size, n_workers, cancel, times)
-        project.note_run(run_id, runtimes=engine.runtimes)
-        ids = project.scorable_ids()  # decode errors found while inferring drop out
-        project.set_embedding(*neighbour_embedding(pool))
-        labels = project.given_labels(ids)
+        project.runs.note_run(run_id, runtimes=engine.runtimes)
+        ids = project.images.scorable_ids()  # decode errors found while inferring drop out
+        project.cache.set_embedding(*neighbour_embedding(pool))
+        labels = project.images.given_labels(ids)
         yield from fit_members(project, pool, ids, labels, cancel, dev, times=times)  # times each as "fit <name>"
         n_scored = yield from write_scores(project, pool, ids, labels, cancel, times)
     except Cancelled:
-        project.finish_run(run_id, "cancelled")
+        project.runs.finish_run(run_id, "cancelled")
         log.info("scoring cancelled; stored results are kept and the next run resumes")
         return {"status": "cancelled", "run_id": run_id, "device": str(dev)}
     except (KeyboardInterrupt, GeneratorExit):  # Ctrl+C, or the caller stopped reading: cancelled too
-        project.finish_run(run_id, "cancelled")
+        project.runs.finish_run(run_id, "cancelled")
         raise
     except BaseException as exc:
-        project.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        project.runs.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    project.finish_run(run_id, "done")
-    project.note_run(run_id, profile={k: round(v, 3) for k, v in times.seconds.items()})
+    project.runs.finish_run(run_id, "done")
+    project.runs.note_run(run_id, profile={k: round(v, 3) for k, v in times.seconds.items()})
     return {
         "status": "done",
         "run_id": run_id,
         "device": str(dev),
         "scored": n_scored,
-        "errors": len(project.errors()),
+        "errors": len(project.images.errors()),
         "pool_fingerprint": pool.fingerprint,
         "members": [m.name for m in pool.members],
         "labelled": bool((labels >= 0).any()),
-        "issues": project.issue_counts(),
+        "issues": project.issues.issue_counts(),
         "runtime": runtime_summary(engine.runtimes) if engine.runtimes else "none (every output was stored)",
         "profile": {k: round(v, 3) for k, v in times.seconds.items()},
     }

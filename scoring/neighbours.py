@@ -5,7 +5,7 @@ given label and among those carrying the pool's consensus label, so the annotato
 with examples rather than with a class name. Nearness is the cosine of centred stored features:
 a backbone member's penultimate features when the pool has one (they cluster by class), else the
 16x16 colour thumbnails every run stores (they find look-alikes). Which one is used is recorded
-by the run (``Project.embedding``) and shown beside the neighbours.
+by the run (``project.cache.embedding``) and shown beside the neighbours.
 
 Memory and time: the features are read once, centred, projected on their first ``DIMS``
 principal components (fitted on a sample), L2-normalised and held as float32 sorted by the labels
@@ -93,25 +93,25 @@ class NeighbourIndex:
     @classmethod
     def build(cls, project: Project) -> NeighbourIndex | None:
         """The index of ``project``'s scored images, or None before a run stored an embedding."""
-        emb = project.embedding()
+        emb = project.cache.embedding()
         if emb is None:
             return None
         key, desc = emb
-        last_edit = project.last_edit_id()
-        ids = project.scorable_ids()
-        have = np.setdiff1d(ids, project.missing_features(key, ids), assume_unique=True)
+        last_edit = project.edits.last_edit_id()
+        ids = project.images.scorable_ids()
+        have = np.setdiff1d(ids, project.cache.missing_features(key, ids), assume_unique=True)
         if len(have) == 0:
             return None
-        parts = [project.get_features(key, have[s : s + READ_CHUNK]).astype(np.float16)
+        parts = [project.cache.get_features(key, have[s : s + READ_CHUNK]).astype(np.float16)
                  for s in range(0, len(have), READ_CHUNK)]  # as stored: half the memory while reading
-        states = project.label_states(have)
+        states = project.images.label_states(have)
         labels = np.array([-1 if lab is None else lab for _, lab, _ in states], dtype=np.int64)
         return cls.from_features(have, np.concatenate(parts), labels, [st for _, _, st in states], desc, last_edit)
 
     def _follow_edits(self, project: Project) -> None:
-        last = project.last_edit_id()
+        last = project.edits.last_edit_id()
         if last != self._last_edit:
-            for i, lab, st in project.edited_since(self._last_edit):
+            for i, lab, st in project.edits.edited_since(self._last_edit):
                 if i in self.row_of:
                     self._changed[self.row_of[i]] = (-1 if lab is None else int(lab), st)
             self._last_edit = last

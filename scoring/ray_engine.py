@@ -122,7 +122,7 @@ def infer_with_ray(
     yield meter.record(done0, f"Ray: {len(todo)} images to score on {workers} actors")
     if len(todo) == 0:
         return
-    items = [{"id": int(i), "path": str(project.abspath(project.image(int(i)).path))} for i in todo]
+    items = [{"id": int(i), "path": str(project.images.abspath(project.images.image(int(i)).path))} for i in todo]
     ds = ray.data.from_items(items)
     results = ds.map_batches(
         PoolActor,

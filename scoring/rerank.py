@@ -66,8 +66,8 @@ class Reranked:
 
 def training_labels(project: Project, ids: np.ndarray) -> tuple[np.ndarray, int]:
     """(labels the heads learn from, number of reviewed images among ``ids``); see the module text."""
-    states = {i: (lab, st) for i, lab, st in project.label_states(ids)}
-    labels = project.given_labels(ids).copy()
+    states = {i: (lab, st) for i, lab, st in project.images.label_states(ids)}
+    labels = project.images.given_labels(ids).copy()
     decisions = 0
     for n, i in enumerate(ids):
         lab, st = states.get(int(i), (None, "unreviewed"))
@@ -84,7 +84,7 @@ def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray,
     from scoring.estimate import CHUNK, estimated_errors
 
     fps = [m.fingerprint for m in pool.members]
-    mean = np.concatenate([project.get_probs(fps, ids[s : s + CHUNK]).mean(axis=0) for s in range(0, len(ids), CHUNK)])
+    mean = np.concatenate([project.cache.get_probs(fps, ids[s : s + CHUNK]).mean(axis=0) for s in range(0, len(ids), CHUNK)])
     n = int(round(estimated_errors(mean, labels)))
     return queue[: max(0, n)]
 
@@ -96,8 +96,8 @@ def active_pool(project: Project, *, networks: bool = False, trust: bool = False
     user's ``--trust-checkpoint`` now, and is otherwise refused naming the member."""
     from scoring.poolspec import build_pool
 
-    fp = project.active_pool()
-    for r in reversed(project.runs()):
+    fp = project.runs.active_pool()
+    for r in reversed(project.runs.history()):
         spec = r["config"].get("pool")
         if r["pool_fingerprint"] == fp and spec:
             if not any(isinstance(m, dict) and refits(m, networks) for m in spec):
@@ -122,27 +122,27 @@ def rerank(
     networks too (scratch, finetune: minutes, asked for by the user, never automatic)."""
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()
-    with Project.open(path) as project, project.scoring_writer("re-rank"):  # never interleaved with a run
+    with Project.open(path) as project, project.runs.scoring_writer("re-rank"):  # never interleaved with a run
         pool = pool or active_pool(project, networks=networks, trust=trust)
-        ids = project.scorable_ids()
+        ids = project.images.scorable_ids()
         refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (networks and m.fitted)]
         unreviewed = QueueFilter(status="unreviewed")
         if pool is None or not refit:
-            return Reranked([], 0, project.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
-        before = project.ranked_ids(unreviewed, sort)
+            return Reranked([], 0, project.queue.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)
+        before = project.queue.ranked_ids(unreviewed, sort)
         labels, decisions = training_labels(project, ids)
-        if len(ids) and not (labels >= 0).any() and (project.given_labels(ids) >= 0).any():
+        if len(ids) and not (labels >= 0).any() and (project.images.given_labels(ids) >= 0).any():
             raise ProjectValueError(f"{path}: every image is removed, so there is nothing to refit on; "
                                     "restore some (undo) before re-ranking")
         pruned = _suspects(project, pool, ids, labels, before if sort in label_sorts() else
-                           project.ranked_ids(unreviewed, LABEL_SORT)) if prune else np.zeros(0, np.int64)
+                           project.queue.ranked_ids(unreviewed, LABEL_SORT)) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(refit)} members on {decisions:,} decisions")
         yield from fit_members(project, pool, ids, labels, cancel, device or pick_device("auto"), refit=refit,
                                keep_folds=False)
         check_cancel(cancel)
-        yield from write_scores(project, pool, ids, project.given_labels(ids), cancel)
-        after = project.ranked_ids(unreviewed, sort)
+        yield from write_scores(project, pool, ids, project.images.given_labels(ids), cancel)
+        after = project.queue.ranked_ids(unreviewed, sort)
     pos = {int(i): n for n, i in enumerate(before)}
     shift = np.array([abs(n - pos[int(i)]) for n, i in enumerate(after) if int(i) in pos], dtype=np.float64)
     new_top = len(set(after[:TOP].tolist()) - set(before[:TOP].tolist()))

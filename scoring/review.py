@@ -20,11 +20,11 @@ from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, label_sort
 RERANK_REST = 3.0  # after a re-rank of s seconds, none for 3 s: background work <= 1/4 of the time
 
 ACTIONS: dict[str, Callable[..., Edit]] = {
-    "relabel": lambda p, i, label: p.relabel(i, label),
-    "remove": lambda p, i, _label=None: p.remove(i),
-    "keep": lambda p, i, _label=None: p.keep(i),
-    "restore": lambda p, i, _label=None: p.restore(i),
-    "keep_group": lambda p, i, _label=None: p.keep_group(i),
+    "relabel": lambda p, i, label: p.edits.relabel(i, label),
+    "remove": lambda p, i, _label=None: p.edits.remove(i),
+    "keep": lambda p, i, _label=None: p.edits.keep(i),
+    "restore": lambda p, i, _label=None: p.edits.restore(i),
+    "keep_group": lambda p, i, _label=None: p.edits.keep_group(i),
 }
 
 
@@ -44,10 +44,18 @@ class ReviewSession:
         self.filter = replace(filt, score_key=sort if is_score(sort) else DIFFICULTY_SORT)
 
     def page(self, after: tuple[Any, int] | None = None, limit: int = 200) -> list[QueueRow]:
-        return self.project.queue(self.filter, sort=self.sort, limit=limit, after=after)
+        return self.project.queue.page(self.filter, sort=self.sort, limit=limit, after=after)
 
     def matching(self) -> int:
-        return self.project.queue_count(self.filter)
+        return self.project.queue.queue_count(self.filter)
+
+    def row(self, image_id: int) -> QueueRow:
+        """One image as the queue shows it, re-read after an edit."""
+        return self.project.queue.queue_row(image_id)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.project.classes
 
     def act(self, action: str, image_id: int, label: int | None = None) -> Edit:
         """``relabel`` (with ``label``), ``remove``, ``keep`` or ``restore`` one image; ``keep_group``
@@ -57,14 +65,14 @@ class ReviewSession:
         return ACTIONS[action](self.project, image_id, label)
 
     def undo(self) -> Edit | None:
-        return self.project.undo()
+        return self.project.edits.undo()
 
     def redo(self) -> Edit | None:
-        return self.project.redo()
+        return self.project.edits.redo()
 
     @property
     def stats(self) -> dict[str, int]:
-        return self.project.stats()
+        return self.project.queue.stats()
 
     def estimate_due(self, every: int = 20) -> bool:
         """True when 20 more decisions have been made since the last errors-left estimate

@@ -38,11 +38,11 @@ def write_scores(
         check_cancel(cancel)
         chunk = ids[start : start + SCORE_CHUNK]
         with times("score store"):
-            probs = project.get_probs(fps, chunk)
+            probs = project.cache.get_probs(fps, chunk)
         with times("metrics"):
             scores = compute_scores(probs, labels[start : start + SCORE_CHUNK])
         with times("score store"):
-            project.put_scores(pool.fingerprint, chunk, scores)
+            project.queue.put_scores(pool.fingerprint, chunk, scores)
         yield meter.record(start + len(chunk))
     with times("neighbours"):
         index = yield from write_label_evidence(project, fps, ids, labels, cancel)
@@ -74,13 +74,13 @@ def write_label_evidence(project: Project, fps: list[str], ids: np.ndarray, labe
     sims, rows = label_evidence.nearest(unit)
     check_cancel(cancel)
     yield meter.record(2, "weighing the votes")
-    mean = np.concatenate([project.get_probs(fps, have[s : s + SCORE_CHUNK]).mean(axis=0)
+    mean = np.concatenate([project.cache.get_probs(fps, have[s : s + SCORE_CHUNK]).mean(axis=0)
                            for s in range(0, len(have), SCORE_CHUNK)])
     own = labels[at]
     v = label_evidence.votes(sims, rows, voters, mean.shape[1])
     weight = label_evidence.stack_weight(mean, v, own, len(fps))
     agreement, issue = label_evidence.scores(mean, v, own, weight, len(fps))
-    project.put_label_evidence(have, agreement, issue, weight)
+    project.queue.put_label_evidence(have, agreement, issue, weight)
     log.info("%s: neighbours' votes count for %.2g members in label_issue", project.path, weight)
     yield meter.record(3)
     return index
@@ -92,14 +92,14 @@ def write_dataset_issues(project: Project, ids: np.ndarray, cancel: threading.Ev
     counts. Statistics the engine did not store (an older project, the Ray engine) are made
     here in one decode pass; outliers need the neighbour index (none: no outlier check)."""
     yield from decode_missing(project, image_issues.STATS_KEY, image_issues.STATS, ids, "stats", cancel)
-    have = np.setdiff1d(ids, project.missing_features(image_issues.STATS_KEY, ids))
+    have = np.setdiff1d(ids, project.cache.missing_features(image_issues.STATS_KEY, ids))
     if len(have) == 0:
         return {}
     meter = RateMeter("issues", 1)
     yield meter.record(0, "looking for blurry, dark, odd and outlying images")
-    stats = np.concatenate([project.get_features(image_issues.STATS_KEY, have[s : s + SCORE_CHUNK])
+    stats = np.concatenate([project.cache.get_features(image_issues.STATS_KEY, have[s : s + SCORE_CHUNK])
                             for s in range(0, len(have), SCORE_CHUNK)])
-    widths, heights = project.sizes(have)
+    widths, heights = project.images.sizes(have)
     centre = None
     if index is not None and len(index.ids):
         rows = {int(i): r for r, i in enumerate(index.ids)}
@@ -108,6 +108,6 @@ def write_dataset_issues(project: Project, ids: np.ndarray, cancel: threading.Ev
         centre = np.array([cos[rows[int(i)]] if int(i) in rows else np.nan for i in have])
         centre = np.where(np.isnan(centre), np.nanmedian(centre) if np.isfinite(centre).any() else 0.0, centre)
     found = image_issues.detect(stats, widths, heights, centre)
-    project.put_issues(image_issues.as_rows(have, found))
+    project.issues.put_issues(image_issues.as_rows(have, found))
     yield meter.record(1)
-    return project.issue_counts()
+    return project.issues.issue_counts()

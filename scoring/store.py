@@ -12,11 +12,14 @@ half-applies an edit. Two processes may open one project: WAL lets readers run b
 writer, writers wait up to ``BUSY_TIMEOUT_S`` for each other, and the undo stacks are
 re-derived from the log whenever another process has appended to it.
 
-``Project`` is a thin facade over rooms with one job each, in the manner of sqlite-utils'
-``Database`` and ``Table``: ``store_connection`` (open, migrate, transactions, meta),
-``store_migrations``, ``store_images`` (sync, rows), ``store_runs`` (members, runs),
-``store_cache`` (features, probabilities), ``store_queue`` (scores, queue, counts) and
-``store_edits`` (the edit log, undo, redo). Records and errors are in ``store_rows``.
+``Project`` is the connection composed with parts that have one job each, in the manner of
+sqlite-utils' ``Database`` and its ``Table`` objects: ``store_connection`` (open, migrate,
+transactions, meta) is the connection; ``project.images`` (sync, rows), ``project.runs``
+(members, runs), ``project.cache`` (features, probabilities), ``project.queue`` (scores, queue,
+counts), ``project.dupes`` (groups, the label-conflict rule), ``project.issues`` and
+``project.edits`` (the edit log, undo, redo) are the parts, each holding the shared connection
+and given the other parts it reads. Records and errors are in ``store_rows``; the schema's
+history is ``store_migrations``.
 """
 
 from __future__ import annotations
@@ -60,13 +63,28 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES",
-    "Edit", "ImageRow", "IncompleteProjectError", "NotAProjectError", "PoolLike", "Project", "ProjectBase",
+    "Cache", "Duplicates", "Edit", "EditLog", "ImageRow", "Images", "IncompleteProjectError", "Issues",
+    "NotAProjectError", "PoolLike", "Project", "ProjectBase", "Queue", "Runs",
     "ProjectError", "ProjectLockedError", "ProjectValueError", "QueueFilter", "QueueRow", "SyncReport", "project_for",
 ]
 
 
-class Project(EditLog, Queue, Cache, Runs, Duplicates, Issues, Images):
-    """An open project file. Use one per thread; close it (or use ``with``) when done."""
+class Project(ProjectBase):
+    """An open project file: the connection (``ProjectBase``: open, migrate, transactions, the
+    dataset's description) and its parts, each a small class holding the shared connection and
+    owning its rule. Callers name the part they use: ``project.images``, ``project.edits``,
+    ``project.queue``, ``project.runs``, ``project.cache``, ``project.dupes``, ``project.issues``.
+    Use one per thread; close it (or use ``with``) when done."""
+
+    def __init__(self, path: str | Path, _create: bool = False):
+        super().__init__(path, _create)
+        self.images = Images(self)
+        self.issues = Issues(self)
+        self.cache = Cache(self)
+        self.runs = Runs(self)
+        self.queue = Queue(self)
+        self.dupes = Duplicates(self)
+        self.edits = EditLog(self, self.images, self.dupes, self.queue)
 
     @classmethod
     def create(
@@ -105,7 +123,7 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Issues, Images):
                         created=str(time.time()),
                     )
                 proj._load_meta()
-                proj.sync(dataset)
+                proj.images.sync(dataset)
             finally:
                 proj.close()
             if replace_incomplete and p.exists():
@@ -120,30 +138,6 @@ class Project(EditLog, Queue, Cache, Runs, Duplicates, Issues, Images):
     @classmethod
     def open(cls, path: str | Path) -> Project:
         return cls(path)
-
-    def keep_group(self, image_id: int) -> Edit:
-        """Keep ``image_id`` and remove the rest of its duplicate group: one decision (keep_only)."""
-        group = self.group_of(image_id)
-        if len(group) < 2:
-            raise ProjectValueError(f"{self.image(image_id).path} is in no duplicate group; "
-                                    f"find duplicates first (`image-triage duplicates --db {self.path}`)")
-        return self.keep_only(image_id, group)
-
-    def keep_group_plan(self, image_id: int) -> tuple[list[int], str | None]:
-        """What keep_group would do: the images it would remove (the group's unreviewed ones),
-        and a reason to ask first (None when nothing calls for it): more than one removal, or a
-        kept label that the pool's consensus disagrees with."""
-        group = self.group_of(image_id)
-        remove = [i for i, _lab, st in self.label_states(group) if i != int(image_id) and st == "unreviewed"]
-        row = self.queue_row(image_id)
-        why = []
-        if len(remove) > 1:
-            why.append(f"it removes {len(remove)} images")
-        if row.consensus is not None and row.current_label is not None and row.consensus != row.current_label:
-            why.append(f"the pool says {self.classes[row.consensus]!r}, not the kept label "
-                       f"{self.classes[row.current_label]!r}")
-        return remove, ("; ".join(why) or None)
-
 
 def project_for(
     source: str | Path, db: str | Path | None = None, layout: str | None = None, *, follow_symlinks: bool = False

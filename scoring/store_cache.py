@@ -45,11 +45,16 @@ def decode_probs(blob: bytes, k: int) -> np.ndarray:
 
 
 
-class Cache(ProjectBase):
+class Cache:
+    """Cached encoder outputs and per-member probabilities (float16)."""
+
+    def __init__(self, store: ProjectBase) -> None:
+        self.store = store
+
     # --- cached outputs and probabilities ------------------------------------------------
 
     def _stored_ids(self, table: str, keycol: str, key: str) -> set[int]:
-        return {r[0] for r in self._q(f"SELECT image_id FROM {table} WHERE {keycol}=?", (key,))}
+        return {r[0] for r in self.store._q(f"SELECT image_id FROM {table} WHERE {keycol}=?", (key,))}
 
     def missing_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         have = self._stored_ids("features", "encoder_key", encoder_key)
@@ -57,7 +62,7 @@ class Cache(ProjectBase):
 
     def put_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray, feats: np.ndarray) -> None:
         data = np.asarray(feats, dtype=np.float16)
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO features(encoder_key, image_id, data) VALUES (?,?,?)",
                 [(encoder_key, int(i), data[n].tobytes()) for n, i in enumerate(ids)],
@@ -71,9 +76,9 @@ class Cache(ProjectBase):
         arr = np.asarray(ids, dtype=np.int64)
         lo, hi = int(arr.min()), int(arr.max())
         if hi - lo + 1 <= 2 * len(arr):  # dense: a range scan reads little more than asked
-            rows = self._q(f"SELECT image_id, data FROM {table} WHERE {keycol}=? AND image_id BETWEEN ? AND ?", (key, lo, hi))
+            rows = self.store._q(f"SELECT image_id, data FROM {table} WHERE {keycol}=? AND image_id BETWEEN ? AND ?", (key, lo, hi))
         else:
-            rows = self._q(
+            rows = self.store._q(
                 f"SELECT t.image_id, t.data FROM json_each(?) AS j JOIN {table} AS t "
                 f"ON t.{keycol}=? AND t.image_id=j.value", (json.dumps(arr.tolist()), key),
             )
@@ -83,17 +88,17 @@ class Cache(ProjectBase):
         stored = self._blobs("features", "encoder_key", encoder_key, ids)
         missing = [int(i) for i in ids if int(i) not in stored]
         if missing:
-            raise ProjectError(f"{self.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
+            raise ProjectError(f"{self.store.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
         return np.stack([np.frombuffer(stored[int(i)], dtype=np.float16) for i in ids]).astype(np.float32) if len(ids) else np.zeros((0, 0), np.float32)
 
     def set_embedding(self, encoder_key: str, description: str) -> None:
         """Which stored features the neighbour evidence compares images by (set by a run)."""
-        with self._tx():
-            self._set_meta(embedding=json.dumps([encoder_key, description]))
+        with self.store._tx():
+            self.store._set_meta(embedding=json.dumps([encoder_key, description]))
 
     def embedding(self) -> tuple[str, str] | None:
         """(encoder key, description) of the neighbour embedding, or None before a run."""
-        raw = self._meta("embedding")
+        raw = self.store._meta("embedding")
         if raw is None:
             return None
         key, desc = json.loads(raw)
@@ -105,23 +110,23 @@ class Cache(ProjectBase):
 
     def put_probs(self, member_fp: str, ids: Sequence[int] | np.ndarray, probs: np.ndarray) -> None:
         p = np.asarray(probs, dtype=np.float32)
-        if p.ndim != 2 or p.shape[1] != len(self.classes):
-            raise ValueError(f"probs must have shape (images, {len(self.classes)}), got {p.shape}")
-        with self._tx() as c:
+        if p.ndim != 2 or p.shape[1] != len(self.store.classes):
+            raise ValueError(f"probs must have shape (images, {len(self.store.classes)}), got {p.shape}")
+        with self.store._tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO probs(member_fp, image_id, data) VALUES (?,?,?)",
                 [(member_fp, int(i), encode_probs(p[n])) for n, i in enumerate(ids)],
             )
 
     def get_probs(self, member_fps: Sequence[str], ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        k = len(self.classes)
+        k = len(self.store.classes)
         out = np.zeros((len(member_fps), len(ids), k), dtype=np.float32)
         for m, fp in enumerate(member_fps):
             stored = self._blobs("probs", "member_fp", fp, ids)
             try:
                 blobs = [stored[int(i)] for i in ids]
             except KeyError as exc:
-                raise ProjectError(f"{self.path}: no stored probabilities of member {fp} for image {exc.args[0]}; score again") from None
+                raise ProjectError(f"{self.store.path}: no stored probabilities of member {fp} for image {exc.args[0]}; score again") from None
             if k <= TOPK_STORE_THRESHOLD and len(blobs):  # fixed-size rows: decoded in one go, not one by one
                 rows = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), k).astype(np.float32)
                 sums = rows.sum(axis=1, keepdims=True)

@@ -25,7 +25,12 @@ from scoring.store_rows import (
 log = logging.getLogger(__name__)
 
 
-class Images(ProjectBase):
+class Images:
+    """The project's images: sync with the dataset, rows, paths, labels, decode errors."""
+
+    def __init__(self, store: ProjectBase) -> None:
+        self.store = store
+
     # --- images --------------------------------------------------------------------------
 
     def sync(self, dataset: Dataset, *, verify: bool = False) -> SyncReport:
@@ -33,13 +38,13 @@ class Images(ProjectBase):
         size, mtime and ctime only say when to re-hash cheaply (an edit that restores size and
         mtime still moves ctime); ``verify`` re-hashes every image (the export does). An image
         whose content is back to the hash scored is accepted again."""
-        unknown = sorted({r.label for r in dataset.records if r.label is not None} - set(self.classes))
+        unknown = sorted({r.label for r in dataset.records if r.label is not None} - set(self.store.classes))
         if unknown:
             raise ProjectError(
-                f"{dataset.source} has classes the project {self.path} does not know: {unknown}; "
-                f"the project's classes are {self.classes}. Create a new project for this dataset."
+                f"{dataset.source} has classes the project {self.store.path} does not know: {unknown}; "
+                f"the project's classes are {self.store.classes}. Create a new project for this dataset."
             )
-        stored = {r[0]: r[1:] for r in self._q("SELECT path, id, size_bytes, mtime, ctime, sha1, flag FROM images")}
+        stored = {r[0]: r[1:] for r in self.store._q("SELECT path, id, size_bytes, mtime, ctime, sha1, flag FROM images")}
         now_paths = set()
         new_rows: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
@@ -48,7 +53,7 @@ class Images(ProjectBase):
             now_paths.add(rec.path)
             if rec.error is not None:  # a special file or a name that is not UTF-8: never opened
                 if rec.path not in stored:
-                    label = None if rec.label is None else self.classes.index(rec.label)
+                    label = None if rec.label is None else self.store.classes.index(rec.label)
                     new_rows.append((rec.path, label, label, "unreviewed", None, None, None, None, rec.error))
                 continue
             full = dataset.abspath(rec.path)
@@ -61,7 +66,7 @@ class Images(ProjectBase):
                 size, mtime, ctime = None, None, None
             if rec.path not in stored:
                 label = dataset.label_index(rec.label)
-                label = None if label is None else self.classes.index(rec.label)  # type: ignore[arg-type]
+                label = None if label is None else self.store.classes.index(rec.label)  # type: ignore[arg-type]
                 flag = None if size is not None or uri else "missing"
                 new_rows.append((rec.path, label, label, "unreviewed", size, mtime, ctime, flag, None))
                 continue
@@ -81,7 +86,7 @@ class Images(ProjectBase):
         for path, (image_id, *_rest) in stored.items():
             if path not in now_paths and _rest[-1] != "missing":
                 updates.append(("missing", image_id))
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany(
                 "INSERT INTO images(path, given_label, current_label, status, size_bytes, mtime, ctime, flag, error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -91,8 +96,8 @@ class Images(ProjectBase):
             c.executemany("UPDATE images SET size_bytes=?, mtime=?, ctime=? WHERE id=?", stats)
             if any(r.votes for r in dataset.records):
                 self._put_votes(c, dataset)
-        counts = dict(self._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
-        errors = self._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
+        counts = dict(self.store._q("SELECT COALESCE(flag, ''), count(*) FROM images GROUP BY flag"))
+        errors = self.store._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
         total = sum(counts.values())
         return SyncReport(total, len(new_rows), int(counts.get("changed", 0)), int(counts.get("missing", 0)), errors)
 
@@ -106,12 +111,12 @@ class Images(ProjectBase):
             image_id = ids.get(rec.path)
             if image_id is None:
                 continue
-            labels = [self.classes.index(lab) for _, lab in rec.votes if lab in self.classes]
-            rows += [(image_id, who, self.classes.index(lab)) for who, lab in rec.votes if lab in self.classes]
+            labels = [self.store.classes.index(lab) for _, lab in rec.votes if lab in self.store.classes]
+            rows += [(image_id, who, self.store.classes.index(lab)) for who, lab in rec.votes if lab in self.store.classes]
             if len(labels) >= 2:
                 counts = np.bincount(labels).astype(float)
                 p = counts[counts > 0] / len(labels)
-                given = None if rec.label is None else self.classes.index(rec.label)
+                given = None if rec.label is None else self.store.classes.index(rec.label)
                 agree = None if given is None else labels.count(given) / len(labels)
                 scores.append((agree, float(-(p * np.log2(p)).sum()) + 0.0, image_id))
             else:
@@ -122,7 +127,7 @@ class Images(ProjectBase):
 
     def votes_of(self, image_id: int) -> list[tuple[str, int]]:
         """(annotator, label) of each person's label of one image (a Label Studio export's)."""
-        return [(str(a), int(b)) for a, b in self._q(
+        return [(str(a), int(b)) for a, b in self.store._q(
             "SELECT annotator, label FROM votes WHERE image_id = ? ORDER BY rowid", (int(image_id),))]
 
     def _row(self, r: Sequence[Any]) -> ImageRow:
@@ -132,7 +137,7 @@ class Images(ProjectBase):
         """The stored paths of ``ids``, in their order (one query, not one per image)."""
         if len(ids) == 0:
             return []
-        found = dict(self._q("SELECT i.id, i.path FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+        found = dict(self.store._q("SELECT i.id, i.path FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
                              (json.dumps([int(i) for i in ids]),)))
         return [found[int(i)] for i in ids]
 
@@ -140,7 +145,7 @@ class Images(ProjectBase):
         """(widths, heights) of ``ids`` in their order, 0 where not known yet."""
         if len(ids) == 0:
             return np.zeros(0), np.zeros(0)
-        found = {int(i): (w or 0, h or 0) for i, w, h in self._q(
+        found = {int(i): (w or 0, h or 0) for i, w, h in self.store._q(
             "SELECT i.id, i.width, i.height FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
             (json.dumps([int(i) for i in ids]),))}
         wh = np.array([found.get(int(i), (0, 0)) for i in ids], dtype=np.float64)
@@ -148,57 +153,57 @@ class Images(ProjectBase):
 
     def image_paths(self) -> Iterator[str]:
         """Every image path the project lists (relative to the dataset root, or a URI), by id."""
-        cur = self.conn.execute("SELECT path FROM images ORDER BY id")
+        cur = self.store.conn.execute("SELECT path FROM images ORDER BY id")
         while rows := cur.fetchmany(10_000):
             yield from (r[0] for r in rows)
 
     def image(self, image_id: int) -> ImageRow:
-        rows = self._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE id=?", (int(image_id),))
+        rows = self.store._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE id=?", (int(image_id),))
         if not rows:
-            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+            raise ProjectValueError(f"no image with id {image_id} in {self.store.path}")
         return self._row(rows[0])
 
     def find_image(self, path: str) -> int | None:
-        rows = self._q("SELECT id FROM images WHERE path=?", (path,))
+        rows = self.store._q("SELECT id FROM images WHERE path=?", (path,))
         return int(rows[0][0]) if rows else None
 
     def abspath(self, row_or_path: ImageRow | str) -> Path | str:
         """A path under the dataset root, or the URI itself for images on object storage."""
         rel = row_or_path.path if isinstance(row_or_path, ImageRow) else row_or_path
-        return rel if is_uri(rel) else self.dataset_root / rel
+        return rel if is_uri(rel) else self.store.dataset_root / rel
 
     def scorable_ids(self) -> np.ndarray:
-        rows = self._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")
+        rows = self.store._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def label_states(self, ids: Sequence[int] | np.ndarray) -> list[tuple[int, int | None, str]]:
         """(id, current label, status) of ``ids``, in order."""
-        got = {int(i): (lab, st) for i, lab, st in self._q(
+        got = {int(i): (lab, st) for i, lab, st in self.store._q(
             "SELECT j.value, i.current_label, i.status FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
             (json.dumps([int(i) for i in ids]),))}
         return [(int(i), *got[int(i)]) for i in ids if int(i) in got]
 
     def labelled(self) -> bool:
         """Whether any image carries a given label (the queue then opens on the label view)."""
-        return bool(self._q("SELECT 1 FROM images WHERE given_label IS NOT NULL LIMIT 1"))
+        return bool(self.store._q("SELECT 1 FROM images WHERE given_label IS NOT NULL LIMIT 1"))
 
     def given_labels(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)
-        lookup = dict(self._q("SELECT j.value, i.given_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
+        lookup = dict(self.store._q("SELECT j.value, i.given_label FROM json_each(?) AS j JOIN images AS i ON i.id = j.value",
                               (json.dumps([int(i) for i in ids]),)))
         return np.array([-1 if lookup.get(int(i)) is None else lookup[int(i)] for i in ids], dtype=np.int64)
 
     def record_error(self, image_id: int, message: str) -> None:
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.execute("UPDATE images SET error=? WHERE id=?", (message, int(image_id)))
 
     def clear_error(self, image_id: int) -> None:
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.execute("UPDATE images SET error=NULL WHERE id=?", (int(image_id),))
 
     def errors(self) -> list[ImageRow]:
-        return [self._row(r) for r in self._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE error IS NOT NULL ORDER BY id")]
+        return [self._row(r) for r in self.store._q(f"SELECT {', '.join(IMAGE_COLS)} FROM images WHERE error IS NOT NULL ORDER BY id")]
 
     def set_image_info(
         self,
@@ -208,7 +213,7 @@ class Images(ProjectBase):
         sha1s: Sequence[str | None] | None = None,
     ) -> None:
         sha = list(sha1s) if sha1s is not None else [None] * len(widths)
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany(
                 "UPDATE images SET width=?, height=?, sha1=COALESCE(?, sha1) WHERE id=?",
                 [(int(w), int(h), s, int(i)) for i, w, h, s in zip(ids, widths, heights, sha, strict=True)],

@@ -37,7 +37,12 @@ def none_if_nan(x: Any) -> Any:
     return x
 
 
-class Queue(ProjectBase):
+class Queue:
+    """The active pool's scores, the filtered keyset-paged review queue, counts, plot data."""
+
+    def __init__(self, store: ProjectBase) -> None:
+        self.store = store
+
     # --- scores and the queue ------------------------------------------------------------
 
     def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
@@ -49,23 +54,23 @@ class Queue(ProjectBase):
             top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
             rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
         sets = ", ".join(f"{c}=?" for c in (*columns, "top_c", "top_x"))
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
-            self._set_meta(scored_pool=pool_fp)
+            self.store._set_meta(scored_pool=pool_fp)
 
     def put_label_evidence(self, ids: Sequence[int] | np.ndarray, agreement: np.ndarray, issue: np.ndarray,
                            weight: float) -> None:
         """The dataset's label scores (scoring.label_evidence), and how many members' worth the
         neighbours' votes counted for (0: they classify worse than the pool, so left out)."""
         rows = [(none_if_nan(a), none_if_nan(b), int(i)) for i, a, b in zip(ids, agreement, issue, strict=True)]
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany("UPDATE images SET neighbour_agreement=?, label_issue=? WHERE id=?", rows)
-            self._set_meta(neighbour_weight=str(weight))
+            self.store._set_meta(neighbour_weight=str(weight))
 
     def neighbour_weight(self) -> float | None:
         """How many members' worth the neighbours' votes counted for in label_issue (None before
         the first scoring with a neighbour embedding)."""
-        got = self._meta("neighbour_weight")
+        got = self.store._meta("neighbour_weight")
         return None if got is None else float(got)
 
     @staticmethod
@@ -118,7 +123,7 @@ class Queue(ProjectBase):
             where.append(f"id IN (SELECT image_id FROM duplicates WHERE group_id IN ({CONFLICT_GROUPS_SQL}))")
         return where, params
 
-    def queue(
+    def page(
         self,
         filt: QueueFilter | None = None,
         sort: str = DIFFICULTY_SORT,
@@ -143,13 +148,13 @@ class Queue(ProjectBase):
                 op = "<" if desc else ">"
                 w.append(f"({sort} {op} ? OR ({sort} = ? AND id > ?))")
                 p += [after[0], after[0], after[1]]
-            rows = self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY {order} LIMIT ?", (*p, limit))
+            rows = self.store._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY {order} LIMIT ?", (*p, limit))
         if len(rows) < limit and sort not in ("id", "path"):
             w, p = [*where, f"{sort} IS NULL"], list(params)
             if after is not None and after[0] is None:
                 w.append("id > ?")
                 p.append(after[1])
-            rows += self._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
+            rows += self.store._q(f"SELECT {cols} FROM images WHERE {' AND '.join(w)} ORDER BY id LIMIT ?", (*p, limit - len(rows)))
         return [self._queue_row(r) for r in rows]
 
     def ranked_ids(self, filt: QueueFilter | None = None, sort: str = DIFFICULTY_SORT) -> np.ndarray:
@@ -159,7 +164,7 @@ class Queue(ProjectBase):
         where, params = self._where(filt)
         desc = "DESC" if self.hardest_first(sort) else "ASC"
         order = "id ASC" if sort == "id" else f"{sort} IS NULL, {sort} {desc}, id ASC"
-        rows = self._q(f"SELECT id FROM images WHERE {' AND '.join(where)} ORDER BY {order}", params)
+        rows = self.store._q(f"SELECT id FROM images WHERE {' AND '.join(where)} ORDER BY {order}", params)
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     @staticmethod
@@ -176,14 +181,14 @@ class Queue(ProjectBase):
                         scores=vals, top_c=top_c, top_x=top_x)
 
     def queue_row(self, image_id: int) -> QueueRow:
-        rows = self._q(f"SELECT {', '.join(queue_cols())} FROM images WHERE id=?", (int(image_id),))
+        rows = self.store._q(f"SELECT {', '.join(queue_cols())} FROM images WHERE id=?", (int(image_id),))
         if not rows:
-            raise ProjectValueError(f"no image with id {image_id} in {self.path}")
+            raise ProjectValueError(f"no image with id {image_id} in {self.store.path}")
         return self._queue_row(rows[0])
 
     def self_confidences(self) -> list[tuple[int, float, float, str]]:
         """(id, self-confidence, normalised margin, status) of every readable image with a score, by id."""
-        return [(int(a), float(b), float("nan") if m is None else float(m), str(c)) for a, b, m, c in self._q(
+        return [(int(a), float(b), float("nan") if m is None else float(m), str(c)) for a, b, m, c in self.store._q(
             "SELECT id, self_confidence, margin, status FROM images WHERE error IS NULL AND self_confidence IS NOT NULL "
             "ORDER BY id")]
 
@@ -191,32 +196,32 @@ class Queue(ProjectBase):
         where, params = self._where(filt)
         if where == ["error IS NULL"]:  # no filter: every readable image, from the counts table
             return self.stats()["total"]
-        return int(self._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
+        return int(self.store._q(f"SELECT count(*) FROM images WHERE {' AND '.join(where)}", params)[0][0])
 
     def score_values(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
         if not is_score(key):
             raise ProjectValueError(f"unknown score {key!r}")
-        return np.array([r[0] for r in self._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
+        return np.array([r[0] for r in self.store._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
 
     def class_difficulty(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
         if not is_score(key):
             raise ProjectValueError(f"unknown score {key!r}")
-        out = np.full(len(self.classes), np.nan)
-        for label, mean in self._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):
+        out = np.full(len(self.store.classes), np.nan)
+        for label, mean in self.store._q(f"SELECT given_label, avg({key}) FROM images WHERE given_label IS NOT NULL AND {key} IS NOT NULL GROUP BY given_label"):
             out[label] = mean
         return out
 
     def confusion_matrix(self) -> np.ndarray:
-        k = len(self.classes)
+        k = len(self.store.classes)
         out = np.zeros((k, k), dtype=np.int64)
-        for g, c, n in self._q("SELECT given_label, consensus, count(*) FROM images WHERE given_label IS NOT NULL AND consensus IS NOT NULL GROUP BY given_label, consensus"):
+        for g, c, n in self.store._q("SELECT given_label, consensus, count(*) FROM images WHERE given_label IS NOT NULL AND consensus IS NOT NULL GROUP BY given_label, consensus"):
             out[g, c] = n
         return out
 
     def stats(self) -> dict[str, int]:
         """Counts per status (readable images), ``total``, ``reviewed``, ``errors``, ``flagged``:
         read from the trigger-kept counts table, the same cost at any size."""
-        counts = {k: int(n) for k, n in self._q("SELECT key, n FROM counts")}
+        counts = {k: int(n) for k, n in self.store._q("SELECT key, n FROM counts")}
         out = {s: counts.get(s, 0) for s in STATUSES}
         out["total"] = sum(out.values())
         out["reviewed"] = out["total"] - out["unreviewed"]

@@ -50,11 +50,16 @@ class PoolLike(Protocol):
     def fingerprint(self) -> str: ...
 
 
-class Runs(ProjectBase):
+class Runs:
+    """The pool's members and the scoring runs (one writer at a time, crashes noticed)."""
+
+    def __init__(self, store: ProjectBase) -> None:
+        self.store = store
+
     # --- members and runs ----------------------------------------------------------------
 
     def save_members(self, pool: PoolLike) -> None:
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO members(fingerprint, name, kind, classes, spec, created) VALUES (?,?,?,?,?,?)",
                 [
@@ -66,11 +71,11 @@ class Runs(ProjectBase):
     def members(self) -> list[dict[str, Any]]:
         return [
             {"fingerprint": r[0], "name": r[1], "kind": r[2], "classes": json.loads(r[3]), "spec": without_trust(json.loads(r[4]))}
-            for r in self._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
+            for r in self.store._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
         ]
 
     def start_run(self, pool: PoolLike, config: dict[str, Any], device: str) -> int:
-        with self._tx() as c:
+        with self.store._tx() as c:
             self._mark_dead_runs(c)
             cur = c.execute(
                 "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES (?,?,?,?,?,?,?)",
@@ -84,8 +89,8 @@ class Runs(ProjectBase):
         pools must never interleave. Another live holder makes this a one-line refusal; a holder
         that died (kill, crash) is taken over."""
         token = f"{os.getpid()}:{uuid.uuid4().hex}"
-        with self._tx():
-            held = self._meta("scoring_writer")
+        with self.store._tx():
+            held = self.store._meta("scoring_writer")
             if held:
                 try:
                     other = json.loads(held)
@@ -93,18 +98,18 @@ class Runs(ProjectBase):
                     other = {}
                 if isinstance(other, dict) and process_alive(other.get("pid"), other.get("host")):
                     raise ProjectLockedError(
-                        f"{self.path} is being scored by another {other.get('what', 'run')} (process "
+                        f"{self.store.path} is being scored by another {other.get('what', 'run')} (process "
                         f"{other.get('pid')}); wait for it to finish or stop it, then run this again"
                     )
-            self._set_meta(scoring_writer=json.dumps(
+            self.store._set_meta(scoring_writer=json.dumps(
                 {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "token": token}))
         try:
             yield
         finally:
-            with contextlib.suppress(Exception), self._tx():
-                held = self._meta("scoring_writer")
+            with contextlib.suppress(Exception), self.store._tx():
+                held = self.store._meta("scoring_writer")
                 if held and json.loads(held).get("token") == token:
-                    self.conn.execute("DELETE FROM meta WHERE key='scoring_writer'")
+                    self.store.conn.execute("DELETE FROM meta WHERE key='scoring_writer'")
 
     def _mark_dead_runs(self, c: sqlite3.Connection) -> None:
         for run_id, pid, host in c.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall():
@@ -112,16 +117,16 @@ class Runs(ProjectBase):
                 c.execute("UPDATE runs SET status='interrupted' WHERE id=?", (run_id,))
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.execute("UPDATE runs SET status=?, ended=?, error=? WHERE id=?", (status, time.time(), error, run_id))
             if status == "done":
                 fp = c.execute("SELECT pool_fingerprint FROM runs WHERE id=?", (run_id,)).fetchone()[0]
-                self._set_meta(active_pool=fp)
+                self.store._set_meta(active_pool=fp)
 
     def note_run(self, run_id: int, **info: Any) -> None:
         """Add ``info`` to run ``run_id``'s record (the runtime each encoder used, the time
         estimate and the stage times), for ``runs()`` and the next estimate."""
-        with self._tx() as c:
+        with self.store._tx() as c:
             row = c.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
             try:
                 config = json.loads(row[0] or "{}") if row else {}
@@ -133,19 +138,19 @@ class Runs(ProjectBase):
     def mark_interrupted(self) -> None:
         """The newest run was stopped by closing the app, not by the user's Cancel: it counts as
         interrupted, so reopening the project offers to resume it."""
-        with self._tx() as c:
+        with self.store._tx() as c:
             c.execute("UPDATE runs SET status='interrupted' WHERE id=(SELECT max(id) FROM runs) "
                       "AND status IN ('cancelled', 'running')")
 
-    def runs(self) -> list[dict[str, Any]]:
+    def history(self) -> list[dict[str, Any]]:
         cols = ["id", "pool_fingerprint", "config", "device", "started", "ended", "status", "error", "pid", "host"]
         out = []
-        for r in self._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
+        for r in self.store._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
             d = dict(zip(cols, r, strict=True))
             try:
                 config = json.loads(d["config"] or "{}")
             except ValueError:  # a hand-edited or damaged project: the run is listed, its config is not used
-                log.warning("%s: run %s has an unreadable config; it is ignored", self.path, d["id"])
+                log.warning("%s: run %s has an unreadable config; it is ignored", self.store.path, d["id"])
                 config = {}
             d["config"] = _untrusted(config) if isinstance(config, dict) else {}
             out.append(d)
@@ -153,7 +158,7 @@ class Runs(ProjectBase):
 
     def interrupted_run(self) -> dict[str, Any] | None:
         """The newest run that stopped without finishing (crash, kill), if nothing ran since."""
-        runs = self.runs()
+        runs = self.history()
         if not runs:
             return None
         last = runs[-1]
@@ -162,19 +167,19 @@ class Runs(ProjectBase):
         return None
 
     def last_pool_spec(self) -> list[dict[str, Any]] | None:
-        for r in reversed(self.runs()):
+        for r in reversed(self.history()):
             spec = r["config"].get("pool")
             if spec:
                 return list(spec)
         return None
 
     def active_pool(self) -> str | None:
-        return self._meta("active_pool")
+        return self.store._meta("active_pool")
 
     def active_members(self) -> list[dict[str, Any]]:
         """Members of the pool whose scores the queue shows, in pool order."""
         fp = self.active_pool()
-        for r in reversed(self.runs()):
+        for r in reversed(self.history()):
             if r["pool_fingerprint"] == fp:
                 wanted = r["config"].get("member_fingerprints") or []
                 by_fp = {m["fingerprint"]: m for m in self.members()}

@@ -32,8 +32,14 @@ def test_every_name_in_the_docs_exists() -> None:
         assert not missing_classes and not missing_defs, (doc, missing_classes, missing_defs)
 
 
-def test_every_public_method_of_project_is_documented() -> None:
-    defs, _ = _named((DOCS / "STORE_API.md").read_text())
+def test_every_public_method_of_project_and_its_parts_is_documented() -> None:
+    text = (DOCS / "STORE_API.md").read_text()
+    defs, classes = _named(text)
     public = {n for n, _ in inspect.getmembers(scoring.store.Project) if not n.startswith("_")}
     attributes = {"path", "classes", "dataset_root", "layout", "source", "conn", "db"}
     assert sorted(public - defs - attributes) == []
+    for part in (scoring.store.Images, scoring.store.Issues, scoring.store.Cache, scoring.store.Runs,
+                 scoring.store.Queue, scoring.store.Duplicates, scoring.store.EditLog):
+        assert part.__name__ in classes
+        methods = {n for n, _ in inspect.getmembers(part, callable) if not n.startswith("_")}
+        assert sorted(methods - defs) == [], part.__name__

@@ -37,12 +37,12 @@ def fake_scored(tmp_path: Path, per_class: int, seed: int) -> Path:
     data = make_imagefolder(tmp_path / "data", per_class=per_class, corrupt=False)
     db = tmp_path / "p.triage.db"
     with Project.create(db, open_dataset(data)) as p:
-        ids = p.scorable_ids()
+        ids = p.images.scorable_ids()
         probs = np.random.default_rng(seed).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
-        scores = compute_scores(probs, p.given_labels(ids))
-        p.put_scores("pool", ids, scores)
+        scores = compute_scores(probs, p.images.given_labels(ids))
+        p.queue.put_scores("pool", ids, scores)
         agreement = np.random.default_rng(seed + 1).random(len(ids))
-        p.put_label_evidence(ids, agreement, (1.0 - scores["margin"]) / 2.0, 0.0)  # as with no neighbour weight
+        p.queue.put_label_evidence(ids, agreement, (1.0 - scores["margin"]) / 2.0, 0.0)  # as with no neighbour weight
     return db
 
 

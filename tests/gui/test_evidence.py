@@ -36,13 +36,13 @@ def dup_db(tmp_path: Path) -> Path:
 def win(qtbot, settings, dup_db: Path):  # type: ignore[no-untyped-def]
     w = open_window(qtbot, settings, dup_db)
     yield w
-    w.wait_idle()
+    w.jobs.wait_idle()
     w.close()
 
 
 def _go_to(w: MainWindow, path: str) -> int:
-    image_id = w.project.find_image(path)
-    w._select(w.model.index_of(image_id))
+    image_id = w.project.images.find_image(path)
+    w.review.select(w.model.index_of(image_id))
     return image_id
 
 
@@ -53,7 +53,7 @@ def test_the_group_side_by_side_and_g_asks_then_keeps_one_as_one_undo(  # type: 
     assert win.model.rowCount() == 3
     me = _go_to(win, "blue/copy.png")
     group = win.detail.evidence.group
-    assert not group.isHidden() and sorted(group.tiles) == sorted(win.project.group_of(me))
+    assert not group.isHidden() and sorted(group.tiles) == sorted(win.project.dupes.group_of(me))
     assert "conflicting labels" in group.title.text()
     captions = {i: b.text() for i, b in group.tiles.items()}
     assert captions[me] == "▶ blue" and sorted(captions.values()) == ["red", "red", "▶ blue"]
@@ -64,38 +64,38 @@ def test_the_group_side_by_side_and_g_asks_then_keeps_one_as_one_undo(  # type: 
 
     from PySide6.QtWidgets import QMessageBox
 
-    others = [i for i in win.project.group_of(me) if i != me]
+    others = [i for i in win.project.dupes.group_of(me) if i != me]
     monkeypatch.setattr(MainWindow, "_ask", answer(QMessageBox.StandardButton.Cancel))
     qtbot.keyClick(win.view, Qt.Key.Key_G)  # a group of three: it asks first, naming the count
     assert "remove 2 unreviewed image(s) of its group of 3" in asked[-1]
-    assert [win.project.image(i).status for i in [me, *others]] == ["unreviewed"] * 3  # cancelled: nothing
+    assert [win.project.images.image(i).status for i in [me, *others]] == ["unreviewed"] * 3  # cancelled: nothing
     monkeypatch.setattr(MainWindow, "_ask", answer(QMessageBox.StandardButton.Yes))
     qtbot.keyClick(win.view, Qt.Key.Key_G)
-    assert win.project.image(me).status == "kept"
-    assert [win.project.image(i).status for i in others] == ["removed", "removed"]
-    assert "removed 2" in win.stats_label.text()
+    assert win.project.images.image(me).status == "kept"
+    assert [win.project.images.image(i).status for i in others] == ["removed", "removed"]
+    assert "removed 2" in win.review.stats_label.text()
     qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo: the whole decision
-    assert [win.project.image(i).status for i in [me, *others]] == ["unreviewed"] * 3
-    assert win.current_id() == me
-    win.project.relabel(others[0], 0)  # a decision already made is never overridden by G
+    assert [win.project.images.image(i).status for i in [me, *others]] == ["unreviewed"] * 3
+    assert win.review.current_id() == me
+    win.project.edits.relabel(others[0], 0)  # a decision already made is never overridden by G
     qtbot.keyClick(win.view, Qt.Key.Key_G)
-    assert win.project.image(others[0]).status == "relabelled" and win.project.image(others[1]).status == "removed"
+    assert win.project.images.image(others[0]).status == "relabelled" and win.project.images.image(others[1]).status == "removed"
 
 
 def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
     me = _go_to(win, "blue/copy.png")  # a red image labelled blue: the pool says red
     ev = win.detail.evidence
     qtbot.waitUntil(lambda: ev.index is not None, timeout=10_000)
-    row = win.project.queue_row(me)
+    row = win.project.queue.queue_row(me)
     assert row.current_label == 0 and row.consensus == 2
     assert not ev.given.isHidden() and not ev.pool_label.isHidden()
     assert "«blue»" in ev.given.title.text() and "«red»" in ev.pool_label.title.text()
     for strip, label in ((ev.given, 0), (ev.pool_label, 2)):
         assert len(strip.tiles) == 6 and me not in strip.tiles
-        assert {win.project.image(i).current_label for i in strip.tiles} == {label}
+        assert {win.project.images.image(i).current_label for i in strip.tiles} == {label}
     # its twin in red is the nearest of the pool's label
     first = next(iter(ev.pool_label.tiles))
-    assert win.project.paths_of([first])[0] in ("red/000.png", "red/copy.png")
+    assert win.project.images.paths_of([first])[0] in ("red/000.png", "red/copy.png")
     assert "likeness:" in ev.note.text()
 
 
@@ -103,23 +103,23 @@ def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypa
     import scoring.rerank
 
     monkeypatch.setattr(scoring.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
-    win.rerank_every = 3
+    win.review.rerank_every = 3
     win.filters.show_filter(QueueFilter(status="unreviewed"))
-    win._select(win.model.index(0, 0))
+    win.review.select(win.model.index(0, 0))
     reviewed = []
     for key in (Qt.Key.Key_Return, Qt.Key.Key_Return):
-        reviewed.append(win.current_id())
+        reviewed.append(win.review.current_id())
         qtbot.keyClick(win.view, key)
-    assert not win.busy
-    reviewed.append(win.current_id())
+    assert not win.jobs.busy
+    reviewed.append(win.review.current_id())
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("re-ranked")):
         qtbot.keyClick(win.view, Qt.Key.Key_3)  # the third decision starts the re-rank
-    out = win.last_rerank
+    out = win.review.last_rerank
     assert out is not None and out.refitted == ["head"] and out.decisions == 3
-    assert out.unreviewed == win.project.queue_count(QueueFilter(status="unreviewed"))
-    assert [win.project.image(i).status for i in reviewed][:2] == ["kept", "kept"]
-    assert win.project.image(reviewed[2]).current_label == 2  # decisions kept through the re-rank
+    assert out.unreviewed == win.project.queue.queue_count(QueueFilter(status="unreviewed"))
+    assert [win.project.images.image(i).status for i in reviewed][:2] == ["kept", "kept"]
+    assert win.project.images.image(reviewed[2]).current_label == 2  # decisions kept through the re-rank
     assert not win.session.rerank_due(3)
 
 
@@ -131,11 +131,11 @@ def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeyp
         raise PoolError("resnet20.th: no such file")
 
     monkeypatch.setattr(scoring.rerank, "active_pool", broken)
-    win.rerank_every = 1
+    win.review.rerank_every = 1
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("Re-ranking stopped")):
         qtbot.keyClick(win.view, Qt.Key.Key_Return)
-    assert win.rerank_every == 0 and "resnet20.th" in win.statusBar().currentMessage()
+    assert win.review.rerank_every == 0 and "resnet20.th" in win.statusBar().currentMessage()
 
 
 def test_review_settings_are_used_and_remembered(qtbot, settings, dup_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -147,13 +147,13 @@ def test_review_settings_are_used_and_remembered(qtbot, settings, dup_db: Path, 
     w = open_window(qtbot, settings, dup_db)
     monkeypatch.setattr(ReviewSettingsDialog, "exec", lambda self: True)
     monkeypatch.setattr(ReviewSettingsDialog, "values", lambda self: (1e9, 0))
-    w._on_review_settings()
-    assert (w.stop_below, w.rerank_every) == (1e9, 0)
-    qtbot.waitUntil(lambda: "you could stop here" in w.stats_label.text(), timeout=10_000)
-    w.wait_idle()
+    w.review.review_settings()
+    assert (w.review.stop_below, w.review.rerank_every) == (1e9, 0)
+    qtbot.waitUntil(lambda: "you could stop here" in w.review.stats_label.text(), timeout=10_000)
+    w.jobs.wait_idle()
     w.close()
     again = open_window(qtbot, settings, dup_db)  # remembered
-    assert (again.stop_below, again.rerank_every) == (1e9, 0)
+    assert (again.review.stop_below, again.review.rerank_every) == (1e9, 0)
     again.close()
 
 
@@ -173,8 +173,8 @@ def test_the_export_dialog_can_keep_one_image_per_duplicate_group(qtbot, win: Ma
     shown: list[str] = []
     monkeypatch.setattr(ExportDialog, "exec", accept)
     monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: shown.append(text))
-    win._on_export()
-    qtbot.waitUntil(lambda: bool(shown) and not win.busy, timeout=20_000)
+    win.tasks.export_dialog()
+    qtbot.waitUntil(lambda: bool(shown) and not win.jobs.busy, timeout=20_000)
     # 26 images, one group of three copies: two left out
     assert len(list((out / "images").rglob("*.png"))) == 24
 

@@ -13,8 +13,8 @@ from tests.gui.conftest import fake_scored, open_window
 def test_the_health_box_counts_each_issue_and_a_click_lists_its_images(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db = fake_scored(tmp_path, 10, 3)
     with Project.open(db) as p:
-        ids = [int(i) for i in p.scorable_ids()]
-        p.put_issues([(ids[0], "blurry", 4.0), (ids[1], "blurry", 5.5), (ids[2], "dark", 3.1)])
+        ids = [int(i) for i in p.images.scorable_ids()]
+        p.issues.put_issues([(ids[0], "blurry", 4.0), (ids[1], "blurry", 5.5), (ids[2], "dark", 3.1)])
     w = open_window(qtbot, settings, db)
     w.tabs.setCurrentWidget(w.overview)
     qtbot.waitUntil(lambda: w.overview.issue_buttons["blurry"].text() == "blurry: 2", timeout=5000)

@@ -23,42 +23,42 @@ def win(qtbot, settings, scored_db: Path):  # type: ignore[no-untyped-def]
 
 
 def _current(w: MainWindow):  # type: ignore[no-untyped-def]
-    return w.project.image(w.current_id())
+    return w.project.images.image(w.review.current_id())
 
 
 def test_digit_relabels_to_the_class_beside_it_and_advances(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    first = win.current_id()
+    first = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_3)  # third class: "red"
-    row = win.project.image(first)
+    row = win.project.images.image(first)
     assert row.current_label == 2 and row.status in ("relabelled", "kept")
-    assert win.current_id() != first and win.view.currentIndex().row() == 1
-    assert "reviewed 1 / 12" in win.stats_label.text()
+    assert win.review.current_id() != first and win.view.currentIndex().row() == 1
+    assert "reviewed 1 / 12" in win.review.stats_label.text()
 
 
 def test_delete_removes_enter_and_k_keep(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    a = win.current_id()
+    a = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_Delete)
-    b = win.current_id()
+    b = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_Return)
-    c = win.current_id()
+    c = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_K)
     p = win.project
-    assert (p.image(a).status, p.image(b).status, p.image(c).status) == ("removed", "kept", "kept")
-    assert "removed 1" in win.stats_label.text() and "kept 2" in win.stats_label.text()
+    assert (p.images.image(a).status, p.images.image(b).status, p.images.image(c).status) == ("removed", "kept", "kept")
+    assert "removed 1" in win.review.stats_label.text() and "kept 2" in win.review.stats_label.text()
 
 
 def test_undo_and_redo_keys(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    a = win.current_id()
+    a = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_2)
     qtbot.keyClick(win.view, Qt.Key.Key_Delete)
-    b = win.project.edits()[-1].image_id
+    b = win.project.edits.entries()[-1].image_id
     qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert win.project.image(b).status == "unreviewed" and win.current_id() == b
+    assert win.project.images.image(b).status == "unreviewed" and win.review.current_id() == b
     qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert win.project.image(a).status == "unreviewed" and win.current_id() == a
+    assert win.project.images.image(a).status == "unreviewed" and win.review.current_id() == a
     qtbot.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    assert win.project.image(a).current_label == 1
-    assert "reviewed 1 / 12" in win.stats_label.text()
+    assert win.project.images.image(a).current_label == 1
+    assert "reviewed 1 / 12" in win.review.stats_label.text()
 
 
 def test_arrow_keys_move_and_the_detail_pane_follows(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -74,19 +74,19 @@ def test_an_action_persists_across_a_restart(qtbot, settings, scored_db: Path) -
     w.show()
     w.open_project(scored_db, ask_resume=False)
     w.view.setFocus()
-    target = w.current_id()
+    target = w.review.current_id()
     qtbot.keyClick(w.view, Qt.Key.Key_1)
     qtbot.keyClick(w.view, Qt.Key.Key_Delete)
-    removed = w.project.edits()[-1].image_id
+    removed = w.project.edits.entries()[-1].image_id
     w.close()
     w2 = MainWindow(settings)
     qtbot.addWidget(w2)
     w2.open_project(scored_db, ask_resume=False)
-    assert w2.project.image(target).current_label == 0
-    assert w2.project.image(removed).status == "removed"
+    assert w2.project.images.image(target).current_label == 0
+    assert w2.project.images.image(removed).status == "removed"
     assert str(scored_db) in settings.value("recent")
-    w2._on_undo()  # undo works after the restart too
-    assert w2.project.image(removed).status == "unreviewed"
+    w2.review.undo()  # undo works after the restart too
+    assert w2.project.images.image(removed).status == "unreviewed"
     w2.close()
 
 
@@ -113,12 +113,12 @@ def test_scoring_runs_in_the_background_and_fills_the_queue(qtbot, settings, tmp
     w.open_project(db, ask_resume=False)
     specs = [{"name": "s", "kind": "scratch", "arch": "tiny_mlp", "epochs": 2, "folds": 2, "seeds": [0, 1],
               "preprocess": {"size": 8}}]
-    worker = w.start_scoring(specs, batch_size=4)
-    assert worker is not None and w.busy and w.progress.isVisibleTo(w)
-    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)  # the window's finished slot ran
+    worker = w.tasks.start_scoring(specs, batch_size=4)
+    assert worker is not None and w.jobs.busy and w.jobs.progress.isVisibleTo(w)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=60_000)  # the window's finished slot ran
     assert w.model.row_at(0).scores["c_perplexity"] is not None
-    assert w.project.stats()["errors"] == 2 and len(w.members) == 2
-    qtbot.waitUntil(lambda: "errors left" in w.stats_label.text(), timeout=10_000)  # due again after a run
+    assert w.project.queue.stats()["errors"] == 2 and len(w.review.members) == 2
+    qtbot.waitUntil(lambda: "errors left" in w.review.stats_label.text(), timeout=10_000)  # due again after a run
     w.close()
 
 
@@ -128,10 +128,10 @@ def test_an_error_in_scoring_shows_a_dialog_and_the_app_lives(qtbot, settings, s
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.open_project(scored_db, ask_resume=False)
-    worker = w.start_scoring([{"name": "x", "kind": "checkpoint", "path": "/no/such/model.pth", "arch": "tiny_mlp",
+    worker = w.tasks.start_scoring([{"name": "x", "kind": "checkpoint", "path": "/no/such/model.pth", "arch": "tiny_mlp",
                                "classes": ["blue", "green", "red"]}])
     assert worker is not None
-    qtbot.waitUntil(lambda: bool(shown) and not w.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: bool(shown) and not w.jobs.busy, timeout=20_000)
     assert "model.pth" in shown[0]
     w.close()
 
@@ -150,8 +150,8 @@ def test_closing_during_a_run_asks_then_stops_and_reopening_offers_resume(  # ty
     w.open_project(db, ask_resume=False)
     specs = [{"name": "s", "kind": "scratch", "arch": "small_cnn", "epochs": 30, "folds": 5, "seeds": [0, 1, 2],
               "preprocess": {"size": 16}}]
-    w.start_scoring(specs, batch_size=2)
-    qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=20_000)
+    w.tasks.start_scoring(specs, batch_size=2)
+    qtbot.waitUntil(lambda: w.jobs.progress.value() > 0, timeout=20_000)
     asked: list[str] = []
 
     def answer(label: str):  # type: ignore[no-untyped-def]
@@ -162,12 +162,12 @@ def test_closing_during_a_run_asks_then_stops_and_reopening_offers_resume(  # ty
 
     monkeypatch.setattr(MainWindow, "_ask", answer("Keep scoring"))
     w.close()
-    assert asked and "Scoring is still running" in asked[-1] and w.busy  # it asked, and kept scoring
+    assert asked and "Scoring is still running" in asked[-1] and w.jobs.busy  # it asked, and kept scoring
     monkeypatch.setattr(MainWindow, "_ask", answer("Stop and close"))
     w.close()  # must return only after the worker stopped
-    assert w._thread is None or w._thread.isFinished()
+    assert w.jobs._thread is None or w.jobs._thread.isFinished()
     with Project.open(db) as p:
-        assert p.runs()[-1]["status"] == "interrupted"  # closed, not cancelled: resumable
+        assert p.runs.history()[-1]["status"] == "interrupted"  # closed, not cancelled: resumable
     w2 = MainWindow(settings)
     qtbot.addWidget(w2)
     monkeypatch.setattr(MainWindow, "_ask", lambda self, box: asked.append(box.text())
@@ -181,9 +181,9 @@ def test_export_through_the_window(qtbot, win: MainWindow, tmp_path: Path, monke
     shown: list[str] = []
     monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: shown.append(text))
     qtbot.keyClick(win.view, Qt.Key.Key_Delete)
-    worker = win.start_export(tmp_path / "out", fmt="imagefolder", link="copy", audit=True, force=False)
+    worker = win.tasks.start_export(tmp_path / "out", fmt="imagefolder", link="copy", audit=True, force=False)
     assert worker is not None
-    qtbot.waitUntil(lambda: bool(shown) and not win.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: bool(shown) and not win.jobs.busy, timeout=20_000)
     assert "Exported 11 images" in shown[0]
     assert len(list((tmp_path / "out" / "images").rglob("*.png"))) == 11
 
@@ -201,7 +201,7 @@ def test_an_interrupted_run_is_offered_for_resumption(qtbot, settings, scored_db
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.open_project(scored_db)
-    assert asked and "Resume" in asked[0] and not w.busy
+    assert asked and "Resume" in asked[0] and not w.jobs.busy
     w.close()
 
 
@@ -228,10 +228,10 @@ def test_slash_opens_the_type_ahead_class_picker(qtbot, win: MainWindow, monkeyp
         return "green", True
 
     monkeypatch.setattr(QInputDialog, "getItem", pick)
-    target = win.current_id()
+    target = win.review.current_id()
     qtbot.keyClick(win.view, Qt.Key.Key_Slash)
     assert offered == [["blue", "green", "red"]]
-    assert win.project.image(target).current_label == 1
+    assert win.project.images.image(target).current_label == 1
     qtbot.keyClick(win.view, Qt.Key.Key_L)
     assert len(offered) == 2
 
@@ -253,13 +253,13 @@ def test_digit_keys_follow_digit_class_names(qtbot, settings, tmp_path: Path) ->
     w.show()
     assert w.open_project(tmp_path / "d.triage.db", ask_resume=False)
     w.view.setFocus()
-    first = w.current_id()
+    first = w.review.current_id()
     qtbot.keyClick(w.view, Qt.Key.Key_7)
-    assert w.project.classes[w.project.image(first).current_label] == "7"
+    assert w.project.classes[w.project.images.image(first).current_label] == "7"
     assert "<b>7</b> 7" in w.legend.text() and "<b>1</b>" not in w.legend.text()
-    second = w.current_id()
+    second = w.review.current_id()
     qtbot.keyClick(w.view, Qt.Key.Key_1)  # names no class: nothing happens
-    assert w.project.image(second).status == "unreviewed"
+    assert w.project.images.image(second).status == "unreviewed"
     w.close()
 
 
@@ -280,15 +280,15 @@ def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot,
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.estimates.ready, timeout=10_000):  # computed off the GUI thread
+    with qtbot.waitSignal(w.review.estimates.ready, timeout=10_000):  # computed off the GUI thread
         assert w.open_project(db, ask_resume=False)
-    assert "errors left" in w.stats_label.text()
+    assert "errors left" in w.review.stats_label.text()
     w.filters.f_conflict.setChecked(True)
     assert w.model.rowCount() == 2
     assert sorted(w.model.row_at(r).path for r in range(2)) == ["blue/copy.png", "red/000.png"]
-    w.stop_below = 1e9  # any estimate is below: the app suggests stopping
-    w._update_status()
-    assert "you could stop here" in w.stats_label.text()
+    w.review.stop_below = 1e9  # any estimate is below: the app suggests stopping
+    w.review.update_status()
+    assert "you could stop here" in w.review.stats_label.text()
     w.close()
 
 

@@ -39,7 +39,7 @@ def test_add_edit_remove_save_and_load(qtbot, tmp_path: Path) -> None:  # type: 
     qtbot.addWidget(b)
     form = MemberForm("scratch", parent=b)
     form.name.setText("mine")
-    form.size.setValue(12)
+    form.input_size.setValue(12)
     form.epochs.setValue(3)
     spec = form.build()
     assert spec == {"kind": "scratch", "name": "mine", "arch": "small_cnn", "preprocess": {"size": 12}, "epochs": 3}

@@ -38,11 +38,11 @@ def test_keys_survive_every_interruption_and_the_window_never_grows(qtbot, setti
     w = open_window(qtbot, settings, big_db)
     start = w.size()
     assert w.session.sort == LABEL_SORT and w.filters.view_buttons["label"].isChecked()  # labelled: label view
-    decisions = [len(w.project.edits())]
+    decisions = [len(w.project.edits.entries())]
     five = [Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_Return, Qt.Key.Key_3, Qt.Key.Key_Return]
 
     def decided(n: int) -> None:
-        decisions.append(len(w.project.edits()))
+        decisions.append(len(w.project.edits.entries()))
         assert decisions[-1] - decisions[-2] == n, (decisions, QApplication.focusWidget())
 
     # 1. the sort: the two-way switch, clicked with the mouse
@@ -73,7 +73,7 @@ def test_keys_survive_every_interruption_and_the_window_never_grows(qtbot, setti
     # 5. typing in Search holds the keys; Esc hands them back
     w.filters.f_search.setFocus()
     qtbot.keyClicks(w.filters.f_search, "0")
-    assert w.filters.f_search.text() == "0" and len(w.project.edits()) == decisions[-1]  # typed, not decided
+    assert w.filters.f_search.text() == "0" and len(w.project.edits.entries()) == decisions[-1]  # typed, not decided
     qtbot.waitUntil(lambda: w.session.filter.search == "0", timeout=3000)  # filters as you type
     qtbot.keyClick(w.filters.f_search, Qt.Key.Key_Escape)
     w.filters.f_search.clear()
@@ -102,13 +102,13 @@ def test_several_selected_images_are_one_decision(qtbot, settings, big_db: Path,
         rect = w.view.visualRect(w.model.index(n, 0))
         qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
                          rect.center())
-    ids = w.selected_ids()
+    ids = w.review.selected_ids()
     assert len(ids) == 3
     _press(qtbot, w, [Qt.Key.Key_Delete])
     assert "the 3 selected images" in asked[-1]
-    assert [w.project.image(i).status for i in ids] == ["removed"] * 3
+    assert [w.project.images.image(i).status for i in ids] == ["removed"] * 3
     qtbot.keyClick(w.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo: all three
-    assert [w.project.image(i).status for i in ids] == ["unreviewed"] * 3
+    assert [w.project.images.image(i).status for i in ids] == ["unreviewed"] * 3
     w.close()
 
 
@@ -153,7 +153,7 @@ def test_ctrl_u_shows_the_unreviewed_only_and_back(qtbot, settings, big_db: Path
     if w.session.filter.status is None:  # no window manager: the menu shortcut did not fire; the action did
         w.filters.toggle_status("unreviewed")
     assert w.session.filter.status == "unreviewed" and w.model.total() == 34
-    assert w.project.image(w.current_id()).status == "unreviewed"
+    assert w.project.images.image(w.review.current_id()).status == "unreviewed"
     w.filters.toggle_status("unreviewed")
     assert w.session.filter.status is None and w.model.total() == 36
     w.close()
@@ -163,15 +163,15 @@ def test_a_new_sort_starts_at_its_head_and_a_filter_keeps_the_image(qtbot, setti
     """Seen by hand on the demo: after switching views the cursor stayed on an image from the old
     order, near the end of the new one, and the keys decided the wrong images."""
     w = open_window(qtbot, settings, big_db)
-    w._select(w.model.index(20, 0))
+    w.review.select(w.model.index(20, 0))
     qtbot.mouseClick(w.filters.view_buttons["difficulty"], Qt.MouseButton.LeftButton)
     assert w.view.currentIndex().row() == 0
-    w._select(w.model.index(5, 0))
-    me = w.current_id()
+    w.review.select(w.model.index(5, 0))
+    me = w.review.current_id()
     w.filters.f_status.setCurrentIndex(0)  # a filter change that keeps the image in the list
     w.filters.f_search.setText("")
     w.filters.clear()
-    assert w.current_id() == me
+    assert w.review.current_id() == me
     w.close()
 
 
@@ -195,7 +195,7 @@ def test_the_sort_and_a_filter_are_changed_with_the_keys_and_review_keys_then_ac
     qtbot.keyClick(w.filters.f_given.view(), Qt.Key.Key_Return)
     assert w.session.filter.given_label is not None
     total = w.model.total()
-    head = w.current_id()
+    head = w.review.current_id()
     _press(qtbot, w, [Qt.Key.Key_Return])  # the focus is on the combo: the review key still acts
-    assert w.project.image(head).status == "kept" and w.view.hasFocus() and w.model.total() == total
+    assert w.project.images.image(head).status == "kept" and w.view.hasFocus() and w.model.total() == total
     w.close()

@@ -84,3 +84,39 @@ def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type:
     qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
     thread.wait(2000)
     assert made_in and made_in[0] != threading.get_ident()
+
+
+def test_a_jobs_callbacks_run_on_the_gui_thread_whatever_they_are(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A job's callbacks may be lambdas or methods of plain objects (gui.tasks.Tasks): Jobs calls
+    them from its own slots, so they run on the GUI thread, never the worker's (a plain method
+    connected straight to the worker ran in the worker's thread and touched SQLite from there)."""
+    from PySide6.QtWidgets import QWidget
+
+    from gui.jobs import Jobs
+    from scoring.progress import Progress
+
+    class Plain:
+        def __init__(self) -> None:
+            self.threads: list[int] = []
+
+        def returned(self, _value: object) -> None:
+            self.threads.append(threading.get_ident())
+
+    def work(cancel: threading.Event) -> Generator[Progress, None, str]:
+        yield Progress("infer", 1, 2, message="half")
+        raise_or_return = "done"
+        return raise_or_return
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    busy: list[bool] = []
+    said: list[str] = []
+    jobs = Jobs(window, busy.append, lambda text, ms: said.append(text))
+    plain = Plain()
+    jobs.run(work, "Testing", plain.returned)
+    qtbot.waitUntil(lambda: not jobs.busy, timeout=5000)
+    assert plain.threads == [threading.get_ident()] and busy == [True, False]
+    jobs.run(lambda cancel: (_ for _ in ()).throw(ValueError("boom")), "Failing", plain.returned,
+             lambda exc: said.append(f"{threading.get_ident() == threading.main_thread().ident}: {exc}"))
+    qtbot.waitUntil(lambda: not jobs.busy, timeout=5000)
+    assert said == ["True: boom"] and len(plain.threads) == 1

@@ -78,9 +78,9 @@ def test_demo_headless_finds_the_planted_label_errors(tmp_path: Path, capsys: py
     assert "duplicates: " in capsys.readouterr().out  # grouped after scoring, as in the app
     flipped = flipped_paths(tmp_path)
     with Project.open(tmp_path / "digits.triage.db") as p:
-        top = p.queue(sort="self_confidence", limit=100)
+        top = p.queue.page(sort="self_confidence", limit=100)
         found = sum(r.path in flipped for r in top)
-        assert p.stats()["total"] == 1797
+        assert p.queue.stats()["total"] == 1797
     assert len(flipped) == 54 and found >= 45
 
 
@@ -104,9 +104,9 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
     pool = build_pool(cifar_resnet_pool_specs(models)[:1], ds.classes)
     run(score_project(db, pool=pool, batch_size=100, workers=0))
     with Project.open(db) as p:
-        ids = p.scorable_ids()
-        probs = p.get_probs([pool.members[0].fingerprint], ids)[0]
-        acc = float((probs.argmax(1) == p.given_labels(ids)).mean())
+        ids = p.images.scorable_ids()
+        probs = p.cache.get_probs([pool.members[0].fingerprint], ids)[0]
+        acc = float((probs.argmax(1) == p.images.given_labels(ids)).mean())
     assert acc >= 0.76, acc
     assert len(ids) == 500 and np.isfinite(probs).all()
 

@@ -44,15 +44,15 @@ def dup_project(tmp_path: Path) -> Path:
 def test_exact_and_near_duplicates_are_grouped_and_conflicts_marked(dup_project: Path) -> None:
     groups = drain(find_duplicates(dup_project))
     with Project.open(dup_project) as p:
-        named = [sorted(p.paths_of(g.image_ids)) for g in groups]
+        named = [sorted(p.images.paths_of(g.image_ids)) for g in groups]
         assert sorted(named) == [["blue/copy.png", "red/000.png"], ["green/001.png", "green/reenc.jpg"]]
         exact = next(g for g in groups if g.exact)
-        assert exact.conflict and sorted(p.paths_of(exact.image_ids)) == ["blue/copy.png", "red/000.png"]
+        assert exact.conflict and sorted(p.images.paths_of(exact.image_ids)) == ["blue/copy.png", "red/000.png"]
         assert not next(g for g in groups if not g.exact).conflict
-        assert p.queue_count(QueueFilter(duplicate=True)) == 4
-        assert sorted(r.path for r in p.queue(QueueFilter(conflict=True))) == ["blue/copy.png", "red/000.png"]
-        p.relabel(p.find_image("blue/copy.png"), 2)  # resolved: both red now
-        assert p.queue_count(QueueFilter(conflict=True)) == 0
+        assert p.queue.queue_count(QueueFilter(duplicate=True)) == 4
+        assert sorted(r.path for r in p.queue.page(QueueFilter(conflict=True))) == ["blue/copy.png", "red/000.png"]
+        p.edits.relabel(p.images.find_image("blue/copy.png"), 2)  # resolved: both red now
+        assert p.queue.queue_count(QueueFilter(conflict=True)) == 0
 
 
 def test_thumbnails_come_from_the_scoring_pass(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,13 +122,13 @@ def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp
         assert before is not None and before.reviewed == 0 and before.estimated_total >= 1
         assert before.left == pytest.approx(before.estimated_total, rel=1e-6)  # no reviews yet: the count itself
         assert before.low <= before.left <= before.high
-        queue = p.queue(sort="margin", limit=30)
+        queue = p.queue.page(sort="margin", limit=30)
         for row in queue[:3]:  # the three lowest margins: the planted errors
-            p.relabel(row.id, 0) if row.path.startswith("red/blue") else p.keep(row.id)
+            p.edits.relabel(row.id, 0) if row.path.startswith("red/blue") else p.edits.keep(row.id)
         mid = errors_left(p)
         assert mid is not None and mid.reviewed == 3 and mid.found == sum(r.path.startswith("red/blue") for r in queue[:3])
         for row in queue[3:30]:  # many reviews finding nothing: the rest of the queue is clean
-            p.keep(row.id)
+            p.edits.keep(row.id)
         after = errors_left(p)
         assert after is not None and after.found == mid.found and after.left <= mid.left
 
@@ -147,9 +147,9 @@ def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
     with Project.open(db) as p:
         seen = []
         for _ in range(5):
-            rows = p.queue(QueueFilter(status="unreviewed"), sort="margin", limit=10)
+            rows = p.queue.page(QueueFilter(status="unreviewed"), sort="margin", limit=10)
             for row in rows:
-                p.remove(row.id) if row.path in planted else p.keep(row.id)
+                p.edits.remove(row.id) if row.path in planted else p.edits.keep(row.id)
             est = errors_left(p)
             assert est is not None
             truly = len(planted) - est.found
@@ -172,7 +172,7 @@ def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> No
     db = project_for(data, tmp_path / "p.triage.db")
     assert drain(find_duplicates(db)) == []
     with Project.open(db) as p:
-        thumbs = p.get_features("thumb16:v1", p.scorable_ids())
+        thumbs = p.cache.get_features("thumb16:v1", p.images.scorable_ids())
     assert len(near_pairs(thumbs, 0.97)[0]) == 1  # alike as thumbnails: only the verification tells them apart
 
 

@@ -25,68 +25,68 @@ def db(tmp_path: Path) -> Path:
 
 
 def _state(p: Project, i: int) -> tuple[int | None, str]:
-    row = p.image(i)
+    row = p.images.image(i)
     return row.current_label, row.status
 
 
 def test_each_action_sets_label_and_status(db: Path) -> None:
     with Project.open(db) as p:
-        assert p.relabel(1, 2).new_status == "relabelled"
+        assert p.edits.relabel(1, 2).new_status == "relabelled"
         assert _state(p, 1) == (2, "relabelled")
-        assert p.relabel(1, 0).new_status == "kept"  # back to its given label
-        assert p.keep(2).new_status == "kept"
-        p.relabel(3, 1)
-        p.remove(3)
+        assert p.edits.relabel(1, 0).new_status == "kept"  # back to its given label
+        assert p.edits.keep(2).new_status == "kept"
+        p.edits.relabel(3, 1)
+        p.edits.remove(3)
         assert _state(p, 3) == (1, "removed")
-        assert p.restore(3).new_status == "relabelled"  # the status it had before removal
-        assert p.stats()["relabelled"] == 1 and p.stats()["kept"] == 2
+        assert p.edits.restore(3).new_status == "relabelled"  # the status it had before removal
+        assert p.queue.stats()["relabelled"] == 1 and p.queue.stats()["kept"] == 2
         with pytest.raises(ValueError, match="out of range"):
-            p.relabel(1, 7)
+            p.edits.relabel(1, 7)
         with pytest.raises(ValueError, match="no image with id 999"):
-            p.remove(999)
+            p.edits.remove(999)
 
 
 def test_undo_redo_walks_the_history(db: Path) -> None:
     with Project.open(db) as p:
-        p.relabel(1, 2)
-        p.remove(2)
-        p.keep(3)
-        assert p.undo().image_id == 3 and _state(p, 3) == (0, "unreviewed")
-        assert p.undo().image_id == 2 and _state(p, 2) == (0, "unreviewed")
-        assert p.redo().image_id == 2 and _state(p, 2) == (0, "removed")
-        p.relabel(4, 1)  # a new edit clears the redo stack
-        assert not p.can_redo() and p.redo() is None
-        assert p.undo().image_id == 4
-        assert p.undo().image_id == 2
-        assert p.undo().image_id == 1 and _state(p, 1) == (0, "unreviewed")
-        assert p.undo() is None
-        actions = [e.action for e in p.edits()]
+        p.edits.relabel(1, 2)
+        p.edits.remove(2)
+        p.edits.keep(3)
+        assert p.edits.undo().image_id == 3 and _state(p, 3) == (0, "unreviewed")
+        assert p.edits.undo().image_id == 2 and _state(p, 2) == (0, "unreviewed")
+        assert p.edits.redo().image_id == 2 and _state(p, 2) == (0, "removed")
+        p.edits.relabel(4, 1)  # a new edit clears the redo stack
+        assert not p.edits.can_redo() and p.edits.redo() is None
+        assert p.edits.undo().image_id == 4
+        assert p.edits.undo().image_id == 2
+        assert p.edits.undo().image_id == 1 and _state(p, 1) == (0, "unreviewed")
+        assert p.edits.undo() is None
+        actions = [e.action for e in p.edits.entries()]
         assert actions.count("undo") == 5 and actions.count("redo") == 1  # append-only
 
 
 def test_undo_works_after_a_restart_and_from_another_process(db: Path) -> None:
     with Project.open(db) as p:
-        p.relabel(1, 2)
-        p.relabel(2, 1)
+        p.edits.relabel(1, 2)
+        p.edits.relabel(2, 1)
     with Project.open(db) as p:
-        assert p.undo().image_id == 2
-    code = f"from scoring.store import Project; p = Project.open({str(db)!r}); print(p.undo().image_id)"
+        assert p.edits.undo().image_id == 2
+    code = f"from scoring.store import Project; p = Project.open({str(db)!r}); print(p.edits.undo().image_id)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "1"
     with Project.open(db) as p:
-        assert _state(p, 1) == (0, "unreviewed") and p.can_redo()
+        assert _state(p, 1) == (0, "unreviewed") and p.edits.can_redo()
 
 
 def test_two_open_projects_interleave_safely(db: Path) -> None:
     a, b = Project.open(db), Project.open(db)
     try:
-        a.relabel(1, 2)
-        b.relabel(2, 2)
+        a.edits.relabel(1, 2)
+        b.edits.relabel(2, 2)
         assert _state(b, 1) == (2, "relabelled")
-        assert a.undo().image_id == 2  # a sees b's edit as the newest
+        assert a.edits.undo().image_id == 2  # a sees b's edit as the newest
         assert _state(b, 2) == (0, "unreviewed")
-        assert b.undo().image_id == 1
-        assert a.stats()["unreviewed"] == 9
+        assert b.edits.undo().image_id == 1
+        assert a.queue.stats()["unreviewed"] == 9
     finally:
         a.close()
         b.close()
@@ -94,7 +94,7 @@ def test_two_open_projects_interleave_safely(db: Path) -> None:
 
 def test_an_edit_survives_kill_9(db: Path) -> None:
     code = (
-        f"import time; from scoring.store import Project; p = Project.open({str(db)!r}); p.relabel(5, 2); p.remove(6);"
+        f"import time; from scoring.store import Project; p = Project.open({str(db)!r}); p.edits.relabel(5, 2); p.edits.remove(6);"
         "print('done', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -103,28 +103,28 @@ def test_an_edit_survives_kill_9(db: Path) -> None:
     child.wait(timeout=10)
     with Project.open(db) as p:
         assert _state(p, 5) == (2, "relabelled")
-        assert p.image(6).status == "removed"
-        assert p.undo().image_id == 6
+        assert p.images.image(6).status == "removed"
+        assert p.edits.undo().image_id == 6
 
 
 def test_keep_only_is_one_decision_for_undo_and_redo(db: Path) -> None:
     """Keep one of a duplicate group, remove the others: one undo brings all of them back,
     one redo removes them again, in this process and in a new one."""
     with Project.open(db) as p:
-        p.relabel(5, 2)
-        p.remove(3)  # already removed: keep_only leaves it as it is
+        p.edits.relabel(5, 2)
+        p.edits.remove(3)  # already removed: keep_only leaves it as it is
         before = {i: _state(p, i) for i in (1, 2, 3, 4)}
-        edit = p.keep_only(1, [1, 2, 3, 4])
+        edit = p.edits.keep_only(1, [1, 2, 3, 4])
         assert edit.image_id == 1 and edit.batch is not None
         assert [_state(p, i)[1] for i in (1, 2, 3, 4)] == ["kept", "removed", "removed", "removed"]
-        undone = p.undo()
+        undone = p.edits.undo()
         assert undone is not None and undone.image_id == 1  # the view goes back to the kept image
         assert {i: _state(p, i) for i in (1, 2, 3, 4)} == before
         assert _state(p, 5) == (2, "relabelled")  # the decision before is still there
     with Project.open(db) as p:  # the stacks are derived from the log: a new process agrees
-        assert p.redo() is not None
+        assert p.edits.redo() is not None
         assert [_state(p, i)[1] for i in (1, 2, 3, 4)] == ["kept", "removed", "removed", "removed"]
-        assert p.undo() is not None and p.undo() is not None  # the group, then the remove of 3
+        assert p.edits.undo() is not None and p.edits.undo() is not None  # the group, then the remove of 3
         assert _state(p, 3)[1] != "removed" and _state(p, 5) == (2, "relabelled")
-        assert p.undo() is not None and _state(p, 5)[1] == "unreviewed"
-        assert p.undo() is None
+        assert p.edits.undo() is not None and _state(p, 5)[1] == "unreviewed"
+        assert p.edits.undo() is None

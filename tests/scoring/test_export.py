@@ -36,26 +36,26 @@ def proj(tmp_path: Path) -> tuple[Path, Path]:
     data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
     db = tmp_path / "p.triage.db"
     with Project.create(db, open_dataset(data)) as p:
-        ids = p.scorable_ids()
+        ids = p.images.scorable_ids()
         probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(2, len(ids))).astype(np.float32)
         from tests.scoring.tinypool import tiny_pool
 
         pool = tiny_pool(p.classes, fitted=False)
         pool.members = pool.members[:2]
-        p.save_members(pool)
-        run = p.start_run(pool, {"member_fingerprints": [m.fingerprint for m in pool.members]}, "cpu")
+        p.runs.save_members(pool)
+        run = p.runs.start_run(pool, {"member_fingerprints": [m.fingerprint for m in pool.members]}, "cpu")
         for m, pr in zip(pool.members, probs, strict=True):
-            p.put_probs(m.fingerprint, ids, pr)
-        p.put_scores(pool.fingerprint, ids, compute_scores(probs, p.given_labels(ids)))
-        p.finish_run(run, "done")
+            p.cache.put_probs(m.fingerprint, ids, pr)
+        p.queue.put_scores(pool.fingerprint, ids, compute_scores(probs, p.images.given_labels(ids)))
+        p.runs.finish_run(run, "done")
     return data, db
 
 
 def _edit(db: Path) -> None:
     with Project.open(db) as p:
-        p.relabel(p.find_image("blue/000.png"), 2)  # blue -> red
-        p.remove(p.find_image("green/001.png"))
-        p.keep(p.find_image("red/003.png"))
+        p.edits.relabel(p.images.find_image("blue/000.png"), 2)  # blue -> red
+        p.edits.remove(p.images.find_image("green/001.png"))
+        p.edits.keep(p.images.find_image("red/003.png"))
 
 
 def test_round_trip_gives_exactly_the_expected_files_and_labels(proj: tuple[Path, Path], tmp_path: Path) -> None:
@@ -165,8 +165,8 @@ def test_changed_and_missing_files_are_left_out_with_a_warning(proj: tuple[Path,
     from scoring.decoding import file_sha1
 
     with Project.open(db) as p:
-        ids = p.scorable_ids()
-        p.set_image_info(ids, [1] * len(ids), [1] * len(ids), [file_sha1(p.abspath(p.image(int(i)))) for i in ids])
+        ids = p.images.scorable_ids()
+        p.images.set_image_info(ids, [1] * len(ids), [1] * len(ids), [file_sha1(p.images.abspath(p.images.image(int(i)))) for i in ids])
     (data / "red" / "002.png").write_bytes((data / "blue" / "002.png").read_bytes() + b"changed")
     (data / "red" / "001.png").unlink()
     report = run_export(db, tmp_path / "out")

@@ -61,7 +61,7 @@ def test_finetune_predicts_each_image_with_a_network_that_never_saw_it(tmp_path:
         assert rows and not (trained_on & rows)  # out-of-sample
     assert set().union(*(r for _, r in predicted)) == set(range(18))  # every image predicted once
     with Project.open(db) as p:
-        probs = p.get_probs([p.active_members()[0]["fingerprint"]], p.scorable_ids())[0]
+        probs = p.cache.get_probs([p.runs.active_members()[0]["fingerprint"]], p.images.scorable_ids())[0]
         assert probs.shape == (18, 3) and np.allclose(probs.sum(1), 1, atol=1e-3)
 
 
@@ -171,7 +171,7 @@ def test_score_an_unlabelled_folder_with_no_pool(tmp_path: Path, capsys: pytest.
     out, err = capsys.readouterr()
     assert "no labels" in err and json.loads(out)["labelled"] is False
     with Project.open(tmp_path / "u.triage.db") as p:
-        assert len(p.classes) == 1000 and p.queue(limit=1)[0].scores["c_perplexity"] is not None
+        assert len(p.classes) == 1000 and p.queue.page(limit=1)[0].scores["c_perplexity"] is not None
 
 
 def test_pool_auto_prints_a_pool_file_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

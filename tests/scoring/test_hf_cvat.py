@@ -63,11 +63,11 @@ def test_huggingface_import_relabel_export_import_again(tmp_path: Path) -> None:
     db = project_for(tmp_path / "hub", tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        rows = sorted(p.image(int(i)).path for i in p.scorable_ids())
+        rows = sorted(p.images.image(int(i)).path for i in p.images.scorable_ids())
         assert len(rows) == 15
-        p.relabel(p.find_image(rows[0]), 2)  # blue -> red
-        p.remove(p.find_image(rows[1]))
-        p.keep(p.find_image(rows[2]))
+        p.edits.relabel(p.images.find_image(rows[0]), 2)  # blue -> red
+        p.edits.remove(p.images.find_image(rows[1]))
+        p.edits.keep(p.images.find_image(rows[2]))
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest), "--format", "huggingface"]) == 0
     table = datasets.Dataset.from_parquet(str(dest / "data" / "train-00000-of-00001.parquet"),
@@ -156,9 +156,9 @@ def test_cvat_xml_import_relabel_export_import_again(tmp_path: Path) -> None:
     db = project_for(tmp_path / "cvat", tmp_path / "p.triage.db")  # the folder works too
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        p.relabel(p.find_image("part1/im0.png"), 1)  # blue -> green
-        p.remove(p.find_image("part1/im1.png"))
-        row = p.queue_row(p.find_image("part1/im5.png"))  # type: ignore[arg-type]
+        p.edits.relabel(p.images.find_image("part1/im0.png"), 1)  # blue -> green
+        p.edits.remove(p.images.find_image("part1/im1.png"))
+        row = p.queue.queue_row(p.images.find_image("part1/im5.png"))  # type: ignore[arg-type]
         assert row.scores["annotator_agreement"] == pytest.approx(2 / 3)
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest), "--format", "cvat"]) == 0

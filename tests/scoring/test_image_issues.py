@@ -74,13 +74,13 @@ def test_scoring_finds_each_planted_issue_and_the_queue_cli_and_export_show_them
     assert summary["issues"]
     with Project.open(db) as p:
         for rel, issue in truth.items():
-            names = [n for n, _ in p.issues_of(p.find_image(rel))]  # type: ignore[arg-type]
+            names = [n for n, _ in p.issues.issues_of(p.images.find_image(rel))]  # type: ignore[arg-type]
             assert issue in names, (rel, names)
-        clean = [i for i in p.scorable_ids() if not p.image(int(i)).path.startswith("red/p_")]
-        assert sum(bool(p.issues_of(int(i))) for i in clean) <= 1  # the untouched textures: at most one flag
-        dark = p.queue(QueueFilter(issue="dark"), sort="path", limit=10)
+        clean = [i for i in p.images.scorable_ids() if not p.images.image(int(i)).path.startswith("red/p_")]
+        assert sum(bool(p.issues.issues_of(int(i))) for i in clean) <= 1  # the untouched textures: at most one flag
+        dark = p.queue.page(QueueFilter(issue="dark"), sort="path", limit=10)
         assert "red/p_dark.png" in [r.path for r in dark]
-        flagged_images = len(p.issues_by_image())
+        flagged_images = len(p.issues.issues_by_image())
     assert main(["queue", "--db", str(db), "--issue", "blurry", "--json"]) == 0
     assert "red/p_blur.png" in capsys.readouterr().out
     assert main(["stats", "--db", str(db)]) == 0
@@ -101,7 +101,7 @@ def test_a_project_scored_before_the_statistics_gets_them_on_the_next_run(
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         p.conn.execute("DELETE FROM features WHERE encoder_key = ?", (II.STATS_KEY,))
-        p.put_issues([])
+        p.issues.put_issues([])
     with Project.open(db) as p:
-        counts = drain(write_dataset_issues(p, p.scorable_ids(), threading.Event()))
-        assert counts.get("low_information") == 1 and not len(p.missing_features(II.STATS_KEY, p.scorable_ids()))
+        counts = drain(write_dataset_issues(p, p.images.scorable_ids(), threading.Event()))
+        assert counts.get("low_information") == 1 and not len(p.cache.missing_features(II.STATS_KEY, p.images.scorable_ids()))

@@ -32,7 +32,7 @@ def project(tmp_path: Path) -> Path:
 
 def _scores(db: Path) -> dict[str, tuple]:
     with Project.open(db) as p:
-        rows = p.queue(limit=10_000)
+        rows = p.queue.page(limit=10_000)
         return {r.path: (r.scores["c_perplexity"], r.scores["x_perplexity"], r.scores["mutual_info"], r.consensus) for r in rows}
 
 
@@ -41,10 +41,10 @@ def test_scores_every_readable_image_and_records_the_unreadable(project: Path) -
     assert summary["status"] == "done"
     assert summary["scored"] == 18
     with Project.open(project) as p:
-        errors = {r.path: r.error for r in p.errors()}
+        errors = {r.path: r.error for r in p.images.errors()}
         assert set(errors) == {"red/broken.png", "green/empty.jpg"}
         assert "empty.jpg" in errors["green/empty.jpg"]
-        rows = p.queue(limit=100)
+        rows = p.queue.page(limit=100)
         assert len(rows) == 18
         assert all(r.scores["c_perplexity"] is not None and 1.0 <= r.scores["c_perplexity"] <= 3.0 for r in rows)
         values = [r.scores["c_perplexity"] for r in rows]
@@ -83,8 +83,8 @@ def test_cancel_stops_within_one_batch_and_the_next_run_resumes(project: Path) -
         if prog.stage == "infer" and pool.members[0].seen == 18:
             cancel.set()
     with Project.open(project) as p:
-        assert p.runs()[-1]["status"] == "cancelled"
-        assert p.interrupted_run() is None
+        assert p.runs.history()[-1]["status"] == "cancelled"
+        assert p.runs.interrupted_run() is None
     first = [m.seen for m in pool.members[:3]]
     assert first[0] == 18 and first[1] <= 4 and first[2] == 0  # stopped within one batch
     resumed = tiny_pool(["blue", "green", "red"])
@@ -138,16 +138,16 @@ def test_kill_during_scoring_then_resume_gives_the_uninterrupted_scores(tmp_path
             finished = finished or line.startswith("finished")
         child.wait(timeout=60)
         with Project.open(project) as p:  # an annotator works between the crashes
-            image_id = rng.choice(p.scorable_ids().tolist())
+            image_id = rng.choice(p.images.scorable_ids().tolist())
             label = rng.randrange(3)
-            p.relabel(image_id, label)
+            p.edits.relabel(image_id, label)
             edits[image_id] = label
         if finished or seen <= target:
             break  # nothing was left to infer
     assert kills == kills_wanted
     print(f"survived {kills} kills")
     with Project.open(project) as p:
-        assert p.interrupted_run() is not None or p.runs()[-1]["status"] == "done"
+        assert p.runs.interrupted_run() is not None or p.runs.history()[-1]["status"] == "done"
     run(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
     got = _scores(project)
     assert got.keys() == expected.keys()
@@ -157,7 +157,7 @@ def test_kill_during_scoring_then_resume_gives_the_uninterrupted_scores(tmp_path
         )
         assert got[path][3] == vals[3]
     with Project.open(project) as p:
-        assert {i: p.image(i).current_label for i in edits} == edits
+        assert {i: p.images.image(i).current_label for i in edits} == edits
 
 
 def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
     assert summary["status"] == "done" and summary["labelled"] is False
     with Project.open(db) as p:
         assert p.classes == ["blue", "green", "red"]
-        rows = p.queue(limit=10)
+        rows = p.queue.page(limit=10)
         assert len(rows) == 3 and all(r.scores["c_perplexity"] is not None and r.scores["x_perplexity"] is None for r in rows)
         assert all(r.scores["self_confidence"] is None and r.scores["margin"] is None and r.consensus is not None for r in rows)
     with pytest.raises(PoolError, match="labelled"):

@@ -44,8 +44,8 @@ def test_fiftyone_import_relabel_export_import_again(tmp_path: Path) -> None:
     db = project_for(tmp_path / "fo", tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        p.relabel(p.find_image("data/64f0c1e2a000.png"), 2)  # blue -> red
-        p.remove(p.find_image("data/64f0c1e2a001.png"))
+        p.edits.relabel(p.images.find_image("data/64f0c1e2a000.png"), 2)  # blue -> red
+        p.edits.remove(p.images.find_image("data/64f0c1e2a001.png"))
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest), "--format", "fiftyone"]) == 0
     samples = json.loads((dest / "samples.json").read_text())["samples"]
@@ -68,7 +68,7 @@ def test_cvat_imagenet_layout_round_trip(tmp_path: Path) -> None:
     db = project_for(data, tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        p.relabel(p.find_image("green/000.png"), 0)
+        p.edits.relabel(p.images.find_image("green/000.png"), 0)
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest)]) == 0
     again = open_dataset(dest / "images")

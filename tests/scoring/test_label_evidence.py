@@ -66,11 +66,11 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
     db = project_for(data, tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     with Project.open(db) as p:
-        rows = p.queue(sort="label_issue", limit=36)
+        rows = p.queue.page(sort="label_issue", limit=36)
         assert all(r.scores["label_issue"] is not None and r.scores["neighbour_agreement"] is not None for r in rows)
         assert rows[0].path == "red/blue0.png"
         assert rows[0].scores["neighbour_agreement"] < 0.5
-        assert p.neighbour_weight() is not None
+        assert p.queue.neighbour_weight() is not None
 
 
 def test_likely_errors_holds_on_a_weak_pool_and_on_planted_flips() -> None:

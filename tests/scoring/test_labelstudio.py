@@ -71,31 +71,31 @@ def test_an_export_is_read_with_every_annotators_vote(ls_export: Path) -> None:
 def test_the_agreement_scores_match_hand_computed_values(ls_export: Path, tmp_path: Path) -> None:
     db = project_for(ls_export, tmp_path / "p.triage.db")
     with Project.open(db) as p:
-        row6 = p.queue_row(p.find_image("local/img 6.png"))  # type: ignore[arg-type]
+        row6 = p.queue.queue_row(p.images.find_image("local/img 6.png"))  # type: ignore[arg-type]
         assert row6.scores["annotator_agreement"] == pytest.approx(2 / 3)
         h = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
         assert row6.scores["annotator_entropy"] == pytest.approx(h)  # 0.918 bits
-        row7 = p.queue_row(p.find_image("upload/1/img7.png"))  # type: ignore[arg-type]
+        row7 = p.queue.queue_row(p.images.find_image("upload/1/img7.png"))  # type: ignore[arg-type]
         assert row7.scores["annotator_agreement"] == pytest.approx(0.5) and row7.scores["annotator_entropy"] == pytest.approx(1.0)
-        row3 = p.queue_row(p.find_image("upload/1/img3.png"))  # type: ignore[arg-type]
+        row3 = p.queue.queue_row(p.images.find_image("upload/1/img3.png"))  # type: ignore[arg-type]
         assert row3.scores["annotator_agreement"] == 1.0 and row3.scores["annotator_entropy"] == 0.0
-        row0 = p.queue_row(p.find_image("local/img 0.png"))  # type: ignore[arg-type]
+        row0 = p.queue.queue_row(p.images.find_image("local/img 0.png"))  # type: ignore[arg-type]
         assert row0.scores["annotator_agreement"] is None  # one annotator: nothing to agree with
-        first = p.queue(sort="annotator_agreement", limit=2)
+        first = p.queue.page(sort="annotator_agreement", limit=2)
         assert {r.path for r in first} == {"upload/1/img7.png", "local/img 6.png"}
-        assert p.votes_of(row6.id) == [("1", 1), ("2", 0), ("3", 1)]
+        assert p.images.votes_of(row6.id) == [("1", 1), ("2", 0), ("3", 1)]
 
 
 def test_import_relabel_export_import_again_keeps_every_decision(ls_export: Path, tmp_path: Path) -> None:
     db = project_for(ls_export, tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        i6 = p.find_image("local/img 6.png")
-        i7 = p.find_image("upload/1/img7.png")
-        i8 = p.find_image("local/img 8.png")
-        p.relabel(i6, 0)  # blue, against the majority
-        p.keep(i7)
-        p.remove(i8)
+        i6 = p.images.find_image("local/img 6.png")
+        i7 = p.images.find_image("upload/1/img7.png")
+        i8 = p.images.find_image("local/img 8.png")
+        p.edits.relabel(i6, 0)  # blue, against the majority
+        p.edits.keep(i7)
+        p.edits.remove(i8)
     dest = tmp_path / "back"
     assert main(["export", "--db", str(db), str(dest), "--format", "labelstudio"]) == 0
     tasks = json.loads((dest / "tasks.json").read_text())
@@ -112,8 +112,8 @@ def test_import_relabel_export_import_again_keeps_every_decision(ls_export: Path
     assert all(r.error is None for r in again.records)  # every image resolves beside tasks.json
     db2 = project_for(dest / "tasks.json", tmp_path / "p2.triage.db")
     with Project.open(db2) as p2:
-        assert len(p2.scorable_ids()) == 17
-        row = p2.queue_row(p2.find_image(next(r.path for r in again.records if r.path.endswith("img 6.png"))))  # type: ignore[arg-type]
+        assert len(p2.images.scorable_ids()) == 17
+        row = p2.queue.queue_row(p2.images.find_image(next(r.path for r in again.records if r.path.endswith("img 6.png"))))  # type: ignore[arg-type]
         assert p2.classes[row.given_label] == "blue" and row.scores["annotator_agreement"] == pytest.approx(1 / 3)
 
 
@@ -132,5 +132,5 @@ def test_a_hostile_export_never_hangs_and_names_each_bad_task(ls_export: Path, t
     db = project_for(ls_export, tmp_path / "p.triage.db")
     run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        bad = {r.path for r in p.errors()}
-        assert {"pipe.png", "/dev/zero"} <= bad and len(p.scorable_ids()) == 18
+        bad = {r.path for r in p.images.errors()}
+        assert {"pipe.png", "/dev/zero"} <= bad and len(p.images.scorable_ids()) == 18

@@ -26,10 +26,10 @@ def scored(tmp_path: Path) -> Path:
 
 def test_a_run_records_its_embedding_and_neighbours_follow_the_class(scored: Path) -> None:
     with Project.open(scored) as p:
-        assert p.embedding() == neighbour_embedding(tiny_pool(CLASSES))
+        assert p.cache.embedding() == neighbour_embedding(tiny_pool(CLASSES))
         index = NeighbourIndex.build(p)
         assert index is not None
-        ids = {path: i for i, path in zip(p.scorable_ids(), p.paths_of(p.scorable_ids()), strict=True)}
+        ids = {path: i for i, path in zip(p.images.scorable_ids(), p.images.paths_of(p.images.scorable_ids()), strict=True)}
         me = ids["blue/copy-of-red.png"]
         red = index.near(p, me, CLASSES.index("red"), k=3)
         blue = index.near(p, me, CLASSES.index("blue"), k=3)
@@ -38,10 +38,10 @@ def test_a_run_records_its_embedding_and_neighbours_follow_the_class(scored: Pat
         assert me not in [n.id for n in blue]
         assert [n.similarity for n in red] == sorted((n.similarity for n in red), reverse=True)
         # a red image relabelled blue answers for blue at once; a removed one for nobody
-        p.relabel(ids["red/002.png"], 0)
+        p.edits.relabel(ids["red/002.png"], 0)
         assert index.near(p, me, 0, k=1)[0].id == ids["red/002.png"]
         assert ids["red/002.png"] not in [n.id for n in index.near(p, me, 2, k=10)]
-        p.remove(ids["red/002.png"])
+        p.edits.remove(ids["red/002.png"])
         assert ids["red/002.png"] not in [n.id for n in index.near(p, me, 0, k=10)]
         # the features of a class are all there is: asking for more gives what exists
         assert len(index.near(p, me, 2, k=50)) == 5
@@ -50,7 +50,7 @@ def test_a_run_records_its_embedding_and_neighbours_follow_the_class(scored: Pat
 def test_no_index_before_a_run(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
     with Project.open(project_for(data, tmp_path / "p.triage.db")) as p:
-        assert p.embedding() is None and NeighbourIndex.build(p) is None
+        assert p.cache.embedding() is None and NeighbourIndex.build(p) is None
 
 
 def test_backbone_features_are_preferred_to_thumbnails() -> None:
@@ -75,8 +75,10 @@ def test_wide_features_are_projected_and_keep_their_nearest() -> None:
     from scoring.neighbours import DIMS
 
     class NoEdits:
-        def last_edit_id(self) -> int:
-            return 0
+        class edits:  # noqa: N801 - stands in for project.edits
+            @staticmethod
+            def last_edit_id() -> int:
+                return 0
 
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((600, 2 * DIMS)).astype(np.float16)
@@ -98,7 +100,7 @@ def test_k_must_be_positive(scored: Path, capsys) -> None:  # type: ignore[no-un
         index = NeighbourIndex.build(p)
         assert index is not None
         with pytest.raises(ValueError, match="at least 1"):
-            index.near(p, int(p.scorable_ids()[0]), 0, k=0)
+            index.near(p, int(p.images.scorable_ids()[0]), 0, k=0)
     with pytest.raises(SystemExit):
         main(["neighbours", "--db", str(scored), "blue/000.png", "-k", "0"])
     assert "must be at least 1" in capsys.readouterr().err

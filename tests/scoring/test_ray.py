@@ -38,7 +38,7 @@ def _specs(tmp: Path) -> list[dict]:
 
 def _scores(db: Path) -> dict[str, tuple]:
     with Project.open(db) as p:
-        return {r.path: (r.scores["c_perplexity"], r.scores["x_perplexity"], r.scores["mutual_info"], r.consensus) for r in p.queue(limit=1000)}
+        return {r.path: (r.scores["c_perplexity"], r.scores["x_perplexity"], r.scores["mutual_info"], r.consensus) for r in p.queue.page(limit=1000)}
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
         if prog.stage == "infer" and prog.done >= 4:
             cancel.set()  # interrupted part-way
     with Project.open(distributed) as p:
-        assert p.runs()[-1]["status"] == "cancelled"
+        assert p.runs.history()[-1]["status"] == "cancelled"
     summary = run(score_project(distributed, specs, batch_size=4, workers=2, engine="ray"))
     assert summary["status"] == "done" and summary["scored"] == 24
 
@@ -65,7 +65,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
         np.testing.assert_allclose(np.array(got[path][:3], float), np.array(want[path][:3], float), atol=2e-3, err_msg=path)
         assert got[path][3] == want[path][3]
     with Project.open(distributed) as p:
-        assert {r.path for r in p.errors()} == {"red/broken.png", "green/empty.jpg"}
+        assert {r.path for r in p.images.errors()} == {"red/broken.png", "green/empty.jpg"}
 
 
 def test_images_given_as_uris_score_like_paths_on_both_engines(local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

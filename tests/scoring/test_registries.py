@@ -57,8 +57,8 @@ def test_a_registered_member_kind_is_read_from_a_pool_file_and_scores(linear_kin
     summary = run(score_project(db, specs, batch_size=4, workers=0, runtime="torch"))
     assert summary["status"] == "done" and summary["scored"] == 12
     with Project.open(db) as p:
-        assert [m["name"] for m in p.active_members()] == ["lin-1", "lin-2"]
-        assert all(r.scores["c_perplexity"] is not None for r in p.queue(limit=100))
+        assert [m["name"] for m in p.runs.active_members()] == ["lin-1", "lin-2"]
+        assert all(r.scores["c_perplexity"] is not None for r in p.queue.page(limit=100))
     with pytest.raises(PoolError, match=r"unknown keys \['epochs'\] for a linear8 member; valid: .*seeds"):
         pool_file.write_text('[[member]]\nkind = "linear8"\nepochs = 3\n')
         load_pool_file(pool_file)
@@ -108,7 +108,7 @@ def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
         assert summary["status"] == "done" and summary["scored"] == 12
         assert [e.tag for e in made] == ["t1"] and made[0].asked == [12]
         with Project.open(db) as p:
-            assert p.runs()[-1]["config"]["engine"] == "counting"
+            assert p.runs.history()[-1]["config"]["engine"] == "counting"
         with pytest.raises(ValueError, match="engine 'counting' takes no option 'address'; its options: tag"):
             run(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
     finally:

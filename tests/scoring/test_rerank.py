@@ -27,8 +27,8 @@ def flipped(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     db = project_for(data, tmp_path / "p.triage.db")
     run(score_project(db, pool=head_pool(CLASSES), workers=0))
     with Project.open(db) as p:
-        ids = p.scorable_ids()
-        return db, dict(zip(p.paths_of(ids), (int(i) for i in ids), strict=True))
+        ids = p.images.scorable_ids()
+        return db, dict(zip(p.images.paths_of(ids), (int(i) for i in ids), strict=True))
 
 
 def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple[Path, dict[str, int]]) -> None:
@@ -36,29 +36,29 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
     pool = head_pool(CLASSES)
     head = next(m for m in pool.members if isinstance(m, HeadMember))
     with Project.open(db) as p:
-        p.relabel(ids["blue/flip0.png"], 2)
-        p.relabel(ids["blue/flip1.png"], 2)
-        p.keep(ids["green/000.png"])
-        p.remove(ids["green/001.png"])
-        all_ids = p.scorable_ids()
+        p.edits.relabel(ids["blue/flip0.png"], 2)
+        p.edits.relabel(ids["blue/flip1.png"], 2)
+        p.edits.keep(ids["green/000.png"])
+        p.edits.remove(ids["green/001.png"])
+        all_ids = p.images.scorable_ids()
         labels, decisions = training_labels(p, all_ids)
         assert decisions == 4
         assert labels[list(all_ids).index(ids["blue/flip0.png"])] == 2  # corrected
         assert labels[list(all_ids).index(ids["green/001.png"])] == -1  # removed: not trained on
-        before = p.get_probs([head.fingerprint], all_ids)[0]
-        margin_before = p.queue_row(ids["blue/flip2.png"]).scores["margin"]
-        reviewed = {i: (p.image(i).current_label, p.image(i).status) for i in ids.values() if p.image(i).status != "unreviewed"}
-        order_before = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
+        before = p.cache.get_probs([head.fingerprint], all_ids)[0]
+        margin_before = p.queue.queue_row(ids["blue/flip2.png"]).scores["margin"]
+        reviewed = {i: (p.images.image(i).current_label, p.images.image(i).status) for i in ids.values() if p.images.image(i).status != "unreviewed"}
+        order_before = p.queue.ranked_ids(QueueFilter(status="unreviewed"), "margin")
     out = drain(rerank(db, "margin", pool=pool, prune=False))
     with Project.open(db) as p:
-        after = p.get_probs([head.fingerprint], all_ids)[0]
-        expected = head.fit_predict(p.get_features(head.encoder.key, all_ids), labels)
+        after = p.cache.get_probs([head.fingerprint], all_ids)[0]
+        expected = head.fit_predict(p.cache.get_features(head.encoder.key, all_ids), labels)
         assert np.allclose(after, expected, atol=2e-3)  # stored: the head fitted on the corrected labels
         assert not np.allclose(after, before, atol=2e-3)
         # the flips not yet reviewed stand out more once two of their like are corrected
-        assert p.queue_row(ids["blue/flip2.png"]).scores["margin"] < margin_before
-        assert {i: (p.image(i).current_label, p.image(i).status) for i in reviewed} == reviewed
-        order_after = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")
+        assert p.queue.queue_row(ids["blue/flip2.png"]).scores["margin"] < margin_before
+        assert {i: (p.images.image(i).current_label, p.images.image(i).status) for i in reviewed} == reviewed
+        order_after = p.queue.ranked_ids(QueueFilter(status="unreviewed"), "margin")
     assert sorted(order_after) == sorted(order_before) and len(order_after) == 24 + 4 - 4
     assert out.refitted == ["head"] and out.decisions == 4 and out.unreviewed == len(order_after)
     pos = {i: n for n, i in enumerate(order_before)}
@@ -68,7 +68,7 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
     pruned = drain(rerank(db, "margin", pool=pool))
     assert pruned.pruned > 0 and f"{pruned.pruned:,} suspects left out" in pruned.line()
     with Project.open(db) as p:
-        head_of_queue = p.ranked_ids(QueueFilter(status="unreviewed"), "margin")[:2].tolist()
+        head_of_queue = p.queue.ranked_ids(QueueFilter(status="unreviewed"), "margin")[:2].tolist()
         assert ids["blue/flip2.png"] in head_of_queue and ids["blue/flip3.png"] in head_of_queue
 
 
@@ -113,10 +113,10 @@ def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
     assert main(["keep-group", "--db", str(db), "blue/flip1.png", "--yes"]) == 0
     assert "removed: red/001.png" in capsys.readouterr().out
     with Project.open(db) as p:
-        assert p.image(ids["red/001.png"]).status == "removed"
+        assert p.images.image(ids["red/001.png"]).status == "removed"
     assert main(["undo", "--db", str(db)]) == 0
     with Project.open(db) as p:
-        assert p.image(ids["red/001.png"]).status == "unreviewed"
+        assert p.images.image(ids["red/001.png"]).status == "unreviewed"
     assert main(["keep-group", "--db", str(db), "green/000.png"]) == 2  # in no group: one line, exit 2
     assert "in no duplicate group" in capsys.readouterr().err
 
@@ -137,13 +137,13 @@ def test_a_rerank_adds_no_fold_copies_and_refits_networks_only_when_asked(tmp_pa
     run(score_project(db, pool=make(), workers=0))
     pool = make()
     with Project.open(db) as p:
-        ids = dict(zip(p.paths_of(p.scorable_ids()), (int(i) for i in p.scorable_ids()), strict=True))
+        ids = dict(zip(p.images.paths_of(p.images.scorable_ids()), (int(i) for i in p.images.scorable_ids()), strict=True))
 
     def rows(p: Project) -> int:
         return int(p._q("SELECT count(*) FROM features")[0][0])
 
     with Project.open(db) as p:
-        p.relabel(ids["blue/000.png"], 2)
+        p.edits.relabel(ids["blue/000.png"], 2)
         before = rows(p)
     assert drain(rerank(db, pool=pool)).refitted == ["head"]
     out = drain(rerank(db, pool=pool, networks=True))

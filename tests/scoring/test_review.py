@@ -18,9 +18,9 @@ from tests.scoring.tinypool import make_imagefolder
 def session(tmp_path: Path):  # type: ignore[no-untyped-def]
     data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
     p = Project.create(tmp_path / "p.triage.db", open_dataset(data))
-    ids = p.scorable_ids()
+    ids = p.images.scorable_ids()
     probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
-    p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    p.queue.put_scores("pool", ids, compute_scores(probs, p.images.given_labels(ids)))
     yield ReviewSession(p)
     p.close()
 
@@ -70,12 +70,12 @@ def test_a_rerank_is_due_after_every_n_decisions(session: ReviewSession) -> None
 
 def test_keep_group_keeps_one_and_removes_the_rest_as_one_decision(session: ReviewSession) -> None:
     p = session.project
-    a, b, c = (int(i) for i in p.scorable_ids()[:3])
-    p.put_duplicate_groups([(a, 1), (b, 1), (c, 1)])
+    a, b, c = (int(i) for i in p.images.scorable_ids()[:3])
+    p.dupes.put_duplicate_groups([(a, 1), (b, 1), (c, 1)])
     session.act("keep_group", b)
-    assert [p.image(i).status for i in (a, b, c)] == ["removed", "kept", "removed"]
+    assert [p.images.image(i).status for i in (a, b, c)] == ["removed", "kept", "removed"]
     assert session.undo().image_id == b  # type: ignore[union-attr]
-    assert [p.image(i).status for i in (a, b, c)] == ["unreviewed"] * 3
+    assert [p.images.image(i).status for i in (a, b, c)] == ["unreviewed"] * 3
 
 
 def test_a_long_rerank_is_followed_by_a_rest(session: ReviewSession) -> None:

@@ -173,7 +173,7 @@ def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
     summary = run(score_project(db, spec, workers=0, runtime="onnx"))
     assert summary["runtime"] == "onnx"
     with Project.open(db) as p:
-        config = p.runs()[-1]["config"]
+        config = p.runs.history()[-1]["config"]
     assert config["runtime"] == "onnx" and "onnx" in config["runtimes"].values() and "forward" in config["profile"]
 
 

@@ -103,7 +103,7 @@ def test_export_force_never_deletes_the_project_file(tmp_path: Path, member_args
     rc, _, err = cli(["export", "--db", db, tmp_path / "work", "--force"], capsys)
     assert rc == 2 and "project file" in err
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 9
+        assert len(p.images.scorable_ids()) == 9
 
 
 def test_force_replaces_only_an_earlier_export(tmp_path: Path, member_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -261,7 +261,7 @@ def test_special_and_huge_files_are_never_read(tmp_path: Path, member_args: list
     assert "red/fifo.png\ta FIFO" in out and "blue/zero.png\ta character device" in out
     assert "green/sparse.png" in out and "cap" in out
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 9
+        assert len(p.images.scorable_ids()) == 9
 
 
 def test_symlink_loops_and_links_out_of_the_root_are_not_followed(tmp_path: Path) -> None:
@@ -290,7 +290,7 @@ def test_a_non_utf8_name_is_recorded_and_the_rest_is_scored(tmp_path: Path, memb
     rc, out, _ = cli(["errors", "--db", db], capsys)
     assert "red/caf\\xe9.png\tfile name is not valid UTF-8" in out
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 9
+        assert len(p.images.scorable_ids()) == 9
     assert cli(["export", "--db", db, tmp_path / "out"], capsys)[0] == 0
 
 
@@ -315,7 +315,7 @@ def test_an_empty_file_is_refused_and_a_half_created_project_is_recreated(tmp_pa
         Project.open(db)
     project_for(data, db)
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 6
+        assert len(p.images.scorable_ids()) == 6
 
 
 KILL_CREATE = """
@@ -344,7 +344,7 @@ def test_a_kill_during_project_creation_leaves_no_broken_project(tmp_path: Path)
         killed_before_link += not db.exists()
         assert project_for(data, db) == db  # whatever the kill left, it opens or is recreated
         with Project.open(db) as p:
-            assert len(p.scorable_ids()) == 2400
+            assert len(p.images.scorable_ids()) == 2400
         assert not [f for f in tmp_path.iterdir() if ".creating-" in f.name]
     assert killed_before_link >= 1, "no kill landed during creation: the test tested nothing"
 
@@ -380,7 +380,7 @@ def test_disk_full_while_scoring_is_one_line_and_the_project_still_opens(
     monkeypatch.undo()
     _score(data, db, member_args, capsys)  # space freed: resumes and finishes
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 900
+        assert len(p.images.scorable_ids()) == 900
 
 
 # ----------------------------------------------------------------------------- 10: messages
@@ -456,4 +456,4 @@ def test_only_our_leftovers_of_a_killed_creation_are_removed(tmp_path: Path) -> 
     project_for(data, db)
     assert not second_name.exists() and db.exists()
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 6
+        assert len(p.images.scorable_ids()) == 6

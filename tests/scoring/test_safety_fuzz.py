@@ -169,7 +169,7 @@ def test_hostile_trees_never_lose_a_file(
             assert snapshot(root) == before
             return
         with Project.open(db) as p:
-            ids = [int(i) for i in p.scorable_ids()[:4]]
+            ids = [int(i) for i in p.images.scorable_ids()[:4]]
         for action, image in zip(edits, ids, strict=False):
             args = ["undo", "--db", db] if action == "undo" else [action, "--db", db, str(image)]
             cli([*args, "red"] if action == "relabel" else args, capsys)
@@ -192,7 +192,7 @@ def test_hostile_trees_never_lose_a_file(
             assert after == before, (dest_kind, err)
         assert not [p for p in root.rglob(".*partial-*")], "an export left its build folder"
         with Project.open(db) as p:
-            assert p.scorable_ids().size >= 0
+            assert p.images.scorable_ids().size >= 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(model, ignore_errors=True)

@@ -77,7 +77,7 @@ def test_1_a_project_file_cannot_trust_a_pickle(tmp_path: Path, capsys: pytest.C
     _one_line_error(rc, err, "evil.pth", "--trust-checkpoint")
     assert not flag.exists()
     with Project.open(db) as p:  # and the project itself no longer stores trust
-        assert all("trust" not in s for r in p.runs() for s in r["config"]["pool"])
+        assert all("trust" not in s for r in p.runs.history() for s in r["config"]["pool"])
 
 
 def test_1_a_pool_file_cannot_trust_either_only_the_flag_can(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,7 +129,7 @@ def test_3_file_uris_go_through_the_safe_reader(tmp_path: Path, member_args: lis
     out = cli(["errors", "--db", db], capsys)[1]
     assert "fifo.png" in out and "FIFO" in out and "/dev/zero" in out and "character device" in out
     with Project.open(db) as p:
-        assert len(p.scorable_ids()) == 10  # 9 images and the file:// copy of one
+        assert len(p.images.scorable_ids()) == 10  # 9 images and the file:// copy of one
 
 
 def test_3_other_uri_schemes_are_refused_in_one_line() -> None:
@@ -277,7 +277,7 @@ def test_7_ctrl_c_stops_fitting_within_seconds(tmp_path: Path) -> None:
     reader.join(5)
     assert rc == 130 and took < 10, (rc, took, seen)
     with Project.open(tmp_path / "p.db") as p:
-        assert p.runs()[-1]["status"] == "cancelled"
+        assert p.runs.history()[-1]["status"] == "cancelled"
 
 
 # ----------------------------------------------------------------------------- 8, 9: the change check
@@ -470,7 +470,7 @@ def test_minor_damaged_projects_labels_and_searches_are_one_line(
     _one_line_error(rc, err, "red/bad.png")
     # rerank with every image removed
     with Project.open(db) as p:
-        ids = [int(i) for i in p.scorable_ids()]
+        ids = [int(i) for i in p.images.scorable_ids()]
     for i in ids:
         cli(["remove", "--db", db, str(i)], capsys)
     from scoring.rerank import rerank

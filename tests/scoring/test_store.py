@@ -39,10 +39,10 @@ def project(tmp_path: Path, data: Path) -> Project:
 
 
 def _fake_scores(p: Project, seed: int = 0) -> np.ndarray:
-    ids = p.scorable_ids()
+    ids = p.images.scorable_ids()
     rng = np.random.default_rng(seed)
     probs = rng.dirichlet(np.ones(len(p.classes)) * 0.5, size=(3, len(ids)))
-    p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
+    p.queue.put_scores("pool", ids, compute_scores(probs, p.images.given_labels(ids)))
     return ids
 
 
@@ -51,8 +51,8 @@ def test_create_and_reopen_keeps_the_dataset_description(tmp_path: Path, data: P
     with Project.open(tmp_path / "a.triage.db") as p:
         assert p.classes == ["blue", "green", "red"]
         assert p.layout == "imagefolder" and p.dataset_root == data.resolve()
-        assert p.stats()["total"] == 12 and p.stats()["unreviewed"] == 12
-        assert p.image(1).path == "blue/000.png" and p.image(1).given_label == 0
+        assert p.queue.stats()["total"] == 12 and p.queue.stats()["unreviewed"] == 12
+        assert p.images.image(1).path == "blue/000.png" and p.images.image(1).given_label == 0
 
 
 def test_project_inside_the_dataset_is_refused(data: Path) -> None:
@@ -99,8 +99,8 @@ def test_an_old_schema_is_migrated_on_open(tmp_path: Path) -> None:
     c.close()
     with Project.open(f) as p:
         assert p.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        edit = p.relabel(1, 1)  # needs migration 2's `target` column
-        assert p.undo().target == edit.id
+        edit = p.edits.relabel(1, 1)  # needs migration 2's `target` column
+        assert p.edits.undo().target == edit.id
 
 
 def test_locked_database_is_reported(project: Project) -> None:
@@ -111,47 +111,47 @@ def test_locked_database_is_reported(project: Project) -> None:
 
         project.conn.execute("PRAGMA busy_timeout=100")
         with pytest.raises(ProjectLockedError, match="another Image Triage process"):
-            project.relabel(1, 2)
+            project.edits.relabel(1, 2)
         assert store.BUSY_TIMEOUT_S > 0
     finally:
         other.execute("ROLLBACK")
         other.close()
-    project.relabel(1, 2)  # works once the lock is gone
+    project.edits.relabel(1, 2)  # works once the lock is gone
 
 
 def test_sync_flags_changed_and_missing_files_and_adds_new_ones(project: Project, data: Path) -> None:
     from scoring.decoding import file_sha1
 
-    ids = project.scorable_ids()
-    project.set_image_info(ids, [12] * len(ids), [12] * len(ids), [file_sha1(project.abspath(project.image(int(i)))) for i in ids])
+    ids = project.images.scorable_ids()
+    project.images.set_image_info(ids, [12] * len(ids), [12] * len(ids), [file_sha1(project.images.abspath(project.images.image(int(i)))) for i in ids])
     (data / "red" / "000.png").write_bytes((data / "blue" / "000.png").read_bytes() + b"x")
     (data / "red" / "001.png").unlink()
     (data / "red" / "new.png").write_bytes((data / "red" / "002.png").read_bytes())
-    report = project.sync(project.dataset())
+    report = project.images.sync(project.dataset())
     assert (report.added, report.changed, report.missing, report.total) == (1, 1, 1, 13)
-    assert project.image(project.find_image("red/000.png")).flag == "changed"
-    assert project.image(project.find_image("red/001.png")).flag == "missing"
-    assert len(project.scorable_ids()) == 12
-    assert project.queue_count(QueueFilter(flagged=True)) == 2
+    assert project.images.image(project.images.find_image("red/000.png")).flag == "changed"
+    assert project.images.image(project.images.find_image("red/001.png")).flag == "missing"
+    assert len(project.images.scorable_ids()) == 12
+    assert project.queue.queue_count(QueueFilter(flagged=True)) == 2
 
 
 def test_features_and_probs_round_trip_in_float16(project: Project) -> None:
-    ids = project.scorable_ids()
+    ids = project.images.scorable_ids()
     feats = np.random.default_rng(0).normal(size=(len(ids), 7)).astype(np.float32)
-    assert len(project.missing_features("enc", ids)) == len(ids)
-    project.put_features("enc", ids[:5], feats[:5])
-    assert project.missing_features("enc", ids).tolist() == ids[5:].tolist()
-    project.put_features("enc", ids[5:], feats[5:])
-    np.testing.assert_allclose(project.get_features("enc", ids), feats, atol=2e-3, rtol=1e-3)
+    assert len(project.cache.missing_features("enc", ids)) == len(ids)
+    project.cache.put_features("enc", ids[:5], feats[:5])
+    assert project.cache.missing_features("enc", ids).tolist() == ids[5:].tolist()
+    project.cache.put_features("enc", ids[5:], feats[5:])
+    np.testing.assert_allclose(project.cache.get_features("enc", ids), feats, atol=2e-3, rtol=1e-3)
     probs = np.random.default_rng(1).dirichlet(np.ones(3), size=len(ids)).astype(np.float32)
-    project.put_probs("m1", ids, probs)
-    got = project.get_probs(["m1", "m1"], ids)
+    project.cache.put_probs("m1", ids, probs)
+    got = project.cache.get_probs(["m1", "m1"], ids)
     assert got.shape == (2, len(ids), 3)
     np.testing.assert_allclose(got[0], probs, atol=1e-3)
     with pytest.raises(ValueError, match="shape"):
-        project.put_probs("m1", ids, probs[:, :2])
+        project.cache.put_probs("m1", ids, probs[:, :2])
     with pytest.raises(ProjectError, match="no stored probabilities"):
-        project.get_probs(["other"], ids)
+        project.cache.get_probs(["other"], ids)
 
 
 def test_large_k_keeps_the_top_100_and_spreads_the_rest() -> None:
@@ -169,30 +169,30 @@ def test_large_k_keeps_the_top_100_and_spreads_the_rest() -> None:
 
 def test_queue_sorts_hardest_first_and_filters(project: Project) -> None:
     ids = _fake_scores(project)
-    rows = project.queue(limit=100)
+    rows = project.queue.page(limit=100)
     c = [r.scores["c_perplexity"] for r in rows]
     assert len(rows) == len(ids) and c == sorted(c, reverse=True)
-    sc = [r.scores["self_confidence"] for r in project.queue(sort="self_confidence", limit=100)]
+    sc = [r.scores["self_confidence"] for r in project.queue.page(sort="self_confidence", limit=100)]
     assert sc == sorted(sc)
-    assert all(r.given_label == 1 for r in project.queue(QueueFilter(given_label=1)))
-    assert all(r.consensus != r.current_label for r in project.queue(QueueFilter(disagrees=True)))
-    assert [r.path for r in project.queue(QueueFilter(search="RED/00"))] == [r.path for r in rows if "red/00" in r.path]
+    assert all(r.given_label == 1 for r in project.queue.page(QueueFilter(given_label=1)))
+    assert all(r.consensus != r.current_label for r in project.queue.page(QueueFilter(disagrees=True)))
+    assert [r.path for r in project.queue.page(QueueFilter(search="RED/00"))] == [r.path for r in rows if "red/00" in r.path]
     lo, hi = sorted(c)[3], sorted(c)[8]
-    band = project.queue(QueueFilter(score_min=lo, score_max=hi))
+    band = project.queue.page(QueueFilter(score_min=lo, score_max=hi))
     assert len(band) == 6 and all(lo <= r.scores["c_perplexity"] <= hi for r in band)
-    project.remove(int(ids[0]))
-    assert [r.id for r in project.queue(QueueFilter(status="removed"))] == [int(ids[0])]
+    project.edits.remove(int(ids[0]))
+    assert [r.id for r in project.queue.page(QueueFilter(status="removed"))] == [int(ids[0])]
     assert rows[0].top_c and rows[0].top_x
 
 
 def test_unscored_images_come_last(project: Project) -> None:
-    ids = project.scorable_ids()
+    ids = project.images.scorable_ids()
     probs = np.full((1, 3, 3), 1 / 3)
-    project.put_scores("pool", ids[:3], compute_scores(probs, project.given_labels(ids[:3])))
-    rows = project.queue(limit=100)
+    project.queue.put_scores("pool", ids[:3], compute_scores(probs, project.images.given_labels(ids[:3])))
+    rows = project.queue.page(limit=100)
     assert [r.scores["c_perplexity"] is None for r in rows] == [False] * 3 + [True] * (len(ids) - 3)
-    page1 = project.queue(limit=5)
-    page2 = project.queue(limit=100, after=(page1[-1].scores["c_perplexity"], page1[-1].id))
+    page1 = project.queue.page(limit=5)
+    page2 = project.queue.page(limit=100, after=(page1[-1].scores["c_perplexity"], page1[-1].id))
     assert [r.id for r in page1 + page2] == [r.id for r in rows]
 
 
@@ -205,14 +205,14 @@ def test_keyset_paging_equals_one_big_query(tmp_path_factory: pytest.TempPathFac
     for r in recs:
         (tmp / "ds" / r.path).write_bytes(b"x")
     with Project.create(tmp / "p.triage.db", Dataset(tmp / "ds", "flat", tmp / "ds", ["a", "b"], recs)) as p:
-        ids = p.scorable_ids()
+        ids = p.images.scorable_ids()
         probs = np.random.default_rng(seed).dirichlet(np.ones(2), size=(2, len(ids)))
         probs[:, :4] = 0.5  # ties
-        p.put_scores("pool", ids, compute_scores(probs, p.given_labels(ids)))
-        whole = [r.id for r in p.queue(sort=sort, limit=1000)]
+        p.queue.put_scores("pool", ids, compute_scores(probs, p.images.given_labels(ids)))
+        whole = [r.id for r in p.queue.page(sort=sort, limit=1000)]
         paged, after = [], None
         while True:
-            rows = p.queue(sort=sort, limit=page, after=after)
+            rows = p.queue.page(sort=sort, limit=page, after=after)
             if not rows:
                 break
             paged += [r.id for r in rows]
@@ -222,37 +222,37 @@ def test_keyset_paging_equals_one_big_query(tmp_path_factory: pytest.TempPathFac
 
 def test_aggregates_for_the_overview(project: Project) -> None:
     _fake_scores(project)
-    assert project.score_values().shape == (12,)
-    assert project.class_difficulty().shape == (3,)
-    cm = project.confusion_matrix()
+    assert project.queue.score_values().shape == (12,)
+    assert project.queue.class_difficulty().shape == (3,)
+    cm = project.queue.confusion_matrix()
     assert cm.shape == (3, 3) and cm.sum() == 12
 
 
 def test_errors_are_listed_and_left_out_of_the_queue(project: Project) -> None:
-    project.record_error(2, "blue/001.png: empty file (0 bytes)")
-    assert [r.path for r in project.errors()] == ["blue/001.png"]
-    assert 2 not in [r.id for r in project.queue(limit=100)]
-    assert 2 not in project.scorable_ids().tolist()
-    assert project.stats()["errors"] == 1
+    project.images.record_error(2, "blue/001.png: empty file (0 bytes)")
+    assert [r.path for r in project.images.errors()] == ["blue/001.png"]
+    assert 2 not in [r.id for r in project.queue.page(limit=100)]
+    assert 2 not in project.images.scorable_ids().tolist()
+    assert project.queue.stats()["errors"] == 1
 
 
 def test_a_full_disk_while_writing_is_a_clear_error_and_loses_nothing(project: Project) -> None:
     """SQLite's 'database or disk is full', simulated with a page limit, rolls back the batch."""
-    project.relabel(1, 2)
+    project.edits.relabel(1, 2)
     project.conn.execute("PRAGMA max_page_count=1")  # no room for one more page
-    big = np.random.default_rng(0).normal(size=(len(project.scorable_ids()), 4000)).astype(np.float32)
+    big = np.random.default_rng(0).normal(size=(len(project.images.scorable_ids()), 4000)).astype(np.float32)
     with pytest.raises(ProjectError, match="disk is full.*resumes"):
-        project.put_features("enc", project.scorable_ids(), big)
-    assert len(project.missing_features("enc", project.scorable_ids())) == 12  # nothing half-written
-    assert project.image(1).current_label == 2  # earlier decisions intact
+        project.cache.put_features("enc", project.images.scorable_ids(), big)
+    assert len(project.cache.missing_features("enc", project.images.scorable_ids())) == 12  # nothing half-written
+    assert project.images.image(1).current_label == 2  # earlier decisions intact
 
 
 def test_a_read_only_project_file_says_so(project: Project) -> None:
     project.conn.execute("PRAGMA query_only=1")  # as SQLite behaves on a read-only file (root ignores chmod)
     with pytest.raises(ProjectError, match="read-only"):
-        project.relabel(1, 1)
+        project.edits.relabel(1, 1)
     project.conn.execute("PRAGMA query_only=0")
-    assert project.image(1).status == "unreviewed"
+    assert project.images.image(1).status == "unreviewed"
 
 
 def test_counts_kept_by_triggers_always_equal_a_full_scan(tmp_path: Path) -> None:
@@ -264,27 +264,27 @@ def test_counts_kept_by_triggers_always_equal_a_full_scan(tmp_path: Path) -> Non
 
     data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
     with Project.create(tmp_path / "p.triage.db", open_dataset(data)) as p:
-        ids = [int(i) for i in p.scorable_ids()]
+        ids = [int(i) for i in p.images.scorable_ids()]
         rng = random.Random(0)
         for step in range(200):
             op, i = rng.choice(["relabel", "remove", "keep", "restore", "undo", "redo", "error", "flag"]), rng.choice(ids)
             try:
                 if op == "relabel":
-                    p.relabel(i, rng.randrange(3))
+                    p.edits.relabel(i, rng.randrange(3))
                 elif op in ("remove", "keep", "restore"):
-                    getattr(p, op)(i)
+                    getattr(p.edits, op)(i)
                 elif op in ("undo", "redo"):
-                    getattr(p, op)()
+                    getattr(p.edits, op)()
                 elif op == "error":
-                    p.record_error(i, "bad") if step % 2 else p.clear_error(i)
+                    p.images.record_error(i, "bad") if step % 2 else p.images.clear_error(i)
                 else:
                     with p._tx() as c:
                         c.execute("UPDATE images SET flag=? WHERE id=?", (rng.choice([None, "changed", "missing"]), i))
             except Exception:  # noqa: BLE001 - e.g. restore of an image not removed: no change
                 pass
             scan = dict(p._q("SELECT status, count(*) FROM images WHERE error IS NULL GROUP BY status"))
-            st = p.stats()
+            st = p.queue.stats()
             assert {s: st[s] for s in STATUSES} == {s: scan.get(s, 0) for s in STATUSES}, step
             assert st["errors"] == p._q("SELECT count(*) FROM images WHERE error IS NOT NULL")[0][0]
             assert st["flagged"] == p._q("SELECT count(*) FROM images WHERE flag IS NOT NULL")[0][0]
-            assert p.queue_count() == st["total"]
+            assert p.queue.queue_count() == st["total"]

@@ -61,19 +61,19 @@ def test_a_score_registered_at_run_time_goes_through_every_room(gap_score: V.Sco
     drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0, runtime="torch"))
     with Project.open(db) as p:
         assert f"ix_images_{KEY}" in {r[1] for r in p._q("PRAGMA index_list(images)")}
-        rows = p.queue(sort=KEY, limit=100)
+        rows = p.queue.page(sort=KEY, limit=100)
         values = [r.scores[KEY] for r in rows]
         assert len(values) == 15 and None not in values
         assert values == sorted(values, reverse=True)  # higher is harder: the hardest first
         # The stored value is the score's own function of the stored probabilities.
         ids = [r.id for r in rows]
-        probs = p.get_probs([m["fingerprint"] for m in p.active_members()], ids)
-        want = _gap(V.PoolPass(probs, p.given_labels(ids)))
+        probs = p.cache.get_probs([m["fingerprint"] for m in p.runs.active_members()], ids)
+        want = _gap(V.PoolPass(probs, p.images.given_labels(ids)))
         np.testing.assert_allclose(values, want, atol=2e-3)  # probabilities are stored as float16
         cut = float(np.median(values))
         filt = QueueFilter(score_key=KEY, score_min=cut)
-        assert {r.id for r in p.queue(filt, sort="path", limit=100)} == {r.id for r in rows if r.scores[KEY] >= cut}
-        assert p.queue_count(filt) == sum(v >= cut for v in values)
+        assert {r.id for r in p.queue.page(filt, sort="path", limit=100)} == {r.id for r in rows if r.scores[KEY] >= cut}
+        assert p.queue.queue_count(filt) == sum(v >= cut for v in values)
         from gui.detail import DetailPane
 
         assert f"Top-two gap <b>{values[0]:.4f}</b>" in DetailPane._scores_html(rows[0], "difficulty")
@@ -91,7 +91,7 @@ def test_an_older_project_gets_the_column_when_it_next_opens(tmp_path: Path) -> 
     try:
         with Project.open(tmp_path / "p.triage.db") as p:
             assert KEY in {r[1] for r in p._q("PRAGMA table_info(images)")}
-            assert p.queue(sort=KEY, limit=10)[0].scores[KEY] is None  # not scored yet: unscored come last
+            assert p.queue.page(sort=KEY, limit=10)[0].scores[KEY] is None  # not scored yet: unscored come last
             assert KEY in V.label_sorts() and not V.hardest_first("path")
     finally:
         V.unregister(KEY)

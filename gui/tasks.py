@@ -1,0 +1,108 @@
+"""The window's long tasks: score (the Score dialog's pool), export (the Export dialog's options)
+and find duplicates (after every scoring run, and from the Scoring menu). Each asks what it
+needs, runs through the jobs runner and hands its result back; the window composes one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from gui.dialogs import ExportDialog, ScoreDialog
+from gui.jobs import Jobs
+from gui.review_actions import ReviewController, Say
+from gui.worker import GeneratorWorker
+from scoring.errors import ImageTriageError
+
+
+class Tasks:
+    """``scored()`` is the window's reload after a run (new scores, new members)."""
+
+    def __init__(self, window: QWidget, jobs: Jobs, review: ReviewController, scored: Callable[[], None], say: Say):
+        self.window, self.jobs, self.review, self.scored, self.say = window, jobs, review, scored, say
+
+    def score_dialog(self) -> None:
+        project = self.review.project
+        if project is None or self.jobs.busy:
+            return
+        from scoring.autopool import survey
+        from scoring.device import pick_device
+
+        try:
+            facts = survey(project.dataset(), pick_device("auto"))
+        except (ImageTriageError, OSError) as exc:
+            QMessageBox.critical(self.window, "Cannot read the dataset", str(exc))
+            return
+        dlg = ScoreDialog(facts, project.runs.last_pool_spec(), self.window)
+        if dlg.exec():
+            self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value(),
+                               runtime=dlg.runtime.currentText())
+
+    def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64,
+                      runtime: str = "auto") -> GeneratorWorker | None:
+        if self.review.project is None or self.jobs.busy:
+            return None
+        from scoring.inference import score_project
+
+        path = self.review.project.path
+        # workers=0: no forked decode processes from a multi-threaded Qt app; the command line
+        # (`image-triage score`) decodes with worker processes for big jobs.
+        return self.jobs.run(
+            lambda cancel: score_project(path, specs, device=device, batch_size=batch_size, workers=0, cancel=cancel,
+                                         runtime=runtime),
+            "Scoring", self._on_scoring_returned)
+
+    def _on_scoring_returned(self, summary: dict[str, Any]) -> None:
+        if self.review.project is not None:
+            self.scored()
+            if self.review.model is not None and self.review.model.rowCount():
+                self.review.select(self.review.model.index(0, 0))
+        if summary and summary.get("status") == "done":
+            self.say(f"Scored {summary.get('scored', 0):,} images with {len(summary.get('members', []))} members "
+                     f"in {summary.get('seconds', 0):.0f}s", 8000)
+            self.jobs.then(self.start_duplicates)  # duplicates are found after scoring
+
+    def export_dialog(self) -> None:
+        project = self.review.project
+        if project is None or self.jobs.busy:
+            return
+        dlg = ExportDialog(project.dataset_root.parent / f"{project.dataset_root.name}-cleaned", self.window)
+        if dlg.exec():
+            opts = dlg.options()
+            self.start_export(opts.pop("dest"), **opts)
+
+    def start_export(self, dest: Path, **options: Any) -> GeneratorWorker | None:
+        if self.review.project is None or self.jobs.busy:
+            return None
+        from scoring.export import export_dataset
+
+        path = self.review.project.path
+        return self.jobs.run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export",
+                             self._on_export_returned)
+
+    def _on_export_returned(self, report: dict[str, Any]) -> None:
+        QMessageBox.information(
+            self.window, "Exported",
+            f"Exported {report.get('exported', 0):,} images to {report.get('dest')}\n"
+            f"left out: {report.get('removed', 0)} removed, {len(report.get('skipped', []))} changed/missing/unreadable",
+        )
+
+    def start_duplicates(self) -> GeneratorWorker | None:
+        """Group exact and near-duplicates (after every scoring run, and from the Scoring menu)."""
+        if self.review.project is None or self.jobs.busy:
+            return None
+        from scoring.duplicates import find_duplicates
+
+        path = self.review.project.path
+        return self.jobs.run(lambda cancel: find_duplicates(path, cancel=cancel), "Finding duplicates",
+                             self._on_duplicates_returned)
+
+    def _on_duplicates_returned(self, groups: list[Any]) -> None:
+        if self.review.model is None:
+            return
+        self.review.model.reload()
+        conflicts = sum(1 for g in groups if g.conflict)
+        self.say(f"{len(groups):,} duplicate groups, {conflicts:,} with conflicting labels "
+                 "(filters: in a duplicate group / conflicting labels; G keeps one of a group)", 10_000)
