@@ -31,11 +31,11 @@ from bench_scoring import SHARED, cifar_paths, large_set, manifest  # noqa: E402
 
 def child(manifest_path: str, db: str, runtime: str) -> dict[str, object]:
     """One scoring run, as `image-triage score MANIFEST` with no pool options would make it."""
-    from scoring.autopool import auto_pool
     from scoring.device import pick_device
-    from scoring.inference import score_project
+    from scoring.engine.inference import score_project
     from scoring.progress import drain
     from scoring.store import Project, project_for
+    from scoring.tasks.autopool import auto_pool
 
     path = project_for(manifest_path, Path(db))
     with Project.open(path) as p:

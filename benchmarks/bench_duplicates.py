@@ -26,9 +26,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.duplicates import DEFAULT_THRESHOLD, near_pairs, verifier  # noqa: E402
 from scoring.progress import drain  # noqa: E402
 from scoring.store import Project, project_for  # noqa: E402
+from scoring.tasks.duplicates import DEFAULT_THRESHOLD, near_pairs, verifier  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -66,8 +66,8 @@ def scale(n: int) -> None:
     are what scoring leaves), timed, with the process's peak memory."""
     import resource
 
-    from scoring.datasets import Dataset, ImageRecord
-    from scoring.duplicates import THUMB_KEY, find_duplicates
+    from scoring.io.datasets import Dataset, ImageRecord
+    from scoring.tasks.duplicates import THUMB_KEY, find_duplicates
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,9 +109,9 @@ def main() -> None:
                     help="search with the HNSW graph used above 50,000 images (instead of the exact search)")
     args = ap.parse_args()
     if args.graph:
-        import scoring.duplicates
+        import scoring.tasks.duplicates
 
-        scoring.duplicates.EXACT_BELOW = 0
+        scoring.tasks.duplicates.EXACT_BELOW = 0
     if args.scale:
         scale(args.scale)
         return
@@ -126,7 +126,7 @@ def main() -> None:
         planted = plant(src, data, args.images, args.share)
         db = project_for(data, Path(tmp) / "p.triage.db")
         t0 = time.perf_counter()
-        from scoring.duplicates import find_duplicates
+        from scoring.tasks.duplicates import find_duplicates
 
         drain(find_duplicates(db))
         seconds = time.perf_counter() - t0
@@ -170,12 +170,12 @@ def untouched(src: Path | None, n: int, demo: bool) -> None:
     import io as _io
     import shutil
 
-    from scoring.cli import main as cli_main
-    from scoring.duplicates import find_duplicates
+    from scoring.cli.main import main as cli_main
+    from scoring.tasks.duplicates import find_duplicates
 
     with tempfile.TemporaryDirectory() as tmp:
         if demo:
-            from scoring.demo import build_demo
+            from scoring.tasks.demo import build_demo
 
             data, name = build_demo(Path(tmp) / "demo"), "demo"
         else:

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
-from scoring.poolspec import cifar_resnet_pool_specs
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool.spec import cifar_resnet_pool_specs
 from scoring.store import Project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

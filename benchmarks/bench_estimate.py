@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scoring import metrics as M  # noqa: E402
-from scoring.estimate import errors_left, left_in_queue, likely_errors  # noqa: E402
 from scoring.store import Project, QueueFilter  # noqa: E402
+from scoring.tasks.estimate import errors_left, left_in_queue, likely_errors  # noqa: E402
 
 Row = tuple[int, int, float, float, float]  # reviewed, truly left, low, estimate, high
 
@@ -91,9 +91,9 @@ def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step
 
 
 def run_demo(work: Path) -> None:
-    from scoring.cli import main as cli
-    from scoring.demo import build_demo, flipped_paths
-    from scoring.poolspec import demo_specs
+    from scoring.cli.main import main as cli
+    from scoring.pool.spec import demo_specs
+    from scoring.tasks.demo import build_demo, flipped_paths
 
     root = build_demo(work / "demo")
     db = work / "demo.triage.db"
@@ -110,7 +110,7 @@ def run_demo(work: Path) -> None:
 def run_subset(work: Path, seeds: list[int]) -> None:
     from bench_first_screen import flipped_subset
 
-    from scoring.cli import main as cli
+    from scoring.cli.main import main as cli
 
     for seed in seeds:
         data, flipped = flipped_subset(work / f"subset{seed}", ["cat", "deer", "dog", "horse"], 60, 10, seed)
@@ -123,7 +123,7 @@ def run_subset(work: Path, seeds: list[int]) -> None:
 def run_cifar(work: Path, kinds: list[str]) -> None:
     from bench_label_errors import SHARED, flip, scored
 
-    from scoring.poolspec import cifar_resnet_pool_specs
+    from scoring.pool.spec import cifar_resnet_pool_specs
 
     cifar = SHARED / "data" / "cifar10-test"
     for kind in kinds:
@@ -154,7 +154,7 @@ def run_count(work: Path, kinds: list[str]) -> None:
     planted flips, for each pool (fitted members refitted on the noisy labels)."""
     from bench_label_errors import SHARED, flip, scored
 
-    from scoring.poolspec import cifar_resnet_pool_specs, default_scratch_specs
+    from scoring.pool.spec import cifar_resnet_pool_specs, default_scratch_specs
 
     print("\nLikely label errors before review (a re-annotation of the CIFAR-10 test set, CIFAR-10H, finds "
           "about 80-120)")
@@ -167,9 +167,9 @@ def run_count(work: Path, kinds: list[str]) -> None:
             specs = [{**s, "kind": "finetune", "epochs": 4} for s in cifar_resnet_pool_specs(resnets) if s["arch"].endswith("20")]
             project, pool = scored(work / "cifar.triage.db", cifar, specs, 1)
         elif kind == "auto":
-            from scoring.autopool import auto_pool
-            from scoring.datasets import open_dataset
             from scoring.device import pick_device
+            from scoring.io.datasets import open_dataset
+            from scoring.tasks.autopool import auto_pool
 
             project, pool = scored(work / "cifar.triage.db", cifar, auto_pool(open_dataset(cifar), pick_device("auto")).specs, 1)
         else:

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.cli import main as cli  # noqa: E402
+from scoring.cli.main import main as cli  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -26,7 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def build(root: Path, n: int, k: int = 10, dims: int = 128) -> Path:
     from PIL import Image
 
-    from scoring.datasets import Dataset, ImageRecord
+    from scoring.io.datasets import Dataset, ImageRecord
     from scoring.store import Project
 
     data = root / "data"

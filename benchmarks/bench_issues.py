@@ -27,7 +27,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.cli import main as cli  # noqa: E402
+from scoring.cli.main import main as cli  # noqa: E402
 from scoring.store import Project  # noqa: E402
 from scoring.vocabulary import ISSUES  # noqa: E402
 
@@ -82,7 +82,7 @@ def no_colour(path: Path) -> bool:
 
 
 def score(root: Path, db: Path) -> float:
-    from scoring.poolspec import cifar_resnet_pool_specs
+    from scoring.pool.spec import cifar_resnet_pool_specs
 
     spec = [s for s in cifar_resnet_pool_specs(SHARED / "models" / "cifar10-resnet", kind="backbone") if s["arch"].endswith("20")]
     pool = db.with_suffix(".pool.json")

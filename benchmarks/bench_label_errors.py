@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from scoring import metrics as M
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
-from scoring.poolspec import build_pool, cifar_resnet_pool_specs, default_scratch_specs
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool.spec import build_pool, cifar_resnet_pool_specs, default_scratch_specs
 from scoring.store import Project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -86,8 +86,8 @@ def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Proje
 
 def neighbour_votes(project: Project, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(sims, rows) of each image's nearest images in the project's neighbour embedding."""
-    from scoring.label_evidence import nearest
-    from scoring.neighbours import NeighbourIndex
+    from scoring.evidence.label_evidence import nearest
+    from scoring.evidence.neighbours import NeighbourIndex
 
     emb = project.cache.embedding()
     if emb is None:
@@ -100,7 +100,7 @@ def neighbour_votes(project: Project, ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 def with_label_issue(near: tuple[np.ndarray, np.ndarray] | None) -> dict:  # type: ignore[type-arg]
     """SCORES plus the label view's default, label_issue, computed as the product does."""
-    from scoring import label_evidence as LE
+    from scoring.evidence import label_evidence as LE
 
     def label_issue(p: np.ndarray, y: np.ndarray) -> np.ndarray:
         if near is None:
@@ -115,7 +115,7 @@ def with_label_issue(near: tuple[np.ndarray, np.ndarray] | None) -> dict:  # typ
 
 def report(kind: str, probs_by_condition: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
            scores: dict | None = None) -> None:  # type: ignore[type-arg]
-    from scoring.estimate import estimated_errors
+    from scoring.tasks.estimate import estimated_errors
 
     for cond, (probs, noisy, flipped) in probs_by_condition.items():
         print(f"\n  {kind}, {cond} flips ({flipped.sum()} of {len(flipped)} labels):")
@@ -182,8 +182,8 @@ def main() -> None:
             specs = [{**s, "kind": "finetune", "epochs": 4} for s in resnets()]
             project, pool = scored(work / "cifar.triage.db", cifar, specs, args.workers)
         elif kind == "auto":
-            from scoring.autopool import auto_pool
             from scoring.device import pick_device
+            from scoring.tasks.autopool import auto_pool
 
             choice = auto_pool(open_dataset(cifar), pick_device("auto"))
             print("  " + "\n  ".join(choice.reasons))

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.inference import run, score_project  # noqa: E402
-from scoring.poolspec import CIFAR10_CLASSES, cifar_resnet_pool_specs  # noqa: E402
+from scoring.engine.inference import run, score_project  # noqa: E402
+from scoring.pool.spec import CIFAR10_CLASSES, cifar_resnet_pool_specs  # noqa: E402
 from scoring.store import Project, project_for  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 from bench_label_errors import flip  # the same planted flips as that benchmark
 
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
-from scoring.poolspec import cifar_resnet_pool_specs
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool.spec import cifar_resnet_pool_specs
 from scoring.progress import drain
-from scoring.rerank import rerank
 from scoring.store import Project, QueueFilter, project_for
+from scoring.tasks.rerank import rerank
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

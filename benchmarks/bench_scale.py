@@ -27,8 +27,8 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.engine.inference import run, score_project
 from scoring.store import Project
 from tests.scoring.tinypool import tiny_pool
 

@@ -13,7 +13,7 @@ a/b, c/a, images/s, and the share of (a)'s time in decode, forward, store and me
 engine's own profile; and (a) with 0, 1 and 2 decode worker processes, with the default's.
 
 Then the runtime column (issue 22): the forward time of each encoder on the same decoded batches
-through torch and through ONNX Runtime (scoring.runtime), interleaved, median of --repeats: the
+through torch and through ONNX Runtime (scoring.engine.runtime), interleaved, median of --repeats: the
 four ResNets at 32 px, and EfficientNet-Lite0 at the size the automatic pool gives the set (160
 px for CIFAR's small images on a CPU, 224 px for the photos).
 
@@ -40,11 +40,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.batches import decode_item  # noqa: E402
-from scoring.datasets import open_dataset  # noqa: E402
-from scoring.decoding import load_image  # noqa: E402
-from scoring.inference import default_workers, run, score_project  # noqa: E402
-from scoring.poolspec import build_pool, cifar_resnet_pool_specs  # noqa: E402
+from scoring.engine.batches import decode_item  # noqa: E402
+from scoring.engine.inference import default_workers, run, score_project  # noqa: E402
+from scoring.io.datasets import open_dataset  # noqa: E402
+from scoring.io.decoding import load_image  # noqa: E402
+from scoring.pool.spec import build_pool, cifar_resnet_pool_specs  # noqa: E402
 from scoring.store import Project  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -131,7 +131,7 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
 
 def forward_by_runtime(paths: list[Path], specs: list[dict], repeats: int, batch: int) -> list[tuple[str, float, float]]:
     """(encoder, torch s, onnx s) of each encoder's forward over ``paths`` decoded once."""
-    from scoring.runtime import prepare
+    from scoring.engine.runtime import prepare
 
     pool = build_pool(specs, list(open_dataset(SHARED / "data" / "cifar10-test").classes))
     pps = pool.preprocesses()

@@ -40,7 +40,7 @@ PYEOF
 "$PY" - "$SHARED/models/cifar10-resnet" "$WORK" <<'PYEOF'
 import json, sys
 from pathlib import Path
-from scoring.poolspec import cifar_resnet_pool_specs
+from scoring.pool.spec import cifar_resnet_pool_specs
 r20 = next(s for s in cifar_resnet_pool_specs(Path(sys.argv[1])) if s["arch"] == "cifar_resnet20")
 pools = {"resnet20-ft": [{**r20, "name": "resnet20-ft", "kind": "finetune", "folds": 2, "epochs": 1}],
          "effnet-lite0-ft": [{"name": "effnet-lite0-ft", "kind": "finetune", "arch": "efficientnet_lite0", "folds": 2,
@@ -50,14 +50,14 @@ for name, spec in pools.items():
 PYEOF
 for name in resnet20-ft effnet-lite0-ft; do
   start=$(date +%s.%N)
-  "$PY" -m scoring.cli score "$WORK/cifar" --db "$WORK/$name.triage.db" --pool "$WORK/$name.json" --trust-checkpoint -q --no-duplicates --profile
+  "$PY" -m scoring.cli.main score "$WORK/cifar" --db "$WORK/$name.triage.db" --pool "$WORK/$name.json" --trust-checkpoint -q --no-duplicates --profile
   end=$(date +%s.%N)
   "$PY" -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); print(f'   {sys.argv[3]}: {t:.1f} s in all, {t/2:.1f} s per fold, {int(sys.argv[4])/t:.0f} images/s')" "$start" "$end" "$name" "$N"
 done
 
 echo "== 3. the automatic pool, --thorough"
 start=$(date +%s.%N)
-"$PY" -m scoring.cli score "$WORK/cifar" --db "$WORK/auto.triage.db" --thorough -q --no-duplicates --profile
+"$PY" -m scoring.cli.main score "$WORK/cifar" --db "$WORK/auto.triage.db" --thorough -q --no-duplicates --profile
 end=$(date +%s.%N)
 "$PY" -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); print(f'   automatic pool --thorough: {t:.1f} s, {int(sys.argv[3])/t:.0f} images/s')" "$start" "$end" "$N"
 echo "== done"

@@ -1,4 +1,4 @@
-"""Application entry points, called by ``scoring.cli`` (``image-triage``, ``open``, ``demo``)."""
+"""Application entry points, called by ``scoring.cli.main`` (``image-triage``, ``open``, ``demo``)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def open_path(path: str) -> int:
 
 def run_demo(dest: str | None = None) -> int:
     """Build the demo dataset, create its project, open it and score it with the demo's pool."""
-    from scoring.demo import demo_project
-    from scoring.poolspec import demo_specs
+    from scoring.pool.spec import demo_specs
+    from scoring.tasks.demo import demo_project
 
     app = _app()
     db = demo_project(dest)

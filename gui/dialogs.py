@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui.pool_builder import PoolBuilder
-from scoring.autopool import Facts
-from scoring.export_formats import FORMATS as EXPORT_FORMATS
-from scoring.weights import is_offline, set_offline
+from scoring.pool.weights import is_offline, set_offline
+from scoring.tasks.autopool import Facts
+from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
 
 
 class ScoreDialog(QDialog):
@@ -80,7 +80,7 @@ class ScoreDialog(QDialog):
 
 
 class ExportDialog(QDialog):
-    """Destination, format, link mode and audit options for ``scoring.export``."""
+    """Destination, format, link mode and audit options for ``scoring.tasks.export``."""
 
     def __init__(self, default_dest: Path, parent: QWidget | None = None):
         super().__init__(parent)

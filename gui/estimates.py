@@ -8,8 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from gui.offthread import LatestOnly
-from scoring.estimate import ErrorsLeft, errors_left
 from scoring.store import Project
+from scoring.tasks.estimate import ErrorsLeft, errors_left
 
 
 def _estimate(path: Path, sort: str) -> ErrorsLeft | None:

@@ -1,5 +1,5 @@
 """Evidence beside the image: its duplicate group side by side, and its nearest neighbours among
-the images of its given label and of the pool's label (scoring.neighbours)."""
+the images of its given label and of the pool's label (scoring.evidence.neighbours)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWi
 
 from gui.offthread import LatestOnly
 from gui.thumbnails import ThumbnailLoader
-from scoring.neighbours import NeighbourIndex
+from scoring.evidence.neighbours import NeighbourIndex
 from scoring.store import Project, QueueRow
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The ``image-triage`` command: the headless command line, given a way to open the desktop app.
 
-The core (``scoring.cli``) never imports the GUI; this launcher passes it ``open_app``, so the
+The core (``scoring.cli.main``) never imports the GUI; this launcher passes it ``open_app``, so the
 import contract sees every edge. Nothing here imports Qt until the app is asked for.
 """
 
@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scoring.cli import main as cli_main
-from scoring.cli_commands import CliError
+from scoring.cli.common import CliError
+from scoring.cli.main import main as cli_main
 
 # Starting Qt in a child first: where its platform plugin cannot load (a fresh Linux box without
 # the xcb libraries), Qt aborts the process with a core dump, which no try/except can catch.

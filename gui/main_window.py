@@ -29,6 +29,7 @@ from gui.jobs import Jobs
 from gui.overview import OverviewPanel
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
+from gui.recent import RecentProjects
 from gui.review_actions import ReviewController
 from gui.review_keys import ReviewKeys, open_readme, show_full_image, show_keys
 from gui.tasks import Tasks
@@ -36,13 +37,10 @@ from gui.thumbnails import ThumbnailLoader
 from gui.view_state import ViewState
 from scoring.errors import ImageTriageError
 from scoring.keymap import keymap_for
-from scoring.review import ReviewSession
 from scoring.store import Project, QueueFilter, project_for
+from scoring.tasks.review import ReviewSession
 
 log = logging.getLogger(__name__)
-
-MAX_RECENT = 8
-
 
 def _scrolling(widget: QWidget) -> QScrollArea:
     area = QScrollArea(widgetResizable=True)
@@ -161,8 +159,7 @@ class MainWindow(QMainWindow):
         self._add(file, "Open dataset &folder…", self._on_open_folder, QKeySequence.StandardKey.Open)
         self._add(file, "Open CSV &manifest…", self._on_open_csv)
         self._add(file, "Open &project…", self._on_open_project)
-        self.recent_menu = file.addMenu("Recent projects")
-        self._refresh_recent()
+        self.recent = RecentProjects(self.settings, file.addMenu("Recent projects"), self.open_project)
         file.addSeparator()
         self.act_export = self._add(file, "&Export cleaned dataset…", self.tasks.export_dialog, "Ctrl+E")
         file.addSeparator()
@@ -296,7 +293,7 @@ class MainWindow(QMainWindow):
         self._restore_view_state(project, session, model)
         self._reload_after_scoring()
         self.setWindowTitle(f"Image Triage — {project.source.name} ({path})")
-        self._remember(Path(path))
+        self.recent.remember(Path(path))
         self._set_enabled(True)
         if model.rowCount() and not self.view.currentIndex().isValid():
             self.review.select(model.index(0, 0))
@@ -357,21 +354,6 @@ class MainWindow(QMainWindow):
                 and self.session is not None):
             self.overview.refresh(self.project, self.session.estimate)
             self._overview_stale = False
-
-    def _remember(self, path: Path) -> None:
-        recent = [p for p in self._recent() if p != str(path)]
-        self.settings.setValue("recent", [str(path), *recent][:MAX_RECENT])
-        self._refresh_recent()
-
-    def _recent(self) -> list[str]:
-        stored = self.settings.value("recent", [])
-        return [str(p) for p in stored] if isinstance(stored, list) else []
-
-    def _refresh_recent(self) -> None:
-        self.recent_menu.clear()
-        for p in self._recent():
-            act = self.recent_menu.addAction(p)
-            act.triggered.connect(lambda _=False, p=p: self.open_project(p))
 
     def _on_open_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a dataset folder")

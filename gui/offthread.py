@@ -1,5 +1,6 @@
-"""One piece of work at a time off the GUI thread, where only the latest request matters (the
-image under review, the newest estimate, the open project's neighbour index)."""
+"""Short calls off the GUI thread, on a pool of its own, their results delivered on the GUI
+thread: the one runner of short work (thumbnails, the image under review, the newest estimate,
+the open project's neighbour index). Long jobs with progress and cancel run on gui.worker."""
 
 from __future__ import annotations
 
@@ -34,24 +35,26 @@ class _Call(QRunnable):
         self.relay.done.emit(result)
 
 
-class LatestOnly(QObject):
-    """``submit(fn)`` runs ``fn`` on a pool thread of one, dropping requests still queued;
-    ``done`` carries its result on the GUI thread, ``failed`` the error's message."""
+class OffThread(QObject):
+    """``submit(fn)`` runs ``fn`` on one of ``threads`` pool threads; ``done`` carries its result
+    on the GUI thread, ``failed`` the error's message. With ``latest_only``, a submit drops the
+    requests still queued (only the newest matters)."""
 
     done = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, what: str, parent: QObject | None = None):
+    def __init__(self, what: str, parent: QObject | None = None, *, threads: int = 1, latest_only: bool = True):
         super().__init__(parent)
-        self.what = what
+        self.what, self.latest_only = what, latest_only
         self._relay = _Relay()
         self._relay.done.connect(self.done)
         self._relay.failed.connect(self.failed)
         self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._pool.setMaxThreadCount(threads)
 
     def submit(self, fn: Callable[[], Any]) -> None:
-        self._pool.clear()  # only the latest request matters
+        if self.latest_only:
+            self._pool.clear()
         self._pool.start(_Call(fn, self._relay, self.what))
 
     def clear(self) -> None:
@@ -59,3 +62,10 @@ class LatestOnly(QObject):
 
     def wait(self, msecs: int = 30_000) -> bool:
         return bool(self._pool.waitForDone(msecs))
+
+
+class LatestOnly(OffThread):
+    """One call at a time, only the newest request kept."""
+
+    def __init__(self, what: str, parent: QObject | None = None):
+        super().__init__(what, parent, threads=1, latest_only=True)

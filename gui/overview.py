@@ -9,8 +9,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from scoring.estimate import ErrorsLeft
 from scoring.store import Project, QueueFilter
+from scoring.tasks.estimate import ErrorsLeft
 from scoring.vocabulary import DIFFICULTY_SORT, ISSUE_TEXT, ISSUES, score
 
 

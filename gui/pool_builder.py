@@ -2,7 +2,7 @@
 
 The automatic pool is preselected (or the last run's pool); each row shows the member and an
 estimate of its time here; pools are saved to and loaded from TOML pool files. Every spec the
-forms produce is checked by :func:`scoring.member_kinds.validate_member`, like a pool file.
+forms produce is checked by :func:`scoring.pool.kinds.validate_member`, like a pool file.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scoring.autopool import Facts, choose, estimate_seconds
 from scoring.errors import ImageTriageError
-from scoring.member_kinds import get_kind, kinds, validate_member
-from scoring.poolspec import dump_pool_toml, load_pool_file
+from scoring.pool.kinds import get_kind, kinds, validate_member
+from scoring.pool.spec import dump_pool_toml, load_pool_file
+from scoring.tasks.autopool import Facts, choose, estimate_seconds
 
 SpecRole = Qt.ItemDataRole.UserRole
 
@@ -92,7 +92,7 @@ class MemberForm(QDialog):
 
     @staticmethod
     def _arch_label(arch: str) -> str:
-        from scoring.weights import available
+        from scoring.pool.weights import available
 
         where = available(arch)
         return arch if where == "missing" else f"{arch} ({where})"
@@ -282,7 +282,7 @@ class PoolBuilder(QWidget):
         n = self.list.count()
         text = f"{n} member spec{'s' if n != 1 else ''}"
         if known:
-            from scoring.estimate_time import calibrate
+            from scoring.tasks.estimate_time import calibrate
 
             _, (lo, hi), note = calibrate(sum(known))  # this machine's earlier runs correct the measurement
             text += f", {_fmt(lo)} to {_fmt(hi)} in all (measured here{note})" + (

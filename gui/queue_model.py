@@ -10,8 +10,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QBrush, QColor
 
 from gui.thumbnails import ThumbnailLoader
-from scoring.review import ReviewSession
 from scoring.store import QueueRow
+from scoring.tasks.review import ReviewSession
 from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, score
 
 IdRole = Qt.ItemDataRole.UserRole

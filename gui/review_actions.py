@@ -1,4 +1,4 @@
-"""The review controller: the annotator's decisions as calls into the core (scoring.review), and
+"""The review controller: the annotator's decisions as calls into the core (scoring.tasks.review), and
 what follows them: the selection and the detail pane, the status line, the errors-left estimate
 and the re-ranking of the queue every few decisions. The window composes one and hands it what
 it needs (the queue view, the detail pane, the jobs runner, a way to ask and to say)."""
@@ -18,9 +18,9 @@ from gui.jobs import Jobs
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
 from scoring.errors import ImageTriageError
-from scoring.estimate import ErrorsLeft
-from scoring.review import ReviewSession
 from scoring.store import Edit, Project
+from scoring.tasks.estimate import ErrorsLeft
+from scoring.tasks.review import ReviewSession
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ class ReviewController(QObject):
         """Refit the pool's heads on the decisions so far and re-rank the unreviewed images."""
         if self.project is None or self.session is None or self.jobs.busy:
             return None
-        from scoring.rerank import rerank
+        from scoring.tasks.rerank import rerank
 
         self.session.reranked()  # not due again until the next batch of decisions
         path, sort = self.project.path, self.session.label_sort

@@ -27,8 +27,8 @@ class Tasks:
         project = self.review.project
         if project is None or self.jobs.busy:
             return
-        from scoring.autopool import survey
         from scoring.device import pick_device
+        from scoring.tasks.autopool import survey
 
         try:
             facts = survey(project.dataset(), pick_device("auto"))
@@ -44,7 +44,7 @@ class Tasks:
                       runtime: str = "auto") -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.inference import score_project
+        from scoring.engine.inference import score_project
 
         path = self.review.project.path
         # workers=0: no forked decode processes from a multi-threaded Qt app; the command line
@@ -76,7 +76,7 @@ class Tasks:
     def start_export(self, dest: Path, **options: Any) -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.export import export_dataset
+        from scoring.tasks.export import export_dataset
 
         path = self.review.project.path
         return self.jobs.run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export",
@@ -93,7 +93,7 @@ class Tasks:
         """Group exact and near-duplicates (after every scoring run, and from the Scoring menu)."""
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.duplicates import find_duplicates
+        from scoring.tasks.duplicates import find_duplicates
 
         path = self.review.project.path
         return self.jobs.run(lambda cancel: find_duplicates(path, cancel=cancel), "Finding duplicates",

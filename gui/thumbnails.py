@@ -7,11 +7,11 @@ import logging
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
-from gui.offthread import LatestOnly
-from scoring.decoding import ImageDecodeError, load_image
+from gui.offthread import LatestOnly, OffThread
+from scoring.io.decoding import ImageDecodeError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,6 @@ def pil_to_qimage(img: object) -> QImage:
     data = img.tobytes("raw", "RGB")  # type: ignore[attr-defined]
     w, h = img.size  # type: ignore[attr-defined]
     return QImage(data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-class _Signals(QObject):
-    done = Signal(int, QImage, str)  # image id, the image (null on failure), why it failed
 
 
 def decode_qimage(path: Path | str, size: int | None) -> tuple[QImage, str]:
@@ -41,17 +37,6 @@ def decode_qimage(path: Path | str, size: int | None) -> tuple[QImage, str]:
     except (ImageDecodeError, OSError) as exc:
         log.debug("decode failed: %s", exc)
         return QImage(), str(exc)
-
-
-class _Task(QRunnable):
-    """Decode one thumbnail in a pool thread."""
-
-    def __init__(self, image_id: int, path: Path | str, size: int, signals: _Signals):
-        super().__init__()
-        self.image_id, self.path, self.size, self.signals = image_id, path, size, signals
-
-    def run(self) -> None:
-        self.signals.done.emit(self.image_id, *decode_qimage(self.path, self.size))
 
 
 class ImageLoader(LatestOnly):
@@ -83,10 +68,8 @@ class ThumbnailLoader(QObject):
         self.capacity = capacity
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._pending: set[int] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
-        self._signals = _Signals()
-        self._signals.done.connect(self._on_done)
+        self._decoder = OffThread("thumbnail decode", self, threads=2, latest_only=False)
+        self._decoder.done.connect(self._on_decoded)
         self.placeholder = self._make_placeholder(QColor("#3a3f4b"))
         self.broken = self._make_placeholder(QColor("#7a2e2e"))
 
@@ -105,10 +88,12 @@ class ThumbnailLoader(QObject):
             return pm
         if image_id not in self._pending:
             self._pending.add(image_id)
-            self._pool.start(_Task(image_id, path, self.size, self._signals))
+            size = self.size
+            self._decoder.submit(lambda: (image_id, *decode_qimage(path, size)))
         return None
 
-    def _on_done(self, image_id: int, qimg: QImage, _why: str = "") -> None:
+    def _on_decoded(self, result: tuple[int, QImage, str]) -> None:
+        image_id, qimg, _why = result
         self._pending.discard(image_id)
         self._cache[image_id] = QPixmap.fromImage(qimg) if not qimg.isNull() else self.broken
         while len(self._cache) > self.capacity:
@@ -116,9 +101,9 @@ class ThumbnailLoader(QObject):
         self.thumbnailReady.emit(image_id)
 
     def clear(self) -> None:
-        self._pool.clear()
+        self._decoder.clear()
         self._cache.clear()
         self._pending.clear()
 
     def wait(self, msecs: int = 10_000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self._decoder.wait(msecs)

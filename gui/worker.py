@@ -37,10 +37,6 @@ class GeneratorWorker(QObject):
         self._factory = factory
         self._cancel = threading.Event()
 
-    @property
-    def cancel_event(self) -> threading.Event:
-        return self._cancel
-
     def cancel(self) -> None:
         """Ask the generator to stop at its next check (between batches)."""
         self._cancel.set()

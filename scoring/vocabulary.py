@@ -159,7 +159,7 @@ def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dic
 
 STATUSES = ("unreviewed", "kept", "relabelled", "removed")
 
-# The dataset's issues beyond labels (scoring.image_issues decides them): name -> what it means.
+# The dataset's issues beyond labels (scoring.evidence.image_issues decides them): name -> what it means.
 ISSUE_TEXT: dict[str, str] = {
     "blurry": "blurry for this dataset",
     "dark": "too dark",

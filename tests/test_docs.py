@@ -7,12 +7,12 @@ import inspect
 import re
 from pathlib import Path
 
-import scoring.datasets
-import scoring.decoding
+import scoring.io.datasets
+import scoring.io.decoding
 import scoring.store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.datasets, "DECODING_API.md": scoring.decoding}
+MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.io.datasets, "DECODING_API.md": scoring.io.decoding}
 
 
 def _named(text: str) -> tuple[set[str], set[str]]:

@@ -1,5 +1,5 @@
-"""Every byte Image Triage reads on a user's behalf goes through one reader (scoring.safeio,
-and scoring.datasets.read_bytes over it): no other module opens an image or a user's file.
+"""Every byte Image Triage reads on a user's behalf goes through one reader (scoring.io.safeio,
+and scoring.io.datasets.read_bytes over it): no other module opens an image or a user's file.
 
 The test reads the source of scoring/ and gui/ and fails on any call that opens a file another
 way (``open``, ``Path.open/read_bytes/read_text``, ``Image.open`` on a path, ``torch.load`` on a
@@ -17,19 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (module, the call as written) -> why it is allowed
 ALLOWED: dict[tuple[str, str], str] = {
-    ("scoring/safeio.py", "os.open"): "the reader itself (regular files only, non-blocking, fstat-checked)",
-    ("scoring/safeio.py", "open"): "copy_regular's new destination file (x mode) in a folder the caller made",
-    ("scoring/store_connection.py", "sqlite3.connect"): "the project file, after check_is_project (regular, not empty)",
-    ("scoring/weights.py", "urllib.request.urlopen"): "the weights download (a timeout on every wait)",
-    ("scoring/weights.py", "open"): "the download's own hidden file (x mode), removed on failure",
-    ("scoring/demo.py", "resources.files('resources.demo').joinpath('digits.csv.gz').read_bytes"): "our package data",
-    ("scoring/demo.py", "truth.open"): "writes the demo's truth file in the demo folder it made",
-    ("scoring/demo.py", "(dest / 'demo_truth.csv').open"): "reads the demo folder it made",
+    ("scoring/io/safeio.py", "os.open"): "the reader itself (regular files only, non-blocking, fstat-checked)",
+    ("scoring/io/safeio.py", "open"): "copy_regular's new destination file (x mode) in a folder the caller made",
+    ("scoring/store/connection.py", "sqlite3.connect"): "the project file, after check_is_project (regular, not empty)",
+    ("scoring/pool/weights.py", "urllib.request.urlopen"): "the weights download (a timeout on every wait)",
+    ("scoring/pool/weights.py", "open"): "the download's own hidden file (x mode), removed on failure",
+    ("scoring/tasks/demo.py", "resources.files('resources.demo').joinpath('digits.csv.gz').read_bytes"): "our package data",
+    ("scoring/tasks/demo.py", "truth.open"): "writes the demo's truth file in the demo folder it made",
+    ("scoring/tasks/demo.py", "(dest / 'demo_truth.csv').open"): "reads the demo folder it made",
     ("gui/app.py", "resources.files('resources').joinpath('style.qss').read_text"): "our package data",
-    ("scoring/export.py", "(tmp / 'manifest.csv').open"): "the export's own build folder",
-    ("scoring/export.py", "(tmp / 'difficulty.csv').open"): "the export's own build folder",
-    ("scoring/export.py", "(tmp / 'edits.csv').open"): "the export's own build folder",
-    ("scoring/export.py", "(tmp / 'removed.csv').open"): "the export's own build folder",
+    ("scoring/tasks/export.py", "(tmp / 'manifest.csv').open"): "the export's own build folder",
+    ("scoring/tasks/export.py", "(tmp / 'difficulty.csv').open"): "the export's own build folder",
+    ("scoring/tasks/export.py", "(tmp / 'edits.csv').open"): "the export's own build folder",
+    ("scoring/tasks/export.py", "(tmp / 'removed.csv').open"): "the export's own build folder",
 }
 OPENERS = {"open", "read_bytes", "read_text", "urlopen", "fromfile"}
 FULL = {"os.open", "sqlite3.connect", "shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.copytree"}
@@ -59,9 +59,9 @@ def test_no_module_outside_the_reader_opens_a_file_directly() -> None:
                 continue
             if name in ("read_text", "read_bytes", "read_regular", "read_head") or name.startswith(
                     ("safeio.", "self.")):
-                continue  # the reader's own functions (scoring.safeio / datasets.read_bytes)
+                continue  # the reader's own functions (scoring.io.safeio / datasets.read_bytes)
             if (rel, name) not in ALLOWED:
-                offenders.append(f"{rel}:{line}: {name}(...) opens a file outside scoring.safeio")
+                offenders.append(f"{rel}:{line}: {name}(...) opens a file outside scoring.io.safeio")
     assert not offenders, "\n".join(offenders)
 
 

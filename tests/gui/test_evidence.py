@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from gui.main_window import MainWindow
-from scoring.duplicates import find_duplicates
-from scoring.inference import run, score_project
+from scoring.engine.inference import run, score_project
 from scoring.progress import drain
 from scoring.store import QueueFilter, project_for
+from scoring.tasks.duplicates import find_duplicates
 from tests.gui.conftest import open_window
 from tests.scoring.tinypool import head_pool, make_imagefolder
 
@@ -100,9 +100,9 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
 
 
 def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import scoring.rerank
+    import scoring.tasks.rerank
 
-    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
+    monkeypatch.setattr(scoring.tasks.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
     win.review.rerank_every = 3
     win.filters.show_filter(QueueFilter(status="unreviewed"))
     win.review.select(win.model.index(0, 0))
@@ -124,13 +124,13 @@ def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypa
 
 
 def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import scoring.rerank
-    from scoring.pool import PoolError
+    import scoring.tasks.rerank
+    from scoring.pool.base import PoolError
 
     def broken(project, **_):  # type: ignore[no-untyped-def]
         raise PoolError("resnet20.th: no such file")
 
-    monkeypatch.setattr(scoring.rerank, "active_pool", broken)
+    monkeypatch.setattr(scoring.tasks.rerank, "active_pool", broken)
     win.review.rerank_every = 1
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("Re-ranking stopped")):

@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from gui.dialogs import ScoreDialog
 from gui.pool_builder import MemberForm, PoolBuilder
-from scoring.autopool import Facts
 from scoring.errors import ImageTriageError
+from scoring.tasks.autopool import Facts
 
 FACTS = Facts(n_images=12, labelled=True, side=12, grayscale=False, gpu=False, thorough=False,
               classes=("blue", "green", "red"))

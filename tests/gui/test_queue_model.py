@@ -10,8 +10,8 @@ from PySide6.QtTest import QAbstractItemModelTester
 
 from gui.queue_model import IdRole, ReviewQueueModel, RowRole, ScoreRole
 from gui.thumbnails import ThumbnailLoader
-from scoring.review import ReviewSession
 from scoring.store import Project, QueueFilter
+from scoring.tasks.review import ReviewSession
 
 
 def test_model_passes_qt_model_tester_while_paging_and_filtering(qtbot, scored_db: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scoring.models.registry import get_model
+from scoring.pool.models.registry import get_model
 
 
 def tiny_member(folder: Path, classes: tuple[str, ...] = ("blue", "green", "red")) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from scoring.inference import score_project
+from scoring.engine.inference import score_project
 from scoring.store import Project
 from tests.scoring.tinypool import tiny_pool
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.cli import main
-from scoring.datasets import open_dataset
+from scoring.cli.main import main
+from scoring.io.datasets import open_dataset
 from tests.conftest import shared_path
 from tests.scoring.tinypool import make_imagefolder
 
@@ -71,8 +71,8 @@ def test_bad_inputs_are_one_line_errors(setup: tuple[Path, Path, list[str]], tmp
 
 @pytest.mark.slow
 def test_demo_headless_finds_the_planted_label_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scoring.demo import flipped_paths
     from scoring.store import Project
+    from scoring.tasks.demo import flipped_paths
 
     assert main(["demo", "--headless", "--dest", str(tmp_path)]) == 0
     assert "duplicates: " in capsys.readouterr().out  # grouped after scoring, as in the app
@@ -89,8 +89,8 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
     """The loader and preprocessing match the published model: ~81% on the JPEG test set."""
     import numpy as np
 
-    from scoring.inference import run, score_project
-    from scoring.poolspec import build_pool, cifar_resnet_pool_specs
+    from scoring.engine.inference import run, score_project
+    from scoring.pool.spec import build_pool, cifar_resnet_pool_specs
     from scoring.store import Project
 
     data = shared_path("data", "cifar10-test")

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from scoring.cli import build_parser, main
+from scoring.cli.main import build_parser, main
 
 
 def _commands() -> list[list[str]]:

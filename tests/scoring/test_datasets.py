@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.datasets import DatasetError, open_dataset
-from scoring.decoding import ImageDecodeError, file_sha1, load_image
+from scoring.io.datasets import DatasetError, open_dataset
+from scoring.io.decoding import ImageDecodeError, file_sha1, load_image
 
 
 def _img(path: Path, mode: str = "RGB", size: tuple[int, int] = (10, 6), fmt: str | None = None, **kw: object) -> Path:
@@ -170,8 +170,8 @@ def test_large_jpegs_decode_at_the_scale_needed_and_report_their_full_size(tmp_p
     import numpy as np
     from PIL import Image
 
-    from scoring.decoding import decode_for, load_image
-    from scoring.pool import Preprocess
+    from scoring.io.decoding import decode_for, load_image
+    from scoring.pool.base import Preprocess
 
     rng = np.random.default_rng(0)
     field = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((1600, 1200), Image.Resampling.BICUBIC)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.cli import main
-from scoring.duplicates import embed, find_duplicates
-from scoring.estimate import confident_joint, errors_left, estimated_errors
-from scoring.export import run_export
-from scoring.inference import run, score_project
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter, project_for
+from scoring.tasks.duplicates import embed, find_duplicates
+from scoring.tasks.estimate import confident_joint, errors_left, estimated_errors
+from scoring.tasks.export import run_export
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
 
@@ -56,7 +56,7 @@ def test_exact_and_near_duplicates_are_grouped_and_conflicts_marked(dup_project:
 
 
 def test_thumbnails_come_from_the_scoring_pass(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import scoring.duplicates as dup
+    import scoring.tasks.duplicates as dup
 
     calls: list[tuple[int, list]] = []
     real = dup.decode_item
@@ -160,7 +160,7 @@ def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
 def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> None:
     """Two images equal at 16x16 but not at 32x32 (a fine pattern that averages out, as strokes of
     distinct small digits do) pass the thumbnail stage and are dropped by the 32-px verification."""
-    from scoring.duplicates import near_pairs
+    from scoring.tasks.duplicates import near_pairs
 
     rng = np.random.default_rng(3)
     data = tmp_path / "data"
@@ -178,7 +178,7 @@ def test_pairs_alike_only_as_thumbnails_are_not_duplicates(tmp_path: Path) -> No
 
 def test_temperature_scaling_undoes_a_flattened_pool() -> None:
     """Labels drawn from softmax(logits); the pool reports softmax(logits / 2): the fitted T is 1/2."""
-    from scoring.estimate import temperature_scaled
+    from scoring.tasks.estimate import temperature_scaled
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (20_000, 5))
@@ -193,7 +193,7 @@ def test_temperature_scaling_undoes_a_flattened_pool() -> None:
 def test_the_graph_search_finds_what_the_exact_search_finds(dup_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above 50,000 images the search is an HNSW graph over principal components: forced on a
     small project, it groups the same images."""
-    import scoring.duplicates as dup
+    import scoring.tasks.duplicates as dup
 
     exact = sorted(sorted(g.image_ids) for g in drain(find_duplicates(dup_project)))
     monkeypatch.setattr(dup, "EXACT_BELOW", 0)
@@ -205,7 +205,7 @@ def test_no_errors_left_number_from_a_handful_of_images_per_class() -> None:
     """Issue 17: a 3-image dataset said "about 0 errors left"; below 5 images of a class it says nothing."""
     import numpy as np
 
-    from scoring.estimate import too_few_to_estimate
+    from scoring.tasks.estimate import too_few_to_estimate
 
     assert too_few_to_estimate(np.array([0, 1, 2]), 3)
     assert too_few_to_estimate(np.array([0] * 20 + [1] * 20 + [2] * 4), 3)
@@ -222,7 +222,7 @@ def _queue_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
 def test_errors_left_learns_how_many_flags_review_confirms() -> None:
     """Issue 20: half the flags are the pool's own mistakes. After the first 60 reviews confirm
     half, the 40 flags still ahead count as about 20, not 40."""
-    from scoring.estimate import left_in_queue
+    from scoring.tasks.estimate import left_in_queue
 
     n = 2000
     p_err, margin = _queue_arrays(n)
@@ -240,7 +240,7 @@ def test_errors_left_learns_how_many_flags_review_confirms() -> None:
 def test_errors_left_keeps_room_for_errors_the_flags_miss() -> None:
     """Flips to a confusable class are often not flagged: the last stretch reviewed finds them at
     10 %, and so does the stretch after it. The interval's top makes room for them (it said 0-2)."""
-    from scoring.estimate import left_in_queue
+    from scoring.tasks.estimate import left_in_queue
 
     n = 2000
     p_err, margin = _queue_arrays(n)

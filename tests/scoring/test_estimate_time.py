@@ -7,8 +7,8 @@ import socket
 import pytest
 import torch
 
-from scoring import estimate_time as ET
-from scoring.autopool import Facts
+from scoring.tasks import estimate_time as ET
+from scoring.tasks.autopool import Facts
 
 
 def _facts(**kw: object) -> Facts:

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import scoring.export as export_mod
-from scoring.datasets import open_dataset
+import scoring.tasks.export as export_mod
 from scoring.errors import ImageTriageError
-from scoring.export import ExportError, export_dataset, run_export, safe_folder_name
+from scoring.io.datasets import open_dataset
 from scoring.progress import Cancelled
 from scoring.store import Project
+from scoring.tasks.export import ExportError, export_dataset, run_export, safe_folder_name
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
@@ -162,7 +162,7 @@ def test_a_file_that_vanished_after_the_dataset_was_read_fails_cleanly(proj: tup
 
 def test_changed_and_missing_files_are_left_out_with_a_warning(proj: tuple[Path, Path], tmp_path: Path) -> None:
     data, db = proj
-    from scoring.decoding import file_sha1
+    from scoring.io.decoding import file_sha1
 
     with Project.open(db) as p:
         ids = p.images.scorable_ids()
@@ -206,7 +206,7 @@ def test_unsafe_class_names_become_safe_distinct_folders(name: str, tmp_path: Pa
 
 
 def test_class_names_are_mapped_and_reported(tmp_path: Path) -> None:
-    from scoring.datasets import Dataset, ImageRecord
+    from scoring.io.datasets import Dataset, ImageRecord
 
     root = tmp_path / "ds"
     root.mkdir()
@@ -232,7 +232,7 @@ def test_cancel_cleans_up(proj: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_an_export_carries_its_runs_token(tmp_path: Path) -> None:
     """A caller interrupted late can tell whether its export reached the destination."""
-    from scoring.safewrite import marker_token
+    from scoring.io.safewrite import marker_token
     from scoring.store import project_for
     from tests.scoring.tinypool import make_imagefolder
 
@@ -252,7 +252,7 @@ def test_a_concurrent_exports_build_folder_is_not_a_leftover(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    from scoring.safewrite import MARKER, clean_leftovers
+    from scoring.io.safewrite import MARKER, clean_leftovers
 
     dest = tmp_path / "out"
     partial = tmp_path / ".out.partial-0123abcd"

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from scoring.autopool import Facts, choose, unique_names
-from scoring.cli import main
-from scoring.finetune import FineTuneMember, with_new_head
-from scoring.inference import run, score_project
-from scoring.models.registry import get_model
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.pool.finetune import FineTuneMember, with_new_head
+from scoring.pool.models.registry import get_model
 from scoring.store import Project, project_for
+from scoring.tasks.autopool import Facts, choose, unique_names
 from tests.scoring.tinypool import make_imagefolder
 
 CLASSES = ["blue", "green", "red"]
@@ -77,14 +77,14 @@ def test_with_new_head_keeps_the_rows_of_matching_class_names() -> None:
 
 CHILD = """
 import sys, time
-import scoring.finetune as ft
+import scoring.pool.finetune as ft
 real = ft.FineTuneMember._train
 def slow(self, *a, **k):
     net = real(self, *a, **k)
     time.sleep(1.5)  # a fold's end, stretched so the parent can kill between folds
     return net
 ft.FineTuneMember._train = slow
-from scoring.inference import run, score_project
+from scoring.engine.inference import run, score_project
 import json
 run(score_project(sys.argv[1], [json.loads(sys.argv[2])], workers=0))
 """
@@ -175,7 +175,7 @@ def test_score_an_unlabelled_folder_with_no_pool(tmp_path: Path, capsys: pytest.
 
 
 def test_pool_auto_prints_a_pool_file_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scoring.poolspec import load_pool_file
+    from scoring.pool.spec import load_pool_file
 
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
     assert main(["pool", "auto", str(data), "--thorough"]) == 0

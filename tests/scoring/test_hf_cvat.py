@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.cli import main
-from scoring.datasets import DatasetError, open_dataset
-from scoring.inference import run, score_project
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import DatasetError, open_dataset
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import COLOURS, tiny_pool
 
@@ -191,7 +191,7 @@ def test_a_hostile_cvat_file_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_every_export_format_is_offered_by_the_cli_and_described() -> None:
-    from scoring.export_formats import FORMATS
+    from scoring.tasks.export_formats import FORMATS
 
     assert {"huggingface", "cvat", "labelstudio", "fiftyone"} <= set(FORMATS)
     assert all(f.help for f in FORMATS.values())

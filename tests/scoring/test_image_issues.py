@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from scoring import image_issues as II
-from scoring.cli import main
-from scoring.export import run_export
-from scoring.inference import run, score_project
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.engine.score_pass import write_dataset_issues
+from scoring.evidence import image_issues as II
 from scoring.progress import drain
-from scoring.score_pass import write_dataset_issues
 from scoring.store import Project, QueueFilter, project_for
+from scoring.tasks.export import run_export
 from scoring.vocabulary import ISSUES
 from tests.scoring.tinypool import tiny_pool
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
-from scoring.pool import PoolError
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool.base import PoolError
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scoring.cli import main
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import COLOURS, make_imagefolder, tiny_pool
 
@@ -82,7 +82,7 @@ def test_a_hostile_fiftyone_folder_reads_nothing_outside_it(tmp_path: Path) -> N
     them is an error naming labels.json, and nothing is opened."""
     import os
 
-    from scoring.datasets import DatasetError
+    from scoring.io.datasets import DatasetError
 
     truth = _fiftyone_export(tmp_path / "fo")
     assert truth

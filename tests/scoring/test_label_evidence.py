@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring import label_evidence as LE
-from scoring.estimate import likely_errors
-from scoring.inference import run, score_project
+from scoring.engine.inference import run, score_project
+from scoring.evidence import label_evidence as LE
 from scoring.store import Project, project_for
+from scoring.tasks.estimate import likely_errors
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
 

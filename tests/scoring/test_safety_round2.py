@@ -24,8 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scoring.cli import main
-from scoring.models.registry import get_model
+from scoring.cli.main import main
+from scoring.pool.models.registry import get_model
 from scoring.store import Project, project_for
 from tests.scoring.snapshot import snapshot
 from tests.scoring.test_safety import _evil_checkpoint, _with_alarm, cli
@@ -106,8 +106,8 @@ def _manifest_with(tmp_path: Path, extra: list[str]) -> Path:
 
 
 def test_2_a_fifo_in_a_manifest_does_not_hang_the_automatic_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scoring.autopool import survey
-    from scoring.datasets import open_dataset
+    from scoring.io.datasets import open_dataset
+    from scoring.tasks.autopool import survey
 
     (tmp_path / "ds" / "red").mkdir(parents=True)
     os.mkfifo(tmp_path / "ds" / "red" / "pipe.png")
@@ -133,8 +133,8 @@ def test_3_file_uris_go_through_the_safe_reader(tmp_path: Path, member_args: lis
 
 
 def test_3_other_uri_schemes_are_refused_in_one_line() -> None:
-    from scoring.datasets import read_bytes
     from scoring.errors import UnsafePathError
+    from scoring.io.datasets import read_bytes
 
     for uri in ("http://127.0.0.1:9/x.png", "ftp://h/x.png", "file://otherhost/x.png"):
         with pytest.raises(UnsafePathError):
@@ -147,7 +147,7 @@ def test_3_other_uri_schemes_are_refused_in_one_line() -> None:
 def test_4_a_download_with_no_answer_times_out_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import scoring.weights as weights
+    import scoring.pool.weights as weights
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -241,7 +241,7 @@ def test_6_force_never_replaces_the_dataset_being_exported(
 
 SLOW_FIT = """
 import sys
-from scoring.cli import main
+from scoring.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -473,8 +473,8 @@ def test_minor_damaged_projects_labels_and_searches_are_one_line(
         ids = [int(i) for i in p.images.scorable_ids()]
     for i in ids:
         cli(["remove", "--db", db, str(i)], capsys)
-    from scoring.rerank import rerank
     from scoring.store import ProjectValueError
+    from scoring.tasks.rerank import rerank
     from tests.scoring.tinypool import head_pool
 
     with pytest.raises(ProjectValueError, match="every image is removed"):

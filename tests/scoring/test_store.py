@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.datasets import Dataset, ImageRecord, open_dataset
+from scoring.io.datasets import Dataset, ImageRecord, open_dataset
 from scoring.store import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -21,7 +21,7 @@ from scoring.store import (
     ProjectLockedError,
     QueueFilter,
 )
-from scoring.store_cache import decode_probs, encode_probs
+from scoring.store.cache import decode_probs, encode_probs
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
 
@@ -120,7 +120,7 @@ def test_locked_database_is_reported(project: Project) -> None:
 
 
 def test_sync_flags_changed_and_missing_files_and_adds_new_ones(project: Project, data: Path) -> None:
-    from scoring.decoding import file_sha1
+    from scoring.io.decoding import file_sha1
 
     ids = project.images.scorable_ids()
     project.images.set_image_info(ids, [12] * len(ids), [12] * len(ids), [file_sha1(project.images.abspath(project.images.image(int(i)))) for i in ids])

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from scoring import vocabulary as V
-from scoring.datasets import open_dataset
-from scoring.export import run_export
-from scoring.inference import score_project
+from scoring.engine.inference import score_project
+from scoring.io.datasets import open_dataset
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter
-from scoring.store_migrations import MIGRATIONS
+from scoring.store.migrations import MIGRATIONS
+from scoring.tasks.export import run_export
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
 KEY = "top_two_gap"
@@ -99,7 +99,7 @@ def test_an_older_project_gets_the_column_when_it_next_opens(tmp_path: Path) -> 
 
 def test_the_command_line_and_the_app_offer_a_registered_score(gap_score: V.Score) -> None:
     from gui.filter_panel import sorts
-    from scoring.cli import build_parser
+    from scoring.cli.main import build_parser
 
     queue = next(a for a in build_parser()._subparsers._group_actions[0].choices["queue"]._actions  # type: ignore[union-attr]
                  if a.dest == "sort")

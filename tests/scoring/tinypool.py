@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scoring.pool import Encoder, Member, Pool, Preprocess, stable_hash
+from scoring.pool.base import Encoder, Member, Pool, Preprocess, stable_hash
 
 SIZE = 8
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (220, 30, 30)}
@@ -107,7 +107,7 @@ def tiny_pool(classes: list[str], delay: float = 0.0, fitted: bool = True) -> Po
 
 def head_pool(classes: list[str], folds: int = 3) -> Pool:
     """Tiny checkpoints and a cross-fitted logistic head over 8x8 pixels (what re-ranking refits)."""
-    from scoring.members import HeadMember
+    from scoring.pool.members import HeadMember
 
     pp = Preprocess(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     enc = Encoder(stable_hash("tinypixels"), torch.nn.Flatten(), pp, "features", "8x8 pixels")

@@ -1,0 +1,210 @@
+"""The inference stage's engines: this machine (decode a chunk once, each encoder over it, commit
+per chunk) or a Ray cluster (scoring.engine.ray); both compute only what is missing, so a killed
+run resumes, and both run the frozen encoders where scoring.engine.runtime says."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from scoring.engine.batches import (
+    THUMB,
+    DecodeOnce,
+    Item,
+    collate,
+    run_encoders,
+    store_batch,
+    thumbnail_encoder,
+)
+from scoring.engine.runtime import prepare as prepare_runtime
+from scoring.evidence.image_issues import STATS, stats_encoder
+from scoring.pool.base import Pool
+from scoring.progress import Progress, RateMeter, StageTimes, check_cancel
+from scoring.store import Project
+
+
+class Engine(Protocol):
+    """The inference stage: store every encoder's outputs for ``ids`` in ``project``, yielding
+    progress; resumable (computes only what is missing) and cancellable within a batch. After
+    it, ``runtimes`` says where each encoder ran (scoring.engine.runtime)."""
+
+    runtimes: dict[str, str]
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]: ...
+
+
+@dataclass
+class LocalEngine:
+    """This machine: decode a chunk once, each encoder over the chunk (see :func:`_infer`)."""
+
+    runtime: str = "auto"
+    runtimes: dict[str, str] = field(default_factory=dict)
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
+        return _infer(project, pool, ids, dev, batch_size, workers, cancel, times, self.runtime, self.runtimes)
+
+
+@dataclass
+class RayEngine:
+    """A Ray cluster: the same per-batch code as Ray Data map_batches (scoring.engine.ray)."""
+
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    device: str = "auto"  # as the user gave it: each actor picks its own node's device
+    runtime: str = "auto"
+    runtimes: dict[str, str] = field(default_factory=dict)
+
+    def infer(self, project: Project, pool: Pool, ids: np.ndarray, dev: torch.device, batch_size: int,
+              workers: int, cancel: threading.Event, times: StageTimes) -> Generator[Progress, None, None]:
+        from scoring.engine.ray import infer_with_ray
+
+        return infer_with_ray(project, pool, _pending(project, pool, ids), len(ids), address=self.address,
+                              workers=workers or 1, gpus_per_worker=self.gpus_per_worker,
+                              batch_size=batch_size, device=self.device, cancel=cancel, runtime=self.runtime,
+                              runtimes=self.runtimes)
+
+
+def _missing(project: Project, pool: Pool, ids: np.ndarray) -> dict[str, set[int]]:
+    """Per encoder, the ids whose output is not stored yet (its features, or any of its members'
+    probabilities): a changed pool runs only the encoders that changed."""
+    need: dict[str, set[int]] = {}
+    for enc in pool.encoders():
+        if enc.output == "features":
+            need[enc.key] = {int(i) for i in project.cache.missing_features(enc.key, ids)}
+        else:
+            need[enc.key] = set()
+            for m in pool.members_of(enc.key):
+                need[enc.key].update(int(i) for i in project.cache.missing_probs(m.fingerprint, ids))
+    return need
+
+
+def _pending(project: Project, pool: Pool, ids: np.ndarray) -> np.ndarray:
+    """Ids for which some encoder's output is not stored yet (checkpoint probs or features)."""
+    return np.array(sorted(set().union(*_missing(project, pool, ids).values())), dtype=np.int64)
+
+
+def _infer(
+    project: Project,
+    pool: Pool,
+    ids: np.ndarray,
+    dev: torch.device,
+    batch_size: int,
+    workers: int,
+    cancel: threading.Event,
+    times: StageTimes | None = None,
+    runtime: str = "auto",
+    runtimes: dict[str, str] | None = None,
+) -> Generator[Progress, None, None]:
+    times = times or StageTimes()
+    missing = _missing(project, pool, ids)
+    thumb = thumbnail_encoder()  # for duplicates: made in this decode pass, not another
+    stats = stats_encoder()  # for the dataset's issues: the same
+    for extra in (thumb, stats):
+        missing[extra.key] = {int(i) for i in project.cache.missing_features(extra.key, ids)}
+    todo = np.array(sorted(set().union(*missing.values())), dtype=np.int64)
+    total = len(ids)
+    done0 = total - len(todo)
+    meter = RateMeter("infer", total, start_done=done0)
+    yield meter.record(done0, f"{done0} already stored" if done0 else "")
+    if len(todo) == 0:
+        return
+    paths = [project.images.abspath(p) for p in project.images.paths_of(todo)]
+    preprocesses = pool.preprocesses()
+    if missing[thumb.key] and THUMB.key not in {pp.key for pp in preprocesses}:
+        preprocesses.append(THUMB)
+    if missing[stats.key]:
+        preprocesses.append(STATS)
+    data = DecodeOnce(paths, todo.tolist(), preprocesses)
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+        pin_memory=dev.type == "cuda",
+    )
+    encoders = [enc for enc in [*pool.encoders(), thumb, stats] if missing[enc.key]]
+    with times("runtime"):  # ONNX export (first time) and the check against torch
+        encoders, chosen = prepare_runtime(encoders, dev, runtime)
+    if runtimes is not None:
+        runtimes.update(chosen)  # encoders without weights show as runtime.NO_WEIGHTS
+    for enc in encoders:
+        enc.module.to(dev).eval()
+        if dev.type == "cuda":
+            enc.module.to(memory_format=torch.channels_last)
+    chunk = chunk_images(pool, batch_size)
+    done = done0
+    buffer: list[Item] = []
+    batches = iter(loader)
+    try:
+        while True:
+            with times("decode"):  # in this process, or waiting for the decode workers
+                items = next(batches, None)
+            if items is None:
+                break
+            check_cancel(cancel)
+            buffer.extend(items)
+            if len(buffer) >= chunk:
+                done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
+                buffer = []
+        if buffer:
+            yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
+    finally:
+        # Shut worker processes down promptly when the generator is closed or cancelled.
+        del batches, loader
+
+
+MEMORY_BUDGET = 256 * 2**20  # preprocessed pixels held per chunk
+MAX_CHUNK = 2048  # a kill loses at most this many images' work
+
+
+def chunk_images(pool: Pool, batch_size: int) -> int:
+    """Images decoded per chunk: as many as the memory budget holds (all preprocessings), a whole
+    number of batches, between one batch and MAX_CHUNK."""
+    per_image = sum((1 if pp.grayscale else 3) * pp.size * pp.size * 4 for pp in pool.preprocesses())
+    n = min(MAX_CHUNK, MEMORY_BUDGET // max(per_image, 1))
+    return max(batch_size, n // batch_size * batch_size)
+
+
+def _flush(
+    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[Item],
+    dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
+    times: StageTimes,
+) -> Generator[Progress, None, int]:
+    """One decoded chunk: each encoder over the chunk's images that lack its output (its weights
+    stay hot), then every output, image size, hash and decode error in one transaction. A
+    cancel stops within one batch and still stores the encoders that finished the chunk."""
+    ok = [it for it in items if it.tensors is not None]
+    finished: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (encoder, ids, outputs)
+    try:
+        for enc in encoders:
+            rows = [it for it in ok if it.image_id in missing[enc.key]]
+            if not rows:
+                continue
+            x = torch.stack([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
+            if dev.type == "cuda":
+                x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
+            parts = []
+            for s in range(0, len(rows), batch_size):
+                check_cancel(cancel)  # cancel within one batch
+                with times("forward"):
+                    parts.append(run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+            finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
+            yield meter.record(done, enc.description or enc.key)
+    finally:
+        with times("store"):
+            store_batch(project, pool, [(it.image_id, it.error) for it in items if it.error is not None], finished,
+                        [it.image_id for it in ok], [it.width for it in ok], [it.height for it in ok],
+                        [it.sha1 for it in ok])
+    done += len(items)
+    yield meter.record(done)
+    return done

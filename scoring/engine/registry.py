@@ -1,0 +1,74 @@
+"""The registry of inference engines: each engine is a name, a line of help, a factory and its
+own options; ``score_project``, the command line's ``--engine`` / ``--engine-option`` and the
+run record read it here. Light on purpose: the engines themselves (torch, Ray) are imported
+only when one is made, so ``image-triage --help`` loads neither.
+
+Adding an engine is one module with a class that follows scoring.engine.engines.Engine, plus one
+:func:`register_engine` (see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scoring.engine.engines import Engine
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """A registered engine: ``make(device=, runtime=, **options)`` builds one for a run."""
+
+    name: str
+    help: str  # the command line's --engine help
+    make: Callable[..., Engine]
+    options: dict[str, str] = field(default_factory=dict)  # its own options (--engine-option KEY=VALUE): help
+
+
+_ENGINES: dict[str, EngineKind] = {}
+
+
+def register_engine(kind: EngineKind) -> EngineKind:
+    if kind.name in _ENGINES:
+        raise ValueError(f"an engine {kind.name!r} is already registered")
+    _ENGINES[kind.name] = kind
+    return kind
+
+
+def unregister_engine(name: str) -> None:
+    _ENGINES.pop(name, None)
+
+
+def engines() -> dict[str, EngineKind]:
+    return dict(_ENGINES)
+
+
+def make_engine(name: str, device: str, runtime: str, options: dict[str, Any] | None = None) -> Engine:
+    """The engine ``name`` for one run; a one-line error for an unknown engine or option."""
+    kind = _ENGINES.get(name)
+    if kind is None:
+        raise ValueError(f"unknown engine {name!r}; registered engines: {', '.join(_ENGINES)}")
+    bad = sorted(set(options or {}) - set(kind.options))
+    if bad:
+        raise ValueError(f"engine {name!r} takes no option {bad[0]!r}; its options: {', '.join(kind.options) or 'none'}")
+    return kind.make(device=device, runtime=runtime, **(options or {}))
+
+
+def _local(device: str, runtime: str) -> Engine:
+    from scoring.engine.engines import LocalEngine
+
+    return LocalEngine(runtime=runtime)
+
+
+def _ray(device: str, runtime: str, address: str | None = None, gpus_per_worker: float = 0.0) -> Engine:
+    from scoring.engine.engines import RayEngine
+
+    return RayEngine(address=address, gpus_per_worker=float(gpus_per_worker), device=device, runtime=runtime)
+
+
+register_engine(EngineKind("local", "this machine", _local))
+register_engine(EngineKind(
+    "ray", "a Ray cluster (Ray Data map_batches; pip install 'image-triage[ray]')", _ray,
+    {"address": "the cluster to join, e.g. ray://head:10001 or auto", "gpus_per_worker": "GPUs per pool actor"}))

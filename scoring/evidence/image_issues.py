@@ -1,0 +1,172 @@
+"""The dataset's issues beyond labels: blurry, dark, overexposed, low-information, odd-sized,
+grey-in-a-colour-set and outlier images.
+
+Each image's statistics are computed in the decode pass scoring already makes (no second read):
+:data:`STATS` is a preprocessing like the members' and the thumbnails', so its output is stored
+as a feature (``stats:v1``), resumes after a kill and costs one small array per image. The
+statistics are taken at the image's own resolution, down-scaled to at most ``STATS_SIDE`` on its
+longer side and never up-scaled, so neither a small image nor a large one looks blurry for its
+size alone (cleanvision #120: its blur check flags uniform and high-resolution images).
+
+The issues are then decided relative to the dataset (robust z-scores: distance from the median
+in units of 1.4826 x the median absolute deviation, with a floor), so a set of handwritten digits
+on black is not "dark" and a set of photos on white is not "overexposed":
+
+==================  =========================================================================
+blurry              sharpness (mean |Laplacian| / mean |gradient|, contrast-free) 3.5 below
+dark                the 90th percentile of brightness 3 below, and under 0.35
+overexposed         the subject clipped (40 % of the middle quarter of the picture has a channel at
+                    white, 2 above the dataset) and no shadow left (the darkest 0.5 % of pixels
+                    keep 10 % in every channel): a photo on a white background keeps its
+                    subject and its blacks, so it is not overexposed
+low_information     brightness standard deviation under 0.01 (near-constant, near-empty)
+grey                no colour (mean |channel - grey| under 0.004) where 90 % of images have it
+odd_size            aspect ratio 1.5 times off the dataset's median, or area 4 times off
+outlier             unlike the rest in every statistic at once (robust distance d over the six
+                    shape statistics >= 5) and, with the neighbour embedding, d - 1.5 z >= 6.5
+                    where z is the robust z-score of the cosine to the nearest class centre (far
+                    from every class raises it); no other issue explains it
+==================  =========================================================================
+
+A flag's severity is its z-score (1 for the absolute ones). Measured by
+benchmarks/bench_issues.py (precision, recall and the false-flag rate on untouched data: see
+the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scoring.pool.base import Encoder, Preprocess
+
+STATS_KEY = "stats:v2"  # v2: centre_clipped and black added (the overexposure check)
+STATS_SIDE = 128  # longest side the statistics are taken at (never up-scaled)
+FIELDS = ("mean", "contrast", "sharpness", "colour", "q10", "q90", "clipped", "centre_clipped", "black")
+SHAPE_FIELDS = 6  # the fields the outlier distance reads (the clipping ones are 0 for most images: no spread)
+CLIPPED = 0.98  # a channel this bright is clipped white
+CENTRE_CLIPPED = 0.4
+BLACK_LIFTED = 0.1
+LOW_CONTRAST = 0.01
+GREY_COLOUR = 0.004
+COLOUR_SET = 0.9  # the share of colourful images that makes a colour dataset
+
+
+def image_stats(img: Image.Image) -> np.ndarray:
+    """(len(FIELDS),) float32 statistics of one decoded image (see the module text)."""
+    if max(img.size) > STATS_SIDE:
+        img = img.copy()
+        img.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
+    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    lum = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if lum.shape[0] >= 3 and lum.shape[1] >= 3:
+        lap = 4 * lum[1:-1, 1:-1] - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:]
+        grad = np.abs(np.diff(lum, axis=1)).mean() + np.abs(np.diff(lum, axis=0)).mean()
+        sharp = float(np.abs(lap).mean() / (grad + 1e-4))
+    else:
+        sharp = 0.0
+    q10, q90 = np.percentile(lum, [10, 90])
+    colour = float(np.abs(a - a.mean(axis=2, keepdims=True)).mean())
+    h, w = lum.shape
+    centre = a[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+    centre_clipped = float((centre.max(axis=2) >= CLIPPED).mean()) if centre.size else 0.0
+    black = float(np.percentile(a.min(axis=2), 0.5))
+    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (lum >= CLIPPED).mean(), centre_clipped, black],
+                    dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class StatsPreprocess(Preprocess):
+    """The statistics as a 'preprocessing': decoded once with the members' inputs."""
+
+    size: int = STATS_SIDE
+
+    @property
+    def key(self) -> str:
+        return STATS_KEY
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(image_stats(img))
+
+
+STATS = StatsPreprocess()
+
+
+def stats_encoder() -> Encoder:
+    """The engine's extra encoder for the statistics: the identity over STATS's output."""
+    return Encoder(STATS_KEY, torch.nn.Identity(), STATS, "features", "image statistics (dataset issues)")
+
+
+def _z(x: np.ndarray, floor: float) -> np.ndarray:
+    """Robust z-scores: (x - median) / max(1.4826 MAD, floor)."""
+    med = float(np.median(x))
+    return (x - med) / max(1.4826 * float(np.median(np.abs(x - med))), floor)
+
+
+def detect(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray, centre_cos: np.ndarray | None = None
+           ) -> dict[str, np.ndarray]:
+    """(N, len(FIELDS)) statistics, (N,) sizes, (N,) cosine to the nearest class centre (or None)
+    -> per issue of scoring.vocabulary.ISSUES an (N,) severity, 0 where the image does not have it."""
+    s = np.asarray(stats, dtype=np.float64)
+    mean, contrast, sharp, colour, q10, q90, clipped, centre_clipped, black = (s[:, i] for i in range(len(FIELDS)))
+    low = contrast < LOW_CONTRAST
+    out: dict[str, np.ndarray] = {}
+    out["low_information"] = low.astype(np.float64)
+    z = -_z(sharp[~low], 0.02) if (~low).any() else np.zeros(0)
+    out["blurry"] = _put(~low, np.where(z >= 3.5, z, 0.0))
+    z = -_z(q90[~low], 0.02) if (~low).any() else np.zeros(0)
+    out["dark"] = _put(~low, np.where((z >= 3) & (q90[~low] < 0.35), z, 0.0))
+    over = (centre_clipped >= CENTRE_CLIPPED) & (black >= BLACK_LIFTED) & (_z(centre_clipped, 0.02) >= 2)
+    out["overexposed"] = np.where(over, centre_clipped / CENTRE_CLIPPED, 0.0)
+    colourful = colour >= GREY_COLOUR
+    out["grey"] = ((~colourful) & (colourful.mean() >= COLOUR_SET)).astype(np.float64)
+    w, h = np.maximum(np.asarray(widths, dtype=np.float64), 1), np.maximum(np.asarray(heights, dtype=np.float64), 1)
+    aspect = np.abs(np.log(w / h) - np.median(np.log(w / h)))
+    area = np.abs(np.log(w * h) - np.median(np.log(w * h)))
+    odd = (aspect > np.log(1.5)) | (area > np.log(4.0))
+    out["odd_size"] = np.where(odd, np.maximum(aspect / np.log(1.5), area / np.log(4.0)), 0.0)
+    shape = s[:, :SHAPE_FIELDS]
+    med = np.median(shape, axis=0)
+    dist = np.sqrt((((shape - med) / (1.4826 * np.median(np.abs(shape - med), axis=0) + 1e-3)) ** 2).sum(axis=1))
+    far = dist >= 5.0
+    if centre_cos is not None and len(centre_cos):
+        far &= dist - 1.5 * _z(np.asarray(centre_cos, dtype=np.float64), 0.02) >= 6.5
+    explained = np.zeros(len(s), bool)
+    for name in ("blurry", "dark", "overexposed", "low_information", "odd_size"):
+        explained |= out[name] > 0
+    out["outlier"] = np.where(far & ~explained, dist, 0.0)
+    return out
+
+
+def _put(where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(where))
+    out[where] = values
+    return out
+
+
+def centre_cosines(unit: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N, d) unit rows, (N,) labels (-1: none) -> each row's cosine to the nearest class centre
+    (the normalised mean of that class's rows); with no labels, to its 10 nearest rows' mean."""
+    have = labels >= 0
+    if have.sum() >= 2 and len(np.unique(labels[have])) >= 1:
+        classes = np.unique(labels[have])
+        centres = np.stack([unit[labels == c].mean(axis=0) for c in classes])
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-8
+        return (unit @ centres.T).max(axis=1)
+    from scoring.evidence.label_evidence import nearest
+
+    sims, _ = nearest(unit)
+    return sims.mean(axis=1)
+
+
+def as_rows(ids: np.ndarray, found: dict[str, np.ndarray]) -> list[tuple[int, str, float]]:
+    """(image id, issue, severity) for every flag."""
+    rows: list[tuple[int, str, float]] = []
+    for name, sev in found.items():
+        for j in np.flatnonzero(sev > 0):
+            rows.append((int(ids[j]), name, float(sev[j])))
+    return rows
+

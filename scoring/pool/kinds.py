@@ -1,0 +1,106 @@
+"""The registry of pool member kinds, in the manner of torchvision's model registry: each kind
+is its keys (checked by scoring.pool.schema), its builder, and its refit policy; the pool file,
+the command line's ``--member``, re-ranking and the app's pool builder all read it here.
+
+Adding a kind is one module with its member class and a builder, plus one :func:`register_kind`
+(see docs/ARCHITECTURE.md). An unknown kind is a one-line error listing the registered ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scoring.pool.base import Member, PoolError
+from scoring.pool.finetune import finetune_members
+from scoring.pool.members import CheckpointMember, backbone_members
+from scoring.pool.schema import (
+    BACKBONE_KEYS,
+    CHECKPOINT_KEYS,
+    FINETUNE_KEYS,
+    SCRATCH_KEYS,
+    Key,
+    validate_against,
+)
+from scoring.pool.scratch import scratch_members
+
+Builder = Callable[[dict[str, Any], list[str]], list[Member]]  # (checked spec, dataset classes) -> members
+REFITS = ("never", "features", "network")
+
+
+@dataclass(frozen=True)
+class MemberKind:
+    name: str
+    help: str  # one line: the pool builder's button, `pool check`
+    keys: dict[str, Key]  # its own keys, beside name, kind, preprocess and train_list
+    build: Builder
+    # Re-ranking after relabels refits: "features" members always (a head on stored features,
+    # seconds), "network" members only when asked (a network per fold), "never" a fixed model.
+    refit: str = "never"
+    required: tuple[str, ...] = ()  # keys a spec of this kind must give
+    archs: tuple[str, ...] = ()  # the pool builder's architecture choices (the first is its default)
+
+
+_KINDS: dict[str, MemberKind] = {}
+
+
+def register_kind(kind: MemberKind) -> MemberKind:
+    if kind.name in _KINDS:
+        raise ValueError(f"a member kind {kind.name!r} is already registered")
+    if kind.refit not in REFITS:
+        raise ValueError(f"member kind {kind.name!r}: refit must be one of {', '.join(REFITS)}")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister_kind(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def kinds() -> dict[str, MemberKind]:
+    return dict(_KINDS)
+
+
+def get_kind(name: str) -> MemberKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise PoolError(f"unknown member kind {name!r}; registered kinds: {', '.join(_KINDS)}") from None
+
+
+def validate_member(spec: Any, where: str) -> dict[str, Any]:
+    """A checked copy of one member spec (``name`` filled in); PoolError naming ``where`` if bad.
+    The only gate: everything that builds a member goes through it."""
+    out = validate_against(spec, where, {k.name: k.keys for k in _KINDS.values()})
+    missing = [key for key in _KINDS[out["kind"]].required if key not in out]
+    if missing:
+        raise PoolError(f"{where}: a {out['kind']} member needs `{missing[0]}` ({_KINDS[out['kind']].keys[missing[0]].help})")
+    return out
+
+
+def refits(spec: dict[str, Any], networks: bool) -> bool:
+    """Whether re-ranking refits a member of this spec (``networks``: the networks too)."""
+    kind = _KINDS.get(str(spec.get("kind")))
+    return kind is not None and (kind.refit == "features" or (networks and kind.refit == "network"))
+
+
+def _checkpoint(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+    if not spec.get("classes"):
+        raise PoolError(f"member {spec['name']!r}: give its class names (`classes` or `classes_file`)")
+    return [CheckpointMember(spec, dataset_classes)]
+
+
+_CIFAR = ("cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56")
+for _kind in (
+    MemberKind("checkpoint", "a trained classifier of yours (file, architecture, class names)", CHECKPOINT_KEYS,
+               _checkpoint, "never", ("path",),
+               (*_CIFAR, "resnet18", "resnet50", "efficientnet_lite0", "small_cnn", "tiny_mlp")),
+    MemberKind("backbone", "pre-trained features + logistic heads cross-fitted on your labels", BACKBONE_KEYS,
+               backbone_members, "features", (), ("efficientnet_lite0", "resnet18", "resnet50", "convnext_tiny", "vit_b_16")),
+    MemberKind("finetune", "a pre-trained network fine-tuned whole in 5 folds (best with a GPU)", FINETUNE_KEYS,
+               finetune_members, "network", (), ("efficientnet_lite0", "resnet18", "resnet50", _CIFAR[0], _CIFAR[3])),
+    MemberKind("scratch", "small networks trained from scratch, for small images", SCRATCH_KEYS,
+               scratch_members, "network", (), ("small_cnn", "tiny_mlp")),
+):
+    register_kind(_kind)

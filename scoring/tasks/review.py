@@ -1,0 +1,125 @@
+"""A review session, Qt-free: what the annotator is looking at (sort, filter) and what they do
+(relabel, remove, keep, restore, undo, redo), with the counts the status bar shows.
+
+The app's window drives one; tests drive one without Qt. Every action is one call into the
+project (one transaction, durable when it returns); counts are read from the project's
+trigger-kept counts table after each action, never patched by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from scoring.store import Edit, Project, QueueFilter, QueueRow
+from scoring.tasks.estimate import ErrorsLeft
+from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, label_sorts
+
+RERANK_REST = 3.0  # after a re-rank of s seconds, none for 3 s: background work <= 1/4 of the time
+
+ACTIONS: dict[str, Callable[..., Edit]] = {
+    "relabel": lambda p, i, label: p.edits.relabel(i, label),
+    "remove": lambda p, i, _label=None: p.edits.remove(i),
+    "keep": lambda p, i, _label=None: p.edits.keep(i),
+    "restore": lambda p, i, _label=None: p.edits.restore(i),
+    "keep_group": lambda p, i, _label=None: p.edits.keep_group(i),
+}
+
+
+@dataclass
+class ReviewSession:
+    project: Project
+    sort: str = DIFFICULTY_SORT
+    filter: QueueFilter = field(default_factory=QueueFilter)
+    _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
+    _estimate_at: int | None = field(default=None, init=False, repr=False)
+    _rerank_at: int | None = field(default=None, init=False, repr=False)
+    _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
+
+    def set_view(self, sort: str, filt: QueueFilter) -> None:
+        """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
+        self.sort = sort
+        self.filter = replace(filt, score_key=sort if is_score(sort) else DIFFICULTY_SORT)
+
+    def page(self, after: tuple[Any, int] | None = None, limit: int = 200) -> list[QueueRow]:
+        return self.project.queue.page(self.filter, sort=self.sort, limit=limit, after=after)
+
+    def matching(self) -> int:
+        return self.project.queue.queue_count(self.filter)
+
+    def row(self, image_id: int) -> QueueRow:
+        """One image as the queue shows it, re-read after an edit."""
+        return self.project.queue.queue_row(image_id)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.project.classes
+
+    def act(self, action: str, image_id: int, label: int | None = None) -> Edit:
+        """``relabel`` (with ``label``), ``remove``, ``keep`` or ``restore`` one image; ``keep_group``
+        keeps it and removes the rest of its duplicate group (one decision for undo)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        return ACTIONS[action](self.project, image_id, label)
+
+    def undo(self) -> Edit | None:
+        return self.project.edits.undo()
+
+    def redo(self) -> Edit | None:
+        return self.project.edits.redo()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.project.queue.stats()
+
+    def estimate_due(self, every: int = 20) -> bool:
+        """True when 20 more decisions have been made since the last errors-left estimate
+        (scoring.tasks.estimate.errors_left reads every score: the app runs it on a pool thread and
+        hands the result to :meth:`set_estimate`)."""
+        return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
+
+    def rerank_due(self, every: int = 20, now: float | None = None) -> bool:
+        """True when ``every`` decisions have been made since the queue was last re-ranked (or
+        since the session began): the app then refits the heads (scoring.tasks.rerank) in the background
+        and calls :meth:`reranked`. ``every`` <= 0 turns it off. A re-rank that took ``s`` seconds
+        is not followed by another for ``RERANK_REST * s`` seconds, so on a big project (minutes
+        each) the background work takes at most a quarter of the machine."""
+        reviewed = self.stats["reviewed"]
+        if self._rerank_at is None:
+            self._rerank_at = reviewed
+        rested = (time.monotonic() if now is None else now) >= self._rerank_rest_until
+        return every > 0 and reviewed - self._rerank_at >= every and rested
+
+    def reranked(self) -> None:
+        """A re-rank starts: not due again until ``every`` more decisions."""
+        self._rerank_at = self.stats["reviewed"]
+        self._estimate_at = None  # new scores: the estimate too
+
+    def rerank_finished(self, seconds: float, now: float | None = None) -> None:
+        """It took ``seconds``: rest RERANK_REST times as long before the next automatic one."""
+        self._rerank_rest_until = (time.monotonic() if now is None else now) + RERANK_REST * seconds
+        self._estimate_at = None
+
+    @property
+    def label_sort(self) -> str:
+        return self.sort if self.sort in label_sorts() else LABEL_SORT
+
+    def scores_changed(self) -> None:
+        """New scores (a run finished): the estimate is due at once."""
+        self._estimate_at = None
+
+    def set_estimate(self, estimate: ErrorsLeft | None) -> None:
+        self._estimate, self._estimate_at = estimate, self.stats["reviewed"]
+
+    @property
+    def estimate(self) -> ErrorsLeft | None:
+        return self._estimate
+
+    def status_text(self) -> str:
+        s = self.stats
+        return (
+            f"reviewed {s['reviewed']:,} / {s['total']:,} · kept {s['kept']:,} · relabelled {s['relabelled']:,}"
+            f" · removed {s['removed']:,}" + (f" · {s['errors']} unreadable" if s.get("errors") else "")
+        )
