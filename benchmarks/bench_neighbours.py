@@ -25,8 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.evidence import label_evidence  # noqa: E402
-from scoring.evidence import image_issues
+from scoring.evidence import (
+    image_issues,
+    label_evidence,  # noqa: E402
+)
 from scoring.evidence.neighbours import NeighbourIndex  # noqa: E402
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from scoring.errors import ImageTriageError
 from scoring.metrics import PoolPass
+from scoring.registry import Registry
 
 VIEWS: dict[str, tuple[str, str]] = {  # view -> (what the switch says, what the view finds)
     "label": ("Likely label errors", "compares the pool with the given label: finds images whose label is wrong"),
@@ -72,7 +73,6 @@ BUILTIN: tuple[Score, ...] = (
     Score("annotator_agreement", "Annotators agreeing with the label", False, "label", ".2f"),
     Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", ".2f", hi=10.0),
 )
-_TABLE: dict[str, Score] = {s.key: s for s in BUILTIN}
 
 # Each view's default sort is its first built-in score: the label view is where a labelled
 # project opens (an annotator came for the label errors); the difficulty view is all an
@@ -85,35 +85,32 @@ class UnknownScoreError(ImageTriageError, ValueError):
     """A score key that is not in the table."""
 
 
+_TABLE: Registry[Score] = Registry("score", UnknownScoreError, tuple(s.key for s in BUILTIN))
+for _s in BUILTIN:
+    _TABLE.add(_s.key, _s)
+
+
 def register(score: Score) -> Score:
     """Add a score to the table: every store opened after this gives it a column and an index,
     and the queue, the filters, the app and the exports offer it."""
     if not score.key.isidentifier() or not score.key.islower() or score.key in RESERVED:
         raise ValueError(f"score key {score.key!r} must be a lower-case identifier and not one of {sorted(RESERVED)}")
-    if score.key in _TABLE:
-        raise ValueError(f"a score {score.key!r} is already registered")
     if score.view not in VIEWS:
         raise ValueError(f"score {score.key!r}: view must be one of {', '.join(VIEWS)}, not {score.view!r}")
-    _TABLE[score.key] = score
-    return score
+    return _TABLE.add(score.key, score)
 
 
 def unregister(key: str) -> None:
     """Take a registered score out of the table (the built-in ones stay)."""
-    if any(s.key == key for s in BUILTIN):
-        raise ValueError(f"{key!r} is built in")
-    _TABLE.pop(key, None)
+    _TABLE.remove(key)
 
 
 def scores() -> tuple[Score, ...]:
-    return tuple(_TABLE.values())
+    return _TABLE.values()
 
 
 def score(key: str) -> Score:
-    try:
-        return _TABLE[key]
-    except KeyError:
-        raise UnknownScoreError(f"unknown score {key!r}; use one of {', '.join(_TABLE)}") from None
+    return _TABLE.get(key)
 
 
 def is_score(key: str) -> bool:
@@ -140,7 +137,7 @@ def label_sorts() -> tuple[str, ...]:
 
 def hardest_first(key: str) -> bool:
     """True when the hardest images come first in descending order of ``key``."""
-    return key in _TABLE and _TABLE[key].higher_is_harder
+    return key in _TABLE and _TABLE.get(key).higher_is_harder
 
 
 def default_sort(labelled: bool) -> str:

@@ -4,8 +4,9 @@ says its job and what it may import, and import-linter holds a contract for each
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400

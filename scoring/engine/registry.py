@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scoring.registry import Registry
+
 if TYPE_CHECKING:
     from scoring.engine.engines import Engine
 
@@ -27,29 +29,24 @@ class EngineKind:
     options: dict[str, str] = field(default_factory=dict)  # its own options (--engine-option KEY=VALUE): help
 
 
-_ENGINES: dict[str, EngineKind] = {}
+_ENGINES: Registry[EngineKind] = Registry("engine", ValueError, ("local", "ray"))
 
 
 def register_engine(kind: EngineKind) -> EngineKind:
-    if kind.name in _ENGINES:
-        raise ValueError(f"an engine {kind.name!r} is already registered")
-    _ENGINES[kind.name] = kind
-    return kind
+    return _ENGINES.add(kind.name, kind)
 
 
 def unregister_engine(name: str) -> None:
-    _ENGINES.pop(name, None)
+    _ENGINES.remove(name)
 
 
 def engines() -> dict[str, EngineKind]:
-    return dict(_ENGINES)
+    return {e.name: e for e in _ENGINES.values()}
 
 
 def make_engine(name: str, device: str, runtime: str, options: dict[str, Any] | None = None) -> Engine:
     """The engine ``name`` for one run; a one-line error for an unknown engine or option."""
     kind = _ENGINES.get(name)
-    if kind is None:
-        raise ValueError(f"unknown engine {name!r}; registered engines: {', '.join(_ENGINES)}")
     bad = sorted(set(options or {}) - set(kind.options))
     if bad:
         raise ValueError(f"engine {name!r} takes no option {bad[0]!r}; its options: {', '.join(kind.options) or 'none'}")

@@ -24,6 +24,7 @@ from scoring.pool.schema import (
     validate_against,
 )
 from scoring.pool.scratch import scratch_members
+from scoring.registry import Registry
 
 Builder = Callable[[dict[str, Any], list[str]], list[Member]]  # (checked spec, dataset classes) -> members
 REFITS = ("never", "features", "network")
@@ -42,47 +43,45 @@ class MemberKind:
     archs: tuple[str, ...] = ()  # the pool builder's architecture choices (the first is its default)
 
 
-_KINDS: dict[str, MemberKind] = {}
+_KINDS: Registry[MemberKind] = Registry("member kind", PoolError, ("checkpoint", "backbone", "finetune", "scratch"))
 
 
 def register_kind(kind: MemberKind) -> MemberKind:
-    if kind.name in _KINDS:
-        raise ValueError(f"a member kind {kind.name!r} is already registered")
     if kind.refit not in REFITS:
         raise ValueError(f"member kind {kind.name!r}: refit must be one of {', '.join(REFITS)}")
-    _KINDS[kind.name] = kind
-    return kind
+    return _KINDS.add(kind.name, kind)
 
 
 def unregister_kind(name: str) -> None:
-    _KINDS.pop(name, None)
+    _KINDS.remove(name)
 
 
 def kinds() -> dict[str, MemberKind]:
-    return dict(_KINDS)
+    return {k.name: k for k in _KINDS.values()}
 
 
 def get_kind(name: str) -> MemberKind:
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise PoolError(f"unknown member kind {name!r}; registered kinds: {', '.join(_KINDS)}") from None
+    return _KINDS.get(name)
 
 
 def validate_member(spec: Any, where: str) -> dict[str, Any]:
     """A checked copy of one member spec (``name`` filled in); PoolError naming ``where`` if bad.
     The only gate: everything that builds a member goes through it."""
     out = validate_against(spec, where, {k.name: k.keys for k in _KINDS.values()})
-    missing = [key for key in _KINDS[out["kind"]].required if key not in out]
+    kind = _KINDS.get(out["kind"])
+    missing = [key for key in kind.required if key not in out]
     if missing:
-        raise PoolError(f"{where}: a {out['kind']} member needs `{missing[0]}` ({_KINDS[out['kind']].keys[missing[0]].help})")
+        raise PoolError(f"{where}: a {kind.name} member needs `{missing[0]}` ({kind.keys[missing[0]].help})")
     return out
 
 
 def refits(spec: dict[str, Any], networks: bool) -> bool:
     """Whether re-ranking refits a member of this spec (``networks``: the networks too)."""
-    kind = _KINDS.get(str(spec.get("kind")))
-    return kind is not None and (kind.refit == "features" or (networks and kind.refit == "network"))
+    name = str(spec.get("kind"))
+    if name not in _KINDS:
+        return False
+    kind = _KINDS.get(name)
+    return kind.refit == "features" or (networks and kind.refit == "network")
 
 
 def _checkpoint(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:

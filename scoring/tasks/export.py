@@ -150,7 +150,7 @@ def export_dataset(
     ``token`` is written into the export's marker, so a caller interrupted late can tell whether
     its export reached ``dest`` (``safewrite.marker_token(dest) == token``)."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ExportError(f"unknown export format {fmt!r}; registered: {', '.join(FORMATS)}")
     if link not in LINKS:
         raise ExportError(f"unknown link mode {link!r}; use one of {', '.join(LINKS)}")
     cancel = cancel or threading.Event()
@@ -232,7 +232,7 @@ def _write(
     for s in skipped:
         log.warning("left out of the export: %s (%s)", s["path"], s["why"])
     (tmp / "images").mkdir(parents=True)
-    under, by_class = FORMATS[fmt].images_under, FORMATS[fmt].by_class
+    under, by_class = FORMATS.get(fmt).images_under, FORMATS.get(fmt).by_class
     meter = RateMeter("export", len(keep))
     used: set[str] = set()
     out_paths: list[str] = []
@@ -265,7 +265,7 @@ def _write(
         w = csv.writer(fh)
         w.writerow(["path", "label"])
         w.writerows(zip(out_paths, labels, strict=True))
-    writer = FORMATS[fmt].write
+    writer = FORMATS.get(fmt).write
     if writer is not None:
         writer(project, tmp, keep, out_paths)
     def label_of(i: int | None) -> str:
@@ -330,7 +330,7 @@ def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
 
 def _verify(tmp: Path, report: dict[str, Any]) -> None:
     """Complete and consistent: the manifest lists exactly the files present."""
-    folder = tmp / FORMATS[report["format"]].images_under
+    folder = tmp / FORMATS.get(report["format"]).images_under
     present = {p.relative_to(tmp).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
     with (tmp / "manifest.csv").open(newline="") as fh:
         listed = {row["path"] for row in csv.DictReader(fh)}

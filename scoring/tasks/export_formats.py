@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scoring.registry import Registry
 from scoring.store import Project
 
 Writer = Callable[[Project, Path, list[Any], list[str]], None]  # (project, build folder, rows, exported paths)
@@ -101,19 +102,16 @@ def write_huggingface(project: Project, tmp: Path, keep: list[Any], out_paths: l
 def register_format(fmt: ExportFormat) -> ExportFormat:
     """Add an export format: the exporter, ``image-triage export --format`` and the app's Export
     dialog offer it from then on."""
-    if fmt.name in FORMATS:
-        raise ValueError(f"an export format {fmt.name!r} is already registered")
     if not fmt.images_under.isidentifier():
         raise ValueError(f"export format {fmt.name!r}: images_under must be a plain folder name")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.add(fmt.name, fmt)
 
 
 def unregister_format(name: str) -> None:
-    FORMATS.pop(name, None)
+    FORMATS.remove(name)
 
 
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+_BUILTIN = (
     ExportFormat("imagefolder", "images/<class>/<file> (torchvision's ImageFolder) and manifest.csv"),
     ExportFormat("csv", "images/<n>-<file>, one flat folder, and manifest.csv (path,label): the labels are in the "
                  "manifest only", by_class=False),
@@ -125,4 +123,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("cvat", "annotations.xml (CVAT for images 1.1, one tag per image) beside images/", write_cvat),
     ExportFormat("huggingface", "data/train-00000-of-00001.parquet: images, ClassLabel label, the scores as columns",
                  write_huggingface),
-)}
+)
+FORMATS: Registry[ExportFormat] = Registry("export format", ValueError, tuple(f.name for f in _BUILTIN))
+for _f in _BUILTIN:
+    FORMATS.add(_f.name, _f)

@@ -43,3 +43,31 @@ def test_no_display_is_named_as_such_not_as_missing_libraries(
     assert launch.main(["demo"]) != 0
     err = capsys.readouterr().err
     assert "no screen" in err and "--headless" in err and "apt-get" not in err and "Traceback" not in err
+
+
+def test_the_demo_opens_its_project_and_starts_scoring(qtbot, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`make demo`'s own path (gui.app.run_demo), up to the event loop: the window shows the demo's
+    project on the label view and scoring runs in the background; cancelled here."""
+    from PySide6.QtWidgets import QApplication
+
+    from gui import app as app_module
+    from gui.main_window import MainWindow
+
+    seen: dict[str, object] = {}
+
+    def loop(_self: QApplication) -> int:
+        win = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
+        seen.update(busy=win.jobs.busy, title=win.jobs.title, rows=win.model.rowCount() if win.model else 0,
+                    sort=win.session.sort if win.session else None, labelled=win.project.images.labelled()
+                    if win.project else None)
+        win.jobs.cancel()
+        qtbot.waitUntil(lambda: not win.jobs.busy, timeout=60_000)
+        win.close()
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", loop)
+    assert app_module.run_demo(str(tmp_path / "demo")) == 0
+    from scoring.vocabulary import LABEL_SORT
+
+    assert seen["busy"] is True and seen["title"] == "Scoring" and seen["rows"]
+    assert seen["labelled"] is True and seen["sort"] == LABEL_SORT

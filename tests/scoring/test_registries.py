@@ -113,7 +113,7 @@ def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
             run(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
     finally:
         E.unregister_engine("counting")
-    with pytest.raises(ValueError, match="unknown engine 'counting'; registered engines: local, ray"):
+    with pytest.raises(ValueError, match="unknown engine 'counting'; registered: local, ray"):
         run(score_project(db, pool=tiny_pool(CLASSES), engine="counting"))
 
 
@@ -152,5 +152,5 @@ def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, t
         dialog.deleteLater()
     finally:
         X.unregister_format("lines")
-    with pytest.raises(ExportError, match="unknown format 'lines'; use one of imagefolder, csv"):
+    with pytest.raises(ExportError, match="unknown export format 'lines'; registered: imagefolder, csv"):
         run_export(db, tmp_path / "out2", fmt="lines")
