@@ -66,6 +66,14 @@ def test_the_demo_opens_its_project_and_starts_scoring(qtbot, monkeypatch: pytes
         return 0
 
     monkeypatch.setattr(QApplication, "exec", loop)
+    # A pool without frozen encoders: this test is about the window's path, and exporting an
+    # encoder to ONNX inside the scoring thread crashed the test process once in CI (torch's
+    # exporter, not reproduced here in 5 runs; the README's known issues say so).
+    import scoring.pool.spec as spec
+
+    monkeypatch.setattr(spec, "demo_specs", lambda n: [
+        {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "epochs": 1, "folds": 2, "seeds": [0],
+         "preprocess": {"size": 8}}])
     assert app_module.run_demo(str(tmp_path / "demo")) == 0
     from scoring.vocabulary import LABEL_SORT
 
