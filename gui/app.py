@@ -25,11 +25,19 @@ def _app() -> QApplication:
     return app
 
 
+def _show(win: MainWindow) -> None:
+    """Shown, raised and asked to be the active window, so the first review key acts (under a
+    window manager that does not focus new windows, the keys went nowhere until a shortcut)."""
+    win.show()
+    win.raise_()
+    win.activateWindow()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the window, and the dataset or project given, if any."""
     app = _app()
     win = MainWindow()
-    win.show()
+    _show(win)
     if argv:
         win.open_path(argv[0])
     return app.exec()
@@ -47,7 +55,7 @@ def run_demo(dest: str | None = None) -> int:
     app = _app()
     db = demo_project(dest)
     win = MainWindow()
-    win.show()
+    _show(win)
     win.open_project(db, ask_resume=False)
     assert win.project is not None
     if win.project.runs.active_pool() is None:
