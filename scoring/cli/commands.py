@@ -41,6 +41,7 @@ log = logging.getLogger("image_triage")
 
 def cmd_score(args: argparse.Namespace) -> int:
     from scoring.engine.inference import score_project
+    from scoring.engine.registry import make_engine
     from scoring.pool.spec import (
         cifar_resnet_pool_specs,
         default_scratch_specs,
@@ -50,6 +51,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from scoring.store import Project, project_for
     from scoring.trust import grant
 
+    engine_options = _engine_options(args)
+    make_engine(args.engine, args.device, args.runtime, engine_options)  # a bad option: one line, nothing created
     db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
     project = Project.open(db)
     specs: list[dict[str, Any]] = []
@@ -75,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     gen = score_project(
         db, specs, device=args.device, batch_size=args.batch_size, workers=args.workers, cancel=cancel,
-        engine=args.engine, engine_options=_engine_options(args), runtime=args.runtime,
+        engine=args.engine, engine_options=engine_options, runtime=args.runtime,
     )
     try:
         summary = progress_bar(gen, quiet=args.quiet)
@@ -141,16 +144,15 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--engine-option KEY=VALUE (numbers read as numbers), with --address and --gpus-per-worker."""
+    """--engine-option KEY=VALUE (read as pool file values are), with --address and --gpus-per-worker."""
+    from scoring.pool.spec import scalar
+
     out: dict[str, Any] = {}
     for text in args.engine_option:
         key, eq, value = text.partition("=")
         if not eq or not key.strip():
-            raise SystemExit(f"error: --engine-option {text!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = float(value) if value.strip().lstrip("-").replace(".", "", 1).isdigit() else value
-        except ValueError:
-            out[key.strip()] = value
+            raise CliError(f"--engine-option {text!r}: expected KEY=VALUE")
+        out[key.strip()] = scalar(value.strip())
     if args.address:
         out["address"] = args.address
     if args.gpus_per_worker:

@@ -13,10 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scoring.errors import ImageTriageError
 from scoring.registry import Registry
 
 if TYPE_CHECKING:
     from scoring.engine.engines import Engine
+
+
+class EngineError(ImageTriageError, ValueError):
+    """An unknown engine, or an option an engine does not take or cannot use: one line."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class EngineKind:
     options: dict[str, str] = field(default_factory=dict)  # its own options (--engine-option KEY=VALUE): help
 
 
-_ENGINES: Registry[EngineKind] = Registry("engine", ValueError, ("local", "ray"))
+_ENGINES: Registry[EngineKind] = Registry("engine", EngineError, ("local", "ray"))
 
 
 def register_engine(kind: EngineKind) -> EngineKind:
@@ -49,7 +54,7 @@ def make_engine(name: str, device: str, runtime: str, options: dict[str, Any] | 
     kind = _ENGINES.get(name)
     bad = sorted(set(options or {}) - set(kind.options))
     if bad:
-        raise ValueError(f"engine {name!r} takes no option {bad[0]!r}; its options: {', '.join(kind.options) or 'none'}")
+        raise EngineError(f"engine {name!r} takes no option {bad[0]!r}; its options: {', '.join(kind.options) or 'none'}")
     return kind.make(device=device, runtime=runtime, **(options or {}))
 
 
@@ -62,6 +67,10 @@ def _local(device: str, runtime: str) -> Engine:
 def _ray(device: str, runtime: str, address: str | None = None, gpus_per_worker: float = 0.0) -> Engine:
     from scoring.engine.engines import RayEngine
 
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, int | float) or gpus_per_worker < 0:
+        raise EngineError(f"engine 'ray': gpus_per_worker must be a number of 0 or more, got {gpus_per_worker!r}")
+    if address is not None and not isinstance(address, str):
+        raise EngineError(f"engine 'ray': address must be text such as ray://head:10001, got {address!r}")
     return RayEngine(address=address, gpus_per_worker=float(gpus_per_worker), device=device, runtime=runtime)
 
 

@@ -85,7 +85,8 @@ def _named(m: Any) -> str:
     return f" ({m['name']!r})" if isinstance(m, dict) and isinstance(m.get("name"), str) else ""
 
 
-def _scalar(v: str) -> Any:
+def scalar(v: str) -> Any:
+    """A command-line value as what it reads as: true/false, a whole number, a number, else the text."""
     low = v.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -108,11 +109,11 @@ def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
             raise PoolError(f"--member {text!r}: expected key=value, got {part!r}")
         key = key.strip()
         if key in ("size", "resize", "grayscale"):
-            pp[key] = _scalar(value)
+            pp[key] = scalar(value)
         elif key in ("fractions", "seeds"):
-            spec[key] = [_scalar(v) for v in value.split("/")]
+            spec[key] = [scalar(v) for v in value.split("/")]
         else:
-            spec[key] = _scalar(value)
+            spec[key] = scalar(value)
     if pp:
         spec["preprocess"] = pp
     out = _resolve(_validate(spec, f"--member {text!r}"), base or Path.cwd())

@@ -154,3 +154,17 @@ def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, t
         X.unregister_format("lines")
     with pytest.raises(ExportError, match="unknown export format 'lines'; registered: imagefolder, csv"):
         run_export(db, tmp_path / "out2", fmt="lines")
+
+
+def test_a_bad_engine_option_is_one_line_and_creates_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from scoring.cli.main import main
+
+    data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    for option, said in (("gpus_per_worker=abc", "gpus_per_worker must be a number of 0 or more, got 'abc'"),
+                         ("bogus=1", "engine 'ray' takes no option 'bogus'"),
+                         ("noequals", "expected KEY=VALUE")):
+        assert main(["score", str(data), "--db", str(db), "--engine", "ray", "--engine-option", option]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not db.exists()
