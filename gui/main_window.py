@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
         session = ReviewSession(project)
         self.thumbnails.clear()
         model = ReviewQueueModel(session, self.thumbnails, parent=self)
-        self.review.attach(project, session, model)
+        self.review.attach(session, model)
         self._fill_class_filters()
         self._restore_view_state(project, session, model)
         self._reload_after_scoring()

@@ -38,7 +38,6 @@ class ReviewController(QObject):
         super().__init__(window)
         self.window, self.view, self.detail, self.jobs = window, view, detail, jobs
         self.settings, self.ask, self.say = settings, ask, say
-        self.project: Project | None = None
         self.session: ReviewSession | None = None
         self.model: ReviewQueueModel | None = None
         self.members: list[dict[str, Any]] = []
@@ -59,14 +58,19 @@ class ReviewController(QObject):
                              (view.redoRequested, self.redo)):
             signal.connect(slot)
 
-    def attach(self, project: Project, session: ReviewSession, model: ReviewQueueModel) -> None:
+    @property
+    def project(self) -> Project | None:
+        """The open project: the session's."""
+        return self.session.project if self.session is not None else None
+
+    def attach(self, session: ReviewSession, model: ReviewQueueModel) -> None:
         """A newly opened project: its session and queue model."""
-        self.project, self.session, self.model = project, session, model
+        self.session, self.model = session, model
         self.view.setModel(model)
         self.view.selectionModel().currentChanged.connect(self.on_current_changed)
 
     def detach(self) -> None:
-        self.project, self.session, self.model = None, None, None
+        self.session, self.model = None, None
 
     # --- the selection and the detail pane --------------------------------------------------
 
