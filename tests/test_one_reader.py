@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED: dict[tuple[str, str], str] = {
     ("scoring/io/safeio.py", "os.open"): "the reader itself (regular files only, non-blocking, fstat-checked)",
     ("scoring/io/safeio.py", "open"): "copy_regular's new destination file (x mode) in a folder the caller made",
+    ("scoring/io/safewrite.py", "os.open"): "write_new: a new private file (O_EXCL, O_NOFOLLOW) in a folder of ours",
     ("scoring/store/connection.py", "sqlite3.connect"): "the project file, after check_is_project (regular, not empty)",
     ("scoring/pool/weights.py", "urllib.request.urlopen"): "the weights download (a timeout on every wait)",
     ("scoring/pool/weights.py", "open"): "the download's own hidden file (x mode), removed on failure",

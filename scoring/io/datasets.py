@@ -18,6 +18,7 @@ from PIL import Image
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.io.safeio import (
     MAX_IMAGE_BYTES,
+    confine,
     is_inside,
     printable,
     read_head,
@@ -267,12 +268,12 @@ def read_labelstudio(path: Path) -> Dataset:
     return Dataset(root=path.parent, layout="labelstudio", source=path, classes=classes, records=records)
 
 
-def read_fiftyone(folder: Path) -> Dataset:
+def read_fiftyone(folder: Path, follow_symlinks: bool = False) -> Dataset:
     """A FiftyOne image-classification export: labels.json and data/ (scoring.io.fiftyone)."""
     from scoring.io import fiftyone as FO
 
     try:
-        classes, rows = FO.read_labels(folder)
+        classes, rows = FO.read_labels(folder, follow_symlinks)
     except (UnsafePathError, FO.FiftyOneError) as exc:
         raise DatasetError(str(exc)) from exc
     records = [ImageRecord(rel, label) for rel, label in rows]
@@ -282,13 +283,14 @@ def read_fiftyone(folder: Path) -> Dataset:
     return Dataset(root=folder, layout="fiftyone", source=folder, classes=classes, records=records)
 
 
-def read_huggingface(path: Path) -> Dataset:
+def read_huggingface(path: Path, follow_symlinks: bool = False) -> Dataset:
     """A Hugging Face dataset saved to disk or as Parquet (scoring.io.huggingface): its images are
-    read from the folder they were unpacked into (the user's cache), or where the rows point."""
+    read from the folder they were unpacked into (the user's cache); a row that names a file is
+    read through the one rule (inside the dataset's folder) and unpacked there too."""
     from scoring.io import huggingface as HF
 
     try:
-        root, classes, rows = HF.read(path, read_bytes)
+        root, classes, rows = HF.read(path, read_bytes, follow_symlinks)
     except (UnsafePathError, HF.HuggingFaceError) as exc:
         raise DatasetError(str(exc)) from exc
     except ImportError as exc:
@@ -319,17 +321,39 @@ def read_cvat(path: Path) -> Dataset:
     return Dataset(root=root, layout="cvat", source=xml, classes=classes, records=records)
 
 
-def _nothing_found(path: Path) -> str:
-    return (
-        f"no images found in {path}: expected ImageFolder layout root/<class>/<image>, "
-        "a CSV manifest path,label, or a folder of images"
-    )
+def confine_records(ds: Dataset, follow_symlinks: bool = False) -> Dataset:
+    """The one rule (:func:`scoring.io.safeio.confine`) over every name a listing format gives: one
+    that leaves the root is recorded as unreadable, never read; ``./a.png`` after ``a.png`` too."""
+    seen: set[str] = set()
+    out: list[ImageRecord] = []
+    for r in ds.records:
+        if r.error is not None or is_uri(r.path):
+            out.append(r)
+            continue
+        try:
+            rel = confine(ds.root, r.path, follow_symlinks=follow_symlinks)
+        except UnsafePathError as exc:
+            log.warning("%s: %s", ds.source, exc)
+            out.append(ImageRecord(printable(r.path), r.label, f"{ds.source}: {exc}", r.votes))
+            continue
+        if rel in seen:
+            out.append(ImageRecord(printable(r.path), r.label, f"{ds.source}: lists {rel} again; each image once", r.votes))
+            continue
+        seen.add(rel)
+        out.append(ImageRecord(rel, r.label, None, r.votes))
+    ds.records = out
+    if not any(r.error is None for r in out):
+        raise DatasetError(f"{ds.source}: none of its {len(out)} images can be read ({out[0].error if out else 'none listed'})")
+    return ds
 
 
-def _is_huggingface(p: Path) -> bool:
+def _hf_layout(p: Path) -> bool:
     from scoring.io.huggingface import is_huggingface
-
     return is_huggingface(p)
+
+
+def _nothing_found(path: Path) -> str:
+    return f"no images found in {path}: expected ImageFolder root/<class>/<image>, a CSV manifest path,label, or images"
 
 
 def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
@@ -346,14 +370,14 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
         raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
     if layout is not None and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    if layout == "huggingface" or (layout is None and _is_huggingface(p)):
-        return read_huggingface(p)
+    if layout == "huggingface" or (layout is None and _hf_layout(p)):
+        return confine_records(read_huggingface(p, follow_symlinks))
     if layout == "cvat" or (layout is None and (p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file())):
-        return read_cvat(p)
+        return confine_records(read_cvat(p), follow_symlinks)
     if layout == "labelstudio" or (layout is None and p.is_file() and p.suffix.lower() == ".json"):
         if not p.is_file():
             raise DatasetError(f"{p} is a folder; a Label Studio export is a .json file")
-        return read_labelstudio(p)
+        return confine_records(read_labelstudio(p), follow_symlinks)
     if layout == "csv" or (layout is None and p.is_file()):
         if not p.is_file():
             raise DatasetError(f"{p} is a folder; a CSV manifest is a .csv file")
@@ -361,7 +385,7 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
             raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
         return read_csv_manifest(p)
     if layout == "fiftyone" or (layout is None and (p / "labels.json").is_file() and (p / "data").is_dir()):
-        return read_fiftyone(p)
+        return confine_records(read_fiftyone(p, follow_symlinks), follow_symlinks)
     if layout == "flat":
         return read_flat(p, follow_symlinks)
     if layout == "imagefolder":

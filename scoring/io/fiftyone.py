@@ -25,7 +25,7 @@ class FiftyOneError(ImageTriageError, ValueError):
     """A FiftyOne export that cannot be read; the message names the file."""
 
 
-def read_labels(folder: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
+def read_labels(folder: Path, follow_symlinks: bool = False) -> tuple[list[str], list[tuple[str, str | None]]]:
     """(classes, [(path relative to folder, label or None)]) of a FiftyOne classification export."""
     path = folder / "labels.json"
     try:
@@ -35,8 +35,14 @@ def read_labels(folder: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise FiftyOneError(f"{path}: expected {{\"classes\": [...], \"labels\": {{id: label}}}}")
     classes = [str(c) for c in doc.get("classes") or []]
-    walk = walk_files(folder / "data", folder, lambda _name: True)  # links out of the folder, special files: not taken
-    files = {Path(rel).stem: folder / rel for rel in walk.files}
+    walk = walk_files(folder / "data", folder, lambda _name: True, follow_symlinks=follow_symlinks)  # links out, special files: not taken
+    files: dict[str, Path] = {}
+    for rel in walk.files:
+        stem = Path(rel).stem
+        if stem in files:
+            raise FiftyOneError(f"{folder / 'data'}: {files[stem].name} and {Path(rel).name} are both sample {stem!r}; "
+                                "keep one of them")
+        files[stem] = folder / rel
     out: list[tuple[str, str | None]] = []
     for key, value in doc["labels"].items():
         f = files.get(str(key))

@@ -37,13 +37,21 @@ from pathlib import Path
 from typing import Any
 
 from scoring.errors import ImageTriageError
-from scoring.io.safeio import open_regular, read_regular, read_text, require_regular, walk_files
+from scoring.io.safeio import (
+    confine,
+    open_regular,
+    read_regular,
+    read_text,
+    require_regular,
+    walk_files,
+)
 from scoring.io.safewrite import (
     clean_leftovers,
     created_by_us,
     move_into_place,
     new_build_folder,
     remove_ours,
+    write_new,
 )
 from scoring.locations import user_cache_dir
 
@@ -51,7 +59,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_FILE = "data/train-00000-of-00001.parquet"
 RECORDS = "records.json"  # what the unpacked folder holds: {fingerprint, classes, records}
-BATCH = 256
+BATCH = 32  # rows held at once while unpacking: a batch holds every cell's bytes
+MAX_CELL_BYTES = 64 * 1024 * 1024  # one image stored in a row; larger is recorded as unreadable
+MIN_UNPACK_BUDGET = 1024**3  # the unpacked images may take max(this, 4 x the dataset's files) in all
 
 
 class HuggingFaceError(ImageTriageError, ValueError):
@@ -203,7 +213,8 @@ def unpacked_folder(path: Path) -> Path:
     return user_cache_dir() / "huggingface" / f"{name or 'dataset'}-{fingerprint(path)}"
 
 
-def read(path: Path, read_image: Callable[[str], bytes]) -> tuple[Path, list[str], list[dict[str, Any]]]:
+def read(path: Path, read_image: Callable[[str], bytes], follow_symlinks: bool = False
+         ) -> tuple[Path, list[str], list[dict[str, Any]]]:
     """(the folder the images are read from, classes, records ``{"path", "label", "error"}``) of
     the dataset at ``path``; images stored as bytes are unpacked (once) into the cache folder.
     ``read_image`` reads an image stored as a path (the one reader: local files, object storage)."""
@@ -214,8 +225,9 @@ def read(path: Path, read_image: Callable[[str], bytes]) -> tuple[Path, list[str
     parts = units(path)
     clean_leftovers(dest)
     tmp = new_build_folder(dest, "huggingface-images")
+    os.chmod(tmp, 0o700)  # the user's images, in the user's cache: private, as the dataset may be
     try:
-        classes, records = _unpack(path, parts, tmp, read_image)
+        classes, records = _unpack(path, parts, tmp, read_image, follow_symlinks)
         (tmp / RECORDS).write_text(json.dumps({"source": str(path), "classes": classes, "records": records}))
         if dest.exists() and created_by_us(dest):
             remove_ours(dest)  # an unpacking from an older version of the files
@@ -227,8 +239,10 @@ def read(path: Path, read_image: Callable[[str], bytes]) -> tuple[Path, list[str
     return dest, classes, records
 
 
-def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str], bytes]
+def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str], bytes], follow: bool
             ) -> tuple[list[str], list[dict[str, Any]]]:
+    files = [f for u in parts for f in u[1]]
+    budget = [max(MIN_UNPACK_BUDGET, 4 * sum(require_regular(f).st_size for f in files))]
     classes: list[str] | None = None
     records: list[dict[str, Any]] = []
     for unit in parts:
@@ -244,7 +258,7 @@ def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str]
             cells = batch.column(0).to_pylist()
             labs = batch.column(1).to_pylist() if label else [None] * len(cells)
             for cell, lab in zip(cells, labs, strict=True):
-                rec = _one(path, name, row, cell, read_image, tmp)
+                rec = _one(path, name, row, cell, read_image, tmp, follow, budget)
                 rec["label"] = (names[lab] if 0 <= lab < len(names) else None) if names and isinstance(lab, int) else lab
                 records.append(rec)
                 row += 1
@@ -252,20 +266,35 @@ def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str]
     return (classes if classes is not None else found), records
 
 
-def _one(path: Path, unit: str, row: int, cell: Any, read_image: Callable[[str], bytes], tmp: Path) -> dict[str, Any]:
+def _one(path: Path, unit: str, row: int, cell: Any, read_image: Callable[[str], bytes], tmp: Path, follow: bool,
+         budget: list[int]) -> dict[str, Any]:
+    """One row's image written into the unpack folder (private to the user). A row that names a
+    file is read through the one rule: a relative name inside the dataset's folder (no absolute
+    path, no ``..``, no ``file://``, no link out unless ``follow``), or object storage."""
     where = f"{path} ({unit}, row {row})"
     data = cell.get("bytes") if isinstance(cell, dict) else None
     ref = cell.get("path") if isinstance(cell, dict) else None
+    bad = {"path": f"{unit}/{row:07d}.img"}
     if data is None and ref:
-        target = ref if "://" in ref else str((path.parent if path.is_file() else path) / ref)
         try:
+            if isinstance(ref, str) and ref.split("://", 1)[0].lower() in ("s3", "gs", "gcs") and "://" in ref:
+                target = ref
+            else:
+                base = path.parent if path.is_file() else path
+                target = str(base / confine(base, ref, follow_symlinks=follow))
             data = read_image(target)
         except (OSError, ImageTriageError) as exc:
-            return {"path": f"{unit}/{row:07d}.img", "error": f"{where}: {exc}"}
+            return {**bad, "error": f"{where}: {exc}"}
     if data is None:
-        return {"path": f"{unit}/{row:07d}.img", "error": f"{where}: no image bytes and no path"}
-    rel = f"{unit}/{row:07d}{_suffix(data, ref)}"
-    (tmp / rel).write_bytes(data)
+        return {**bad, "error": f"{where}: no image bytes and no path"}
+    if not isinstance(data, bytes) or len(data) > MAX_CELL_BYTES:
+        return {**bad, "error": f"{where}: an image of over {MAX_CELL_BYTES / 2**20:g} MiB in one row; not unpacked"}
+    budget[0] -= len(data)
+    if budget[0] < 0:
+        raise HuggingFaceError(f"{where}: the images unpack to more than 4x the dataset's files; not unpacked "
+                               "(a compressed bomb?): check the dataset")
+    rel = f"{unit}/{row:07d}{_suffix(data, ref if isinstance(ref, str) else None)}"
+    write_new(tmp / rel, data)
     return {"path": rel, "error": None}
 
 

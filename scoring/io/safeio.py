@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,6 +185,30 @@ def is_inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def confine(root: str | Path, name: object, *, follow_symlinks: bool = False, what: str = "image") -> str:
+    """The one rule for a name that a dataset lists (a Label Studio task, a CVAT image, a FiftyOne
+    sample, a Hugging Face row, a folder walked): ``name`` as a normalised posix path relative to
+    ``root`` (``./a.png`` and ``a.png`` are one name), or UnsafePathError naming it when it is not
+    a plain relative name (empty, absolute, a drive, ``..`` climbing out, a NUL or backslash, a
+    URI) or, unless ``follow_symlinks``, when a symbolic link on its way leads outside ``root``.
+    Nothing is opened: the path is resolved with ``realpath``."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name or "://" in name:
+        raise UnsafePathError(f"{name!r}: not a plain relative {what} name inside {root}; not read")
+    rel = posixpath.normpath(name)
+    if rel.startswith("/") or rel == ".." or rel.startswith("../") or (len(rel) > 1 and rel[1] == ":"):
+        raise UnsafePathError(f"{name}: leads outside the dataset folder {root}; names must be relative to it, not read")
+    if rel == ".":
+        raise UnsafePathError(f"{name!r}: names the dataset folder {root} itself, not {_a(what)}; not read")
+    if not follow_symlinks:
+        real_root = os.path.realpath(root)
+        if not is_inside(os.path.realpath(os.path.join(real_root, rel)), real_root):
+            raise UnsafePathError(
+                f"{os.path.join(str(root), rel)}: a symbolic link leads outside the dataset folder {root}; "
+                "not read (pass --follow-symlinks to include it)"
+            )
+    return rel
+
+
 def walk_files(
     folder: Path,
     root: Path,
@@ -202,6 +227,9 @@ def walk_files(
     walk = Walk()
     visited = set() if visited is None else visited
     real_root = os.path.realpath(root)
+    if not follow_symlinks and not is_inside(os.path.realpath(folder), real_root):  # the folder itself links out
+        walk.outside.append(printable(_rel(folder, root)))
+        return walk
     per_dir: list[tuple[str, list[str]]] = []
     stack = [folder]
     while stack:

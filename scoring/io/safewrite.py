@@ -198,6 +198,15 @@ def remove_ours(folder: Path) -> None:
     folder.rmdir()
 
 
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """A new file (never an existing one, never through a link) holding ``data``, private to the
+    user unless ``mode`` says otherwise: what Image Triage writes into its own folders."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                 mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def new_build_folder(dest: Path, kind: str, token: str | None = None) -> Path:
     """A hidden sibling of ``dest`` to build in, marked as ours (and ``token``'s) before anything else."""
     dest.parent.mkdir(parents=True, exist_ok=True)
