@@ -17,8 +17,11 @@ per encoder is returned, printed in the run summary and stored in the run's reco
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
+import re
 import time
 import uuid
 import warnings
@@ -29,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from scoring.io.safeio import read_regular
-from scoring.locations import user_cache_dir
+from scoring.io.safeio import read_regular, read_text
+from scoring.locations import user_cache_dir, user_data_dir
 from scoring.pool.base import Encoder
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ RUNTIMES = ("auto", "torch", "onnx")
 OPSET = 17
 TOLERANCE = 1e-4  # largest |torch - onnx| relative to the largest |torch| output
 MAX_MODEL_BYTES = 2 * 1024**3
+ABANDONED = re.compile(r"^\..+\.onnx\.[0-9a-f]{8}$")  # a half-export's hidden name
 NO_WEIGHTS = "-"  # an encoder without weights (pixels, thumbnails, statistics): runs as it is
 
 
@@ -105,13 +109,56 @@ def _sample(enc: Encoder, n: int = 4) -> torch.Tensor:
     return torch.randn(n, 1 if pp.grayscale else 3, pp.size, pp.size, generator=g)
 
 
-def export(enc: Encoder) -> Path:
-    """The encoder's ONNX file, exported now unless the cache holds it (written to a hidden name
-    in the cache folder, then renamed: a kill leaves no half file under the real name)."""
+def record_path(model: Path) -> Path:
+    """Where the hash and size of an exported model are kept: the user's data folder, outside the
+    cache, so a cache that was written by something else cannot vouch for itself."""
+    return user_data_dir() / "onnx-records" / f"{model.name}.json"
+
+
+def _record(model: Path, data: bytes) -> None:
+    rec = record_path(model)
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    tmp = rec.parent / f".{rec.name}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}))
+    os.replace(tmp, rec)
+
+
+def _verified(model: Path) -> bytes | None:
+    """The cached model's bytes when they are what we exported (the recorded size and SHA-256);
+    None when there is no record or they differ (a truncated, empty or tampered file)."""
+    try:
+        rec = json.loads(read_text(record_path(model), what="ONNX model record", max_bytes=4096))
+        data = read_regular(model, max_bytes=MAX_MODEL_BYTES, what="ONNX model")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("size") != len(data) or rec.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    return data
+
+
+def _clean_abandoned(folder: Path) -> None:
+    """Hidden half-exports that a kill left behind (older than an hour: not another export's)."""
+    with contextlib.suppress(OSError):
+        for p in folder.iterdir():
+            if ABANDONED.match(p.name) and p.is_file() and not p.is_symlink() and time.time() - p.stat().st_mtime > 3600:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def export(enc: Encoder) -> tuple[Path, bytes]:
+    """The encoder's ONNX file and its bytes, verified against the record kept when we exported
+    it (size and SHA-256, in the user's data folder), else exported now: written to a hidden name
+    in the cache folder, then renamed, so a kill leaves no half file under the real name; a cached
+    file that fails the check (truncated, empty, changed by another program) is replaced."""
     path = model_path(enc)
-    if path.is_file():
-        return path
+    data = _verified(path) if path.is_file() else None
+    if data is not None:
+        return path, data
+    if path.exists() or path.is_symlink():
+        log.warning("%s: the cached ONNX model is not the one Image Triage exported (changed, truncated or "
+                    "unrecorded); exporting it again", path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_abandoned(path.parent)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
     module = enc.module.to("cpu").eval()
     try:
@@ -120,11 +167,13 @@ def export(enc: Encoder) -> Path:
             torch.onnx.export(module, (_sample(enc, 1),), str(tmp), input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
+        data = read_regular(tmp, max_bytes=MAX_MODEL_BYTES, what="ONNX model")
+        _record(path, data)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    return path
+    return path, data
 
 
 PROVIDERS = ("OpenVINOExecutionProvider", "CPUExecutionProvider")  # the CPU ones tried, where installed
@@ -137,7 +186,7 @@ def session_for(enc: Encoder) -> OrtModule:
     fastest is kept: chosen by measurement on this machine, for this network."""
     import onnxruntime as ort
 
-    model = read_regular(export(enc), max_bytes=MAX_MODEL_BYTES, what="ONNX model")
+    _, model = export(enc)  # the bytes checked against our record: the session runs exactly these
     x = _sample(enc, 8)
     with torch.inference_mode():
         want = enc.module.to("cpu").eval()(x).float().numpy()
