@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -245,6 +246,24 @@ def cmd_edits(args: argparse.Namespace) -> int:
         for e in project.edits.entries():
             when = dt.datetime.fromtimestamp(e.time).isoformat(timespec="seconds")
             print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}")
+    return 0
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from scoring.store.runs import writer_alive
+
+    with open_project(args.db) as project:
+        held = project.runs.writer()
+        if held is None:
+            print(f"{args.db}: no scoring run or re-rank holds it; nothing to clear")
+            return 0
+        if held.get("host") == socket.gethostname() and writer_alive(held):
+            print(f"image-triage: {args.db} is held by process {held.get('pid')} on this machine, which is running; "
+                  "stop it (Ctrl+C) instead", file=sys.stderr)
+            return 2
+        project.runs.unlock()
+        print(f"{args.db}: cleared the mark of a {held.get('what', 'run')} (process {held.get('pid')} on "
+              f"{held.get('host')}); score or re-rank again to continue where it stopped")
     return 0
 
 

@@ -24,6 +24,7 @@ from scoring.cli.commands import (
     cmd_queue,
     cmd_score,
     cmd_stats,
+    cmd_unlock,
     edit_command,
     open_gui,
     set_app_opener,
@@ -71,6 +72,7 @@ EXAMPLES = {
     "errors": "image-triage errors --db cifar.triage.db",
     "edits": "image-triage edits --db cifar.triage.db",
     "stats": "image-triage stats --db cifar.triage.db",
+    "unlock": "image-triage unlock --db cifar.triage.db   # a run on a machine that went down left it held",
     "duplicates": "image-triage duplicates --db cifar.triage.db --json",
     "keep-group": "image-triage keep-group --db cifar.triage.db cat/01234.jpg",
     "neighbours": "image-triage neighbours --db cifar.triage.db cat/01234.jpg",
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_arg(add("errors", "list the images that could not be read, with the reason", cmd_errors))
     db_arg(add("edits", "print the edits log", cmd_edits))
     db_arg(add("stats", "counts: reviewed, relabelled, removed, errors", cmd_stats))
+    db_arg(add("unlock", "clear the mark of a scoring run or re-rank that died on another machine", cmd_unlock))
 
     sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
     db_arg(sp)

@@ -84,9 +84,9 @@ def score_project(
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         runner = make_engine(engine, device, runtime, engine_options)
-        with project.runs.scoring_writer("scoring run"):  # one pool writes scores at a time
-            summary = yield from _score(project, pool_specs, pool, device, batch_size, workers, cancel, runner, engine,
-                                        runtime)
+        with project.runs.scoring_writer("scoring run") as writer:  # one pool writes scores at a time
+            summary = yield from writer.beating(_score(project, pool_specs, pool, device, batch_size, workers, cancel,
+                                                       runner, engine, runtime))
     finally:
         project.close()
     summary["seconds"] = round(time.perf_counter() - t_start, 3)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +17,7 @@ import sqlite_utils
 
 from scoring.errors import UnsafePathError
 from scoring.io.datasets import Dataset, open_dataset
-from scoring.io.safeio import require_regular
+from scoring.io.safeio import read_head, require_regular
 from scoring.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from scoring.store.rows import (
     IncompleteProjectError,
@@ -51,6 +53,52 @@ def check_is_project(path: Path) -> None:
             f"{path} is an empty file, not an Image Triage project; Image Triage never replaces a file it did not "
             "create: give --db a new file name, or open a .triage.db made by image-triage"
         )
+    if (st.st_dev, st.st_ino) not in _OPEN:
+        _check_header(path)
+
+
+_OPEN: dict[tuple[int, int], int] = {}  # project files this process has open (device, inode): how many times
+_OPEN_LOCK = threading.Lock()
+_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Read the file's 100-byte SQLite header before anything opens it for writing: a connection
+    that may write would merge another program's WAL or roll back its hot journal on its first
+    read, changing a file that is not ours before we could refuse it. The application id is at
+    offset 68. Only done when this process has no connection to the file: closing a descriptor
+    of our own would drop the POSIX locks such a connection holds."""
+    try:
+        head = read_head(path, 100, what="project file")
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(head) < 100 or not head.startswith(_MAGIC):
+        raise NotAProjectError(f"{path} is not an Image Triage project (not an SQLite database); it is left as it is: "
+                               "give --db a new file name, or open a .triage.db made by image-triage")
+    if int.from_bytes(head[68:72], "big", signed=True) != APPLICATION_ID:
+        raise NotAProjectError(
+            f"{path} is not an Image Triage project (an SQLite database of another program); it is left "
+            "as it is: give --db a new file name, or open a .triage.db made by image-triage"
+        )
+
+
+def _count_open(key: tuple[int, int] | None, delta: int) -> None:
+    if key is None:
+        return
+    with _OPEN_LOCK:
+        n = _OPEN.get(key, 0) + delta
+        if n > 0:
+            _OPEN[key] = n
+        else:
+            _OPEN.pop(key, None)
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 class ProjectBase:
@@ -65,19 +113,20 @@ class ProjectBase:
         except sqlite3.Error as exc:
             raise ProjectError(f"{self.path}: cannot open ({exc}); check the folder exists and is writable") from exc
         self.conn = conn
+        self._key = _file_key(self.path)
+        _count_open(self._key, +1)
         self.db = sqlite_utils.Database(conn)
-        self._stacks: tuple[int, list[list[int]], list[list[int]]] | None = None
         try:
             self._prepare(_create)
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            self.close()
             raise self._translate(exc) from exc
         except ProjectError:
-            conn.close()
+            self.close()
             raise
         self._load_meta()
         if not _create and self._meta("dataset_root") is None:
-            conn.close()
+            self.close()
             raise IncompleteProjectError(
                 f"{self.path} has no dataset (its creation was stopped part-way); open the dataset again to recreate it"
             )
@@ -164,6 +213,8 @@ class ProjectBase:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
+        _count_open(self._key, -1)
+        self._key = None
 
     def __enter__(self: _P) -> _P:
         return self

@@ -158,15 +158,17 @@ class EditLog:
             "SELECT id, current_label, status FROM images WHERE id IN (SELECT image_id FROM edits WHERE id > ?)",
             (int(edit_id),))]
 
-    def _derive_stacks(self) -> tuple[list[list[int]], list[list[int]]]:
+    def _derive_stacks(self, c: sqlite3.Connection | None = None) -> tuple[list[list[int]], list[list[int]]]:
         """Undo and redo stacks of decisions (each a list of edit ids: one, or a batch's), replayed
-        from the log; cached until another write appears."""
-        max_id = self.store._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0]
+        from the log; cached until another write appears. ``c``: the open write transaction an
+        undo or redo derives them in, so no other process's edit can come between."""
+        q = (lambda sql: c.execute(sql).fetchall()) if c is not None else self.store._q
+        max_id = q("SELECT COALESCE(max(id), 0) FROM edits")[0][0]
         if self._stacks is not None and self._stacks[0] == max_id:
             return self._stacks[1], self._stacks[2]
         undo: list[list[int]] = []
         redo: list[list[int]] = []
-        for eid, action, target, batch in self.store._q("SELECT id, action, target, batch FROM edits ORDER BY id"):
+        for eid, action, target, batch in q("SELECT id, action, target, batch FROM edits ORDER BY id"):
             if action in _DO_ACTIONS:
                 if batch is not None and batch != eid and undo and undo[-1][0] == batch:
                     undo[-1].append(eid)  # a later entry of the same batch
@@ -180,20 +182,17 @@ class EditLog:
             # the other entries of a batch's undo/redo target the decision just moved: nothing to do
         self._stacks = (max_id, undo, redo)
         return undo, redo
-    def can_undo(self) -> bool:
-        return bool(self._derive_stacks()[0])
 
-    def can_redo(self) -> bool:
-        return bool(self._derive_stacks()[1])
-
-    def _edit(self, edit_id: int) -> Edit:
-        return Edit(*self.store._q(f"SELECT {_COLS} FROM edits WHERE id=?", (edit_id,))[0])
-
-    def _revert(self, ids: list[int], action: str) -> Edit:
-        """Undo (back to old) or redo (on to new) one decision's entries in one transaction;
-        returns the entry of its first image (the one the annotator acted on)."""
-        edits = [self._edit(i) for i in ids]
+    def _revert(self, action: str) -> Edit | None:
+        """Undo (back to old) or redo (on to new) the newest decision on that stack, its entries in
+        one transaction, the stack derived inside it; returns the entry of its first image (the
+        one the annotator acted on), or None when the stack is empty."""
         with self.store._tx() as c:
+            undo, redo = self._derive_stacks(c)
+            stack = undo if action == "undo" else redo
+            if not stack:
+                return None
+            edits = [Edit(*c.execute(f"SELECT {_COLS} FROM edits WHERE id=?", (i,)).fetchone()) for i in stack[-1]]
             batch = -1 if len(edits) > 1 else None
             out: list[Edit] = []
             for e in (reversed(edits) if action == "undo" else edits):
@@ -206,13 +205,11 @@ class EditLog:
 
     def undo(self) -> Edit | None:
         """Revert the newest edit not yet undone; appends an 'undo' entry. None if nothing to undo."""
-        undo, _ = self._derive_stacks()
-        return self._revert(undo[-1], "undo") if undo else None
+        return self._revert("undo")
 
     def redo(self) -> Edit | None:
         """Re-apply the newest undone edit; appends a 'redo' entry. None if nothing to redo."""
-        _, redo = self._derive_stacks()
-        return self._revert(redo[-1], "redo") if redo else None
+        return self._revert("redo")
 
     def keep_group(self, image_id: int) -> Edit:
         """Keep ``image_id`` and remove the rest of its duplicate group: one decision (keep_only)."""

@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Protocol
 
 from scoring.io.safewrite import process_alive
@@ -84,32 +84,48 @@ class Runs:
             return int(cur.lastrowid or 0)
 
     @contextlib.contextmanager
-    def scoring_writer(self, what: str) -> Iterator[None]:
+    def scoring_writer(self, what: str) -> Iterator[WriterHold]:
         """Hold the project's one scoring writer for ``what`` (a run, a re-rank): scores of two
-        pools must never interleave. Another live holder makes this a one-line refusal; a holder
-        that died (kill, crash) is taken over."""
+        pools must never interleave. Another live holder makes this a one-line refusal that names
+        ``image-triage unlock``; a holder that died is taken over: on this host when its process
+        is gone, on another host (a cluster node, a container) when its heartbeat (written by
+        :meth:`WriterHold.beat` at least every ``BEAT_S``) is older than ``STALE_S``."""
         token = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self.store._tx():
-            held = self.store._meta("scoring_writer")
-            if held:
-                try:
-                    other = json.loads(held)
-                except ValueError:
-                    other = {}
-                if isinstance(other, dict) and process_alive(other.get("pid"), other.get("host")):
-                    raise ProjectLockedError(
-                        f"{self.store.path} is being scored by another {other.get('what', 'run')} (process "
-                        f"{other.get('pid')}); wait for it to finish or stop it, then run this again"
-                    )
+            other = self.writer()
+            if other is not None and writer_alive(other):
+                raise ProjectLockedError(
+                    f"{self.store.path} is being scored by another {other.get('what', 'run')} (process "
+                    f"{other.get('pid')} on {other.get('host')}); wait for it to finish or stop it. If it is gone "
+                    f"(a machine that went down), run: image-triage unlock --db {self.store.path}"
+                )
             self.store._set_meta(scoring_writer=json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "token": token}))
+                {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "token": token, "beat": time.time()}))
         try:
-            yield
+            yield WriterHold(self, token)
         finally:
             with contextlib.suppress(Exception), self.store._tx():
-                held = self.store._meta("scoring_writer")
-                if held and json.loads(held).get("token") == token:
+                held = self.writer()
+                if held and held.get("token") == token:
                     self.store.conn.execute("DELETE FROM meta WHERE key='scoring_writer'")
+
+    def writer(self) -> dict[str, Any] | None:
+        """The scoring writer's marker (pid, host, what, beat), or None when no one holds it."""
+        held = self.store._meta("scoring_writer")
+        if not held:
+            return None
+        try:
+            other = json.loads(held)
+        except ValueError:
+            other = None
+        return other if isinstance(other, dict) else {"what": "unreadable marker"}
+
+    def unlock(self) -> dict[str, Any] | None:
+        """Clear the scoring writer's marker (``image-triage unlock``), returning what it said."""
+        with self.store._tx() as c:
+            other = self.writer()
+            c.execute("DELETE FROM meta WHERE key='scoring_writer'")
+        return other
 
     def _mark_dead_runs(self, c: sqlite3.Connection) -> None:
         for run_id, pid, host in c.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall():
@@ -185,6 +201,49 @@ class Runs:
                 by_fp = {m["fingerprint"]: m for m in self.members()}
                 return [by_fp[f] for f in wanted if f in by_fp]
         return []
+
+
+BEAT_S = 60.0  # a scoring writer rewrites its heartbeat at least this often while it yields progress
+STALE_S = 15 * 60.0  # another host's writer whose heartbeat is older than this has died
+
+
+def writer_alive(marker: dict[str, Any]) -> bool:
+    """Whether a scoring writer's marker belongs to a live process: on this host, by its pid; on
+    another, by its heartbeat (a marker without one, from an older version, cannot be alive)."""
+    pid, host = marker.get("pid"), marker.get("host")
+    if host == socket.gethostname():
+        return process_alive(pid, host)
+    beat = marker.get("beat")
+    return isinstance(beat, (int, float)) and time.time() - float(beat) < STALE_S
+
+
+class WriterHold:
+    """The held scoring writer: ``beat()`` keeps its heartbeat fresh (cheap when called often)."""
+
+    def __init__(self, runs: Runs, token: str) -> None:
+        self.runs, self.token, self.last = runs, token, time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self.last < BEAT_S:
+            return
+        self.last = time.monotonic()
+        with contextlib.suppress(Exception), self.runs.store._tx():
+            held = self.runs.writer()
+            if held and held.get("token") == self.token:
+                self.runs.store._set_meta(scoring_writer=json.dumps({**held, "beat": time.time()}))
+
+    def beating(self, gen: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
+        """``gen``'s items, with a heartbeat between them; returns what ``gen`` returns."""
+        try:
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                self.beat()
+                yield item
+        finally:
+            gen.close()
 
 
 def _alive(pid: int | None, host: str | None) -> bool:

@@ -122,7 +122,7 @@ def rerank(
     networks too (scratch, finetune: minutes, asked for by the user, never automatic)."""
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()
-    with Project.open(path) as project, project.runs.scoring_writer("re-rank"):  # never interleaved with a run
+    with Project.open(path) as project, project.runs.scoring_writer("re-rank") as writer:  # never with a run
         pool = pool or active_pool(project, networks=networks, trust=trust)
         ids = project.images.scorable_ids()
         refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (networks and m.fitted)]
@@ -138,8 +138,8 @@ def rerank(
                            project.queue.ranked_ids(unreviewed, LABEL_SORT)) if prune else np.zeros(0, np.int64)
         labels[np.isin(ids, pruned)] = -1
         yield Progress("rerank", 0, 1, message=f"refitting {len(refit)} members on {decisions:,} decisions")
-        yield from fit_members(project, pool, ids, labels, cancel, device or pick_device("auto"), refit=refit,
-                               keep_folds=False)
+        yield from writer.beating(fit_members(project, pool, ids, labels, cancel, device or pick_device("auto"),
+                                              refit=refit, keep_folds=False))
         check_cancel(cancel)
         yield from write_scores(project, pool, ids, project.images.given_labels(ids), cancel)
         after = project.queue.ranked_ids(unreviewed, sort)

@@ -1,0 +1,380 @@
+"""Issue 28, hostile input round three: the format readers keep to the dataset through one rule,
+caches are verified against a record kept outside them, another program's SQLite file is left as
+it is, a writer mark from a dead machine can be cleared, undo is derived inside its transaction.
+
+Each test reproduces a finding of the issue (numbered as there) and asserts the new end, and
+that nothing outside the dataset was read (an ``open`` audit hook) or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoring.cli.main import main
+from scoring.engine.inference import run, score_project
+from scoring.errors import UnsafePathError
+from scoring.io.datasets import DatasetError, open_dataset
+from scoring.io.safeio import confine
+from scoring.store import Project, project_for
+from tests.scoring.snapshot import snapshot
+from tests.scoring.tinypool import COLOURS, make_imagefolder, tiny_pool
+
+CLASSES = ["blue", "green", "red"]
+
+# ----------------------------------------------------------------------------- an open() audit
+
+_OPENED: list[str] | None = None
+
+
+def _hook(event: str, args: tuple) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_hook)
+
+
+@pytest.fixture
+def opened() -> Iterator[list[str]]:
+    """Every path this process opens while the test runs (Python's ``open`` audit event: builtins'
+    open, os.open and io.open; SQLite and pyarrow open natively and are not listed)."""
+    global _OPENED
+    _OPENED = []
+    try:
+        yield _OPENED
+    finally:
+        _OPENED = None
+
+
+def _never_opened(opened: list[str], *paths: Path) -> None:
+    bad = [p for p in opened if any(os.path.realpath(p) == os.path.realpath(x) or
+                                    os.path.realpath(p).startswith(os.path.realpath(x) + os.sep) for x in paths)]
+    assert not bad, f"read outside the dataset: {bad}"
+
+
+@pytest.fixture(autouse=True)
+def _own_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "userdata"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def _png(path: Path, colour: str = "red", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 40, (12, 12, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _outside(tmp_path: Path) -> Path:
+    """A folder beside the dataset holding a private PNG and a text secret."""
+    out = tmp_path / "outside"
+    _png(out / "secret.png", "green", 9)
+    (out / "secret.png").chmod(0o600)
+    (out / "passwd").write_text("root:x:0:0\n")
+    return out
+
+
+# ----------------------------------------------------------------------------- the one rule
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside/secret.png", "a/../../x.png", "C:/x.png", "", ".",
+                                  "file:///etc/hostname", "a\\..\\x.png", "a\x00b.png", 5, None])
+def test_the_one_rule_refuses_every_name_that_leaves_the_root(tmp_path: Path, name: object) -> None:
+    with pytest.raises(UnsafePathError):
+        confine(tmp_path, name)
+
+
+def test_the_one_rule_normalises_and_follows_links_only_when_asked(tmp_path: Path) -> None:
+    out = _outside(tmp_path)
+    root = tmp_path / "data"
+    _png(root / "a.png")
+    (root / "link.png").symlink_to(out / "secret.png")
+    (root / "sub").symlink_to(out)
+    (root / "inner.png").symlink_to(root / "a.png")
+    assert confine(root, "./a.png") == "a.png" == confine(root, "x/../a.png")
+    assert confine(root, "inner.png") == "inner.png"  # a link that stays inside is fine
+    for name in ("link.png", "sub/secret.png"):
+        with pytest.raises(UnsafePathError, match="--follow-symlinks"):
+            confine(root, name)
+        assert confine(root, name, follow_symlinks=True) == name
+
+
+# ----------------------------------------------------------------------------- 1: Hugging Face rows
+
+
+def test_1_a_huggingface_row_never_reads_outside_the_dataset(tmp_path: Path, opened: list[str]) -> None:
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = _outside(tmp_path)
+    root = tmp_path / "hf"
+    _png(root / "ok.png", "red", 1)
+    (root / "link.png").symlink_to(out / "secret.png")
+    refs = ["ok.png", str(out / "passwd"), "../outside/secret.png", f"file://{out / 'passwd'}", "link.png",
+            str(out / "secret.png")]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    cells = [{"bytes": None, "path": r} for r in refs]
+    pq.write_table(pa.Table.from_pydict({"image": cells, "label": [2] * len(refs)}, schema=feats.arrow_schema),
+                   root / "d.parquet")
+    opened.clear()  # what the test itself wrote above is not a read
+    got = open_dataset(root / "d.parquet")
+    _never_opened(opened, out)
+    assert got.records[0].error is None
+    for rec, ref in zip(got.records[1:], refs[1:], strict=True):
+        assert rec.error is not None and "outside" in rec.error, (ref, rec.error)
+    unpacked = [p for p in got.root.rglob("*") if p.is_file() and p.name != "records.json" and p.name[0] != "."]
+    assert len(unpacked) == 1 and unpacked[0].read_bytes() == (root / "ok.png").read_bytes()
+    assert unpacked[0].stat().st_mode & 0o077 == 0 and got.root.stat().st_mode & 0o077 == 0  # private
+
+
+def test_3_huggingface_unpacking_has_a_cap_per_image_and_in_all(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scoring.io import huggingface as HF
+
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    zeros = b"\0" * 4_000_000  # zstd makes it a few hundred bytes
+    root = tmp_path / "bomb"
+    root.mkdir()
+    table = pa.Table.from_pydict({"image": [{"bytes": zeros, "path": None}] * 4, "label": [0] * 4},
+                                 schema=feats.arrow_schema)
+    pq.write_table(table, root / "d.parquet", compression="zstd")
+    monkeypatch.setattr(HF, "MIN_UNPACK_BUDGET", 6_000_000)
+    with pytest.raises(DatasetError, match=r"d\.parquet.*row 1.*bomb"):
+        open_dataset(root / "d.parquet")
+    cache = tmp_path / "cache" / "image-triage" / "huggingface"
+    assert not cache.exists() or not any(cache.iterdir())  # nothing half-made left
+    monkeypatch.setattr(HF, "MAX_CELL_BYTES", 1_000_000)
+    with pytest.raises(DatasetError, match="none of its 4 images"):
+        open_dataset(root / "d.parquet")
+
+
+# ----------------------------------------------------------------------------- 2: links out of CVAT, FiftyOne, Label Studio
+
+
+def _cvat(root: Path, names: list[str]) -> Path:
+    images = "".join(f'<image id="{n}" name="{name}" width="12" height="12"><tag label="red" source="manual"/></image>'
+                     for n, name in enumerate(names))
+    xml = root / "annotations.xml"
+    xml.write_text('<?xml version="1.0"?><annotations><version>1.1</version><meta><task><labels>'
+                   + "".join(f"<label><name>{c}</name></label>" for c in CLASSES)
+                   + f"</labels></task></meta>{images}</annotations>")
+    return xml
+
+
+def test_2_cvat_fiftyone_and_label_studio_never_follow_a_link_out(tmp_path: Path, opened: list[str]) -> None:
+    out = _outside(tmp_path)
+    cv = tmp_path / "cvat"
+    for n in range(3):
+        _png(cv / "images" / f"{n}.png", "red", n)
+    (cv / "images" / "link.png").symlink_to(out / "secret.png")
+    (cv / "images" / "sub").symlink_to(out)
+    _cvat(cv, ["0.png", "1.png", "./2.png", "2.png", "link.png", "sub/secret.png"])
+    opened.clear()  # what the test itself wrote above is not a read
+    ds = open_dataset(cv)
+    errors = {r.path: r.error for r in ds.records}
+    assert [r.path for r in ds.records if r.error is None] == ["0.png", "1.png", "2.png"]  # ./2.png and 2.png: one
+    assert "listed" in str(errors["2.png" if errors.get("2.png") else "./2.png"]) or any(
+        "again" in str(e) for e in errors.values())
+    assert "outside" in str(errors["link.png"]) and "outside" in str(errors["sub/secret.png"])
+
+    fo = tmp_path / "fo"
+    fo.mkdir()
+    (fo / "data").symlink_to(out)
+    (fo / "labels.json").write_text(json.dumps({"classes": CLASSES, "labels": {"secret": 1}}))
+    with pytest.raises(DatasetError, match="secret"):
+        open_dataset(fo)
+
+    ls = tmp_path / "ls"
+    _png(ls / "ok.png")
+    (ls / "link.png").symlink_to(out / "secret.png")
+    tasks = [{"id": 1, "data": {"image": "ok.png"}}, {"id": 2, "data": {"image": str(out / "secret.png")}},
+             {"id": 3, "data": {"image": "/data/local-files/?d=../outside/secret.png"}},
+             {"id": 4, "data": {"image": "link.png"}}, {"id": 5, "data": {"image": f"file://{out / 'passwd'}"}}]
+    (ls / "tasks.json").write_text(json.dumps(tasks))
+    ds = open_dataset(ls / "tasks.json")
+    assert [r.path for r in ds.records if r.error is None] == ["ok.png"]
+    assert sum("outside" in str(r.error) for r in ds.records) == 4
+    _never_opened(opened, out)
+
+
+def test_2_an_export_of_a_cvat_project_copies_nothing_from_outside(tmp_path: Path) -> None:
+    out = _outside(tmp_path)
+    cv = tmp_path / "cvat"
+    for n, c in enumerate(CLASSES * 2):
+        _png(cv / "images" / f"{n}.png", c, n)
+    (cv / "images" / "link.png").symlink_to(out / "secret.png")
+    _cvat(cv, [f"{n}.png" for n in range(6)] + ["link.png"])
+    db = project_for(cv, tmp_path / "p.triage.db")
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    before = snapshot(out)
+    assert main(["export", "--db", str(db), str(tmp_path / "exp"), "--link", "copy"]) == 0
+    secret = (out / "secret.png").read_bytes()
+    assert not any(p.is_file() and p.read_bytes() == secret for p in (tmp_path / "exp").rglob("*"))
+    assert snapshot(out) == before
+
+
+# ----------------------------------------------------------------------------- 5, 12, 13: the ONNX cache
+
+
+def test_5_a_tampered_truncated_or_unrecorded_onnx_file_is_never_run(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    from scoring.engine import runtime as RT
+    from scoring.pool.base import Encoder, Preprocess
+    from scoring.pool.models.registry import get_model
+
+    torch.manual_seed(0)
+    enc = Encoder("test-r20-32", get_model("cifar_resnet20", num_classes=3).eval(), Preprocess(size=32), "logits", "r20")
+    cpu = torch.device("cpu")
+    [first], chosen = RT.prepare([enc], cpu, "onnx")
+    path = RT.model_path(enc)
+    good = path.read_bytes()
+    assert chosen[enc.key] == "onnx" and RT.record_path(path).is_file()
+    x = torch.rand(3, 3, 32, 32)
+    want = first.module(x).numpy()
+    for bad in (good[:-1] + bytes([good[-1] ^ 1]), good[: len(good) // 2], b""):
+        path.write_bytes(bad)
+        with caplog.at_level(logging.WARNING, logger="scoring.engine.runtime"):
+            caplog.clear()
+            [again], chosen = RT.prepare([enc], cpu, "onnx")
+        assert chosen[enc.key] == "onnx" and "not the one Image Triage exported" in caplog.text
+        assert path.read_bytes() == good and np.allclose(again.module(x).numpy(), want)
+    RT.record_path(path).unlink()  # a file with no record: not ours to trust
+    path.write_bytes(good)
+    RT.prepare([enc], cpu, "onnx")
+    assert RT.record_path(path).is_file()
+    stale = path.parent / f".{path.name}.0123abcd"  # a kill mid-export, long ago
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    path.unlink()
+    RT.prepare([enc], cpu, "onnx")
+    assert not stale.exists() and path.is_file()
+
+
+# ----------------------------------------------------------------------------- 6: another program's database
+
+
+def test_6_another_programs_wal_database_or_hot_journal_is_left_byte_for_byte(tmp_path: Path) -> None:
+    wal = tmp_path / "other.db"
+    subprocess.run([sys.executable, "-c", f"""
+import sqlite3, os
+c = sqlite3.connect({str(wal)!r}); c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA wal_autocheckpoint=0')
+c.execute('create table t(x)'); c.commit(); c.execute('insert into t values (randomblob(5000))'); c.commit()
+os._exit(0)"""], check=True)
+    hot = tmp_path / "hot.db"
+    subprocess.run([sys.executable, "-c", f"""
+import sqlite3, os
+c = sqlite3.connect({str(hot)!r}, isolation_level=None); c.execute('create table t(x)')
+c.execute('insert into t values (randomblob(50000))'); c.execute('PRAGMA cache_size=1'); c.execute('BEGIN')
+c.execute('update t set x=randomblob(60000)'); c.execute('insert into t select randomblob(9000) from t'); os._exit(0)"""],
+                   check=True)
+    assert (tmp_path / "other.db-wal").exists() and (tmp_path / "hot.db-journal").exists()
+    before = snapshot(tmp_path)
+    for db in (wal, hot):
+        for cmd in (["stats"], ["undo"], ["queue"]):
+            assert main([cmd[0], "--db", str(db)]) == 2
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- 7: a writer mark from a dead machine
+
+
+def test_7_a_writer_mark_from_another_host_is_stale_by_its_heartbeat_and_unlock_clears_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    with Project.open(db) as p, p.transaction():
+        p._set_meta(scoring_writer=json.dumps({"pid": 4242, "host": "node-7"}))  # an older version's mark
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # no heartbeat: cannot be alive
+    live = {"pid": 4242, "host": "node-7", "what": "scoring run", "beat": time.time()}
+    with Project.open(db) as p, p.transaction():
+        p._set_meta(scoring_writer=json.dumps(live))
+    assert main(["rerank", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "node-7" in err and f"image-triage unlock --db {db}" in err
+    assert main(["unlock", "--db", str(db)]) == 0
+    assert "node-7" in capsys.readouterr().out
+    with Project.open(db) as p:
+        assert p.runs.writer() is None
+        p._set_meta(scoring_writer=json.dumps({**live, "beat": time.time() - 3600}))
+    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # an hour without a heartbeat: taken over
+    with Project.open(db) as p, p.transaction():
+        p._set_meta(scoring_writer=json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": "x"}))
+    assert main(["unlock", "--db", str(db)]) == 2  # a live process here is stopped, not unlocked
+    assert "running" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- 14: undo beside another process
+
+
+def test_14_undo_is_derived_inside_its_transaction(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    with Project.open(db) as a, Project.open(db) as b:
+        a.edits.relabel(1, 2)
+        assert a.edits.redo() is None  # a derives (and caches) its stacks now
+        b.edits.relabel(2, 0)  # another process decides in between
+        undone = a.edits.undo()
+        assert undone is not None and undone.image_id == 2  # the newest decision, b's, is undone
+        redone = a.edits.redo()
+        assert redone is not None and redone.image_id == 2
+        assert a.edits.undo().image_id == 2 and a.edits.undo().image_id == 1  # type: ignore[union-attr]
+        assert a.edits.undo() is None
+
+
+def test_14_undos_from_two_threads_never_undo_one_decision_twice(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    with Project.open(db) as p:
+        for i in range(1, 9):
+            p.edits.relabel(i, 1)
+    got: list[int] = []
+
+    def undo_all() -> None:
+        with Project.open(db) as q:
+            while (e := q.edits.undo()) is not None:
+                got.append(e.target or 0)
+
+    threads = [threading.Thread(target=undo_all) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == list(range(1, 9))  # each decision undone exactly once
+    with Project.open(db) as p:
+        assert [s for _i, _l, s in p.images.label_states(list(range(1, 13)))].count("unreviewed") == 12
+
+
+# ----------------------------------------------------------------------------- minor: FiftyOne twins
+
+
+def test_fiftyone_samples_with_one_stem_are_one_line(tmp_path: Path) -> None:
+    fo = tmp_path / "fo"
+    _png(fo / "data" / "s0.jpg")
+    _png(fo / "data" / "s0.png")
+    (fo / "labels.json").write_text(json.dumps({"classes": CLASSES, "labels": {"s0": 1}}))
+    with pytest.raises(DatasetError, match=r"s0\.jpg and s0\.png"):
+        open_dataset(fo)
