@@ -12,14 +12,15 @@ from scoring.store import Project
 from scoring.tasks.estimate import ErrorsLeft, errors_left
 
 
-def _estimate(path: Path, sort: str) -> ErrorsLeft | None:
+def _estimate(path: Path, sort: str) -> tuple[Path, ErrorsLeft | None]:
     with Project.open(path) as project:  # the pool thread's own connection
-        return errors_left(project, sort)
+        return path, errors_left(project, sort)
 
 
 class Estimates(LatestOnly):
-    """``start(path, sort)`` computes in the background; ``ready`` carries the estimate (a
-    failure is logged and emits nothing)."""
+    """``start(path, sort)`` computes in the background; ``ready`` carries (the project's path,
+    the estimate), so a result for a project no longer open is dropped (a failure is logged and
+    emits nothing)."""
 
     ready = Signal(object)
 

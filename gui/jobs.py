@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread
@@ -24,9 +25,12 @@ class Jobs(QObject):
     tells the window to disable what must not start meanwhile; ``message(text, ms)`` writes the
     status bar. The widgets (``stage``, ``progress``, ``cancel_btn``) are the window's to place."""
 
-    def __init__(self, window: QWidget, busy_changed: Callable[[bool], None], message: Callable[[str, int], None]):
+    def __init__(self, window: QWidget, busy_changed: Callable[[bool], None], message: Callable[[str, int], None],
+                 current_project: Callable[[], Path | None] = lambda: None):
         super().__init__(window)
         self.window = window
+        self.current_project = current_project  # the project open now: a result for another is dropped
+        self.project: Path | None = None  # the project the running job was started for
         self.busy_changed = busy_changed
         self.message = message
         self.stage = QLabel()
@@ -51,6 +55,7 @@ class Jobs(QObject):
         worker, thread = start_worker(factory, self, start=False)
         self._worker, self._thread = worker, thread
         self.title = title
+        self.project = self.current_project()
         self._on_returned, self._on_errored = on_returned, on_errored
         # Only bound methods of this QObject of the GUI thread, which then call the job's own
         # callbacks: queued into the GUI thread whatever the callbacks are. (A lambda, or a
@@ -66,6 +71,20 @@ class Jobs(QObject):
         self.busy_changed(True)
         thread.start()  # only now: every signal above is connected
         return worker
+
+    def ask_to_leave(self, ask: Callable[[QMessageBox], Any], here: str, other: str) -> bool:
+        """Another project is to be opened while this job runs for ``here``: ask whether to cancel
+        the job or let it finish into its own file (its result then is not shown); False: stay."""
+        box = QMessageBox(QMessageBox.Icon.Question, f"{self.title} is running",
+                          f"{self.title} is running for {here}. Open {other} anyway?",
+                          QMessageBox.StandardButton.NoButton, self.window)
+        cancel = box.addButton("Cancel it and open", QMessageBox.ButtonRole.DestructiveRole)
+        finish = box.addButton("Let it finish in its own file", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Stay here", QMessageBox.ButtonRole.RejectRole)
+        clicked = ask(box)
+        if clicked is cancel:
+            self.cancel()
+        return clicked in (cancel, finish)
 
     def then(self, follow: Callable[[], Any]) -> None:
         """Start ``follow`` when the running job has finished (duplicates after scoring)."""
@@ -104,11 +123,24 @@ class Jobs(QObject):
         rate = f" · {p.rate:,.0f} {unit}/s" if p.rate >= 1 else f" · {p.rate * 60:,.1f} {unit}/min" if p.rate > 0 else ""
         self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:110])
 
+    def mine(self) -> bool:
+        """Whether the running job's project is the one open now (else its result is dropped:
+        it is already in its own project file)."""
+        if self.project == self.current_project():
+            return True
+        log.info("%s finished for %s, which is no longer open: its result stays in its file, not shown",
+                 self.title, self.project)
+        self.message(f"{self.title} finished for {self.project.name if self.project else 'a closed project'}; "
+                     "its results are in that project's file", 8000)
+        return False
+
     def _on_returned_signal(self, value: Any) -> None:
-        if self._on_returned is not None:
+        if self._on_returned is not None and self.mine():
             self._on_returned(value)
 
     def _on_errored_signal(self, exc: BaseException) -> None:
+        if not self.mine():
+            return
         if self._on_errored is not None:
             self._on_errored(exc)
         else:
@@ -124,5 +156,7 @@ class Jobs(QObject):
         self._show(False)
         self.busy_changed(False)
         follow, self._after = self._after, None
-        if follow is not None:
+        same = self.project == self.current_project()
+        self.project = None
+        if follow is not None and same:
             follow()

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QSettings, Qt
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -31,7 +31,7 @@ from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
 from gui.recent import RecentProjects
 from gui.review_actions import ReviewController
-from gui.review_keys import ReviewKeys, open_readme, show_full_image, show_keys
+from gui.review_keys import TEXT_INPUTS, ReviewKeys, open_readme, show_full_image, show_keys
 from gui.tasks import Tasks
 from gui.thumbnails import ThumbnailLoader
 from gui.view_state import ViewState
@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         area = QApplication.primaryScreen().availableGeometry() if QApplication.primaryScreen() else None
         self.resize(min(1400, area.width()) if area else 1400, min(880, area.height() - 40) if area else 880)
         say = self.statusBar().showMessage
-        self.jobs = Jobs(self, self._on_busy, say)
+        self.jobs = Jobs(self, self._on_busy, say, lambda: self.project.path.resolve() if self.project is not None else None)
         self._build_ui()
         # self._ask is looked up at each question, so a test's patch of MainWindow._ask answers it
         self.review = ReviewController(self, self.view, self.detail, self.jobs, self.settings,
@@ -198,7 +198,9 @@ class MainWindow(QMainWindow):
             m.aboutToHide.connect(self._focus_queue)
 
     def _focus_queue(self) -> None:
-        if QApplication.focusWidget() is not self.filters.f_search:
+        """After a menu or a dialog closes, the queue has the keys, unless a text-taking widget
+        (a line edit, a spin box, an editable combo box) has them: the one focus rule."""
+        if not isinstance(QApplication.focusWidget(), TEXT_INPUTS):
             self.view.setFocus()
 
     def show_keys(self) -> QDialog:
@@ -243,10 +245,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         scoring = self.jobs.busy and self.jobs.title == "Scoring"
         if scoring:
-            self.close_question = QMessageBox(
-                QMessageBox.Icon.Question, "Scoring is running",
-                "Scoring is still running. Stop it and close? What is scored is kept, and reopening the "
-                "project offers to resume.", QMessageBox.StandardButton.NoButton, self)
+            text = "Scoring is still running. Stop it and close? What is scored is kept; reopening offers to resume."
+            self.close_question = QMessageBox(QMessageBox.Icon.Question, "Scoring is running", text,
+                                              QMessageBox.StandardButton.NoButton, self)
             stop = self.close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
             self.close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
             clicked = self._ask(self.close_question)
@@ -277,6 +278,9 @@ class MainWindow(QMainWindow):
             return False
 
     def open_project(self, path: str | Path, ask_resume: bool = True) -> bool:
+        if self.jobs.busy and self.project is not None and not self.jobs.ask_to_leave(
+                lambda box: self._ask(box), self.project.source.name, Path(path).name):
+            return False
         try:
             project = Project.open(path)
         except ImageTriageError as exc:
@@ -373,22 +377,21 @@ class MainWindow(QMainWindow):
     # --- filters: the panel emits a value, the session holds it, the model shows it ------------
 
     def _on_filterChanged(self, sort: str, filt: QueueFilter) -> None:
+        """A filter changes what is shown, never where the keys go: the widget being typed into
+        keeps them (a number typed into a range box once relabelled an image). The reload keeps
+        the session's cursor (the same image, else the next); a new order starts at its head."""
         session, model, review = self.session, self.model, self.review
         if session is None or model is None or self.view_state.restoring:
             return
-        current = review.current_id() if sort == session.sort else None  # a new order starts at its head
+        new_order = sort != session.sort
         session.set_view(sort, filt)
+        if new_order:
+            session.move_to(None, 0)
         model.reload()
+        if new_order:
+            review.select_first_unreviewed()
         review.update_status()
         self._save_view_state()
-        idx = model.index_of(current) if current is not None else QModelIndex()
-        if idx.isValid() and filt.status is None:
-            review.select(idx)  # clearing filters keeps the image under review
-        elif model.rowCount():
-            review.select_first_unreviewed()
-        else:
-            self.detail.clear()
-        self._focus_queue()
 
     def _on_filterRequested(self, filt: QueueFilter) -> None:
         """From the overview: show the filter in the panel (which applies it), then the queue."""

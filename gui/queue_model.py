@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from gui.thumbnails import ThumbnailLoader
@@ -31,6 +31,8 @@ ModelIndex = QModelIndex | QPersistentModelIndex
 
 class ReviewQueueModel(QAbstractListModel):
     """Rows come from SQLite a page at a time (canFetchMore/fetchMore, keyset paging)."""
+
+    reloaded = Signal()  # after every reload: the session's cursor is put back
 
     def __init__(self, session: ReviewSession, thumbnails: ThumbnailLoader, page_size: int = 200, parent: Any = None):
         super().__init__(parent)
@@ -120,10 +122,18 @@ class ReviewQueueModel(QAbstractListModel):
         self.endInsertRows()
 
     def reload(self) -> None:
+        """Re-read the queue; ``reloaded`` then lets the cursor's owner put the cursor back."""
         self.beginResetModel()
         self._rows, self._row_of, self._exhausted, self._total = [], {}, False, None
         self.endResetModel()
         self._fetch()
+        self.reloaded.emit()
+
+    def find(self, image_id: int, look: int = 5000) -> int | None:
+        """The row of ``image_id``, fetching pages up to ``look`` rows; None when not shown there."""
+        while image_id not in self._row_of and self.rowCount() < look and self.canFetchMore(QModelIndex()):
+            self.fetchMore(QModelIndex())
+        return self._row_of.get(image_id)
 
     def total(self) -> int:
         """Rows matching the filter (all pages)."""

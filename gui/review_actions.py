@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QSettings, Signal
@@ -68,11 +69,12 @@ class ReviewController(QObject):
         self.session, self.model = session, model
         self.view.setModel(model)
         self.view.selectionModel().currentChanged.connect(self.on_current_changed)
+        model.reloaded.connect(self._on_reloaded)
 
     def detach(self) -> None:
         self.session, self.model = None, None
 
-    # --- the selection and the detail pane --------------------------------------------------
+    # --- the cursor: the session's; Qt's selection only shows it ------------------------------
 
     def select(self, index: QModelIndex) -> None:
         if index.isValid():
@@ -85,17 +87,41 @@ class ReviewController(QObject):
             self.select(self.model.first_unreviewed())
 
     def current_id(self) -> int | None:
-        row = self.model.row_at(self.view.currentIndex().row()) if self.model is not None else None
-        return row.id if row is not None else None
+        """The image the keys act on: the session's cursor, when the queue shows it."""
+        session, model = self.session, self.model
+        if session is None or model is None or session.current is None:
+            return None
+        return session.current if model.index_of(session.current).isValid() else None
+
+    def _on_reloaded(self) -> None:
+        """A reload (a filter, a job's result, a re-rank) wiped Qt's current index: put the
+        session's cursor back (the same image, else the next one in the order)."""
+        session, model = self.session, self.model
+        if session is None or model is None:
+            return
+        row = session.cursor_after_reload(model.find, model.rowCount())
+        if row is None:
+            session.move_to(None)
+            self.detail.clear()
+            return
+        self.select(model.index(row, 0))
 
     def on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if self.model is None or self.project is None:
+        if self.model is None or self.project is None or self.session is None:
             return
         row = self.model.row_at(current.row())
-        if row is None:
-            self.detail.clear()
-        else:
-            self.detail.show_row(self.project, row, self.members)
+        if row is None:  # a reset under way: the session keeps the cursor, the reload puts it back
+            return
+        self.session.move_to(row.id, current.row())
+        self.detail.show_row(self.project, row, self.members)
+
+    def why_no_image(self) -> str:
+        """What the status bar says when a review key finds no image to act on."""
+        if self.model is None or self.session is None:
+            return "No project is open: File ▸ Open"
+        if self.model.rowCount() == 0:
+            return "No image matches the filters: Clear filters (or Ctrl+U) to see images"
+        return "No image is selected: click one, or press Down"
 
     def selected_ids(self) -> list[int]:
         """The images selected with Shift/Ctrl+click (the current one alone when one is)."""
@@ -110,6 +136,7 @@ class ReviewController(QObject):
     def _act(self, do: Callable[[int], Edit], advance: bool = True) -> Edit | None:
         image_id = self.current_id()
         if self.model is None or image_id is None:
+            self.say(f"That key did nothing. {self.why_no_image()}", 5000)
             return None
         try:
             edit = do(image_id)
@@ -132,6 +159,7 @@ class ReviewController(QObject):
         """One key on the current image, or on every selected image as one decision (asked first)."""
         session, project, model = self.session, self.project, self.model
         if session is None or project is None or model is None:
+            self.say(f"That key did nothing. {self.why_no_image()}", 5000)
             return None
         ids = self.selected_ids()
         if len(ids) <= 1:
@@ -314,7 +342,10 @@ class ReviewController(QObject):
         self.session.set_estimate(self.session.estimate)  # not due again until 20 more decisions
         self.estimates.start(self.project.path, self.session.label_sort)
 
-    def _on_estimated(self, estimate: ErrorsLeft | None) -> None:
-        if self.session is not None:
-            self.session.set_estimate(estimate)
-            self.update_status()
+    def _on_estimated(self, result: tuple[Path, ErrorsLeft | None]) -> None:
+        path, estimate = result
+        if self.session is None or self.project is None or path != self.project.path:
+            log.info("an errors-left estimate for %s arrived after it was closed: dropped", path)
+            return
+        self.session.set_estimate(estimate)
+        self.update_status()

@@ -51,7 +51,7 @@ class ReviewKeys(QObject):
             return False
         if QApplication.activeModalWidget() is not None or QApplication.activePopupWidget() is not None:
             return False  # a dialog or an open menu / combo list has the keys
-        focus = QApplication.focusWidget()
+        focus = QApplication.focusWidget() or self.window.focusWidget()  # the window's, while it is not active
         if focus is None or not self._ours(focus) or not self._ours(obj):
             return False
         view = self.view

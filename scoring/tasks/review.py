@@ -37,6 +37,29 @@ class ReviewSession:
     _estimate_at: int | None = field(default=None, init=False, repr=False)
     _rerank_at: int | None = field(default=None, init=False, repr=False)
     _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
+    # The cursor: the image under review and its place in the order when it was chosen. The
+    # session owns it, not Qt's selection model (which a reload wipes): every reload puts it back.
+    current: int | None = field(default=None, init=False)
+    current_row: int = field(default=0, init=False)
+
+    def move_to(self, image_id: int | None, row: int | None = None) -> None:
+        """The image under review (``row``: its place in the shown order, kept as a hint for when
+        it leaves the view). None only when nothing is shown; a reload never calls it with None."""
+        self.current = image_id
+        if row is not None:
+            self.current_row = max(0, int(row))
+
+    def cursor_after_reload(self, shown: Callable[[int], int | None], count: int) -> int | None:
+        """Where the cursor goes after the view was re-read: the row of the same image when it is
+        still shown (``shown(image_id)`` -> row or None), else the row it was on (now the next image
+        in the order), else None when nothing is shown."""
+        if count <= 0:
+            return None
+        if self.current is not None:
+            row = shown(self.current)
+            if row is not None:
+                return row
+        return min(self.current_row, count - 1)
 
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""

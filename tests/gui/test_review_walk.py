@@ -43,7 +43,7 @@ def test_keys_survive_every_interruption_and_the_window_never_grows(qtbot, setti
 
     def decided(n: int) -> None:
         decisions.append(len(w.project.edits.entries()))
-        assert decisions[-1] - decisions[-2] == n, (decisions, QApplication.focusWidget())
+        assert decisions[-1] - decisions[-2] == n, (decisions, QApplication.focusWidget(), w.statusBar().currentMessage(), w.session.current, w.model.rowCount(), w.session.filter)
 
     # 1. the sort: the two-way switch, clicked with the mouse
     qtbot.mouseClick(w.filters.view_buttons["difficulty"], Qt.MouseButton.LeftButton)

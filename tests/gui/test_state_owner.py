@@ -1,0 +1,188 @@
+"""Issue 27: one owner for the cursor, the decisions and every job's result.
+
+After every background job (scoring, duplicates, re-rank, export, the errors estimate) the very
+first review key acts, with no other key pressed first; typing into a filter box never decides
+anything; a job's result lands only in the project it was started for. The cursor itself is the
+Qt-free session's (tested without Qt at the end).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QMessageBox, QSpinBox
+
+from gui.main_window import MainWindow
+from scoring.io.datasets import open_dataset
+from scoring.store import Project, project_for
+from scoring.tasks.review import ReviewSession
+from tests.gui.conftest import fake_scored, open_window
+from tests.scoring.tinypool import make_imagefolder
+
+SPECS = [{"name": "s", "kind": "scratch", "arch": "tiny_mlp", "epochs": 1, "folds": 2, "seeds": [0],
+          "preprocess": {"size": 8}}]
+
+
+def _key_acts(qtbot, w: MainWindow, key: Qt.Key = Qt.Key.Key_Return) -> None:  # type: ignore[no-untyped-def]
+    """Press one review key where the keyboard would send it, and check the project file got it."""
+    before = len(w.project.edits.entries())
+    target = QApplication.focusWidget() or w.focusWidget()
+    assert target is not None and target.window() is w, f"the key would go to {target}"
+    shown = w.review.current_id()
+    assert shown is not None, f"no image under the cursor: {w.statusBar().currentMessage()}"
+    qtbot.keyClick(target, key)
+    with Project.open(w.project.path) as p:  # the file, read by another connection
+        entries = p.edits.entries()
+    assert len(entries) == before + 1 and entries[-1].image_id == shown, w.statusBar().currentMessage()
+
+
+def _unscored(tmp_path: Path, name: str, per_class: int = 6) -> Path:
+    data = make_imagefolder(tmp_path / name, per_class=per_class, corrupt=False)
+    shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")  # a duplicate group to find
+    db = tmp_path / f"{name}.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    return db
+
+
+def test_the_first_key_after_scoring_and_the_duplicate_search_acts(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, _unscored(tmp_path, "d"))
+    assert w.tasks.start_scoring(SPECS, batch_size=4) is not None
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.project.dupes.duplicates_searched(), timeout=120_000)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=60_000)  # the duplicate search that follows, then its reload
+    _key_acts(qtbot, w)
+    w.close()
+
+
+@pytest.mark.parametrize("job", ["duplicates", "rerank", "export", "estimate"])
+def test_the_first_key_after_each_job_acts(qtbot, settings, tmp_path: Path, job: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from scoring.engine.inference import run, score_project
+    from tests.scoring.tinypool import head_pool
+
+    data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    run(score_project(db, pool=head_pool(["blue", "green", "red"]), workers=0))
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: None)  # the export's report
+    w = open_window(qtbot, settings, db)
+    for _ in range(3):
+        _key_acts(qtbot, w)
+    w.review.select(w.model.index(5, 0))
+    if job == "duplicates":
+        assert w.tasks.start_duplicates() is not None
+    elif job == "rerank":
+        assert w.review.start_rerank() is not None
+    elif job == "export":
+        assert w.tasks.start_export(tmp_path / "out", fmt="imagefolder", link="copy", audit=True, force=False)
+    if job == "estimate":
+        with qtbot.waitSignal(w.review.estimates.ready, timeout=30_000):
+            w.review._estimate_async()
+    else:
+        qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
+    qtbot.wait(50)  # the result's slots have run
+    _key_acts(qtbot, w)
+    w.close()
+
+
+def test_typing_into_every_filter_box_never_decides(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 6, 3))
+    before = len(w.project.edits.entries())
+    spins = [b for b in w.filters.findChildren(QSpinBox)] + [w.filters.f_min, w.filters.f_max]
+    texts = [e for e in w.filters.findChildren(QLineEdit) if not isinstance(e.parent(), (QSpinBox, QComboBox))
+             and e.isVisibleTo(w)]
+    assert w.filters.f_search in texts and len(spins) >= 2
+    for box in spins:
+        box.setFocus()
+        box.lineEdit().selectAll()
+        qtbot.keyClicks(box, "1.2")
+        qtbot.wait(30)
+        assert len(w.project.edits.entries()) == before, f"typing into {box} decided an image"
+        assert QApplication.focusWidget() in (box, box.lineEdit(), None) or w.focusWidget() is box
+    for edit in texts:
+        edit.setFocus()
+        qtbot.keyClicks(edit, "blue 12")
+        qtbot.wait(300)  # the search filters as you type, after 250 ms
+        assert len(w.project.edits.entries()) == before, f"typing into {edit} decided an image"
+        qtbot.keyClick(edit, Qt.Key.Key_Escape)  # the keys go back to the queue
+    w.filters.clear()
+    _key_acts(qtbot, w)  # and then the review keys act
+    w.close()
+
+
+def test_a_job_result_lands_only_in_its_own_project(qtbot, settings, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = _unscored(tmp_path, "a")
+    b = fake_scored(tmp_path / "b", 4, 2)
+    with Project.open(b) as p:
+        b_scores = [(r.id, r.scores) for r in p.queue.page(limit=100)]
+        b_edits = len(p.edits.entries())
+    w = open_window(qtbot, settings, a)
+    asked: list[str] = []
+
+    def let_it_finish(self, box):  # type: ignore[no-untyped-def]
+        asked.append(box.windowTitle())
+        return next(btn for btn in box.buttons() if btn.text() == "Let it finish in its own file")
+
+    monkeypatch.setattr(MainWindow, "_ask", let_it_finish)
+    assert w.tasks.start_scoring(SPECS, batch_size=2) is not None
+    assert w.open_project(b, ask_resume=False)
+    assert asked == ["Scoring is running"] and w.project.path == b
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
+    qtbot.wait(100)
+    assert w.project.path == b and not w.jobs.busy  # no duplicate search was started for b
+    with Project.open(b) as p:
+        assert [(r.id, r.scores) for r in p.queue.page(limit=100)] == b_scores
+        assert not p.dupes.duplicates_searched() and len(p.edits.entries()) == b_edits
+    with Project.open(a) as p:
+        assert p.runs.history()[-1]["status"] == "done"
+        assert all(r.scores["c_perplexity"] is not None for r in p.queue.page(limit=100))
+    _key_acts(qtbot, w)
+    w.close()
+
+
+def test_staying_keeps_the_job_and_cancelling_stops_it(qtbot, settings, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from scoring.progress import Progress
+
+    a = fake_scored(tmp_path / "a", 4, 1)
+    b = fake_scored(tmp_path / "b", 4, 2)
+    w = open_window(qtbot, settings, a)
+    answer = {"text": "Stay here"}
+    monkeypatch.setattr(MainWindow, "_ask", lambda self, box: next(
+        btn for btn in box.buttons() if btn.text() == answer["text"]))
+    release, got = threading.Event(), []
+
+    def job(cancel: threading.Event):  # type: ignore[no-untyped-def]
+        while not release.is_set() and not cancel.is_set():
+            yield Progress("score", 0, 1)
+            time.sleep(0.01)
+        return "result"
+
+    w.jobs.run(job, "Scoring", got.append)
+    assert not w.open_project(b, ask_resume=False) and w.project.path == a and w.jobs.busy
+    answer["text"] = "Cancel it and open"
+    assert w.open_project(b, ask_resume=False) and w.project.path == b
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=30_000)
+    assert got == []  # cancelled, and in any case not b's
+    release.set()
+    w.close()
+
+
+# ----------------------------------------------------------------------------- the cursor, without Qt
+
+
+def test_the_session_owns_the_cursor_through_a_reload(tmp_path: Path) -> None:
+    db = fake_scored(tmp_path, 4, 0)
+    with Project.open(db) as p:
+        s = ReviewSession(p)
+        rows = s.page()
+        s.move_to(rows[5].id, 5)
+        shown = {r.id: n for n, r in enumerate(rows)}
+        assert s.cursor_after_reload(shown.get, len(rows)) == 5  # still shown: the same image
+        del shown[rows[5].id]
+        assert s.cursor_after_reload(shown.get, len(rows) - 1) == 5  # gone: the next one, now on its row
+        assert s.cursor_after_reload(lambda _i: None, 3) == 2  # fewer rows: the last
+        assert s.cursor_after_reload(shown.get, 0) is None  # nothing shown
+        assert s.current == rows[5].id  # a reload never loses it
