@@ -12,7 +12,6 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -29,7 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.offthread import LatestOnly
 from scoring.errors import ImageTriageError
+from scoring.io.safewrite import replace_file
 from scoring.pool.kinds import get_kind, kinds, validate_member
 from scoring.pool.spec import dump_pool_toml, load_pool_file
 from scoring.tasks.autopool import Facts, choose, estimate_seconds
@@ -143,6 +144,16 @@ class MemberForm(QDialog):
         return self._spec
 
 
+def _time_member(spec: dict[str, Any], facts: Facts) -> tuple[float | None, str]:
+    """(seconds, "") or (None, why): one member timed here (runs on a pool thread)."""
+    import torch
+
+    try:
+        return estimate_seconds([spec], facts, torch.device("cuda" if facts.gpu else "cpu")), ""
+    except ImageTriageError as exc:
+        return None, str(exc)
+
+
 class PoolBuilder(QWidget):
     """The list of members with Add / Edit / Remove / Load / Save / Automatic."""
 
@@ -174,6 +185,9 @@ class PoolBuilder(QWidget):
         lay.addWidget(self.total)
         lay.addWidget(self.error)
         self.reasons: list[str] = []
+        self._timer = LatestOnly("member timing", self)
+        self._timer.done.connect(self._on_timed)
+        self._timer.failed.connect(self.error.setText)
         if initial:
             self.set_specs(initial)
         else:
@@ -255,25 +269,27 @@ class PoolBuilder(QWidget):
             self.save(Path(path))
 
     def save(self, path: Path) -> None:
-        path.write_text(dump_pool_toml(self.specs(), ["pool saved by Image Triage"]))
+        try:
+            replace_file(path, dump_pool_toml(self.specs(), ["pool saved by Image Triage"]).encode())
+        except (OSError, ImageTriageError) as exc:
+            self.error.setText(f"{path}: not saved ({exc})")
 
     def estimate(self) -> None:
-        """Each member's time here, from timing its network on one batch (as pool check does)."""
-        import torch
+        """Each member's time here, from timing its network on one batch (as pool check does), on
+        a pool thread: the window keeps taking keys and says that it is timing."""
+        specs = [dict(self.list.item(i).data(SpecRole)) for i in range(self.list.count())]
+        facts = self.facts
+        self.total.setText(f"Timing each of the {len(specs)} members on a batch of images here…")
+        self.error.setText("")
+        self._timer.submit(lambda: [_time_member(spec, facts) for spec in specs])
 
-        device = torch.device("cuda" if self.facts.gpu else "cpu")
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            for i in range(self.list.count()):
-                item = self.list.item(i)
-                try:
-                    seconds = estimate_seconds([item.data(SpecRole)], self.facts, device)
-                except ImageTriageError as exc:
-                    self.error.setText(str(exc))
-                    seconds = None
-                self._label(item, seconds)
-        finally:
-            QApplication.restoreOverrideCursor()
+    def _on_timed(self, results: list[tuple[float | None, str]]) -> None:
+        if len(results) != self.list.count():
+            return  # the list changed meanwhile: the next Estimate times measures it
+        for i, (seconds, why) in enumerate(results):
+            self._label(self.list.item(i), seconds)
+            if why:
+                self.error.setText(why)
         self._update_total()
 
     def _update_total(self) -> None:

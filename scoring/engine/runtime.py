@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from scoring.io.safeio import read_regular, read_text
+from scoring.io.safewrite import replace_file
 from scoring.locations import user_cache_dir, user_data_dir
 from scoring.pool.base import Encoder
 
@@ -118,9 +119,7 @@ def record_path(model: Path) -> Path:
 def _record(model: Path, data: bytes) -> None:
     rec = record_path(model)
     rec.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rec.parent / f".{rec.name}.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}))
-    os.replace(tmp, rec)
+    replace_file(rec, json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}).encode(), 0o600)
 
 
 def _verified(model: Path) -> bytes | None:

@@ -22,13 +22,14 @@ import os
 import re
 import shutil
 import socket
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scoring.errors import UnsafePathError
-from scoring.io.safeio import read_text
+from scoring.io.safeio import kind_of, read_text
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,26 @@ def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
                  mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Put a file holding ``data`` at ``path``, written beside it under a hidden name and renamed
+    into place: what was there (a regular file, a link) is replaced whole, never written into,
+    and a kill leaves the old file or the new one. A folder or a special file (a FIFO would
+    block the write) at ``path`` is refused, naming it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise UnsafePathError(f"{path}: {kind_of(st.st_mode)}, not a file to write; choose another name")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
+    try:
+        write_new(tmp, data, mode)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def new_build_folder(dest: Path, kind: str, token: str | None = None) -> Path:

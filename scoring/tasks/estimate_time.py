@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import time
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from scoring.io.safeio import read_text
+from scoring.io.safewrite import replace_file
 from scoring.locations import user_data_dir
 
 log = logging.getLogger(__name__)
@@ -162,9 +162,7 @@ def record(estimate_s: float, actual_s: float, n_images: int) -> None:
         rows.append(json.dumps({"host": socket.gethostname(), "estimate": round(estimate_s, 1),
                                 "actual": round(actual_s, 1), "images": n_images, "time": round(time.time())}))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text("\n".join(rows) + "\n")
-        os.replace(tmp, path)
+        replace_file(path, ("\n".join(rows) + "\n").encode(), 0o600)
     except OSError as exc:
         log.info("timing history not written (%s)", exc)
 

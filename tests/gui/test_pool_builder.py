@@ -76,6 +76,8 @@ def test_the_backbone_drop_down_says_which_weights_are_here(qtbot) -> None:  # t
 def test_estimates_are_shown_per_member(qtbot) -> None:  # type: ignore[no-untyped-def]
     b = PoolBuilder(FACTS)
     qtbot.addWidget(b)
-    b.estimate()
+    with qtbot.waitSignal(b._timer.done, timeout=120_000):  # timed on a pool thread
+        b.estimate()
+        assert "Timing each" in b.total.text()  # says what it is doing at once
     assert all("about" in b.list.item(i).text() for i in range(b.list.count()))
     assert "in all" in b.total.text()

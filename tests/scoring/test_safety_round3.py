@@ -23,10 +23,11 @@ import torch
 from PIL import Image
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.errors import UnsafePathError
 from scoring.io.datasets import DatasetError, open_dataset
 from scoring.io.safeio import confine
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.snapshot import snapshot
 from tests.scoring.tinypool import COLOURS, make_imagefolder, tiny_pool
@@ -224,7 +225,7 @@ def test_2_an_export_of_a_cvat_project_copies_nothing_from_outside(tmp_path: Pat
     (cv / "images" / "link.png").symlink_to(out / "secret.png")
     _cvat(cv, [f"{n}.png" for n in range(6)] + ["link.png"])
     db = project_for(cv, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     before = snapshot(out)
     assert main(["export", "--db", str(db), str(tmp_path / "exp"), "--link", "copy"]) == 0
     secret = (out / "secret.png").read_bytes()
@@ -308,7 +309,7 @@ def test_7_a_writer_mark_from_another_host_is_stale_by_its_heartbeat_and_unlock_
     db = project_for(data, tmp_path / "p.triage.db")
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps({"pid": 4242, "host": "node-7"}))  # an older version's mark
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # no heartbeat: cannot be alive
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # no heartbeat: cannot be alive
     live = {"pid": 4242, "host": "node-7", "what": "scoring run", "beat": time.time()}
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps(live))
@@ -320,7 +321,7 @@ def test_7_a_writer_mark_from_another_host_is_stale_by_its_heartbeat_and_unlock_
     with Project.open(db) as p:
         assert p.runs.writer() is None
         p._set_meta(scoring_writer=json.dumps({**live, "beat": time.time() - 3600}))
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # an hour without a heartbeat: taken over
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # an hour without a heartbeat: taken over
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": "x"}))
     assert main(["unlock", "--db", str(db)]) == 2  # a live process here is stopped, not unlocked
@@ -378,3 +379,18 @@ def test_fiftyone_samples_with_one_stem_are_one_line(tmp_path: Path) -> None:
     (fo / "labels.json").write_text(json.dumps({"classes": CLASSES, "labels": {"s0": 1}}))
     with pytest.raises(DatasetError, match=r"s0\.jpg and s0\.png"):
         open_dataset(fo)
+
+
+def test_a_file_we_save_replaces_a_link_never_writes_through_it_and_refuses_a_fifo(tmp_path: Path) -> None:
+    from scoring.io.safewrite import replace_file
+
+    other = tmp_path / "someone_elses.txt"
+    other.write_text("theirs")
+    link = tmp_path / "pool.toml"
+    link.symlink_to(other)
+    replace_file(link, b"ours")
+    assert other.read_text() == "theirs" and not link.is_symlink() and link.read_bytes() == b"ours"
+    os.mkfifo(tmp_path / "fifo.toml")
+    with pytest.raises(UnsafePathError, match="fifo.toml.*FIFO"):
+        replace_file(tmp_path / "fifo.toml", b"x")  # would block for ever if opened
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.toml", "pool.toml", "someone_elses.txt"]
