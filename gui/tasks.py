@@ -12,9 +12,24 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from gui.dialogs import ExportDialog, ScoreDialog
 from gui.jobs import Jobs
+from gui.offthread import LatestOnly
 from gui.review_actions import ReviewController, Say
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
+
+
+def _survey(path: Path) -> Any:
+    """The automatic pool's facts about the project's dataset, or the error reading it (on a pool
+    thread, with its own connection)."""
+    from scoring.device import pick_device
+    from scoring.store import Project
+    from scoring.tasks.autopool import survey
+
+    try:
+        with Project.open(path) as project:
+            return survey(project.dataset(), pick_device("auto"))
+    except (ImageTriageError, OSError) as exc:
+        return exc
 
 
 class Tasks:
@@ -22,18 +37,27 @@ class Tasks:
 
     def __init__(self, window: QWidget, jobs: Jobs, review: ReviewController, scored: Callable[[], None], say: Say):
         self.window, self.jobs, self.review, self.scored, self.say = window, jobs, review, scored, say
+        self._survey = LatestOnly("dataset survey", window)
+        self._survey.done.connect(self._on_surveyed)
 
     def score_dialog(self) -> None:
+        """Survey the dataset (a walk of every file: seconds on a large one) on a pool thread, then
+        ask which pool to score with; the status bar says it is reading meanwhile."""
         project = self.review.project
         if project is None or self.jobs.busy:
             return
-        from scoring.device import pick_device
-        from scoring.tasks.autopool import survey
+        path = project.path
+        self.say(f"Reading {project.source.name} to suggest a pool…", 0)
+        self._survey.submit(lambda: (path, _survey(path)))
 
-        try:
-            facts = survey(project.dataset(), pick_device("auto"))
-        except (ImageTriageError, OSError) as exc:
-            QMessageBox.critical(self.window, "Cannot read the dataset", str(exc))
+    def _on_surveyed(self, result: tuple[Path, Any]) -> None:
+        path, facts = result
+        project = self.review.project
+        if project is None or project.path != path or self.jobs.busy:
+            return  # another project was opened meanwhile, or a job started
+        self.say("", 1)
+        if isinstance(facts, (ImageTriageError, OSError)):
+            QMessageBox.critical(self.window, "Cannot read the dataset", str(facts))
             return
         dlg = ScoreDialog(facts, project.runs.last_pool_spec(), self.window)
         if dlg.exec():

@@ -68,6 +68,7 @@ class ThumbnailLoader(QObject):
         self.capacity = capacity
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._pending: set[int] = set()
+        self._generation = 0  # bumped by clear(): a decode for an earlier project is dropped (ids repeat)
         self._decoder = OffThread("thumbnail decode", self, threads=2, latest_only=False)
         self._decoder.done.connect(self._on_decoded)
         self.placeholder = self._make_placeholder(QColor("#3a3f4b"))
@@ -88,12 +89,14 @@ class ThumbnailLoader(QObject):
             return pm
         if image_id not in self._pending:
             self._pending.add(image_id)
-            size = self.size
-            self._decoder.submit(lambda: (image_id, *decode_qimage(path, size)))
+            size, gen = self.size, self._generation
+            self._decoder.submit(lambda: (gen, image_id, *decode_qimage(path, size)))
         return None
 
-    def _on_decoded(self, result: tuple[int, QImage, str]) -> None:
-        image_id, qimg, _why = result
+    def _on_decoded(self, result: tuple[int, int, QImage, str]) -> None:
+        gen, image_id, qimg, _why = result
+        if gen != self._generation:
+            return  # decoded for the project open before: its ids mean other images now
         self._pending.discard(image_id)
         self._cache[image_id] = QPixmap.fromImage(qimg) if not qimg.isNull() else self.broken
         while len(self._cache) > self.capacity:
@@ -101,6 +104,7 @@ class ThumbnailLoader(QObject):
         self.thumbnailReady.emit(image_id)
 
     def clear(self) -> None:
+        self._generation += 1
         self._decoder.clear()
         self._cache.clear()
         self._pending.clear()

@@ -58,12 +58,13 @@ def test_the_first_key_after_scoring_and_the_duplicate_search_acts(qtbot, settin
 
 @pytest.mark.parametrize("job", ["duplicates", "rerank", "export", "estimate"])
 def test_the_first_key_after_each_job_acts(qtbot, settings, tmp_path: Path, job: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from scoring.engine.inference import run, score_project
+    from scoring.engine.inference import score_project
+    from scoring.progress import drain
     from tests.scoring.tinypool import head_pool
 
     data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=head_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=head_pool(["blue", "green", "red"]), workers=0))
     monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: None)  # the export's report
     w = open_window(qtbot, settings, db)
     for _ in range(3):
@@ -186,3 +187,41 @@ def test_the_session_owns_the_cursor_through_a_reload(tmp_path: Path) -> None:
         assert s.cursor_after_reload(lambda _i: None, 3) == 2  # fewer rows: the last
         assert s.cursor_after_reload(shown.get, 0) is None  # nothing shown
         assert s.current == rows[5].id  # a reload never loses it
+
+
+def test_no_job_thread_or_quit_hook_outlives_its_job(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import SIGNAL
+
+    from gui.worker import live_jobs
+    from scoring.progress import Progress
+
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 4, 0))
+    app = QApplication.instance()
+    hooks = None
+    def job(cancel):  # type: ignore[no-untyped-def]
+        yield Progress("score", 0, 1)
+        return "done"
+
+    for _ in range(3):
+        w.jobs.run(job, "Testing", lambda _v: None)
+        qtbot.waitUntil(lambda: not w.jobs.busy, timeout=30_000)
+        qtbot.waitUntil(lambda: live_jobs() == 0, timeout=10_000)  # the thread is gone with its job
+        now = app.receivers(SIGNAL("aboutToQuit()"))
+        hooks = now if hooks is None else hooks
+        assert now == hooks  # one hook for all jobs, not one more per job
+    w.close()
+
+
+def test_the_score_dialog_reads_the_dataset_off_the_gui_thread(qtbot, settings, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui.dialogs import ScoreDialog
+
+    shown: list[int] = []
+    monkeypatch.setattr(ScoreDialog, "exec", lambda self: shown.append(self.builder.list.count()) or 0)
+    w = open_window(qtbot, settings, _unscored(tmp_path, "d"))
+    with qtbot.waitSignal(w.tasks._survey.done, timeout=60_000):
+        w.tasks.score_dialog()
+        assert "Reading" in w.statusBar().currentMessage() and not shown  # not yet: the walk runs elsewhere
+    qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
+    assert shown[0] >= 1  # the dialog opened with the automatic pool
+    _key_acts(qtbot, w)  # and the keys still act
+    w.close()

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Generator
 
-from gui.worker import start_worker
+from gui.worker import live_jobs, start_worker
 
 
 def _collect(worker) -> list[str]:  # type: ignore[no-untyped-def]
@@ -28,7 +28,7 @@ def test_yields_then_returns_then_finishes(qtbot) -> None:  # type: ignore[no-un
     worker.returned.connect(values.append)
     thread.start()  # waitSignal's blocker would be stopped from the worker's thread (a Qt warning)
     qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
-    thread.wait(2000)
+    qtbot.waitUntil(lambda: live_jobs() == 0, timeout=5000)  # the thread is deleted with its job
     assert values == [0, 1, 2, "ok"]
     assert seen[-1] == "finished" and "returned" in seen and "errored" not in seen
 
@@ -50,7 +50,7 @@ def test_cancel_stops_between_batches(qtbot) -> None:  # type: ignore[no-untyped
     qtbot.waitUntil(lambda: len(steps) >= 3, timeout=5000)
     worker.cancel()
     qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
-    thread.wait(2000)
+    qtbot.waitUntil(lambda: live_jobs() == 0, timeout=5000)  # the thread is deleted with its job
     assert "aborted" in seen and "returned" not in seen and seen[-1] == "finished"
     assert len(steps) < 1000
 
@@ -66,7 +66,7 @@ def test_an_exception_is_emitted_not_lost(qtbot) -> None:  # type: ignore[no-unt
     worker.errored.connect(errors.append)
     thread.start()
     qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
-    thread.wait(2000)
+    qtbot.waitUntil(lambda: live_jobs() == 0, timeout=5000)  # the thread is deleted with its job
     assert isinstance(errors[0], ValueError) and "y.pth" in str(errors[0])
     assert seen[-1] == "finished" and "returned" not in seen
 
@@ -82,7 +82,7 @@ def test_the_generator_is_made_inside_the_worker_thread(qtbot) -> None:  # type:
     seen = _collect(worker)
     thread.start()
     qtbot.waitUntil(lambda: "finished" in seen, timeout=5000)
-    thread.wait(2000)
+    qtbot.waitUntil(lambda: live_jobs() == 0, timeout=5000)  # the thread is deleted with its job
     assert made_in and made_in[0] != threading.get_ident()
 
 
