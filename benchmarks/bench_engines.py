@@ -11,9 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool.spec import cifar_resnet_pool_specs
+from scoring.progress import drain
 from scoring.store import Project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -46,7 +47,7 @@ def main() -> None:
         db = tmp / f"{engine}.triage.db"
         Project.create(db, ds).close()
         t0 = time.perf_counter()
-        s = run(score_project(db, specs, batch_size=args.batch_size, workers=workers, engine=engine))
+        s = drain(score_project(db, specs, batch_size=args.batch_size, workers=workers, engine=engine))
         times[engine] = time.perf_counter() - t0
         print(f"{engine:>5}: {s['scored']} images in {times[engine]:.1f}s ({s['scored'] / times[engine]:.0f} images/s), {workers} workers")
     print(f"ray startup (not included above): {t_ray_start:.1f}s")

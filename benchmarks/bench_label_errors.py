@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from scoring import metrics as M
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs, default_scratch_specs
+from scoring.progress import drain
 from scoring.store import Project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -78,7 +79,7 @@ def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Proje
     if not db.exists():
         Project.create(db, open_dataset(data)).close()
     t0 = time.perf_counter()
-    summary = run(score_project(db, specs, workers=workers, batch_size=256))
+    summary = drain(score_project(db, specs, workers=workers, batch_size=256))
     print(f"  scored {summary.get('scored')} images in {time.perf_counter() - t0:.1f}s (cached results reused)")
     p = Project.open(db)
     return p, build_pool(specs, p.classes)

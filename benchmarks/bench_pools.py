@@ -20,8 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.engine.inference import run, score_project  # noqa: E402
+from scoring.engine.inference import score_project  # noqa: E402
 from scoring.pool.spec import CIFAR10_CLASSES, cifar_resnet_pool_specs  # noqa: E402
+from scoring.progress import drain
 from scoring.store import Project, project_for  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -49,7 +50,7 @@ def top1(db: Path, fp: str) -> float:
 def score_one(data: Path, work: Path, spec: dict, tag: str) -> tuple[float, float]:
     db = project_for(data, work / f"{tag}.triage.db", follow_symlinks=True)
     t0 = time.perf_counter()
-    summary = run(score_project(db, [spec], workers=0))
+    summary = drain(score_project(db, [spec], workers=0))
     seconds = time.perf_counter() - t0
     with Project.open(db) as p:
         fp = p.runs.active_members()[0]["fingerprint"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from bench_label_errors import flip  # the same planted flips as that benchmark
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool.spec import cifar_resnet_pool_specs
 from scoring.progress import drain
@@ -70,7 +70,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     clean_db = project_for(data, work / "clean.triage.db")
-    run(score_project(clean_db, specs, workers=0, batch_size=256))
+    drain(score_project(clean_db, specs, workers=0, batch_size=256))
     with Project.open(clean_db) as p:
         ids = p.images.scorable_ids()
         paths, clean = p.images.paths_of(ids), p.images.given_labels(ids)
@@ -93,7 +93,7 @@ def main() -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     Project.create(db, open_dataset(manifest)).close()  # WAL files are checkpointed on close
     t1 = time.perf_counter()
-    run(score_project(db, specs, workers=0, batch_size=256))
+    drain(score_project(db, specs, workers=0, batch_size=256))
     print(f"noisy project: {n_flips} {args.mode} flips ({args.share:.0%}), scored in {time.perf_counter() - t1:.0f} s")
 
     with Project.open(db) as p:

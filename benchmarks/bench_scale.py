@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scoring.io.datasets import open_dataset
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
+from scoring.progress import drain
 from scoring.store import Project
 from tests.scoring.tinypool import tiny_pool
 
@@ -52,7 +53,7 @@ Project.create(db, ds).close()
 sync = time.perf_counter() - t0
 pool = tiny_pool(["blue", "green", "red"])
 pool.members = [pool.members[0], pool.members[3]]  # one checkpoint, one fitted member
-summary = run(score_project(db, pool=pool, batch_size=512, workers=0))
+summary = drain(score_project(db, pool=pool, batch_size=512, workers=0))
 prof = summary["profile"]
 print(json.dumps({"n": n, "sync": sync, "inference": prof.get("decode", 0) + prof.get("forward", 0) + prof.get("store", 0),
                   "fitting": sum(v for k, v in prof.items() if k.startswith("fit")), "score writing": prof.get("metrics", 0) + prof.get("score store", 0),

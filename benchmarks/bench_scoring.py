@@ -41,10 +41,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring.engine.batches import decode_item  # noqa: E402
-from scoring.engine.inference import default_workers, run, score_project  # noqa: E402
+from scoring.engine.inference import default_workers, score_project  # noqa: E402
 from scoring.io.datasets import open_dataset  # noqa: E402
 from scoring.io.decoding import load_image  # noqa: E402
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs  # noqa: E402
+from scoring.progress import drain
 from scoring.store import Project  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -92,7 +93,7 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
             db = Path(tmp) / "bench.triage.db"
             Project.create(db, full).close()
             t0 = time.perf_counter()
-            summary = run(score_project(db, pool=pool, batch_size=batch, workers=workers))
+            summary = drain(score_project(db, pool=pool, batch_size=batch, workers=workers))
             return time.perf_counter() - t0, summary["profile"]
 
     def floor() -> float:

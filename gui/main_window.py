@@ -59,8 +59,6 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings("image-triage", "Image Triage")
-        self.close_question: QMessageBox | None = None  # open while closing during scoring asks
-        self.resume_question: QMessageBox | None = None  # open while reopening offers to resume
         self.popups: list[QDialog] = []  # the key overlay and full-size views that are open
         self.thumbnails = ThumbnailLoader(parent=self)
         self.setWindowTitle("Image Triage")
@@ -246,12 +244,11 @@ class MainWindow(QMainWindow):
         scoring = self.jobs.busy and self.jobs.title == "Scoring"
         if scoring:
             text = "Scoring is still running. Stop it and close? What is scored is kept; reopening offers to resume."
-            self.close_question = QMessageBox(QMessageBox.Icon.Question, "Scoring is running", text,
+            close_question = QMessageBox(QMessageBox.Icon.Question, "Scoring is running", text,
                                               QMessageBox.StandardButton.NoButton, self)
-            stop = self.close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
-            self.close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
-            clicked = self._ask(self.close_question)
-            self.close_question = None
+            stop = close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
+            close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
+            clicked = self._ask(close_question)
             if clicked is not stop:
                 event.ignore()
                 return
@@ -303,14 +300,13 @@ class MainWindow(QMainWindow):
             self.review.select(model.index(0, 0))
         run = project.runs.interrupted_run()
         if ask_resume and run is not None and project.runs.last_pool_spec():
-            self.resume_question = QMessageBox(
+            resume_question = QMessageBox(
                 QMessageBox.Icon.Question, "Resume scoring?",
                 "The last scoring run stopped before it finished (the app closed or crashed). "
                 "Its stored results are kept. Resume it now?",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-            yes = self.resume_question.button(QMessageBox.StandardButton.Yes)
-            answer = self._ask(self.resume_question)
-            self.resume_question = None
+            yes = resume_question.button(QMessageBox.StandardButton.Yes)
+            answer = self._ask(resume_question)
             if answer is yes:
                 self.tasks.start_scoring(project.runs.last_pool_spec() or [])
         self._focus_queue()

@@ -47,8 +47,6 @@ class ReviewController(QObject):
         # re-rank the queue (refit the pool's heads on the decisions) after this many decisions; 0 = never
         self.rerank_every = int(settings.value("rerank_every", 20))  # type: ignore[call-overload]
         self.last_rerank: Any = None
-        self.keep_group_question: QMessageBox | None = None  # open while G asks (tests answer it)
-        self.many_question: QMessageBox | None = None  # open while a key on several images asks
         self.stats_label = QLabel()
         self.count_label = QLabel()
         self.estimates = Estimates(self)
@@ -166,13 +164,12 @@ class ReviewController(QObject):
             return self._act(lambda i: session.act(action, i, label))
         what = {"relabel": f"relabel as «{project.classes[label]}»" if label is not None else "relabel",
                 "remove": "remove", "keep": "keep the labels of"}[action]
-        self.many_question = QMessageBox(
+        many_question = QMessageBox(
             QMessageBox.Icon.Question, f"{what.capitalize()} {len(ids)} images?",
             f"{what.capitalize()} the {len(ids)} selected images? One decision: Ctrl+Z undoes it whole.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self.window)
-        yes = self.many_question.button(QMessageBox.StandardButton.Yes)
-        answer = self.ask(self.many_question)
-        self.many_question = None
+        yes = many_question.button(QMessageBox.StandardButton.Yes)
+        answer = self.ask(many_question)
         if answer is not yes:
             return None
         try:
@@ -213,15 +210,14 @@ class ReviewController(QObject):
             return
         remove, why = project.edits.keep_group_plan(current)
         if why is not None:  # many at once, or a label the pool doubts: ask first
-            self.keep_group_question = QMessageBox(
+            keep_group_question = QMessageBox(
                 QMessageBox.Icon.Question, "Keep this image and remove its duplicates?",
                 f"Keep this image and remove {len(remove)} unreviewed image(s) of its group of {len(group)}?\n\n"
                 f"Asked because {why}. Images you already decided are left as they are; Ctrl+Z undoes it all.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self.window)
-            self.keep_group_question.setDefaultButton(QMessageBox.StandardButton.Cancel)
-            yes = self.keep_group_question.button(QMessageBox.StandardButton.Yes)
-            answer = self.ask(self.keep_group_question)
-            self.keep_group_question = None
+            keep_group_question.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            yes = keep_group_question.button(QMessageBox.StandardButton.Yes)
+            answer = self.ask(keep_group_question)
             if answer is not yes:
                 self.say("Nothing removed", 3000)
                 return

@@ -70,10 +70,6 @@ class StageTimes:
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
-    def shares(self) -> dict[str, float]:
-        total = sum(self.seconds.values()) or 1.0
-        return {k: round(v / total, 3) for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
-
 
 def drain(gen: Generator[Progress, None, T], on_progress: Callable[[Progress], object] | None = None) -> T:
     """Run a core generator to its end, handing each Progress to ``on_progress``; its result.

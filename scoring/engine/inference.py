@@ -34,7 +34,7 @@ from scoring.engine.runtime import summary as runtime_summary
 from scoring.engine.score_pass import write_scores
 from scoring.pool.base import Pool, PoolError
 from scoring.pool.members import Pixels
-from scoring.progress import Cancelled, Progress, StageTimes, drain
+from scoring.progress import Cancelled, Progress, StageTimes
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def score_project(
     ``runtime`` says where the frozen encoders run (scoring.engine.runtime: ``auto`` is ONNX Runtime
     on a CPU where it is installed and its check passes, torch elsewhere).
 
-    ``engine`` names a registered engine (scoring.engine.engines: ``local``, or ``ray``, which runs the
+    ``engine`` names a registered engine (scoring.engine.registry: ``local`` in scoring.engine.engines, or
+    ``ray`` in scoring.engine.ray, which runs the
     inference stage as Ray Data ``map_batches`` with ``workers`` actors), ``engine_options`` its
     own options (ray: ``address``, ``gpus_per_worker``); everything else is the same code.
 
@@ -113,7 +114,7 @@ def _score(
         message=f"{sync.total} images ({sync.added} new, {sync.changed} changed, {sync.missing} missing)",
     )
     if pool is None:
-        from scoring.pool.spec import (  # local: poolspec pulls in torchvision
+        from scoring.pool.spec import (  # local: scoring.pool.spec pulls in torchvision
             build_pool,
             pool_classes,
         )
@@ -206,9 +207,3 @@ def _warn_trained_on(pool: Pool, records: Sequence[Any]) -> None:
                     "in-sample and understate difficulty",
                     member.name, len(overlap), sorted(overlap)[0],
                 )
-
-
-
-def run(gen: Generator[Progress, None, dict[str, Any]]) -> dict[str, Any]:
-    """Drain a core generator and return its result (for scripts and tests)."""
-    return drain(gen)

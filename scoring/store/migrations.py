@@ -8,8 +8,6 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
-from scoring.vocabulary import STATUSES
-
 log = logging.getLogger(__name__)
 
 
@@ -77,12 +75,15 @@ def _m2_undo_targets_and_queue_indexes(conn: sqlite3.Connection) -> None:
 _COUNT_KEYS = "CASE WHEN {r}.error IS NOT NULL THEN 'errors' ELSE {r}.status END"
 
 
+_M3_STATUSES = ("unreviewed", "kept", "relabelled", "removed")  # frozen: the statuses when migration 3 was written
+
+
 def _m3_counts_kept_by_triggers(conn: sqlite3.Connection) -> None:
     """Counts per status, of unreadable and of flagged images, kept current by triggers in the
     same transaction as every insert and update, so stats() and the unfiltered queue count are
     one small read at any size (they scanned every row: 0.9 s at 1,000,000 images)."""
     conn.execute("CREATE TABLE counts (key TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
-    keys = [*STATUSES, "errors", "flagged"]
+    keys = [*_M3_STATUSES, "errors", "flagged"]
     conn.executemany("INSERT INTO counts(key, n) VALUES (?, 0)", [(k,) for k in keys])
     conn.execute(
         f"UPDATE counts SET n = (SELECT count(*) FROM images WHERE {_COUNT_KEYS.format(r='images')} = counts.key) "

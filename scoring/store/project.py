@@ -13,13 +13,13 @@ writer, writers wait up to ``BUSY_TIMEOUT_S`` for each other, and the undo stack
 re-derived from the log whenever another process has appended to it.
 
 ``Project`` is the connection composed with parts that have one job each, in the manner of
-sqlite-utils' ``Database`` and its ``Table`` objects: ``store_connection`` (open, migrate,
-transactions, meta) is the connection; ``project.images`` (sync, rows), ``project.runs``
+sqlite-utils' ``Database`` and its ``Table`` objects: ``scoring.store.connection.ProjectBase``
+(open, migrate, transactions, meta) is the connection; ``project.images`` (sync, rows), ``project.runs``
 (members, runs), ``project.cache`` (features, probabilities), ``project.queue`` (scores, queue,
 counts), ``project.dupes`` (groups, the label-conflict rule), ``project.issues`` and
 ``project.edits`` (the edit log, undo, redo) are the parts, each holding the shared connection
-and given the other parts it reads. Records and errors are in ``store_rows``; the schema's
-history is ``store_migrations``.
+and given the other parts it reads. Records and errors are in ``scoring.store.rows``; the
+schema's history is ``scoring.store.migrations``.
 """
 
 from __future__ import annotations

@@ -73,11 +73,6 @@ class Queue:
         got = self.store._meta("neighbour_weight")
         return None if got is None else float(got)
 
-    @staticmethod
-    def hardest_first(sort: str) -> bool:
-        """True when the hardest images come first in descending order of ``sort``."""
-        return hardest_first(sort)
-
     def _where(self, filt: QueueFilter | None) -> tuple[list[str], list[Any]]:
         f = filt or QueueFilter()
         where: list[str] = ["error IS NULL"]
@@ -137,7 +132,7 @@ class Queue:
         """
         if sort not in sort_keys():
             raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(sort_keys())}")
-        desc = self.hardest_first(sort) if descending is None else descending
+        desc = hardest_first(sort) if descending is None else descending
         where, params = self._where(filt)
         cols = ", ".join(queue_cols())
         order = f"{sort} {'DESC' if desc else 'ASC'}, id ASC" if sort != "id" else "id ASC"
@@ -162,7 +157,7 @@ class Queue:
         if sort not in sort_keys():
             raise ProjectValueError(f"unknown sort key {sort!r}; use one of {', '.join(sort_keys())}")
         where, params = self._where(filt)
-        desc = "DESC" if self.hardest_first(sort) else "ASC"
+        desc = "DESC" if hardest_first(sort) else "ASC"
         order = "id ASC" if sort == "id" else f"{sort} IS NULL, {sort} {desc}, id ASC"
         rows = self.store._q(f"SELECT id FROM images WHERE {' AND '.join(where)} ORDER BY {order}", params)
         return np.array([r[0] for r in rows], dtype=np.int64)

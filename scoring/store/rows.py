@@ -77,7 +77,7 @@ class QueueFilter:
     flagged: bool | None = None
     duplicate: bool = False  # only images in a duplicate group
     conflict: bool = False  # only images whose duplicate group carries different labels
-    issue: str | None = None  # only images with this dataset issue (scoring.evidence.image_issues.ISSUES)
+    issue: str | None = None  # only images with this dataset issue (scoring.vocabulary.ISSUES)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Every format writes the same self-contained export (the images, ``manifest.csv``,
 ``difficulty.csv``, the edits and the report: see scoring.tasks.export); a format adds its own files
-for the tool that reads it next. Adding a format is one entry here.
+for the tool that reads it next. Adding a format is one ``register_format`` call (a built-in one is
+an entry of ``_BUILTIN`` here).
 """
 
 from __future__ import annotations

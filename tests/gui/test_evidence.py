@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from gui.main_window import MainWindow
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.progress import drain
 from scoring.store import QueueFilter, project_for
 from scoring.tasks.duplicates import find_duplicates
@@ -27,7 +27,7 @@ def dup_db(tmp_path: Path) -> Path:
     shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")
     shutil.copy(data / "red" / "000.png", data / "red" / "copy.png")
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=head_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=head_pool(CLASSES), workers=0))
     drain(find_duplicates(db))
     return db
 

@@ -267,7 +267,7 @@ def test_digit_keys_follow_digit_class_names(qtbot, settings, tmp_path: Path) ->
 def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    from scoring.engine.inference import run, score_project
+    from scoring.engine.inference import score_project
     from scoring.progress import drain
     from scoring.store import project_for
     from scoring.tasks.duplicates import find_duplicates
@@ -276,7 +276,7 @@ def test_duplicate_filters_and_the_errors_left_estimate_in_the_status_bar(qtbot,
     data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
     shutil.copy(data / "red" / "000.png", data / "blue" / "copy.png")  # a duplicate with another label
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     drain(find_duplicates(db))
     w = MainWindow(settings)
     qtbot.addWidget(w)

@@ -89,8 +89,9 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
     """The loader and preprocessing match the published model: ~81% on the JPEG test set."""
     import numpy as np
 
-    from scoring.engine.inference import run, score_project
+    from scoring.engine.inference import score_project
     from scoring.pool.spec import build_pool, cifar_resnet_pool_specs
+    from scoring.progress import drain
     from scoring.store import Project
 
     data = shared_path("data", "cifar10-test")
@@ -102,7 +103,7 @@ def test_cifar_resnet20_accuracy_on_shared_jpegs(tmp_path: Path) -> None:
     db = tmp_path / "c.triage.db"
     Project.create(db, ds).close()
     pool = build_pool(cifar_resnet_pool_specs(models)[:1], ds.classes)
-    run(score_project(db, pool=pool, batch_size=100, workers=0))
+    drain(score_project(db, pool=pool, batch_size=100, workers=0))
     with Project.open(db) as p:
         ids = p.images.scorable_ids()
         probs = p.cache.get_probs([pool.members[0].fingerprint], ids)[0]

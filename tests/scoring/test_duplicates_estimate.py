@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter, project_for
 from scoring.tasks.duplicates import embed, find_duplicates
@@ -37,7 +37,7 @@ def dup_project(tmp_path: Path) -> Path:
     Image.open(data / "green" / "001.png").save(buf, "JPEG", quality=60)
     (data / "green" / "reenc.jpg").write_bytes(buf.getvalue())
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     return db
 
 
@@ -116,7 +116,7 @@ def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp
     for i in range(3):  # three blue images filed as red: planted label errors
         shutil.move(data / "blue" / f"{i:03d}.png", data / "red" / f"blue{i}.png")
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     with Project.open(db) as p:
         before = errors_left(p)
         assert before is not None and before.reviewed == 0 and before.estimated_total >= 1
@@ -143,7 +143,7 @@ def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
         shutil.move(data / "green" / f"{i:03d}.png", data / "blue" / f"green{i}.png")
         planted |= {f"red/blue{i}.png", f"blue/green{i}.png"}
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     with Project.open(db) as p:
         seen = []
         for _ in range(5):

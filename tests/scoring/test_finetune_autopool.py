@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.pool.finetune import FineTuneMember, with_new_head
 from scoring.pool.models.registry import get_model
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from scoring.tasks.autopool import Facts, choose, unique_names
 from tests.scoring.tinypool import make_imagefolder
@@ -55,7 +56,7 @@ def test_finetune_predicts_each_image_with_a_network_that_never_saw_it(tmp_path:
 
     monkeypatch.setattr(FineTuneMember, "_train", train)
     monkeypatch.setattr(FineTuneMember, "_predict", predict)
-    summary = run(score_project(db, [_finetune_spec(tmp_path / "m")], workers=0))
+    summary = drain(score_project(db, [_finetune_spec(tmp_path / "m")], workers=0))
     assert summary["status"] == "done" and len(seen) == 3
     for trained_on, rows in predicted:
         assert rows and not (trained_on & rows)  # out-of-sample
@@ -84,9 +85,9 @@ def slow(self, *a, **k):
     time.sleep(1.5)  # a fold's end, stretched so the parent can kill between folds
     return net
 ft.FineTuneMember._train = slow
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 import json
-run(score_project(sys.argv[1], [json.loads(sys.argv[2])], workers=0))
+drain(score_project(sys.argv[1], [json.loads(sys.argv[2])], workers=0))
 """
 
 
@@ -115,7 +116,7 @@ def test_a_killed_finetune_resumes_at_the_last_finished_fold(tmp_path: Path, mon
         return real(self, *a, **k)
 
     monkeypatch.setattr(FineTuneMember, "_train", counting)
-    assert run(score_project(db, [spec], workers=0))["status"] == "done"
+    assert drain(score_project(db, [spec], workers=0))["status"] == "done"
     assert calls["n"] == 4 - stored  # only the folds the kill interrupted are trained again
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.engine.score_pass import write_dataset_issues
 from scoring.evidence import image_issues as II
 from scoring.progress import drain
@@ -70,7 +70,7 @@ def test_scoring_finds_each_planted_issue_and_the_queue_cli_and_export_show_them
         planted: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root, truth = planted
     db = project_for(root, tmp_path / "p.triage.db")
-    summary = run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    summary = drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     assert summary["issues"]
     with Project.open(db) as p:
         for rel, issue in truth.items():
@@ -98,7 +98,7 @@ def test_a_project_scored_before_the_statistics_gets_them_on_the_next_run(
     """Features missing for the statistics (an older project, the Ray engine) are decoded once."""
     root, truth = planted
     db = project_for(root, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         p.conn.execute("DELETE FROM features WHERE encoder_key = ?", (II.STATS_KEY,))
         p.issues.put_issues([])

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool.base import PoolError
+from scoring.progress import drain
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
@@ -37,7 +38,7 @@ def _scores(db: Path) -> dict[str, tuple]:
 
 
 def test_scores_every_readable_image_and_records_the_unreadable(project: Path) -> None:
-    summary = run(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
+    summary = drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
     assert summary["status"] == "done"
     assert summary["scored"] == 18
     with Project.open(project) as p:
@@ -59,15 +60,15 @@ def test_decodes_once_and_feeds_every_member(project: Path) -> None:
     pool = tiny_pool(["blue", "green", "red"], fitted=False)
     # torch runs the members here: they count the images their forward sees, which a module on
     # ONNX Runtime (the default on a CPU) would not (tests/scoring/test_runtime.py covers that)
-    run(score_project(project, pool=pool, batch_size=5, workers=0, runtime="torch"))
+    drain(score_project(project, pool=pool, batch_size=5, workers=0, runtime="torch"))
     assert [m.seen for m in pool.members] == [18, 18, 18]
 
 
 def test_a_second_run_rescores_nothing_stored(project: Path) -> None:
-    run(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
+    drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
     again = tiny_pool(["blue", "green", "red"])
     before = _scores(project)
-    run(score_project(project, pool=again, batch_size=4, workers=0, runtime="torch"))
+    drain(score_project(project, pool=again, batch_size=4, workers=0, runtime="torch"))
     assert [m.seen for m in again.members if m.kind == "checkpoint"] == [0, 0, 0]
     assert _scores(project) == before
 
@@ -88,22 +89,22 @@ def test_cancel_stops_within_one_batch_and_the_next_run_resumes(project: Path) -
     first = [m.seen for m in pool.members[:3]]
     assert first[0] == 18 and first[1] <= 4 and first[2] == 0  # stopped within one batch
     resumed = tiny_pool(["blue", "green", "red"])
-    assert run(score_project(project, pool=resumed, batch_size=4, workers=0, runtime="torch"))["status"] == "done"
+    assert drain(score_project(project, pool=resumed, batch_size=4, workers=0, runtime="torch"))["status"] == "done"
     assert [a + m.seen for a, m in zip(first, resumed.members[:3], strict=True)] == [18, 18, 18]
 
 
 def test_decode_workers_give_the_same_scores(tmp_path: Path, project: Path) -> None:
-    run(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
+    drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
     other = tmp_path / "other.triage.db"
     with Project.open(project) as p:
         Project.create(other, p.dataset()).close()
-    run(score_project(other, pool=tiny_pool(["blue", "green", "red"]), batch_size=3, workers=2))
+    drain(score_project(other, pool=tiny_pool(["blue", "green", "red"]), batch_size=3, workers=2))
     assert _scores(other) == _scores(project)
 
 
 def test_pool_for_other_classes_is_refused(project: Path) -> None:
     with pytest.raises(PoolError, match="classes"):
-        run(score_project(project, pool=tiny_pool(["cat", "dog", "red"]), workers=0))
+        drain(score_project(project, pool=tiny_pool(["cat", "dog", "red"]), workers=0))
 
 
 @pytest.mark.slow
@@ -115,7 +116,7 @@ def test_kill_during_scoring_then_resume_gives_the_uninterrupted_scores(tmp_path
     project, reference = tmp_path / "p.triage.db", tmp_path / "ref.triage.db"
     Project.create(project, open_dataset(data)).close()
     Project.create(reference, open_dataset(data)).close()
-    run(score_project(reference, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
+    drain(score_project(reference, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
     expected = _scores(reference)
 
     rng = random.Random(7)
@@ -148,7 +149,7 @@ def test_kill_during_scoring_then_resume_gives_the_uninterrupted_scores(tmp_path
     print(f"survived {kills} kills")
     with Project.open(project) as p:
         assert p.runs.interrupted_run() is not None or p.runs.history()[-1]["status"] == "done"
-    run(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
+    drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
     got = _scores(project)
     assert got.keys() == expected.keys()
     for path, vals in expected.items():
@@ -168,7 +169,7 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
         Image.new("RGB", (12, 12), rgb).save(tmp_path / "flat" / f"{i}.png")
     db = tmp_path / "flat.triage.db"
     Project.create(db, open_dataset(tmp_path / "flat")).close()
-    summary = run(score_project(db, pool=tiny_pool(["blue", "green", "red"], fitted=False), workers=0))
+    summary = drain(score_project(db, pool=tiny_pool(["blue", "green", "red"], fitted=False), workers=0))
     assert summary["status"] == "done" and summary["labelled"] is False
     with Project.open(db) as p:
         assert p.classes == ["blue", "green", "red"]
@@ -178,4 +179,4 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
     with pytest.raises(PoolError, match="labelled"):
         other = tmp_path / "flat2.triage.db"
         Project.create(other, open_dataset(tmp_path / "flat")).close()
-        run(score_project(other, pool=tiny_pool(["blue", "green", "red"], fitted=True), workers=0))
+        drain(score_project(other, pool=tiny_pool(["blue", "green", "red"], fitted=True), workers=0))

@@ -9,8 +9,9 @@ import numpy as np
 from PIL import Image
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import COLOURS, make_imagefolder, tiny_pool
 
@@ -42,7 +43,7 @@ def test_fiftyone_import_relabel_export_import_again(tmp_path: Path) -> None:
     ds = open_dataset(tmp_path / "fo")
     assert ds.layout == "fiftyone" and {r.path: r.label for r in ds.records} == truth
     db = project_for(tmp_path / "fo", tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         p.edits.relabel(p.images.find_image("data/64f0c1e2a000.png"), 2)  # blue -> red
         p.edits.remove(p.images.find_image("data/64f0c1e2a001.png"))
@@ -66,7 +67,7 @@ def test_cvat_imagenet_layout_round_trip(tmp_path: Path) -> None:
     CVAT's ImageNet import reads back."""
     data = make_imagefolder(tmp_path / "cvat", per_class=4, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         p.edits.relabel(p.images.find_image("green/000.png"), 0)
     dest = tmp_path / "back"

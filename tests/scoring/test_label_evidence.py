@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.evidence import label_evidence as LE
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from scoring.tasks.estimate import likely_errors
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
@@ -64,7 +65,7 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
     data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
     shutil.move(data / "blue" / "000.png", data / "red" / "blue0.png")  # a planted label error
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
     with Project.open(db) as p:
         rows = p.queue.page(sort="label_issue", limit=36)
         assert all(r.scores["label_issue"] is not None and r.scores["neighbour_agreement"] is not None for r in rows)

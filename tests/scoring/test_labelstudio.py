@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from scoring.cli.main import main
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import tiny_pool
 
@@ -88,7 +89,7 @@ def test_the_agreement_scores_match_hand_computed_values(ls_export: Path, tmp_pa
 
 def test_import_relabel_export_import_again_keeps_every_decision(ls_export: Path, tmp_path: Path) -> None:
     db = project_for(ls_export, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         i6 = p.images.find_image("local/img 6.png")
         i7 = p.images.find_image("upload/1/img7.png")
@@ -130,7 +131,7 @@ def test_a_hostile_export_never_hangs_and_names_each_bad_task(ls_export: Path, t
     ls_export.write_text(json.dumps(tasks))
     assert open_dataset(ls_export).records[0].label == "blue"
     db = project_for(ls_export, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         bad = {r.path for r in p.images.errors()}
         assert {"pipe.png", "/dev/zero"} <= bad and len(p.images.scorable_ids()) == 18

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.engine.inference import neighbour_embedding, run, score_project
+from scoring.engine.inference import neighbour_embedding, score_project
 from scoring.evidence.neighbours import NeighbourIndex
+from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import make_imagefolder, tiny_pool
 
@@ -20,7 +21,7 @@ def scored(tmp_path: Path) -> Path:
     data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
     shutil.copy(data / "red" / "002.png", data / "blue" / "copy-of-red.png")  # a red image labelled blue
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
     return db
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool.models.registry import get_model
+from scoring.progress import drain
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder
 
@@ -48,7 +49,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
     local, distributed = tmp_path / "local.triage.db", tmp_path / "ray.triage.db"
     for db in (local, distributed):
         Project.create(db, open_dataset(data)).close()
-    run(score_project(local, specs, batch_size=4, workers=0))
+    drain(score_project(local, specs, batch_size=4, workers=0))
 
     cancel = threading.Event()
     for prog in score_project(distributed, specs, batch_size=4, workers=2, engine="ray", cancel=cancel):
@@ -56,7 +57,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
             cancel.set()  # interrupted part-way
     with Project.open(distributed) as p:
         assert p.runs.history()[-1]["status"] == "cancelled"
-    summary = run(score_project(distributed, specs, batch_size=4, workers=2, engine="ray"))
+    summary = drain(score_project(distributed, specs, batch_size=4, workers=2, engine="ray"))
     assert summary["status"] == "done" and summary["scored"] == 24
 
     want, got = _scores(local), _scores(distributed)
@@ -85,9 +86,9 @@ def test_images_given_as_uris_score_like_paths_on_both_engines(local_ray, tmp_pa
     Project.create(plain, ds).close()
     Project.create(local_uri, uri_ds).close()
     Project.create(ray_uri, uri_ds).close()
-    run(score_project(plain, specs, batch_size=4, workers=0))
-    run(score_project(local_uri, specs, batch_size=4, workers=0))
-    run(score_project(ray_uri, specs, batch_size=4, workers=1, engine="ray"))
+    drain(score_project(plain, specs, batch_size=4, workers=0))
+    drain(score_project(local_uri, specs, batch_size=4, workers=0))
+    drain(score_project(ray_uri, specs, batch_size=4, workers=1, engine="ray"))
     by_name = lambda d: {Path(k.split("://")[-1]).relative_to(data).as_posix() if "://" in k else k: v for k, v in d.items()}  # noqa: E731
     want = by_name(_scores(plain))
     assert by_name(_scores(local_uri)) == want and by_name(_scores(ray_uri)) == want and len(want) == 12

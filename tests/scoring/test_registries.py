@@ -14,12 +14,13 @@ import pytest
 
 from scoring.engine import registry as E
 from scoring.engine.engines import LocalEngine
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
 from scoring.pool import kinds as K
 from scoring.pool.base import Member, PoolError
 from scoring.pool.schema import Key
 from scoring.pool.spec import load_pool_file
+from scoring.progress import drain
 from scoring.store import Project
 from scoring.tasks import export_formats as X
 from scoring.tasks.export import ExportError, run_export
@@ -54,7 +55,7 @@ def test_a_registered_member_kind_is_read_from_a_pool_file_and_scores(linear_kin
     pool_file = tmp_path / "pool.toml"
     pool_file.write_text('[[member]]\nkind = "linear8"\nname = "lin"\nseeds = [1, 2]\n')
     specs = load_pool_file(pool_file)
-    summary = run(score_project(db, specs, batch_size=4, workers=0, runtime="torch"))
+    summary = drain(score_project(db, specs, batch_size=4, workers=0, runtime="torch"))
     assert summary["status"] == "done" and summary["scored"] == 12
     with Project.open(db) as p:
         assert [m["name"] for m in p.runs.active_members()] == ["lin-1", "lin-2"]
@@ -103,18 +104,18 @@ def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
     try:
         from tests.scoring.tinypool import tiny_pool
 
-        summary = run(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0, engine="counting",
+        summary = drain(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0, engine="counting",
                                     engine_options={"tag": "t1"}))
         assert summary["status"] == "done" and summary["scored"] == 12
         assert [e.tag for e in made] == ["t1"] and made[0].asked == [12]
         with Project.open(db) as p:
             assert p.runs.history()[-1]["config"]["engine"] == "counting"
         with pytest.raises(ValueError, match="engine 'counting' takes no option 'address'; its options: tag"):
-            run(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
+            drain(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
     finally:
         E.unregister_engine("counting")
     with pytest.raises(ValueError, match="unknown engine 'counting'; registered: local, ray"):
-        run(score_project(db, pool=tiny_pool(CLASSES), engine="counting"))
+        drain(score_project(db, pool=tiny_pool(CLASSES), engine="counting"))
 
 
 def test_the_command_line_offers_a_registered_engine_and_its_options() -> None:
@@ -139,7 +140,7 @@ def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, t
     try:
         from tests.scoring.tinypool import tiny_pool
 
-        run(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0))
+        drain(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0))
         report = run_export(db, tmp_path / "out", fmt="lines")
         lines = (tmp_path / "out" / "labels.txt").read_text().splitlines()
         assert report["exported"] == 12 and len(lines) == 12

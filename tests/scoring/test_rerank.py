@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.engine.inference import run, score_project
+from scoring.engine.inference import score_project
 from scoring.pool.members import HeadMember
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter, project_for
@@ -25,7 +25,7 @@ def flipped(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     for i in range(4):
         shutil.copy(data / "red" / f"{i:03d}.png", data / "blue" / f"flip{i}.png")
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=head_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=head_pool(CLASSES), workers=0))
     with Project.open(db) as p:
         ids = p.images.scorable_ids()
         return db, dict(zip(p.images.paths_of(ids), (int(i) for i in ids), strict=True))
@@ -75,7 +75,7 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
 def test_a_pool_without_heads_says_so(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=tiny_pool(CLASSES, fitted=False), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES, fitted=False), workers=0))
     out = drain(rerank(db, pool=tiny_pool(CLASSES, fitted=False)))
     assert out.refitted == [] and "no cross-fitted heads" in out.line()
     from scoring.tasks.rerank import active_pool
@@ -134,7 +134,7 @@ def test_a_rerank_adds_no_fold_copies_and_refits_networks_only_when_asked(tmp_pa
 
     data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    run(score_project(db, pool=make(), workers=0))
+    drain(score_project(db, pool=make(), workers=0))
     pool = make()
     with Project.open(db) as p:
         ids = dict(zip(p.images.paths_of(p.images.scorable_ids()), (int(i) for i in p.images.scorable_ids()), strict=True))

@@ -162,7 +162,8 @@ def test_the_choice_follows_the_runtime_and_the_device(monkeypatch: pytest.Monke
 
 
 def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
-    from scoring.engine.inference import run, score_project
+    from scoring.engine.inference import score_project
+    from scoring.progress import drain
     from scoring.store import Project, project_for
     from tests.scoring.tinypool import make_imagefolder
 
@@ -170,7 +171,7 @@ def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
     db = project_for(data, tmp_path / "p.triage.db")
     spec = [{"name": "r20", "kind": "backbone", "arch": "cifar_resnet20", "path": str(_resnet_file(tmp_path)),
              "fractions": [1.0], "folds": 2, "preprocess": {"size": 32}, "classes": ["blue", "green", "red"]}]
-    summary = run(score_project(db, spec, workers=0, runtime="onnx"))
+    summary = drain(score_project(db, spec, workers=0, runtime="onnx"))
     assert summary["runtime"] == "onnx"
     with Project.open(db) as p:
         config = p.runs.history()[-1]["config"]
