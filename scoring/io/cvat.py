@@ -71,11 +71,23 @@ def read(xml: Path) -> tuple[list[str], list[tuple[str, str | None, list[tuple[s
     return classes, rows
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` as XML 1.0 can hold it: a character it cannot (a control character, a lone
+    surrogate) becomes its visible escape ``\\xNN`` (a name with one cannot cross unchanged)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def write(path: Path, classes: list[str], images: list[dict[str, Any]], name: str = "image-triage export") -> None:
     """``annotations.xml`` at ``path`` for ``images``: each ``{"name": relative to images/,
     "label": final label or None, "width", "height"}``."""
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
+    classes = [xml_text(c) for c in classes]
+    images = [{**im, "name": xml_text(im["name"]), "label": None if im["label"] is None else xml_text(im["label"])}
+              for im in images]
     task = ET.SubElement(ET.SubElement(root, "meta"), "task")
     ET.SubElement(task, "name").text = name
     ET.SubElement(task, "size").text = str(len(images))

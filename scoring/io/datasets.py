@@ -178,13 +178,12 @@ def _find_classes(root: Path, follow: bool = False) -> list[str]:
 
 
 def read_imagefolder(root: Path, follow_symlinks: bool = False) -> Dataset:
-    classes = _find_classes(root, follow_symlinks)
-    records: list[ImageRecord] = []
-    visited: set[tuple[int, int]] = set()
-    st = os.stat(root)
-    visited.add((st.st_dev, st.st_ino))  # a link back to the root is not a class folder
-    for cls in classes:
-        records.extend(_walk(root / cls, root, cls, follow_symlinks, visited))
+    from scoring.io.exported import exported_class_names
+
+    folders, names = _find_classes(root, follow_symlinks), exported_class_names(root)  # our export: exact names
+    classes, records, visited = [names.get(f, f) for f in folders], [], {(os.stat(root).st_dev, os.stat(root).st_ino)}
+    for folder, cls in zip(folders, classes, strict=True):  # (a link back to the root is not a class folder)
+        records.extend(_walk(root / folder, root, cls, follow_symlinks, visited))
     loose = [e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name)]
     if loose:
         log.warning("%s: %d images directly in the root are ignored in ImageFolder layout", root, len(loose))

@@ -248,6 +248,9 @@ def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str]
     for unit in parts:
         name = unit[0]
         image, label, names = columns(unit[2], f"{path} ({name})")
+        if names is not None and not names:
+            raise HuggingFaceError(f"{path} ({name}): the label column {label!r} is a ClassLabel with no class names; "
+                                   "give it names (ClassLabel(names=[...])) or store the labels as strings")
         if names is not None:
             if classes is not None and names != classes:
                 raise HuggingFaceError(f"{path}: split {name} has classes {names}, the others {classes}")
@@ -258,6 +261,9 @@ def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str]
             cells = batch.column(0).to_pylist()
             labs = batch.column(1).to_pylist() if label else [None] * len(cells)
             for cell, lab in zip(cells, labs, strict=True):
+                if names and isinstance(lab, int) and not -1 <= lab < len(names):
+                    raise HuggingFaceError(f"{path} ({name}, row {row}): label {lab}, but the ClassLabel has "
+                                           f"{len(names)} names ({', '.join(names[:5])}); fix the names or the labels")
                 rec = _one(path, name, row, cell, read_image, tmp, follow, budget)
                 rec["label"] = (names[lab] if 0 <= lab < len(names) else None) if names and isinstance(lab, int) else lab
                 records.append(rec)

@@ -29,6 +29,7 @@ from scoring.errors import ImageTriageError
 from scoring.io.safeio import read_text
 
 TRIAGE = "image-triage"  # the annotator name of the decisions Image Triage writes back
+GIVEN = "given label"  # the annotator of a label the dataset gave (a CSV, a folder) that no one reviewed
 IMAGE_KEYS = ("image", "img", "image_url", "url")
 
 
@@ -143,6 +144,8 @@ def export_task(task: dict[str, Any] | None, image: str, final: str | None, deci
     if decided and final is not None:
         out["annotations"] = [*(out.get("annotations") or []),
                               {"completed_by": TRIAGE, "result": choice_result(final), "was_cancelled": False}]
+    elif task is None and final is not None:  # not reviewed, from a source with no tasks: its label, kept
+        out["annotations"] = [{"completed_by": GIVEN, "result": choice_result(final), "was_cancelled": False}]
     if consensus is not None:
         out["predictions"] = [*(p for p in out.get("predictions") or [] if p.get("model_version") != TRIAGE),
                               {"model_version": TRIAGE, "score": consensus_prob, "result": choice_result(consensus)}]

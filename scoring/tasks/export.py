@@ -33,6 +33,7 @@ import os
 import re
 import stat
 import threading
+import unicodedata
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def safe_folder_name(name: str) -> str:
     out = _BAD_CHARS.sub(lambda m: f"%{ord(m.group()):02X}", name)
     if out in ("", ".", ".."):
         out = out.replace(".", "%2E") or "%00empty"
+    if out.startswith("."):  # .hidden, ..x: a hidden folder, which readers (ours too) skip
+        out = "%2E" + out[1:]
     if out.rstrip(" .") != out:
         stripped = out.rstrip(" .")
         out = stripped + "".join(f"%{ord(c):02X}" for c in out[len(stripped):])
@@ -87,13 +90,18 @@ def safe_folder_name(name: str) -> str:
 
 
 def class_folders(classes: list[str]) -> dict[str, str]:
-    """Each class's folder: :func:`safe_folder_name`, unique even where case is folded."""
+    """Each class's folder: :func:`safe_folder_name`, unique even where case is folded or where
+    Unicode normalises two spellings to one (macOS folds NFC and NFD names into one folder)."""
     folders = {c: safe_folder_name(c) for c in classes}
     seen: dict[str, int] = {}
+
+    def key(f: str) -> str:
+        return unicodedata.normalize("NFC", f).casefold()
+
     for f in folders.values():
-        seen[f.casefold()] = seen.get(f.casefold(), 0) + 1
+        seen[key(f)] = seen.get(key(f), 0) + 1
     for c, f in folders.items():
-        if seen[f.casefold()] > 1:  # Cat and cat: one folder on a case-insensitive file system
+        if seen[key(f)] > 1:  # Cat and cat, é and e+◌́: one folder on macOS and Windows
             folders[c] = f"{f}%~{hashlib.sha1(c.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return folders
 

@@ -394,3 +394,66 @@ def test_a_file_we_save_replaces_a_link_never_writes_through_it_and_refuses_a_fi
     with pytest.raises(UnsafePathError, match="fifo.toml.*FIFO"):
         replace_file(tmp_path / "fifo.toml", b"x")  # would block for ever if opened
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.toml", "pool.toml", "someone_elses.txt"]
+
+
+# ----------------------------------------------------------------------------- 8-11: every export reads back
+
+
+HOSTILE_LABELS = [".hidden", "..x", "a\x01b", "caf\u00e9", "cafe\u0301", "CON", "plain"]
+
+
+def _hostile_csv_project(tmp_path: Path) -> Path:
+    root = tmp_path / "csvdata"
+    rows = ["path,label"]
+    for n in range(len(HOSTILE_LABELS) * 2):
+        lab = HOSTILE_LABELS[n % len(HOSTILE_LABELS)]
+        _png(root / f"im{n:02d}.png", list(COLOURS)[n % 3], n)
+        rows.append(f'im{n:02d}.png,"{lab}"')
+    (root / "m.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return project_for(root / "m.csv", tmp_path / "p.triage.db")
+
+
+@pytest.mark.parametrize("fmt,read_at", [("imagefolder", "images"), ("csv", "manifest.csv"), ("labelstudio", "tasks.json"),
+                                         ("fiftyone", ""), ("cvat", ""), ("huggingface", "")])
+def test_8_to_10_every_export_format_reads_back_with_every_label(tmp_path: Path, fmt: str, read_at: str) -> None:
+    """Names with control characters, leading dots, reserved names and Unicode-normalisation twins,
+    decided or not: our own reader (and the format's parser) reads back every image and its label."""
+    from collections import Counter
+
+    from scoring.io.cvat import xml_text
+
+    if fmt == "huggingface":
+        pytest.importorskip("datasets")
+    db = _hostile_csv_project(tmp_path)
+    with Project.open(db) as p:
+        p.edits.relabel(1, p.classes.index("plain"))  # one decided, the rest as given
+        want = Counter(p.classes[lab] for _i, lab, _s in p.images.label_states(list(range(1, 15))))
+    dest = tmp_path / f"out-{fmt}"
+    assert main(["export", "--db", str(db), str(dest), "--format", fmt, "--link", "copy"]) == 0
+    back = open_dataset(dest / read_at if read_at else dest)
+    got = Counter(r.label for r in back.records if r.error is None)
+    if fmt == "cvat":
+        import xml.etree.ElementTree as ET
+
+        ET.parse(dest / "annotations.xml")  # well-formed
+        want = Counter({xml_text(k): v for k, v in want.items()})
+    assert got == want, (fmt, got, want)
+    folders = [p.name for p in dest.rglob("*") if p.is_dir()]
+    assert not any(f.startswith(".") and f != ".image-triage-created" for f in folders), folders
+
+
+def test_11_a_classlabel_without_names_or_a_label_past_them_is_one_line(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for names, labels, match in (([], [0, 1], "no class names"), (["x"], [0, 2], "label 2, but the ClassLabel has 1")):
+        root = tmp_path / f"hf{len(names)}"
+        root.mkdir()
+        _png(root / "a.png")
+        feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+        cells = [{"bytes": (root / "a.png").read_bytes(), "path": None}] * 2
+        schema = feats.arrow_schema
+        pq.write_table(pa.Table.from_pydict({"image": cells, "label": labels}, schema=schema), root / "d.parquet")
+        with pytest.raises(DatasetError, match=match):
+            open_dataset(root / "d.parquet")
