@@ -22,7 +22,20 @@ def _app() -> QApplication:
         app.setStyleSheet(resources.files("resources").joinpath("style.qss").read_text())
     except OSError:
         log.warning("stylesheet missing; using the platform style")
+    _collect_on_the_gui_thread(app)
     return app
+
+
+def _collect_on_the_gui_thread(app: QApplication) -> None:
+    """Python's cyclic garbage collector runs in whichever thread allocates when it is due: a
+    window's cycles (its slots hold it) were then finalised on a decode or scoring thread, where
+    Qt objects must not be touched (seen as "QBasicTimer::start: Timers cannot be started from
+    another thread" and a window deleted under the keys, once, under load). pyqtgraph's
+    GarbageCollector turns the automatic collection off and collects from a GUI-thread timer."""
+    if getattr(app, "_gui_gc", None) is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._gui_gc = GarbageCollector(interval=1.0)  # type: ignore[attr-defined]
 
 
 def _show(win: MainWindow) -> None:

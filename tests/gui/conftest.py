@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,20 @@ from scoring.io.datasets import open_dataset
 from scoring.store import Project
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_on_the_gui_thread() -> Iterator[None]:
+    """As the app does (gui.app): no cyclic collection on a pool thread, where it once finalised a
+    window's Qt objects under load (Timers cannot be started from another thread); a test's
+    garbage is collected here, on the GUI thread, before and after it."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
