@@ -248,6 +248,12 @@ def main(argv: Sequence[str] | None = None, open_app: AppOpener | None = None) -
         print(f"image-triage: {db}: the project file is damaged or not a project ({exc}); "
               "open a .triage.db made by image-triage, or score the dataset into a new one", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl+C in a stage that has no cancel check of its own (a survey, an unpack)
+        if args.verbose:
+            raise
+        print("image-triage: stopped (Ctrl+C); nothing half-made is kept: run the same command again to continue",
+              file=sys.stderr)
+        return 130
     except OSError as exc:  # the system refused (permissions, a vanished file): name the file
         if args.verbose:
             raise

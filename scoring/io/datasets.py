@@ -11,7 +11,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -26,73 +25,22 @@ from scoring.io.safeio import (
     read_text,
     walk_files,
 )
+from scoring.io.uris import is_uri, local_path_of, read_object
 
 log = logging.getLogger(__name__)
-
-URI_SCHEME = "://"
-OBJECT_STORES = ("s3", "gs", "gcs")  # read through pyarrow's file systems, with timeouts
-NETWORK_TIMEOUT_S = 30.0  # connect and each request to object storage
-
-
-def is_uri(path: str | Path) -> bool:
-    """``s3://bucket/x.jpg``, ``gs://...``, ``file:///...``: not a plain local path."""
-    return isinstance(path, str) and URI_SCHEME in path
-
-
-def local_path_of(uri: str) -> Path | None:
-    """The local path a ``file://`` URI names (None for any other scheme)."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    if parsed.scheme.lower() != "file":
-        return None
-    if parsed.netloc not in ("", "localhost"):
-        raise UnsafePathError(f"{uri}: a file:// URI on another host ({parsed.netloc}) cannot be read; copy it here")
-    return Path(unquote(parsed.path))
-
 
 def read_bytes(location: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES, what: str = "image") -> bytes:
     """The bytes of a local file or of a URI, through one reader whatever the form: a local path
     and a ``file://`` URI go through :func:`scoring.io.safeio.read_regular` (regular files only,
-    size-capped, never blocking); ``s3://`` and ``gs://`` through pyarrow with connect and
-    request timeouts and the same size cap; any other scheme is refused in one line."""
+    size-capped, never blocking); ``s3://`` and ``gs://`` through :func:`scoring.io.uris.read_object`
+    (timeouts, the same cap, an unreachable bucket tried once per run); any other scheme is
+    refused in one line."""
     if not is_uri(location):
         return read_regular(location, max_bytes=max_bytes, what=what)
-    uri = str(location)
-    local = local_path_of(uri)
+    local = local_path_of(str(location))
     if local is not None:
         return read_regular(local, max_bytes=max_bytes, what=what)
-    scheme = uri.split(URI_SCHEME, 1)[0].lower()
-    if scheme not in OBJECT_STORES:
-        raise UnsafePathError(
-            f"{uri}: Image Triage reads local files, file:// and object storage ({', '.join(OBJECT_STORES)}) only; "
-            "download the file and list its local path"
-        )
-    filesystem, inner = _object_store(uri, scheme)
-    with filesystem.open_input_file(inner) as fh:
-        size = fh.size()
-        if size > max_bytes:
-            raise UnsafePathError(f"{uri}: {size / 2**20:,.0f} MiB is larger than the {max_bytes / 2**20:,.0f} MiB cap")
-        return bytes(fh.read(size))
-
-
-def _object_store(uri: str, scheme: str) -> tuple[Any, str]:
-    """pyarrow's file system for ``uri`` with every network wait bounded (NETWORK_TIMEOUT_S)."""
-    try:
-        from pyarrow import fs
-    except ImportError as exc:
-        raise OSError(
-            f"reading {uri} needs pyarrow (pip install 'image-triage[ray]' or pip install pyarrow)"
-        ) from exc
-    bucket_path = uri.split(URI_SCHEME, 1)[1]
-    if scheme == "s3":
-        filesystem, inner = fs.FileSystem.from_uri(uri)
-        opts = {"connect_timeout": NETWORK_TIMEOUT_S, "request_timeout": NETWORK_TIMEOUT_S}
-        region = getattr(filesystem, "region", None)
-        return fs.S3FileSystem(**opts, **({"region": region} if region else {})), inner
-    import datetime
-
-    return fs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=NETWORK_TIMEOUT_S)), bucket_path
+    return read_object(str(location), max_bytes)
 
 
 def image_header(location: str | Path) -> tuple[tuple[int, int], str]:

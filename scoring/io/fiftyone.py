@@ -32,7 +32,10 @@ def read_labels(folder: Path, follow_symlinks: bool = False) -> tuple[list[str],
         doc = json.loads(read_text(path, what="FiftyOne labels.json"))
     except json.JSONDecodeError as exc:
         raise FiftyOneError(f"{path}: not a FiftyOne labels.json ({exc})") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
+    except RecursionError as exc:
+        raise FiftyOneError(f"{path}: nested too deeply to be a FiftyOne labels.json; not read") from exc
+    if (not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict)
+            or not isinstance(doc.get("classes") or [], list)):
         raise FiftyOneError(f"{path}: expected {{\"classes\": [...], \"labels\": {{id: label}}}}")
     classes = [str(c) for c in doc.get("classes") or []]
     walk = walk_files(folder / "data", folder, lambda _name: True, follow_symlinks=follow_symlinks)  # links out, special files: not taken

@@ -85,6 +85,8 @@ def _json(path: Path) -> Any:
         return json.loads(read_text(path, what="Hugging Face dataset file"))
     except json.JSONDecodeError as exc:
         raise HuggingFaceError(f"{path}: not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise HuggingFaceError(f"{path}: nested too deeply to be a Hugging Face dataset file; not read") from exc
 
 
 def _inside(folder: Path, name: Any, source: Path) -> Path:
@@ -136,7 +138,10 @@ def units(path: Path) -> list[Unit]:
         if path.is_file():
             files = [path]
         elif (path / "dataset_dict.json").is_file():
-            splits = _json(path / "dataset_dict.json").get("splits") or []
+            doc = _json(path / "dataset_dict.json")
+            splits = doc.get("splits") if isinstance(doc, dict) else None
+            if not isinstance(splits, list):
+                raise HuggingFaceError(f"{path / 'dataset_dict.json'}: expected {{\"splits\": [...]}}")
             return [u for s in splits for u in _saved_units(_inside(path, s, path / "dataset_dict.json"), str(s))]
         elif (path / "state.json").is_file():
             return _saved_units(path, "data")

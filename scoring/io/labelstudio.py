@@ -43,6 +43,8 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
         data = json.loads(read_text(path, what="Label Studio export"))
     except json.JSONDecodeError as exc:
         raise LabelStudioError(f"{path}: not a Label Studio JSON export ({exc})") from exc
+    except RecursionError as exc:
+        raise LabelStudioError(f"{path}: nested too deeply to be a Label Studio export; not read") from exc
     tasks = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise LabelStudioError(f"{path}: expected a list of tasks (Label Studio's JSON export)")
@@ -91,11 +93,14 @@ def task_path(task: dict[str, Any]) -> tuple[str | None, str]:
 
 
 def choice_of(annotation: dict[str, Any]) -> str | None:
-    for r in annotation.get("result") or []:
-        if isinstance(r, dict) and r.get("type") == "choices":
-            choices = (r.get("value") or {}).get("choices") or []
-            if choices and isinstance(choices[0], str):
-                return choices[0]
+    """The first choice of an annotation's results; None where any field has another shape
+    (``result: 7``, ``value: [1]``, ``choices: {}``): an export is someone else's file."""
+    results = annotation.get("result")
+    for r in results if isinstance(results, list) else []:
+        value = r.get("value") if isinstance(r, dict) and r.get("type") == "choices" else None
+        choices = value.get("choices") if isinstance(value, dict) else None
+        if isinstance(choices, list) and choices and isinstance(choices[0], str):
+            return choices[0]
     return None
 
 
@@ -110,7 +115,8 @@ def votes_of(task: dict[str, Any]) -> tuple[str | None, list[tuple[str, str]]]:
     """(the given label, [(annotator, label)] of the people's votes) of one task."""
     votes: list[tuple[str, str]] = []
     decided: str | None = None
-    for a in task.get("annotations") or []:
+    annotations = task.get("annotations")
+    for a in annotations if isinstance(annotations, list) else []:
         if not isinstance(a, dict) or a.get("was_cancelled") is True:  # only a real true cancels
             continue
         label = choice_of(a)

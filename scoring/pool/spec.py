@@ -66,6 +66,8 @@ def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PoolError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}") from exc
+    except RecursionError as exc:
+        raise PoolError(f"{p}: nested too deeply to be a pool file; not read") from exc
     members = data.get("member") if isinstance(data, dict) else data
     if isinstance(data, dict) and members is None:
         members = data.get("members")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from scoring.errors import ImageTriageError
 from scoring.io.datasets import Dataset, image_header, is_uri
@@ -46,8 +47,8 @@ def survey(dataset: Dataset, device: torch.device, thorough: bool = False, sampl
     for rec in readable[::step][:sample]:
         try:
             size, mode = image_header(dataset.abspath(rec.path))  # the header only, via the safe reader
-        except (OSError, ValueError, ImageTriageError):
-            continue
+        except (OSError, ValueError, ImageTriageError, Image.DecompressionBombError):
+            continue  # unreadable, or a header declaring a bomb: the scoring pass records why
         sides.append(max(size))
         grey.append(mode in ("1", "L", "LA", "I", "I;16", "F"))
     return Facts(

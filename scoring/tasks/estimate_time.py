@@ -134,6 +134,13 @@ def _history_path() -> Any:
     return user_data_dir() / HISTORY
 
 
+def _usable(row: dict[str, Any]) -> bool:
+    """A history row whose estimate and actual are finite positive numbers (another program, a
+    hand edit or a bad disk may have written anything: "abc", {}, Infinity)."""
+    vals = [row.get("estimate"), row.get("actual")]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf") for v in vals)
+
+
 def history() -> list[dict[str, Any]]:
     """This machine's earlier (estimate, actual) pairs, newest last; empty when none are kept."""
     path = _history_path()
@@ -146,7 +153,7 @@ def history() -> list[dict[str, Any]]:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and row.get("host") == socket.gethostname():
+            if isinstance(row, dict) and row.get("host") == socket.gethostname() and _usable(row):
                 out.append(row)
     except (OSError, ValueError) as exc:
         log.info("timing history not read (%s)", exc)
@@ -183,7 +190,7 @@ def calibrate(seconds: float, past: list[dict[str, Any]] | None = None) -> tuple
     more, clipped to 1/3..3)."""
     past = history() if past is None else past
     ratios = [float(r["actual"]) / float(r["estimate"]) for r in past
-              if isinstance(r, dict) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
+              if isinstance(r, dict) and _usable(r) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
               and float(r.get("actual") or 0) >= LEARN_FROM][-5:]
     factor = float(np.clip(np.median(ratios), 1 / 3, 3)) if ratios else 1.0
     note = f", x{factor:.2f} from {len(ratios)} earlier run{'s' if len(ratios) != 1 else ''} here" if ratios else ""

@@ -457,3 +457,107 @@ def test_11_a_classlabel_without_names_or_a_label_past_them_is_one_line(tmp_path
         pq.write_table(pa.Table.from_pydict({"image": cells, "label": labels}, schema=schema), root / "d.parquet")
         with pytest.raises(DatasetError, match=match):
             open_dataset(root / "d.parquet")
+
+
+# ----------------------------------------------------------------------------- 15 and the minor list
+
+
+def test_15_an_unreachable_bucket_costs_one_timeout_not_one_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scoring.io import uris
+    from scoring.io.datasets import read_bytes
+
+    calls: list[str] = []
+
+    class Down:
+        def open_input_file(self, inner: str) -> None:
+            calls.append(inner)
+            raise OSError("When connecting to gs://bucket: timed out after 30 s")
+
+    monkeypatch.setattr(uris, "UNREACHABLE", {})
+    monkeypatch.setattr(uris, "_object_store", lambda uri, scheme: (Down(), uri.split("://", 1)[1]))
+    with pytest.raises(OSError, match="timed out"):
+        read_bytes("gs://bucket/0.png")
+    for n in range(1, 50):
+        with pytest.raises(OSError, match=r"gs://bucket did not answer earlier in this run"):
+            read_bytes(f"gs://bucket/{n}.png")
+    assert calls == ["bucket/0.png"]  # one wait, then at once
+
+
+@pytest.mark.parametrize("body,match", [
+    ('[{"data": {"image": "a.png"}, "annotations": 5}]', None),
+    ('[{"data": {"image": "a.png"}, "annotations": [{"result": 7}]}]', None),
+    ('[{"data": {"image": "a.png"}, "annotations": [{"result": [{"type": "choices", "value": [1]}]}]}]', None),
+    ('[{"data": {"image": "a.png"}, "annotations": [{"result": [{"type": "choices", "value": {"choices": {}}}]}]}]',
+     None),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+])
+def test_malformed_label_studio_fields_are_read_or_one_line(tmp_path: Path, body: str, match: str | None) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "t.json").write_text(body)
+    if match is None:
+        ds = open_dataset(tmp_path / "t.json")
+        assert [r.path for r in ds.records] == ["a.png"] and ds.records[0].label is None
+    else:
+        with pytest.raises(DatasetError, match=match):
+            open_dataset(tmp_path / "t.json")
+
+
+def test_deep_or_misshapen_fiftyone_hf_and_pool_files_are_one_line(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    fo = tmp_path / "fo"
+    _png(fo / "data" / "s0.png")
+    for body in ('{"classes": 5, "labels": {"s0": 0}}', '{"labels": ' * 50_000 + "1" + "}" * 50_000):
+        (fo / "labels.json").write_text(body)
+        with pytest.raises(DatasetError, match="labels.json"):
+            open_dataset(fo)
+    pool = tmp_path / "pool.json"
+    pool.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["pool", "check", str(pool)]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "dataset_dict.json").write_text('["train"]')
+    with pytest.raises(DatasetError, match=r"dataset_dict\.json.*splits"):
+        open_dataset(hf, layout="huggingface")
+
+
+def test_a_bad_timing_history_line_is_skipped_not_a_traceback() -> None:
+    from scoring.tasks import estimate_time as ET
+
+    ET.record(120.0, 150.0, 1000)
+    path = ET._history_path()
+    host = socket.gethostname()
+    bad = [{"host": host, "estimate": "abc", "actual": 1}, {"host": host}, {"host": host, "estimate": float("inf"),
+                                                                          "actual": 5}]
+    path.write_text(path.read_text() + "".join(json.dumps(b) + "\n" for b in bad) + "{}\n")
+    assert [r["actual"] for r in ET.history()] == [150.0]
+    mid, (lo, hi), _note = ET.calibrate(100.0)
+    assert lo < mid < hi and mid == pytest.approx(125.0)
+
+
+def test_a_header_declaring_a_bomb_does_not_stop_the_automatic_pool(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    from scoring.tasks.autopool import survey
+
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    (data / "red" / "bomb.png").write_bytes(png + b"\0" * 64)
+    facts = survey(open_dataset(data), torch.device("cpu"), sample=100)
+    assert facts.n_images == 10 and facts.side == 12
+
+
+def test_ctrl_c_anywhere_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import scoring.cli.main as cli_main
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "cmd_pool_auto", interrupted)  # the survey has no cancel check of its own
+    assert main(["pool", "auto", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and "Ctrl+C" in err
