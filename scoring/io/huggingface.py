@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,24 @@ def read(path: Path, read_image: Callable[[str], bytes], follow_symlinks: bool =
         remove_ours(tmp)
         raise
     log.info("unpacked %d images of %s into %s", len(records), path, dest)
+    _remove_superseded(dest, path)
     return dest, classes, records
+
+
+def _remove_superseded(dest: Path, path: Path) -> None:
+    """Earlier unpacks of the same dataset (its files changed since): ours, of this source, not
+    ``dest``. A project that pointed at one follows the new folder when it next reads its dataset."""
+    pattern = re.compile(rf"^{re.escape(dest.name.rsplit('-', 1)[0])}-[0-9a-f]{{16}}$")
+    for old in dest.parent.iterdir():
+        if old == dest or not pattern.match(old.name) or not created_by_us(old):
+            continue
+        try:
+            source = json.loads(read_text(old / RECORDS, what="unpack record")).get("source")
+        except (OSError, ValueError, ImageTriageError, AttributeError):
+            continue
+        if source == str(path):
+            log.info("removing %s, an earlier unpack of %s", old, path)
+            remove_ours(old)
 
 
 def _unpack(path: Path, parts: list[Unit], tmp: Path, read_image: Callable[[str], bytes], follow: bool

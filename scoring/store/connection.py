@@ -125,6 +125,11 @@ class ProjectBase:
             self.close()
             raise
         self._load_meta()
+        if not _create and self.layout == "huggingface" and not self.dataset_root.exists():
+            try:  # the unpacked images were removed (a cache) or replaced: unpack again, follow them
+                self.dataset()
+            except (ValueError, OSError) as exc:
+                log.warning("%s: the Hugging Face images could not be unpacked again (%s)", self.path, exc)
         if not _create and self._meta("dataset_root") is None:
             self.close()
             raise IncompleteProjectError(
@@ -291,6 +296,15 @@ class ProjectBase:
         self.classes = list(classes)
 
     def dataset(self) -> Dataset:
-        """Re-read the dataset from disk (its layout and symlink policy as stored)."""
+        """Re-read the dataset from disk (its layout and symlink policy as stored). A Hugging Face
+        dataset's images live in a cache folder made from it: when that folder was removed, or the
+        dataset's files changed (a new unpack), the project follows the folder the read gives, so
+        it never depends on a cache it cannot rebuild."""
         follow = json.loads(self._meta("follow_symlinks") or "false") is True
-        return open_dataset(self.source, layout=self.layout, follow_symlinks=follow)
+        ds = open_dataset(self.source, layout=self.layout, follow_symlinks=follow)
+        if self.layout == "huggingface" and ds.root.resolve() != self.dataset_root:
+            log.info("%s: the Hugging Face images are now in %s (was %s)", self.path, ds.root, self.dataset_root)
+            with self._tx():
+                self._set_meta(dataset_root=str(ds.root.resolve()))
+            self.dataset_root = ds.root.resolve()
+        return ds

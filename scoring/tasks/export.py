@@ -206,13 +206,14 @@ def _write(
     project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event, drop_duplicates: bool = False
 ) -> Generator[Progress, None, dict[str, Any]]:
     classes = project.classes
+    dataset = project.dataset() if project.layout == "huggingface" else None  # re-unpacks a removed cache
     if not project.dataset_root.exists():
         raise ExportError(
             f"the dataset {project.dataset_root} is not there (moved, renamed or unmounted?); put it back, or score "
             "it where it now is, then export"
         )
     try:  # flag files changed or vanished since scoring, so they are left out, not exported stale
-        project.images.sync(project.dataset(), verify=True)
+        project.images.sync(dataset or project.dataset(), verify=True)
     except (ValueError, OSError) as exc:
         log.warning("could not re-read the dataset before export (%s); using the stored list", exc)
     folders = class_folders(classes)

@@ -561,3 +561,37 @@ def test_ctrl_c_anywhere_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch
     assert main(["pool", "auto", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1 and "Ctrl+C" in err
+
+
+def test_4_13_a_huggingface_project_never_depends_on_a_cache_it_cannot_rebuild(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    import shutil
+    import time
+
+    rng = np.random.default_rng(0)
+    labels = [n % 3 for n in range(12)]
+    imgs = [Image.fromarray(np.clip(np.array(COLOURS[CLASSES[y]]) + rng.normal(0, 40, (12, 12, 3)), 0, 255)
+                            .astype(np.uint8)) for y in labels]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    parquet = tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"
+    datasets.Dataset.from_dict({"image": imgs, "label": labels}, features=feats).to_parquet(str(parquet))
+    db = project_for(tmp_path / "hub", tmp_path / "p.triage.db")
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    with Project.open(db) as p:
+        first = p.dataset_root
+        p.edits.relabel(1, 2)
+        p.edits.remove(2)
+    shutil.rmtree(first)  # the user clears the cache
+    assert main(["export", "--db", str(db), str(tmp_path / "out1")]) == 0  # unpacked again for the export
+    with Project.open(db) as p:
+        assert p.dataset_root.is_dir()
+    later = time.time() + 5
+    os.utime(parquet, (later, later))  # the dataset's files were touched: a new fingerprint, a new unpack
+    assert main(["export", "--db", str(db), str(tmp_path / "out2")]) == 0
+    with Project.open(db) as p:
+        assert p.dataset_root != first and p.dataset_root.is_dir()
+        unpacks = [d for d in p.dataset_root.parent.iterdir() if not d.name.startswith(".")]
+    assert unpacks == [p.dataset_root]  # the superseded unpack is gone, not kept for ever
+    back = open_dataset(tmp_path / "out2" / "images")
+    assert len(back.records) == 11 and sum(r.label == "red" for r in back.records) == 5
