@@ -54,10 +54,11 @@ class GeneratorWorker(QObject):
             log.exception("worker failed")
             self.errored.emit(exc)
         finally:
+            _LIVE.pop(self, None)  # here, not through a signal: a busy GUI thread cannot delay it
             self.finished.emit()
 
 
-_LIVE: set[tuple[GeneratorWorker, QThread]] = set()  # the running jobs' workers and threads
+_LIVE: dict[GeneratorWorker, QThread] = {}  # the running jobs' workers and their threads
 _QUIT_HOOKED = False
 
 
@@ -79,13 +80,11 @@ def start_worker(
     thread = QThread(parent)
     worker = GeneratorWorker(factory)
     worker.moveToThread(thread)
-    pair = (worker, thread)
-    _LIVE.add(pair)
+    _LIVE[worker] = thread
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
-    thread.finished.connect(lambda: _LIVE.discard(pair))
     app = QApplication.instance()
     if app is not None and not _QUIT_HOOKED:
         app.aboutToQuit.connect(stop_all)
@@ -102,7 +101,7 @@ def live_jobs() -> int:
 
 def stop_all() -> None:
     """Cancel every running job and wait for its thread (the app is quitting)."""
-    for worker, thread in list(_LIVE):
+    for worker, thread in list(_LIVE.items()):
         try:
             if thread.isRunning():
                 worker.cancel()
@@ -110,4 +109,4 @@ def stop_all() -> None:
                 thread.wait(60_000)
         except RuntimeError:  # already deleted
             pass
-        _LIVE.discard((worker, thread))
+        _LIVE.pop(worker, None)

@@ -19,6 +19,7 @@ from typing import Any
 from scoring.cli.common import (
     CliError,
     fmt_seconds,
+    for_terminal,
     json_default,
     open_project,
     progress_bar,
@@ -44,6 +45,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from scoring.engine.inference import score_project
     from scoring.engine.registry import make_engine
     from scoring.pool.spec import (
+        check_files,
         cifar_resnet_pool_specs,
         default_scratch_specs,
         load_pool_file,
@@ -54,15 +56,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     engine_options = _engine_options(args)
     make_engine(args.engine, args.device, args.runtime, engine_options)  # a bad option: one line, nothing created
-    db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
-    project = Project.open(db)
-    specs: list[dict[str, Any]] = []
+    specs: list[dict[str, Any]] = []  # read before the project exists: a bad member creates nothing
     for pool_file in args.pool or []:
         specs.extend(load_pool_file(pool_file))
     for m in args.member or []:
         specs.append(parse_member_arg(m))
     if args.cifar_resnets:
         specs.extend(cifar_resnet_pool_specs(args.cifar_resnets))
+    check_files(specs)
+    db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
+    project = Project.open(db)
     if args.scratch:
         specs.extend(default_scratch_specs(n_images=len(project.images.scorable_ids())))
     if not specs:
@@ -201,7 +204,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             print(
                 f"{r.id:>7} " + " ".join(f"{s.show(r.scores[s.key]).replace('–', '-'):>{w}}"
                                         for s, w in zip(shown, widths, strict=True))
-                + f" {name(r.current_label):>12} {name(r.consensus):>12} {r.reason or '-':>11} {r.status:>10}  {r.path}"
+                + f" {name(r.current_label):>12} {name(r.consensus):>12} {r.reason or '-':>11} {r.status:>10}  {for_terminal(r.path)}"
             )
         total = project.queue.queue_count(filt)
         print(f"({len(rows)} of {total} shown, sorted by {sort})", file=sys.stderr)
@@ -224,7 +227,7 @@ def edit_command(action: str) -> Callable[[argparse.Namespace], int]:
                     edit = getattr(project.edits, action)(image_id)
             row = project.images.image(edit.image_id)
             label = project.classes[row.current_label] if row.current_label is not None else "-"
-            print(f"{edit.action}: {row.path} -> label {label}, status {row.status}")
+            print(f"{edit.action}: {for_terminal(row.path)} -> label {for_terminal(label)}, status {row.status}")
         return 0
 
     return run
@@ -234,7 +237,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
     with open_project(args.db) as project:
         rows = project.images.errors()
         for r in rows:
-            print(f"{r.path}\t{r.error}")
+            print(f"{for_terminal(r.path)}\t{for_terminal(r.error)}")
         print(f"({len(rows)} unreadable images skipped)", file=sys.stderr)
     return 0
 

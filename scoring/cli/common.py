@@ -52,6 +52,14 @@ def progress_bar(gen: Generator[Progress, None, Any], *, quiet: bool = False) ->
     return result
 
 
+def for_terminal(text: object) -> str:
+    """A name (a path, a class) as a terminal may print it: a control character (an escape
+    sequence that would move the cursor or recolour the screen) is shown as its escape, \\x1b."""
+    s = str(text)
+    return s if s.isprintable() else "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                                             for c in s)
+
+
 def fmt_seconds(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -7,7 +7,14 @@ import argparse
 import json
 import sys
 
-from scoring.cli.common import CliError, open_project, progress_bar, resolve_image, resolve_label
+from scoring.cli.common import (
+    CliError,
+    for_terminal,
+    open_project,
+    progress_bar,
+    resolve_image,
+    resolve_label,
+)
 from scoring.vocabulary import LABEL_SORT, label_sorts
 
 
@@ -35,7 +42,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         mark = " LABEL CONFLICT" if g.conflict else ""
         print(f"group {g.group_id} ({'exact' if g.exact else 'near'}, {len(g.image_ids)} images){mark}")
         for i, lab in zip(g.image_ids, g.labels, strict=True):
-            print(f"  {i:>7} {name(lab):>12}  {paths[i]}")
+            print(f"  {i:>7} {name(lab):>12}  {for_terminal(paths[i])}")
     n_conf = sum(g.conflict for g in groups)
     print(f"({len(groups)} groups, {sum(len(g.image_ids) for g in groups)} images, {n_conf} label conflicts; "
           f"image-triage queue --db {args.db} --conflicts shows them)", file=sys.stderr)
@@ -51,7 +58,7 @@ def cmd_keep_group(args: argparse.Namespace) -> int:
         project.edits.keep_group(image_id)
         group = project.dupes.group_of(image_id)
         for i, path in zip(group, project.images.paths_of(group), strict=True):
-            print(f"{'kept' if i == image_id else 'removed' if i in remove else 'left as decided'}: {path}")
+            print(f"{'kept' if i == image_id else 'removed' if i in remove else 'left as decided'}: {for_terminal(path)}")
         print("(one decision: `image-triage undo` brings the group back)", file=sys.stderr)
     return 0
 
@@ -82,11 +89,11 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"image": row.path, "embedding": index.embedding, "by_label": out}, indent=1))
         return 0
-    print(f"{row.path}: most like it, by {index.embedding}")
+    print(f"{for_terminal(row.path)}: most like it, by {index.embedding}")
     for block in out:
         print(f"  among {block['label']}:")
         for n in block["neighbours"]:
-            print(f"    {n['similarity']:6.3f}  {n['id']:>7}  {n['path']}")
+            print(f"    {n['similarity']:6.3f}  {n['id']:>7}  {for_terminal(n['path'])}")
     return 0
 
 

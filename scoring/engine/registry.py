@@ -67,8 +67,9 @@ def _local(device: str, runtime: str) -> Engine:
 def _ray(device: str, runtime: str, address: str | None = None, gpus_per_worker: float = 0.0) -> Engine:
     from scoring.engine.engines import RayEngine
 
-    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, int | float) or gpus_per_worker < 0:
-        raise EngineError(f"engine 'ray': gpus_per_worker must be a number of 0 or more, got {gpus_per_worker!r}")
+    if (isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, int | float)
+            or not 0 <= gpus_per_worker < 1e6):  # nan, inf and 1e400 (inf) fail the range too
+        raise EngineError(f"engine 'ray': gpus_per_worker must be a finite number of 0 or more, got {gpus_per_worker!r}")
     if address is not None and not isinstance(address, str):
         raise EngineError(f"engine 'ray': address must be text such as ray://head:10001, got {address!r}")
     return RayEngine(address=address, gpus_per_worker=float(gpus_per_worker), device=device, runtime=runtime)

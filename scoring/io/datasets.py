@@ -317,6 +317,16 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
         raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
     if layout is not None and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    try:
+        return _by_layout(p, layout, follow_symlinks)
+    except DatasetError as exc:  # a stray state.json or labels.json may have picked the layout: say how to choose
+        if layout is None and p.is_dir() and _find_classes(p, follow_symlinks) and "--layout" not in str(exc):
+            raise DatasetError(f"{exc} (the layout was guessed from the files at the top of {p}; if its "
+                               "sub-folders are classes, pass --layout imagefolder)") from exc
+        raise
+
+
+def _by_layout(p: Path, layout: str | None, follow_symlinks: bool) -> Dataset:
     if layout == "huggingface" or (layout is None and _hf_layout(p)):
         return confine_records(read_huggingface(p, follow_symlinks))
     if layout == "cvat" or (layout is None and (p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file())):

@@ -100,6 +100,18 @@ def scalar(v: str) -> Any:
     return v
 
 
+FILE_KEYS = ("path", "weights", "classes_file")  # the keys of a member spec that name a file
+
+
+def check_files(specs: list[dict[str, Any]]) -> None:
+    """PoolError naming the member and the file when a file a spec names is not there: checked
+    before anything is created, so a mistyped --member leaves no project file behind."""
+    for s in specs:
+        for key in FILE_KEYS:
+            if isinstance(s.get(key), str) and not Path(s[key]).expanduser().exists():
+                raise PoolError(f"member {s.get('name', s.get('kind'))!r}: its {key} {s[key]} does not exist")
+
+
 def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
     """``KIND:key=value,...`` -> a member spec (see the module docstring)."""
     kind, _, rest = text.partition(":")

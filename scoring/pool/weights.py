@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from scoring.errors import UnsafePathError
+from scoring.io.safeio import require_regular
 from scoring.pool.base import PoolError
 
 _offline = os.environ.get("IMAGE_TRIAGE_OFFLINE", "") not in ("", "0")
@@ -50,7 +52,14 @@ class Weights:
         from scoring.io.safeio import read_regular
 
         data = read_regular(self.path, max_bytes=8 * 1024**3, what="weights file")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+        try:
+            sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch's text suggests weights_only=False: never ours to say
+            raise PoolError(f"{self.path} is not a weights file torch can read safely (a state dict of tensors); "
+                            f"check the member's `weights` ({type(exc).__name__})") from exc
+        if not isinstance(sd, dict):
+            raise PoolError(f"{self.path} holds a {type(sd).__name__}, not a state dict; check the member's `weights`")
+        return sd
 
 
 def packaged(arch: str) -> Weights | None:
@@ -80,8 +89,12 @@ def torchvision_weights(arch: str, weights: str | None = None, *, download: bool
     n = len(enum.meta["categories"])
     if weights:
         path = Path(weights).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise PoolError(f"weights file {path} does not exist; check the member's `weights`")
+        try:
+            require_regular(path, what="weights file")
+        except (UnsafePathError, OSError) as exc:
+            raise PoolError(f"{exc}; check the member's `weights`") from exc
         return Weights(arch, path, pp, n, f"{path.name}")
     path = cached_path(enum.url)
     allowed = (not is_offline()) if download is None else download

@@ -595,3 +595,37 @@ def test_4_13_a_huggingface_project_never_depends_on_a_cache_it_cannot_rebuild(t
     assert unpacks == [p.dataset_root]  # the superseded unpack is gone, not kept for ever
     back = open_dataset(tmp_path / "out2" / "images")
     assert len(back.records) == 11 and sum(r.label == "red" for r in back.records) == 5
+
+
+def test_minor_weights_engine_options_names_and_members_are_one_line(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    rnd = tmp_path / "random.pth"
+    rnd.write_bytes(np.random.default_rng(0).bytes(4096))
+    for weights, needle in ((str(rnd), "not a weights file torch can read safely"), ("/dev/zero", "character device")):
+        pool = tmp_path / "pool.toml"
+        pool.write_text(f'[[member]]\nname = "b"\nkind = "backbone"\narch = "resnet18"\nweights = "{weights}"\n'
+                        'fractions = [1.0]\n')
+        assert main(["pool", "check", str(pool)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "weights_only" not in err and "Traceback" not in err, err
+    for value in ("nan", "inf", "1e400"):
+        assert main(["score", str(data), "--engine", "ray", "--engine-option", f"gpus_per_worker={value}"]) == 2
+        assert "finite number" in capsys.readouterr().err
+    db = tmp_path / "new.triage.db"
+    assert main(["score", str(data), "--db", str(db), "--member", "checkpoint:path=/no/such.pth,arch=nope"]) == 2
+    assert not db.exists()  # a bad member: nothing created
+    capsys.readouterr()
+    from scoring.cli.common import for_terminal
+
+    assert for_terminal("a\x1b[2Jb.png") == "a\\x1b[2Jb.png" and for_terminal("plain é.png") == "plain é.png"
+
+
+@pytest.mark.parametrize("stray", ["state.json", "labels.json", "metadata.parquet"])
+def test_a_stray_file_at_an_imagefolder_root_says_how_to_choose_the_layout(tmp_path: Path, stray: str) -> None:
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    (data / "data").mkdir()  # FiftyOne's pair: labels.json beside data/
+    (data / stray).write_text("{}" if stray.endswith(".json") else "not parquet")
+    with pytest.raises(DatasetError, match="--layout imagefolder"):
+        open_dataset(data)
+    assert len(open_dataset(data, layout="imagefolder").records) == 9
