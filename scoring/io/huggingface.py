@@ -184,12 +184,18 @@ def _batches(unit: Unit, cols: list[str]) -> Iterator[Any]:
     _, files, _, kind = unit
     for f in files:
         with open_regular(f, what=f"{kind} file") as fh:
-            if kind == "parquet":
-                yield from pq.ParquetFile(fh).iter_batches(batch_size=BATCH, columns=cols)
-            else:
-                for batch in pa.ipc.open_stream(fh):
-                    for s in range(0, batch.num_rows, BATCH):
-                        yield batch.slice(s, BATCH).select(cols)
+            try:
+                if kind == "parquet":
+                    yield from pq.ParquetFile(fh).iter_batches(batch_size=BATCH, columns=cols)
+                else:
+                    for batch in pa.ipc.open_stream(fh):
+                        for s in range(0, batch.num_rows, BATCH):
+                            yield batch.slice(s, BATCH).select(cols)
+            except (pa.ArrowException, OSError, ValueError) as exc:  # truncated, garbage: name the file
+                if isinstance(exc, ImageTriageError):
+                    raise
+                raise HuggingFaceError(f"{f}: cannot be read as {kind} ({str(exc).splitlines()[0][:160]}); the file "
+                                       "is truncated or damaged: save the dataset again") from exc
 
 
 def fingerprint(path: Path) -> str:
@@ -229,9 +235,13 @@ def read(path: Path, read_image: Callable[[str], bytes], follow_symlinks: bool =
         doc = _json(dest / RECORDS)
         return dest, doc["classes"], doc["records"]
     parts = units(path)
-    clean_leftovers(dest)
-    tmp = new_build_folder(dest, "huggingface-images")
-    os.chmod(tmp, 0o700)  # the user's images, in the user's cache: private, as the dataset may be
+    try:
+        clean_leftovers(dest)
+        tmp = new_build_folder(dest, "huggingface-images")
+        os.chmod(tmp, 0o700)  # the user's images, in the user's cache: private, as the dataset may be
+    except OSError as exc:
+        raise HuggingFaceError(f"{path}: its images cannot be unpacked into {dest.parent} ({exc.strerror or exc}); "
+                               "make that folder writable, or point XDG_CACHE_HOME at one that is") from exc
     try:
         classes, records = _unpack(path, parts, tmp, read_image, follow_symlinks)
         (tmp / RECORDS).write_text(json.dumps({"source": str(path), "classes": classes, "records": records}))

@@ -629,3 +629,27 @@ def test_a_stray_file_at_an_imagefolder_root_says_how_to_choose_the_layout(tmp_p
     with pytest.raises(DatasetError, match="--layout imagefolder"):
         open_dataset(data)
     assert len(open_dataset(data, layout="imagefolder").records) == 9
+
+
+def test_a_truncated_arrow_file_or_a_read_only_cache_is_one_line_naming_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)) for _ in range(40)]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    datasets.Dataset.from_dict({"image": imgs, "label": [n % 3 for n in range(40)]},
+                               features=feats).save_to_disk(str(tmp_path / "hf"))
+    arrow = next((tmp_path / "hf").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    with pytest.raises(DatasetError, match=rf"{arrow.name}.*truncated or damaged"):
+        open_dataset(tmp_path / "hf")
+    from scoring.io import huggingface as HF
+
+    def read_only(dest: Path, kind: str, token: str | None = None) -> Path:
+        raise PermissionError(1, "Operation not permitted", str(dest.parent))  # as a read-only cache answers
+
+    monkeypatch.setattr(HF, "new_build_folder", read_only)
+    datasets.Dataset.from_dict({"image": imgs[:3], "label": [0, 1, 2]}, features=feats).save_to_disk(
+        str(tmp_path / "hf2"))
+    with pytest.raises(DatasetError, match="hf2: its images cannot be unpacked into .*XDG_CACHE_HOME"):
+        open_dataset(tmp_path / "hf2")
