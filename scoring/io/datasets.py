@@ -25,7 +25,7 @@ from scoring.io.safeio import (
     read_text,
     walk_files,
 )
-from scoring.io.uris import is_uri, local_path_of, read_object
+from scoring.io.uris import OBJECT_STORES, is_uri, local_path_of, read_object
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,8 @@ def confine_records(ds: Dataset, follow_symlinks: bool = False) -> Dataset:
     seen: set[str] = set()
     out: list[ImageRecord] = []
     for r in ds.records:
-        if r.error is not None or is_uri(r.path):
-            out.append(r)
+        if r.error is not None or (is_uri(r.path) and r.path.split("://", 1)[0].lower() in OBJECT_STORES):
+            out.append(r)  # object storage: no local path to confine (file:// is one, and is refused below)
             continue
         try:
             rel = confine(ds.root, r.path, follow_symlinks=follow_symlinks)

@@ -188,14 +188,15 @@ def test_2_cvat_fiftyone_and_label_studio_never_follow_a_link_out(tmp_path: Path
         _png(cv / "images" / f"{n}.png", "red", n)
     (cv / "images" / "link.png").symlink_to(out / "secret.png")
     (cv / "images" / "sub").symlink_to(out)
-    _cvat(cv, ["0.png", "1.png", "./2.png", "2.png", "link.png", "sub/secret.png"])
+    _cvat(cv, ["0.png", "1.png", "./2.png", "2.png", "link.png", "sub/secret.png", f"file://{out / 'secret.png'}"])
     opened.clear()  # what the test itself wrote above is not a read
-    ds = open_dataset(cv)
+    ds = open_dataset(cv)  # (file://: found by the format fuzz, tests/scoring/test_safety_fuzz_formats.py)
     errors = {r.path: r.error for r in ds.records}
     assert [r.path for r in ds.records if r.error is None] == ["0.png", "1.png", "2.png"]  # ./2.png and 2.png: one
     assert "listed" in str(errors["2.png" if errors.get("2.png") else "./2.png"]) or any(
         "again" in str(e) for e in errors.values())
     assert "outside" in str(errors["link.png"]) and "outside" in str(errors["sub/secret.png"])
+    assert "not a plain relative" in str(errors[f"file://{out / 'secret.png'}"])
 
     fo = tmp_path / "fo"
     fo.mkdir()
