@@ -86,6 +86,7 @@ def slow(self, *a, **k):
     return net
 ft.FineTuneMember._train = slow
 from scoring.engine.inference import score_project
+from scoring.progress import drain
 import json
 drain(score_project(sys.argv[1], [json.loads(sys.argv[2])], workers=0))
 """
