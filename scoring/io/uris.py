@@ -4,6 +4,7 @@ size capped, and an unreachable bucket tried once per run (one timeout, not one 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ URI_SCHEME = "://"
 OBJECT_STORES = ("s3", "gs", "gcs")  # read through pyarrow's file systems, with timeouts
 NETWORK_TIMEOUT_S = 30.0  # connect and each request to object storage
 UNREACHABLE: dict[tuple[str, str], str] = {}  # (scheme, bucket) that failed this run -> why
+FAILED_WAIT_BUDGET_S = 120.0  # in all, per run: after this long spent on requests that failed, none is tried
+_FAILED_WAIT = [0.0]  # seconds spent on failed object-storage requests in this run (process)
 
 
 def is_uri(path: str | Path) -> bool:
@@ -66,6 +69,10 @@ def read_object(uri: str, max_bytes: int) -> bytes:
     if (scheme, bucket) in UNREACHABLE:
         raise OSError(f"{uri}: {scheme}://{bucket} did not answer earlier in this run "
                       f"({UNREACHABLE[(scheme, bucket)]}); not tried again")
+    if _FAILED_WAIT[0] >= FAILED_WAIT_BUDGET_S:  # many buckets, each failing slowly: an overall deadline
+        raise OSError(f"{uri}: not tried: object storage already cost {_FAILED_WAIT[0]:.0f} s of failed requests in "
+                      "this run; check the network and the credentials, then run again")
+    t0 = time.monotonic()
     filesystem, inner = _object_store(uri, scheme)
     try:
         with filesystem.open_input_file(inner) as fh:
@@ -76,4 +83,5 @@ def read_object(uri: str, max_bytes: int) -> bytes:
     except OSError as exc:
         if not isinstance(exc, FileNotFoundError):  # "no such object" is an answer: the bucket is reachable
             UNREACHABLE[(scheme, bucket)] = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            _FAILED_WAIT[0] += time.monotonic() - t0
         raise

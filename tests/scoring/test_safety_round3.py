@@ -654,3 +654,39 @@ def test_a_truncated_arrow_file_or_a_read_only_cache_is_one_line_naming_it(tmp_p
         str(tmp_path / "hf2"))
     with pytest.raises(DatasetError, match="hf2: its images cannot be unpacked into .*XDG_CACHE_HOME"):
         open_dataset(tmp_path / "hf2")
+
+
+def test_15_object_storage_has_an_overall_deadline_for_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scoring.io import uris
+    from scoring.io.datasets import read_bytes
+
+    calls: list[str] = []
+
+    class Slow:
+        def open_input_file(self, inner: str) -> None:
+            calls.append(inner)
+            raise OSError("timed out")
+
+    monkeypatch.setattr(uris, "UNREACHABLE", {})
+    monkeypatch.setattr(uris, "_FAILED_WAIT", [0.0])
+    monkeypatch.setattr(uris, "FAILED_WAIT_BUDGET_S", 1e-12)  # the first failure spends it all
+    monkeypatch.setattr(uris, "_object_store", lambda uri, scheme: (Slow(), uri.split("://", 1)[1]))
+    with pytest.raises(OSError, match="timed out"):
+        read_bytes("s3://one/a.png")
+    with pytest.raises(OSError, match="already cost .* of failed requests"):
+        read_bytes("s3://two/b.png")  # another bucket: not tried, the run's budget is spent
+    assert calls == ["one/a.png"]
+
+
+def test_a_nul_in_a_label_studio_path_or_a_deep_dataset_info_is_one_line(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "t.json").write_text(json.dumps([{"data": {"image": "a.png"}}, {"data": {"image": "b\x00.png"}}]))
+    ds = open_dataset(tmp_path / "t.json")
+    assert [r.error is None for r in ds.records] == [True, False]
+    pytest.importorskip("datasets")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (hf / "dataset_info.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(DatasetError, match=r"dataset_info\.json: nested too deeply"):
+        open_dataset(hf)
