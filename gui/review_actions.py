@@ -97,7 +97,10 @@ class ReviewController(QObject):
         session, model = self.session, self.model
         if session is None or model is None:
             return
-        row = session.cursor_after_reload(model.find, model.rowCount())
+        look = max(1000, session.current_row + 400)  # it was near its old row: no need to page through a million
+        while model.rowCount() <= session.current_row and model.canFetchMore(QModelIndex()):
+            model.fetchMore(QModelIndex())  # its old row is loaded, for when it left the view
+        row = session.cursor_after_reload(lambda i: model.find(i, look), model.rowCount())
         if row is None:
             session.move_to(None)
             self.detail.clear()
