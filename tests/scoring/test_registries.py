@@ -162,7 +162,7 @@ def test_a_bad_engine_option_is_one_line_and_creates_nothing(tmp_path: Path, cap
 
     data = make_imagefolder(tmp_path / "data", per_class=2, corrupt=False)
     db = tmp_path / "p.triage.db"
-    for option, said in (("gpus_per_worker=abc", "gpus_per_worker must be a number of 0 or more, got 'abc'"),
+    for option, said in (("gpus_per_worker=abc", "gpus_per_worker must be a finite number of 0 or more, got 'abc'"),
                          ("bogus=1", "engine 'ray' takes no option 'bogus'"),
                          ("noequals", "expected KEY=VALUE")):
         assert main(["score", str(data), "--db", str(db), "--engine", "ray", "--engine-option", option]) == 2
