@@ -59,6 +59,7 @@ class GeneratorWorker(QObject):
 
 
 _LIVE: dict[GeneratorWorker, QThread] = {}  # the running jobs' workers and their threads
+_HELD: set[tuple[GeneratorWorker, QThread]] = set()  # kept alive until their thread has finished
 _QUIT_HOOKED = False
 
 
@@ -81,9 +82,12 @@ def start_worker(
     worker = GeneratorWorker(factory)
     worker.moveToThread(thread)
     _LIVE[worker] = thread
+    pair = (worker, thread)
+    _HELD.add(pair)  # a thread without a parent is Python's: never collected while it still runs
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit)
     thread.finished.connect(worker.deleteLater)
+    thread.finished.connect(lambda: _HELD.discard(pair))
     thread.finished.connect(thread.deleteLater)
     app = QApplication.instance()
     if app is not None and not _QUIT_HOOKED:
