@@ -1,12 +1,14 @@
-"""Does the errors-left interval hold the truth? A simulated annotator works down the default
-(label) queue, a stretch at a time, relabelling exactly the planted flips and keeping the rest;
-at each checkpoint the estimate's 90 % interval is compared with the number of planted flips
-still unreviewed. Prints the checkpoints and the coverage (the share of checkpoints whose
-interval holds the truth) for:
+"""Does the errors-left interval hold the truth while the annotator works (issue 29)? A
+simulated annotator works down the default (label) queue one image at a time, relabelling
+exactly the planted flips and keeping the rest, with a re-rank every 20 decisions as the app
+does; the product's own estimate is taken after every decision. Prints, every 10 decisions, the
+estimate, its 90 % interval and the truth (the planted flips still unreviewed), then the share
+of checkpoints whose interval holds the truth and how often the estimate rose after a fix. Sets:
 
-  demo     the built-in demo (1,797 digits, 3 % flipped), scored with the demo's pool, through
-           the product's own `errors_left` on the project as the app shows it
-  subset   a CIFAR-10 subset (4 classes x 60, 10 flips, seeded), the automatic pool, the same way
+  review   the built-in demo (1,797 digits, 54 flipped, the demo's pool), and 1,000-image
+           subsets of the shared CIFAR-10 and MNIST test sets (100 per class, 40 flips at random
+           or to the class people confuse it with, on top of the sets' own label errors, seeded),
+           scored by the automatic pool
   count    the likely-errors count before review on the untouched CIFAR-10 / MNIST test labels
            and with 5 % planted flips, per pool
   cifar    the 10,000 shared CIFAR-10 test JPEGs with 5 % of labels flipped (at random, and to
@@ -14,17 +16,20 @@ interval holds the truth) for:
            and as backbones with heads refitted on the noisy labels; the estimate is computed by
            the same function on arrays (the pool held fixed while reviewing)
 
-The truth counts only the planted flips; the original CIFAR labels hold real errors the
-simulated annotator keeps, so the CIFAR figures are harder than real use.
+The truth counts only the planted flips; the sets' own labels hold real errors the simulated
+annotator keeps, so the figures are harder than real use.
 
-    python benchmarks/bench_estimate.py [--sets demo,subset,cifar] [--work DIR]
+    python benchmarks/bench_estimate.py [--sets review,cifar,count] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +39,86 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scoring import metrics as M  # noqa: E402
 from scoring.store import Project, QueueFilter  # noqa: E402
-from scoring.tasks.estimate import errors_left, left_in_queue, likely_errors  # noqa: E402
+from scoring.tasks.estimate import errors_left, label_doubt, left_in_queue, likely_errors  # noqa: E402
+from scoring.vocabulary import LABEL_SORT  # noqa: E402
 
 Row = tuple[int, int, float, float, float]  # reviewed, truly left, low, estimate, high
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+# the pairs people confuse (and label one as the other), both ways
+CONFUSABLE = {
+    "cifar10-test": {"cat": "dog", "dog": "cat", "automobile": "truck", "truck": "automobile", "deer": "horse",
+                     "horse": "deer", "airplane": "ship", "ship": "airplane", "bird": "airplane", "frog": "cat"},
+    "mnist-test": {"4": "9", "9": "4", "3": "5", "5": "3", "7": "1", "1": "7", "8": "3", "2": "7", "6": "0", "0": "6"},
+}
+
+
+@dataclass(frozen=True)
+class ReviewSet:
+    name: str
+    root: Path  # the dataset (an ImageFolder)
+    db: Path
+    flipped: frozenset[str]  # the planted flips, paths relative to root
+
+
+def planted_subset(dest: Path, source: str, per_class: int, flips: int, mode: str, seed: int) -> tuple[Path, set[str]]:
+    """``per_class`` images of each class of a shared test set, with ``flips`` labels moved
+    (``random``: to any other class; ``confusable``: to the class people confuse it with), on
+    top of the set's own real label errors: (the folder, the planted paths)."""
+    src = SHARED / "data" / source
+    root = dest / "data"
+    picked_file = dest / "planted.json"
+    if picked_file.exists():
+        return root, set(json.loads(picked_file.read_text()))
+    rng = np.random.default_rng(seed)
+    classes = sorted(d.name for d in src.iterdir() if d.is_dir())
+    files = [(c, f) for c in classes for f in sorted(rng.choice(sorted((src / c).iterdir()), per_class, replace=False))]
+    chosen = set(rng.choice(len(files), flips, replace=False).tolist())
+    out = set()
+    for n, (c, f) in enumerate(files):
+        to = c
+        if n in chosen:
+            others = [k for k in classes if k != c]
+            to = CONFUSABLE[source][c] if mode == "confusable" else others[int(rng.integers(0, len(others)))]
+        (root / to).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, root / to / f.name)
+        if to != c:
+            out.add(f"{to}/{f.name}")
+    picked_file.write_text(json.dumps(sorted(out)))
+    return root, out
+
+
+def review_sets(work: Path, names: list[str]) -> list[ReviewSet]:
+    """The simulation's datasets: ``demo``; ``cifar-random``, ``cifar-confusable``,
+    ``mnist-random``, ``mnist-confusable`` (1,000 images, 40 planted flips, seeded)."""
+    from scoring.tasks.demo import build_demo, flipped_paths
+
+    out = []
+    for name in names:
+        if name == "demo":
+            root = build_demo(work / "demo")
+            out.append(ReviewSet(name, root, work / "demo.triage.db", frozenset(flipped_paths(work / "demo"))))
+            continue
+        source, mode = name.split("-")
+        root, flipped = planted_subset(work / name, f"{source}10-test" if source == "cifar" else "mnist-test", 100, 40, mode, 1)
+        out.append(ReviewSet(name, root, work / f"{name}.triage.db", frozenset(flipped)))
+    return out
+
+
+def score_set(s: ReviewSet) -> None:
+    """Score with the pool the product picks (the demo's own pool for the demo), once."""
+    from scoring.cli.main import main as cli
+
+    if s.db.exists():
+        return
+    args = ["score", str(s.root), "--db", str(s.db), "-q"]
+    if s.name == "demo":
+        from scoring.pool.spec import demo_specs
+
+        spec = s.db.with_suffix(".pool.json")
+        spec.write_text(json.dumps(demo_specs(1797)))
+        args += ["--pool", str(spec)]
+    assert cli(args) == 0, s.name
 
 
 def coverage(rows: list[Row]) -> float:
@@ -51,73 +133,86 @@ def show(title: str, rows: list[Row], every: int = 1) -> None:
             print(f"  reviewed {done:>6}  truly left {truly:>5}  estimate {est:>7.0f} ({lo:,.0f}-{hi:,.0f}){'  MISS' if miss else ''}")
 
 
-def walk_project(db: Path, flipped: set[str], step: int, upto: int) -> list[Row]:
-    """Review a scored project down its default queue through the store, as the app does."""
-    rows: list[Row] = []
+@dataclass
+class Walk:
+    rows: list[Row]  # every ``every`` decisions
+    fixes: int = 0
+    rises: int = 0  # fixes after which the estimate rose
+    largest_rise: float = 0.0
+    reranks: int = 0
+
+
+def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
+    """Review a scored project down its default queue through the store, one image at a time as
+    the app does: each image decided by the planted truth (relabel a flip, keep the rest), the
+    product's own ``errors_left`` after every decision, a re-rank every ``rerank_every``
+    decisions (0: none) as the app does."""
+    from scoring.progress import drain
+    from scoring.tasks.rerank import rerank
+
+    walk = Walk([])
     with Project.open(db) as p:
-        sort = "margin" if p.images.labelled() else "c_perplexity"
-        done = 0
+        sort = LABEL_SORT if p.images.labelled() else "c_perplexity"
+        done, last = 0, None
         while True:
             est = errors_left(p, sort)
             assert est is not None, "no estimate"
-            rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
+            if last is not None and last[1] and est.left > last[0] + 1e-9:
+                walk.rises += 1
+                walk.largest_rise = max(walk.largest_rise, est.left - last[0])
+            if done % every == 0:
+                walk.rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
             if done >= upto:
-                return rows
-            batch = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=step)
-            if not batch:
-                return rows
-            for r in batch:
-                p.edits.remove(r.id) if r.path in flipped else p.edits.keep(r.id)
-            done += len(batch)
+                return walk
+            if rerank_every and done and done % rerank_every == 0:
+                drain(rerank(db, sort))
+                walk.reranks += 1
+                est = errors_left(p, sort)  # a re-rank is a new estimate, not a fix
+                assert est is not None
+            row = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=1)
+            if not row:
+                return walk
+            fix = row[0].path in flipped
+            p.edits.remove(row[0].id) if fix else p.edits.keep(row[0].id)
+            walk.fixes += fix
+            done += 1
+            last = (est.left, fix)
+
+
+def show_walk(title: str, walk: Walk, every: int = 4) -> None:
+    show(title, walk.rows, every)
+    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes (the largest rise {walk.largest_rise:.1f}); "
+          f"{walk.reranks} re-ranks")
 
 
 def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step: int, upto: int) -> list[Row]:
     """The same walk on arrays: (M, N, K) out-of-sample probabilities held fixed, (N,) labels."""
     mean = probs.mean(axis=0)
     n = len(labels)
-    p_err = 1.0 - mean[np.arange(n), labels]
     margin = M.normalized_margin(probs, labels)
     order = np.argsort(margin, kind="stable")
-    likely, flagged = likely_errors(mean, labels, (probs.argmax(axis=2) != labels[None]).all(axis=0))
-    count = likely.count
+    likely, _ = likely_errors(mean, labels, (probs.argmax(axis=2) != labels[None]).all(axis=0))
+    doubt = label_doubt(mean, labels)
     reviewed = np.zeros(n, bool)
     rows: list[Row] = []
     for done in range(0, upto + 1, step):
         reviewed[order[:done]] = True
-        hit = reviewed & planted
-        left, lo, hi, _ = left_in_queue(p_err, margin, flagged, reviewed, hit, p_err[order[done : done + 100]], count)
-        rows.append((done, int((planted & ~reviewed).sum()), lo, left, hi))
+        tail = left_in_queue(doubt, reviewed, reviewed & planted, likely.count, order[done : done + 100])
+        rows.append((done, int((planted & ~reviewed).sum()), tail.low, tail.left, tail.high))
     return rows
 
 
-def run_demo(work: Path) -> None:
-    from scoring.cli.main import main as cli
-    from scoring.pool.spec import demo_specs
-    from scoring.tasks.demo import build_demo, flipped_paths
-
-    root = build_demo(work / "demo")
-    db = work / "demo.triage.db"
-    if not db.exists():
-        import json
-
-        spec = work / "demo_pool.json"
-        spec.write_text(json.dumps(demo_specs(1797)))
-        assert cli(["score", str(root), "--db", str(db), "--pool", str(spec), "-q"]) == 0
-    flipped = flipped_paths(work / "demo")
-    show(f"demo ({len(flipped)} flips), 20 reviews a checkpoint", walk_project(db, flipped, 20, 3 * len(flipped) + 200), every=3)
-
-
-def run_subset(work: Path, seeds: list[int]) -> None:
-    from bench_first_screen import flipped_subset
-
-    from scoring.cli.main import main as cli
-
-    for seed in seeds:
-        data, flipped = flipped_subset(work / f"subset{seed}", ["cat", "deer", "dog", "horse"], 60, 10, seed)
-        db = work / f"subset{seed}.triage.db"
-        assert cli(["score", str(data), "--db", str(db), "-q"]) == 0
-        show(f"CIFAR-10 subset, seed {seed} (240 images, 10 flips), 5 reviews a checkpoint",
-             walk_project(db, flipped, 5, 60), every=2)
+def run_review(work: Path, names: list[str], rerank_every: int) -> None:
+    """The review simulation (issue 29): each set walked to three times its planted flips plus
+    100, the estimate after every decision."""
+    for s in review_sets(work, names):
+        score_set(s)
+        db = s.db.with_suffix(".walk.db")  # the scored project stays unreviewed for the next run
+        db.unlink(missing_ok=True)
+        shutil.copyfile(s.db, db)
+        walk = walk_project(db, s.flipped, 3 * len(s.flipped) + 100, rerank_every=rerank_every)
+        show_walk(f"{s.name} ({len(s.flipped)} planted flips on top of the set's own labels), the estimate every 10 decisions",
+                  walk)
 
 
 def run_cifar(work: Path, kinds: list[str]) -> None:
@@ -190,19 +285,19 @@ def run_count(work: Path, kinds: list[str]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", default="demo,subset,cifar,count")
+    ap.add_argument("--sets", default="review,cifar,count")
+    ap.add_argument("--review", default="demo,cifar-random,cifar-confusable,mnist-random,mnist-confusable",
+                    help="the review simulation's sets")
+    ap.add_argument("--rerank-every", type=int, default=20, help="re-rank every N decisions in the walk, as the app does (0: never)")
     ap.add_argument("--count-kinds", default="checkpoint,backbone,scratch", help="pools for the count (also: finetune, auto: slow)")
-    ap.add_argument("--seeds", default="0,1,2", help="subset seeds")
     ap.add_argument("--kinds", default="checkpoint,backbone", help="CIFAR pools")
     ap.add_argument("--work", default=None, help="keep scored projects here (reused on the next run)")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-estimate-"))
     work.mkdir(parents=True, exist_ok=True)
     sets = args.sets.split(",")
-    if "demo" in sets:
-        run_demo(work)
-    if "subset" in sets:
-        run_subset(work, [int(s) for s in args.seeds.split(",")])
+    if "review" in sets:
+        run_review(work, args.review.split(","), args.rerank_every)
     if "cifar" in sets:
         run_cifar(work, args.kinds.split(","))
     if "count" in sets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +57,12 @@ class Queue:
         sets = ", ".join(f"{c}=?" for c in (*columns, "top_c", "top_x"))
         with self.store._tx() as c:
             c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)
-            self.store._set_meta(scored_pool=pool_fp)
+            self.store._set_meta(scored_pool=pool_fp, scores_written=str(time.time_ns()))
+
+    def scores_stamp(self) -> str:
+        """Changes each time the scores are written (a scoring run or a re-rank): what a result
+        computed from them is keyed by."""
+        return self.store._meta("scores_written") or ""
 
     def put_label_evidence(self, ids: Sequence[int] | np.ndarray, agreement: np.ndarray, issue: np.ndarray,
                            weight: float) -> None:

@@ -15,17 +15,17 @@
   temperature-scaled (one T, fitted by the likelihood of the given labels, Guo et al. 2017).
   Measured, same benchmark, random / confusable flips: CIFAR-10 545 / 587 (T 0.86 / 0.80),
   MNIST with the scratch pool 400 / 423 (T 0.80 / 0.70; without scaling 363 / 375).
-* As the annotator works: the images are binned by ``1 - self-confidence`` (the pool's doubt
-  in the given label: stretches of the label queue). A bin's error rate starts at the share of
-  its images the confident joint counts as errors and moves to the hit rate observed in it
-  (relabels + removes per reviewed image) as it is reviewed; the errors left are the rates
-  times the unreviewed images per bin, with a 90 % interval, and the expected errors among the
-  next 100 images of the queue tell the annotator when to stop. Fifty bins of equal size: the
-  reviewed images of a bin are its most suspicious, so a coarse bin carries the head's hit rate
-  too far. Measured (a simulated annotator working down the margin queue, 100 reviews at a
-  time): CIFAR-10 with 500 flips (and its own real errors), truly left 400 / 256 / 189 / 138 ->
-  about 526 / 394 / 283 / 180; eight fixed bins said 870 / 599 / 387 / 298, and one factor for
-  all images (as first built) said 196 of 34 on the demo after its first 20 reviews.
+* As the annotator works (issue 29): every decision is a labelled example of the pool's doubt
+  against the truth. Each image is an error with probability sigmoid(s * (doubt - c)), the doubt
+  being the pool's log-odds that the label is wrong; the prior puts c where the probabilities add
+  up to the count above and s near 1, and the decisions give the posterior over (c, s) on a grid.
+  The errors left are the unreviewed images' Poisson count mixed over it, with the interval 9 in
+  10 reviews end inside. The review order does not bias it (the model conditions on the doubt),
+  and a slope fitted from the decisions lets the tail thin out when review finds the errors
+  bunched at the top. Measured (benchmarks/bench_estimate.py --sets review, a simulated annotator
+  deciding each image of the queue by the planted truth): see the README. It replaced fifty
+  bins of 1 - self-confidence whose rates moved to the hit rate seen in each (it said 37 (22-52)
+  with 54 errors in the demo, and rose after fixes).
 """
 
 from __future__ import annotations
@@ -37,11 +37,7 @@ import numpy as np
 from scoring.store import Project, QueueFilter
 from scoring.vocabulary import LABEL_SORT
 
-PRIOR_WEIGHT = 20.0  # reviews the confident-joint calibration counts for, before observed hits take over
 CHUNK = 50_000
-FRONTIER_MIN = 20  # images in the last stretch reviewed, at least
-PRECISION_PRIOR = 5.0  # reviews at full precision the flags' confirmed share starts from
-PRIOR_DOUBT = 0.15  # the confident joint's count, as a share: within 25 % on planted flips (1.64 sd)
 
 
 def _confident_class(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -165,11 +161,12 @@ class ErrorsLeft:
     reviewed: int
     found: int  # relabels and removes so far
     left: float
-    low: float
+    low: float  # the 90 % interval: 9 in 10 reviews like this one end inside it
     high: float
     next_100: float  # expected errors among the next 100 unreviewed images of the queue
     flagged: int = 0  # the confident joint's count (the pool's confident disagreements)
     disagree: int = 0  # the pool's top-1 disagreements with the labels
+    unreviewed: int = 0
 
     def suggests_stop(self, threshold: float = 1.0) -> bool:
         """True when the next 100 images of the queue hold fewer than ``threshold`` expected errors."""
@@ -179,27 +176,15 @@ class ErrorsLeft:
         return f"about {self.left:,.0f} ({self.low:,.0f}-{self.high:,.0f}) errors left"
 
     def detail(self) -> str:
-        """What the numbers are: the likely errors before review, and the pool's disagreements,
-        which are not errors (issue 20: counting those said 844 where about 100 are)."""
-        return (f"{self.line()}, of about {self.estimated_total:,.0f} likely label errors before review "
-                f"({self.found:,} found in {self.reviewed:,} reviewed). The pool disagrees with "
-                f"{self.disagree:,} labels ({self.flagged:,} confidently), but most of those are its own mistakes.")
-
-
-N_BINS = 50  # stretches of the queue: bins of 1 - self-confidence holding a 50th of the images each
-
-
-def _rates_by_bin(bins: np.ndarray, flagged: np.ndarray, reviewed: np.ndarray, hit: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per bin of 1 - self-confidence (a stretch of the queue): (rate, reviews behind it). The
-    rate starts at the share of the bin's images the confident joint counts as errors and moves
-    to the hit rate observed in the bin as it is reviewed, PRIOR_WEIGHT reviews to one."""
-    n_bins = int(bins.max(initial=0)) + 1
-    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
-    prior = np.divide(np.bincount(bins, weights=flagged, minlength=n_bins), n, out=np.zeros(n_bins), where=n > 0)
-    seen = np.bincount(bins, weights=reviewed, minlength=n_bins)
-    hits = np.bincount(bins, weights=reviewed & hit, minlength=n_bins)
-    return (hits + PRIOR_WEIGHT * prior) / (seen + PRIOR_WEIGHT), seen
+        """The numbers in words that do not contradict each other (issue 29: "of about 39 likely
+        label errors before review (55 found in 60 reviewed)")."""
+        before = f"Before review the models suggested about {self.estimated_total:,.0f} in all"
+        if self.found > self.estimated_total:
+            before += "; review has found more, and the estimate has learnt from what it found"
+        return (f"About {self.left:,.0f} label errors are left among the {self.unreviewed:,} images not yet reviewed: "
+                f"9 in 10 reviews like this one end with between {self.low:,.0f} and {self.high:,.0f} left. "
+                f"{self.found:,} found in {self.reviewed:,} reviewed. {before}. The models disagree with "
+                f"{self.disagree:,} labels ({self.flagged:,} confidently), but most of those are their own mistakes.")
 
 
 MIN_PER_CLASS = 5  # below this many scored images in a class, no errors-left number is given
@@ -212,97 +197,152 @@ def too_few_to_estimate(labels: np.ndarray, n_classes: int) -> bool:
     return bool(len(counts) == 0 or counts.min() < MIN_PER_CLASS)
 
 
-def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
-    """The estimate for a scored, labelled project (None when there is nothing to estimate)."""
-    members = project.runs.active_members()
-    if not members:
-        return None
-    rows = project.queue.self_confidences()
-    if not rows:
-        return None
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    p_err = 1.0 - np.array([r[1] for r in rows], dtype=np.float64)
-    margin = np.array([r[2] for r in rows], dtype=np.float64)
-    status = np.array([r[3] for r in rows])
-    fps = [m["fingerprint"] for m in members]
+@dataclass(frozen=True)
+class Prior:
+    """What the pool says before any decision, per image (sorted ids): the log-odds that the
+    given label is wrong (``doubt``), and the likely-errors count."""
+
+    ids: np.ndarray
+    doubt: np.ndarray
+    likely: LikelyErrors
+
+
+def label_doubt(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) log((1 - q) / q), q the temperature-scaled pool's probability of the given label."""
+    _, q = temperature_scaled(mean_probs, labels)
+    y = np.asarray(labels)
+    qy = np.clip(q[np.arange(len(y)), np.where(y >= 0, y, 0)], 1e-7, 1 - 1e-7)
+    return np.where(y >= 0, np.log1p(-qy) - np.log(qy), -20.0)
+
+
+_PRIORS: dict[tuple[str, str, tuple[str, ...]], Prior] = {}  # the last few projects' priors (a re-score or re-rank changes the key)
+
+
+def _prior(project: Project, ids: np.ndarray) -> Prior | None:
+    fps = tuple(m["fingerprint"] for m in project.runs.active_members())
+    key = (str(project.path), project.queue.scores_stamp(), fps)
+    if key in _PRIORS and np.array_equal(_PRIORS[key].ids, ids):
+        return _PRIORS[key]
     labels = project.images.given_labels(ids)
     if too_few_to_estimate(labels, len(project.classes)):
         return None  # a number from a handful of images per class would be a guess
     means, against = [], []
     for s in range(0, len(ids), CHUNK):
-        probs = project.cache.get_probs(fps, ids[s : s + CHUNK])
+        probs = project.cache.get_probs(list(fps), ids[s : s + CHUNK])
         means.append(probs.mean(axis=0))
         against.append((probs.argmax(axis=2) != labels[s : s + CHUNK][None]).all(axis=0))
     mean = np.concatenate(means)
-    likely, flagged = likely_errors(mean, labels, np.concatenate(against))
+    likely, _ = likely_errors(mean, labels, np.concatenate(against))
+    if len(_PRIORS) >= 4:
+        _PRIORS.pop(next(iter(_PRIORS)))
+    _PRIORS[key] = prior = Prior(ids, label_doubt(mean, labels), likely)
+    return prior
+
+
+def errors_left(project: Project, sort: str = LABEL_SORT) -> ErrorsLeft | None:
+    """The estimate for a scored, labelled project (None when there is nothing to estimate). The
+    pool's part is computed once per scoring or re-rank; each decision after that costs one read
+    of the statuses and the model below."""
+    if not project.runs.active_members():
+        return None
+    rows = project.queue.self_confidences()
+    if not rows:
+        return None
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    status = np.array([r[3] for r in rows])
+    prior = _prior(project, ids)
+    if prior is None:
+        return None
     reviewed = status != "unreviewed"
     hit = np.isin(status, ("relabelled", "removed"))
-    nxt = project.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=100)
-    left, low, high, next_100 = left_in_queue(p_err, margin, flagged, reviewed, hit,
-                                              np.array([1.0 - (r.scores["self_confidence"] or 0.0) for r in nxt]), likely.count)
-    return ErrorsLeft(likely.count, int(reviewed.sum()), int(hit.sum()), left, low, high, next_100,
-                      likely.flagged, likely.disagree)
+    nxt = [r.id for r in project.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=100)]
+    at = np.clip(np.searchsorted(ids, nxt), 0, len(ids) - 1)
+    tail = left_in_queue(prior.doubt, reviewed, hit, prior.likely.count, at[ids[at] == nxt])
+    return ErrorsLeft(prior.likely.count, int(reviewed.sum()), int(hit.sum()), tail.left, tail.low, tail.high,
+                      tail.next_100, prior.likely.flagged, prior.likely.disagree, int((~reviewed).sum()))
 
 
-def _last_stretch(margin: np.ndarray, reviewed: np.ndarray) -> np.ndarray:
-    """The reviewed images the label queue put last (highest margin): a fifth of those reviewed,
-    at least FRONTIER_MIN; where review has got to."""
-    done = np.flatnonzero(reviewed)
-    w = max(FRONTIER_MIN, len(done) // 5)
-    return done[np.argsort(np.nan_to_num(margin[done], nan=np.inf), kind="stable")[-w:]]
+@dataclass(frozen=True)
+class Tail:
+    left: float
+    low: float
+    high: float
+    next_100: float
 
 
-def left_in_queue(p_err: np.ndarray, margin: np.ndarray, flagged: np.ndarray, reviewed: np.ndarray,
-                  hit: np.ndarray, next_p_err: np.ndarray, count: float | None = None
-                  ) -> tuple[float, float, float, float]:
-    """(left, low, high, next_100) from per-image arrays: ``p_err`` (1 - self-confidence),
-    ``margin`` (the label queue's order), ``flagged`` (counted by the confident joint),
-    ``reviewed``, ``hit`` (relabelled or removed), and the doubt of the next images of the queue.
+BINS = 512  # quantiles of the doubt: the model is evaluated per bin, so a million images cost what 512 do
+GRID = 41  # points per parameter of the posterior grid
+COUNT_SD = 0.45  # prior sd of the log of the number of errors: the count before review was 30-40 % low on the demo and MNIST
+SLOPE_SD = 0.5  # prior sd of the log of the slope
 
-    Three corrections from what review has shown (measured by benchmarks/bench_estimate.py):
-    the flags still ahead count at the share of flags confirmed in the last stretch reviewed
-    (flags get less precise down the queue: the confident joint also counts the pool's own
-    confident mistakes and the dataset's other errors); the flag count itself is known to
-    within 25 % (PRIOR_DOUBT); and errors the flags miss continue past the last stretch at up
-    to its rate of unflagged hits for as many images again as have been reviewed (a heavy tail
-    where flips go to confusable classes; the interval's top), while the flags ahead may be
-    confirmed at as little as half that share (the interval's foot).
+
+def _poisson_mixture_quantiles(lams: np.ndarray, w: np.ndarray, qs: tuple[float, ...]) -> list[int]:
+    top = int(lams.max() + 10.0 * np.sqrt(lams.max()) + 20.0)
+    k = np.arange(top + 1, dtype=np.float64)
+    logp = k[None] * np.log(np.maximum(lams[:, None], 1e-300)) - lams[:, None] - np.cumsum(np.log(np.maximum(k, 1.0)))[None]
+    cdf = np.cumsum((w[:, None] * np.exp(logp)).sum(axis=0))
+    cdf /= cdf[-1]
+    return [int(np.searchsorted(cdf, q)) for q in qs]
+
+
+_CENTRES: dict[bytes, np.ndarray] = {}  # the last prior's grid of centres (it changes only with the scores)
+
+
+def _centres(at: np.ndarray, size: np.ndarray, totals: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """(T, S) centres c with sum(size * sigmoid(slope * (at - c))) = total, by bisection."""
+    key = b"".join(a.tobytes() for a in (at, size, totals, slopes))
+    if key not in _CENTRES:
+        lo = np.full((len(totals), len(slopes)), at.min() - 60.0)
+        hi = np.full_like(lo, at.max() + 60.0)
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            mass = (size / (1.0 + np.exp(slopes[None, :, None] * (mid[..., None] - at)))).sum(axis=-1)
+            above = mass > totals[:, None]
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        _CENTRES.clear()
+        _CENTRES[key] = (lo + hi) / 2
+    return _CENTRES[key]
+
+
+def left_in_queue(doubt: np.ndarray, reviewed: np.ndarray, hit: np.ndarray, count: float,
+                  next_rows: np.ndarray) -> Tail:
+    """How many label errors are left among the unreviewed images, from the decisions so far.
+
+    Each image is an error with probability sigmoid(s * (doubt - c)): ``doubt`` the pool's
+    log-odds that its label is wrong, the slope s and the number of errors T unknown (c follows:
+    the probabilities sum to T). The prior puts T near the likely-errors count ``count`` (log sd
+    COUNT_SD) and s near 1 (log sd SLOPE_SD), so a flatter slope spreads the same errors further
+    rather than adding errors in the tail; every decision so far (``reviewed``, ``hit``: relabelled or removed) is a labelled
+    example, in whatever order the queue showed it, so the posterior over (c, s) on a grid is
+    exact. The errors left are a Poisson count given (c, s), mixed over the posterior: the point
+    is its mean, the interval its 5th and 95th percentiles (9 in 10 reviews like this end inside
+    it). ``next_rows``: the next images of the queue, for ``next_100``. Measured by
+    benchmarks/bench_estimate.py --sets review (see the README).
     """
-    n_flags = int(flagged.sum())
-    count = float(n_flags if count is None else count)
-    prior_precision = min(1.0, count / n_flags) if n_flags else 1.0
-    unflagged_doubt = np.where(flagged, 0.0, p_err)
-    excess = max(0.0, count - n_flags) * unflagged_doubt / max(float(unflagged_doubt.sum()), 1e-9)
-    precision = prior_precision
-    tail = 0.0
-    n_reviewed = int(reviewed.sum())
-    if n_reviewed:
-        front = _last_stretch(margin, reviewed)
-        ff = front[flagged[front]]
-        precision = float((hit[ff].sum() + PRECISION_PRIOR * prior_precision) / (len(ff) + PRECISION_PRIOR))
-        fu = front[~flagged[front]]
-        unflagged_rate = float((hit[fu].sum() + 0.5) / (len(fu) + 1.0)) if len(fu) else 0.0
-        tail = unflagged_rate * min(int((~reviewed & ~flagged).sum()), n_reviewed)
-    edges = np.unique(np.quantile(p_err, np.linspace(0.0, 1.0, N_BINS + 1)[1:-1]))
-    bins = np.digitize(p_err, edges)
-    counted = flagged * precision + excess
-    rate, seen = _rates_by_bin(bins, counted, reviewed, hit)
-    n_left = np.bincount(bins[~reviewed], minlength=len(rate))
-    left_by_bin = n_left * rate
-    left = float(left_by_bin.sum())
-    # 90 % interval: each unreviewed image an error with its bin's rate; each bin's rate known as
-    # well as the errors behind it (counted in the bin + found in it) allow, a bin where none was
-    # counted or found not known to be clean (half an error of doubt); the flags' share of the
-    # rate known to PRIOR_DOUBT (one factor for all bins); and the unflagged tail on top
-    n_all = np.bincount(bins, minlength=len(rate))
-    found = np.bincount(bins, weights=reviewed & hit, minlength=len(rate))
-    behind = np.bincount(bins, weights=flagged, minlength=len(rate)) + found
-    doubt = np.maximum(left_by_bin, 0.5 * (n_left > 0)) / np.sqrt(1.0 + behind)
-    share = np.divide(np.bincount(bins, weights=counted, minlength=len(rate)), n_all, out=np.zeros(len(rate)), where=n_all > 0)
-    from_flags = float((n_left * PRIOR_WEIGHT * share / (seen + PRIOR_WEIGHT)).sum())
-    sd = float(np.sqrt((n_left * rate * (1 - rate)).sum() + (doubt**2).sum() + (PRIOR_DOUBT * from_flags) ** 2))
-    next_100 = float(rate[np.digitize(next_p_err, edges)].sum())
-    # the foot: flags grow less precise down the queue, so those ahead may be confirmed at as
-    # little as half the last stretch's rate (measured: a refitted pool's estimate ran 30 % high)
-    foot = 0.5 * from_flags if n_reviewed else 0.0
-    return left, max(0.0, left - 1.64 * sd - foot), left + 1.64 * sd + tail, next_100
+    doubt = np.asarray(doubt, dtype=np.float64)
+    reviewed = np.asarray(reviewed, bool)
+    hit = np.asarray(hit, bool) & reviewed
+    edges = np.unique(np.quantile(doubt, np.linspace(0.0, 1.0, BINS + 1)))
+    b = np.clip(np.searchsorted(edges, doubt, side="right") - 1, 0, max(len(edges) - 2, 0))
+    nb = int(b.max(initial=0)) + 1
+    size = np.bincount(b, minlength=nb)
+    at = np.divide(np.bincount(b, weights=doubt, minlength=nb), size, out=np.zeros(nb), where=size > 0)
+    n_left = np.bincount(b[~reviewed], minlength=nb)
+    n_hit = np.bincount(b[hit], minlength=nb)
+    n_kept = np.bincount(b[reviewed & ~hit], minlength=nb)
+    z = np.linspace(-3.5, 3.5, GRID)
+    totals = np.minimum(max(float(count), 0.5) * np.exp(z * COUNT_SD), 0.999 * len(doubt))
+    slopes = np.exp(z * SLOPE_SD)
+    centre = _centres(at, size.astype(np.float64), totals, slopes)
+    lin = slopes[None, :, None] * (at[None, None] - centre[..., None])
+    loglik = -(n_hit * np.logaddexp(0.0, -lin) + n_kept * np.logaddexp(0.0, lin)).sum(axis=-1)
+    logpost = loglik - 0.5 * (z[:, None] ** 2 + z[None, :] ** 2)
+    w = np.exp(logpost - logpost.max())
+    w /= w.sum()
+    p = 1.0 / (1.0 + np.exp(-lin))
+    lams = (n_left * p).sum(axis=-1)
+    left = float((w * lams).sum())
+    low, high = _poisson_mixture_quantiles(lams.ravel(), w.ravel(), (0.05, 0.95))
+    per_bin = (w[..., None] * p).sum(axis=(0, 1))
+    next_100 = float(per_bin[b[np.asarray(next_rows, dtype=np.int64)]].sum()) if len(next_rows) else 0.0
+    return Tail(left, float(min(low, left)), float(max(high, left)), next_100)

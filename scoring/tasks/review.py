@@ -34,7 +34,7 @@ class ReviewSession:
     sort: str = DIFFICULTY_SORT
     filter: QueueFilter = field(default_factory=QueueFilter)
     _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
-    _estimate_at: int | None = field(default=None, init=False, repr=False)
+    _estimate_at: tuple[int, ...] | None = field(default=None, init=False, repr=False)
     _rerank_at: int | None = field(default=None, init=False, repr=False)
     _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
     # The cursor: the image under review and its place in the order when it was chosen. The
@@ -97,11 +97,16 @@ class ReviewSession:
     def stats(self) -> dict[str, int]:
         return self.project.queue.stats()
 
-    def estimate_due(self, every: int = 20) -> bool:
-        """True when 20 more decisions have been made since the last errors-left estimate
-        (scoring.tasks.estimate.errors_left reads every score: the app runs it on a pool thread and
-        hands the result to :meth:`set_estimate`)."""
-        return self._estimate_at is None or abs(self.stats["reviewed"] - self._estimate_at) >= every
+    def estimate_due(self) -> bool:
+        """True when a decision has changed since the last errors-left estimate (issue 29: after
+        every decision, not every 20; the pool's part is computed once per scoring or re-rank, so
+        each costs a read of the statuses). scoring.tasks.estimate.errors_left still reads every
+        image's status: the app runs it on a pool thread and hands the result to :meth:`set_estimate`."""
+        return self._estimate_at is None or self._estimate_at != self._decisions()
+
+    def _decisions(self) -> tuple[int, ...]:
+        s = self.stats
+        return (s["reviewed"], s["kept"], s["relabelled"], s["removed"])
 
     def rerank_due(self, every: int = 20, now: float | None = None) -> bool:
         """True when ``every`` decisions have been made since the queue was last re-ranked (or
@@ -134,7 +139,7 @@ class ReviewSession:
         self._estimate_at = None
 
     def set_estimate(self, estimate: ErrorsLeft | None) -> None:
-        self._estimate, self._estimate_at = estimate, self.stats["reviewed"]
+        self._estimate, self._estimate_at = estimate, self._decisions()
 
     @property
     def estimate(self) -> ErrorsLeft | None:

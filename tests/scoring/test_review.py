@@ -56,6 +56,22 @@ def test_new_scores_make_the_estimate_due_at_once(session: ReviewSession) -> Non
     assert session.estimate_due()
 
 
+def test_the_estimate_is_due_after_every_decision_and_every_change_of_one(session: ReviewSession) -> None:
+    """Issue 29: after every decision, not every 20; a relabel turned into a remove changes no
+    count of reviewed images but changes what was found."""
+    first = session.page(limit=1)[0].id
+    session.set_estimate(None)
+    session.act("relabel", first, 0)
+    assert session.estimate_due()
+    session.set_estimate(None)
+    assert not session.estimate_due()
+    session.act("remove", first)
+    assert session.estimate_due()
+    session.set_estimate(None)
+    session.undo()
+    assert session.estimate_due()
+
+
 def test_a_rerank_is_due_after_every_n_decisions(session: ReviewSession) -> None:
     ids = [r.id for r in session.page(limit=6)]
     assert not session.rerank_due(every=3)
