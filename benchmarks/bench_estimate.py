@@ -138,6 +138,7 @@ class Walk:
     rows: list[Row]  # every ``every`` decisions
     fixes: int = 0
     rises: int = 0  # fixes after which the estimate rose
+    surprises: int = 0  # of them, fixes of an image the estimate gave less than even odds of a wrong label
     largest_rise: float = 0.0
     reranks: int = 0
 
@@ -159,6 +160,7 @@ def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every:
             assert est is not None, "no estimate"
             if last is not None and last[1] and est.left > last[0] + 1e-9:
                 walk.rises += 1
+                walk.surprises += last[2] < 0.5
                 walk.largest_rise = max(walk.largest_rise, est.left - last[0])
             if done % every == 0:
                 walk.rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
@@ -176,13 +178,13 @@ def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every:
             p.edits.remove(row[0].id) if fix else p.edits.keep(row[0].id)
             walk.fixes += fix
             done += 1
-            last = (est.left, fix)
+            last = (est.left, fix, est.next_one)
 
 
 def show_walk(title: str, walk: Walk, every: int = 4) -> None:
     show(title, walk.rows, every)
-    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes (the largest rise {walk.largest_rise:.1f}); "
-          f"{walk.reranks} re-ranks")
+    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes (the largest rise {walk.largest_rise:.1f}), "
+          f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks")
 
 
 def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step: int, upto: int) -> list[Row]:

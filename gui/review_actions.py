@@ -146,15 +146,23 @@ class ReviewController(QObject):
             return None
         self.update_status()
         idx = self.model.refresh_row(image_id)
-        if advance:
-            nxt = idx.row() + 1
-            if nxt >= self.model.rowCount() and self.model.canFetchMore(QModelIndex()):
-                self.model.fetchMore(QModelIndex())
-            if nxt < self.model.rowCount():
+        if advance and self.session is not None:
+            nxt = self.session.row_after_decision(idx.row(), self._status_at)
+            if nxt is not None:
                 self.select(self.model.index(nxt, 0))
                 return edit
         self.on_current_changed(idx, idx)
         return edit
+
+    def _status_at(self, n: int) -> str | None:
+        """The status the queue shows at row ``n`` (fetching its page), None past the end."""
+        model = self.model
+        if model is None:
+            return None
+        while n >= model.rowCount() and model.canFetchMore(QModelIndex()):
+            model.fetchMore(QModelIndex())
+        row = model.row_at(n)
+        return None if row is None else row.status
 
     def decide(self, action: str, label: int | None = None) -> Edit | None:
         """One key on the current image, or on every selected image as one decision (asked first)."""

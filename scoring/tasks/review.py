@@ -61,6 +61,22 @@ class ReviewSession:
                 return row
         return min(self.current_row, count - 1)
 
+    def row_after_decision(self, row: int, status_of: Callable[[int], str | None], look: int = 500) -> int | None:
+        """Where a decision on ``row`` sends the cursor: the next image still to review after it
+        (``status_of(n)`` -> the status shown at row n, None past the end), within ``look`` rows,
+        else the next row, else None. A re-rank interleaves decided images with the rest, and
+        the key after one once removed an image already removed (issue 30)."""
+        first = status_of(row + 1)
+        if first is None:
+            return None
+        for n in range(row + 1, row + 1 + look):
+            status = first if n == row + 1 else status_of(n)
+            if status is None:
+                break
+            if status == "unreviewed":
+                return n
+        return row + 1
+
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
         self.sort = sort

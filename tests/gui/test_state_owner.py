@@ -225,3 +225,33 @@ def test_the_score_dialog_reads_the_dataset_off_the_gui_thread(qtbot, settings, 
     assert shown[0] >= 1  # the dialog opened with the automatic pool
     _key_acts(qtbot, w)  # and the keys still act
     w.close()
+
+
+def test_a_decision_moves_on_to_the_next_image_still_to_review(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 30: after a re-rank decided images sit between the others, and the key after one
+    removed an image already removed (the demo under Xvfb: image 870 removed twice). A decision
+    skips the decided rows; the key after it acts on an image still to review."""
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 6, 3))
+    ids = [w.model.row_at(n).id for n in range(4)]  # type: ignore[union-attr]
+    w.project.edits.keep(ids[1])
+    w.project.edits.remove(ids[2])  # decided elsewhere (another window, a merge): rows 1 and 2 are done
+    w.model.reload()
+    w.review.select(w.model.index(0, 0))
+    _key_acts(qtbot, w)
+    assert w.review.current_id() == ids[3] and w.session.current_row == 3
+    _key_acts(qtbot, w, Qt.Key.Key_Delete)
+    assert [e.image_id for e in w.project.edits.entries()][-2:] == [ids[0], ids[3]]
+
+
+def test_the_session_says_where_a_decision_sends_the_cursor() -> None:
+    statuses = ["kept", "unreviewed", "removed", "kept", "unreviewed"]
+
+    def status_of(n: int) -> str | None:
+        return statuses[n] if n < len(statuses) else None
+
+    session = ReviewSession.__new__(ReviewSession)  # the rule reads nothing of the project
+    assert session.row_after_decision(1, status_of) == 4  # past two decided rows
+    assert session.row_after_decision(4, status_of) is None  # the end
+    assert session.row_after_decision(1, status_of, look=2) == 2  # none within the look: the next row
+    statuses[4] = "kept"
+    assert session.row_after_decision(1, status_of) == 2  # none left to review: the next row
