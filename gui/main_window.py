@@ -242,12 +242,15 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         scoring = self.jobs.busy and self.jobs.title == "Scoring"
-        if scoring:
-            text = "Scoring is still running. Stop it and close? What is scored is kept; reopening offers to resume."
-            close_question = QMessageBox(QMessageBox.Icon.Question, "Scoring is running", text,
-                                              QMessageBox.StandardButton.NoButton, self)
+        if self.jobs.busy:  # any job asks (issue 30: closing during a re-rank asked nothing)
+            title = self.jobs.title or "A job"
+            text = ("Scoring is still running. Stop it and close? What is scored is kept; reopening offers to resume."
+                    if scoring else f"{title} is still running. Stop it and close? Your decisions are all saved; "
+                    f"{title.lower()} can be started again from the Scoring menu.")
+            close_question = QMessageBox(QMessageBox.Icon.Question, f"{title} is running", text,
+                                         QMessageBox.StandardButton.NoButton, self)
             stop = close_question.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
-            close_question.addButton("Keep scoring", QMessageBox.ButtonRole.RejectRole)
+            close_question.addButton(f"Keep {'scoring' if scoring else 'it running'}", QMessageBox.ButtonRole.RejectRole)
             clicked = self._ask(close_question)
             if clicked is not stop:
                 event.ignore()

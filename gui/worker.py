@@ -10,7 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
-from scoring.progress import drain
+from scoring.progress import Cancelled, drain
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class GeneratorWorker(QObject):
                 self.aborted.emit()
             else:
                 self.returned.emit(value)
+        except Cancelled:
+            if not self._cancel.is_set():
+                raise  # a Cancelled nobody asked for is a defect: let it show
+            self.aborted.emit()  # the user's own cancel (or the window closing): not a failure, no traceback
         except Exception as exc:  # noqa: BLE001 - every error reaches the GUI, never lost
             log.exception("worker failed")
             self.errored.emit(exc)

@@ -171,6 +171,40 @@ def test_staying_keeps_the_job_and_cancelling_stops_it(qtbot, settings, tmp_path
     w.close()
 
 
+def test_closing_during_any_job_asks_and_a_cancel_is_no_failure(qtbot, settings, tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Issue 30: closing during a re-rank asked nothing and printed a traceback (Cancelled)."""
+    import threading
+    import time
+
+    from scoring.progress import Cancelled, Progress
+
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 4, 1))
+    asked: list[str] = []
+    answer = {"text": "Keep it running"}
+
+    def ask(self, box):  # type: ignore[no-untyped-def]
+        asked.append(box.windowTitle())
+        return next(btn for btn in box.buttons() if btn.text() == answer["text"])
+
+    monkeypatch.setattr(MainWindow, "_ask", ask)
+
+    def job(cancel: threading.Event):  # type: ignore[no-untyped-def]
+        while True:
+            yield Progress("rerank", 0, 1)
+            if cancel.is_set():
+                raise Cancelled("cancelled")  # as the core's check_cancel does
+            time.sleep(0.01)
+
+    w.jobs.run(job, "Re-ranking", lambda _out: None)
+    w.close()
+    assert asked == ["Re-ranking is running"] and w.isVisible() and w.jobs.busy  # kept: nothing stopped
+    answer["text"] = "Stop and close"
+    w.close()
+    assert not w.isVisible()
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=30_000)  # its thread has ended; the signal says so
+    assert "worker failed" not in caplog.text
+
+
 # ----------------------------------------------------------------------------- the cursor, without Qt
 
 
