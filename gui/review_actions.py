@@ -220,6 +220,10 @@ class ReviewController(QObject):
             self.say("This image is in no duplicate group (Scoring ▸ Find duplicates)", 4000)
             return
         remove, why = project.edits.keep_group_plan(current)
+        if not remove:  # issue 30: it offered to "remove 0 unreviewed image(s)"
+            self.say(f"The other {len(group) - 1} of its group are already decided: nothing to remove "
+                     "(Enter keeps this image)", 6000)
+            return
         if why is not None:  # many at once, or a label the pool doubts: ask first
             keep_group_question = QMessageBox(
                 QMessageBox.Icon.Question, "Keep this image and remove its duplicates?",

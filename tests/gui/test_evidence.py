@@ -80,6 +80,13 @@ def test_the_group_side_by_side_and_g_asks_then_keeps_one_as_one_undo(  # type: 
     win.project.edits.relabel(others[0], 0)  # a decision already made is never overridden by G
     qtbot.keyClick(win.view, Qt.Key.Key_G)
     assert win.project.images.image(others[0]).status == "relabelled" and win.project.images.image(others[1]).status == "removed"
+    win.project.edits.keep(me)  # the rest of its group decided: G has nothing to offer (it asked "remove 0 ...?")
+    win.review.select(win.model.index_of(others[1]))
+    asked.clear()
+    edits = len(win.project.edits.entries())
+    qtbot.keyClick(win.view, Qt.Key.Key_G)
+    assert asked == [] and len(win.project.edits.entries()) == edits
+    assert "nothing to remove" in win.statusBar().currentMessage()
 
 
 def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
