@@ -350,6 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     groups = progress_bar(find_duplicates(db))  # as the app does after scoring
     summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     print(_summary_line(summary, db))
+    print(f"the answer key (the labels flipped on purpose): {db.parent / 'demo_truth.csv'}")
     args.db, args.sort, args.limit, args.json = str(db), None, 20, False
     args.class_ = args.status = args.reason = args.search = None
     args.disagrees = args.duplicates = args.conflicts = False

@@ -75,7 +75,9 @@ def test_demo_headless_finds_the_planted_label_errors(tmp_path: Path, capsys: py
     from scoring.tasks.demo import flipped_paths
 
     assert main(["demo", "--headless", "--dest", str(tmp_path)]) == 0
-    assert "duplicates: " in capsys.readouterr().out  # grouped after scoring, as in the app
+    out = capsys.readouterr().out
+    assert "duplicates: " in out  # grouped after scoring, as in the app
+    assert f"the answer key (the labels flipped on purpose): {tmp_path / 'demo_truth.csv'}" in out  # issue 30
     flipped = flipped_paths(tmp_path)
     with Project.open(tmp_path / "digits.triage.db") as p:
         top = p.queue.page(sort="self_confidence", limit=100)
