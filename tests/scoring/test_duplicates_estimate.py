@@ -262,3 +262,26 @@ def test_errors_bunched_at_the_top_leave_nothing_once_found() -> None:
     rows = _walk(doubt, truth, 30.0, 100)
     assert rows[-1][2] == 0 and rows[-1][3] < 1.5, rows[-1]
     assert np.mean([lo <= truly <= hi for _, truly, lo, _, hi, _ in rows[::10]]) >= 0.9, rows[::10]
+
+
+def test_a_million_image_estimate_stays_small_in_memory() -> None:
+    """The interval's count table would be 1,681 grid points x the count's range (a 1,000,000-image
+    project with 100,000 errors: over a gigabyte); past a size it is drawn instead."""
+    import tracemalloc
+
+    from scoring.tasks.estimate import left_in_queue
+
+    rng = np.random.default_rng(0)
+    doubt = rng.normal(-3.0, 2.5, 1_000_000)
+    truth = rng.random(len(doubt)) < 1.0 / (1.0 + np.exp(-(doubt - 1.0)))
+    order = np.argsort(-doubt)
+    reviewed = np.zeros(len(doubt), bool)
+    reviewed[order[:5000]] = True
+    tracemalloc.start()
+    try:
+        tail = left_in_queue(doubt, reviewed, reviewed & truth, 0.8 * truth.sum(), order[5000:5100])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 300 * 2**20, peak
+    assert tail.low <= (truth & ~reviewed).sum() <= tail.high
