@@ -17,8 +17,9 @@
   MNIST with the scratch pool 400 / 423 (T 0.80 / 0.70; without scaling 363 / 375).
 * As the annotator works (issue 29): every decision is a labelled example of the pool's doubt
   against the truth. Each image is an error with probability sigmoid(s * (doubt - c)), the doubt
-  being the pool's log-odds that the label is wrong; the prior puts c where the probabilities add
-  up to the count above and s near 1, and the decisions give the posterior over (c, s) on a grid.
+  being the pool's log-odds that the label is wrong; the number of errors T (c follows from it:
+  the probabilities add up to T) has its prior at the count above, s near 1, and the decisions
+  give the posterior over (T, s) on a grid.
   The errors left are the unreviewed images' Poisson count mixed over it, with the interval 9 in
   10 reviews end inside. The review order does not bias it (the model conditions on the doubt),
   and a slope fitted from the decisions lets the tail thin out when review finds the errors
@@ -323,9 +324,9 @@ def left_in_queue(doubt: np.ndarray, reviewed: np.ndarray, hit: np.ndarray, coun
     log-odds that its label is wrong, the slope s and the number of errors T unknown (c follows:
     the probabilities sum to T). The prior puts T near the likely-errors count ``count`` (log sd
     COUNT_SD) and s near 1 (log sd SLOPE_SD), so a flatter slope spreads the same errors further
-    rather than adding errors in the tail; every decision so far (``reviewed``, ``hit``: relabelled or removed) is a labelled
-    example, in whatever order the queue showed it, so the posterior over (c, s) on a grid is
-    exact. The errors left are a Poisson count given (c, s), mixed over the posterior: the point
+    rather than adding errors in the tail; every decision so far (``reviewed``, ``hit``:
+    relabelled or removed) is a labelled example, in whatever order the queue showed it, so the posterior over (T, s) on a grid is
+    exact. The errors left are a Poisson count given (T, s), mixed over the posterior: the point
     is its mean, the interval its 5th and 95th percentiles (9 in 10 reviews like this end inside
     it). ``next_rows``: the next images of the queue, for ``next_100``. Measured by
     benchmarks/bench_estimate.py --sets review (see the README).
