@@ -237,8 +237,13 @@ def test_6_force_never_replaces_the_dataset_being_exported(
 
 # ----------------------------------------------------------------------------- 7: Ctrl+C
 
+# As a terminal runs it: Ctrl+C raises KeyboardInterrupt. A shell without job control (a CI
+# script, `make test &`) starts its background children with SIGINT ignored, and Python keeps
+# an ignored SIGINT ignored: under such a parent the child would never see the signal (the
+# "hang" of two loaded runs, which were started from a background script).
 SLOW_FIT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from scoring.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
