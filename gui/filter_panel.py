@@ -29,6 +29,7 @@ from scoring.vocabulary import (
     ISSUE_TEXT,
     ISSUES,
     LABEL_SORT,
+    REASON_TEXT,
     REASONS,
     STATUSES,
     VIEWS,
@@ -46,11 +47,17 @@ _UNSET = "–"
 
 
 def _short(key: str) -> str:
-    """A sort's menu text short enough for the panel (the full sentence is its tooltip)."""
+    """A sort's menu text in plain words, short enough for the panel (its tooltip gives the
+    technical name, what it measures and which view it belongs to)."""
+    return score(key).words if is_score(key) else "File name"
+
+
+def _tip(key: str) -> str:
     if not is_score(key):
-        return "Path"
+        return "in the order of the file names"
     s = score(key)
-    return f"{s.label} ({'errors' if s.view == 'label' else 'hardest'} first)"
+    first = "likely label errors first" if s.view == "label" else "hardest first"
+    return f"{s.words}, {first}. {s.tooltip}"
 
 
 class FilterPanel(QWidget):
@@ -77,14 +84,15 @@ class FilterPanel(QWidget):
         self.sort = QComboBox()
         self.sort.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sort.setMinimumContentsLength(16)
-        for text, key in sorts():
-            self.sort.addItem(_short(key), key)
-            self.sort.setItemData(self.sort.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self._fill_sorts(None)
         self.view_hint = QLabel(wordWrap=True)
         self.view_hint.setObjectName("hint")
         self.sort.currentIndexChanged.connect(self._on_sort_changed)
         self.f_given, self.f_consensus = QComboBox(), QComboBox()
         self.f_reason = self._choices(REASONS)
+        for n, name in enumerate(REASONS, start=1):
+            self.f_reason.setItemText(n, REASON_TEXT[name])
+            self.f_reason.setItemData(n, f"triage reason '{name}'", Qt.ItemDataRole.ToolTipRole)
         self.f_status = self._choices(STATUSES)
         self.f_issue = self._choices(ISSUES)  # the dataset's issues beyond labels
         for n, name in enumerate(ISSUES, start=1):
@@ -95,7 +103,7 @@ class FilterPanel(QWidget):
         for box in (self.f_min, self.f_max):
             box.setSpecialValueText(_UNSET)
         self.range_label = QLabel()
-        self.f_disagree = QCheckBox("label ≠ the pool's consensus")
+        self.f_disagree = QCheckBox("label ≠ the models' pick")
         self.f_duplicate = QCheckBox("in a duplicate group")
         self.f_conflict = QCheckBox("duplicates with conflicting labels")
         self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")
@@ -115,9 +123,10 @@ class FilterPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(switch)
         form.addRow(self.view_hint)
-        form.addRow("Sort by", self.sort)
-        for label, w in (("Given label", self.f_given), ("Pool consensus", self.f_consensus),
-                         ("Triage reason", self.f_reason), ("Status", self.f_status), ("Image issue", self.f_issue)):
+        form.addRow(QLabel("Sort by"))
+        form.addRow(self.sort)  # the whole panel's width: a sort's plain words read in full
+        for label, w in (("Given label", self.f_given), ("Models' pick", self.f_consensus),
+                         ("Why here", self.f_reason), ("Status", self.f_status), ("Image issue", self.f_issue)):
             form.addRow(label, w)
         form.addRow(self.range_label)
         form.addRow("≥", self.f_min)
@@ -131,6 +140,25 @@ class FilterPanel(QWidget):
         with self._silenced():
             self.set_sort(LABEL_SORT)
 
+    def _fill_sorts(self, offered: set[str] | None) -> None:
+        """The sort menu: every score of the table (``offered``: only those), then the file name."""
+        self.sort.clear()
+        for _text, key in sorts():
+            if offered is None or key in offered or not is_score(key):
+                self.sort.addItem(_short(key), key)
+                self.sort.setItemData(self.sort.count() - 1, _tip(key), Qt.ItemDataRole.ToolTipRole)
+
+    def offer(self, keys: set[str]) -> None:
+        """Offer only the sorts some image has a value of (``Queue.scored_keys``); an unscored
+        project, which has none, is offered all. The sort stays when it is still offered."""
+        current = str(self.sort.currentData())
+        offered = keys or None
+        with self._silenced():
+            self._fill_sorts(offered)
+            self.set_sort(current)  # or the view's default when it is no longer offered
+        if str(self.sort.currentData()) != current:
+            self._emit()  # the queue follows the sort shown
+
     def view(self) -> str:
         """``label`` or ``difficulty``: the view of the current sort (path counts as difficulty)."""
         key = str(self.sort.currentData())
@@ -138,7 +166,8 @@ class FilterPanel(QWidget):
 
     def set_sort(self, key: str) -> None:
         """Show ``key`` as the sort (its view's switch pressed, its range boxes set) and emit."""
-        self.sort.setCurrentIndex(max(0, self.sort.findData(key)))  # emits through _on_sort_changed
+        found = [i for i in (self.sort.findData(k) for k in (key, LABEL_SORT, DIFFICULTY_SORT)) if i >= 0]
+        self.sort.setCurrentIndex(found[0] if found else 0)  # emits through _on_sort_changed
 
     def _on_view_clicked(self, button: QPushButton) -> None:
         view = next(v for v, b in self.view_buttons.items() if b is button)
@@ -161,7 +190,8 @@ class FilterPanel(QWidget):
     def _set_range_key(self, key: str) -> None:
         """The range boxes measure ``key``: its range from the vocabulary, one step below it = unset."""
         s = score(key)
-        self.range_label.setText(f"<small>{s.label} between</small>")
+        self.range_label.setText(f"<small>{s.words} between</small>")
+        self.range_label.setToolTip(s.tooltip)
         step = 0.001
         for box in (self.f_min, self.f_max):
             was = self._quiet

@@ -72,8 +72,8 @@ class ReviewQueueModel(QAbstractListModel):
             return pm if pm is not None else self.thumbnails.placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
             return (
-                f"{row.path}\ngiven: {self.class_name(row.given_label)}  pool: {self.class_name(row.consensus)}\n"
-                + "  ".join(f"{s.label} {s.show(row.scores.get(s.key))}" for s in (score(DIFFICULTY_SORT), score(LABEL_SORT)))
+                f"{row.path}\ngiven: {self.class_name(row.given_label)}  the models pick: {self.class_name(row.consensus)}\n"
+                + "\n".join(f"{s.words}: {s.show(row.scores.get(s.key))}" for s in (score(LABEL_SORT), score(DIFFICULTY_SORT)))
                 + f"\nstatus: {row.status}"
                 + (f"\nflag: {row.flag}" if row.flag else "")
             )
@@ -169,6 +169,7 @@ class ReviewQueueModel(QAbstractListModel):
         if row is None:
             return QModelIndex()
         self._rows[row] = self.session.row(image_id)
+        self._total = None  # an edit can change how many match a status filter: recounted when asked
         idx = self.index(row, 0)
         self.dataChanged.emit(idx, idx)
         return idx

@@ -34,7 +34,7 @@ RESERVED = frozenset({"id", "path", "given_label", "current_label", "status", "e
 @dataclass(frozen=True)
 class Score:
     key: str  # the stored column, the command line's name, the export's column
-    label: str  # for people
+    label: str  # the paper's or the field's name (the command line, the README, tooltips)
     higher_is_harder: bool
     view: str  # "difficulty" (label-blind) or "label" (label-aware)
     fmt: str = ".3f"  # how the detail pane, the CLI and the filter boxes show it
@@ -43,10 +43,23 @@ class Score:
     # f(pool pass) -> (N,) for a per-image score of the pool; None for a score of the whole
     # dataset, written by its own pass (the neighbours' in score_pass, the annotators' in sync).
     compute: Callable[[PoolPass], np.ndarray] | None = None
+    plain: str = ""  # what the app says: plain words for someone who has not read the paper
+    about: str = ""  # what it measures and how (the tooltip under the technical name)
 
     @property
     def dataset(self) -> bool:
         return self.compute is None
+
+    @property
+    def words(self) -> str:
+        """The name on screen: the plain words, or the technical name when there are none."""
+        return self.plain or self.label
+
+    @property
+    def tooltip(self) -> str:
+        """The technical name, what it measures, and which end is which."""
+        end = "higher = harder" if self.higher_is_harder else "lower = more likely a problem"
+        return f"{self.label}: {self.about} ({end}; {VIEWS[self.view][1]})" if self.about else self.label
 
     @property
     def sort_label(self) -> str:
@@ -60,18 +73,39 @@ class Score:
 
 
 BUILTIN: tuple[Score, ...] = (
-    Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0, compute=lambda p: p.c_perplexity),
-    Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".2f"),
-    Score("margin", "Normalised margin", False, "label", ".2f", lo=-1.0, hi=1.0, compute=PoolPass.margin),
-    Score("self_confidence", "Self-confidence", False, "label", ".2f", compute=PoolPass.self_confidence),
-    Score("x_perplexity", "X-perplexity", True, "label", ".2f", compute=lambda p: p.x_perplexity),
+    Score("c_perplexity", "C-perplexity", True, "difficulty", lo=1.0, hi=1000.0, compute=lambda p: p.c_perplexity,
+          plain="How unsure the models are",
+          about="confusion perplexity (Zhang, Xie et al. 2022), 2 ** (mean over the models of the entropy of each "
+                "model's prediction, in bits): 1 when every model is sure, about K when they spread over K classes"),
+    Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".2f",
+          plain="Chance the label is wrong",
+          about="the pool's doubt about the given label blended with the neighbours' (0 to 1)"),
+    Score("margin", "Normalised margin", False, "label", ".2f", lo=-1.0, hi=1.0, compute=PoolPass.margin,
+          plain="Label's lead over other classes",
+          about="the pool mean's probability of the given label minus that of the likeliest other class (-1 to 1)"),
+    Score("self_confidence", "Self-confidence", False, "label", ".2f", compute=PoolPass.self_confidence,
+          plain="Models' belief in the label",
+          about="cleanlab's self-confidence: the pool mean's probability of the given label"),
+    Score("x_perplexity", "X-perplexity", True, "label", ".2f", compute=lambda p: p.x_perplexity,
+          plain="Models disagreeing with the label",
+          about="the fraction of the models whose top class is not the given label"),
     Score("mutual_info", "Mutual information (disagreement)", True, "difficulty", hi=10.0,
-          compute=lambda p: p.mutual_info),
-    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0, compute=PoolPass.entropy_of_mean),
-    Score("consensus_prob", "Consensus probability", False, "difficulty", ".2f", compute=lambda p: p.pick_prob),
-    Score("neighbour_agreement", "Neighbour agreement", False, "label", ".2f"),
-    Score("annotator_agreement", "Annotators agreeing with the label", False, "label", ".2f"),
-    Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", ".2f", hi=10.0),
+          compute=lambda p: p.mutual_info, plain="How much the models disagree",
+          about="entropy of the pool mean minus the mean of each model's entropy, in bits: 0 when the models agree"),
+    Score("entropy_of_mean", "Entropy of the pool mean", True, "difficulty", hi=10.0, compute=PoolPass.entropy_of_mean,
+          plain="Doubt of the models together",
+          about="the entropy of the models' averaged prediction, in bits"),
+    Score("consensus_prob", "Consensus probability", False, "difficulty", ".2f", compute=lambda p: p.pick_prob,
+          plain="Strength of the models' pick",
+          about="the pool mean's probability of its own top class"),
+    Score("neighbour_agreement", "Neighbour agreement", False, "label", ".2f",
+          plain="Look-alikes sharing the label",
+          about="the fraction of the image's nearest neighbours, in the pool's features, given the same label"),
+    Score("annotator_agreement", "Annotators agreeing with the label", False, "label", ".2f",
+          plain="Annotators agreeing with the label",
+          about="the fraction of the imported annotators' votes for the given label"),
+    Score("annotator_entropy", "Annotators' disagreement (entropy of votes)", True, "difficulty", ".2f", hi=10.0,
+          plain="How much the annotators disagree", about="the entropy of the imported annotators' votes, in bits"),
 )
 
 # Each view's default sort is its first built-in score: the label view is where a labelled
@@ -174,3 +208,9 @@ def issue_summary(counts: dict[str, int]) -> str:
     parts = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n]
     return "dataset issues: " + (", ".join(parts) if parts else "none found")
 REASONS = ("mislabelled", "ambiguous", "ood")
+# What each triage reason says on screen (the stored value, the command line's choice stays).
+REASON_TEXT: dict[str, str] = {
+    "mislabelled": "label looks wrong",
+    "ambiguous": "could be more than one class",
+    "ood": "fits no class",
+}

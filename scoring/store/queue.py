@@ -22,6 +22,7 @@ from scoring.vocabulary import (
     image_score_columns,
     is_score,
     score_columns,
+    scores,
     sort_keys,
 )
 
@@ -203,6 +204,13 @@ class Queue:
         if not is_score(key):
             raise ProjectValueError(f"unknown score {key!r}")
         return np.array([r[0] for r in self.store._q(f"SELECT {key} FROM images WHERE {key} IS NOT NULL AND error IS NULL")], dtype=np.float64)
+
+    def scored_keys(self) -> set[str]:
+        """The scores at least one readable image has (each column's index answers at once): a
+        sort or filter on a score no image has (annotators' agreement without annotators) is
+        not offered."""
+        return {s.key for s in scores()
+                if self.store._q(f"SELECT 1 FROM images WHERE {s.key} IS NOT NULL AND error IS NULL LIMIT 1")}
 
     def class_difficulty(self, key: str = DIFFICULTY_SORT) -> np.ndarray:
         if not is_score(key):

@@ -58,10 +58,11 @@ class Reranked:
     def line(self) -> str:
         if not self.refitted:
             return "re-rank: the pool has no cross-fitted heads to refit (add a backbone member)"
-        return (f"re-ranked {self.unreviewed:,} unreviewed images from {self.decisions:,} decisions "
-                f"({len(self.refitted)} members refitted, {self.seconds:.1f} s): {self.moved:,} moved, "
+        return (f"re-sorted {self.unreviewed:,} unreviewed images using your {self.decisions:,} decisions "
+                f"({len(self.refitted)} models retrained, {self.seconds:.1f} s): {self.moved:,} moved, "
                 f"{self.mean_shift:.0f} places on average; {self.new_in_top} new in the next {TOP}"
-                + (f"; {self.pruned:,} suspects left out of training" if self.pruned else ""))
+                + (f"; {self.pruned:,} images that look mislabelled were kept out of the retraining"
+                   if self.pruned else ""))
 
 
 def training_labels(project: Project, ids: np.ndarray) -> tuple[np.ndarray, int]:

@@ -57,6 +57,8 @@ def test_the_group_side_by_side_and_g_asks_then_keeps_one_as_one_undo(  # type: 
     assert "conflicting labels" in group.title.text()
     captions = {i: b.text() for i, b in group.tiles.items()}
     assert captions[me] == "▶ blue" and sorted(captions.values()) == ["red", "red", "▶ blue"]
+    red = {i for i, b in group.tiles.items() if "#ef5350" in b.styleSheet()}
+    assert red == {me}  # the label in conflict with the group's is red where it is shown
     asked: list[str] = []
 
     def answer(button):  # type: ignore[no-untyped-def]
@@ -120,7 +122,7 @@ def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypa
     assert not win.jobs.busy
     reviewed.append(win.review.current_id())
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
-                          check_params_cb=lambda m: m.startswith("re-ranked")):
+                          check_params_cb=lambda m: m.startswith("re-sorted")):
         qtbot.keyClick(win.view, Qt.Key.Key_3)  # the third decision starts the re-rank
     out = win.review.last_rerank
     assert out is not None and out.refitted == ["head"] and out.decisions == 3

@@ -63,10 +63,10 @@ def test_heads_learn_the_corrections_and_only_the_unreviewed_move(flipped: tuple
     assert out.refitted == ["head"] and out.decisions == 4 and out.unreviewed == len(order_after)
     pos = {i: n for n, i in enumerate(order_before)}
     assert out.moved == sum(pos[i] != n for n, i in enumerate(order_after))
-    assert "re-ranked" in out.line()
+    assert "re-sorted" in out.line()
     # pruning: the suspects at the head of the queue are left out of training, and said so
     pruned = drain(rerank(db, "margin", pool=pool))
-    assert pruned.pruned > 0 and f"{pruned.pruned:,} suspects left out" in pruned.line()
+    assert pruned.pruned > 0 and f"{pruned.pruned:,} images that look mislabelled were kept out" in pruned.line()
     with Project.open(db) as p:
         head_of_queue = p.queue.ranked_ids(QueueFilter(status="unreviewed"), "margin")[:2].tolist()
         assert ids["blue/flip2.png"] in head_of_queue and ids["blue/flip3.png"] in head_of_queue

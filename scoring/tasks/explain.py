@@ -1,0 +1,76 @@
+"""Why an image is in the queue, in one sentence an annotator reads without the README: what
+the models say about it against its label, in plain words (the scores' names and formulas are
+the tooltips' job)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scoring.store import QueueRow
+from scoring.vocabulary import REASON_TEXT
+
+
+def _name(classes: list[str], label: int | None) -> str:
+    return classes[label] if label is not None and 0 <= label < len(classes) else "?"
+
+
+def why_here(row: QueueRow, classes: list[str]) -> str:
+    """One sentence: the decision already made, or what the models see against the label."""
+    if row.status == "removed":
+        return "You removed this image: it is left out of the export (Ctrl+Z undoes it)."
+    if row.status == "relabelled":
+        return f"You relabelled this image {_name(classes, row.current_label)} (given {_name(classes, row.given_label)})."
+    if row.status == "kept":
+        return f"You kept this image as {_name(classes, row.current_label)}."
+    if row.consensus is None:
+        return "Not scored yet: Scoring > Score… rates every image."
+    pick, share = _name(classes, row.consensus), row.consensus_prob or 0.0
+    others = [_name(classes, c) for c, _v in row.top_c if c != row.consensus][:1]
+    doubt = row.scores.get("x_perplexity")
+    if row.given_label is None or row.given_label < 0:
+        if row.reason == "ood":
+            return f"No label, and no class fits it: the models' best guess, {pick}, has only {share:.0%}."
+        return f"No label: the models call it {pick} ({share:.0%} of their belief)."
+    given = _name(classes, row.given_label)
+    if row.reason == "mislabelled" or (row.consensus != row.given_label and (doubt or 0) >= 0.5):
+        against = f"{doubt:.0%} of the models" if doubt is not None else "the models"
+        return f"Labelled {given}, but {against} call it {pick} ({share:.0%} of their belief): the label may be wrong."
+    if row.reason == "ood":
+        return f"Labelled {given}, but no class fits it well: the models' best guess, {pick}, has only {share:.0%}."
+    if row.reason == "ambiguous":
+        alt = f" and {others[0]}" if others else ""
+        return f"Labelled {given}; the models are torn between {pick}{alt}: it {REASON_TEXT['ambiguous']}."
+    return f"Labelled {given}, and the models agree ({pick}, {share:.0%} of their belief)."
+
+
+_ARCH_WORDS = {"small_cnn": "small network", "tiny_mlp": "tiny network", "efficientnet_lite0": "EfficientNet-Lite0"}
+_KIND_WORDS = {
+    "backbone": "ImageNet features ({arch})",
+    "scratch": "A {arch} trained here",
+    "finetune": "{arch} fine-tuned here",
+}
+
+
+def member_words(members: list[dict[str, Any]]) -> list[str]:
+    """Each pool member as a person reads it ("ImageNet features (EfficientNet-Lite0), head 1 of
+    4"), in pool order: the kind and the network in words, numbered within its kind and network.
+    A user's own checkpoint keeps its name ("Your model resnet20")."""
+    def group(m: dict[str, Any]) -> tuple[str, str]:
+        spec = m.get("spec") or {}
+        return str(m.get("kind")), str(spec.get("arch", ""))
+
+    sizes: dict[tuple[str, str], int] = {}
+    for m in members:
+        sizes[group(m)] = sizes.get(group(m), 0) + 1
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for m in members:
+        kind, arch = group(m)
+        seen[(kind, arch)] = seen.get((kind, arch), 0) + 1
+        if kind not in _KIND_WORDS:
+            out.append(f"Your model {m.get('name', '?')}")
+            continue
+        text = _KIND_WORDS[kind].format(arch=_ARCH_WORDS.get(arch, arch or "network"))
+        n, which = sizes[(kind, arch)], "head " if kind == "backbone" else ""
+        out.append(f"{text}, {which}{seen[(kind, arch)]} of {n}" if n > 1 else text)
+    return out

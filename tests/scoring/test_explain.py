@@ -1,0 +1,59 @@
+"""Why an image is in the queue, in one plain sentence (scoring.tasks.explain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scoring.store import QueueRow
+from scoring.tasks.explain import why_here
+from scoring.vocabulary import scores
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+def _row(**kw: Any) -> QueueRow:
+    base: dict[str, Any] = dict(id=1, path="a.png", given_label=0, current_label=0, status="unreviewed", error=None,
+                                flag=None, width=8, height=8, size_bytes=1, sha1=None, consensus=0, reason=None,
+                                scores={"consensus_prob": 0.9, "x_perplexity": 0.0}, top_c=[], top_x=[])
+    base.update(kw)
+    return QueueRow(**base)
+
+
+def test_a_likely_label_error_names_both_classes_and_how_many_models() -> None:
+    r = _row(consensus=1, reason="mislabelled", scores={"consensus_prob": 0.82, "x_perplexity": 0.75})
+    assert why_here(r, CLASSES) == ("Labelled cat, but 75% of the models call it dog (82% of their belief): "
+                                    "the label may be wrong.")
+
+
+def test_ambiguous_ood_agreement_and_decisions_each_say_their_own_thing() -> None:
+    amb = _row(reason="ambiguous", top_c=[(0, 0.5), (2, 0.4)], scores={"consensus_prob": 0.5, "x_perplexity": 0.25})
+    assert "torn between cat and frog" in why_here(amb, CLASSES)
+    ood = _row(reason="ood", consensus=2, scores={"consensus_prob": 0.3, "x_perplexity": 0.0})
+    assert "no class fits it well" in why_here(ood, CLASSES) and "30%" in why_here(ood, CLASSES)
+    assert why_here(_row(), CLASSES) == "Labelled cat, and the models agree (cat, 90% of their belief)."
+    assert why_here(_row(status="relabelled", current_label=2), CLASSES) == "You relabelled this image frog (given cat)."
+    assert "removed" in why_here(_row(status="removed"), CLASSES)
+    assert "Not scored yet" in why_here(_row(consensus=None, scores={}), CLASSES)
+    assert why_here(_row(given_label=None, current_label=None, consensus=1), CLASSES).startswith("No label")
+
+
+def test_every_score_has_plain_words_and_says_what_it_measures() -> None:
+    for s in scores():
+        assert s.plain and s.about, s.key
+        assert "perplexity" not in s.plain.lower() and "entropy" not in s.plain.lower(), s.plain
+        assert s.tooltip.startswith(s.label + ":")
+
+
+def test_member_names_are_words_numbered_within_their_kind() -> None:
+    from scoring.tasks.explain import member_words
+
+    heads = [{"name": f"effnet-lite0-f{f}-s0", "kind": "backbone", "spec": {"arch": "efficientnet_lite0"}}
+             for f in (25, 50, 75, 100)]
+    cnns = [{"name": f"cnn-s{i}", "kind": "scratch", "spec": {"arch": "small_cnn"}} for i in (0, 1)]
+    mlp = [{"name": "mlp-s0", "kind": "scratch", "spec": {"arch": "tiny_mlp"}}]
+    own = [{"name": "resnet20", "kind": "checkpoint", "spec": {}}]
+    assert member_words(heads + cnns + mlp + own) == [
+        "ImageNet features (EfficientNet-Lite0), head 1 of 4", "ImageNet features (EfficientNet-Lite0), head 2 of 4",
+        "ImageNet features (EfficientNet-Lite0), head 3 of 4", "ImageNet features (EfficientNet-Lite0), head 4 of 4",
+        "A small network trained here, 1 of 2", "A small network trained here, 2 of 2",
+        "A tiny network trained here", "Your model resnet20"]
