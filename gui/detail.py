@@ -10,15 +10,34 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QCheckBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui.evidence import EvidencePanel
 from gui.thumbnails import ImageLoader, ThumbnailLoader
 from scoring.store import Project, QueueRow
-from scoring.vocabulary import VIEWS, scores
+from scoring.tasks.explain import member_words, why_here
+from scoring.vocabulary import REASON_TEXT, VIEWS, scores
 
 log = logging.getLogger(__name__)
 MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae", "#f06292"]
+
+
+def scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless area that scrolls up and down, never sideways."""
+    area = QScrollArea(widgetResizable=True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    area.setMinimumWidth(widget.minimumWidth())
+    return area
 
 
 class DetailPane(QWidget):
@@ -41,33 +60,51 @@ class DetailPane(QWidget):
         self.actual.toggled.connect(self._on_actual_toggled)
         self.info = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
         self.info.setObjectName("detailInfo")
+        # Every score, folded by default: the sentence above says why the image is here, and the
+        # evidence below (duplicates, neighbours) stays on a 1366x768 screen without scrolling.
+        self.more = QToolButton()
+        self.more.setText("All scores")
+        self.more.setCheckable(True)
+        self.more.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.more.setArrowType(Qt.ArrowType.RightArrow)
+        self.more.setAutoRaise(True)
+        self.more.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a click never takes the review keys
+        self.scores_text = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.scores_text.setObjectName("detailScores")
+        self.scores_text.setVisible(False)
+        self.more.toggled.connect(self._on_more_toggled)
         self.chart = pg.PlotWidget(background="#1e2129")
         self.chart.setMinimumHeight(130)
-        self.chart.setMaximumHeight(190)
+        self.chart.setMaximumHeight(170)
         self.chart.setMouseEnabled(False, False)
         self.chart.hideButtons()
         self.chart.setLabel("left", "probability")
         self.chart.setYRange(0, 1)
-        self.chart.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        # The key sits under the chart, wrapped, never over its bars (seven members once hid them).
+        self.chart_key = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.chart_key.setObjectName("chartKey")
         lay = QVBoxLayout(self)
         lay.addWidget(self.image_scroll, 3)
         lay.addWidget(self.actual)
         lay.addWidget(self.info)
-        lay.addWidget(QLabel("<b>Each pool member's top classes</b>"))
+        lay.addWidget(self.more)
+        lay.addWidget(self.scores_text)
+        lay.addWidget(QLabel("<b>What each model says</b> (its top classes)"))
         lay.addWidget(self.chart, 2)
+        lay.addWidget(self.chart_key)
         self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
         # The evidence scrolls inside itself: a group of 35 duplicates never grows the window.
-        self.evidence_scroll = QScrollArea(widgetResizable=True)
-        self.evidence_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.evidence_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.evidence_scroll.setWidget(self.evidence)
+        self.evidence_scroll = scrolling(self.evidence)
         self.evidence_scroll.setMinimumHeight(120)
         lay.addWidget(self.evidence_scroll, 2)
 
-    def clear(self) -> None:
-        self.image.setText("No image selected")
+    def clear(self, why: str = "No image selected") -> None:
+        self._want, self._pixmap = None, None  # an image still decoding for the last row is not shown
+        self.image.setText(why)
         self.info.setText("")
+        self.scores_text.setText("")
         self.chart.clear()
+        self.chart_key.setText("")
         self.evidence.clear()
 
     def show_row(self, project: Project, row: QueueRow, members: list[dict[str, Any]] | None = None) -> None:
@@ -76,6 +113,10 @@ class DetailPane(QWidget):
         path = project.images.abspath(row.path)
         self.loader.request(row.id, path)
         self.info.setText(self._info_html(project.classes, row))
+        self.scores_text.setText(self._all_scores_html(project.classes, row))
+        tip = "<br>".join(f"<b>{html.escape(s.words)}</b> = {html.escape(s.tooltip)}" for s in scores())
+        self.info.setToolTip(tip)
+        self.scores_text.setToolTip(tip)
         self._chart(project, row, members if members is not None else project.runs.active_members())
         self.evidence.show_row(project, row)
 
@@ -86,28 +127,37 @@ class DetailPane(QWidget):
         def f(x: float | None, p: int = 3) -> str:
             return "–" if x is None else f"{x:.{p}f}"
 
-        confusing = ", ".join(f"{self._name(classes, c)} ({v:.2f})" for c, v in r.top_c) or "–"
-        votes = ", ".join(f"{self._name(classes, c)} ×{v}" for c, v in r.top_x) or "–"
         flag = f"<br><span style='color:#ef5350'>⚠ file {r.flag} since scoring</span>" if r.flag else ""
+        reason = REASON_TEXT.get(r.reason or "", "–")
         return (
             f"<b>{html.escape(r.path)}</b>{flag}<br>"
-            f"given <b>{self._name(classes, r.given_label)}</b> · current <b>{self._name(classes, r.current_label)}</b>"
-            f" · status <b>{r.status}</b><br>"
-            f"pool says <b>{self._name(classes, r.consensus)}</b> ({f(r.consensus_prob, 2)})"
-            f" · reason <b>{r.reason or '–'}</b><br>"
-            + "".join(self._scores_html(r, view) for view in VIEWS)
-            + f"confused with: {confusing}<br>votes: {votes}"
+            f"<span style='color:#ffb74d'>{html.escape(why_here(r, classes))}</span><br>"
+            f"given <b>{self._name(classes, r.given_label)}</b> · now <b>{self._name(classes, r.current_label)}</b>"
+            f" · <b>{r.status}</b><br>"
+            f"the models pick <b>{self._name(classes, r.consensus)}</b> ({f(r.consensus_prob, 2)})"
+            f" · <b>{reason}</b>"
         )
+
+    def _all_scores_html(self, classes: list[str], r: QueueRow) -> str:
+        confusing = ", ".join(f"{self._name(classes, c)} ({v:.2f})" for c, v in r.top_c) or "–"
+        votes = ", ".join(f"{self._name(classes, c)} ×{v}" for c, v in r.top_x) or "–"
+        return ("".join(self._scores_html(r, view) for view in VIEWS)
+                + f"also looks like: {confusing}<br>models' top picks: {votes}")
+
+    def _on_more_toggled(self, on: bool) -> None:
+        self.more.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.scores_text.setVisible(on)
 
     @staticmethod
     def _scores_html(r: QueueRow, view: str) -> str:
         """One line per view: each score of the table that this image has, as the table formats it."""
-        got = [f"{html.escape(s.label)} <b>{s.show(r.scores[s.key])}</b>" for s in scores()
+        got = [f"{html.escape(s.words)} <b>{s.show(r.scores[s.key])}</b>" for s in scores()
                if s.view == view and r.scores.get(s.key) is not None]
         return f"<i>{VIEWS[view][0]}</i>: {' · '.join(got)}<br>" if got else ""
 
     def _chart(self, project: Project, row: QueueRow, members: list[dict[str, Any]]) -> None:
         self.chart.clear()
+        self.chart_key.setText("")
         if not members or row.consensus is None:
             return
         try:
@@ -117,10 +167,16 @@ class DetailPane(QWidget):
         top = np.argsort(-probs.mean(0), kind="stable")[:5]
         n = len(members)
         width = 0.8 / n
-        for i, m in enumerate(members):
+        words = member_words(members)
+        for i, _m in enumerate(members):
             x = np.arange(len(top)) - 0.4 + width * (i + 0.5)
-            bars = pg.BarGraphItem(x=x, height=probs[i, top], width=width, brush=MEMBER_COLOURS[i % len(MEMBER_COLOURS)], name=m["name"])
-            self.chart.addItem(bars)
+            self.chart.addItem(pg.BarGraphItem(x=x, height=probs[i, top], width=width,
+                                               brush=MEMBER_COLOURS[i % len(MEMBER_COLOURS)]))
+        self.chart_key.setText("<small>" + " &nbsp; ".join(
+            f"<span style='color:{MEMBER_COLOURS[i % len(MEMBER_COLOURS)]}'>■</span>&nbsp;{html.escape(w).replace(' ', '&nbsp;')}"
+            for i, w in enumerate(words)) + "</small>")
+        self.chart_key.setToolTip("<br>".join(f"{html.escape(w)}: {html.escape(m['name'])}"
+                                              for w, m in zip(words, members, strict=True)))
         ax = self.chart.getAxis("bottom")
         ax.setTicks([[(j, project.classes[c]) for j, c in enumerate(top)]])
         self.chart.setYRange(0, 1)

@@ -132,6 +132,22 @@ class ExportDialog(QDialog):
             "drop_duplicates": self.drop_duplicates.isChecked(),
         }
 
+    def remembered(self) -> dict[str, Any]:
+        """What the next export of this project starts from: everything but "replace", which is
+        asked each time (an earlier export is replaced only when the user says so now)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.options().items() if k != "force"}
+
+    def restore(self, values: dict[str, Any]) -> None:
+        """Set the widgets from :meth:`remembered`'s output (unknown or bad values are ignored)."""
+        if isinstance(values.get("dest"), str) and values["dest"]:
+            self.dest.setText(values["dest"])
+        for combo, key in ((self.fmt, "fmt"), (self.link, "link")):
+            if combo.findText(str(values.get(key))) >= 0:
+                combo.setCurrentText(str(values[key]))
+        for box, key in ((self.audit, "audit"), (self.drop_duplicates, "drop_duplicates")):
+            if isinstance(values.get(key), bool):
+                box.setChecked(values[key])
+
 
 class ReviewSettingsDialog(QDialog):
     """When to suggest stopping, and how often the queue re-ranks itself from the decisions."""

@@ -25,6 +25,17 @@ def _build_index(path: Path) -> NeighbourIndex | None:
         return NeighbourIndex.build(project)
 
 
+def _in_conflict(states: dict[int, tuple[int | None, str]]) -> frozenset[int]:
+    """The images of a duplicate group whose label is not the group's most common one (every
+    labelled one when no label is the most common): the labels in conflict, shown red."""
+    labels = [lab for lab, st in states.values() if st != "removed" and lab is not None]
+    counts = {lab: labels.count(lab) for lab in set(labels)}
+    top = max(counts.values(), default=0)
+    common = [lab for lab, n in counts.items() if n == top]
+    keep = common[0] if len(common) == 1 else None
+    return frozenset(i for i, (lab, st) in states.items() if st != "removed" and lab is not None and lab != keep)
+
+
 class _Strip(QWidget):
     """A titled row of thumbnails with captions; a tile's tooltip names the file."""
 
@@ -42,8 +53,9 @@ class _Strip(QWidget):
         self.tiles: dict[int, QToolButton] = {}
         self._paths: dict[int, Path | str] = {}
 
-    def show_tiles(self, title: str, project: Project, tiles: list[tuple[int, str, str]]) -> None:
-        """``tiles``: (image id, caption, tooltip)."""
+    def show_tiles(self, title: str, project: Project, tiles: list[tuple[int, str, str]],
+                   red: frozenset[int] = frozenset()) -> None:
+        """``tiles``: (image id, caption, tooltip); the ``red`` ones' captions in red (a label in conflict)."""
         while self.grid.count():
             item = self.grid.takeAt(0)
             widget = item.widget() if item is not None else None
@@ -60,6 +72,8 @@ class _Strip(QWidget):
             b.setToolTip(f"{paths[image_id]}\n{tip}")
             b.setAutoRaise(True)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the queue
+            if image_id in red:
+                b.setStyleSheet("color: #ef5350; font-weight: bold")
             self._paths[image_id] = project.images.abspath(paths[image_id])
             pm = self.thumbnails.get(image_id, self._paths[image_id])
             b.setIcon(pm if pm is not None else self.thumbnails.placeholder)
@@ -146,7 +160,7 @@ class EvidencePanel(QWidget):
         tiles = [(i, ("▶ " if i == row.id else "") + self._name(project, states[i][0])
                   + (" ✕" if states[i][1] == "removed" else ""), states[i][1]) for i in group]
         self.group.show_tiles(f"<b>Duplicate group</b> ({len(group)}){conflict} · <b>G</b> keeps ▶, removes the rest",
-                              project, tiles)
+                              project, tiles, _in_conflict(states) if conflict else frozenset())
 
     def _show_neighbours(self, project: Project, row: QueueRow) -> None:
         if self.index is None:
@@ -154,7 +168,7 @@ class EvidencePanel(QWidget):
             self.pool_label.setVisible(False)
             self.note.setText("no neighbours: score the dataset first")
             return
-        strips = [(self.given, row.current_label, "its label"), (self.pool_label, row.consensus, "the pool's label")]
+        strips = [(self.given, row.current_label, "its label"), (self.pool_label, row.consensus, "the models' pick")]
         if row.consensus == row.current_label:
             strips = strips[:1]
             self.pool_label.setVisible(False)

@@ -16,14 +16,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from gui.detail import DetailPane
+from gui.detail import DetailPane, scrolling
 from gui.filter_panel import FilterPanel
 from gui.jobs import Jobs
 from gui.overview import OverviewPanel
@@ -41,14 +40,6 @@ from scoring.store import Project, QueueFilter, project_for
 from scoring.tasks.review import ReviewSession
 
 log = logging.getLogger(__name__)
-
-def _scrolling(widget: QWidget) -> QScrollArea:
-    area = QScrollArea(widgetResizable=True)
-    area.setFrameShape(QScrollArea.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setWidget(widget)
-    area.setMinimumWidth(widget.minimumWidth())
-    return area
 
 
 class MainWindow(QMainWindow):
@@ -111,7 +102,8 @@ class MainWindow(QMainWindow):
         self.overview.filterRequested.connect(self._on_filterRequested)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.view, "Review queue")
-        self.tabs.addTab(self.overview, "Overview")
+        self.overview_tab = scrolling(self.overview)  # its plots keep a readable height on a small screen
+        self.tabs.addTab(self.overview_tab, "Overview")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self._overview_stale = True
 
@@ -130,9 +122,9 @@ class MainWindow(QMainWindow):
         split = QSplitter()
         # The side panes scroll inside themselves: the window fits a 1280x720 screen and never
         # grows by itself (a long legend or a big duplicate group scrolls instead).
-        split.addWidget(_scrolling(self.left))
+        split.addWidget(scrolling(self.left))
         split.addWidget(self.tabs)
-        split.addWidget(_scrolling(self.detail))
+        split.addWidget(scrolling(self.detail))
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
         split.setSizes([270, 680, 450])
@@ -328,6 +320,7 @@ class MainWindow(QMainWindow):
         assert self.project is not None
         classes = self.project.classes
         self.filters.set_classes(classes)
+        self.filters.offer(self.project.queue.scored_keys())
         self.view.keymap = keymap_for(classes)
         rows = self.view.keymap.legend(classes)
         self.legend.setText(
@@ -341,6 +334,7 @@ class MainWindow(QMainWindow):
             return
         self.review.members = project.runs.active_members()
         self.detail.evidence.invalidate()  # new features may have come
+        self.filters.offer(project.queue.scored_keys())  # a first scoring brings the sorts it made
         session.scores_changed()
         model.reload()
         self._on_decided()
@@ -349,11 +343,11 @@ class MainWindow(QMainWindow):
     def _on_decided(self) -> None:
         """The plots scan every row: marked stale, drawn when their tab is shown."""
         self._overview_stale = True
-        if self.tabs.currentWidget() is self.overview:
+        if self.tabs.currentWidget() is self.overview_tab:
             self._on_tab_changed(self.tabs.currentIndex())
 
     def _on_tab_changed(self, _index: int) -> None:
-        if (self.tabs.currentWidget() is self.overview and self._overview_stale and self.project is not None
+        if (self.tabs.currentWidget() is self.overview_tab and self._overview_stale and self.project is not None
                 and self.session is not None):
             self.overview.refresh(self.project, self.session.estimate)
             self._overview_stale = False

@@ -22,13 +22,21 @@ class OverviewPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         pg.setConfigOptions(antialias=True)
-        self.hist = pg.PlotWidget(background="#1e2129", title="C-perplexity (click a bar to filter)")
-        self.per_class = pg.PlotWidget(background="#1e2129", title="Mean C-perplexity per given class")
-        self.matrix = pg.PlotWidget(background="#1e2129", title="Given label (rows) × pool consensus (columns)")
-        self.found = pg.PlotWidget(background="#1e2129", title="Label errors found as you review (flattening: stop soon)")
+        unsure = score(DIFFICULTY_SORT)
+        self.hist = pg.PlotWidget(background="#1e2129", title=f"{unsure.words}: how many images (click a bar to filter)")
+        self.hist.setToolTip(unsure.tooltip)
+        self.per_class = pg.PlotWidget(background="#1e2129", title=f"{unsure.words}, on average per given class")
+        self.per_class.setToolTip(f"the mean {unsure.label} of each given class: the hardest classes stand tall")
+        self.matrix = pg.PlotWidget(background="#1e2129", title="Given label (rows) × the models' pick (columns)")
+        self.matrix.setToolTip("how many images of each given label the models call each class (the pool's "
+                               "consensus); off the diagonal are the disagreements")
+        self.found = pg.PlotWidget(background="#1e2129", title="Label errors found as you review")
+        self.found.setToolTip("each label fixed or image removed raises the line; the dashed line is the estimated "
+                              "total, the dotted one its upper end: when the line flattens toward it, few are left")
         for w in (self.hist, self.per_class, self.matrix, self.found):
             w.setMouseEnabled(False, False)
             w.hideButtons()
+            w.setMinimumHeight(150)  # readable at 1366x768 (the panel scrolls rather than squash a plot)
         self.hint = QLabel("Click a histogram bar, a class bar or a matrix cell to filter the queue.")
         self.health = QGroupBox("Dataset health (click to list)")
         grid = QGridLayout(self.health)
@@ -66,7 +74,7 @@ class OverviewPanel(QWidget):
             counts, edges = np.histogram(values, bins=30)
             self._edges = edges
             self.hist.addItem(pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts, brush="#4fc3f7"))
-            self.hist.setLabel("bottom", score(DIFFICULTY_SORT).label)
+            self.hist.setLabel("bottom", score(DIFFICULTY_SORT).words)
             self.hist.setLabel("left", "images")
         self.per_class.clear()
         if classes:
@@ -74,6 +82,7 @@ class OverviewPanel(QWidget):
             self.per_class.addItem(pg.BarGraphItem(x=np.arange(len(classes)), height=means, width=0.7, brush="#ffb74d"))
             self.per_class.getAxis("bottom").setTicks([list(enumerate(classes))])
         self.matrix.clear()
+        self.matrix.setMinimumHeight(min(520, max(150, 22 * len(classes) + 70)))  # a readable row per class
         if classes:
             cm = project.queue.confusion_matrix().astype(float)
             # log scale so the off-diagonal mistakes show beside the large diagonal
@@ -90,7 +99,7 @@ class OverviewPanel(QWidget):
             self.matrix.getAxis("bottom").setTicks([ticks])
             self.matrix.getAxis("left").setTicks([ticks])
             self.matrix.getViewBox().invertY(True)
-            self.matrix.setLabel("bottom", "pool consensus")
+            self.matrix.setLabel("bottom", "the models' pick")
             self.matrix.setLabel("left", "given label")
 
     def _found_plot(self, project: Project, estimate: ErrorsLeft | None) -> None:
@@ -106,10 +115,12 @@ class OverviewPanel(QWidget):
             total = estimate.found + estimate.left
             for y, style in ((total, Qt.PenStyle.DashLine), (estimate.found + estimate.high, Qt.PenStyle.DotLine)):
                 self.found.addItem(pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen("#ffb74d", style=style)))
+            # Above both lines (never struck through by one), with room for it in the range.
+            top = max(estimate.found + estimate.high, 1)
             label = pg.TextItem(f"found + {estimate.line()}", color="#ffb74d", anchor=(0, 1))
-            label.setPos(0, total)
+            label.setPos(0, top * 1.02)
             self.found.addItem(label)
-            self.found.setYRange(0, max(estimate.found + estimate.high, 1) * 1.1)
+            self.found.setYRange(0, top * 1.3)
 
     def _point(self, widget: pg.PlotWidget, event) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
         vb = widget.getViewBox()

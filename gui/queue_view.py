@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QPainter, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
 from scoring.keymap import DELETE, ENTER, SLASH, keymap_for
@@ -37,6 +37,17 @@ class QueueView(QListView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # Shift/Ctrl+click: several
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.keymap = keymap_for([])
+        self.empty_text = ""  # what an empty queue says instead of a blank grid (the window sets it)
+
+    def paintEvent(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802 - Qt's name
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
+                             int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
+            painter.end()
 
     def review_action(self, event: QKeyEvent) -> tuple[str, int | None] | None:
         """The key map's action for this key press (no Ctrl/Alt/Meta), or None."""

@@ -101,9 +101,10 @@ class ReviewController(QObject):
         while model.rowCount() <= session.current_row and model.canFetchMore(QModelIndex()):
             model.fetchMore(QModelIndex())  # its old row is loaded, for when it left the view
         row = session.cursor_after_reload(lambda i: model.find(i, look), model.rowCount())
-        if row is None:
+        self.view.empty_text = self.why_no_image() if model.rowCount() == 0 else ""
+        if row is None:  # nothing to show: the pane says why, and no stale image stays in it
             session.move_to(None)
-            self.detail.clear()
+            self.detail.clear(self.view.empty_text or "No image selected")
             return
         self.select(model.index(row, 0))
 
@@ -144,8 +145,8 @@ class ReviewController(QObject):
         except (ImageTriageError, ValueError) as exc:
             QMessageBox.warning(self.window, "Not saved", str(exc))
             return None
-        self.update_status()
         idx = self.model.refresh_row(image_id)
+        self.update_status()  # after the row is re-read: the match count follows the edit
         if advance and self.session is not None:
             nxt = self.session.row_after_decision(idx.row(), self._status_at)
             if nxt is not None:
@@ -265,14 +266,19 @@ class ReviewController(QObject):
         if edit is None:
             self.say(f"Nothing to {which}", 3000)
             return
-        self.update_status()
         for other in project.edits.batch_images(edit.batch) if edit.batch is not None else ():
             model.refresh_row(other)  # a decision on several images: every one changed
+        model.find(edit.image_id, max(5000, session.current_row + 400))  # after a restart it may be pages down
         idx = model.refresh_row(edit.image_id)
-        if idx.isValid():
+        path = project.images.image(edit.image_id).path
+        if idx.isValid():  # the image it changed is shown, and the cursor goes to it
             self.select(idx)
             self.on_current_changed(idx, idx)
-        self.say(f"{which.capitalize()}: {project.images.image(edit.image_id).path}", 3000)
+            self.say(f"{which.capitalize()}: {path}", 3000)
+        else:  # outside this view's filters: shown in the detail pane all the same
+            self.detail.show_row(project, project.queue.queue_row(edit.image_id), self.members)
+            self.say(f"{which.capitalize()}: {path} (not in this view: Clear filters to find it in the queue)", 6000)
+        self.update_status()
 
     def undo(self) -> None:
         self._undo_redo("undo")

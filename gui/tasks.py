@@ -4,6 +4,8 @@ needs, runs through the jobs runner and hands its result back; the window compos
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from gui.dialogs import ExportDialog, ScoreDialog
 from gui.jobs import Jobs
 from gui.offthread import LatestOnly
 from gui.review_actions import ReviewController, Say
+from gui.view_state import ViewState
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 
@@ -93,7 +96,11 @@ class Tasks:
         if project is None or self.jobs.busy:
             return
         dlg = ExportDialog(project.dataset_root.parent / f"{project.dataset_root.name}-cleaned", self.window)
+        key = f"{ViewState.key(project.path)}/export"  # per project: its last destination and options
+        with contextlib.suppress(ValueError, TypeError):
+            dlg.restore(json.loads(str(self.review.settings.value(key, "{}"))))
         if dlg.exec():
+            self.review.settings.setValue(key, json.dumps(dlg.remembered()))
             opts = dlg.options()
             self.start_export(opts.pop("dest"), **opts)
 

@@ -16,7 +16,7 @@ def test_the_health_box_counts_each_issue_and_a_click_lists_its_images(qtbot, se
         ids = [int(i) for i in p.images.scorable_ids()]
         p.issues.put_issues([(ids[0], "blurry", 4.0), (ids[1], "blurry", 5.5), (ids[2], "dark", 3.1)])
     w = open_window(qtbot, settings, db)
-    w.tabs.setCurrentWidget(w.overview)
+    w.tabs.setCurrentWidget(w.overview_tab)
     qtbot.waitUntil(lambda: w.overview.issue_buttons["blurry"].text() == "blurry: 2", timeout=5000)
     assert w.overview.issue_buttons["dark"].text() == "dark: 1"
     assert not w.overview.issue_buttons["outlier"].isEnabled()  # none found: nothing to list
