@@ -163,7 +163,8 @@ class ReviewSession:
 
     def status_text(self) -> str:
         s = self.stats
-        return (
+        start = "" if self.project.runs.active_pool() else "not scored yet: Scoring ▸ Score… (Ctrl+Enter) rates every image · "
+        return start + (
             f"reviewed {s['reviewed']:,} / {s['total']:,} · kept {s['kept']:,} · relabelled {s['relabelled']:,}"
             f" · removed {s['removed']:,}" + (f" · {s['errors']} unreadable" if s.get("errors") else "")
         )
