@@ -7,16 +7,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+PIPQ ?= -q
+
+.PHONY: demo qt-libs test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@echo "installing Image Triage and its dependencies into $(VENV) (a few minutes the first time)"
+	$(PY) -m pip install $(PIPQ) --upgrade pip
+	$(PY) -m pip install $(PIPQ) -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo checks the window's system libraries before it installs anything, and shows pip's
+# progress (a first install is minutes of downloads); the tests' install stays quiet.
+demo: PIPQ = --progress-bar on
+demo: qt-libs $(STAMP)
 	$(VENV)/bin/image-triage demo
+
+qt-libs:
+	@$(PYTHON) gui/qtlibs.py
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -18,14 +18,36 @@ QT_ABORT = (
 
 def test_a_failed_qt_start_prints_the_install_command_and_builds_nothing(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 30: the message named libxcb-cursor0 when the missing ones were libxcb-icccm4 and
+    libxcb-keysyms1, and printed three distributions' commands on one line."""
     monkeypatch.setattr(launch, "QT_PROBE", [sys.executable, "-c", QT_ABORT])
+    monkeypatch.setattr(launch.qtlibs, "ldd_missing", lambda paths: ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"])
+    monkeypatch.setattr(launch.qtlibs, "_os_release", lambda: 'PRETTY_NAME="Ubuntu 24.04"\nID=ubuntu\nID_LIKE=debian\n')
     dest = tmp_path / "demo"
     rc = launch.main(["demo", "--dest", str(dest)])
     err = capsys.readouterr().err
     assert rc != 0
-    assert "apt-get install" in err and "dnf install" in err and "pacman" in err and "libxcb-cursor0" in err
+    assert "It lacks libxcb-icccm.so.4, libxcb-keysyms.so.1" in err
+    assert "`sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1`" in err
+    assert "dnf" not in err and "pacman" not in err and "libxcb-cursor0" not in err
     assert "Traceback" not in err
     assert not dest.exists()  # checked before the demo is built
+
+
+def test_ldd_output_and_the_distribution_make_one_command() -> None:
+    from gui import qtlibs
+
+    ldd = ("\tlinux-vdso.so.1 (0x00007ffd)\n\tlibxcb-icccm.so.4 => not found\n"
+           "\tlibQt6Gui.so.6 => /x/libQt6Gui.so.6 (0x1)\n\tlibxcb-cursor.so.0 => not found\n\tlibxcb-icccm.so.4 => not found\n")
+    missing = qtlibs.not_found(ldd)
+    assert missing == ["libxcb-icccm.so.4", "libxcb-cursor.so.0"]
+    assert qtlibs.install_command(missing, "ID=fedora\n") == "sudo dnf install -y xcb-util-wm xcb-util-cursor"
+    assert qtlibs.install_command(missing, 'ID="arch"\n') == "sudo pacman -S --needed xcb-util-wm xcb-util-cursor"
+    assert qtlibs.install_command(missing, "ID=debian\n") == "sudo apt-get install -y libxcb-icccm4 libxcb-cursor0"
+    assert qtlibs.install_command(["libodd.so.9"], "ID=debian\n").endswith("provide: libodd.so.9")
+    assert qtlibs.install_command(missing, "ID=gentoo\n").endswith("provide: libxcb-icccm.so.4 libxcb-cursor.so.0")
+    assert qtlibs.ldd_missing(launch._qt_xcb_files()) == []  # this machine has them all (the window tests run)
+    assert launch._qt_xcb_files(), "PySide6's xcb plugin is where the check looks for it"
 
 
 def test_qt_starts_here_so_the_check_passes() -> None:
