@@ -1,0 +1,112 @@
+"""Benchmark: the longest the app's event loop went without turning, per job, on the built-in
+demo (1,797 digits) with its own pool: scoring, the duplicate search after it, decisions with
+the errors-left estimate, a re-rank and an export. A 10 ms timer notes every gap; the target is
+no gap over 200 ms (issue 30: once the window took no key for about 70 s after a re-score).
+
+The test suite checks the cause without a clock (tests/gui/test_gui_thread.py: every long call
+runs on a worker thread); this measures the effect, on this machine, now.
+
+Usage: python benchmarks/bench_stalls.py [--quick]   (QT_QPA_PLATFORM=offscreen is fine)
+  --quick: a 60-image project and one tiny member instead of the demo (a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+class Gaps:
+    """The event loop's gaps, measured by a 10 ms timer, kept per phase."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.phase, self.worst, self.last = "start", {}, time.perf_counter()
+        self.timer = QTimer(interval=10)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        gap = now - self.last - 0.010
+        self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
+        self.last = now
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    from PySide6.QtCore import QCoreApplication, QSettings, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from gui.main_window import MainWindow
+    from scoring.io.datasets import open_dataset
+    from scoring.pool.spec import demo_specs
+    from scoring.store import Project
+    from scoring.tasks.demo import demo_project
+
+    app = QApplication.instance() or QApplication([])
+    QMessageBox.information = staticmethod(lambda *a, **k: None)  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.quick:
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.scoring.tinypool import make_imagefolder
+
+            data = make_imagefolder(Path(tmp) / "data", per_class=20, corrupt=False)
+            db = Path(tmp) / "p.triage.db"
+            Project.create(db, open_dataset(data)).close()
+            specs = [{"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "epochs": 2, "folds": 2, "seeds": [0],
+                      "preprocess": {"size": 8}}]
+        else:
+            db = demo_project(str(Path(tmp) / "demo"))
+            specs = demo_specs(1797)
+        win = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+        win.resize(1366, 768)
+        win.show()
+        win.open_project(db, ask_resume=False)
+        gaps = Gaps()
+
+        def run(phase: str, start: object, limit_s: float = 3600) -> float:
+            gaps.phase, t0 = phase, time.perf_counter()
+            while win.jobs.busy and time.perf_counter() - t0 < limit_s:
+                QCoreApplication.processEvents()
+                time.sleep(0.002)
+            return time.perf_counter() - t0
+
+        gaps.phase = "scoring + duplicates"
+        win.tasks.start_scoring(specs)
+        took = {"scoring + duplicates": run("scoring + duplicates", None)}  # the search follows the run
+        gaps.phase = "decisions + estimate"
+        t0 = time.perf_counter()
+        for _ in range(20):
+            QTest.keyClick(win.view, Qt.Key.Key_Return)
+            QTest.qWait(50)
+        QTest.qWait(3000)
+        took["decisions + estimate"] = time.perf_counter() - t0
+        gaps.phase = "re-rank"
+        win.review.start_rerank()
+        took["re-rank"] = run("re-rank", None)
+        gaps.phase = "export"
+        win.tasks.start_export(Path(tmp) / "out")
+        took["export"] = run("export", None)
+        win.close()
+        app.processEvents()
+    print(f"{'phase':<22} {'seconds':>8} {'longest gap (ms)':>17}")
+    for phase, s in took.items():
+        print(f"{phase:<22} {s:8.1f} {1000 * gaps.worst.get(phase, 0.0):17.0f}")
+    worst = max(gaps.worst.get(p, 0.0) for p in took)
+    print(f"longest gap over every job: {1000 * worst:.0f} ms (target < 200 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Nothing long runs on the GUI thread (issue 30: after a re-score the window once took no key
+for about 70 s). Every long call the window makes (scoring, the duplicate search, the re-rank,
+the errors-left estimate, the export, the dataset survey behind the Score dialog, the
+neighbour index) is wrapped here to note the thread it runs on; the window's whole path on a
+small project must call each one, and on a worker thread, never the GUI's.
+
+This is the stall watchdog without a clock: a timed check (any gap over 200 ms) went red on a
+busy machine with nothing wrong, so the test checks the cause, where the work runs;
+``benchmarks/bench_stalls.py`` measures the longest gap of the event loop itself."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+
+from scoring.io.datasets import open_dataset
+from scoring.store import Project
+from tests.gui.conftest import open_window
+from tests.scoring.tinypool import make_imagefolder
+
+LONG_CALLS = {  # where the window looks each up -> name
+    ("scoring.engine.inference", "score_project"): "scoring",
+    ("scoring.tasks.duplicates", "find_duplicates"): "duplicates",
+    ("scoring.tasks.rerank", "rerank"): "re-rank",
+    ("gui.estimates", "errors_left"): "estimate",
+    ("scoring.tasks.export", "export_dataset"): "export",
+    ("gui.tasks", "_survey"): "survey",
+    ("gui.evidence", "_build_index"): "neighbour index",
+}
+
+
+def _noting(calls: list[tuple[str, bool]], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        if inspect.isgenerator(out):  # a generator's work runs where it is drained
+            def drained() -> Any:
+                calls.append((name, threading.current_thread() is threading.main_thread()))
+                return (yield from out)
+            return drained()
+        calls.append((name, threading.current_thread() is threading.main_thread()))
+        return out
+    return wrapped
+
+
+def test_every_long_call_of_the_window_runs_off_the_gui_thread(qtbot, settings, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+
+    calls: list[tuple[str, bool]] = []
+    for (module, attr), name in LONG_CALLS.items():
+        mod = importlib.import_module(module)
+        monkeypatch.setattr(mod, attr, _noting(calls, name, getattr(mod, attr)))
+    from gui.dialogs import ScoreDialog
+
+    monkeypatch.setattr(ScoreDialog, "exec", lambda self: False)  # the survey's dialog, answered "cancel"
+    said: list[str] = []
+    monkeypatch.setattr("gui.tasks.QMessageBox.information", lambda _w, title, text: said.append(f"{title}: {text}"))
+    data = make_imagefolder(tmp_path / "data", per_class=8, corrupt=False)
+    Project.create(tmp_path / "p.triage.db", open_dataset(data)).close()
+    w = open_window(qtbot, settings, tmp_path / "p.triage.db")
+    w.tasks.score_dialog()  # the survey, then the dialog
+    qtbot.waitUntil(lambda: any(n == "survey" for n, _ in calls), timeout=60_000)
+    spec = {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "epochs": 2, "folds": 2, "seeds": [0],
+            "preprocess": {"size": 8}}
+    w.tasks.start_scoring([spec])
+    qtbot.waitUntil(lambda: any(n == "duplicates" for n, _ in calls) and not w.jobs.busy, timeout=180_000)
+    for _ in range(3):  # decisions: the estimate follows each
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: any(n == "estimate" for n, _ in calls), timeout=60_000)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=60_000)
+    w.review.start_rerank()
+    qtbot.waitUntil(lambda: any(n == "re-rank" for n, _ in calls) and not w.jobs.busy, timeout=60_000)
+    w.tasks.start_export(tmp_path / "out")
+    qtbot.waitUntil(lambda: any(n == "export" for n, _ in calls) and not w.jobs.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: any(n == "neighbour index" for n, _ in calls), timeout=60_000)
+    w.jobs.wait_idle()
+    w.close()
+    assert said and said[-1].startswith("Exported")
+    assert {n for n, _ in calls} == set(LONG_CALLS.values())  # the path called every one
+    on_gui = sorted({n for n, main in calls if main})
+    assert on_gui == [], f"run on the GUI thread: {on_gui}"
