@@ -37,7 +37,7 @@ import numpy as np
 
 from scoring.engine.batches import THUMB, THUMB_KEY, decode_item, decode_missing
 from scoring.pool.base import Preprocess
-from scoring.progress import Progress
+from scoring.progress import Progress, RateMeter, drain
 from scoring.store import Project
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.97
 EXACT_BELOW = 50_000
 NEIGHBOURS = 32
+# Below EXACT_BELOW: each image's most similar candidates kept for the aligned re-check. A set of
+# look-alikes (1,797 handwritten digits) otherwise makes 640,000 candidates, 200 s of checks.
+EXACT_CANDIDATES = 128
 GRAPH_DIMS = 128  # above EXACT_BELOW: the search graph's dimensions (principal components)
 
 
@@ -133,7 +136,25 @@ def near_pairs(
     thumbs: np.ndarray, threshold: float, verify: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     embedded: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (i < j) of near-duplicates, with their similarity.
+    """:func:`near_pair_steps` without its progress."""
+    return drain(near_pair_steps(thumbs, threshold, verify, embedded))
+
+
+def _top_per_row(rows: np.ndarray, sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Each row's ``k`` most similar candidates (rows sorted ascending, as range_search gives them)."""
+    order = np.lexsort((-sims, rows))
+    rows, sims, idx = rows[order], sims[order], idx[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = (np.arange(len(rows)) - starts) < k
+    return rows[keep], sims[keep], idx[keep]
+
+
+def near_pair_steps(
+    thumbs: np.ndarray, threshold: float, verify: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    embedded: bool = False,
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Pairs (i < j) of near-duplicates, with their similarity; yields progress in candidate
+    pairs checked (the aligned re-check is most of the time).
 
     Candidates are pairs whose thumbnails' cosine similarity is >= CANDIDATE; a candidate is a
     near-duplicate when its similarity, or the best over aligning either image for a small crop
@@ -154,6 +175,7 @@ def near_pairs(
         lims, sims, idx = flat.range_search(emb, float(min(CANDIDATE, threshold)))
         counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
         rows = np.repeat(np.arange(n), counts)
+        rows, sims, idx = _top_per_row(rows, np.asarray(sims), np.asarray(idx, dtype=np.int64), EXACT_CANDIDATES)
     else:
         # The graph is built over the thumbnails' first GRAPH_DIMS principal components (6x fewer
         # numbers per distance); candidates are then re-measured on the full thumbnails.
@@ -174,9 +196,12 @@ def near_pairs(
     a, b, sims = rows[keep], idx[keep].astype(np.int64), sims[keep].astype(np.float32)
     best = sims.copy()
     todo = np.flatnonzero(best < 0.999)  # the similarity returned is the best after alignment
-    for s in range(0, len(todo), 20_000):  # aligned re-check of the candidates (bounded memory)
-        part = todo[s : s + 20_000]
+    meter = RateMeter("dupes", max(len(todo), 1))
+    yield meter.record(0, f"checking {len(todo):,} look-alike pairs of {n:,} images")
+    for s in range(0, len(todo), 5_000):  # aligned re-check of the candidates (bounded memory)
+        part = todo[s : s + 5_000]
         best[part] = np.maximum(best[part], best_aligned(emb[a[part]], emb[b[part]]))  # embed() is linear-invariant
+        yield meter.record(s + len(part), f"checking {len(todo):,} look-alike pairs of {n:,} images")
     ok = best >= threshold
     a, b, best = a[ok], b[ok], best[ok]
     if verify is not None and len(a):
@@ -295,7 +320,7 @@ def find_duplicates(
             ids = np.setdiff1d(project.images.scorable_ids(), project.cache.missing_features(THUMB_KEY, project.images.scorable_ids()))
         yield Progress("dupes", 0, 1, message=f"searching {len(ids):,} images")
         thumbs = read_embedded(project, ids)
-        a, b, _ = near_pairs(thumbs, threshold, verifier(project, ids, threshold), embedded=True)
+        a, b, _ = yield from near_pair_steps(thumbs, threshold, verifier(project, ids, threshold), embedded=True)
         sha = project.dupes.sha1s(ids)
         by_hash: dict[str, int] = {}
         ea, eb = [], []
