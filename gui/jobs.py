@@ -17,7 +17,7 @@ from scoring.progress import Progress
 
 log = logging.getLogger(__name__)
 
-UNITS = {"fit": "folds", "thumbs": "images", "infer": "images", "score": "images", "export": "images"}
+UNITS = {"fit": "folds", "thumbs": "images", "infer": "images", "score": "images", "export": "images", "dupes": "pairs"}
 
 
 class Jobs(QObject):
@@ -118,7 +118,7 @@ class Jobs(QObject):
         if p.eta is not None and (p.eta > 0 or p.done >= p.total):
             eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
         else:
-            eta = " · estimating…" if p.done < p.total else ""
+            eta = " · timing the first steps…" if p.done < p.total else ""  # not the errors-left estimate
         unit = UNITS.get(p.stage, "items")
         rate = f" · {p.rate:,.0f} {unit}/s" if p.rate >= 1 else f" · {p.rate * 60:,.1f} {unit}/min" if p.rate > 0 else ""
         self.stage.setText(f"{p.stage} {p.done:,}/{p.total:,}{rate}{eta} {p.message}"[:110])
