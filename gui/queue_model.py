@@ -43,6 +43,7 @@ class ReviewQueueModel(QAbstractListModel):
         self._row_of: dict[int, int] = {}
         self._exhausted = False
         self._total: int | None = None
+        self._after: tuple[Any, int] | None = None  # the keyset of the last row read from the store
         thumbnails.thumbnailReady.connect(self._on_thumbnailReady)
         self._fetch()
 
@@ -104,14 +105,12 @@ class ReviewQueueModel(QAbstractListModel):
     def _fetch(self) -> None:
         if self._exhausted:
             return
-        after = None
-        if self._rows:
-            last = self._rows[-1]
-            after = (last.sort_value(self.session.sort), last.id)
-        page = self.session.page(after, self.page_size)
-        page = [r for r in page if r.id not in self._row_of]
-        if len(page) < self.page_size:
+        raw = self.session.page(self._after, self.page_size)
+        if len(raw) < self.page_size:
             self._exhausted = True
+        if raw:
+            self._after = (raw[-1].sort_value(self.session.sort), raw[-1].id)
+        page = [r for r in raw if r.id not in self._row_of]  # kept rows (a re-rank's) are not read twice
         if not page:
             return
         first = len(self._rows)
@@ -123,8 +122,16 @@ class ReviewQueueModel(QAbstractListModel):
 
     def reload(self) -> None:
         """Re-read the queue; ``reloaded`` then lets the cursor's owner put the cursor back."""
+        self.reload_keeping(0)
+
+    def reload_keeping(self, keep: int) -> None:
+        """Re-read the queue but keep its first ``keep`` rows where they are (re-read, in place):
+        after a re-rank, what the annotator has gone through stays put and the new order
+        continues below it. ``reloaded`` then lets the cursor's owner put the cursor back."""
+        kept = [self.session.row(r.id) for r in self._rows[:max(0, keep)]]
         self.beginResetModel()
-        self._rows, self._row_of, self._exhausted, self._total = [], {}, False, None
+        self._rows, self._exhausted, self._total, self._after = kept, False, None, None
+        self._row_of = {r.id: n for n, r in enumerate(kept)}
         self.endResetModel()
         self._fetch()
         self.reloaded.emit()

@@ -346,8 +346,16 @@ class ReviewController(QObject):
             self.say(out.line(), 8000)
             return
         self.session.rerank_finished(out.seconds)  # rest in proportion before the next automatic one
-        self.model.reload()
-        self.select_first_unreviewed()  # the new order: carry on where the work is (Ctrl+U: unreviewed only)
+        # What the annotator has gone through (every row down to the cursor) stays where it is; the
+        # new order continues below it. The cursor stays on the image on screen, or, when that one
+        # is decided, goes to the next one still to review.
+        self.model.reload_keeping(self.session.rows_to_keep())
+        current = self.current_id()
+        project = self.project
+        if project is not None and (current is None or project.images.image(current).status != "unreviewed"):
+            nxt = self.session.row_after_decision(self.session.current_row, self._status_at)
+            if nxt is not None:
+                self.select(self.model.index(nxt, 0))
         self.update_status()
         self.last_rerank = out
         self.say(out.line(), 10_000)

@@ -77,6 +77,11 @@ class ReviewSession:
                 return n
         return row + 1
 
+    def rows_to_keep(self) -> int:
+        """How many rows of the queue a re-rank leaves in place: every row down to the cursor's
+        (what the annotator has gone through, and the image on screen)."""
+        return self.current_row + 1 if self.current is not None else 0
+
     def set_view(self, sort: str, filt: QueueFilter) -> None:
         """Sort and filter together; a score range applies to the sorted score (C-perplexity for path)."""
         self.sort = sort

@@ -198,3 +198,34 @@ def test_the_overview_plots_errors_found_against_the_estimate(qtbot, win: MainWi
     x, y = curves[0].getData()
     assert list(x) == [1, 2, 3] and list(y) == [1, 1, 2]  # removed, kept, removed
     assert any("errors left" in item.toPlainText() for item in win.overview.found.items() if hasattr(item, "toPlainText"))
+
+
+def test_a_rerank_mid_review_keeps_the_reviewed_in_place_and_the_next_key_decides_the_image_on_screen(  # type: ignore[no-untyped-def]
+    qtbot, win: MainWindow, monkeypatch
+) -> None:
+    """Issue 30: after a re-rank, reviewed images interleaved with unreviewed ones and a key once
+    landed on an image already decided."""
+    import scoring.tasks.rerank
+
+    monkeypatch.setattr(scoring.tasks.rerank, "active_pool", lambda project, **_: head_pool(CLASSES))
+    win.review.rerank_every = 0  # by hand, below
+    win.review.select(win.model.index(0, 0))
+    for _ in range(6):
+        qtbot.keyClick(win.view, Qt.Key.Key_3)  # relabel to red: decisions the heads learn from
+    on_screen = win.review.current_id()
+    cursor_row = win.session.current_row
+    before = [win.model.row_at(n).id for n in range(cursor_row + 1)]
+    assert win.project.images.image(on_screen).status == "unreviewed"
+    with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
+                          check_params_cb=lambda m: m.startswith("re-sorted")):
+        win.review.start_rerank()
+    assert [win.model.row_at(n).id for n in range(cursor_row + 1)] == before  # what was gone through stays
+    assert win.review.current_id() == on_screen and win.session.current_row == cursor_row
+    while win.model.canFetchMore(win.model.index(0, 0).parent()):
+        win.model.fetchMore(win.model.index(0, 0).parent())
+    below = [win.model.row_at(n) for n in range(cursor_row + 1, win.model.rowCount())]
+    assert below and all(r.status == "unreviewed" for r in below)  # no decided image below the cursor
+    assert len({r.id for r in below} | set(before)) == win.model.rowCount()  # each image once
+    assert win.detail.info.text().find(win.project.images.image(on_screen).path) >= 0
+    qtbot.keyClick(win.view, Qt.Key.Key_Return)  # the next key decides the image on screen
+    assert win.project.images.image(on_screen).status == "kept"
