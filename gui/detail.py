@@ -89,14 +89,15 @@ class DetailPane(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(self.more)
         lay.addWidget(self.scores_text)
+        self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
+        # The evidence (a duplicate group, look-alikes) before the chart: on a 1366x768 screen it
+        # shows without scrolling. It scrolls inside itself: 35 duplicates never grow the window.
+        self.evidence_scroll = scrolling(self.evidence)
+        self.evidence_scroll.setMinimumHeight(150)
+        lay.addWidget(self.evidence_scroll, 2)
         lay.addWidget(QLabel("<b>What each model says</b> (its top classes)"))
         lay.addWidget(self.chart, 2)
         lay.addWidget(self.chart_key)
-        self.evidence = EvidencePanel(thumbnails or ThumbnailLoader(size=64, parent=self))
-        # The evidence scrolls inside itself: a group of 35 duplicates never grows the window.
-        self.evidence_scroll = scrolling(self.evidence)
-        self.evidence_scroll.setMinimumHeight(120)
-        lay.addWidget(self.evidence_scroll, 2)
 
     def clear(self, why: str = "No image selected") -> None:
         self._want, self._pixmap = None, None  # an image still decoding for the last row is not shown
