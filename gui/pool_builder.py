@@ -34,6 +34,7 @@ from scoring.io.safewrite import replace_file
 from scoring.pool.kinds import get_kind, kinds, validate_member
 from scoring.pool.spec import dump_pool_toml, load_pool_file
 from scoring.tasks.autopool import Facts, choose, estimate_seconds
+from scoring.tasks.explain import member_words
 
 SpecRole = Qt.ItemDataRole.UserRole
 
@@ -212,7 +213,11 @@ class PoolBuilder(QWidget):
         spec = item.data(SpecRole)
         where = spec.get("path", "").rsplit("/", 1)[-1]
         est = "" if seconds is None else f" · about {_fmt(seconds)}"
-        item.setText(f"{spec.get('name', spec['kind'])} — {spec['kind']} {spec.get('arch', '')} {where}{est}".strip())
+        words = member_words([{"name": spec.get("name", spec["kind"]), "kind": spec["kind"], "spec": spec}])[0]
+        copies = len(spec.get("seeds") or [0]) * len(spec.get("fractions") or [1])
+        many = f", {copies} of them" if copies > 1 else ""
+        item.setText(f"{words}{many}{est}")  # plain words; the spec's own terms in the tooltip
+        item.setToolTip(f"{spec.get('name', spec['kind'])}: {spec['kind']} {spec.get('arch', '')} {where}".strip())
         item.setData(SpecRole + 1, seconds)
 
     def specs(self) -> list[dict[str, Any]]:
