@@ -33,8 +33,14 @@ def why_here(row: QueueRow, classes: list[str]) -> str:
         return f"No label: the models call it {pick} ({share:.0%} of their belief)."
     given = _name(classes, row.given_label)
     if row.reason == "mislabelled" or (row.consensus != row.given_label and (doubt or 0) >= 0.5):
-        against = f"{doubt:.0%} of the models" if doubt is not None else "the models"
-        return f"Labelled {given}, but {against} call it {pick} ({share:.0%} of their belief): the label may be wrong."
+        # X-perplexity counts the models that pick another class, not that they agree on one.
+        if doubt is None:
+            against = "the models lean"
+        elif doubt >= 0.999:
+            against = f"none of the models picks {given}; together they lean"
+        else:
+            against = f"{doubt:.0%} of the models pick another class; together they lean"
+        return f"Labelled {given}, but {against} to {pick} ({share:.0%} of their belief): the label may be wrong."
     if row.reason == "ood":
         return f"Labelled {given}, but no class fits it well: the models' best guess, {pick}, has only {share:.0%}."
     if row.reason == "ambiguous":

@@ -21,8 +21,10 @@ def _row(**kw: Any) -> QueueRow:
 
 def test_a_likely_label_error_names_both_classes_and_how_many_models() -> None:
     r = _row(consensus=1, reason="mislabelled", scores={"consensus_prob": 0.82, "x_perplexity": 0.75})
-    assert why_here(r, CLASSES) == ("Labelled cat, but 75% of the models call it dog (82% of their belief): "
-                                    "the label may be wrong.")
+    assert why_here(r, CLASSES) == ("Labelled cat, but 75% of the models pick another class; together they lean "
+                                    "to dog (82% of their belief): the label may be wrong.")
+    every = _row(consensus=1, reason="mislabelled", scores={"consensus_prob": 0.49, "x_perplexity": 1.0})
+    assert why_here(every, CLASSES).startswith("Labelled cat, but none of the models picks cat; together they lean to dog (49%")
 
 
 def test_ambiguous_ood_agreement_and_decisions_each_say_their_own_thing() -> None:
