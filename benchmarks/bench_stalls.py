@@ -6,7 +6,7 @@ no gap over 200 ms (issue 30: once the window took no key for about 70 s after a
 The test suite checks the cause without a clock (tests/gui/test_gui_thread.py: every long call
 runs on a worker thread); this measures the effect, on this machine, now.
 
-Usage: python benchmarks/bench_stalls.py [--quick]   (QT_QPA_PLATFORM=offscreen is fine)
+Usage: python benchmarks/bench_stalls.py [--quick] [--why]   (QT_QPA_PLATFORM=offscreen is fine)
   --quick: a 60-image project and one tiny member instead of the demo (a minute)
 """
 
@@ -22,15 +22,35 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 class Gaps:
-    """The event loop's gaps, measured by a 10 ms timer, kept per phase."""
+    """The event loop's gaps, measured by a 10 ms timer, kept per phase; a watcher thread notes
+    where the GUI thread was whenever it has not ticked for 150 ms (what --why prints)."""
 
     def __init__(self) -> None:
+        import sys
+        import threading
+        import traceback
+
         from PySide6.QtCore import QTimer
 
         self.phase, self.worst, self.last = "start", {}, time.perf_counter()
+        self.where: dict[str, int] = {}
         self.timer = QTimer(interval=10)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+        main = threading.main_thread().ident
+
+        def watch() -> None:
+            while True:
+                time.sleep(0.05)
+                if time.perf_counter() - self.last > 0.15:
+                    frame = sys._current_frames().get(main)
+                    if frame is not None:
+                        stack = traceback.extract_stack(frame)
+                        ours = [f for f in stack if "/gui/" in f.filename or "/scoring/" in f.filename][-3:]
+                        key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(ours))
+                        self.where[key] = self.where.get(key, 0) + 1
+
+        threading.Thread(target=watch, daemon=True).start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -42,6 +62,7 @@ class Gaps:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--why", action="store_true", help="where the GUI thread was during each stall")
     args = ap.parse_args()
     from PySide6.QtCore import QCoreApplication, QSettings, Qt
     from PySide6.QtTest import QTest
@@ -106,6 +127,9 @@ def main() -> None:
         print(f"{phase:<22} {s:8.1f} {1000 * gaps.worst.get(phase, 0.0):17.0f}")
     worst = max(gaps.worst.get(p, 0.0) for p in took)
     print(f"longest gap over every job: {1000 * worst:.0f} ms (target < 200 ms)")
+    if args.why:
+        for key, n in sorted(gaps.where.items(), key=lambda kv: -kv[1])[:10]:
+            print(f"  stalled {n * 50} ms in {key}")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,15 @@ class _Call(QRunnable):
             result = self.fn()
         except Exception as exc:  # noqa: BLE001 - a pool thread must report, never die silently
             log.warning("%s failed: %s", self.what, exc)
-            self.relay.failed.emit(str(exc))
+            self._say(self.relay.failed, str(exc))
             return
-        self.relay.done.emit(result)
+        self._say(self.relay.done, result)
+
+    def _say(self, signal: Any, value: Any) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the window closed while this ran: nobody is left to tell
+            log.info("%s finished after its window closed; result dropped", self.what)
 
 
 class OffThread(QObject):
