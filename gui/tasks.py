@@ -63,7 +63,17 @@ class Tasks:
             QMessageBox.critical(self.window, "Cannot read the dataset", str(facts))
             return
         dlg = ScoreDialog(facts, project.runs.last_pool_spec(), self.window)
+        key = f"{ViewState.key(project.path)}/score"  # this project's last device, batch size and runtime
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            last = json.loads(str(self.review.settings.value(key, "{}")))
+            for combo, name in ((dlg.device, "device"), (dlg.runtime, "runtime")):
+                if combo.findText(str(last.get(name))) >= 0:
+                    combo.setCurrentText(str(last[name]))
+            if isinstance(last.get("batch"), int):
+                dlg.batch.setValue(last["batch"])
         if dlg.exec():
+            self.review.settings.setValue(key, json.dumps({"device": dlg.device.currentText(), "batch": dlg.batch.value(),
+                                                           "runtime": dlg.runtime.currentText()}))
             self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value(),
                                runtime=dlg.runtime.currentText())
 

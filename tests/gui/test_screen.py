@@ -91,3 +91,29 @@ def test_the_export_dialog_remembers_this_projects_last_choices(qtbot, settings,
     assert second["audit"] is False and second["fmt"] != first["fmt"]
     assert second["force"] is False  # replacing an earlier export is asked each time, never remembered
     w.close()
+
+
+def test_the_score_dialog_remembers_this_projects_device_batch_and_runtime(qtbot, settings, scored_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui.dialogs import ScoreDialog
+
+    seen: list[tuple[str, int, str]] = []
+    chosen: list[str] = []
+
+    def run(self):  # type: ignore[no-untyped-def]
+        seen.append((self.device.currentText(), self.batch.value(), self.runtime.currentText()))
+        if len(seen) == 1:  # the first time the user picks a device, a batch size and the last runtime
+            self.device.setCurrentText("cpu")
+            self.batch.setValue(17)
+            self.runtime.setCurrentIndex(self.runtime.count() - 1)
+            chosen.append(self.runtime.currentText())
+        return True
+
+    monkeypatch.setattr(ScoreDialog, "exec", run)
+    monkeypatch.setattr("gui.tasks.Tasks.start_scoring", lambda self, specs, **kw: None)
+    w = open_window(qtbot, settings, scored_db)
+    for n in (1, 2):
+        w.tasks.score_dialog()
+        qtbot.waitUntil(lambda n=n: len(seen) == n, timeout=60_000)
+    assert seen[0][:2] == ("auto", 64)
+    assert seen[1] == ("cpu", 17, chosen[0])
+    w.close()
