@@ -64,8 +64,13 @@ def install_command(missing: list[str], os_release: str) -> str:
 
 
 def _os_release() -> str:
+    """The first 10 kB of /etc/os-release, only when it is a regular file (a FIFO would block)."""
+    path = Path("/etc/os-release")
     try:
-        return Path("/etc/os-release").read_text(errors="replace")[:10_000]
+        if not path.resolve().is_file():
+            return ""
+        with path.open("rb") as f:
+            return f.read(10_000).decode("utf-8", "replace")
     except OSError:
         return ""
 

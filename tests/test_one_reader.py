@@ -27,8 +27,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("scoring/tasks/demo.py", "truth.open"): "writes the demo's truth file in the demo folder it made",
     ("scoring/tasks/demo.py", "(dest / 'demo_truth.csv').open"): "reads the demo folder it made",
     ("gui/app.py", "resources.files('resources').joinpath('style.qss').read_text"): "our package data",
-    ("gui/qtlibs.py", "Path('/etc/os-release').read_text"): "the system's os-release, to name its installer: read by "
-    "`make demo` with the system Python before anything is installed (standard library only)",
+    ("gui/qtlibs.py", "path.open"): "the system's /etc/os-release, to name its installer, when a regular file, 10 kB at "
+    "most: read by `make demo` with the system Python before anything is installed (standard library only)",
     ("scoring/tasks/export.py", "(tmp / 'manifest.csv').open"): "the export's own build folder",
     ("scoring/tasks/export.py", "(tmp / 'difficulty.csv').open"): "the export's own build folder",
     ("scoring/tasks/export.py", "(tmp / 'edits.csv').open"): "the export's own build folder",
