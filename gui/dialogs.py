@@ -75,6 +75,18 @@ class ScoreDialog(QDialog):
         self._specs = specs
         self.accept()
 
+    def remembered(self) -> dict[str, Any]:
+        """What the next scoring of this project starts from (the pool comes from its last run)."""
+        return {"device": self.device.currentText(), "batch": self.batch.value(), "runtime": self.runtime.currentText()}
+
+    def restore(self, values: dict[str, Any]) -> None:
+        """Set the widgets from :meth:`remembered`'s output (unknown or bad values are ignored)."""
+        for combo, name in ((self.device, "device"), (self.runtime, "runtime")):
+            if combo.findText(str(values.get(name))) >= 0:
+                combo.setCurrentText(str(values[name]))
+        if isinstance(values.get("batch"), int):
+            self.batch.setValue(values["batch"])
+
     def specs(self) -> list[dict[str, Any]]:
         return self._specs
 

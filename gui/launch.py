@@ -41,9 +41,9 @@ def missing_libs_message(why: str) -> str:
     missing = qtlibs.ldd_missing(_qt_xcb_files()) or qtlibs.system_missing(list(qtlibs.PACKAGES))
     if not missing:
         return INSTALL_QT_LIBS.format(why=why, what="Install Qt's xcb system libraries:",
-                                      command=qtlibs.install_command(list(qtlibs.PACKAGES), qtlibs._os_release()))
+                                      command=qtlibs.install_command(list(qtlibs.PACKAGES), qtlibs.os_release()))
     return INSTALL_QT_LIBS.format(why=why, what=f"It lacks {', '.join(missing)}; install them:",
-                                  command=qtlibs.install_command(missing, qtlibs._os_release()))
+                                  command=qtlibs.install_command(missing, qtlibs.os_release()))
 
 
 def check_qt() -> None:

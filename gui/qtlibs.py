@@ -63,7 +63,7 @@ def install_command(missing: list[str], os_release: str) -> str:
     return f"{INSTALLERS[fam]} {' '.join(pkgs)}"
 
 
-def _os_release() -> str:
+def os_release() -> str:
     """The first 10 kB of /etc/os-release, only when it is a regular file (a FIFO would block)."""
     path = Path("/etc/os-release")
     try:
@@ -112,7 +112,7 @@ def main() -> int:
         print("Qt's system libraries: all present")
         return 0
     print(f"The app's window needs {len(missing)} system libraries this machine lacks ({', '.join(missing)}).\n"
-          f"Install them, then run `make demo` again:\n  {install_command(missing, _os_release())}\n"
+          f"Install them, then run `make demo` again:\n  {install_command(missing, os_release())}\n"
           "Without a screen, the demo runs headless: .venv/bin/image-triage demo --headless", file=sys.stderr)
     return 1
 

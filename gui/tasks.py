@@ -63,19 +63,22 @@ class Tasks:
             QMessageBox.critical(self.window, "Cannot read the dataset", str(facts))
             return
         dlg = ScoreDialog(facts, project.runs.last_pool_spec(), self.window)
-        key = f"{ViewState.key(project.path)}/score"  # this project's last device, batch size and runtime
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            last = json.loads(str(self.review.settings.value(key, "{}")))
-            for combo, name in ((dlg.device, "device"), (dlg.runtime, "runtime")):
-                if combo.findText(str(last.get(name))) >= 0:
-                    combo.setCurrentText(str(last[name]))
-            if isinstance(last.get("batch"), int):
-                dlg.batch.setValue(last["batch"])
+        self._recall(dlg, project.path, "score")  # this project's last device, batch size and runtime
         if dlg.exec():
-            self.review.settings.setValue(key, json.dumps({"device": dlg.device.currentText(), "batch": dlg.batch.value(),
-                                                           "runtime": dlg.runtime.currentText()}))
+            self._keep(dlg, project.path, "score")
             self.start_scoring(dlg.specs(), device=dlg.device.currentText(), batch_size=dlg.batch.value(),
                                runtime=dlg.runtime.currentText())
+
+    def _recall(self, dlg: ExportDialog | ScoreDialog, project_path: Path, name: str) -> None:
+        """Set a dialog to what it was given last time on this project (settings are read as
+        untrusted: a value that does not parse or fit is ignored)."""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            values = json.loads(str(self.review.settings.value(f"{ViewState.key(project_path)}/{name}", "{}")))
+            if isinstance(values, dict):
+                dlg.restore(values)
+
+    def _keep(self, dlg: ExportDialog | ScoreDialog, project_path: Path, name: str) -> None:
+        self.review.settings.setValue(f"{ViewState.key(project_path)}/{name}", json.dumps(dlg.remembered()))
 
     def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64,
                       runtime: str = "auto") -> GeneratorWorker | None:
@@ -106,11 +109,9 @@ class Tasks:
         if project is None or self.jobs.busy:
             return
         dlg = ExportDialog(project.dataset_root.parent / f"{project.dataset_root.name}-cleaned", self.window)
-        key = f"{ViewState.key(project.path)}/export"  # per project: its last destination and options
-        with contextlib.suppress(ValueError, TypeError):
-            dlg.restore(json.loads(str(self.review.settings.value(key, "{}"))))
+        self._recall(dlg, project.path, "export")  # this project's last destination and options
         if dlg.exec():
-            self.review.settings.setValue(key, json.dumps(dlg.remembered()))
+            self._keep(dlg, project.path, "export")
             opts = dlg.options()
             self.start_export(opts.pop("dest"), **opts)
 

@@ -22,7 +22,7 @@ def test_a_failed_qt_start_prints_the_install_command_and_builds_nothing(
     libxcb-keysyms1, and printed three distributions' commands on one line."""
     monkeypatch.setattr(launch, "QT_PROBE", [sys.executable, "-c", QT_ABORT])
     monkeypatch.setattr(launch.qtlibs, "ldd_missing", lambda paths: ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"])
-    monkeypatch.setattr(launch.qtlibs, "_os_release", lambda: 'PRETTY_NAME="Ubuntu 24.04"\nID=ubuntu\nID_LIKE=debian\n')
+    monkeypatch.setattr(launch.qtlibs, "os_release", lambda: 'PRETTY_NAME="Ubuntu 24.04"\nID=ubuntu\nID_LIKE=debian\n')
     dest = tmp_path / "demo"
     rc = launch.main(["demo", "--dest", str(dest)])
     err = capsys.readouterr().err

@@ -117,3 +117,18 @@ def test_the_score_dialog_remembers_this_projects_device_batch_and_runtime(qtbot
     assert seen[0][:2] == ("auto", 64)
     assert seen[1] == ("cpu", 17, chosen[0])
     w.close()
+
+
+def test_a_damaged_remembered_choice_is_ignored(qtbot, settings, scored_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui.dialogs import ExportDialog
+    from gui.view_state import ViewState
+
+    seen: list[dict] = []
+    monkeypatch.setattr(ExportDialog, "exec", lambda self: seen.append(self.options()) or False)
+    w = open_window(qtbot, settings, scored_db)
+    key = ViewState.key(w.project.path)
+    for damaged in ("not json", "[1, 2]", '{"dest": 5, "fmt": [1], "audit": "no"}'):
+        settings.setValue(f"{key}/export", damaged)
+        w.tasks.export_dialog()
+    assert len(seen) == 3 and all(o == seen[0] for o in seen) and seen[0]["audit"] is True
+    w.close()
