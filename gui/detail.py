@@ -49,7 +49,7 @@ class DetailPane(QWidget):
         self._want: int | None = None
         self.loader = ImageLoader(self)
         self.loader.loaded.connect(self._on_loaded)
-        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)  # a reason, when no image
         self.image.setMinimumSize(160, 160)
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.image_scroll = QScrollArea()
@@ -105,6 +105,7 @@ class DetailPane(QWidget):
         self.info.setText("")
         self.scores_text.setText("")
         self.chart.clear()
+        self.chart.getAxis("bottom").setTicks([[]])  # no stale class names under an empty chart
         self.chart_key.setText("")
         self.evidence.clear()
 

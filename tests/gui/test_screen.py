@@ -20,7 +20,8 @@ def test_an_empty_view_says_why_and_clears_the_detail_pane(qtbot, settings, scor
     assert w.model.rowCount() == 0
     assert "No image matches the filters" in w.view.empty_text
     assert w.detail.info.text() == "" and "No image matches" in w.detail.image.text()
-    assert w.detail.image.pixmap().isNull()
+    assert w.detail.image.pixmap().isNull() and w.detail.image.wordWrap()  # the reason wraps, never clipped
+    assert w.detail.chart.getAxis("bottom")._tickLevels == [[]]  # no stale class names under the chart
     qtbot.keyClick(w.view, Qt.Key.Key_Delete)  # a review key on an empty view acts on nothing
     assert w.project.queue.stats()["removed"] == 0
     w.close()
