@@ -34,6 +34,9 @@ class Gaps:
 
         self.phase, self.worst, self.last = "start", {}, time.perf_counter()
         self.where: dict[str, int] = {}
+        self.others: dict[str, int] = {}
+        self.when: list[tuple[str, float, float, str]] = []  # (phase, at s, gap s, the job's last message)
+        self.t0, self.message = time.perf_counter(), ""
         self.timer = QTimer(interval=10)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
@@ -47,14 +50,32 @@ class Gaps:
                     if frame is not None:
                         stack = traceback.extract_stack(frame)
                         ours = [f for f in stack if "/gui/" in f.filename or "/scoring/" in f.filename][-3:]
+                        ours = ours or stack[-2:]  # in none of ours: the frames Qt or the loop was in
                         key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(ours))
                         self.where[key] = self.where.get(key, 0) + 1
+                    for ident, other in sys._current_frames().items():  # who ran meanwhile
+                        if ident == main or ident == threading.get_ident():
+                            continue
+                        top = traceback.extract_stack(other)[-2:]
+                        key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
+                        self.others[key] = self.others.get(key, 0) + 1
 
         threading.Thread(target=watch, daemon=True).start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
         gap = now - self.last - 0.010
+        if gap > 0.15:  # the thread that held the interpreter meanwhile has only just let it go
+            import sys
+            import threading
+            import traceback
+
+            others = []
+            for ident, frame in sys._current_frames().items():
+                if ident != threading.get_ident():
+                    top = traceback.extract_stack(frame)[-3:]
+                    others.append(" < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top)))
+            self.when.append((self.phase, now - self.t0, gap, self.message + "\n      threads: " + "\n        ".join(others)))
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
         self.last = now
 
@@ -63,8 +84,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--why", action="store_true", help="where the GUI thread was during each stall")
+    ap.add_argument("--switch", type=float, default=0.0, help="the interpreter's switch interval in seconds (a trial)")
     args = ap.parse_args()
-    from PySide6.QtCore import QCoreApplication, QSettings, Qt
+    if args.switch:
+        import sys
+
+        sys.setswitchinterval(args.switch)
+    from PySide6.QtCore import QCoreApplication, QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -96,6 +122,9 @@ def main() -> None:
         win.show()
         win.open_project(db, ask_resume=False)
         gaps = Gaps()
+        said = QTimer(interval=20)  # what the job's status line said last, for --why
+        said.timeout.connect(lambda: setattr(gaps, "message", win.jobs.stage.text()[:80]))
+        said.start()
 
         def run(phase: str, start: object, limit_s: float = 3600) -> float:
             gaps.phase, t0 = phase, time.perf_counter()
@@ -130,6 +159,10 @@ def main() -> None:
     if args.why:
         for key, n in sorted(gaps.where.items(), key=lambda kv: -kv[1])[:10]:
             print(f"  stalled {n * 50} ms in {key}")
+        for phase, at, gap, said in gaps.when:
+            print(f"  {phase}: {1000 * gap:.0f} ms at {at:.1f} s, after the job said {said}")
+        for key, n in sorted(gaps.others.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"  meanwhile another thread, {n * 50} ms in {key}")
 
 
 if __name__ == "__main__":
