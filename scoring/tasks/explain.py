@@ -49,6 +49,18 @@ def why_here(row: QueueRow, classes: list[str]) -> str:
     return f"Labelled {given}, and the models agree ({pick}, {share:.0%} of their belief)."
 
 
+def neighbour_words(weight: float | None) -> str:
+    """What the look-alike images' labels counted for in the label view's default sort, in words
+    (label_evidence.stack_weight: 0 when they agree with the labels less often than the models)."""
+    if weight is None:
+        return ""
+    if weight <= 0:
+        return ("Look-alikes' labels are not counted in the label-issue sort here: they agree with the "
+                "labels less often than the models do.")
+    worth = "one model" if weight == 1 else f"{weight:g} models"
+    return f"Look-alikes' labels count as {worth} in the label-issue sort here."
+
+
 _ARCH_WORDS = {"small_cnn": "small network", "tiny_mlp": "tiny network", "efficientnet_lite0": "EfficientNet-Lite0"}
 _KIND_WORDS = {
     "backbone": "ImageNet features ({arch})",

@@ -106,6 +106,8 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
     first = next(iter(ev.pool_label.tiles))
     assert win.project.images.paths_of([first])[0] in ("red/000.png", "red/copy.png")
     assert "likeness:" in ev.note.text()
+    weight = win.project.queue.neighbour_weight()  # what label_issue gave them, said under the strips
+    assert weight is not None and ("not counted" in ev.note.text()) == (weight == 0)
 
 
 def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -59,3 +59,12 @@ def test_member_names_are_words_numbered_within_their_kind() -> None:
         "ImageNet features (EfficientNet-Lite0), head 3 of 4", "ImageNet features (EfficientNet-Lite0), head 4 of 4",
         "A small network trained here, 1 of 2", "A small network trained here, 2 of 2",
         "A tiny network trained here", "Your model resnet20"]
+
+
+def test_the_neighbours_weight_is_said_in_words_and_zero_says_so() -> None:
+    from scoring.tasks.explain import neighbour_words
+
+    assert neighbour_words(None) == ""
+    assert "not counted" in neighbour_words(0.0)
+    assert neighbour_words(1.0) == "Look-alikes' labels count as one model in the label-issue sort here."
+    assert "as 2.5 models" in neighbour_words(2.5)
