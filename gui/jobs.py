@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread
 from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton, QWidget
 
+from gui import collector
 from gui.worker import GeneratorFactory, GeneratorWorker, start_worker
 from scoring.progress import Progress
 
@@ -155,6 +156,7 @@ class Jobs(QObject):
         self._worker, self._thread = None, None
         self._show(False)
         self.busy_changed(False)
+        collector.settle()  # what the job imported is frozen out of later collections (gui.collector)
         follow, self._after = self._after, None
         same = self.project == self.current_project()
         self.project = None

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import collector
 from gui.detail import DetailPane, scrolling
 from gui.filter_panel import FilterPanel
 from gui.jobs import Jobs
@@ -49,6 +50,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
+        collector.settle()
         self.settings = settings or QSettings("image-triage", "Image Triage")
         self.popups: list[QDialog] = []  # the key overlay and full-size views that are open
         self.thumbnails = ThumbnailLoader(parent=self)

@@ -83,3 +83,25 @@ def test_every_long_call_of_the_window_runs_off_the_gui_thread(qtbot, settings, 
     assert {n for n, _ in calls} == set(LONG_CALLS.values())  # the path called every one
     on_gui = sorted({n for n, main in calls if main})
     assert on_gui == [], f"run on the GUI thread: {on_gui}"
+
+
+def test_the_collectors_long_passes_are_kept_off_the_event_loop(qtbot, settings, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A full collection holds the interpreter lock for as long as it walks every object (281 ms
+    with torch and Qt imported, measured): the window freezes what lives as long as the app when
+    it is built and after each job, so a pool thread's collection walks only what is new."""
+    import gc
+
+    import gui.collector
+
+    settled: list[int] = []
+    real = gui.collector.settle
+    monkeypatch.setattr(gui.collector, "settle", lambda: (real(), settled.append(gc.get_freeze_count()))[0])
+    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    w = open_window(qtbot, settings, db)
+    assert settled and settled[0] > 10_000  # the modules and classes of torch, numpy and Qt at least
+    before = len(settled)
+    w.tasks.start_duplicates()
+    qtbot.waitUntil(lambda: not w.jobs.busy and len(settled) > before, timeout=120_000)
+    assert gc.get_freeze_count() >= settled[0]
