@@ -9,7 +9,10 @@ from benchmarks/bench_stalls.py: the window's thread waiting for the lock, the h
 Qt imported, 0 ms once they were frozen). :func:`settle` collects, then freezes what survives
 (``gc.freeze``: modules, classes, widgets, what lives as long as the app) so later collections walk
 only what was made since. The window settles while it is being built (the one long collection,
-before the first key) and after each job (what the job imported: short, the rest is frozen).
+before the first key) and when a chain of jobs ends (scoring, then its duplicate search): the
+first scoring's imports (onnxruntime, faiss, torchvision: 208,000 objects, 151 ms to walk) are
+walked once, when nothing else competes, and never again. Settling between the jobs of a chain
+put that walk beside the next job's start (271 ms; 175-193 ms at the chain's end).
 """
 
 from __future__ import annotations

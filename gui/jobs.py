@@ -156,9 +156,10 @@ class Jobs(QObject):
         self._worker, self._thread = None, None
         self._show(False)
         self.busy_changed(False)
-        collector.settle()  # what the job imported is frozen out of later collections (gui.collector)
         follow, self._after = self._after, None
         same = self.project == self.current_project()
         self.project = None
         if follow is not None and same:
             follow()
+        else:  # the chain is over: what its jobs imported is frozen out of later collections (gui.collector)
+            collector.settle()

@@ -5,12 +5,33 @@ the open project's neighbour index). Long jobs with progress and cancel run on g
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
+
+
+BACKGROUND_NICE = 10  # how much lower than the window's thread every worker thread runs (Linux)
+
+
+def background() -> None:
+    """Run the calling thread below the window's: on a 2-core laptop the end of a scoring run
+    starts the duplicate search, the neighbour index and the estimate together, and the event
+    loop waited 362 ms for a core (benchmarks/bench_stalls.py). Linux niceness is per thread (a
+    thread's own id); elsewhere, and where it is refused, nothing changes. Thread pools a worker
+    starts (torch's, faiss's) inherit it."""
+    if sys.platform != "linux":
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), BACKGROUND_NICE))
+    except OSError as exc:
+        log.debug("could not lower a worker thread's priority: %s", exc)
 
 
 class _Relay(QObject):
@@ -26,6 +47,7 @@ class _Call(QRunnable):
         self.fn, self.relay, self.what = fn, relay, what
 
     def run(self) -> None:
+        background()
         try:
             result = self.fn()
         except Exception as exc:  # noqa: BLE001 - a pool thread must report, never die silently

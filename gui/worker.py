@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
+from gui.offthread import background
 from scoring.progress import Cancelled, drain
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class GeneratorWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        background()  # below the window's thread: the keys come first
         self.started.emit()
         try:
             value = drain(self._factory(self._cancel), self.yielded.emit)

@@ -105,3 +105,36 @@ def test_the_collectors_long_passes_are_kept_off_the_event_loop(qtbot, settings,
     w.tasks.start_duplicates()
     qtbot.waitUntil(lambda: not w.jobs.busy and len(settled) > before, timeout=120_000)
     assert gc.get_freeze_count() >= settled[0]
+
+
+def test_worker_threads_run_below_the_windows_thread(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """On Linux a pool thread and a job's thread lower their own priority (per-thread niceness):
+    the window's thread wins a core when the end of a scoring run starts three jobs at once."""
+    import os
+    import sys
+
+    import pytest
+
+    from gui.offthread import BACKGROUND_NICE, OffThread
+    from gui.worker import start_worker
+
+    if sys.platform != "linux":
+        pytest.skip("per-thread niceness is Linux's")
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = niceness()
+    got: list[int] = []
+    pool = OffThread("niceness")
+    pool.done.connect(got.append)
+    pool.submit(niceness)
+    qtbot.waitUntil(lambda: len(got) == 1, timeout=10_000)
+
+    def job(cancel: threading.Event):  # type: ignore[no-untyped-def]
+        got.append(niceness())
+        yield from ()
+
+    start_worker(job)
+    qtbot.waitUntil(lambda: len(got) == 2, timeout=10_000)
+    assert got == [max(mine, BACKGROUND_NICE)] * 2 and niceness() == mine
