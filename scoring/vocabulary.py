@@ -79,7 +79,8 @@ BUILTIN: tuple[Score, ...] = (
                 "model's prediction, in bits): 1 when every model is sure, about K when they spread over K classes"),
     Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".2f",
           plain="Chance the label is wrong",
-          about="the pool's doubt about the given label blended with the neighbours' (0 to 1)"),
+          about="the pool's doubt of the given label (1 - its belief in it, plus a quarter of its belief in the "
+                "likeliest other class), with the look-alike images' labels counted in where they help (0 to 1)"),
     Score("margin", "Normalised margin", False, "label", ".2f", lo=-1.0, hi=1.0, compute=PoolPass.margin,
           plain="Label's lead over other classes",
           about="the pool mean's probability of the given label minus that of the likeliest other class (-1 to 1)"),

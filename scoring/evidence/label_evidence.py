@@ -10,14 +10,18 @@ dataset after the per-image scores (:mod:`scoring.engine.score_pass`):
   Training-free (SimiFeat, Zhu et al. ICML 2022; cleanlab #735): no model sees the label it
   judges, because an image never votes for itself.
 * ``label_issue`` - the neighbours' votes added to the pool as one more member, with the weight
-  that makes the given labels most likely (0 to 8 members' worth), then ``(1 - margin) / 2`` of
-  that mean: higher = more likely a label error. The votes are added only where they classify
-  about as well as the pool does (their top-1 agreement with the given labels within
-  ``ACCURACY_SLACK`` of the pool's): a weaker source only adds noise to a strong pool.
-  Measured (benchmarks/bench_first_screen.py and bench_label_errors.py): a 240-image CIFAR-10
-  subset with 10 flips and the automatic pool, flips in the first 40 rows for seeds 0/1/2:
-  margin 8/7/7, label_issue 9/8/8; on 10,000 CIFAR-10 images with 500 flips and the four
-  ResNets the neighbours classify worse than the pool, so label_issue equals margin there.
+  that makes the given labels most likely (0 to 8 members' worth), then of that mean
+  ``((1 - p_label) + OTHER_WEIGHT * p_best_other) / (1 + OTHER_WEIGHT)``, 0 to 1: higher = more
+  likely a label error. ``OTHER_WEIGHT`` 1 would order as the margin does, 0 as self-confidence.
+  The votes are added only where they classify about as well as the pool does (their top-1
+  agreement with the given labels within ``ACCURACY_SLACK`` of the pool's): a weaker source only
+  adds noise to a strong pool.
+  Chosen by measurement (issue 36; benchmarks/bench_label_errors.py --sorts): margin finds
+  flips to a look-alike class best, self-confidence finds random flips and the errors people
+  confirmed in MNIST and CIFAR-10 best; with 2 % of CIFAR-10's 10,000 labels flipped, a mix of
+  kinds, three draws, the four ResNets' heads: planted flips in the first 100 rows, margin 173,
+  self-confidence 180, weight 0.5 175, weight 0.25 185; on MNIST (the automatic pool's heads)
+  margin 87, self-confidence 85, weight 0.25 88.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ EXACT_BELOW = 50_000  # exact search below this many images, HNSW (approximate: 
 ACCURACY_SLACK = 0.03  # the neighbours vote when their top-1 is within this of the pool's
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # members' worth the votes may count for
 SMOOTH = 0.1  # added to every class's vote, so no class is impossible
+OTHER_WEIGHT = 0.25  # label_issue's weight on the likeliest other class (1: the margin's order, 0: self-confidence's)
 
 
 def nearest(unit: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
@@ -105,5 +110,5 @@ def scores(mean: np.ndarray, v: np.ndarray, labels: np.ndarray, weight: float, n
     own = mixed[np.arange(n), yy]
     other = mixed.copy()
     other[np.arange(n), yy] = -np.inf
-    margin = own - other.max(axis=1)
-    return agreement, np.where(have, (1.0 - margin) / 2.0, np.nan)
+    issue = ((1.0 - own) + OTHER_WEIGHT * other.max(axis=1)) / (1.0 + OTHER_WEIGHT)
+    return agreement, np.where(have, issue, np.nan)
