@@ -13,8 +13,15 @@ Pools (all through the product's own engine and members):
   auto       - the automatic pool `image-triage score DATASET` chooses (CIFAR-10)
 Fitted pools are refitted on the noisy labels, as a user's would be.
 
+With --sorts, compares the label view's candidate default sorts instead (issue 36): per set and
+per kind of planted flip (random; confusable: to the class the clean pool finds most like the
+true one; boundary: among the fifth of images with the smallest clean margin, to the runner-up;
+doubted: drawn in proportion to the clean pool's doubt of the true class, to the runner-up), the
+flips each sort puts in the first 100 rows and the first 1 %, the pool refitted on the noisy labels.
+
 Usage: python benchmarks/bench_label_errors.py [--share 0.05] [--work DIR] [--kinds checkpoint,backbone,scratch]
          [--depths 20,32,44,56]
+       python benchmarks/bench_label_errors.py --sorts cifar-resnet-heads,cifar-auto-heads,mnist-auto-heads,mnist-2000-scratch --share 0.02
 """
 
 from __future__ import annotations
@@ -60,10 +67,27 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
 
 
 def flip(labels: np.ndarray, mean_probs: np.ndarray, share: float, mode: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    if mode == "mixed":  # a quarter of each kind below, as real errors come: slips and look-alikes
+        noisy, flipped = labels.copy(), np.zeros(len(labels), bool)
+        for j, kind in enumerate(FLIPS[:4]):
+            nz, fz = flip(labels, mean_probs, share / 4, kind, seed + 1 + j)
+            new = fz & ~flipped
+            noisy[new], flipped = nz[new], flipped | new
+        return noisy, flipped
     rng = np.random.default_rng(seed)
     n, k = mean_probs.shape
     idx = rng.choice(n, size=round(share * n), replace=False)
     noisy = labels.copy()
+    if mode in ("boundary", "doubted"):  # images the clean pool is unsure of, not a uniform draw
+        p = mean_probs[np.arange(n), labels]
+        other = mean_probs.copy()
+        other[np.arange(n), labels] = -1
+        if mode == "boundary":  # the least certain fifth by margin: what people call ambiguous
+            pool = np.argsort(p - other.max(1), kind="stable")[: max(5 * round(share * n), 1)]
+            idx = rng.choice(pool, size=round(share * n), replace=False)
+        else:  # drawn in proportion to the pool's doubt of the true class
+            w = np.clip(1 - p, 1e-6, None)
+            idx = rng.choice(n, size=round(share * n), replace=False, p=w / w.sum())
     if mode == "random":
         noisy[idx] = (labels[idx] + rng.integers(1, k, len(idx))) % k
     else:  # the class the clean pool finds most confusable with the true one
@@ -156,6 +180,101 @@ def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: 
     report(kind, conditions, with_label_issue(neighbour_votes(project, ids)))
 
 
+FLIPS = ("random", "confusable", "boundary", "doubted", "mixed")
+
+
+def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """The label view's default (as the product computes it) beside the sorts it could be:
+    margin, self-confidence, the neighbours alone, and blends ``(1 - p_label) + lam * p_best_other``
+    of the pool's mean, alone or with the neighbours' votes mixed in (lam 1 is the margin's order,
+    0 self-confidence's)."""
+    from scoring.evidence import label_evidence as LE
+
+    n_members, n, k = probs.shape
+    mean, rows = probs.mean(0), np.arange(n)
+
+    def blend(d: np.ndarray, lam: float) -> np.ndarray:
+        other = d.copy()
+        other[rows, y] = -np.inf
+        return (1 - d[rows, y]) + lam * other.max(1)
+
+    out = {"label issue (default)": -M.normalized_margin(probs, y), "margin": -M.normalized_margin(probs, y),
+           "self-confidence": 1 - M.self_confidence(probs, y)}
+    for lam in (0.25, 0.5, 0.75):
+        out[f"pool, lam {lam}"] = blend(mean, lam)
+    ranks = [np.argsort(np.argsort(out[k], kind="stable")) for k in ("margin", "self-confidence")]
+    out["rank mean: margin, self-conf."] = (ranks[0] + ranks[1]) / 2.0
+    if near is not None:
+        v = LE.votes(near[0], near[1], y, k)
+        w = LE.stack_weight(mean, v, y, n_members)
+        out["label issue (default)"] = LE.scores(mean, v, y, w, n_members)[1]
+        for lam in (0.25, 0.5):
+            out[f"+ neighbours fitted, lam {lam}"] = blend((n_members * mean + w * v) / (n_members + w), lam)
+        out["neighbours alone"] = 1 - v[rows, y]
+        for ww in (1.0, 2.0):
+            mixed = (n_members * mean + ww * v) / (n_members + ww)
+            for lam in (0.0, 0.5):
+                out[f"+ neighbours x{ww:g}, lam {lam}"] = blend(mixed, lam)
+    return out
+
+
+def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips: tuple[str, ...] = FLIPS) -> None:
+    """Per set and flip kind, the planted flips each candidate sort puts in the first 100 rows and
+    the first 1 %; the pool is refitted on each set of noisy labels, as a user's would be."""
+    from scoring.device import pick_device
+    from scoring.tasks.autopool import auto_pool
+
+    cifar, mnist = SHARED / "data" / "cifar10-test", SHARED / "data" / "mnist-test"
+    models = SHARED / "models" / "cifar10-resnet"
+    sets = {
+        "cifar-resnet-heads": (cifar, lambda d: cifar_resnet_pool_specs(models, kind="backbone")),
+        "cifar-auto-heads": (cifar, lambda d: [s for s in auto_pool(d, pick_device("auto")).specs if s["kind"] == "backbone"]),
+        "mnist-auto-heads": (mnist, lambda d: [s for s in auto_pool(d, pick_device("auto")).specs if s["kind"] == "backbone"]),
+        "mnist-2000-scratch": (subset(work / "mnist-2000", mnist, 200), lambda d: default_scratch_specs(2000, size=28)),
+    }
+    for name in names:
+        data, specs_of = sets[name]
+        print(f"\n== {name} ({share:.0%} of labels flipped, pool refitted on them) ==")
+        project, pool = scored(work / f"{name}.triage.db", data, specs_of(open_dataset(data)), 1)
+        ids = project.images.scorable_ids()
+        labels = project.images.given_labels(ids)
+        clean = project.cache.get_probs([m.fingerprint for m in pool.members], ids)
+        print(f"  clean-label pool top-1 {(clean.mean(0).argmax(1) == labels).mean():.3f}, {len(ids):,} images")
+        near = neighbour_votes(project, ids)
+        table: dict[str, list[str]] = {}
+        one = max(1, len(ids) // 100)
+        feats = {m.encoder.key: project.cache.get_features(m.encoder.key, ids) for m in pool.members}
+        for mode in flips:
+            found: dict[str, np.ndarray] = {}
+            for seed in range(seeds):
+                noisy, flipped = flip(labels, clean.mean(0), share, mode, seed)
+                probs = np.stack([m.fit_predict(feats[m.encoder.key], noisy) for m in pool.members])
+                for sort, score in candidate_sorts(probs, noisy, near).items():
+                    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+                    found[sort] = found.get(sort, 0) + np.array([flipped[order[:100]].sum(), flipped[order[:one]].sum()])
+            for sort, (top, first) in found.items():
+                table.setdefault(sort, []).append(f"{top:>4} /{first:>4}")
+        print(f"  flips found in the first 100 / first 1 % ({one}) rows, of {round(share * len(ids))} planted"
+              + (f", summed over {seeds} draws" if seeds > 1 else ""))
+        print(f"  {'sort':<30}" + "".join(f"{m:>12}" for m in flips))
+        for sort, cells in table.items():
+            print(f"  {sort:<30}" + "".join(f"{c:>12}" for c in cells))
+        project.close()
+
+
+def subset(dest: Path, source: Path, per_class: int) -> Path:
+    """The first ``per_class`` images of each class of ``source``, copied (a set small enough to refit
+    networks trained from scratch four times)."""
+    import shutil
+
+    for c in sorted(d for d in source.iterdir() if d.is_dir()):
+        (dest / c.name).mkdir(parents=True, exist_ok=True)
+        for f in sorted(c.iterdir())[:per_class]:
+            if not (dest / c.name / f.name).exists():
+                shutil.copyfile(f, dest / c.name / f.name)
+    return dest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--share", type=float, default=0.05)
@@ -163,9 +282,16 @@ def main() -> None:
     ap.add_argument("--kinds", default="checkpoint,backbone,scratch")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--depths", default="20,32,44,56", help="which CIFAR ResNets (the fine-tuned pool takes minutes each)")
+    ap.add_argument("--flips", default=",".join(FLIPS), help="with --sorts: which kinds of planted flips")
+    ap.add_argument("--seeds", type=int, default=1, help="with --sorts: draws of the planted flips, summed")
+    ap.add_argument("--sorts", default="", help="compare the label view's candidate sorts on these sets instead "
+                    "(cifar-resnet-heads,cifar-auto-heads,mnist-auto-heads,mnist-2000-scratch; share 0.02 suits)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.sorts:
+        sort_sets(work, args.share, args.sorts.split(","), args.seeds, tuple(args.flips.split(",")))
+        return
     cifar, mnist = SHARED / "data" / "cifar10-test", SHARED / "data" / "mnist-test"
     models = SHARED / "models" / "cifar10-resnet"
     depths = args.depths.split(",")
