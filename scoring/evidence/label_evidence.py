@@ -20,8 +20,8 @@ dataset after the per-image scores (:mod:`scoring.engine.score_pass`):
   flips to a look-alike class best, self-confidence finds random flips and the errors people
   confirmed in MNIST and CIFAR-10 best; with 2 % of CIFAR-10's 10,000 labels flipped, a mix of
   kinds, three draws, the four ResNets' heads: planted flips in the first 100 rows, margin 173,
-  self-confidence 180, weight 0.5 175, weight 0.25 185; on MNIST (the automatic pool's heads)
-  margin 87, self-confidence 85, weight 0.25 88.
+  self-confidence 180, weight 0.5 175, weight 0.25 185; on MNIST (the automatic pool's heads,
+  one draw) 87 before and after, margin 87, self-confidence 85.
 """
 
 from __future__ import annotations
