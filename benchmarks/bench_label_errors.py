@@ -35,6 +35,7 @@ import numpy as np
 from scoring import metrics as M
 from scoring.engine.inference import score_project
 from scoring.io.datasets import open_dataset
+from scoring.pool.base import Pool
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs, default_scratch_specs
 from scoring.progress import drain
 from scoring.store import Project
@@ -99,7 +100,7 @@ def flip(labels: np.ndarray, mean_probs: np.ndarray, share: float, mode: str, se
     return noisy, flipped
 
 
-def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Project, object]:
+def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Project, Pool]:
     if not db.exists():
         Project.create(db, open_dataset(data)).close()
     t0 = time.perf_counter()
@@ -128,8 +129,8 @@ def with_label_issue(near: tuple[np.ndarray, np.ndarray] | None) -> dict:  # typ
     from scoring.evidence import label_evidence as LE
 
     def label_issue(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if near is None:
-            return -M.normalized_margin(p, y)
+        if near is None:  # no neighbour embedding: the product's formula with the votes weighed at zero
+            return LE.scores(p.mean(0), np.zeros_like(p[0]), y, 0.0, len(p))[1]
         v = LE.votes(near[0], near[1], y, p.shape[2])
         w = LE.stack_weight(p.mean(0), v, y, len(p))
         print(f"      (label_issue: the neighbours count for {w:g} members)")
@@ -198,7 +199,8 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
         other[rows, y] = -np.inf
         return (1 - d[rows, y]) + lam * other.max(1)
 
-    out = {"label issue (default)": -M.normalized_margin(probs, y), "margin": -M.normalized_margin(probs, y),
+    out = {"label issue (default)": LE.scores(mean, np.zeros_like(mean), y, 0.0, n_members)[1],
+           "margin": -M.normalized_margin(probs, y),
            "self-confidence": 1 - M.self_confidence(probs, y)}
     for lam in (0.25, 0.5, 0.75):
         out[f"pool, lam {lam}"] = blend(mean, lam)
@@ -208,8 +210,7 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
         v = LE.votes(near[0], near[1], y, k)
         w = LE.stack_weight(mean, v, y, n_members)
         out["label issue (default)"] = LE.scores(mean, v, y, w, n_members)[1]
-        for lam in (0.25, 0.5):
-            out[f"+ neighbours fitted, lam {lam}"] = blend((n_members * mean + w * v) / (n_members + w), lam)
+        out["+ neighbours fitted, lam 0.5"] = blend((n_members * mean + w * v) / (n_members + w), 0.5)  # 0.25 is the default
         out["neighbours alone"] = 1 - v[rows, y]
         for ww in (1.0, 2.0):
             mixed = (n_members * mean + ww * v) / (n_members + ww)
