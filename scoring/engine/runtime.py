@@ -24,7 +24,6 @@ import os
 import re
 import time
 import uuid
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scoring.engine.onnx_child import export_in_child
 from scoring.io.safeio import read_regular, read_text
 from scoring.io.safewrite import replace_file
 from scoring.locations import user_cache_dir, user_data_dir
@@ -144,48 +144,61 @@ def _clean_abandoned(folder: Path) -> None:
                     p.unlink()
 
 
-def export(enc: Encoder) -> tuple[Path, bytes]:
-    """The encoder's ONNX file and its bytes, verified against the record kept when we exported
-    it (size and SHA-256, in the user's data folder), else exported now: written to a hidden name
-    in the cache folder, then renamed, so a kill leaves no half file under the real name; a cached
-    file that fails the check (truncated, empty, changed by another program) is replaced."""
-    path = model_path(enc)
-    data = _verified(path) if path.is_file() else None
-    if data is not None:
-        return path, data
-    if path.exists() or path.is_symlink():
-        log.warning("%s: the cached ONNX model is not the one Image Triage exported (changed, truncated or "
-                    "unrecorded); exporting it again", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_abandoned(path.parent)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
-    module = enc.module.to("cpu").eval()
+def export_all(encoders: list[Encoder]) -> dict[str, bytes | str]:
+    """Per encoder key, its ONNX model's bytes, or why it could not be exported (one line). A
+    cached file counts when it matches the record kept when we exported it (size and SHA-256, in
+    the user's data folder); the others are exported now, all in one child process
+    (scoring.engine.onnx_child: the app's event loop never waits on the exporter), each to a
+    hidden name in the cache folder, then renamed, so a kill leaves no half file under the real
+    name; a cached file that fails the check (truncated, empty, changed by another program) is
+    replaced."""
+    out: dict[str, bytes | str] = {}
+    todo: list[tuple[Encoder, Path, Path]] = []  # (encoder, real name, hidden name)
+    for enc in encoders:
+        path = model_path(enc)
+        data = _verified(path) if path.is_file() else None
+        if data is not None:
+            out[enc.key] = data
+            continue
+        if path.exists() or path.is_symlink():
+            log.warning("%s: the cached ONNX model is not the one Image Triage exported (changed, truncated or "
+                        "unrecorded); exporting it again", path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_abandoned(path.parent)
+        todo.append((enc, path, path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"))
+    if not todo:
+        return out
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-            torch.onnx.export(module, (_sample(enc, 1),), str(tmp), input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=OPSET,
-                              dynamo=False)
-        data = read_regular(tmp, max_bytes=MAX_MODEL_BYTES, what="ONNX model")
-        _record(path, data)
-        os.replace(tmp, path)
+        said = export_in_child([(enc.module.to("cpu").eval(), _sample(enc, 1), tmp) for enc, _, tmp in todo], OPSET)
+        for (enc, path, tmp), why in zip(todo, said, strict=True):
+            if why is not None:
+                out[enc.key] = why
+                continue
+            try:
+                data = read_regular(tmp, max_bytes=MAX_MODEL_BYTES, what="ONNX model")
+                _record(path, data)
+                os.replace(tmp, path)
+                out[enc.key] = data
+            except (OSError, ValueError) as exc:
+                out[enc.key] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    return path, data
+        for _, _, tmp in todo:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return out
 
 
 PROVIDERS = ("OpenVINOExecutionProvider", "CPUExecutionProvider")  # the CPU ones tried, where installed
 
 
-def session_for(enc: Encoder) -> OrtModule:
-    """An ONNX Runtime module for ``enc``, checked against torch; raises with the reason. Where
+def session_for(enc: Encoder, model: bytes) -> OrtModule:
+    """An ONNX Runtime module for ``enc`` running ``model`` (its exported bytes, checked against
+    our record: the session runs exactly these), checked against torch; raises with the reason. Where
     more than one CPU execution provider is installed (OpenVINO's comes with the
     onnxruntime-openvino wheel), each that gives torch's outputs is timed on a batch and the
     fastest is kept: chosen by measurement on this machine, for this network."""
     import onnxruntime as ort
 
-    _, model = export(enc)  # the bytes checked against our record: the session runs exactly these
     x = _sample(enc, 8)
     with torch.inference_mode():
         want = enc.module.to("cpu").eval()(x).float().numpy()
@@ -236,6 +249,8 @@ def prepare(encoders: list[Encoder], dev: torch.device, runtime: str = "auto") -
     use = wants_onnx(runtime, dev)
     out: list[Encoder] = []
     chosen: dict[str, str] = {}
+    wanted = [e for e in encoders if use and _has_weights(e.module) and not isinstance(e.module, OrtModule)]
+    models = export_all(wanted) if wanted else {}
     for enc in encoders:
         if not _has_weights(enc.module):  # pixels, thumbnails, statistics: nothing to run faster
             out.append(enc)
@@ -246,7 +261,10 @@ def prepare(encoders: list[Encoder], dev: torch.device, runtime: str = "auto") -
             chosen[enc.key] = "onnx" if isinstance(enc.module, OrtModule) else "torch"
             continue
         try:
-            module = session_for(enc)
+            model = models[enc.key]
+            if isinstance(model, str):
+                raise ValueError(model)
+            module = session_for(enc, model)
             out.append(replace(enc, module=module))
             chosen[enc.key] = "onnx" if module.provider == "CPUExecutionProvider" else f"onnx ({module.provider})"
         except Exception as exc:  # noqa: BLE001 - any failure to export or check: torch runs it, said in one line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,12 @@ def _encoder(name: str, module: torch.nn.Module, size: int, grey: bool = False) 
     return Encoder(f"test-{name}-{size}", module.eval(), Preprocess(size=size, grayscale=grey), "logits", name)
 
 
-def _same(enc: Encoder) -> float:
+def _same(enc: Encoder, onnx: Encoder | None = None) -> float:
     """The largest |onnx - torch| relative to the largest |torch| on a fresh batch of 5."""
-    [onnx], chosen = RT.prepare([enc], CPU, "onnx")
-    assert chosen[enc.key].startswith("onnx") and isinstance(onnx.module, RT.OrtModule)
+    if onnx is None:
+        [onnx], chosen = RT.prepare([enc], CPU, "onnx")
+        assert chosen[enc.key].startswith("onnx")
+    assert isinstance(onnx.module, RT.OrtModule)
     x = torch.rand(5, 1 if enc.preprocess.grayscale else 3, enc.preprocess.size, enc.preprocess.size)
     with torch.inference_mode():
         want = enc.module(x).numpy()
@@ -39,14 +42,21 @@ def _same(enc: Encoder) -> float:
     return float(np.abs(got - want).max() / np.abs(want).max())
 
 
-@pytest.mark.parametrize("arch,size,kw", [
+ARCHS = [
     ("cifar_resnet20", 32, {}), ("cifar_resnet32", 32, {}), ("cifar_resnet44", 32, {}), ("cifar_resnet56", 32, {}),
     ("small_cnn", 32, {"in_channels": 1, "size": 32}), ("tiny_mlp", 16, {"size": 16}),
-])
-def test_every_packaged_architecture_gives_torchs_outputs(arch: str, size: int, kw: dict) -> None:
+]
+
+
+def test_every_packaged_architecture_gives_torchs_outputs() -> None:
+    """All six exported in one child process (one torch import for a pool), each checked."""
     torch.manual_seed(0)
-    enc = _encoder(arch, get_model(arch, num_classes=10, **kw), size, grey=kw.get("in_channels") == 1)
-    assert _same(enc) <= RT.TOLERANCE
+    encs = [_encoder(arch, get_model(arch, num_classes=10, **kw), size, grey=kw.get("in_channels") == 1)
+            for arch, size, kw in ARCHS]
+    out, chosen = RT.prepare(encs, CPU, "onnx")
+    assert all(chosen[e.key] == "onnx" for e in encs), chosen
+    for enc, onnx in zip(encs, out, strict=True):
+        assert _same(enc, onnx) <= RT.TOLERANCE, enc.description
 
 
 def test_an_architecture_the_exporter_cannot_take_stays_on_torch(caplog: pytest.LogCaptureFixture) -> None:
@@ -77,37 +87,67 @@ def test_the_shared_cifar_resnets_as_shipped(tmp_path: Path) -> None:
 
     specs = cifar_resnet_pool_specs(shared_path("models", "cifar10-resnet"))
     pool = build_pool(specs, list(CIFAR10_CLASSES))
-    for enc in pool.encoders():
-        assert _same(enc) <= RT.TOLERANCE, enc.description
+    encs = pool.encoders()
+    out, _ = RT.prepare(encs, CPU, "onnx")
+    for enc, onnx in zip(encs, out, strict=True):
+        assert _same(enc, onnx) <= RT.TOLERANCE, enc.description
 
 
 class _NotExportable(torch.nn.Module):
-    """A forward that leaves torch (numpy in the middle): the exporter cannot trace it."""
+    """A forward the exporter refuses (as it refuses an operator it has no ONNX form for)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lin = torch.nn.Linear(3, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.from_numpy(x.mean(dim=(2, 3)).detach().numpy() * 1.0)
-        return self.lin(pooled)
+        if torch.onnx.is_in_onnx_export():
+            raise RuntimeError("Unsupported: a numpy call in forward\nmore detail")
+        return self.lin(x.mean(dim=(2, 3)))
 
 
-def test_a_failed_export_falls_back_to_torch_with_one_line(caplog: pytest.LogCaptureFixture,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_export_falls_back_to_torch_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """The child process exports both: the one it cannot leaves the other exported."""
     bad = _encoder("odd", _NotExportable(), 8)
     fine = _encoder("fine", get_model("tiny_mlp", num_classes=2, size=8), 8)
 
-    def broken(*_a: object, **_k: object) -> None:
-        raise RuntimeError("Unsupported: a numpy call in forward\nmore detail")
-
-    real = torch.onnx.export
-    monkeypatch.setattr(torch.onnx, "export", lambda m, *a, **k: broken() if isinstance(m, _NotExportable) else real(m, *a, **k))
     with caplog.at_level(logging.WARNING, logger="scoring.engine.runtime"):
         out, chosen = RT.prepare([bad, fine], CPU, "auto")
     assert out[0] is bad and chosen[bad.key].startswith("torch: ") and chosen[fine.key] == "onnx"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "odd" in lines[0] and "torch runs it" in lines[0] and "\n" not in lines[0]
+    assert "Unsupported: a numpy call in forward" in lines[0]  # the child's own reason, its first line
+
+
+def test_the_exporter_never_loads_into_this_process(tmp_path: Path) -> None:
+    """Issue 30: onnx's import (693 ms) and the trace (757 ms) held the interpreter lock and
+    stopped the app's window; here a fresh interpreter exports and `onnx` never enters it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from scoring.engine import runtime as RT; from scoring.pool.base import Encoder, "
+            "Preprocess; from scoring.pool.models.registry import get_model; "
+            "e = Encoder('t', get_model('tiny_mlp', num_classes=2, size=8).eval(), Preprocess(size=8), 'logits'); "
+            "_, c = RT.prepare([e], torch.device('cpu'), 'onnx'); "
+            "print(c['t'], 'onnx' in sys.modules, 'torch.onnx.utils' in sys.modules)")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.stdout.split() == ["onnx", "False", "False"], done.stderr[-2000:]
+
+
+def test_a_stuck_exporter_is_stopped_and_an_unpicklable_network_stays_on_torch(tmp_path: Path) -> None:
+    from scoring.engine.onnx_child import export_in_child
+
+    class Local(torch.nn.Module):  # defined in a function: pickle cannot name it
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))
+
+    fine = get_model("tiny_mlp", num_classes=2, size=8).eval()
+    said = export_in_child([(Local(), torch.zeros(1, 3, 8, 8), tmp_path / "a.onnx"),
+                            (fine, torch.zeros(1, 3, 8, 8), tmp_path / "b.onnx")], RT.OPSET, timeout=0.01)
+    assert said[0] is not None and "cannot be handed to the exporter" in said[0]
+    assert said[1] is not None and "took over 0 s and was stopped" in said[1] and not (tmp_path / "b.onnx").exists()
 
 
 def test_outputs_that_differ_fall_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
