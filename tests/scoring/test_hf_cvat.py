@@ -62,7 +62,7 @@ def test_huggingface_import_relabel_export_import_again(tmp_path: Path) -> None:
     (tmp_path / "hub" / "data").mkdir(parents=True)
     ds.to_parquet(str(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"))  # type: ignore[attr-defined]
     db = project_for(tmp_path / "hub", tmp_path / "p.triage.db")
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))
     with Project.open(db) as p:
         rows = sorted(p.images.image(int(i)).path for i in p.images.scorable_ids())
         assert len(rows) == 15
@@ -155,7 +155,7 @@ def test_cvat_xml_import_relabel_export_import_again(tmp_path: Path) -> None:
     voted = next(r for r in ds.records if r.path == "part1/im5.png")
     assert [lab for _, lab in voted.votes] == ["red", "blue", "red"]
     db = project_for(tmp_path / "cvat", tmp_path / "p.triage.db")  # the folder works too
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))
     with Project.open(db) as p:
         p.edits.relabel(p.images.find_image("part1/im0.png"), 1)  # blue -> green
         p.edits.remove(p.images.find_image("part1/im1.png"))

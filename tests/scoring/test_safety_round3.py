@@ -226,7 +226,7 @@ def test_2_an_export_of_a_cvat_project_copies_nothing_from_outside(tmp_path: Pat
     (cv / "images" / "link.png").symlink_to(out / "secret.png")
     _cvat(cv, [f"{n}.png" for n in range(6)] + ["link.png"])
     db = project_for(cv, tmp_path / "p.triage.db")
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))
     before = snapshot(out)
     assert main(["export", "--db", str(db), str(tmp_path / "exp"), "--link", "copy"]) == 0
     secret = (out / "secret.png").read_bytes()
@@ -310,7 +310,7 @@ def test_7_a_writer_mark_from_another_host_is_stale_by_its_heartbeat_and_unlock_
     db = project_for(data, tmp_path / "p.triage.db")
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps({"pid": 4242, "host": "node-7"}))  # an older version's mark
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # no heartbeat: cannot be alive
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))  # no heartbeat: cannot be alive
     live = {"pid": 4242, "host": "node-7", "what": "scoring run", "beat": time.time()}
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps(live))
@@ -322,7 +322,7 @@ def test_7_a_writer_mark_from_another_host_is_stale_by_its_heartbeat_and_unlock_
     with Project.open(db) as p:
         assert p.runs.writer() is None
         p._set_meta(scoring_writer=json.dumps({**live, "beat": time.time() - 3600}))
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))  # an hour without a heartbeat: taken over
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))  # an hour without a heartbeat: taken over
     with Project.open(db) as p, p.transaction():
         p._set_meta(scoring_writer=json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": "x"}))
     assert main(["unlock", "--db", str(db)]) == 2  # a live process here is stopped, not unlocked
@@ -578,7 +578,7 @@ def test_4_13_a_huggingface_project_never_depends_on_a_cache_it_cannot_rebuild(t
     parquet = tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"
     datasets.Dataset.from_dict({"image": imgs, "label": labels}, features=feats).to_parquet(str(parquet))
     db = project_for(tmp_path / "hub", tmp_path / "p.triage.db")
-    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
+    drain(score_project(db, pool=tiny_pool(CLASSES), workers=0, runtime="torch"))
     with Project.open(db) as p:
         first = p.dataset_root
         p.edits.relabel(1, 2)
