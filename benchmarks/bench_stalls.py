@@ -42,9 +42,20 @@ class Gaps:
         self.timer.start()
         main = threading.main_thread().ident
 
+        spy = os.environ.get("STALLS_PYSPY")  # a py-spy binary: `dump --native` at each stall, into stalls-spy-N.txt
+
         def watch() -> None:
+            spied = 0
             while True:
                 time.sleep(0.05)
+                if spy and time.perf_counter() - self.last > 0.12 and spied < 12:
+                    spied += 1
+                    import subprocess
+
+                    with open(f"stalls-spy-{spied}.txt", "w") as out:
+                        subprocess.Popen([spy, "dump", "--native", "--pid", str(os.getpid())], stdout=out,
+                                         stderr=subprocess.STDOUT)
+                    time.sleep(0.3)
                 if time.perf_counter() - self.last > 0.15:
                     frame = sys._current_frames().get(main)
                     if frame is not None:
@@ -92,15 +103,16 @@ def main() -> None:
         sys.setswitchinterval(args.switch)
     from PySide6.QtCore import QCoreApplication, QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QMessageBox
 
+    from gui.app import _app
     from gui.main_window import MainWindow
     from scoring.io.datasets import open_dataset
     from scoring.pool.spec import demo_specs
     from scoring.store import Project
     from scoring.tasks.demo import demo_project
 
-    app = QApplication.instance() or QApplication([])
+    app = _app()  # as the app makes it: its style, and the garbage collector on the window's thread
     QMessageBox.information = staticmethod(lambda *a, **k: None)  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:

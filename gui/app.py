@@ -8,6 +8,7 @@ from importlib import resources
 
 from PySide6.QtWidgets import QApplication
 
+from gui import collector
 from gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,8 @@ def _app() -> QApplication:
 
 
 def _collect_on_the_gui_thread(app: QApplication) -> None:
-    """Python's cyclic garbage collector runs in whichever thread allocates when it is due: a
-    window's cycles (its slots hold it) were then finalised on a decode or scoring thread, where
-    Qt objects must not be touched (seen as "QBasicTimer::start: Timers cannot be started from
-    another thread" and a window deleted under the keys, once, under load). pyqtgraph's
-    GarbageCollector turns the automatic collection off and collects from a GUI-thread timer."""
-    if getattr(app, "_gui_gc", None) is None:
-        from pyqtgraph.util.garbage_collector import GarbageCollector
-
-        app._gui_gc = GarbageCollector(interval=1.0)  # type: ignore[attr-defined]
+    """Collections on the window's thread, never on a worker's (gui.collector)."""
+    collector.install(app)
 
 
 def _show(win: MainWindow) -> None:

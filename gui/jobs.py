@@ -54,6 +54,7 @@ class Jobs(QObject):
     def run(self, factory: GeneratorFactory, title: str, on_returned: Callable[[Any], None],
             on_errored: Callable[[BaseException], None] | None = None) -> GeneratorWorker:
         worker, thread = start_worker(factory, self, start=False)
+        collector.busy(True)  # no full collection on the window's thread while it runs
         self._worker, self._thread = worker, thread
         self.title = title
         self.project = self.current_project()
@@ -161,5 +162,6 @@ class Jobs(QObject):
         self.project = None
         if follow is not None and same:
             follow()
-        else:  # the chain is over: what its jobs imported is frozen out of later collections (gui.collector)
+        if not self.busy:  # the chain is over: what its jobs imported is frozen out of later collections (gui.collector)
             collector.settle()
+            collector.busy(False)

@@ -107,6 +107,32 @@ def test_the_collectors_long_passes_are_kept_off_the_event_loop(qtbot, settings,
     assert gc.get_freeze_count() >= settled[0]
 
 
+def test_the_full_collection_waits_while_a_job_runs_and_runs_on_the_windows_thread(qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """In the app the collector runs from a timer on the window's thread; its full pass walked the
+    first scoring's fresh imports there (a stall). While a job runs only the young generations
+    are collected; the chain's end settles, then full passes are due again."""
+    import gc
+    import threading
+
+    from PySide6.QtWidgets import QApplication
+
+    import gui.collector
+    from gui.app import _app
+
+    assert _app() is QApplication.instance() and gui.collector._installed is not None and not gc.isenabled()
+    done: list[tuple[int, bool]] = []
+    monkeypatch.setattr(gc, "get_count", lambda: (10**6, 10**6, 10**6))  # every generation due
+    monkeypatch.setattr(gc, "collect", lambda gen=2: done.append((gen, threading.current_thread() is threading.main_thread())) or 0)
+    c = gui.collector._installed
+    gui.collector.busy(True)
+    c.check()
+    assert done == [(0, True), (1, True)]
+    gui.collector.busy(False)
+    c.check()
+    assert done[2:] == [(0, True), (1, True), (2, True)]
+    qtbot.waitUntil(lambda: len(done) > 5, timeout=5_000)  # and the timer calls it on its own
+
+
 def test_worker_threads_run_below_the_windows_thread(qtbot) -> None:  # type: ignore[no-untyped-def]
     """On Linux a pool thread and a job's thread lower their own priority (per-thread niceness):
     the window's thread wins a core when the end of a scoring run starts three jobs at once."""
