@@ -60,9 +60,10 @@ class DecodeOnce(TorchDataset):  # type: ignore[type-arg]
 
 def decode_item(image_id: int, path: str | Path, preprocesses: Sequence[Preprocess]) -> Item:
     """Decode one image once and apply each distinct preprocessing (local and Ray engines)."""
-    need = max((pp.resize or pp.size) for pp in preprocesses) if preprocesses else None
-    try:
-        img, sha1, (width, height) = decode_for(path, need)  # one read: decoded (at the scale needed) and hashed
+    short = max((pp.decode_needs[0] for pp in preprocesses), default=0)
+    long = max((pp.decode_needs[1] for pp in preprocesses), default=0)
+    try:  # one read: decoded (at the scale needed) and hashed
+        img, sha1, (width, height) = decode_for(path, short or None, long or None)
     except ImageDecodeError as exc:
         return Item(image_id, None, str(exc), 0, 0, None)
     except OSError as exc:  # vanished or unreadable between listing and decoding

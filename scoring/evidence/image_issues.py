@@ -55,26 +55,45 @@ GREY_COLOUR = 0.004
 COLOUR_SET = 0.9  # the share of colourful images that makes a colour dataset
 
 
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(x, 100 * q)`` (linear) for each q of a flat array, by one partition: 7 us
+    where np.percentile takes 90 on a 32x32 image (issue 35: the statistics ride on the decode)."""
+    pos = [q * (x.size - 1) for q in qs]
+    part = np.partition(x, sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos}))
+    out = []
+    for p in pos:
+        lo, hi = int(np.floor(p)), int(np.ceil(p))
+        a, b, t = float(part[lo]), float(part[hi]), p - lo
+        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))  # numpy's own lerp
+    return out
+
+
 def image_stats(img: Image.Image) -> np.ndarray:
-    """(len(FIELDS),) float32 statistics of one decoded image (see the module text)."""
+    """(len(FIELDS),) float32 statistics of one decoded image (see the module text). Channel
+    minima and maxima are taken slice by slice: a reduction over a 3-long last axis costs 50 us."""
     if max(img.size) > STATS_SIDE:
         img = img.copy()
         img.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
     a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    lum = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    if lum.shape[0] >= 3 and lum.shape[1] >= 3:
+    lum = a @ LUMA
+    h, w = lum.shape
+    if h >= 3 and w >= 3:
         lap = 4 * lum[1:-1, 1:-1] - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:]
         grad = np.abs(np.diff(lum, axis=1)).mean() + np.abs(np.diff(lum, axis=0)).mean()
         sharp = float(np.abs(lap).mean() / (grad + 1e-4))
     else:
         sharp = 0.0
-    q10, q90 = np.percentile(lum, [10, 90])
-    colour = float(np.abs(a - a.mean(axis=2, keepdims=True)).mean())
-    h, w = lum.shape
-    centre = a[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
-    centre_clipped = float((centre.max(axis=2) >= CLIPPED).mean()) if centre.size else 0.0
-    black = float(np.percentile(a.min(axis=2), 0.5))
-    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (lum >= CLIPPED).mean(), centre_clipped, black],
+    flat = lum.ravel()
+    q10, q90 = _percentiles(flat, (0.10, 0.90))
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    colour = float(np.abs(a - ((r + g + b) / np.float32(3.0))[..., None]).mean())
+    brightest = np.maximum(np.maximum(r, g), b)[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+    centre_clipped = float((brightest >= CLIPPED).mean()) if brightest.size else 0.0
+    (black,) = _percentiles(np.minimum(np.minimum(r, g), b).ravel(), (0.005,))
+    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (flat >= CLIPPED).mean(), centre_clipped, black],
                     dtype=np.float32)
 
 
@@ -87,6 +106,12 @@ class StatsPreprocess(Preprocess):
     @property
     def key(self) -> str:
         return STATS_KEY
+
+    @property
+    def decode_needs(self) -> tuple[int, int]:
+        """The longer side at STATS_SIDE, never the shorter: a 1 MP photo wanted at 32 px decodes
+        at 1/8 (144x108), not at 1/4 for the statistics alone (issue 35)."""
+        return (0, STATS_SIDE)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         return torch.from_numpy(image_stats(img))

@@ -65,11 +65,12 @@ def load_image_and_sha1(path: str | Path) -> tuple[Image.Image, str]:
     return img, sha1
 
 
-def decode_for(path: str | Path, min_side: int | None = None) -> tuple[Image.Image, str, tuple[int, int]]:
+def decode_for(path: str | Path, min_side: int | None = None,
+               min_long: int | None = None) -> tuple[Image.Image, str, tuple[int, int]]:
     """Read once, hash (SHA-1), and decode at the smallest scale whose shorter side still covers
-    ``min_side`` (JPEGs decode at 1/2, 1/4 or 1/8 scale inside libjpeg: a 4 MP photo wanted at
-    32 px decodes several times faster). Returns the image, the hash and the full (width, height)
-    as displayed (EXIF orientation applied)."""
+    ``min_side`` and whose longer side covers ``min_long`` (JPEGs decode at 1/2, 1/4 or 1/8 scale
+    inside libjpeg: a 4 MP photo wanted at 32 px decodes several times faster). Returns the image,
+    the hash and the full (width, height) as displayed (EXIF orientation applied)."""
     p: str | Path = path if is_uri(path) else Path(path)
     try:
         data = read_bytes(p)
@@ -86,8 +87,8 @@ def decode_for(path: str | Path, min_side: int | None = None) -> tuple[Image.Ima
                 im.seek(0)
                 w, h = im.size
                 full = (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # EXIF: rotated 90
-                if min_side and im.format == "JPEG" and min(w, h) > 2 * min_side:
-                    scale = min_side / min(w, h)
+                scale = max((min_side or 0) / max(min(w, h), 1), (min_long or 0) / max(w, h, 1))
+                if (min_side or min_long) and im.format == "JPEG" and scale < 0.5:
                     im.draft("RGB", (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
                 im.load()
                 img = ImageOps.exif_transpose(im) or im

@@ -24,6 +24,7 @@ import json
 from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -77,9 +78,23 @@ class Preprocess:
     std: tuple[float, ...] = IMAGENET_STD
     grayscale: bool = False
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # asked per image per preprocessing: hashed once (issue 35)
         return stable_hash("preprocess", self.size, self.resize, self.mean, self.std, self.grayscale)
+
+    @property
+    def decode_needs(self) -> tuple[int, int]:
+        """(shorter side, longer side) the decoded image must keep for this preprocessing: the
+        engine decodes JPEGs at the smallest scale that keeps every preprocessing's needs."""
+        return (self.resize or self.size, 0)
+
+    @cached_property
+    def _norm(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) as float32 arrays over the channels, broadcast over (H, W, C)."""
+        c = 1 if self.grayscale else 3
+        mean = self.mean[:c] if len(self.mean) >= c else self.mean * c
+        std = self.std[:c] if len(self.std) >= c else self.std * c
+        return np.array(mean, dtype=np.float32), np.array(std, dtype=np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,11 +141,10 @@ class Preprocess:
         arr = np.asarray(img, dtype=np.float32) / 255.0
         if arr.ndim == 2:
             arr = arr[:, :, None]
-        t = torch.from_numpy(arr.transpose(2, 0, 1).copy())
-        c = t.shape[0]
-        mean = torch.tensor(self.mean[:c] if len(self.mean) >= c else self.mean * c).view(-1, 1, 1)
-        std = torch.tensor(self.std[:c] if len(self.std) >= c else self.std * c).view(-1, 1, 1)
-        return (t - mean) / std
+        mean, std = self._norm
+        if arr.shape[2] != len(mean):  # a grey image under a colour preprocessing's (or the reverse) channels
+            mean, std = np.resize(mean, arr.shape[2]), np.resize(std, arr.shape[2])
+        return torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy())
 
 
 @dataclass

@@ -105,3 +105,33 @@ def test_a_project_scored_before_the_statistics_gets_them_on_the_next_run(
     with Project.open(db) as p:
         counts = drain(write_dataset_issues(p, p.images.scorable_ids(), threading.Event()))
         assert counts.get("low_information") == 1 and not len(p.cache.missing_features(II.STATS_KEY, p.images.scorable_ids()))
+
+
+def test_the_statistics_never_make_the_engine_decode_a_photo_larger(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 35: the statistics want the longer side at STATS_SIDE, not the shorter: with a
+    32 px pool a 1200x900 JPEG decodes at 1/8 (150x113), as it does for the pool alone, and the
+    statistics are still taken at 128 px on the longer side."""
+    from scoring.engine.batches import THUMB, decode_item
+    from scoring.evidence.image_issues import STATS, STATS_SIDE
+    from scoring.io import decoding
+    from scoring.pool.base import Preprocess
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (9, 12, 3), dtype=np.uint8)).resize((1200, 900)).save(tmp_path / "p.jpg")
+    sizes: list[tuple[int, int]] = []
+    real = decoding._to_rgb
+    monkeypatch.setattr(decoding, "_to_rgb", lambda img: (sizes.append(img.size), real(img))[1])
+    pool = [Preprocess(size=32)]
+    decode_item(0, tmp_path / "p.jpg", pool)
+    item = decode_item(0, tmp_path / "p.jpg", [*pool, THUMB, STATS])
+    assert sizes == [(150, 113), (150, 113)]
+    assert max(sizes[1]) >= STATS_SIDE and item.tensors is not None and item.tensors[STATS.key].shape == (9,)
+
+
+def test_the_partition_percentiles_are_numpys() -> None:
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 10, 1024, 16384):
+        x = rng.random(n, dtype=np.float32)
+        want = np.percentile(x, [0.5, 10, 90])
+        assert np.allclose(II._percentiles(x, (0.005, 0.10, 0.90)), want, rtol=0, atol=1e-7), n
