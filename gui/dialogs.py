@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.pool_builder import PoolBuilder
 from scoring.pool.weights import is_offline, set_offline
 from scoring.tasks.autopool import Facts
 from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
@@ -38,6 +37,9 @@ class ScoreDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Score the dataset")
         self.resize(760, 480)
+        # The pool's kinds and torch come with it: the survey's thread imported them first.
+        from gui.pool_builder import PoolBuilder
+
         self.builder = PoolBuilder(facts, last_specs, self)
         heading = "the pool of the last run" if last_specs else "chosen automatically for this dataset"
         why = "".join(f"<br>· {html.escape(r)}" for r in self.builder.reasons)

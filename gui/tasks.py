@@ -8,11 +8,10 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from gui.dialogs import ExportDialog, ScoreDialog
 from gui.jobs import Jobs
 from gui.offthread import LatestOnly
 from gui.review_actions import ReviewController, Say
@@ -20,10 +19,15 @@ from gui.view_state import ViewState
 from gui.worker import GeneratorWorker
 from scoring.errors import ImageTriageError
 
+if TYPE_CHECKING:  # the dialogs pull in the pool's kinds, and with them torch: imported when opened
+    from gui.dialogs import ExportDialog, ScoreDialog
+
 
 def _survey(path: Path) -> Any:
     """The automatic pool's facts about the project's dataset, or the error reading it (on a pool
-    thread, with its own connection)."""
+    thread, with its own connection). The Score dialog's pool builder is imported here too: it
+    brings the pool's kinds and torch (3.5 s), which the window itself never waits for."""
+    import gui.pool_builder  # noqa: F401 - imported off the window's thread, used by ScoreDialog
     from scoring.device import pick_device
     from scoring.store import Project
     from scoring.tasks.autopool import survey
@@ -62,6 +66,8 @@ class Tasks:
         if isinstance(facts, (ImageTriageError, OSError)):
             QMessageBox.critical(self.window, "Cannot read the dataset", str(facts))
             return
+        from gui.dialogs import ScoreDialog
+
         dlg = ScoreDialog(facts, project.runs.last_pool_spec(), self.window)
         self._recall(dlg, project.path, "score")  # this project's last device, batch size and runtime
         if dlg.exec():
@@ -108,6 +114,8 @@ class Tasks:
         project = self.review.project
         if project is None or self.jobs.busy:
             return
+        from gui.dialogs import ExportDialog
+
         dlg = ExportDialog(project.dataset_root.parent / f"{project.dataset_root.name}-cleaned", self.window)
         self._recall(dlg, project.path, "export")  # this project's last destination and options
         if dlg.exec():

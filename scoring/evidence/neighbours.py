@@ -19,10 +19,10 @@ benchmark for the projected one.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from scoring.store import Project
 
@@ -32,21 +32,35 @@ PCA_SAMPLE = 50_000
 
 
 def principal(feats: np.ndarray, dims: int, *, centre: bool, sample: int = PCA_SAMPLE
-              ) -> tuple[np.ndarray, torch.Tensor | None]:
-    """(mean (D,) float32, (D, dims) basis of the first principal directions, or None when D <=
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(mean (D,) float32, (D, dims) float32 basis of the first principal directions, or None when D <=
     dims), fitted on a sample of ``sample`` rows; uncentred (mean 0) when not ``centre``. The one
     PCA of the project (the neighbour index, the duplicate search). Torch's linear algebra, not
     numpy's: after torch has run in this process (a re-rank's refit), numpy's BLAS threads fight
-    torch's and the same eigh took 4.5 times as long."""
+    torch's and the same eigh took 4.5 times as long. Where torch is not loaded (the review
+    window, which never imports it: issue 31) numpy's does the same sums."""
     n, d = feats.shape
-    rows = torch.from_numpy(feats[np.sort(np.random.default_rng(0).choice(n, min(n, sample), replace=False))]
-                            .astype(np.float64))
-    mean = rows.mean(0) if centre else torch.zeros(d, dtype=torch.float64)
+    rows = feats[np.sort(np.random.default_rng(0).choice(n, min(n, sample), replace=False))].astype(np.float64)
+    mean = rows.mean(0) if centre else np.zeros(d, dtype=np.float64)
     if d <= dims:
-        return mean.float().numpy(), None
+        return mean.astype(np.float32), None
     rows -= mean
-    _, vecs = torch.linalg.eigh(rows.T @ rows)
-    return mean.float().numpy(), vecs.flip(1)[:, :dims].float().contiguous()  # the largest components first
+    torch = sys.modules.get("torch")
+    if torch is None:
+        _, vecs = np.linalg.eigh(rows.T @ rows)
+        return mean.astype(np.float32), np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
+    t = torch.from_numpy(rows)
+    _, tvecs = torch.linalg.eigh(t.T @ t)
+    return mean.astype(np.float32), tvecs.flip(1)[:, :dims].float().numpy()  # the largest components first
+
+
+def project_on(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(N, D) float32 rows on a (D, d) basis: torch's matmul where torch is loaded (numpy's BLAS
+    threads fight torch's there), numpy's in the review window, which never loads torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return x @ basis
+    return (torch.from_numpy(np.ascontiguousarray(x)) @ torch.from_numpy(basis)).numpy()
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,11 @@ class NeighbourIndex:
         n, d = feats.shape
         mean, basis = principal(feats, DIMS, centre=True)
         unit = np.empty((n, DIMS if basis is not None else d), dtype=np.float32)
-        mean32 = torch.from_numpy(mean)
         for s in range(0, n, READ_CHUNK):
-            x = torch.from_numpy(feats[s : s + READ_CHUNK].astype(np.float32)) - mean32
+            x = feats[s : s + READ_CHUNK].astype(np.float32) - mean
             if basis is not None:
-                x = x @ basis
-            unit[s : s + READ_CHUNK] = (x / (x.norm(dim=1, keepdim=True) + 1e-8)).numpy()
+                x = project_on(x, basis)
+            unit[s : s + READ_CHUNK] = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
         return cls(ids, unit, labels, statuses, embedding, last_edit)
 
     @classmethod

@@ -102,14 +102,12 @@ def _aligned(thumbs: np.ndarray, crop: float, side: int = 16) -> np.ndarray:
 def _principal(emb: np.ndarray, dims: int, sample: int = 50_000) -> np.ndarray:
     """(N, D) unit rows -> (N, dims) unit rows on their first ``dims`` principal directions
     (uncentred: cosines of the full rows are what is approximated), fitted on a sample."""
-    import torch
-
-    from scoring.evidence.neighbours import principal
+    from scoring.evidence.neighbours import principal, project_on
 
     _, basis = principal(emb, dims, centre=False, sample=sample)
     if basis is None:
         return np.ascontiguousarray(emb, dtype=np.float32)
-    out = np.concatenate([(torch.from_numpy(np.ascontiguousarray(emb[s : s + 200_000], dtype=np.float32)) @ basis).numpy()
+    out = np.concatenate([project_on(np.asarray(emb[s : s + 200_000], dtype=np.float32), basis)
                           for s in range(0, len(emb), 200_000)])
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-8
     return np.ascontiguousarray(out, dtype=np.float32)
