@@ -6,7 +6,7 @@ app that stops the window's event loop for up to 848 ms during the first scoring
 (measured with ``benchmarks/bench_stalls.py`` and a fresh cache). In a child process neither
 touches the app; the exporter's own crash cannot take the app down either, and its imports
 (onnx, torch._dynamo: hundreds of MB) never load into the long-lived process. The child costs
-its own torch import (about 2 s) once per encoder per machine: exports are cached.
+its own torch and onnx imports (about 4 s here) once per pool per machine: exports are cached.
 
 The parent writes each module to a private temporary folder it has just made (``torch.save``,
 or ``torch.jit.save`` for TorchScript), runs ``python -m scoring.engine.onnx_child FOLDER`` once
