@@ -21,6 +21,16 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def _stack(frame):  # type: ignore[no-untyped-def]
+    """A thread's frames, oldest first, without reading source lines: linecache's first read of a
+    file holds the interpreter lock, and the watcher must not make the stalls it measures."""
+    import traceback
+
+    stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+    stack.reverse()
+    return stack
+
+
 class Gaps:
     """The event loop's gaps, measured by a 10 ms timer, kept per phase; a watcher thread notes
     where the GUI thread was whenever it has not ticked for 150 ms (what --why prints)."""
@@ -28,7 +38,6 @@ class Gaps:
     def __init__(self) -> None:
         import sys
         import threading
-        import traceback
 
         from PySide6.QtCore import QTimer
 
@@ -59,7 +68,7 @@ class Gaps:
                 if time.perf_counter() - self.last > 0.15:
                     frame = sys._current_frames().get(main)
                     if frame is not None:
-                        stack = traceback.extract_stack(frame)
+                        stack = _stack(frame)
                         ours = [f for f in stack if "/gui/" in f.filename or "/scoring/" in f.filename][-3:]
                         ours = ours or stack[-2:]  # in none of ours: the frames Qt or the loop was in
                         key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(ours))
@@ -67,7 +76,7 @@ class Gaps:
                     for ident, other in sys._current_frames().items():  # who ran meanwhile
                         if ident == main or ident == threading.get_ident():
                             continue
-                        top = traceback.extract_stack(other)[-2:]
+                        top = _stack(other)[-2:]
                         key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
                         self.others[key] = self.others.get(key, 0) + 1
 
@@ -79,12 +88,11 @@ class Gaps:
         if gap > 0.15:  # the thread that held the interpreter meanwhile has only just let it go
             import sys
             import threading
-            import traceback
 
             others = []
             for ident, frame in sys._current_frames().items():
                 if ident != threading.get_ident():
-                    top = traceback.extract_stack(frame)[-3:]
+                    top = _stack(frame)[-3:]
                     others.append(" < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top)))
             self.when.append((self.phase, now - self.t0, gap, self.message + "\n      threads: " + "\n        ".join(others)))
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)

@@ -177,6 +177,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             duplicate=args.duplicates,
             conflict=args.conflicts,
             issue=args.issue,
+            disputed=args.disputed,
         )
         sort = args.sort or default_sort(project.images.labelled())
         if not args.sort and not args.json:
@@ -285,6 +286,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if est is None and project.images.labelled() and project.runs.active_members():
             print("no errors-left estimate: a class has fewer than 5 scored images, too few to say", file=sys.stderr)
         print(issue_summary(out["issues"]), file=sys.stderr)
+        if project.team.has_team():
+            from scoring.tasks.merge import agreement
+
+            for line in agreement(project).lines():
+                print(line, file=sys.stderr)
         if est is not None:
             print(f"{est.detail()} The next 100 in the queue hold about {est.next_100:.1f}"
                   + ("; you could stop here" if est.suggests_stop() else ""), file=sys.stderr)

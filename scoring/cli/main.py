@@ -31,6 +31,7 @@ from scoring.cli.commands import (
 )
 from scoring.cli.evidence import add_evidence_commands
 from scoring.cli.pool import cmd_pool_auto, cmd_pool_check
+from scoring.cli.team import add_team_commands
 from scoring.engine.registry import engines
 from scoring.errors import ImageTriageError
 from scoring.io.datasets import LAYOUTS
@@ -81,6 +82,8 @@ EXAMPLES = {
     "pool": "image-triage pool check pool.toml ~/data/cifar10-test",
     "pool auto": "image-triage pool auto ~/data/pets > pool.toml   # then edit it and score with --pool pool.toml",
     "open": "image-triage open ~/data/cifar10-test",
+    "share": "image-triage share --db cifar.triage.db --to ~/share --annotators ana,ben,chloe --overlap 0.1",
+    "merge": "image-triage merge --db cifar.triage.db ~/share/ana.triage.db ~/share/ben.triage.db",
     "demo": "image-triage demo            # build, score and open the demo\n  image-triage demo --headless # score it and print the queue",
 }
 
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--duplicates", action="store_true", help="only images in a duplicate group (run `duplicates` first)")
     sp.add_argument("--conflicts", action="store_true", help="only duplicates whose group carries different labels")
     sp.add_argument("--issue", choices=ISSUES, help="only images with this dataset issue (found when scoring)")
+    sp.add_argument("--disputed", action="store_true", help="only images merged packages decided differently, not yet settled")
     sp.add_argument("--limit", type=whole_number(1, 10**9), default=50, help="rows to print (1 or more)")
     sp.add_argument("--json", action="store_true")
 
@@ -190,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep one image per duplicate group (the one you kept, else the first by id); run `duplicates` first")
 
     add_evidence_commands(add, db_arg)
+    add_team_commands(add, db_arg)
 
     sp = add("pool", "pool tools: `pool auto DATASET` prints the automatic pool; `pool check POOLFILE [DATASET]` measures one", cmd_pool_check)
     pool_sub = sp.add_subparsers(dest="pool_command", metavar="auto|check", required=True)

@@ -57,6 +57,19 @@ def check_is_project(path: Path) -> None:
         _check_header(path)
 
 
+def read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that can never write to ``path`` (SQLite's ``mode=ro``: another annotator's
+    package is read, never changed), after :func:`check_is_project` and its header check."""
+    import urllib.parse
+
+    check_is_project(path)
+    try:
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise ProjectError(f"{path}: cannot open it to read ({exc})") from exc
+
+
 _OPEN: dict[tuple[int, int], int] = {}  # project files this process has open (device, inode): how many times
 _OPEN_LOCK = threading.Lock()
 _MAGIC = b"SQLite format 3\x00"

@@ -17,6 +17,7 @@ from scoring.store.dupes import Duplicates
 from scoring.store.images import Images
 from scoring.store.queue import Queue
 from scoring.store.rows import (
+    DISPUTED_SQL,
     Edit,
     ProjectValueError,
 )
@@ -24,7 +25,7 @@ from scoring.store.rows import (
 log = logging.getLogger(__name__)
 
 _DO_ACTIONS = ("relabel", "remove", "restore", "keep")
-_COLS = "id, image_id, action, old_label, new_label, old_status, new_status, time, target, batch"
+_COLS = "id, image_id, action, old_label, new_label, old_status, new_status, time, target, batch, annotator, via"
 
 
 class EditLog:
@@ -35,6 +36,7 @@ class EditLog:
         self.images = images
         self.dupes = dupes
         self.queue = queue
+        self.annotator: str | None = None  # who presses the keys here: set by the project at open
         self._stacks: tuple[int, list[list[int]], list[list[int]]] | None = None
 
     # --- edits ---------------------------------------------------------------------------
@@ -44,26 +46,33 @@ class EditLog:
             return self._apply_in(c, image_id, action, new_label, new_status, target)
 
     def _apply_in(self, c: sqlite3.Connection, image_id: int, action: str, new_label: int | None, new_status: str,
-                  target: int | None = None, batch: int | None = None) -> Edit:
-        """One log entry and its image update, inside the caller's transaction."""
+                  target: int | None = None, batch: int | None = None, *, annotator: str | None = None,
+                  via: str | None = None, when: float | None = None) -> Edit:
+        """One log entry and its image update, inside the caller's transaction. A key pressed here
+        on an image with an open dispute (two annotators' packages decided it differently) is
+        logged as its adjudication."""
         row = c.execute("SELECT current_label, status FROM images WHERE id=?", (int(image_id),)).fetchone()
         if row is None:
             raise ProjectValueError(f"no image with id {image_id} in {self.store.path}")
         old_label, old_status = row
         if new_label is None and action in ("remove", "restore", "keep"):
             new_label = old_label
-        t = time.time()
+        if via is None and old_status == "unreviewed" and c.execute(
+                f"SELECT 1 FROM ({DISPUTED_SQL}) WHERE image_id=?", (int(image_id),)).fetchone():
+            via = "adjudication"
+        t = time.time() if when is None else float(when)
+        who = annotator if annotator is not None else self.annotator
         cur = c.execute(
-            "INSERT INTO edits(image_id, action, old_label, new_label, old_status, new_status, time, target, batch) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch),
+            "INSERT INTO edits(image_id, action, old_label, new_label, old_status, new_status, time, target, batch, "
+            "annotator, via) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch, who, via),
         )
         eid = int(cur.lastrowid or 0)
         if batch == -1:  # the first entry of a batch numbers it
             batch = eid
             c.execute("UPDATE edits SET batch=? WHERE id=?", (eid, eid))
         c.execute("UPDATE images SET current_label=?, status=? WHERE id=?", (new_label, new_status, int(image_id)))
-        return Edit(eid, int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch)
+        return Edit(eid, int(image_id), action, old_label, new_label, old_status, new_status, t, target, batch, who, via)
 
     def relabel(self, image_id: int, label: int) -> Edit:
         """Give an image a new label (status 'relabelled', or 'kept' if it is the given one)."""

@@ -166,10 +166,38 @@ def _m10_annotator_votes(conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{key} ON images ({key} {order}, id)")
 
 
+def _m11_team_review(conn: sqlite3.Connection) -> None:
+    """Review as a team: every edit names its annotator and how it came (``via``: NULL for a key
+    pressed here, 'merge' for a package's decision, 'adjudication' for a key that settled a
+    dispute); ``team_log`` keeps every step of every merged package's log, ``team_decisions`` each
+    annotator's final decision per image, ``merges`` how far each package has been merged."""
+    conn.execute("ALTER TABLE edits ADD COLUMN annotator TEXT")
+    conn.execute("ALTER TABLE edits ADD COLUMN via TEXT")
+    _script(
+        conn,
+        """
+        CREATE TABLE team_log (
+            package TEXT NOT NULL, edit_id INTEGER NOT NULL, image_id INTEGER NOT NULL REFERENCES images(id),
+            annotator TEXT NOT NULL, action TEXT NOT NULL, old_label INTEGER, new_label INTEGER,
+            old_status TEXT NOT NULL, new_status TEXT NOT NULL, time REAL NOT NULL,
+            PRIMARY KEY (package, edit_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE team_decisions (
+            image_id INTEGER NOT NULL REFERENCES images(id), annotator TEXT NOT NULL, package TEXT NOT NULL,
+            label INTEGER, status TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (image_id, annotator)
+        ) WITHOUT ROWID;
+        CREATE TABLE merges (
+            package TEXT PRIMARY KEY, annotator TEXT NOT NULL, path TEXT NOT NULL, last_edit INTEGER NOT NULL,
+            merged REAL NOT NULL
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_base, _m2_undo_targets_and_queue_indexes, _m3_counts_kept_by_triggers,
     _m4_entropy_of_mean_and_indexes_from_the_vocabulary, _m5_duplicate_groups, _m6_edit_batches,
     _m7_ctime_for_the_change_check, _m8_neighbour_agreement_and_label_issue,
-    _m9_dataset_issues, _m10_annotator_votes,
+    _m9_dataset_issues, _m10_annotator_votes, _m11_team_review,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -57,6 +57,7 @@ from scoring.store.rows import (
     SyncReport,
 )
 from scoring.store.runs import PoolLike, Runs
+from scoring.store.team import PackageInfo, Team
 from scoring.vocabulary import STATUSES
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES",
     "Cache", "Duplicates", "Edit", "EditLog", "ImageRow", "Images", "IncompleteProjectError", "Issues",
-    "NotAProjectError", "PoolLike", "Project", "ProjectBase", "Queue", "Runs",
-    "ProjectError", "ProjectLockedError", "ProjectValueError", "QueueFilter", "QueueRow", "SyncReport", "project_for",
+    "NotAProjectError", "PackageInfo", "PoolLike", "Project", "ProjectBase", "Queue", "Runs",
+    "ProjectError", "ProjectLockedError", "ProjectValueError", "QueueFilter", "QueueRow", "SyncReport", "Team",
+    "local_annotator", "project_for",
 ]
 
 
@@ -85,6 +87,9 @@ class Project(ProjectBase):
         self.queue = Queue(self)
         self.dupes = Duplicates(self)
         self.edits = EditLog(self, self.images, self.dupes, self.queue)
+        self.team = Team(self, self.edits)
+        package = self.team.package() if not _create else None
+        self.edits.annotator = package.annotator if package else local_annotator()
 
     @classmethod
     def create(
@@ -129,7 +134,7 @@ class Project(ProjectBase):
             if replace_incomplete and p.exists():
                 os.replace(tmp, p)  # ours, checked above; SQLite closed it cleanly (no journal left)
             else:
-                _link_new(tmp, p)
+                link_new(tmp, p)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
@@ -138,6 +143,19 @@ class Project(ProjectBase):
     @classmethod
     def open(cls, path: str | Path) -> Project:
         return cls(path)
+
+def local_annotator() -> str:
+    """Who presses the keys on this machine: ``IMAGE_TRIAGE_ANNOTATOR``, else the login name."""
+    name = os.environ.get("IMAGE_TRIAGE_ANNOTATOR", "").strip()
+    if name:
+        return name[:64]
+    try:
+        import getpass
+
+        return getpass.getuser()[:64] or "unknown"
+    except (KeyError, OSError, ImportError):  # no login name (a container without a passwd entry)
+        return "unknown"
+
 
 def project_for(
     source: str | Path, db: str | Path | None = None, layout: str | None = None, *, follow_symlinks: bool = False
@@ -240,7 +258,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _link_new(tmp: Path, dest: Path) -> None:
+def link_new(tmp: Path, dest: Path) -> None:
     """Put ``tmp`` at ``dest`` only if ``dest`` does not exist (a hard link fails rather than replace)."""
     try:
         os.link(tmp, dest)

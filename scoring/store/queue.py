@@ -14,7 +14,14 @@ import numpy as np
 from scoring.store.connection import ProjectBase
 from scoring.store.dupes import CONFLICT_GROUPS_SQL
 from scoring.store.issues import ISSUE_IDS_SQL
-from scoring.store.rows import IMAGE_COLS, ProjectValueError, QueueFilter, QueueRow, queue_cols
+from scoring.store.rows import (
+    DISPUTED_SQL,
+    IMAGE_COLS,
+    ProjectValueError,
+    QueueFilter,
+    QueueRow,
+    queue_cols,
+)
 from scoring.vocabulary import (
     DIFFICULTY_SORT,
     STATUSES,
@@ -123,6 +130,8 @@ class Queue:
             params.append(f.issue)
         if f.conflict:
             where.append(f"id IN (SELECT image_id FROM duplicates WHERE group_id IN ({CONFLICT_GROUPS_SQL}))")
+        if f.disputed:
+            where.append(f"status='unreviewed' AND id IN ({DISPUTED_SQL})")
         return where, params
 
     def page(

@@ -78,6 +78,15 @@ class QueueFilter:
     duplicate: bool = False  # only images in a duplicate group
     conflict: bool = False  # only images whose duplicate group carries different labels
     issue: str | None = None  # only images with this dataset issue (scoring.vocabulary.ISSUES)
+    disputed: bool = False  # only images two annotators decided differently, not yet settled
+
+
+# A decision as one value: the label kept or given, or -1 for a removal. Two annotators agree when
+# their categories are equal.
+DECISION_SQL = "CASE WHEN status='removed' THEN -1 ELSE label END"
+# Images with an open dispute: merged packages decided them differently and no one here has
+# settled it (the image is still unreviewed in the project).
+DISPUTED_SQL = (f"SELECT image_id FROM team_decisions GROUP BY image_id HAVING count(DISTINCT {DECISION_SQL}) > 1")
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ class Edit:
     time: float
     target: int | None
     batch: int | None = None  # entries of one decision share it (see EditLog.keep_only)
+    annotator: str | None = None  # who made it (a package's annotator, or this machine's user)
+    via: str | None = None  # None: a key pressed here; 'merge': a package's decision; 'adjudication'
 
 
 @dataclass(frozen=True)
