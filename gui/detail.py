@@ -114,7 +114,7 @@ class DetailPane(QWidget):
         self._want = row.id
         path = project.images.abspath(row.path)
         self.loader.request(row.id, path)
-        self.info.setText(self._info_html(project.classes, row))
+        self.info.setText(self._info_html(project.classes, row) + self._team_html(project, row))
         self.scores_text.setText(self._all_scores_html(project.classes, row))
         tip = "<br>".join(f"<b>{html.escape(s.words)}</b> = {html.escape(s.tooltip)}" for s in scores())
         self.info.setToolTip(tip)
@@ -139,6 +139,30 @@ class DetailPane(QWidget):
             f"the models pick <b>{self._name(classes, r.consensus)}</b> ({f(r.consensus_prob, 2)})"
             f" · <b>{reason}</b>"
         )
+
+    def _team_html(self, project: Project, r: QueueRow) -> str:
+        """The merged packages' decisions on this image, side by side (who, what, when); red
+        while they disagree and nothing here settled them."""
+        import time
+
+        decided = project.team.decisions(r.id)
+        if not decided:
+            return ""
+        parts = []
+        for d in decided:
+            what = ("removed it" if d.status == "removed" else
+                    f"kept {self._name(project.classes, d.label)}" if d.status == "kept" else
+                    f"relabelled it {self._name(project.classes, d.label)}")
+            parts.append(f"<b>{html.escape(d.annotator)}</b> {what} "
+                         f"<small>({time.strftime('%d %b %H:%M', time.localtime(d.time))})</small>")
+        differ = len({d.category for d in decided}) > 1
+        if differ and r.status == "unreviewed":
+            head = "<span style='color:#ef5350'><b>disputed</b>: your key settles it</span>"
+        elif differ:
+            head = "<span style='color:#9e9e9e'>was disputed, settled here</span>"
+        else:
+            head = "<span style='color:#9e9e9e'>from the team's packages</span>"
+        return f"<br>{head}: " + " · ".join(parts)
 
     def _all_scores_html(self, classes: list[str], r: QueueRow) -> str:
         confusing = ", ".join(f"{self._name(classes, c)} ({v:.2f})" for c, v in r.top_c) or "–"

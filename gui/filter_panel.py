@@ -106,6 +106,10 @@ class FilterPanel(QWidget):
         self.f_disagree = QCheckBox("label ≠ the models' pick")
         self.f_duplicate = QCheckBox("in a duplicate group")
         self.f_conflict = QCheckBox("duplicates with conflicting labels")
+        self.f_disputed = QCheckBox("disputed: annotators decided differently")
+        self.f_disputed.setToolTip("Images that two annotators' review packages decided differently and no one has "
+                                   "settled here yet: your decision settles them (logged as adjudication)")
+        self.f_disputed.setVisible(False)  # offered once packages with decisions were merged (set_team)
         self.f_search = QLineEdit(placeholderText="file name contains… (Esc: back to the queue)")
         self._search_timer = QTimer(self, singleShot=True, interval=250)  # filters as you type
         self._search_timer.timeout.connect(self._emit)
@@ -113,7 +117,7 @@ class FilterPanel(QWidget):
             combo.currentIndexChanged.connect(self._emit)
         for box in (self.f_min, self.f_max):
             box.valueChanged.connect(self._emit)
-        for check in (self.f_disagree, self.f_duplicate, self.f_conflict):
+        for check in (self.f_disagree, self.f_duplicate, self.f_conflict, self.f_disputed):
             check.toggled.connect(self._emit)
         self.f_search.textChanged.connect(lambda _t: self._search_timer.start())
         self.f_search.returnPressed.connect(self._emit)
@@ -134,6 +138,7 @@ class FilterPanel(QWidget):
         form.addRow(self.f_disagree)
         form.addRow(self.f_duplicate)
         form.addRow(self.f_conflict)
+        form.addRow(self.f_disputed)
         form.addRow("Search", self.f_search)
         form.addRow(clear)
         self._quiet = False
@@ -235,6 +240,7 @@ class FilterPanel(QWidget):
             duplicate=self.f_duplicate.isChecked(),
             conflict=self.f_conflict.isChecked(),
             issue=self.f_issue.currentData(),
+            disputed=self.f_disputed.isChecked(),
         )
 
     def state(self) -> dict[str, Any]:
@@ -272,9 +278,16 @@ class FilterPanel(QWidget):
             self.f_disagree.setChecked(filt.disagrees)
             self.f_duplicate.setChecked(filt.duplicate)
             self.f_conflict.setChecked(filt.conflict)
+            self.f_disputed.setChecked(filt.disputed)
+            if filt.disputed:
+                self.f_disputed.setVisible(True)
             self.f_search.setText(filt.search or "")
             self._search_timer.stop()
         self._emit()
+
+    def set_team(self, merged: bool) -> None:
+        """Offer the disputed filter only where packages were merged (no filter without data)."""
+        self.f_disputed.setVisible(merged or self.f_disputed.isChecked())
 
     def toggle_status(self, status: str) -> None:
         """Only images of ``status`` (Ctrl+U: the unreviewed ones), or all again."""
@@ -299,7 +312,7 @@ class FilterPanel(QWidget):
             combo.setCurrentIndex(0)
         self._range_key = None
         self._set_range_key(self._range_for())
-        for box in (self.f_disagree, self.f_duplicate, self.f_conflict):
+        for box in (self.f_disagree, self.f_duplicate, self.f_conflict, self.f_disputed):
             box.setChecked(False)
         self.f_search.clear()
         self._search_timer.stop()

@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
         self.recent = RecentProjects(self.settings, file.addMenu("Recent projects"), self.open_project)
         file.addSeparator()
         self.act_export = self._add(file, "&Export cleaned dataset…", self.tasks.export_dialog, "Ctrl+E")
+        self.act_merge = self._add(file, "&Merge review packages…", self.tasks.merge_dialog)
         file.addSeparator()
         self._add(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = mb.addMenu("&Edit")
@@ -223,7 +224,7 @@ class MainWindow(QMainWindow):
         return act
 
     def _set_enabled(self, on: bool) -> None:
-        for a in (self.act_export, self.act_undo, self.act_redo, self.act_score, self.act_rerank, self.act_dupes):
+        for a in (self.act_export, self.act_undo, self.act_redo, self.act_score, self.act_rerank, self.act_dupes, self.act_merge):
             a.setEnabled(on)
 
     def _on_busy(self, busy: bool) -> None:
@@ -231,6 +232,7 @@ class MainWindow(QMainWindow):
         if busy:
             self.act_score.setEnabled(False)
             self.act_export.setEnabled(False)
+            self.act_merge.setEnabled(False)
         else:
             self._set_enabled(self.project is not None)
 
@@ -290,7 +292,8 @@ class MainWindow(QMainWindow):
         self._fill_class_filters()
         self._restore_view_state(project, session, model)
         self._reload_after_scoring()
-        self.setWindowTitle(f"Image Triage — {project.source.name} ({path})")
+        whose = f"{session.package.annotator}'s review package of " if session.package is not None else ""
+        self.setWindowTitle(f"Image Triage — {whose}{project.source.name} ({path})")
         self.recent.remember(Path(path))
         self._set_enabled(True)
         if model.rowCount() and not self.view.currentIndex().isValid():
@@ -323,6 +326,7 @@ class MainWindow(QMainWindow):
         classes = self.project.classes
         self.filters.set_classes(classes)
         self.filters.offer(self.project.queue.scored_keys())
+        self.filters.set_team(self.project.team.has_team())
         self.view.keymap = keymap_for(classes)
         rows = self.view.keymap.legend(classes)
         self.legend.setText(
@@ -337,6 +341,7 @@ class MainWindow(QMainWindow):
         self.review.members = project.runs.active_members()
         self.detail.evidence.invalidate()  # new features may have come
         self.filters.offer(project.queue.scored_keys())  # a first scoring brings the sorts it made
+        self.filters.set_team(project.team.has_team())  # a merge brings the disputed filter
         session.scores_changed()
         model.reload()
         self._on_decided()

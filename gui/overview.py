@@ -47,8 +47,20 @@ class OverviewPanel(QWidget):
             b.clicked.connect(lambda _c=False, name=name: self.filterRequested.emit(QueueFilter(issue=name)))
             grid.addWidget(b, n // 4, n % 4)
             self.issue_buttons[name] = b
+        self.team = QGroupBox("The team's agreement (over images two annotators reviewed)")
+        team = QVBoxLayout(self.team)
+        self.team_text = QLabel()
+        self.team_text.setWordWrap(True)
+        self.team_text.setToolTip("Cohen's kappa: agreement beyond chance for a pair (1 = always alike, 0 = as by "
+                                  "chance); Fleiss' kappa: the same for everyone at once")
+        self.disputed_btn = QPushButton(flat=True)
+        self.disputed_btn.clicked.connect(lambda _c=False: self.filterRequested.emit(QueueFilter(disputed=True)))
+        team.addWidget(self.team_text)
+        team.addWidget(self.disputed_btn)
+        self.team.setVisible(False)  # shown once packages were merged
         lay = QVBoxLayout(self)
         lay.addWidget(self.health)
+        lay.addWidget(self.team)
         lay.addWidget(self.hint)
         lay.addWidget(self.hist, 1)
         lay.addWidget(self.per_class, 1)
@@ -62,6 +74,7 @@ class OverviewPanel(QWidget):
 
     def refresh(self, project: Project, estimate: ErrorsLeft | None = None) -> None:
         self._found_plot(project, estimate)
+        self._team(project)
         flagged = project.issues.issue_counts()
         for name, button in self.issue_buttons.items():
             button.setText(f"{name.replace('_', ' ')}: {flagged.get(name, 0):,}")
@@ -101,6 +114,19 @@ class OverviewPanel(QWidget):
             self.matrix.getViewBox().invertY(True)
             self.matrix.setLabel("bottom", "the models' pick")
             self.matrix.setLabel("left", "given label")
+
+    def _team(self, project: Project) -> None:
+        merged = project.team.has_team()
+        self.team.setVisible(merged)
+        if not merged:
+            return
+        from scoring.tasks.merge import agreement
+
+        self.team_text.setText("\n".join(agreement(project).lines()))
+        disputed = len(project.team.disputed_ids())
+        self.disputed_btn.setText(f"{disputed:,} disputed images to decide (click to list)" if disputed
+                                  else "no dispute left to decide")
+        self.disputed_btn.setEnabled(disputed > 0)
 
     def _found_plot(self, project: Project, estimate: ErrorsLeft | None) -> None:
         """Errors found against decisions made, and where the estimate says the total lies."""

@@ -139,6 +139,44 @@ class Tasks:
             f"left out: {report.get('removed', 0)} removed, {len(report.get('skipped', []))} changed/missing/unreadable",
         )
 
+    def merge_dialog(self) -> None:
+        """File ▸ Merge review packages: choose the annotators' package files, merge them in the
+        background (each whole or not at all), then show what landed and the agreement."""
+        project = self.review.project
+        if project is None or self.jobs.busy:
+            return
+        from PySide6.QtWidgets import QFileDialog
+
+        if project.team.package() is not None:
+            QMessageBox.information(self.window, "This is a review package",
+                                    "Packages are merged into the project they came from: open that project, "
+                                    "then File ▸ Merge review packages…")
+            return
+        files, _ = QFileDialog.getOpenFileNames(self.window, "Merge review packages", str(project.path.parent),
+                                                "Review packages (*.triage.db)")
+        if files:
+            self.start_merge([Path(f) for f in files])
+
+    def start_merge(self, packages: list[Path]) -> GeneratorWorker | None:
+        if self.review.project is None or self.jobs.busy:
+            return None
+        from scoring.tasks.merge import merge_steps
+
+        path = self.review.project.path
+        return self.jobs.run(lambda cancel: merge_steps(path, packages, cancel), "Merging packages",
+                             self._on_merge_returned)
+
+    def _on_merge_returned(self, result: tuple[list[Any], list[str]]) -> None:
+        reports, agreement = result
+        self.scored()  # new decisions and disputes: reload the queue, the counts and the filters
+        text = "\n".join([r.line() for r in reports] + [""] + agreement)
+        disputed = self.review.project.team.disputed_ids() if self.review.project is not None else []
+        if disputed:
+            text += (f"\n\n{len(disputed)} images are disputed: tick the filter 'disputed' to decide them; "
+                     "your key settles each one.")
+        self.say(f"Merged {len(reports)} packages" + (f" · {len(disputed)} disputed" if disputed else ""), 10_000)
+        QMessageBox.information(self.window, "Packages merged", text)
+
     def start_duplicates(self) -> GeneratorWorker | None:
         """Group exact and near-duplicates (after every scoring run, and from the Scoring menu)."""
         if self.review.project is None or self.jobs.busy:

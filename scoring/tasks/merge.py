@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scoring.progress import Progress, check_cancel
 from scoring.store import Project, ProjectError
 from scoring.store.connection import read_only_connection
 from scoring.store.migrations import APPLICATION_ID, SCHEMA_VERSION
@@ -97,6 +99,23 @@ def merge_packages(db: str | Path | Project, packages: Sequence[str | Path],
     finally:
         if own:
             project.close()
+
+
+def merge_steps(db: str | Path, packages: Sequence[str | Path],
+                cancel: threading.Event | None = None) -> Generator[Progress, None, tuple[list[MergeReport], list[str]]]:
+    """The app's merge: one package at a time with progress (a cancel stops between packages,
+    each merged whole); returns the reports and the agreement's lines."""
+    out: list[MergeReport] = []
+    with Project.open(db) as project:
+        if project.team.package() is not None:
+            raise MergeError(f"{project.path} is a review package; merge packages into the project they came from")
+        for n, path in enumerate(packages):
+            if cancel is not None:
+                check_cancel(cancel)
+            yield Progress("merge", n, len(packages), message=f"merging {Path(path).name}")
+            out.append(merge_one(project, Path(path)))
+        yield Progress("merge", len(packages), len(packages))
+        return out, agreement(project).lines()
 
 
 def merge_one(project: Project, path: Path) -> MergeReport:

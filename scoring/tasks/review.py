@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scoring.store import Edit, Project, QueueFilter, QueueRow
+from scoring.store import Edit, PackageInfo, Project, QueueFilter, QueueRow
 from scoring.tasks.estimate import ErrorsLeft
 from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, label_sorts
 
@@ -41,6 +41,13 @@ class ReviewSession:
     # session owns it, not Qt's selection model (which a reload wipes): every reload puts it back.
     current: int | None = field(default=None, init=False)
     current_row: int = field(default=0, init=False)
+    # A review package (one annotator's slice, scoring.tasks.share) or None: said in the status
+    # line; its queue is not re-ranked (a slice is too small to refit the pool on; the project
+    # learns from the merged decisions).
+    package: PackageInfo | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.package = self.project.team.package()
 
     def move_to(self, image_id: int | None, row: int | None = None) -> None:
         """The image under review (``row``: its place in the shown order, kept as a hint for when
@@ -135,6 +142,8 @@ class ReviewSession:
         and calls :meth:`reranked`. ``every`` <= 0 turns it off. A re-rank that took ``s`` seconds
         is not followed by another for ``RERANK_REST * s`` seconds, so on a big project (minutes
         each) the background work takes at most a quarter of the machine."""
+        if self.package is not None:
+            return False
         reviewed = self.stats["reviewed"]
         if self._rerank_at is None:
             self._rerank_at = reviewed
@@ -169,6 +178,8 @@ class ReviewSession:
     def status_text(self) -> str:
         s = self.stats
         start = "" if self.project.runs.active_pool() else "not scored yet: Scoring ▸ Score… (Ctrl+Enter) rates every image · "
+        if self.package is not None:
+            start = f"{self.package.annotator}'s review package · " + start
         return start + (
             f"reviewed {s['reviewed']:,} / {s['total']:,} · kept {s['kept']:,} · relabelled {s['relabelled']:,}"
             f" · removed {s['removed']:,}" + (f" · {s['errors']} unreadable" if s.get("errors") else "")

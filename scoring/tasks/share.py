@@ -167,7 +167,7 @@ def _copy_rows(project: Project, c: object, ids: Sequence[int]) -> None:
 
     assert isinstance(c, sqlite3.Connection)
     wanted = json.dumps([int(i) for i in ids])
-    tables = [r[0] for r in project._q("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    tables = [r[0] for r in project._q("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name != 'images', name")]
     for table in tables:
         if table in _NOT_COPIED or table.startswith("sqlite_"):
             continue
