@@ -39,7 +39,7 @@ def test_every_public_method_of_project_and_its_parts_is_documented() -> None:
     attributes = {"path", "classes", "dataset_root", "layout", "source", "conn", "db"}
     assert sorted(public - defs - attributes) == []
     for part in (scoring.store.Images, scoring.store.Issues, scoring.store.Cache, scoring.store.Runs,
-                 scoring.store.Queue, scoring.store.Duplicates, scoring.store.EditLog):
+                 scoring.store.Queue, scoring.store.Duplicates, scoring.store.EditLog, scoring.store.Team):
         assert part.__name__ in classes
         methods = {n for n, _ in inspect.getmembers(part, callable) if not n.startswith("_")}
         assert sorted(methods - defs) == [], part.__name__
