@@ -289,6 +289,12 @@ class FilterPanel(QWidget):
         """Offer the disputed filter only where packages were merged (no filter without data)."""
         self.f_disputed.setVisible(merged or self.f_disputed.isChecked())
 
+    def toggle_disputed(self) -> None:
+        """Only the disputed images (Ctrl+Shift+U), or all again."""
+        _sort, filt = self.value()
+        filt.disputed = not filt.disputed
+        self.show_filter(filt)
+
     def toggle_status(self, status: str) -> None:
         """Only images of ``status`` (Ctrl+U: the unreviewed ones), or all again."""
         _sort, filt = self.value()

@@ -44,9 +44,8 @@ log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
-    """Composes the parts, each handed what it needs: ``review`` (the decisions, the selection,
-    the status line; gui.review_actions), ``jobs`` (one background job at a time; gui.jobs) and
-    ``tasks`` (score, export, find duplicates; gui.tasks)."""
+    """Composes the parts, each handed what it needs: ``review`` (the decisions, the selection, the
+    status line; gui.review_actions), ``jobs`` (one job at a time; gui.jobs), ``tasks`` (gui.tasks)."""
 
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
@@ -177,6 +176,7 @@ class MainWindow(QMainWindow):
         self._add(view, "&Queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._add(view, "&Overview", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self._add(view, "&Unreviewed only / all", lambda: self.filters.toggle_status("unreviewed"), "Ctrl+U")
+        self._add(view, "&Disputed only / all (merged packages that disagree)", self.filters.toggle_disputed, "Ctrl+Shift+U")
         self._add(view, "The image &full size (Space, double-click)", self.show_full_image)
         for text, combo, key in (("&Sort by…", "sort", "S"), ("Filter by &given label…", "f_given", "L"),
                                  ("Filter by image &issue…", "f_issue", "I")):

@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
-from scoring.store import Project, QueueFilter
+from scoring.store import Project
 from scoring.tasks.share import share_project
 from tests.gui.conftest import fake_scored, open_window
 
@@ -40,7 +40,9 @@ def test_package_then_merge_then_adjudicate(qtbot, tmp_path: Path, settings: QSe
     qtbot.waitUntil(lambda: bool(shown) and not win.jobs.busy, timeout=30_000)
     assert "5 images are disputed" in shown[0] and "Cohen's kappa" in shown[0]
     assert win.filters.f_disputed.isVisibleTo(win)
-    win.filters.show_filter(QueueFilter(disputed=True))
+    win.view.setFocus()
+    QTest.keyClick(win.view, Qt.Key.Key_U, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert win.filters.value()[1].disputed  # View ▸ Disputed only (Ctrl+Shift+U)
     qtbot.waitUntil(lambda: win.model is not None and win.model.rowCount() == 5, timeout=5000)
     win.review.select(win.model.index(0, 0))
     first = win.review.current_id()
