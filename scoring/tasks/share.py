@@ -18,6 +18,7 @@ linked into place whole.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -56,19 +57,24 @@ class Shared:
 
 
 def deal(ids: Sequence[int], annotators: Sequence[str], overlap: float) -> dict[str, list[int]]:
-    """Each annotator's slice, in queue order. Images go round the annotators in turn; every
-    image whose place in the queue crosses a multiple of ``1 / overlap`` goes to a second one as
-    well, the second chosen in turn among the others so every pair shares some images."""
+    """Each annotator's slice, in queue order. Every image whose place crosses a multiple of
+    ``1 / overlap`` goes to a pair of annotators, the pairs taken in turn so each pair shares
+    some; every other image goes to whoever has the fewest so far (ties in turn), so the slices
+    stay even all the way down the queue."""
     n = len(annotators)
     out: dict[str, list[int]] = {a: [] for a in annotators}
-    second = 0
+    load = [0] * n
+    pairs = list(itertools.combinations(range(n), 2))
+    shared = 0
     for i, image_id in enumerate(ids):
-        first = i % n
-        out[annotators[first]].append(int(image_id))
-        if n > 1 and int((i + 1) * overlap) > int(i * overlap):
-            other = (first + 1 + second % (n - 1)) % n
-            second += 1
-            out[annotators[other]].append(int(image_id))
+        if pairs and int((i + 1) * overlap) > int(i * overlap):
+            chosen: Sequence[int] = pairs[shared % len(pairs)]
+            shared += 1
+        else:
+            chosen = [min(range(n), key=lambda j: (load[j], (j - i) % n))]
+        for j in chosen:
+            out[annotators[j]].append(int(image_id))
+            load[j] += 1
     return out
 
 
