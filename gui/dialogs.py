@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import files
 from scoring.pool.weights import is_offline, set_offline
 from scoring.tasks.autopool import Facts
 from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
@@ -132,7 +132,7 @@ class ExportDialog(QDialog):
         lay.addWidget(buttons)
 
     def _on_browse_clicked(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Export into")
+        path = files.existing_folder(self, "Export into")
         if path:
             self.dest.setText(path)
 

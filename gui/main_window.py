@@ -12,7 +12,6 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -22,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import collector
+from gui import collector, files
 from gui.detail import DetailPane, scrolling
 from gui.filter_panel import FilterPanel
 from gui.jobs import Jobs
@@ -153,7 +152,7 @@ class MainWindow(QMainWindow):
         self.recent = RecentProjects(self.settings, file.addMenu("Recent projects"), self.open_project)
         file.addSeparator()
         self.act_export = self._add(file, "&Export cleaned dataset…", self.tasks.export_dialog, "Ctrl+E")
-        self.act_merge = self._add(file, "&Merge review packages…", self.tasks.merge_dialog)
+        self.act_merge = self._add(file, "Mer&ge review packages…", self.tasks.merge_dialog)
         file.addSeparator()
         self._add(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = mb.addMenu("&Edit")
@@ -360,17 +359,17 @@ class MainWindow(QMainWindow):
             self._overview_stale = False
 
     def _on_open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder")
+        path = files.existing_folder(self, "Open a dataset folder")
         if path:
             self.open_path(path)
 
     def _on_open_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a CSV manifest", "", "CSV (*.csv)")
+        path = files.open_file(self, "Open a CSV manifest", "", "CSV (*.csv)")
         if path:
             self.open_path(path)
 
     def _on_open_project(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a project", "", "Image Triage projects (*.triage.db *.db)")
+        path = files.open_file(self, "Open a project", "", "Image Triage projects (*.triage.db *.db)")
         if path:
             self.open_project(path)
 

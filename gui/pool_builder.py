@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import files
 from gui.offthread import LatestOnly
 from scoring.errors import ImageTriageError
 from scoring.io.safewrite import replace_file
@@ -110,7 +110,7 @@ class MemberForm(QDialog):
         return w
 
     def _browse(self, line: QLineEdit, filt: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a file", "", filt)
+        path = files.open_file(self, "Choose a file", "", filt)
         if path:
             line.setText(path)
 
@@ -257,7 +257,7 @@ class PoolBuilder(QWidget):
         self.setToolTip("\n".join(choice.reasons))
 
     def _on_load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Pool file", "", "Pool files (*.toml *.json)")
+        path = files.open_file(self, "Pool file", "", "Pool files (*.toml *.json)")
         if path:
             self.load(Path(path))
 
@@ -269,7 +269,7 @@ class PoolBuilder(QWidget):
             self.error.setText(str(exc))
 
     def _on_save_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save pool file", "pool.toml", "Pool files (*.toml)")
+        path = files.save_file(self, "Save pool file", "pool.toml", "Pool files (*.toml)")
         if path:
             self.save(Path(path))
 

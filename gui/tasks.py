@@ -145,17 +145,16 @@ class Tasks:
         project = self.review.project
         if project is None or self.jobs.busy:
             return
-        from PySide6.QtWidgets import QFileDialog
-
         if project.team.package() is not None:
             QMessageBox.information(self.window, "This is a review package",
                                     "Packages are merged into the project they came from: open that project, "
                                     "then File ▸ Merge review packages…")
             return
-        files, _ = QFileDialog.getOpenFileNames(self.window, "Merge review packages", str(project.path.parent),
-                                                "Review packages (*.triage.db)")
-        if files:
-            self.start_merge([Path(f) for f in files])
+        from gui.files import open_files
+
+        chosen = open_files(self.window, "Merge review packages", str(project.path.parent), "Review packages (*.triage.db)")
+        if chosen:
+            self.start_merge([Path(f) for f in chosen])
 
     def start_merge(self, packages: list[Path]) -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:

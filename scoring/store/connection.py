@@ -58,13 +58,18 @@ def check_is_project(path: Path) -> None:
 
 
 def read_only_connection(path: Path) -> sqlite3.Connection:
-    """A connection that can never write to ``path`` (SQLite's ``mode=ro``: another annotator's
-    package is read, never changed), after :func:`check_is_project` and its header check."""
+    """A connection that can never write to ``path`` (another annotator's package is read, never
+    changed), after :func:`check_is_project` and its header check. A file closed cleanly (no
+    ``-wal`` or ``-shm`` beside it) is opened ``immutable``: SQLite then creates nothing beside
+    it (``mode=ro`` alone makes an empty ``-wal`` and ``-shm`` next to a WAL-mode file); one that
+    is open elsewhere, or was not closed cleanly, is read through its WAL with ``mode=ro``."""
     import urllib.parse
 
     check_is_project(path)
+    live = any(os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm"))
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
     try:
-        return sqlite3.connect(f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro", uri=True,
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(path.absolute()))}?{mode}", uri=True,
                                timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise ProjectError(f"{path}: cannot open it to read ({exc})") from exc

@@ -166,7 +166,7 @@ class Team:
                 c.execute("INSERT OR REPLACE INTO team_decisions(image_id, annotator, package, label, status, time) "
                           "VALUES (?,?,?,?,?,?)", (int(image_id), info.annotator, info.package, label, status, when))
                 changed.append(int(image_id))
-            applied = sum(self._resolve_in(c, i) for i in changed)
+            applied = sum(self._resolve_in(c, i, info.annotator) for i in changed)
             c.execute("INSERT OR REPLACE INTO merges(package, annotator, path, last_edit, merged) "
                       "VALUES (?,?,?,?,strftime('%s','now'))", (info.package, info.annotator, path, int(last_edit)))
             disputed = c.execute(
@@ -175,9 +175,10 @@ class Team:
         self.edits._stacks = None
         return MergeCounts(len(steps), len(changed), applied, int(disputed))
 
-    def _resolve_in(self, c: sqlite3.Connection, image_id: int) -> bool:
+    def _resolve_in(self, c: sqlite3.Connection, image_id: int, merging: str) -> bool:
         """Put the project's decision on one image where its merged decisions say (see the module's
-        rules); True when it changed."""
+        rules); True when it changed. A decision taken back (a dispute, an undo in a package) is
+        logged under the annotator whose package is being merged."""
         status, label, given = c.execute("SELECT status, current_label, given_label FROM images WHERE id=?",
                                           (image_id,)).fetchone()
         last = c.execute("SELECT via FROM edits WHERE image_id=? ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
@@ -188,7 +189,7 @@ class Team:
         if rows and len({r[4] for r in rows}) == 1:
             who, new_label, new_status, when = rows[0][0], rows[0][1], rows[0][2], rows[0][3]
         else:  # no decision left, or a dispute: none applied
-            who, new_label, new_status, when = None, given, "unreviewed", None
+            who, new_label, new_status, when = merging, given, "unreviewed", None
         if (new_status, new_label) == (status, label):
             return False
         self.edits._apply_in(c, image_id, "merge", new_label, new_status, annotator=who, via="merge", when=when)

@@ -92,7 +92,15 @@ def test_share_merge_disputes_adjudication_and_agreement(tmp_path: Path) -> None
             decided[name] = {i: s for i, s in state(path).items() if s[1] != "unreviewed"}
             assert mine[-1] not in decided[name]
     before = state(db)
+    import hashlib
+
+    def digest(path: Path) -> list[str]:
+        return [hashlib.sha1(Path(f"{path}{s}").read_bytes()).hexdigest() if Path(f"{path}{s}").exists() else ""
+                for s in ("", "-wal")]
+
+    untouched = {name: digest(path) for name, path in packages.items()}
     reports = merge_packages(db, list(packages.values()))
+    assert {name: digest(path) for name, path in packages.items()} == untouched  # a merge never writes a package
     assert [r.annotator for r in reports] == ["ana", "ben", "chloe"]
     after = state(db)
     with Project.open(db) as p:
