@@ -171,8 +171,8 @@ class Tasks:
         text = "\n".join([r.line() for r in reports] + [""] + agreement)
         disputed = self.review.project.team.disputed_ids() if self.review.project is not None else []
         if disputed:
-            text += (f"\n\n{len(disputed)} images are disputed: tick the filter 'disputed' to decide them; "
-                     "your key settles each one.")
+            text += (f"\n\n{len(disputed)} disputed {'image' if len(disputed) == 1 else 'images'}: View ▸ Disputed only "
+                     "(Ctrl+Shift+U) lists them; your key settles each one.")
         self.say(f"Merged {len(reports)} packages" + (f" · {len(disputed)} disputed" if disputed else ""), 10_000)
         QMessageBox.information(self.window, "Packages merged", text)
 

@@ -38,7 +38,7 @@ def test_package_then_merge_then_adjudicate(qtbot, tmp_path: Path, settings: QSe
     monkeypatch.setattr(QMessageBox, "information", staticmethod(lambda _w, _t, text: shown.append(text)))
     win.tasks.start_merge([ana.path, ben.path])
     qtbot.waitUntil(lambda: bool(shown) and not win.jobs.busy, timeout=30_000)
-    assert "5 images are disputed" in shown[0] and "Cohen's kappa" in shown[0]
+    assert "5 disputed images" in shown[0] and "Cohen's kappa" in shown[0]
     assert win.filters.f_disputed.isVisibleTo(win)
     win.view.setFocus()
     QTest.keyClick(win.view, Qt.Key.Key_U, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
