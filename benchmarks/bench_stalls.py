@@ -85,6 +85,9 @@ class Gaps:
     def _tick(self) -> None:
         now = time.perf_counter()
         gap = now - self.last - 0.010
+        cpu, proc = time.thread_time(), time.process_time()  # was the window's thread working, or waiting?
+        on_cpu, all_cpu = cpu - getattr(self, "cpu", cpu), proc - getattr(self, "proc", proc)
+        self.cpu, self.proc = cpu, proc
         if gap > 0.15:  # the thread that held the interpreter meanwhile has only just let it go
             import sys
             import threading
@@ -94,7 +97,9 @@ class Gaps:
                 if ident != threading.get_ident():
                     top = _stack(frame)[-3:]
                     others.append(" < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top)))
-            self.when.append((self.phase, now - self.t0, gap, self.message + "\n      threads: " + "\n        ".join(others)))
+            use = f"\n      the window's thread ran {1000 * on_cpu:.0f} ms of it, the process {1000 * all_cpu:.0f} ms of CPU"
+            self.when.append((self.phase, now - self.t0, gap,
+                              self.message + use + "\n      threads: " + "\n        ".join(others)))
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
         self.last = now
 

@@ -177,7 +177,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             duplicate=args.duplicates,
             conflict=args.conflicts,
             issue=args.issue,
-            disputed=args.disputed,
+            disputed=getattr(args, "disputed", False),  # `demo --headless` prints the queue with its own arguments
         )
         sort = args.sort or default_sort(project.images.labelled())
         if not args.sort and not args.json:
