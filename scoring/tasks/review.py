@@ -129,7 +129,11 @@ class ReviewSession:
         """True when a decision has changed since the last errors-left estimate (issue 29: after
         every decision, not every 20; the pool's part is computed once per scoring or re-rank, so
         each costs a read of the statuses). scoring.tasks.estimate.errors_left still reads every
-        image's status: the app runs it on a pool thread and hands the result to :meth:`set_estimate`."""
+        image's status: the app runs it on a pool thread and hands the result to :meth:`set_estimate`.
+        Never in a review package: its slice is the riskiest part of the queue, not a sample of the
+        dataset, and the count was never measured there (the project's, after the merge, is)."""
+        if self.package is not None:
+            return False
         return self._estimate_at is None or self._estimate_at != self._decisions()
 
     def _decisions(self) -> tuple[int, ...]:
