@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 PIPQ ?= -q
 
-.PHONY: demo qt-libs test lint bench clean
+.PHONY: demo qt-libs test lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_scoring.py
+
+# Against the alternatives (cleanlab, Datalab) on the same images: the peers go into a venv of
+# their own under /tmp/peers, never into $(VENV)
+bench-peers: $(STAMP)
+	$(PY) benchmarks/bench_peers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
