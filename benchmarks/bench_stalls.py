@@ -21,6 +21,15 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def _major_faults() -> int:
+    """The process's major page faults so far (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/stat") as fh:  # noqa: PTH123 - the kernel's counters, not a user's file
+            return int(fh.read().rsplit(")", 1)[1].split()[9])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _stack(frame):  # type: ignore[no-untyped-def]
     """A thread's frames, oldest first, without reading source lines: linecache's first read of a
     file holds the interpreter lock, and the watcher must not make the stalls it measures."""
@@ -88,6 +97,9 @@ class Gaps:
         cpu, proc = time.thread_time(), time.process_time()  # was the window's thread working, or waiting?
         on_cpu, all_cpu = cpu - getattr(self, "cpu", cpu), proc - getattr(self, "proc", proc)
         self.cpu, self.proc = cpu, proc
+        faults = _major_faults()  # pages read from disk meanwhile (a fault holds the address space's lock)
+        majors = faults - getattr(self, "faults", faults)
+        self.faults = faults
         if gap > 0.15:  # the thread that held the interpreter meanwhile has only just let it go
             import sys
             import threading
@@ -97,7 +109,8 @@ class Gaps:
                 if ident != threading.get_ident():
                     top = _stack(frame)[-3:]
                     others.append(" < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top)))
-            use = f"\n      the window's thread ran {1000 * on_cpu:.0f} ms of it, the process {1000 * all_cpu:.0f} ms of CPU"
+            use = (f"\n      the window's thread ran {1000 * on_cpu:.0f} ms of it, the process {1000 * all_cpu:.0f} ms of CPU; "
+                   f"{majors} major page faults")
             self.when.append((self.phase, now - self.t0, gap,
                               self.message + use + "\n      threads: " + "\n        ".join(others)))
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
