@@ -249,7 +249,9 @@ def cmd_edits(args: argparse.Namespace) -> int:
     with open_project(args.db) as project:
         for e in project.edits.entries():
             when = dt.datetime.fromtimestamp(e.time).isoformat(timespec="seconds")
-            print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}")
+            how = f"\t{e.annotator or '-'}" + (f" ({e.via})" if e.via else "")
+            print(f"{e.id}\t{when}\t{e.action}\t{e.image_id}\t{e.old_label}->{e.new_label}\t{e.old_status}->{e.new_status}"
+                  f"{how}")
     return 0
 
 

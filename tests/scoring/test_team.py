@@ -3,6 +3,7 @@ decisions merged back, disputes, adjudication and the agreement figures."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -260,3 +261,24 @@ def test_a_merge_killed_at_any_moment_then_run_again_lands_as_one_uninterrupted(
         assert facts(work) == want
     print(f"kills before the merge finished: {len(whole)} of 50; packages they left merged: {sorted(whole)}")
     assert len(whole) >= 10 and len(set(whole)) >= 2  # kills landed before, between and inside packages
+
+
+def test_the_command_line_shares_merges_and_shows_who(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scoring.cli.main import main
+
+    db = scored(tmp_path, per_class=6)
+    assert main(["share", "--db", str(db), "--to", str(tmp_path / "out"), "--annotators", "ana,ben", "--overlap", "0.5"]) == 0
+    pkgs = [tmp_path / "out" / "ana.triage.db", tmp_path / "out" / "ben.triage.db"]
+    with Project.open(pkgs[0]) as a, Project.open(pkgs[1]) as b:
+        shared = sorted(set(a.images.scorable_ids()) & set(b.images.scorable_ids()))
+    assert main(["keep", "--db", str(pkgs[0]), str(shared[0])]) == 0
+    assert main(["remove", "--db", str(pkgs[1]), str(shared[0])]) == 0
+    assert main(["keep", "--db", str(pkgs[1]), str(shared[1])]) == 0
+    capsys.readouterr()
+    assert main(["merge", "--db", str(db), *map(str, pkgs)]) == 0
+    out = capsys.readouterr()
+    assert "1 disputed" in out.out and "Cohen's kappa" in out.out and "--disputed" in out.err
+    assert main(["queue", "--db", str(db), "--disputed", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [shared[0]]
+    assert main(["edits", "--db", str(db)]) == 0
+    assert "ben (merge)" in capsys.readouterr().out
