@@ -27,6 +27,7 @@ from scoring.store import Project, ProjectError
 from scoring.store.connection import read_only_connection
 from scoring.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 from scoring.store.team import PACKAGE_META, MergeCounts, PackageInfo
+from scoring.vocabulary import STATUSES
 
 
 class MergeError(ProjectError):
@@ -137,9 +138,13 @@ def merge_one(project: Project, path: Path) -> MergeReport:
     finally:
         conn.close()
     ours = dict(project._q("SELECT id, path FROM images WHERE id IN (SELECT value FROM json_each(?))", (str(touched),)))
-    for image_id, rel, *_ in finals:
+    k = len(project.classes)
+    for image_id, rel, label, status, _t in finals:  # a package is another person's file: checked, never trusted
         if ours.get(image_id) != rel:
             raise MergeError(f"{path}: its image {rel} is not image {image_id} of {project.path}; it was not merged")
+        if status not in STATUSES or not (label is None or (isinstance(label, int) and 0 <= label < k)):
+            raise MergeError(f"{path} is damaged: image {rel} has the label {label!r} and the status {status!r} "
+                             f"(this project has {k} classes); ask for the package again; it was not merged")
     counts = project.team.merge_in(info, str(path.absolute()), steps,
                                    [(int(i), lab, st, float(t)) for i, _rel, lab, st, t in finals],
                                    int(steps[-1][0]))

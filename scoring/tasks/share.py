@@ -35,6 +35,7 @@ from scoring.io.safewrite import move_into_place, new_build_folder, remove_ours
 from scoring.store import Project, ProjectError, QueueFilter
 from scoring.store.project import link_new
 from scoring.store.team import PACKAGE_META, PackageInfo
+from scoring.tasks.export import guard_for
 from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -108,6 +109,12 @@ def share_project(db: str | Path, to: str | Path, annotators: Sequence[str], *, 
     with Project.open(db) as project:
         if project.team.package() is not None:
             raise ShareError(f"{project.path} is a review package; share from the project it came from")
+        guard = guard_for(project)  # packages and their images never go into the dataset
+        for p in [*dests, *(f for f in folders if f is not None)]:
+            try:
+                guard.check_file(p, what="review package")
+            except ImageTriageError as exc:
+                raise ShareError(f"{exc} (--to)") from exc
         sort = LABEL_SORT if view == "label" and project.images.labelled() else DIFFICULTY_SORT
         queue = project.queue.ranked_ids(QueueFilter(status="unreviewed"), sort)
         if limit is not None:

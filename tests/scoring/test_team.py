@@ -282,3 +282,24 @@ def test_the_command_line_shares_merges_and_shows_who(tmp_path: Path, capsys: py
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [shared[0]]
     assert main(["edits", "--db", str(db)]) == 0
     assert "ben (merge)" in capsys.readouterr().out
+
+
+def test_a_tampered_package_and_a_share_into_the_dataset_are_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = scored(tmp_path, per_class=4)
+    with pytest.raises(ShareError, match="inside the dataset folder"):
+        share_project(db, tmp_path / "data-p" / "red", ["ana"])
+    assert not (tmp_path / "data-p" / "red" / "ana.triage.db").exists()
+    (made,) = share_project(db, tmp_path / "out", ["ana"])
+    with Project.open(made.path) as pkg:
+        first = int(pkg.images.scorable_ids()[0])
+        pkg.edits.relabel(first, 1)
+    c = sqlite3.connect(made.path)
+    c.execute("UPDATE images SET current_label = 99 WHERE id = ?", (first,))  # a label the project does not have
+    c.commit()
+    c.close()
+    before = state(db)
+    with pytest.raises(MergeError, match="is damaged"):
+        merge_packages(db, [made.path])
+    assert state(db) == before
