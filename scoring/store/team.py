@@ -115,11 +115,6 @@ class Team:
         rows = self.store._q("SELECT last_edit FROM merges WHERE package=?", (package,))
         return int(rows[0][0]) if rows else 0
 
-    def merged_packages(self) -> list[tuple[str, str, str, int, float]]:
-        """(package id, annotator, path, last edit merged, when) of every package merged."""
-        return [tuple(r) for r in self.store._q(  # type: ignore[misc]
-            "SELECT package, annotator, path, last_edit, merged FROM merges ORDER BY merged")]
-
     def decisions(self, image_id: int | None = None) -> list[Decision]:
         """Every merged final decision (of one image), oldest first."""
         where, params = ("WHERE image_id=?", (int(image_id),)) if image_id is not None else ("", ())
@@ -135,8 +130,6 @@ class Team:
     def has_team(self) -> bool:
         return bool(self.store._q("SELECT 1 FROM team_decisions LIMIT 1"))
 
-    def adjudications(self) -> int:
-        return int(self.store._q("SELECT count(*) FROM edits WHERE via='adjudication'")[0][0])
 
     # --- merging --------------------------------------------------------------------------
 
@@ -194,9 +187,3 @@ class Team:
             return False
         self.edits._apply_in(c, image_id, "merge", new_label, new_status, annotator=who, via="merge", when=when)
         return True
-
-    def steps_of(self, image_id: int) -> list[tuple[str, str, int | None, str, float]]:
-        """Every merged step on one image: (annotator, action, new label, new status, time)."""
-        return [tuple(r) for r in self.store._q(  # type: ignore[misc]
-            "SELECT annotator, action, new_label, new_status, time FROM team_log WHERE image_id=? ORDER BY time",
-            (int(image_id),))]
