@@ -249,6 +249,30 @@ def label_error_score(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (1.0 - _compute_self_confidence(p.mean(axis=0), lab) + _compute_x_perplexity(p, lab)) / 2.0
 
 
+def temperature_scaled(probs: np.ndarray, labels: np.ndarray, fit_rows: int = 50_000) -> tuple[float, np.ndarray]:
+    """(T, probs ** (1/T) renormalised) with T > 0 maximising the likelihood of the given labels
+    (-1 = none, left out) over a grid from 0.05 to 3; fitted on at most ``fit_rows`` rows."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0)
+    y = np.asarray(labels)
+    rows = np.flatnonzero(y >= 0)
+    if len(rows) == 0:
+        return 1.0, p / p.sum(axis=1, keepdims=True)
+    if len(rows) > fit_rows:
+        rows = np.random.default_rng(0).choice(rows, fit_rows, replace=False)
+    lp = np.log(p[rows])
+    best_t, best_nll = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.05), np.log(3.0), 60)):
+        z = lp / t
+        z -= z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(rows)), y[rows]]))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    z = np.log(p) / best_t
+    z -= z.max(axis=1, keepdims=True)
+    q = np.exp(z)
+    return best_t, q / q.sum(axis=1, keepdims=True)
+
+
 def _compute_triage(
     probs: np.ndarray, labels: np.ndarray, cperp: np.ndarray, mi: np.ndarray, xperp: np.ndarray
 ) -> np.ndarray:
