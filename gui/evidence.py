@@ -21,10 +21,11 @@ TILE = 64
 PER_ROW = 6
 
 
-def _build_index(path: Path) -> tuple[NeighbourIndex | None, float | None]:
-    """The project's neighbour index and what its neighbours weighed in label_issue."""
+def _build_index(path: Path) -> tuple[NeighbourIndex | None, str]:
+    """The project's neighbour index, and what the label-issue sort rests on, in words."""
     with Project.open(path) as project:  # the pool thread's own connection
-        return NeighbourIndex.build(project), project.queue.neighbour_weight()
+        words = neighbour_words(project.queue.neighbour_weight(), project.queue.label_noise())
+        return NeighbourIndex.build(project), words
 
 
 def _in_conflict(states: dict[int, tuple[int | None, str]]) -> frozenset[int]:
@@ -109,13 +110,13 @@ class EvidencePanel(QWidget):
             lay.addWidget(w)
         self.index: NeighbourIndex | None = None
         self._index_for: str | None = None
-        self._weight: float | None = None  # what the neighbours counted for in label_issue
+        self._words = ""  # what the label-issue sort rests on (the neighbours' weight, the kind of errors)
         self._building: str | None = None  # the project path an index is being built for
         self._project: Project | None = None
         self._row: QueueRow | None = None
         self._builder = LatestOnly("neighbour index", self)
         self._builder.done.connect(self._on_built)
-        self._builder.failed.connect(lambda _why: self._on_built((None, None)))  # the pane must hear back
+        self._builder.failed.connect(lambda _why: self._on_built((None, "")))  # the pane must hear back
         thumbnails.thumbnailReady.connect(self._on_thumbnailReady)
 
     def invalidate(self) -> None:
@@ -183,15 +184,15 @@ class EvidencePanel(QWidget):
             tiles = [(n.id, f"{n.similarity:.2f}", f"cosine {n.similarity:.3f}") for n in near]
             strip.show_tiles(f"<b>Most like it among «{html.escape(self._name(project, label))}»</b> ({what})",
                              project, tiles)
-        self.note.setText(f"likeness: {self.index.embedding}. {neighbour_words(self._weight)}".strip())
+        self.note.setText(f"likeness: {self.index.embedding}. {self._words}".strip())
 
     def _request_index(self, project: Project) -> None:
         if self._building is None:
             self._building = path = str(project.path)
             self._builder.submit(lambda: _build_index(Path(path)))
 
-    def _on_built(self, built: tuple[NeighbourIndex | None, float | None]) -> None:
-        index, self._weight = built
+    def _on_built(self, built: tuple[NeighbourIndex | None, str]) -> None:
+        index, self._words = built
         path, self._building = self._building, None
         if self._project is None:
             return

@@ -77,10 +77,11 @@ BUILTIN: tuple[Score, ...] = (
           plain="How unsure the models are",
           about="confusion perplexity (Zhang, Xie et al. 2022), 2 ** (mean over the models of the entropy of each "
                 "model's prediction, in bits): 1 when every model is sure, about K when they spread over K classes"),
-    Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".2f",
+    Score("label_issue", "Label issue (pool + neighbours)", True, "label", ".0%",
           plain="Chance the label is wrong",
-          about="the pool's doubt of the given label (1 - its belief in it, plus a quarter of its belief in the "
-                "likeliest other class), with the look-alike images' labels counted in where they help (0 to 1)"),
+          about="the chance the given label is wrong (0 to 1), from the pool with the look-alike images' labels counted "
+                "in where they help, under a model of this dataset's errors fitted to all its labels: slips to any "
+                "class (sorted as self-confidence would) or mix-ups with a similar class (as the margin would)"),
     Score("margin", "Normalised margin", False, "label", ".2f", lo=-1.0, hi=1.0, compute=PoolPass.margin,
           plain="Label's lead over other classes",
           about="the pool mean's probability of the given label minus that of the likeliest other class (-1 to 1)"),

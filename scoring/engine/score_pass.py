@@ -79,9 +79,10 @@ def write_label_evidence(project: Project, fps: list[str], ids: np.ndarray, labe
     own = labels[at]
     v = label_evidence.votes(sims, rows, voters, mean.shape[1])
     weight = label_evidence.stack_weight(mean, v, own, len(fps))
-    agreement, issue = label_evidence.scores(mean, v, own, weight, len(fps))
-    project.queue.put_label_evidence(have, agreement, issue, weight)
-    log.info("%s: neighbours' votes count for %.2g members in label_issue", project.path, weight)
+    agreement, issue, noise = label_evidence.scores(mean, v, own, weight, len(fps))
+    project.queue.put_label_evidence(have, agreement, issue, weight, noise.as_dict())
+    log.info("%s: neighbours' votes count for %.2g members in label_issue; labels fitted as %.0f %% look-alike "
+             "errors at rate %.2g", project.path, weight, 100 * noise.look_alike, noise.rate)
     yield meter.record(3)
     return index
 

@@ -73,13 +73,31 @@ class Queue:
         return self.store._meta("scores_written") or ""
 
     def put_label_evidence(self, ids: Sequence[int] | np.ndarray, agreement: np.ndarray, issue: np.ndarray,
-                           weight: float) -> None:
-        """The dataset's label scores (scoring.evidence.label_evidence), and how many members' worth the
-        neighbours' votes counted for (0: they classify worse than the pool, so left out)."""
+                           weight: float, noise: dict[str, float] | None = None) -> None:
+        """The dataset's label scores (scoring.evidence.label_evidence), how many members' worth the
+        neighbours' votes counted for (0: they classify worse than the pool, so left out), and the
+        noise model label_issue was computed under (NoiseModel.as_dict)."""
         rows = [(none_if_nan(a), none_if_nan(b), int(i)) for i, a, b in zip(ids, agreement, issue, strict=True)]
         with self.store._tx() as c:
             c.executemany("UPDATE images SET neighbour_agreement=?, label_issue=? WHERE id=?", rows)
-            self.store._set_meta(neighbour_weight=str(weight))
+            self.store._set_meta(neighbour_weight=str(weight), label_noise=json.dumps(noise or {}))
+
+    def label_noise(self) -> dict[str, float]:
+        """The noise model of the last label scores ({"look_alike", "rate", "temperature"}), each a
+        finite number in its range; {} before one was stored or where the file holds anything else
+        (a project file is someone else's input)."""
+        try:
+            raw = json.loads(self.store._meta("label_noise") or "{}")
+        except ValueError:
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        out: dict[str, float] = {}
+        for key, hi in (("look_alike", 1.0), ("rate", 1.0), ("temperature", 100.0)):
+            v = raw.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= float(v) <= hi:
+                out[key] = float(v)
+        return out if len(out) == 3 else {}
 
     def neighbour_weight(self) -> float | None:
         """How many members' worth the neighbours' votes counted for in label_issue (None before

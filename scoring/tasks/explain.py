@@ -49,16 +49,30 @@ def why_here(row: QueueRow, classes: list[str]) -> str:
     return f"Labelled {given}, and the models agree ({pick}, {share:.0%} of their belief)."
 
 
-def neighbour_words(weight: float | None) -> str:
-    """What the look-alike images' labels counted for in the label view's default sort, in words
-    (label_evidence.stack_weight: 0 when they agree with the labels less often than the models)."""
+def neighbour_words(weight: float | None, noise: dict[str, float] | None = None) -> str:
+    """What the label-issue sort rests on, in words: what the look-alike images' labels counted
+    for (label_evidence.stack_weight: 0 when they agree with the labels less often than the
+    models), and which kind of error the labels were fitted to hold (label_evidence.NoiseModel:
+    slips to any class, or mix-ups with a similar class)."""
     if weight is None:
         return ""
     if weight <= 0:
-        return ("Look-alikes' labels are not counted in the label-issue sort here: they agree with the "
-                "labels less often than the models do.")
-    worth = "one model" if weight == 1 else f"{weight:g} models"
-    return f"Look-alikes' labels count as {worth} in the label-issue sort here."
+        out = ("Look-alikes' labels are not counted in the label-issue sort here: they agree with the "
+               "labels less often than the models do.")
+    else:
+        worth = "one model" if weight == 1 else f"{weight:g} models"
+        out = f"Look-alikes' labels count as {worth} in the label-issue sort here."
+    share = (noise or {}).get("look_alike")
+    if share is None:
+        return out
+    if share >= 0.7:
+        kind = ("mix-ups with a similar class, so the sort puts first the images the models give to one "
+                "other class")
+    elif share <= 0.3:
+        kind = "slips to any class, so the sort puts first the images whose label the models least believe"
+    else:
+        kind = "partly slips to any class, partly mix-ups with a similar class"
+    return f"{out} Fitted to all the labels, the errors here look like {kind}."
 
 
 _ARCH_WORDS = {"small_cnn": "small network", "tiny_mlp": "tiny network", "efficientnet_lite0": "EfficientNet-Lite0"}

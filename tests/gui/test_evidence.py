@@ -108,6 +108,7 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
     assert "likeness:" in ev.note.text()
     weight = win.project.queue.neighbour_weight()  # what label_issue gave them, said under the strips
     assert weight is not None and ("not counted" in ev.note.text()) == (weight == 0)
+    assert win.project.queue.label_noise() and "errors here look like" in ev.note.text()  # and the kind of errors fitted
 
 
 def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]

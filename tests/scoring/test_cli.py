@@ -26,7 +26,7 @@ def test_score_queue_edit_undo_export(setup: tuple[Path, Path, list[str]], tmp_p
     assert summary["duplicates"] == {"groups": 0, "label_conflicts": 0}  # looked for after every run
     assert main(["queue", "--db", str(db), "--json", "--limit", "5"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 5 and rows[0]["margin"] <= rows[-1]["margin"]  # labelled: the label view first
+    assert len(rows) == 5 and rows[0]["label_issue"] >= rows[-1]["label_issue"]  # labelled: the label view first
     assert main(["queue", "--db", str(db), "--json", "--limit", "5", "--sort", "c_perplexity"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["c_perplexity"] >= rows[-1]["c_perplexity"]

@@ -68,3 +68,6 @@ def test_the_neighbours_weight_is_said_in_words_and_zero_says_so() -> None:
     assert "not counted" in neighbour_words(0.0)
     assert neighbour_words(1.0) == "Look-alikes' labels count as one model in the label-issue sort here."
     assert "as 2.5 models" in neighbour_words(2.5)
+    assert "slips to any class" in neighbour_words(0.0, {"look_alike": 0.0, "rate": 0.01, "temperature": 1.0})
+    assert "mix-ups with a similar class, so" in neighbour_words(1.0, {"look_alike": 0.9, "rate": 0.01, "temperature": 1.0})
+    assert "partly slips" in neighbour_words(1.0, {"look_alike": 0.5, "rate": 0.01, "temperature": 1.0})

@@ -41,7 +41,7 @@ def test_a_mislabelled_image_among_another_class_gets_low_agreement() -> None:
     labels[0] = 2  # a class-0 image filed under 2
     sims, rows = LE.nearest(unit, k=5)
     v = LE.votes(sims, rows, labels, 3)
-    agreement, _ = LE.scores(np.full((30, 3), 1 / 3), v, labels, 1.0, 1)
+    agreement, _, _ = LE.scores(np.full((30, 3), 1 / 3), v, labels, 1.0, 1)
     assert agreement[0] < 0.1 and np.nanmin(np.delete(agreement, 0)) > 0.7  # its cluster: one vote of 5 off
     removed = labels.copy()
     removed[1:10] = -1  # its neighbours removed: they no longer vote
@@ -61,6 +61,58 @@ def test_the_votes_count_only_where_they_classify_about_as_well_as_the_pool() ->
     assert LE.stack_weight(strong_pool, noisy, labels, 3) == 0.0
 
 
+def _pool_with_flips(kind: str, n: int = 3000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A calibrated pool's probabilities for n images of k classes (each image's true class drawn
+    from them, as a calibrated pool's are), each with a look-alike class it half-believes; 3 % of
+    labels flipped, at random or to the image's likeliest other class. -> (probs, noisy labels,
+    flipped)."""
+    rng = np.random.default_rng(seed)
+    first, second = rng.integers(0, k, n), rng.integers(1, k, n)
+    logits = rng.normal(0.0, 1.0, (n, k))
+    logits[np.arange(n), first] += rng.uniform(4.0, 8.0, n)
+    logits[np.arange(n), (first + second) % k] += rng.uniform(0.0, 4.0, n)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    true = (probs.cumsum(1) < rng.uniform(size=(n, 1))).sum(1).clip(0, k - 1)
+    other = probs.copy()
+    other[np.arange(n), true] = -1
+    flipped = np.zeros(n, bool)
+    flipped[rng.choice(n, n * 3 // 100, replace=False)] = True
+    noisy = true.copy()
+    to = other.argmax(1) if kind == "look-alike" else (true + rng.integers(1, k, n)) % k
+    noisy[flipped] = to[flipped]
+    return probs, noisy, flipped
+
+
+def test_the_labels_say_which_kind_of_error_they_hold_and_the_sort_follows() -> None:
+    """Issue 36: no fixed blend of self-confidence and margin wins on both kinds of error; the noise
+    model fitted to the labels tells them apart, and label_issue puts the flips first either way,
+    at least as well as the better of the two."""
+    for kind in ("random", "look-alike"):
+        probs, noisy, flipped = _pool_with_flips(kind)
+        model = LE.fit_noise(probs, noisy)
+        assert (model.look_alike <= 0.3) if kind == "random" else (model.look_alike >= 0.7), (kind, model)
+        assert 0.005 <= model.rate <= 0.06, model  # 3 % planted, beside the pool's own doubt
+        _, issue, _ = LE.scores(probs, np.full_like(probs, 0.1), noisy, 0.0, 4)
+        rows = np.arange(len(noisy))
+        other = probs.copy()
+        other[rows, noisy] = -1
+        found = {name: int(flipped[np.argsort(-s, kind="stable")[:60]].sum()) for name, s in (
+            ("label issue", issue), ("self-confidence", -probs[rows, noisy]),
+            ("margin", other.max(1) - probs[rows, noisy]))}
+        assert found["label issue"] >= max(found["self-confidence"], found["margin"]) - 1, (kind, found)
+        assert np.nanmin(issue) >= 0.0 and np.nanmax(issue) <= 1.0
+
+
+def test_unlabelled_images_get_no_label_issue_and_do_not_move_the_fit() -> None:
+    probs, noisy, _ = _pool_with_flips("random", n=1000)
+    some = noisy.copy()
+    some[::3] = -1
+    model = LE.fit_noise(probs, some)
+    _, issue, _ = LE.scores(probs, np.full_like(probs, 0.1), some, 0.0, 4)
+    assert np.isnan(issue[::3]).all() and not np.isnan(np.delete(issue, np.arange(0, 1000, 3))).any()
+    assert model == LE.fit_noise(probs[some >= 0], some[some >= 0])
+
+
 def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", per_class=12, corrupt=False)
     shutil.move(data / "blue" / "000.png", data / "red" / "blue0.png")  # a planted label error
@@ -72,6 +124,12 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
         assert rows[0].path == "red/blue0.png"
         assert rows[0].scores["neighbour_agreement"] < 0.5
         assert p.queue.neighbour_weight() is not None
+        noise = p.queue.label_noise()
+        assert set(noise) == {"look_alike", "rate", "temperature"} and 0 <= noise["look_alike"] <= 1
+        for hostile in ("not json", "[1, 2]", '{"look_alike": 7, "rate": 0.1, "temperature": 1}',
+                        '{"look_alike": true, "rate": 0.1, "temperature": 1}', '{"look_alike": 0.5}'):
+            p._set_meta(label_noise=hostile)  # a project file is someone else's input
+            assert p.queue.label_noise() == {}
 
 
 def test_likely_errors_holds_on_a_weak_pool_and_on_planted_flips() -> None:
