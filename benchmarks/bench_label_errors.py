@@ -185,10 +185,10 @@ FLIPS = ("random", "confusable", "boundary", "doubted", "mixed")
 
 
 def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np.ndarray] | None) -> dict[str, np.ndarray]:
-    """The label view's default (as the product computes it) beside the sorts it could be:
-    margin, self-confidence, the neighbours alone, and blends ``(1 - p_label) + lam * p_best_other``
-    of the pool's mean, alone or with the neighbours' votes mixed in (lam 1 is the margin's order,
-    0 self-confidence's)."""
+    """The label view's default (as the product computes it: the chance the label is wrong under
+    the noise model fitted to the labels) beside the sorts it could be: margin, self-confidence,
+    the neighbours alone, and fixed blends ``(1 - p_label) + lam * p_best_other`` of the pool's
+    mean (lam 1 is the margin's order, 0 self-confidence's; 0.25 was the default before)."""
     from scoring.evidence import label_evidence as LE
 
     n_members, n, k = probs.shape
@@ -199,27 +199,45 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
         other[rows, y] = -np.inf
         return (1 - d[rows, y]) + lam * other.max(1)
 
-    out = {"label issue (default)": LE.scores(mean, np.zeros_like(mean), y, 0.0, n_members)[1],
-           "margin": -M.normalized_margin(probs, y),
-           "self-confidence": 1 - M.self_confidence(probs, y)}
-    for lam in (0.25, 0.5, 0.75):
-        out[f"pool, lam {lam}"] = blend(mean, lam)
-    ranks = [np.argsort(np.argsort(out[k], kind="stable")) for k in ("margin", "self-confidence")]
-    out["rank mean: margin, self-conf."] = (ranks[0] + ranks[1]) / 2.0
+    v, w = np.full_like(mean, 1.0 / k), 0.0
     if near is not None:
         v = LE.votes(near[0], near[1], y, k)
         w = LE.stack_weight(mean, v, y, n_members)
-        out["label issue (default)"] = LE.scores(mean, v, y, w, n_members)[1]
-        out["+ neighbours fitted, lam 0.5"] = blend((n_members * mean + w * v) / (n_members + w), 0.5)  # 0.25 is the default
+    _, issue, model = LE.scores(mean, v, y, w, n_members)
+    FITTED.append(model.look_alike)
+    out = {"label issue (default)": issue,
+           "margin": -M.normalized_margin(probs, y),
+           "self-confidence": 1 - M.self_confidence(probs, y)}
+    mixed = (n_members * mean + w * v) / (n_members + w)
+    for lam in (0.25, 0.5):
+        out[f"fixed blend, lam {lam}" + (" (before)" if lam == 0.25 else "")] = blend(mixed, lam)
+    ranks = [np.argsort(np.argsort(out[key], kind="stable")) for key in ("margin", "self-confidence")]
+    out["rank mean: margin, self-conf."] = (ranks[0] + ranks[1]) / 2.0
+    if near is not None:
         out["neighbours alone"] = 1 - v[rows, y]
-        for ww in (1.0, 2.0):
-            mixed = (n_members * mean + ww * v) / (n_members + ww)
-            for lam in (0.0, 0.5):
-                out[f"+ neighbours x{ww:g}, lam {lam}"] = blend(mixed, lam)
     return out
 
 
-def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips: tuple[str, ...] = FLIPS) -> None:
+FITTED: list[float] = []  # the look-alike share label_issue's noise model was fitted to, per call
+
+
+def confirmed_errors(path: Path, project: Project, ids: np.ndarray) -> np.ndarray:
+    """(N,) bool: the images people confirmed as label errors, from a labelerrors.com study file
+    (cleanlab/label-errors, mturk/<set>_mturk.json: ``id`` = the original index, the image's file
+    name here; confirmed = fewer than 3 of 5 workers chose the given label). Kept outside the
+    repository: it is someone else's data."""
+    import json
+    import re
+
+    rows = json.loads(path.read_text())
+    bad = {int(r["id"]) for r in rows if int(r["mturk"]["given"]) < 3}
+    index = np.array([int(m.group(1)) if (m := re.search(r"(\d+)\.\w+$", p)) else -1
+                      for p in project.images.paths_of(ids)])
+    return np.isin(index, sorted(bad))
+
+
+def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips: tuple[str, ...] = FLIPS,
+              confirmed: dict[str, Path] | None = None) -> None:
     """Per set and flip kind, the planted flips each candidate sort puts in the first 100 rows and
     the first 1 %; the pool is refitted on each set of noisy labels, as a user's would be."""
     from scoring.device import pick_device
@@ -245,19 +263,31 @@ def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips:
         table: dict[str, list[str]] = {}
         one = max(1, len(ids) // 100)
         feats = {m.encoder.key: project.cache.get_features(m.encoder.key, ids) for m in pool.members}
+        columns = list(flips)
         for mode in flips:
             found: dict[str, np.ndarray] = {}
+            fitted = []
             for seed in range(seeds):
                 noisy, flipped = flip(labels, clean.mean(0), share, mode, seed)
                 probs = np.stack([m.fit_predict(feats[m.encoder.key], noisy) for m in pool.members])
                 for sort, score in candidate_sorts(probs, noisy, near).items():
                     order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
                     found[sort] = found.get(sort, 0) + np.array([flipped[order[:100]].sum(), flipped[order[:one]].sum()])
+                fitted.append(FITTED[-1])
+            print(f"  {mode}: label issue fitted " + ", ".join(f"{f:.0%}" for f in fitted) + " look-alike errors")
             for sort, (top, first) in found.items():
                 table.setdefault(sort, []).append(f"{top:>4} /{first:>4}")
+        people = (confirmed or {}).get(name.split("-")[0])
+        if people is not None:  # the untouched labels, against the errors people confirmed
+            truth = confirmed_errors(people, project, ids)
+            columns.append(f"people ({truth.sum()})")
+            for sort, score in candidate_sorts(clean, labels, near).items():
+                order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+                table.setdefault(sort, []).append(f"{int(truth[order[:100]].sum()):>4} /{int(truth[order[:one]].sum()):>4}")
+            print(f"  untouched labels: label issue fitted {FITTED[-1]:.0%} look-alike errors")
         print(f"  flips found in the first 100 / first 1 % ({one}) rows, of {round(share * len(ids))} planted"
               + (f", summed over {seeds} draws" if seeds > 1 else ""))
-        print(f"  {'sort':<30}" + "".join(f"{m:>12}" for m in flips))
+        print(f"  {'sort':<30}" + "".join(f"{m:>12}" for m in columns))
         for sort, cells in table.items():
             print(f"  {sort:<30}" + "".join(f"{c:>12}" for c in cells))
         project.close()
@@ -285,13 +315,17 @@ def main() -> None:
     ap.add_argument("--depths", default="20,32,44,56", help="which CIFAR ResNets (the fine-tuned pool takes minutes each)")
     ap.add_argument("--flips", default=",".join(FLIPS), help="with --sorts: which kinds of planted flips")
     ap.add_argument("--seeds", type=int, default=1, help="with --sorts: draws of the planted flips, summed")
+    ap.add_argument("--confirmed", default="", help="with --sorts: labelerrors.com study files (cleanlab/label-errors "
+                    "mturk/cifar10_mturk.json, mnist_mturk.json), comma-separated: adds the untouched labels against "
+                    "the errors people confirmed")
     ap.add_argument("--sorts", default="", help="compare the label view's candidate sorts on these sets instead "
                     "(cifar-resnet-heads,cifar-auto-heads,mnist-auto-heads,mnist-2000-scratch; share 0.02 suits)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.sorts:
-        sort_sets(work, args.share, args.sorts.split(","), args.seeds, tuple(args.flips.split(",")))
+        confirmed = {Path(f).name.split("_")[0].replace("cifar10", "cifar"): Path(f) for f in args.confirmed.split(",") if f}
+        sort_sets(work, args.share, args.sorts.split(","), args.seeds, tuple(args.flips.split(",")), confirmed)
         return
     cifar, mnist = SHARED / "data" / "cifar10-test", SHARED / "data" / "mnist-test"
     models = SHARED / "models" / "cifar10-resnet"

@@ -67,7 +67,7 @@ def evidence(index: NeighbourIndex, rng: np.random.Generator) -> None:
     t = time.perf_counter()
     v = label_evidence.votes(sims, rows, labels, 10)
     weight = label_evidence.stack_weight(mean, v, labels, 4)
-    agreement, _ = label_evidence.scores(mean, v, labels, weight, 4)
+    agreement, _, _ = label_evidence.scores(mean, v, labels, weight, 4)
     steps["votes and scores"] = time.perf_counter() - t
     t = time.perf_counter()
     image_issues.centre_cosines(index.feats, labels)
