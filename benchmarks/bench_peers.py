@@ -23,8 +23,13 @@ issue (cleanvision's light / grayscale / odd size and odd aspect ratio counted a
 overexposed / grey / odd size; outliers against Datalab's outlier check on the same features as
 ours), the share of untouched images flagged, and wall time.
 
-Not yet here (issue 33): duplicates against imagededup and fastdup, and Datalab's
-near-duplicate check.
+Duplicates: ``bench_duplicates.py``'s planted set (2,000 CIFAR-10 JPEGs plus 200 planted
+near-duplicates: exact copies, JPEG re-encodes at quality 60 and 2-pixel crops, a third filed
+under another class): ours (the groups `image-triage duplicates` shows) vs imagededup's PHash
+(its default distance, 10), cleanvision's exact and near duplicates, fastdup (its own bundled
+model; pairs at its "nearly identical" similarity 0.98, and at 0.96) and Datalab's
+near-duplicate check on the same thumbnails ours start from: precision and recall over pairs,
+and wall time. imagededup's CNN method downloads its weights at run time, so it cannot run here.
 
 Usage: python benchmarks/bench_peers.py [--work /tmp/peers] [--venv /tmp/peers/venv] [--share 0.05]
        (make bench-peers)
@@ -43,7 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PINNED = ["cleanlab[datalab]==2.9.0", "cleanvision==0.3.7"]
+PINNED = ["cleanlab[datalab]==2.9.0", "cleanvision==0.3.7", "torch==2.14.1", "torchvision==0.29.1",
+          "imagededup==0.3.3.post2"]
+PINNED_FASTDUP = ["fastdup==2.54"]  # a venv of its own: it pins NumPy 1, which breaks the pyarrow Datalab needs
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 PEER = r"""
@@ -93,6 +100,66 @@ lab = Datalab(data={"label": d["labels"]}, label_name="label", verbosity=0)
 lab.find_issues(features=d["features"], issue_types={"outlier": {}})
 got = lab.get_issues("outlier")
 np.savez(sys.argv[2], flags=got["is_outlier_issue"].to_numpy(), seconds=np.array(time.perf_counter() - t))
+"""
+PEER_DUPES = r"""
+import json, sys, time
+import numpy as np
+root = sys.argv[1].rstrip("/") + "/"
+out = {}
+def timed(name, fn):
+    t = time.perf_counter()
+    try:
+        pairs = fn()
+        out[name] = {"seconds": time.perf_counter() - t, "pairs": sorted(sorted(p) for p in pairs)}
+    except Exception as e:  # a peer that cannot run here says so in the table
+        out[name] = {"error": f"{type(e).__name__}: {e}"[:200]}
+def phash():
+    from imagededup.methods import PHash
+    ph = PHash(verbose=False)
+    found = ph.find_duplicates(encoding_map=ph.encode_images(image_dir=root, recursive=True))
+    return {tuple(sorted((a, b))) for a, bs in found.items() for b in bs}
+def cleanvision():
+    from cleanvision import Imagelab
+    lab = Imagelab(data_path=root)
+    lab.find_issues({"exact_duplicates": {}, "near_duplicates": {}}, verbose=False)
+    pairs = set()
+    for kind in ("exact_duplicates", "near_duplicates"):
+        for group in lab.info[kind]["sets"]:
+            names = sorted(str(p)[len(root):] for p in group)
+            pairs |= {(a, b) for i, a in enumerate(names) for b in names[i + 1:]}
+    return pairs
+def fastdup_at(threshold):
+    def run():
+        import fastdup
+        fd = fastdup.create(work_dir=sys.argv[3], input_dir=root)
+        fd.run(ccthreshold=0.9, overwrite=True, verbose=False)
+        sim = fd.similarity()
+        sim = sim[sim["distance"] >= threshold]
+        def rel(p):
+            p = str(p)
+            return p[p.index(root):][len(root):] if root in p else p.split(root.rstrip("/").split("/")[-1] + "/", 1)[-1]
+        return {tuple(sorted((rel(a), rel(b)))) for a, b in zip(sim["filename_from"], sim["filename_to"])}
+    return run
+def datalab():
+    from cleanlab import Datalab
+    d = np.load(sys.argv[2])
+    lab = Datalab(data={"label": d["labels"]}, label_name="label", verbosity=0)
+    lab.find_issues(features=d["features"], issue_types={"near_duplicate": {}})
+    names = [str(n) for n in d["paths"]]
+    info = lab.get_issues("near_duplicate")
+    pairs = set()
+    for i, (flag, sets) in enumerate(zip(info["is_near_duplicate_issue"], info["near_duplicate_sets"])):
+        if flag:
+            pairs |= {tuple(sorted((names[i], names[j]))) for j in sets}
+    return pairs
+if sys.argv[4] == "fastdup":
+    timed("fastdup (similarity >= 0.98)", fastdup_at(0.98))
+    timed("fastdup (similarity >= 0.96)", fastdup_at(0.96))
+else:
+    timed("imagededup PHash", phash)
+    timed("cleanvision", cleanvision)
+    timed("cleanlab Datalab near_duplicate (our thumbnails)", datalab)
+print(json.dumps(out))
 """
 # cleanvision's issue names -> ours
 CLEANVISION = {"dark": "dark", "light": "overexposed", "blurry": "blurry", "low_information": "low_information",
@@ -175,15 +242,67 @@ def _datalab_outliers(db: Path, py: Path, work: Path) -> set[str] | None:
         return set(p.images.paths_of(ids[got["flags"].astype(bool)]))
 
 
-def make_venv(venv: Path) -> Path:
+def duplicate_rows(work: Path, py: Path, images: int = 2000, share: float = 0.1) -> None:
+    """Ours against the duplicate finders on bench_duplicates' planted set, pairs counted."""
+    import itertools
+
+    from bench_duplicates import plant
+
+    from scoring.progress import drain
+    from scoring.store import Project, project_for
+    from scoring.tasks.duplicates import find_duplicates
+
+    data = work / "dupes-planted"
+    truth_file = work / "dupes-planted.json"
+    if not truth_file.exists():
+        planted = plant(SHARED / "data" / "cifar10-test", data, images, share)
+        truth_file.write_text(json.dumps(sorted(sorted(p) for p in planted)))
+    planted = {frozenset(p) for p in json.loads(truth_file.read_text())}
+    db = work / "dupes-planted.triage.db"
+    db.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    db = project_for(data, db)
+    drain(find_duplicates(db))
+    rows: dict[str, tuple[set[frozenset[str]], float] | str] = {}
+    with Project.open(db) as p:
+        ids = p.images.scorable_ids()
+        paths = dict(zip(ids.tolist(), p.images.paths_of(ids), strict=True))
+        ours = {frozenset({paths[i], paths[j]}) for g in p.dupes.duplicate_groups().values()
+                for i, j in itertools.combinations(g, 2)}
+        rows["Image Triage (the groups shown)"] = (ours, time.perf_counter() - t0)
+        npz = work / "peer-dupes-in.npz"
+        np.savez(npz, features=p.cache.get_features("thumb16:v1", ids).astype(np.float32),
+                 labels=np.maximum(p.images.given_labels(ids), 0), paths=np.array(list(paths.values())))
+    fastdup_py = make_venv(py.parent.parent.with_name(py.parent.parent.name + "-fastdup"), PINNED_FASTDUP)
+    for which, python in (("others", py), ("fastdup", fastdup_py)):
+        done = subprocess.run([str(python), "-c", PEER_DUPES, str(data), str(npz), str(work / "fastdup-work"), which],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"  the peers' duplicate finders ({which}) failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+            continue
+        for name, got in json.loads(done.stdout.strip().splitlines()[-1]).items():
+            rows[name] = got["error"] if "error" in got else ({frozenset(x) for x in got["pairs"]}, got["seconds"])
+    print(f"\nDuplicates: {len(ids):,} images, {len(planted)} planted near-duplicate pairs (copies, JPEG q60, "
+          f"2-px crops; a third under another class)")
+    print(f"  {'tool':<50} {'pairs':>6} {'precision':>9} {'recall':>7} {'seconds':>8}")
+    for name, row in rows.items():
+        if isinstance(row, str):
+            print(f"  {name:<50} could not run: {row}")
+            continue
+        found, seconds = row
+        tp = len(found & planted)
+        print(f"  {name:<50} {len(found):>6} {tp / max(len(found), 1):>9.3f} {tp / len(planted):>7.3f} {seconds:>8.1f}")
+
+
+def make_venv(venv: Path, pinned: list[str] = PINNED) -> Path:
     py = venv / "bin" / "python"
     stamp = venv / "pinned.txt"
-    want = "\n".join(PINNED)
+    want = "\n".join(pinned)
     if py.exists() and stamp.exists() and stamp.read_text() == want:
         return py
-    print(f"making the peers' venv in {venv} (once): {', '.join(PINNED)}")
+    print(f"making the peers' venv in {venv} (once): {', '.join(pinned)}")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *PINNED], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", *pinned], check=True)
     stamp.write_text(want)
     return py
 
@@ -270,7 +389,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/peers")
     ap.add_argument("--venv", default=None, help="the peers' venv (default: WORK/venv, made once)")
     ap.add_argument("--share", type=float, default=0.05)
-    ap.add_argument("--tasks", default="labels,issues", help="labels, issues (comma-separated)")
+    ap.add_argument("--tasks", default="labels,issues,duplicates", help="labels, issues, duplicates (comma-separated)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -282,6 +401,8 @@ def main() -> None:
         label_rows(work, py, args.share)
     if "issues" in args.tasks:
         issue_rows(work, py)
+    if "duplicates" in args.tasks:
+        duplicate_rows(work, py)
 
 
 if __name__ == "__main__":
