@@ -98,6 +98,7 @@ class FilterPanel(QWidget):
         for n, name in enumerate(ISSUES, start=1):
             self.f_issue.setItemText(n, name.replace("_", " "))
             self.f_issue.setItemData(n, ISSUE_TEXT[name], Qt.ItemDataRole.ToolTipRole)
+        self._scale = 1.0  # the range boxes show the score times this (100 for a chance, shown in percent)
         self.f_min = QDoubleSpinBox(decimals=3, singleStep=0.05)
         self.f_max = QDoubleSpinBox(decimals=3, singleStep=0.05)
         for box in (self.f_min, self.f_max):
@@ -197,17 +198,20 @@ class FilterPanel(QWidget):
         s = score(key)
         self.range_label.setText(f"<small>{s.words} between</small>")
         self.range_label.setToolTip(s.tooltip)
-        step = 0.001
+        self._scale = 100.0 if s.fmt.endswith("%") else 1.0  # a chance is typed as it is shown: in percent
+        step = 0.001 * self._scale
         for box in (self.f_min, self.f_max):
             was = self._quiet
             self._quiet = True
-            box.setRange(s.lo - step, s.hi)
-            box.setValue(s.lo - step)
+            box.setDecimals(1 if self._scale > 1 else 3)
+            box.setSuffix(" %" if self._scale > 1 else "")
+            box.setSingleStep(5.0 if self._scale > 1 else 0.05)
+            box.setRange(s.lo * self._scale - step, s.hi * self._scale)
+            box.setValue(s.lo * self._scale - step)
             self._quiet = was
 
-    @staticmethod
-    def _set(box: QDoubleSpinBox) -> float | None:
-        return None if box.value() <= box.minimum() else float(box.value())
+    def _set(self, box: QDoubleSpinBox) -> float | None:
+        return None if box.value() <= box.minimum() else float(box.value()) / self._scale
 
     @staticmethod
     def _choices(values: tuple[str, ...]) -> QComboBox:
@@ -272,9 +276,9 @@ class FilterPanel(QWidget):
                 self._range_key = None if filt.score_key == sort else filt.score_key
                 self._set_range_key(filt.score_key)
                 if filt.score_min is not None:
-                    self.f_min.setValue(filt.score_min)
+                    self.f_min.setValue(filt.score_min * self._scale)
                 if filt.score_max is not None:
-                    self.f_max.setValue(filt.score_max)
+                    self.f_max.setValue(filt.score_max * self._scale)
             self.f_disagree.setChecked(filt.disagrees)
             self.f_duplicate.setChecked(filt.duplicate)
             self.f_conflict.setChecked(filt.conflict)

@@ -132,6 +132,20 @@ def test_the_margin_range_can_hold_negative_values(qtbot, settings, big_db: Path
     w.close()
 
 
+def test_a_chance_is_typed_in_percent_as_it_is_shown(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    """The label view's default sort shows a chance (98%): its range boxes take percent too, and
+    the filter holds the fraction; a score shown as a number keeps its own units."""
+    w = open_window(qtbot, settings, big_db)
+    w.filters.sort.setCurrentIndex(w.filters.sort.findData("label_issue"))
+    assert w.filters.f_min.suffix() == " %" and w.filters.f_min.maximum() == 100.0
+    w.filters.f_min.setValue(50.0)
+    assert w.session.filter.score_key == "label_issue" and w.session.filter.score_min == 0.5
+    assert w.model.rowCount() > 0 and all(w.model.row_at(r).scores["label_issue"] >= 0.5 for r in range(w.model.rowCount()))
+    w.filters.sort.setCurrentIndex(w.filters.sort.findData("margin"))
+    assert w.filters.f_min.suffix() == "" and w.filters.f_max.maximum() == 1.0
+    w.close()
+
+
 def test_double_click_opens_the_image_full_size(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
     w = open_window(qtbot, settings, big_db)
     rect = w.view.visualRect(w.view.currentIndex())
