@@ -267,10 +267,15 @@ def temperature_scaled(probs: np.ndarray, labels: np.ndarray, fit_rows: int = 50
         nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(rows)), y[rows]]))
         if nll < best_nll:
             best_t, best_nll = float(t), nll
-    z = np.log(p) / best_t
+    return best_t, scaled_by(p, best_t)
+
+
+def scaled_by(probs: np.ndarray, t: float) -> np.ndarray:
+    """probs ** (1/t), renormalised (probabilities clipped at 1e-7 first)."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0)) / t
     z -= z.max(axis=1, keepdims=True)
     q = np.exp(z)
-    return best_t, q / q.sum(axis=1, keepdims=True)
+    return q / q.sum(axis=1, keepdims=True)
 
 
 def _compute_triage(

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring.metrics import temperature_scaled
+from scoring.metrics import scaled_by, temperature_scaled
 
 K = 10  # nearest images that vote
 EXACT_BELOW = 50_000  # exact search below this many images, HNSW (approximate: recall 0.99 on clustered features) above
@@ -132,6 +132,11 @@ def fit_noise(mean: np.ndarray, labels: np.ndarray) -> NoiseModel:
     (temperature-scaled first), on a grid: look_alike 0 to 1 by 0.05, rate 1e-4 to 0.3."""
     y = np.asarray(labels)
     t, q = temperature_scaled(mean, y)
+    return _fit(q, y, t)
+
+
+def _fit(q: np.ndarray, y: np.ndarray, t: float) -> NoiseModel:
+    """fit_noise on the pool already scaled by ``t``."""
     rows = np.flatnonzero(y >= 0)
     if len(rows) == 0 or q.shape[1] < 2:
         return NoiseModel(temperature=t)
@@ -151,19 +156,15 @@ def fit_noise(mean: np.ndarray, labels: np.ndarray) -> NoiseModel:
 
 def wrong_chance(mean: np.ndarray, labels: np.ndarray, model: NoiseModel) -> np.ndarray:
     """(N,) the posterior chance that each given label is wrong under ``model`` (NaN: no label)."""
-    y = np.asarray(labels)
+    return _chance(scaled_by(mean, model.temperature), np.asarray(labels), model)
+
+
+def _chance(q: np.ndarray, y: np.ndarray, model: NoiseModel) -> np.ndarray:
+    """wrong_chance on the pool already scaled by the model's temperature."""
     have = y >= 0
-    q = _scaled(mean, model.temperature)
     py, look, unif = _shapes(q, np.where(have, y, 0))
     wrong = model.rate * (model.look_alike * look + (1 - model.look_alike) * unif)
     return np.where(have, wrong / (wrong + (1 - model.rate) * py), np.nan)
-
-
-def _scaled(p: np.ndarray, t: float) -> np.ndarray:
-    z = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1.0)) / t
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def scores(mean: np.ndarray, v: np.ndarray, labels: np.ndarray, weight: float, n_members: int
@@ -176,5 +177,6 @@ def scores(mean: np.ndarray, v: np.ndarray, labels: np.ndarray, weight: float, n
     yy = np.where(have, y, 0)
     agreement = np.where(have, v[np.arange(n), yy], np.nan)
     mixed = (n_members * mean + weight * v) / (n_members + weight)
-    model = fit_noise(mixed, y)
-    return agreement, wrong_chance(mixed, y, model), model
+    t, q = temperature_scaled(mixed, y)  # scaled once: the fit and the chances read the same pool
+    model = _fit(q, y, t)
+    return agreement, _chance(q, y, model), model
