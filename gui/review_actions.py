@@ -18,10 +18,13 @@ from gui.estimates import Estimates
 from gui.jobs import Jobs
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
+from gui.worker import imported_on_call
 from scoring.errors import ImageTriageError
 from scoring.store import Edit, Project
 from scoring.tasks.estimate import ErrorsLeft
 from scoring.tasks.review import ReviewSession
+
+rerank = imported_on_call("scoring.tasks.rerank", "rerank")  # on the job's thread when a re-rank starts
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +329,6 @@ class ReviewController(QObject):
         """Refit the pool's heads on the decisions so far and re-rank the unreviewed images."""
         if self.project is None or self.session is None or self.jobs.busy:
             return None
-        from scoring.tasks.rerank import rerank
-
         self.session.reranked()  # not due again until the next batch of decisions
         path, sort = self.project.path, self.session.label_sort
         return self.jobs.run(lambda cancel: rerank(path, sort, cancel=cancel), "Re-ranking", self._on_rerank_returned,

@@ -16,7 +16,7 @@ from gui.jobs import Jobs
 from gui.offthread import LatestOnly
 from gui.review_actions import ReviewController, Say
 from gui.view_state import ViewState
-from gui.worker import GeneratorWorker
+from gui.worker import GeneratorWorker, imported_on_call
 from scoring.errors import ImageTriageError
 
 if TYPE_CHECKING:  # the dialogs pull in the pool's kinds, and with them torch: imported when opened
@@ -37,6 +37,13 @@ def _survey(path: Path) -> Any:
             return survey(project.dataset(), pick_device("auto"))
     except (ImageTriageError, OSError) as exc:
         return exc
+
+
+# The jobs' core functions, imported on the job's thread when it starts (see imported_on_call).
+score_project = imported_on_call("scoring.engine.inference", "score_project")
+export_dataset = imported_on_call("scoring.tasks.export", "export_dataset")
+merge_steps = imported_on_call("scoring.tasks.merge", "merge_steps")
+find_duplicates = imported_on_call("scoring.tasks.duplicates", "find_duplicates")
 
 
 class Tasks:
@@ -90,8 +97,6 @@ class Tasks:
                       runtime: str = "auto") -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.engine.inference import score_project
-
         path = self.review.project.path
         # workers=0: no forked decode processes from a multi-threaded Qt app; the command line
         # (`image-triage score`) decodes with worker processes for big jobs.
@@ -126,8 +131,6 @@ class Tasks:
     def start_export(self, dest: Path, **options: Any) -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.tasks.export import export_dataset
-
         path = self.review.project.path
         return self.jobs.run(lambda cancel: export_dataset(path, dest, cancel=cancel, **options), "Export",
                              self._on_export_returned)
@@ -159,8 +162,6 @@ class Tasks:
     def start_merge(self, packages: list[Path]) -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.tasks.merge import merge_steps
-
         path = self.review.project.path
         return self.jobs.run(lambda cancel: merge_steps(path, packages, cancel), "Merging packages",
                              self._on_merge_returned)
@@ -180,8 +181,6 @@ class Tasks:
         """Group exact and near-duplicates (after every scoring run, and from the Scoring menu)."""
         if self.review.project is None or self.jobs.busy:
             return None
-        from scoring.tasks.duplicates import find_duplicates
-
         path = self.review.project.path
         return self.jobs.run(lambda cancel: find_duplicates(path, cancel=cancel), "Finding duplicates",
                              self._on_duplicates_returned)

@@ -18,6 +18,22 @@ log = logging.getLogger(__name__)
 GeneratorFactory = Callable[[threading.Event], Generator[Any, None, Any]]
 
 
+def imported_on_call(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported when first called: on the job's thread, never the window's.
+
+    A job's core module can bring torch with it (scoring's 1.5 s the first time), and an
+    import on the window's thread is a stall, or a wait on the import lock while a worker
+    imports the same module (issue 30: the first 0.2 s of every scoring). Looked up on each
+    call, so a test that patches the module's attribute still sees its calls."""
+    import importlib
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = f"{name} (imported on call)"
+    return call
+
+
 class GeneratorWorker(QObject):
     """Drives a generator made *inside* the thread (SQLite connections belong to their thread).
 

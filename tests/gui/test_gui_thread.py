@@ -164,3 +164,50 @@ def test_worker_threads_run_below_the_windows_thread(qtbot) -> None:  # type: ig
     start_worker(job)
     qtbot.waitUntil(lambda: len(got) == 2, timeout=10_000)
     assert got == [max(mine, BACKGROUND_NICE)] * 2 and niceness() == mine
+
+
+_STARTS = r'''
+import sys, threading
+from pathlib import Path
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+from gui.main_window import MainWindow
+from scoring.io.datasets import open_dataset
+from scoring.store import Project
+from tests.scoring.tinypool import make_imagefolder
+
+tmp = Path(sys.argv[1])
+app = QApplication([])
+data = make_imagefolder(tmp / "data", per_class=4, corrupt=False)
+Project.create(tmp / "p.triage.db", open_dataset(data)).close()
+win = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+win.show()
+assert win.open_project(tmp / "p.triage.db", ask_resume=False)
+factories = []
+win.jobs.run = lambda factory, *a, **k: factories.append(factory)  # started, never run
+imported = []
+sys.addaudithook(lambda event, args: event == "import" and threading.current_thread() is threading.main_thread()
+                 and imported.append(args[0]))
+win.tasks.start_scoring([{"name": "mlp", "kind": "scratch", "arch": "tiny_mlp"}])
+win.tasks.start_duplicates()
+win.tasks.start_export(tmp / "out")
+win.tasks.start_merge([tmp / "nothing.triage.db"])
+win.review.start_rerank()
+print(len(factories), sorted(set(imported)))
+'''
+
+
+def test_starting_a_job_imports_nothing_on_the_windows_thread(tmp_path: Path) -> None:
+    """The first 0.2 s of every scoring run froze the window (bench_stalls.py: 175 ms): the
+    window's thread imported the job's core module, and with it torch, before handing the job to
+    its thread. In a fresh interpreter, starting each job imports nothing on the window's thread."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", _STARTS, str(tmp_path)], capture_output=True, text=True, env=env,
+                         cwd=root, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "5 []"
