@@ -46,7 +46,9 @@ def test_ldd_output_and_the_distribution_make_one_command() -> None:
     assert qtlibs.install_command(missing, "ID=debian\n") == "sudo apt-get install -y libxcb-icccm4 libxcb-cursor0"
     assert qtlibs.install_command(["libodd.so.9"], "ID=debian\n").endswith("provide: libodd.so.9")
     assert qtlibs.install_command(missing, "ID=gentoo\n").endswith("provide: libxcb-icccm.so.4 libxcb-cursor.so.0")
-    assert qtlibs.ldd_missing(launch._qt_xcb_files()) == []  # this machine has them all (the window tests run)
+    # Here: whatever ldd says, as library names (the tests run Qt offscreen, which needs none of
+    # the xcb libraries, so a machine without them is no failure; a fresh one here lacked two).
+    assert all(".so" in name for name in qtlibs.ldd_missing(launch._qt_xcb_files()))
     assert launch._qt_xcb_files(), "PySide6's xcb plugin is where the check looks for it"
 
 
