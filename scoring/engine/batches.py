@@ -89,7 +89,7 @@ def decode_missing(project: Project, key: str, pp: Preprocess, ids: np.ndarray, 
         ok = [it for it in items if it.tensors is not None]
         if ok:
             project.cache.put_features(key, [it.image_id for it in ok],
-                                 np.stack([it.tensors[pp.key].flatten().numpy() for it in ok]))  # type: ignore[index]
+                                 pp.collate([it.tensors[pp.key] for it in ok]).reshape(len(ok), -1).numpy())  # type: ignore[index]
         yield meter.record(s + len(items))
 
 

@@ -63,7 +63,8 @@ class PoolActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from scoring.engine.batches import decode_item, run_encoders
 
-        items = [decode_item(int(i), str(p), self.pool.preprocesses()) for i, p in zip(batch["id"], batch["path"], strict=True)]
+        pps = {pp.key: pp for pp in self.pool.preprocesses()}
+        items = [decode_item(int(i), str(p), list(pps.values())) for i, p in zip(batch["id"], batch["path"], strict=True)]
         ok = [it for it in items if it.tensors is not None]
         out: dict[str, np.ndarray] = {
             "id": np.array([it.image_id for it in items], dtype=np.int64),
@@ -73,9 +74,7 @@ class PoolActor:
             "sha1": np.array([it.sha1 or "" for it in items], dtype=object),
         }
         if ok:
-            import torch
-
-            stacked = {key: torch.stack([it.tensors[key] for it in ok]) for key in ok[0].tensors}  # type: ignore[index, union-attr]
+            stacked = {key: pps[key].collate([it.tensors[key] for it in ok]) for key in ok[0].tensors}  # type: ignore[index, union-attr]
             outputs = run_encoders(self.encoders, stacked, self.device, self.device.type == "cuda")
         for enc in self.encoders:
             col = np.zeros((len(items), outputs[enc.key].shape[1] if ok else 1), dtype=np.float32)

@@ -35,6 +35,7 @@ the README).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,43 +59,66 @@ COLOUR_SET = 0.9  # the share of colourful images that makes a colour dataset
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``np.percentile(x, 100 * q)`` (linear) for each q of a flat array, by one partition: 7 us
-    where np.percentile takes 90 on a 32x32 image (issue 35: the statistics ride on the decode)."""
-    pos = [q * (x.size - 1) for q in qs]
-    part = np.partition(x, sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos}))
-    out = []
-    for p in pos:
+def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(x, 100 * q, axis=1)`` (linear) for each q, rows of a (N, M) array, by one
+    partition: (N, len(qs)). Faster than np.percentile, which sorts (issue 35)."""
+    pos = [q * (x.shape[1] - 1) for q in qs]
+    part = np.partition(x, sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos}), axis=1)
+    out = np.empty((x.shape[0], len(qs)), dtype=np.float64)
+    for k, p in enumerate(pos):
         lo, hi = int(np.floor(p)), int(np.ceil(p))
-        a, b, t = float(part[lo]), float(part[hi]), p - lo
-        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))  # numpy's own lerp
+        a, b, t = part[:, lo].astype(np.float64), part[:, hi].astype(np.float64), p - lo
+        out[:, k] = a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)  # numpy's own lerp
     return out
 
 
-def image_stats(img: Image.Image) -> np.ndarray:
-    """(len(FIELDS),) float32 statistics of one decoded image (see the module text). Channel
-    minima and maxima are taken slice by slice: a reduction over a 3-long last axis costs 50 us."""
+def stats_pixels(img: Image.Image) -> np.ndarray:
+    """The pixels the statistics are taken on: RGB uint8 (H, W, 3), at most STATS_SIDE on the
+    longer side (never up-scaled)."""
     if max(img.size) > STATS_SIDE:
         img = img.copy()
         img.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
-    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB"))
+
+
+def batch_stats(pixels: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, len(FIELDS)) float32 statistics of N images' :func:`stats_pixels` (see the module text).
+    Images of one size are taken together, one numpy call per statistic for the group: on
+    32x32 images 20x faster than one image at a time (small numpy calls cost their overhead;
+    issue 35: the statistics ride on the scoring pass's decode)."""
+    out = np.zeros((len(pixels), len(FIELDS)), dtype=np.float32)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for n, px in enumerate(pixels):
+        groups.setdefault(px.shape, []).append(n)
+    for shape, rows in groups.items():
+        out[rows] = _group_stats(np.stack([pixels[n] for n in rows]), shape[0], shape[1])
+    return out
+
+
+def _group_stats(px: np.ndarray, h: int, w: int) -> np.ndarray:
+    a = px.astype(np.float32) / np.float32(255.0)  # (N, H, W, 3)
     lum = a @ LUMA
-    h, w = lum.shape
+    n = len(a)
     if h >= 3 and w >= 3:
-        lap = 4 * lum[1:-1, 1:-1] - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:]
-        grad = np.abs(np.diff(lum, axis=1)).mean() + np.abs(np.diff(lum, axis=0)).mean()
-        sharp = float(np.abs(lap).mean() / (grad + 1e-4))
+        lap = 4 * lum[:, 1:-1, 1:-1] - lum[:, :-2, 1:-1] - lum[:, 2:, 1:-1] - lum[:, 1:-1, :-2] - lum[:, 1:-1, 2:]
+        grad = np.abs(np.diff(lum, axis=2)).mean(axis=(1, 2)) + np.abs(np.diff(lum, axis=1)).mean(axis=(1, 2))
+        sharp = np.abs(lap).mean(axis=(1, 2)) / (grad + 1e-4)
     else:
-        sharp = 0.0
-    flat = lum.ravel()
-    q10, q90 = _percentiles(flat, (0.10, 0.90))
+        sharp = np.zeros(n)
+    flat = lum.reshape(n, -1)
+    q = _percentiles(flat, (0.10, 0.90))
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
-    colour = float(np.abs(a - ((r + g + b) / np.float32(3.0))[..., None]).mean())
-    brightest = np.maximum(np.maximum(r, g), b)[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
-    centre_clipped = float((brightest >= CLIPPED).mean()) if brightest.size else 0.0
-    (black,) = _percentiles(np.minimum(np.minimum(r, g), b).ravel(), (0.005,))
-    return np.array([lum.mean(), lum.std(), sharp, colour, q10, q90, (flat >= CLIPPED).mean(), centre_clipped, black],
-                    dtype=np.float32)
+    colour = np.abs(a - ((r + g + b) / np.float32(3.0))[..., None]).mean(axis=(1, 2, 3))
+    brightest = np.maximum(np.maximum(r, g), b)[:, h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+    centre = (brightest >= CLIPPED).mean(axis=(1, 2)) if brightest[0].size else np.zeros(n)
+    black = _percentiles(np.minimum(np.minimum(r, g), b).reshape(n, -1), (0.005,))[:, 0]
+    return np.stack([flat.mean(axis=1), flat.std(axis=1), sharp, colour, q[:, 0], q[:, 1], (flat >= CLIPPED).mean(axis=1),
+                     centre, black], axis=1)
+
+
+def image_stats(img: Image.Image) -> np.ndarray:
+    """(len(FIELDS),) float32 statistics of one decoded image: :func:`batch_stats` of one."""
+    return batch_stats([stats_pixels(img)])[0]
 
 
 @dataclass(frozen=True)
@@ -114,7 +138,11 @@ class StatsPreprocess(Preprocess):
         return (0, STATS_SIDE)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(image_stats(img))
+        """The pixels the statistics are taken on; :meth:`collate` takes a batch's statistics."""
+        return torch.from_numpy(stats_pixels(img))
+
+    def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(batch_stats([t.numpy() for t in tensors]))
 
 
 STATS = StatsPreprocess()

@@ -124,6 +124,10 @@ class Preprocess:
             grayscale=gray,
         )
 
+    def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A batch of this preprocessing's outputs as the encoder's input (B, ...): stacked."""
+        return torch.stack(list(tensors))
+
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """PIL RGB image -> float32 tensor (C, size, size), normalised."""
         side = self.resize or self.size

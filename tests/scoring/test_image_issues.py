@@ -126,7 +126,9 @@ def test_the_statistics_never_make_the_engine_decode_a_photo_larger(tmp_path: Pa
     decode_item(0, tmp_path / "p.jpg", pool)
     item = decode_item(0, tmp_path / "p.jpg", [*pool, THUMB, STATS])
     assert sizes == [(150, 113), (150, 113)]
-    assert max(sizes[1]) >= STATS_SIDE and item.tensors is not None and item.tensors[STATS.key].shape == (9,)
+    assert max(sizes[1]) >= STATS_SIDE and item.tensors is not None
+    assert item.tensors[STATS.key].shape == (96, 128, 3)  # the pixels, at 128 on the longer side
+    assert STATS.collate([item.tensors[STATS.key]]).shape == (1, 9)  # the statistics, a batch at a time
 
 
 def test_the_partition_percentiles_are_numpys() -> None:
@@ -134,4 +136,19 @@ def test_the_partition_percentiles_are_numpys() -> None:
     for n in (1, 2, 3, 10, 1024, 16384):
         x = rng.random(n, dtype=np.float32)
         want = np.percentile(x, [0.5, 10, 90])
-        assert np.allclose(II._percentiles(x, (0.005, 0.10, 0.90)), want, rtol=0, atol=1e-7), n
+        assert np.allclose(II._percentiles(x[None], (0.005, 0.10, 0.90))[0], want, rtol=0, atol=1e-7), n
+    rows = rng.random((5, 777), dtype=np.float32)  # row by row, as a batch of one size is taken
+    assert np.allclose(II._percentiles(rows, (0.005, 0.9)), np.percentile(rows, [0.5, 90], axis=1).T, rtol=0, atol=1e-7)
+
+
+def test_a_batchs_statistics_are_each_images_own() -> None:
+    """Images of one size are taken together (issue 35): the numbers equal each image's alone,
+    whatever the mix of sizes and modes in the batch."""
+    rng = np.random.default_rng(2)
+    shapes = [(32, 32), (32, 32), (1, 1), (2, 5), (3, 3), (32, 32), (300, 200), (28, 28)]
+    imgs = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+    imgs += [Image.new("RGB", (32, 32), (255, 255, 255)), Image.new("L", (20, 30), 0)]
+    batch = II.batch_stats([II.stats_pixels(im) for im in imgs])
+    for n, im in enumerate(imgs):
+        assert np.array_equal(batch[n], II.image_stats(im)), n
+    assert np.isfinite(batch).all()
