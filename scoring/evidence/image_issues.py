@@ -78,7 +78,7 @@ def stats_pixels(img: Image.Image) -> np.ndarray:
     if max(img.size) > STATS_SIDE:
         img = img.copy()
         img.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy warns on Pillow's read-only view
 
 
 def batch_stats(pixels: Sequence[np.ndarray]) -> np.ndarray:
