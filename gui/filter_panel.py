@@ -46,6 +46,22 @@ def sorts() -> list[tuple[str, str]]:
 _UNSET = "–"
 
 
+class RangeBox(QDoubleSpinBox):
+    """A range box that shows "–" while unset: a click or Tab into it selects that mark, so the
+    digits typed next replace it (they were refused: "–50" is no number, and a user clicking
+    into the box and typing 50 saw nothing happen; seen under Xvfb)."""
+
+    def focusInEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().focusInEvent(event)
+        if self.value() <= self.minimum():
+            QTimer.singleShot(0, self.selectAll)  # after Qt has placed the click's cursor
+
+    def mousePressEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().mousePressEvent(event)
+        if self.value() <= self.minimum():
+            self.selectAll()
+
+
 def _short(key: str) -> str:
     """A sort's menu text in plain words, short enough for the panel (its tooltip gives the
     technical name, what it measures and which view it belongs to)."""
@@ -99,8 +115,8 @@ class FilterPanel(QWidget):
             self.f_issue.setItemText(n, name.replace("_", " "))
             self.f_issue.setItemData(n, ISSUE_TEXT[name], Qt.ItemDataRole.ToolTipRole)
         self._scale = 1.0  # the range boxes show the score times this (100 for a chance, shown in percent)
-        self.f_min = QDoubleSpinBox(decimals=3, singleStep=0.05)
-        self.f_max = QDoubleSpinBox(decimals=3, singleStep=0.05)
+        self.f_min = RangeBox(decimals=3, singleStep=0.05)
+        self.f_max = RangeBox(decimals=3, singleStep=0.05)
         for box in (self.f_min, self.f_max):
             box.setSpecialValueText(_UNSET)
         self.range_label = QLabel()

@@ -146,6 +146,26 @@ def test_a_chance_is_typed_in_percent_as_it_is_shown(qtbot, settings, big_db: Pa
     w.close()
 
 
+def test_a_click_into_an_unset_range_box_then_digits_set_it(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    """Under Xvfb a click into the "≥" box (showing "–") then typing 50 did nothing: the digits
+    went after the mark and "–50" was refused. Now the click selects the mark, the digits replace
+    it, and no review key acts meanwhile."""
+    from PySide6.QtCore import QPoint
+
+    w = open_window(qtbot, settings, big_db)
+    w.filters.sort.setCurrentIndex(w.filters.sort.findData("label_issue"))
+    box = w.filters.f_min
+    assert box.text() == "–"
+    editor = box.lineEdit()
+    qtbot.mouseClick(editor, Qt.MouseButton.LeftButton, pos=QPoint(editor.width() - 4, editor.height() // 2))
+    qtbot.wait(50)
+    qtbot.keyClicks(editor, "50")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert box.value() == 50.0 and w.session.filter.score_min == 0.5
+    assert w.project.edits.entries() == []  # the digits and Enter were the box's, not review keys
+    w.close()
+
+
 def test_double_click_opens_the_image_full_size(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
     w = open_window(qtbot, settings, big_db)
     rect = w.view.visualRect(w.view.currentIndex())
