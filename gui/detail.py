@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 from gui.evidence import EvidencePanel
 from gui.thumbnails import ImageLoader, ThumbnailLoader
 from scoring.store import Project, QueueRow
-from scoring.tasks.explain import member_words, why_here
-from scoring.vocabulary import REASON_TEXT, VIEWS, scores
+from scoring.tasks.explain import why_here
+from scoring.vocabulary import REASON_TEXT, VIEWS, member_words, scores
 
 log = logging.getLogger(__name__)
 MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae", "#f06292"]

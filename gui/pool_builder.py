@@ -34,7 +34,7 @@ from scoring.io.safewrite import replace_file
 from scoring.pool.kinds import get_kind, kinds, validate_member
 from scoring.pool.spec import dump_pool_toml, load_pool_file
 from scoring.tasks.autopool import Facts, choose, estimate_seconds
-from scoring.tasks.explain import member_words
+from scoring.vocabulary import member_words
 
 SpecRole = Qt.ItemDataRole.UserRole
 

@@ -17,6 +17,7 @@ import torch
 from scoring.pool.base import Member, Pool, PoolError, stable_hash
 from scoring.progress import Progress, RateMeter, StageTimes, check_cancel
 from scoring.store import Project
+from scoring.vocabulary import member_words
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,11 @@ def fit_members(
             f"members {[m.name for m in fitted]} are fitted on the dataset's labels, but "
             f"{project.source} has none; use checkpoint members for an unlabelled dataset"
         )
-    # Progress in folds, the unit people read ("fit 3/15"); epochs show in the message.
+    # Progress in folds, the unit people read ("fit 3/15"); epochs show in the message, and each
+    # member as a person reads it ("ImageNet features (EfficientNet-Lite0), head 2 of 4"), not
+    # its code name ("effnet-lite0-f100-s0" was on the status bar during every re-rank).
+    words = dict(zip([m.name for m in pool.members],
+                     member_words([{"name": m.name, "kind": m.kind, "spec": m.spec} for m in pool.members]), strict=True))
     weights = [int(getattr(m, "folds", 1)) for m in fitted]
     meter = RateMeter("fit", sum(weights))
     features_by_key: dict[str, np.ndarray] = {}
@@ -60,19 +65,21 @@ def fit_members(
             features_by_key = {key: project.cache.get_features(key, ids)}  # keep one encoder's at a time
         if hasattr(member, "device"):
             member.device = device
-        yield meter.record(done, f"fitting {member.name} ({len(ids)} images)")
+        word = words.get(member.name, member.name)
+        yield meter.record(done, f"fitting {word} ({len(ids):,} images)")
         with times(f"fit {member.name}"):
             probs = yield from _fit_one(member, features_by_key[key], labels, project, ids, keep_folds, cancel,
-                                        meter, done, weight)
+                                        meter, done, weight, word)
         project.cache.put_probs(member.fingerprint, ids, probs)
         done += weight
-        yield meter.record(done, f"fitted {member.name}")
+        yield meter.record(done, f"fitted {word}")
 
 
 def _fit_one(member: Member, features: np.ndarray, labels: np.ndarray, project: Project, ids: np.ndarray,
-             keep_folds: bool, cancel: threading.Event, meter: RateMeter, done: int, weight: int
+             keep_folds: bool, cancel: threading.Event, meter: RateMeter, done: int, weight: int, word: str = ""
              ) -> Generator[Progress, None, np.ndarray]:
-    """One member's cross-fitted probabilities, fitted on a helper thread that reports each fold."""
+    """One member's cross-fitted probabilities, fitted on a helper thread that reports each fold
+    (its messages name the member as ``word`` says, where given)."""
     cache = ProjectFoldCache(project, member.fingerprint, ids, labels) if keep_folds else None
     # Fit on a helper thread so this generator can report each fold as it finishes. Whatever
     # stops this generator (Ctrl+C, close, an error) sets ``cancel`` before waiting for the
@@ -89,7 +96,7 @@ def _fit_one(member: Member, features: np.ndarray, labels: np.ndarray, project: 
                 d, t, msg = reports.get(timeout=0.2)
             except queue.Empty:
                 continue
-            yield meter.record(done + int(weight * d / max(t, 1)), msg)
+            yield meter.record(done + int(weight * d / max(t, 1)), msg.replace(member.name, word, 1) if word else msg)
         probs = future.result()
     except BaseException:
         cancel.set()

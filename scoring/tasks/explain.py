@@ -4,8 +4,6 @@ the tooltips' job)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from scoring.store import QueueRow
 from scoring.vocabulary import REASON_TEXT
 
@@ -73,36 +71,3 @@ def neighbour_words(weight: float | None, noise: dict[str, float] | None = None)
     else:
         kind = "partly slips to any class, partly mix-ups with a similar class"
     return f"{out} Fitted to all the labels, the errors here look like {kind}."
-
-
-_ARCH_WORDS = {"small_cnn": "small network", "tiny_mlp": "tiny network", "efficientnet_lite0": "EfficientNet-Lite0"}
-_KIND_WORDS = {
-    "backbone": "ImageNet features ({arch})",
-    "scratch": "A {arch} trained here",
-    "finetune": "{arch} fine-tuned here",
-}
-
-
-def member_words(members: list[dict[str, Any]]) -> list[str]:
-    """Each pool member as a person reads it ("ImageNet features (EfficientNet-Lite0), head 1 of
-    4"), in pool order: the kind and the network in words, numbered within its kind and network.
-    A user's own checkpoint keeps its name ("Your model resnet20")."""
-    def group(m: dict[str, Any]) -> tuple[str, str]:
-        spec = m.get("spec") or {}
-        return str(m.get("kind")), str(spec.get("arch", ""))
-
-    sizes: dict[tuple[str, str], int] = {}
-    for m in members:
-        sizes[group(m)] = sizes.get(group(m), 0) + 1
-    seen: dict[tuple[str, str], int] = {}
-    out = []
-    for m in members:
-        kind, arch = group(m)
-        seen[(kind, arch)] = seen.get((kind, arch), 0) + 1
-        if kind not in _KIND_WORDS:
-            out.append(f"Your model {m.get('name', '?')}")
-            continue
-        text = _KIND_WORDS[kind].format(arch=_ARCH_WORDS.get(arch, arch or "network"))
-        n, which = sizes[(kind, arch)], "head " if kind == "backbone" else ""
-        out.append(f"{text}, {which}{seen[(kind, arch)]} of {n}" if n > 1 else text)
-    return out

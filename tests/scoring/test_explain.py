@@ -47,7 +47,7 @@ def test_every_score_has_plain_words_and_says_what_it_measures() -> None:
 
 
 def test_member_names_are_words_numbered_within_their_kind() -> None:
-    from scoring.tasks.explain import member_words
+    from scoring.vocabulary import member_words
 
     heads = [{"name": f"effnet-lite0-f{f}-s0", "kind": "backbone", "spec": {"arch": "efficientnet_lite0"}}
              for f in (25, 50, 75, 100)]
@@ -71,3 +71,22 @@ def test_the_neighbours_weight_is_said_in_words_and_zero_says_so() -> None:
     assert "slips to any class" in neighbour_words(0.0, {"look_alike": 0.0, "rate": 0.01, "temperature": 1.0})
     assert "mix-ups with a similar class, so" in neighbour_words(1.0, {"look_alike": 0.9, "rate": 0.01, "temperature": 1.0})
     assert "partly slips" in neighbour_words(1.0, {"look_alike": 0.5, "rate": 0.01, "temperature": 1.0})
+
+
+def test_the_fitting_progress_names_members_in_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The status bar during a scoring run and every re-rank said "fitting effnet-lite0-f100-s0"
+    and "cnn-s0: fold 4/5" (seen under Xvfb): the fit's messages now read as the chart's key."""
+    from scoring.engine.inference import score_project
+    from scoring.io.datasets import open_dataset
+    from scoring.store import Project
+    from tests.scoring.tinypool import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    spec = {"name": "mlp-code-name", "kind": "scratch", "arch": "tiny_mlp", "epochs": 1, "folds": 2, "seeds": [0, 1],
+            "preprocess": {"size": 8}}
+    said = [p.message for p in score_project(db, [spec], workers=0, runtime="torch") if p.stage == "fit"]
+    assert said and not [m for m in said if "mlp-code-name" in m], said
+    assert any("A tiny network trained here, 1 of 2: fold 1/2" in m for m in said), said
+    assert any(m.startswith("fitting A tiny network trained here, 2 of 2") for m in said), said
