@@ -34,6 +34,7 @@ from scoring.pool.members import (
     load_checkpoint_module,
     pretrained_model,
 )
+from scoring.pool.timing import FitFacts, encoder_rate
 from scoring.progress import Cancelled
 from scoring.trust import is_trusted
 
@@ -200,3 +201,10 @@ def finetune_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
         sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed), start=stable_hash(origin, arch))
         out.append(FineTuneMember(sub, encoder, dataset_classes, start))
     return out
+
+
+def finetune_fit_seconds(m: FineTuneMember, facts: FitFacts) -> float:
+    """The kind's fit time here: its network's forward rate, timed, a training step being about
+    three forward passes, over every epoch and fold."""
+    rate = encoder_rate(m.start, m.encoder.preprocess, facts.device) / 3
+    return m.epochs_for(facts.n_train) * facts.n_train * m.folds / rate

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoring.pool.base import Member, PoolError
-from scoring.pool.finetune import finetune_members
-from scoring.pool.members import CheckpointMember, backbone_members
+from scoring.pool.finetune import finetune_fit_seconds, finetune_members
+from scoring.pool.members import CheckpointMember, backbone_members, head_fit_seconds
 from scoring.pool.schema import (
     BACKBONE_KEYS,
     CHECKPOINT_KEYS,
@@ -23,7 +23,8 @@ from scoring.pool.schema import (
     Key,
     validate_against,
 )
-from scoring.pool.scratch import scratch_members
+from scoring.pool.scratch import scratch_fit_seconds, scratch_members
+from scoring.pool.timing import FitFacts
 from scoring.registry import Registry
 
 Builder = Callable[[dict[str, Any], list[str]], list[Member]]  # (checked spec, dataset classes) -> members
@@ -41,6 +42,9 @@ class MemberKind:
     refit: str = "never"
     required: tuple[str, ...] = ()  # keys a spec of this kind must give
     archs: tuple[str, ...] = ()  # the pool builder's architecture choices (the first is its default)
+    # Seconds its fit takes here (a member it built, the run's FitFacts), measured on this machine:
+    # the run's estimate asks the kind (scoring.tasks.estimate_time names no kind). None: no fit.
+    fit_seconds: Callable[[Any, FitFacts], float] | None = None
 
 
 _KINDS: Registry[MemberKind] = Registry("member kind", PoolError, ("checkpoint", "backbone", "finetune", "scratch"))
@@ -84,6 +88,12 @@ def refits(spec: dict[str, Any], networks: bool) -> bool:
     return kind.refit == "features" or (networks and kind.refit == "network")
 
 
+def refits_member(member: Any, networks: bool) -> bool:
+    """Whether re-ranking refits this built member, by its kind's rule (``networks``: the
+    networks too); a member of an unknown kind is never refitted."""
+    return refits({"kind": getattr(member, "kind", None)}, networks)
+
+
 def _checkpoint(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
     if not spec.get("classes"):
         raise PoolError(f"member {spec['name']!r}: give its class names (`classes` or `classes_file`)")
@@ -96,10 +106,12 @@ for _kind in (
                _checkpoint, "never", ("path",),
                (*_CIFAR, "resnet18", "resnet50", "efficientnet_lite0", "small_cnn", "tiny_mlp")),
     MemberKind("backbone", "pre-trained features + logistic heads cross-fitted on your labels", BACKBONE_KEYS,
-               backbone_members, "features", (), ("efficientnet_lite0", "resnet18", "resnet50", "convnext_tiny", "vit_b_16")),
+               backbone_members, "features", (), ("efficientnet_lite0", "resnet18", "resnet50", "convnext_tiny", "vit_b_16"),
+               head_fit_seconds),
     MemberKind("finetune", "a pre-trained network fine-tuned whole in 5 folds (best with a GPU)", FINETUNE_KEYS,
-               finetune_members, "network", (), ("efficientnet_lite0", "resnet18", "resnet50", _CIFAR[0], _CIFAR[3])),
+               finetune_members, "network", (), ("efficientnet_lite0", "resnet18", "resnet50", _CIFAR[0], _CIFAR[3]),
+               finetune_fit_seconds),
     MemberKind("scratch", "small networks trained from scratch, for small images", SCRATCH_KEYS,
-               scratch_members, "network", (), ("small_cnn", "tiny_mlp")),
+               scratch_members, "network", (), ("small_cnn", "tiny_mlp"), scratch_fit_seconds),
 ):
     register_kind(_kind)

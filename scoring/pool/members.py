@@ -23,6 +23,7 @@ from scoring.io.safeio import read_regular, sha1_regular
 from scoring.pool.base import Encoder, Member, PoolError, Preprocess, pool_file_errors, stable_hash
 from scoring.pool.crossfit import choose_weight_decay, cross_fit, fit_logreg, subsample
 from scoring.pool.models.registry import get_model, is_torchvision
+from scoring.pool.timing import FitFacts, head_seconds
 from scoring.pool.weights import Weights, packaged, torchvision_weights
 from scoring.trust import is_trusted
 
@@ -325,3 +326,9 @@ class Pixels(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
+
+
+def head_fit_seconds(m: HeadMember, facts: FitFacts) -> float:
+    """The kind's fit time here: a logistic head on its share of each fold's rows, timed on a
+    sample of its encoder's feature width."""
+    return m.folds * head_seconds(max(2, int(m.fraction * facts.n_train)), facts.feature_dim(m.encoder), facts.n_classes)

@@ -14,6 +14,7 @@ from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
 from scoring.pool.crossfit import cross_fit
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
+from scoring.pool.timing import FitFacts, step_seconds
 from scoring.progress import Cancelled
 
 log = logging.getLogger(__name__)
@@ -93,3 +94,13 @@ def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Me
         sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed))
         out.append(ScratchMember(sub, encoder, dataset_classes))
     return out
+
+
+def scratch_fit_seconds(m: ScratchMember, facts: FitFacts) -> float:
+    """The kind's fit time here: one training step of its own network on a batch, timed, times the
+    steps of every epoch and fold."""
+    pp = m.encoder.preprocess
+    c = 1 if pp.grayscale else 3
+    net = get_model(m.arch, num_classes=facts.n_classes, in_channels=c, size=pp.size)
+    steps = int(m.epochs or default_epochs(facts.n_images)) * max(1, -(-facts.n_train // m.batch_size))
+    return m.folds * steps * step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, facts.device)

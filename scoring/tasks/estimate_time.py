@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import socket
 import time
 from typing import Any
@@ -33,65 +32,15 @@ KEEP = 50  # lines kept in the history file
 LEARN_FROM = 60.0  # seconds: shorter runs are mostly fixed costs and say little about a long one
 
 
-def _timed(fn: Any, repeats: int = 3, warm: int = 2) -> float:
-    """Seconds of one call of ``fn``: the best of ``repeats`` after ``warm`` calls (the first
-    calls pay one-time costs: thread pools, lazy kernels, the optimiser's state)."""
-    for _ in range(warm):
-        fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: int = 32) -> float:
-    """Images per second of ``module`` (a torch module or scoring.engine.runtime.OrtModule) at ``pp``'s size."""
-    x = torch.randn(batch, 1 if pp.grayscale else 3, pp.size, pp.size, device=device)
-    module = module.to(device).eval()
-    with torch.inference_mode():
-        return batch / max(_timed(lambda: module(x)), 1e-6)
-
-
-def _step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, device: torch.device) -> float:
-    """Seconds of one training step (forward, backward, AdamW) of ``net`` on a batch."""
-    net = net.to(device).train()
-    x = torch.randn(batch, c, size, size, device=device)
-    y = torch.randint(0, k, (batch,), device=device)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return _timed(step)
-
-
-def _head_seconds(n_train: int, dim: int, k: int) -> float:
-    """Seconds of one logistic head on ``n_train`` rows of ``dim`` features: timed on up to 1,000
-    rows, scaled linearly (L-BFGS's iterations are full passes)."""
-    from scoring.pool.crossfit import fit_logreg
-
-    m = max(k * 2, min(n_train, 1000))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((m, dim)).astype(np.float32)
-    y = np.arange(m) % k
-    return _timed(lambda: fit_logreg(x, y, k, 0), repeats=1, warm=1) * n_train / m
-
-
 def estimate(specs: list[dict[str, Any]], facts: Any, device: torch.device, runtime: str = "auto") -> dict[str, float]:
     """Seconds per stage of scoring ``facts.n_images`` images with ``specs`` here: "decode",
-    "forward <encoder>", "fit <member>"."""
+    "forward <encoder>", "fit <member>" (each fitted member's kind times its own fit:
+    ``MemberKind.fit_seconds``; a kind without one adds no fit time)."""
     from scoring.engine.runtime import prepare
     from scoring.errors import ImageTriageError
-    from scoring.pool.finetune import FineTuneMember
-    from scoring.pool.members import HeadMember
-    from scoring.pool.models.registry import get_model
-    from scoring.pool.scratch import ScratchMember, default_epochs
+    from scoring.pool.kinds import get_kind
     from scoring.pool.spec import build_pool
+    from scoring.pool.timing import FitFacts, encoder_rate
 
     n = facts.n_images
     parts = {"decode": n * DECODE_S["small" if facts.small else "large"]}
@@ -104,29 +53,12 @@ def estimate(specs: list[dict[str, Any]], facts: Any, device: torch.device, runt
     encoders, _ = prepare([e for e in pool.encoders() if any(True for _ in e.module.parameters())], device, runtime)
     for enc in encoders:
         parts[f"forward {enc.description or enc.key}"] = n / encoder_rate(enc.module, enc.preprocess, device)
-    dims: dict[str, int] = {}
-    n_train = int(0.8 * n) if facts.labelled else 0
+    facts_here = FitFacts(n_images=n, n_train=int(0.8 * n) if facts.labelled else 0, n_classes=len(classes),
+                          device=device)
     for m in pool.members:
-        folds = int(getattr(m, "folds", 1))
-        if not facts.labelled or not m.fitted:
-            continue
-        pp = m.encoder.preprocess
-        c = 1 if pp.grayscale else 3
-        if isinstance(m, ScratchMember):
-            net = get_model(m.arch, num_classes=len(classes), in_channels=c, size=pp.size)
-            epochs = int(m.epochs or default_epochs(n))
-            steps = epochs * max(1, -(-n_train // m.batch_size))
-            parts[f"fit {m.name}"] = folds * steps * _step_seconds(net, c, pp.size, len(classes), m.batch_size, device)
-        elif isinstance(m, HeadMember):
-            if m.encoder.key not in dims:
-                with torch.inference_mode():
-                    x = torch.zeros(1, c, pp.size, pp.size)
-                    dims[m.encoder.key] = int(m.encoder.module.to("cpu").eval()(x).shape[1])
-            parts[f"fit {m.name}"] = folds * _head_seconds(max(2, int(m.fraction * n_train)), dims[m.encoder.key],
-                                                           len(classes))
-        elif isinstance(m, FineTuneMember):
-            rate = encoder_rate(m.start, pp, device) / 3  # a training step: about three forward passes
-            parts[f"fit {m.name}"] = m.epochs_for(n_train) * n_train * m.folds / rate
+        fit_seconds = get_kind(m.kind).fit_seconds
+        if facts.labelled and m.fitted and fit_seconds is not None:  # the member's kind knows its fit
+            parts[f"fit {m.name}"] = fit_seconds(m, facts_here)
     return parts
 
 

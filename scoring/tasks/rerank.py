@@ -33,8 +33,7 @@ from scoring.device import pick_device
 from scoring.engine.fitting import fit_members
 from scoring.engine.score_pass import write_scores
 from scoring.pool.base import Pool
-from scoring.pool.kinds import refits
-from scoring.pool.members import HeadMember
+from scoring.pool.kinds import refits, refits_member
 from scoring.progress import Progress, check_cancel
 from scoring.store import Project, ProjectValueError, QueueFilter
 from scoring.trust import grant
@@ -126,7 +125,7 @@ def rerank(
     with Project.open(path) as project, project.runs.scoring_writer("re-rank") as writer:  # never with a run
         pool = pool or active_pool(project, networks=networks, trust=trust)
         ids = project.images.scorable_ids()
-        refit = [m for m in (pool.members if pool else []) if isinstance(m, HeadMember) or (networks and m.fitted)]
+        refit = [m for m in (pool.members if pool else []) if refits_member(m, networks)]  # the kind's rule
         unreviewed = QueueFilter(status="unreviewed")
         if pool is None or not refit:
             return Reranked([], 0, project.queue.queue_count(unreviewed), 0, 0.0, 0, time.perf_counter() - t0)

@@ -24,7 +24,9 @@ def test_every_stage_of_the_run_is_measured_and_scales_with_the_images(monkeypat
               "preprocess": {"size": 16}}]  # its training step is timed on a batch
     small = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
     assert set(small) == {"decode", "fit cnn-s0"} and all(v > 0 for v in small.values())
-    monkeypatch.setattr(ET, "_step_seconds", lambda *_a, **_k: 0.01)
+    import scoring.pool.scratch
+
+    monkeypatch.setattr(scoring.pool.scratch, "step_seconds", lambda *_a, **_k: 0.01)
     small = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
     large = ET.estimate(specs, _facts(n_images=4000), torch.device("cpu"), "torch")
     assert 9 <= large["fit cnn-s0"] / small["fit cnn-s0"] <= 11  # ten times the images: ten times the steps

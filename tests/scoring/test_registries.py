@@ -69,6 +69,41 @@ def test_a_registered_member_kind_is_read_from_a_pool_file_and_scores(linear_kin
     assert K.refits({"kind": "scratch"}, networks=True) and not K.refits({"kind": "scratch"}, networks=False)
 
 
+def test_a_kind_says_its_own_fit_time_and_refit_rule(db: Path) -> None:
+    """Issue 32: the run's estimate and the re-rank ask the member's kind, and name no kind. A
+    registered kind of fitted networks that says it refits like a head (every re-rank) and takes
+    42 s to fit: the estimate says 42 s, and a plain re-rank refits it (the old rule, "a
+    HeadMember, or any fitted member when asked for networks", would not have)."""
+    import torch
+
+    from scoring.pool.schema import SCRATCH_KEYS
+    from scoring.pool.scratch import scratch_members
+    from scoring.tasks import estimate_time as ET
+    from scoring.tasks.autopool import Facts
+    from scoring.tasks.rerank import rerank
+
+    def build(spec: dict[str, Any], classes: list[str]) -> list[Member]:
+        members = scratch_members(spec, classes)
+        for m in members:
+            m.kind = "timedmlp"  # type: ignore[misc]
+        return members
+
+    K.register_kind(K.MemberKind("timedmlp", "a tiny network that refits like a head (a test's kind)", SCRATCH_KEYS,
+                                 build, refit="features", fit_seconds=lambda m, facts: 42.0))
+    try:
+        spec = {"name": "t", "kind": "timedmlp", "arch": "tiny_mlp", "epochs": 1, "folds": 2, "seeds": [0],
+                "preprocess": {"size": 8}}
+        facts = Facts(n_images=12, labelled=True, side=8, grayscale=False, gpu=False, thorough=False,
+                      classes=tuple(CLASSES), min_per_class=4)
+        assert ET.estimate([spec], facts, torch.device("cpu"), "torch")["fit t-s0"] == 42.0
+        assert drain(score_project(db, [spec], batch_size=4, workers=0, runtime="torch"))["status"] == "done"
+        with Project.open(db) as p:
+            p.edits.relabel(int(p.images.scorable_ids()[0]), 1)
+        assert drain(rerank(db)).refitted == ["t-s0"]  # refitted by the kind's rule, without networks=True
+    finally:
+        K.unregister_kind("timedmlp")
+
+
 def test_the_pool_builder_offers_a_registered_kind(linear_kind: K.MemberKind, qtbot) -> None:  # type: ignore[no-untyped-def]
     from gui.pool_builder import MemberForm
 

@@ -1,0 +1,84 @@
+"""Timing a member's work on this machine, for the run's estimate (scoring.tasks.estimate_time):
+the primitives each member kind's ``fit_seconds`` measures with (``MemberKind.fit_seconds``).
+Nothing is guessed from a table: a training step, a forward pass and a logistic head are timed
+here, on a batch of the member's own input size, and scaled by the run's images and epochs."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from scoring.pool.crossfit import fit_logreg
+
+
+@dataclass
+class FitFacts:
+    """What a fit time depends on, for one run: images, the training rows a fold sees, classes,
+    the device; ``dims`` keeps each encoder's feature width once measured."""
+
+    n_images: int
+    n_train: int
+    n_classes: int
+    device: torch.device
+    dims: dict[str, int] = field(default_factory=dict)
+
+    def feature_dim(self, encoder: Any) -> int:
+        """The width of ``encoder``'s output (one forward of a blank image, once per encoder)."""
+        if encoder.key not in self.dims:
+            pp = encoder.preprocess
+            with torch.inference_mode():
+                x = torch.zeros(1, 1 if pp.grayscale else 3, pp.size, pp.size)
+                self.dims[encoder.key] = int(encoder.module.to("cpu").eval()(x).shape[1])
+        return self.dims[encoder.key]
+
+
+def timed(fn: Any, repeats: int = 3, warm: int = 2) -> float:
+    """Seconds of one call of ``fn``: the best of ``repeats`` after ``warm`` calls (the first
+    calls pay one-time costs: thread pools, lazy kernels, the optimiser's state)."""
+    for _ in range(warm):
+        fn()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: int = 32) -> float:
+    """Images per second of ``module`` (a torch module or scoring.engine.runtime.OrtModule) at ``pp``'s size."""
+    x = torch.randn(batch, 1 if pp.grayscale else 3, pp.size, pp.size, device=device)
+    module = module.to(device).eval()
+    with torch.inference_mode():
+        return batch / max(timed(lambda: module(x)), 1e-6)
+
+
+def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, device: torch.device) -> float:
+    """Seconds of one training step (forward, backward, AdamW) of ``net`` on a batch."""
+    net = net.to(device).train()
+    x = torch.randn(batch, c, size, size, device=device)
+    y = torch.randint(0, k, (batch,), device=device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timed(step)
+
+
+def head_seconds(n_train: int, dim: int, k: int) -> float:
+    """Seconds of one logistic head on ``n_train`` rows of ``dim`` features: timed on up to 1,000
+    rows, scaled linearly (L-BFGS's iterations are full passes)."""
+    m = max(k * 2, min(n_train, 1000))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, dim)).astype(np.float32)
+    y = np.arange(m) % k
+    return timed(lambda: fit_logreg(x, y, k, 0), repeats=1, warm=1) * n_train / m
