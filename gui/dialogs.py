@@ -24,8 +24,10 @@ from PySide6.QtWidgets import (
 )
 
 from gui import files
+from scoring.device import DEVICES, RUNTIMES
 from scoring.pool.weights import is_offline, set_offline
 from scoring.tasks.autopool import Facts
+from scoring.tasks.export import LINKS
 from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
 
 
@@ -44,10 +46,10 @@ class ScoreDialog(QDialog):
         heading = "the pool of the last run" if last_specs else "chosen automatically for this dataset"
         why = "".join(f"<br>· {html.escape(r)}" for r in self.builder.reasons)
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(list(DEVICES))
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
         self.runtime = QComboBox()
-        self.runtime.addItems(["auto", "torch", "onnx"])
+        self.runtime.addItems(list(RUNTIMES))
         self.runtime.setToolTip("Where the frozen networks run: auto is ONNX Runtime on a CPU (several times faster "
                                 "than torch there) when it is installed and gives torch's outputs, torch elsewhere")
         self.offline = QCheckBox("Never download weights (offline)")
@@ -107,7 +109,7 @@ class ExportDialog(QDialog):
             self.fmt.addItem(f.name)
             self.fmt.setItemData(self.fmt.count() - 1, f.help, Qt.ItemDataRole.ToolTipRole)
         self.link = QComboBox()
-        self.link.addItems(["hardlink", "copy", "symlink"])
+        self.link.addItems(list(LINKS))
         self.audit = QCheckBox("List removed images (removed.csv) for audit")
         self.audit.setChecked(True)
         self.force = QCheckBox("Replace an earlier export in this folder (never any other folder)")

@@ -1,12 +1,19 @@
-"""Pick the torch device: CUDA, else MPS, else CPU, unless the user names one."""
+"""Where things run: the torch device (CUDA, else MPS, else CPU, unless the user names one) and
+the runtime of the frozen encoders. The choice lists every chooser reads (the command line, the
+Score dialog, the engine's check) live here, and importing this module imports no torch."""
 
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from scoring.errors import ImageTriageError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # the Score dialog's list; the command line also takes cuda:N
+RUNTIMES = ("auto", "torch", "onnx")  # where frozen encoders run (scoring.engine.runtime)
 
 
 class DeviceError(ImageTriageError, ValueError):
@@ -18,6 +25,8 @@ def pick_device(preference: str | None = "auto") -> torch.device:
 
     Raises ValueError naming the device when the user asks for one this machine lacks.
     """
+    import torch
+
     pref = (preference or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():

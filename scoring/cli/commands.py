@@ -26,6 +26,7 @@ from scoring.cli.common import (
     resolve_image,
     resolve_label,
 )
+from scoring.engine.registry import engine_flags
 from scoring.vocabulary import (
     DIFFICULTY_SORT,
     LABEL_SORT,
@@ -148,7 +149,8 @@ def _summary_line(summary: dict[str, Any], db: Path) -> str:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--engine-option KEY=VALUE (read as pool file values are), with --address and --gpus-per-worker."""
+    """--engine-option KEY=VALUE (read as pool file values are), and each engine option's own flag
+    (scoring.engine.registry.engine_flags: --address and --gpus-per-worker for Ray)."""
     from scoring.pool.spec import scalar
 
     out: dict[str, Any] = {}
@@ -157,10 +159,10 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         if not eq or not key.strip():
             raise CliError(f"--engine-option {text!r}: expected KEY=VALUE")
         out[key.strip()] = scalar(value.strip())
-    if args.address:
-        out["address"] = args.address
-    if args.gpus_per_worker:
-        out["gpus_per_worker"] = args.gpus_per_worker
+    for option in engine_flags():  # --address, --gpus-per-worker: the same as --engine-option
+        value = getattr(args, f"engine_{option}", None)
+        if value is not None:
+            out[option] = scalar(str(value).strip())
     return out
 
 

@@ -32,9 +32,11 @@ from scoring.cli.commands import (
 from scoring.cli.evidence import add_evidence_commands
 from scoring.cli.pool import cmd_pool_auto, cmd_pool_check
 from scoring.cli.team import add_team_commands
-from scoring.engine.registry import engines
+from scoring.device import RUNTIMES
+from scoring.engine.registry import engine_flags, engines
 from scoring.errors import ImageTriageError
 from scoring.io.datasets import LAYOUTS
+from scoring.tasks.export import LINKS
 from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
 from scoring.vocabulary import ISSUES, REASONS, STATUSES, scores, sort_keys
 
@@ -134,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an option of the engine: " + "; ".join(
                         f"{e.name} {k}: {h}" for e in engines().values() for k, h in e.options.items()))
-    sp.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+    sp.add_argument("--runtime", choices=list(RUNTIMES), default="auto",
                     help="where frozen encoders run: auto (ONNX Runtime on a CPU when installed and its check passes, "
                          "else torch), torch, or onnx")
-    sp.add_argument("--address", help="with --engine ray: the cluster to join, e.g. ray://head:10001 or auto")
-    sp.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per pool actor")
+    for option, (names, text) in engine_flags().items():  # each engine's own options, as flags too
+        sp.add_argument(f"--{option.replace('_', '-')}", dest=f"engine_{option}", metavar="VALUE",
+                        help=f"with --engine {'/'.join(names)}: {text}")
     sp.add_argument("--json", action="store_true", help="print the run summary as JSON")
     sp.add_argument("--profile", action="store_true",
                     help="print the share of time in decode, forward, store, metrics and fit (is decode or the GPU the bottleneck?)")
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
     sp.add_argument("--format", default="imagefolder", choices=list(EXPORT_FORMATS),
                     help="; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()))
-    sp.add_argument("--link", default="hardlink", choices=["hardlink", "copy", "symlink"])
+    sp.add_argument("--link", default="hardlink", choices=list(LINKS))
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")
     sp.add_argument("--drop-duplicates", action="store_true",

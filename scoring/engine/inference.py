@@ -24,12 +24,11 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from scoring.device import pick_device
+from scoring.device import RUNTIMES, pick_device
 from scoring.engine.batches import thumbnail_encoder
 from scoring.engine.engines import Engine
 from scoring.engine.fitting import fit_members
 from scoring.engine.registry import make_engine
-from scoring.engine.runtime import RUNTIMES
 from scoring.engine.runtime import summary as runtime_summary
 from scoring.engine.score_pass import write_scores
 from scoring.pool.base import Pool, PoolError

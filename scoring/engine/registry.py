@@ -58,6 +58,18 @@ def make_engine(name: str, device: str, runtime: str, options: dict[str, Any] | 
     return kind.make(device=device, runtime=runtime, **(options or {}))
 
 
+def engine_flags() -> dict[str, tuple[list[str], str]]:
+    """Every registered engine's options as the command line's flags: option -> (the engines that
+    take it, its help). The flags are read from the entries (Ray's --address and
+    --gpus-per-worker among them), never written beside them."""
+    out: dict[str, tuple[list[str], str]] = {}
+    for kind in engines().values():
+        for option, text in kind.options.items():
+            names, first = out.get(option, ([], text))
+            out[option] = ([*names, kind.name], first)
+    return out
+
+
 def _local(device: str, runtime: str) -> Engine:
     from scoring.engine.engines import LocalEngine
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scoring.device import RUNTIMES
 from scoring.engine.onnx_child import export_in_child
 from scoring.io.safeio import read_regular, read_text
 from scoring.io.safewrite import replace_file
@@ -39,7 +40,6 @@ from scoring.pool.base import Encoder
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx")
 OPSET = 17
 TOLERANCE = 1e-4  # largest |torch - onnx| relative to the largest |torch| output
 MAX_MODEL_BYTES = 2 * 1024**3

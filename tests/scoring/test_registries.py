@@ -162,8 +162,34 @@ def test_the_command_line_offers_a_registered_engine_and_its_options() -> None:
         from scoring.cli.commands import _engine_options
 
         assert args.engine == "counting" and _engine_options(args) == {"tag": "t2"}
+        # each engine option is a flag of its own, read from the entry (issue 32: Ray's were written
+        # beside it): the registered engine's --tag, and Ray's --address and --gpus-per-worker
+        args = build_parser().parse_args(["score", "x", "--engine", "counting", "--tag", "t3"])
+        assert _engine_options(args) == {"tag": "t3"}
+        args = build_parser().parse_args(["score", "x", "--engine", "ray", "--address", "ray://head:10001",
+                                          "--gpus-per-worker", "0.5"])
+        assert _engine_options(args) == {"address": "ray://head:10001", "gpus_per_worker": 0.5}
+        assert _engine_options(build_parser().parse_args(["score", "x"])) == {}
     finally:
         E.unregister_engine("counting")
+    from scoring.cli.main import build_parser
+
+    with pytest.raises(SystemExit):  # gone with its engine
+        build_parser().parse_args(["score", "x", "--tag", "t3"])
+
+
+def test_every_choice_list_is_read_from_its_one_owner() -> None:
+    """Issue 32: the runtimes, devices and link modes were each written in two or three places
+    (the command line, the dialogs, the check); each now has one owner the others read."""
+    from scoring.cli.main import build_parser
+    from scoring.device import RUNTIMES
+    from scoring.tasks.export import LINKS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    score = sub.choices["score"]  # type: ignore[index]
+    export = sub.choices["export"]  # type: ignore[index]
+    assert next(a for a in score._actions if a.dest == "runtime").choices == list(RUNTIMES)
+    assert next(a for a in export._actions if a.dest == "link").choices == list(LINKS)
 
 
 def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, tmp_path: Path) -> None:
