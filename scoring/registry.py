@@ -16,18 +16,21 @@ class Registry(Generic[T]):
         self.what, self.error = what, error
         self._items: dict[str, T] = {}
         self._builtin = set(builtin)
+        self.generation = 0  # bumped by every change: a reader that keeps a copy knows when to renew it
 
     def add(self, name: str, item: T) -> T:
         if name in self._items:
             raise ValueError(f"a {self.what} {name!r} is already registered")
         self._items[name] = item
+        self.generation += 1
         return item
 
     def remove(self, name: str) -> None:
         """Take a registered name out (a built-in one stays)."""
         if name in self._builtin:
             raise ValueError(f"the {self.what} {name!r} is built in")
-        self._items.pop(name, None)
+        if self._items.pop(name, None) is not None:
+            self.generation += 1
 
     def get(self, name: str) -> T:
         try:

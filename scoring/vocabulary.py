@@ -142,6 +142,12 @@ def unregister(key: str) -> None:
     _TABLE.remove(key)
 
 
+def scores_generation() -> int:
+    """Changes whenever a score is registered or taken out: an open store compares it before a
+    query and gives a late score its column then (never "no such column")."""
+    return _TABLE.generation
+
+
 def scores() -> tuple[Score, ...]:
     return _TABLE.values()
 

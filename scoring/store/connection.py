@@ -25,7 +25,7 @@ from scoring.store.rows import (
     ProjectError,
     ProjectLockedError,
 )
-from scoring.vocabulary import scores
+from scoring.vocabulary import scores, scores_generation
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,20 @@ class ProjectBase:
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={upto}")
 
+    _score_generation: int | None = None  # the score table this file's columns were checked against
+
+    def _late_scores(self) -> None:
+        """A score registered since this file was opened (a plugin loaded late, a test): its column
+        before the next query or write reads it (it was "no such column" in the queue's page)."""
+        if (self._score_generation is not None and self._score_generation != scores_generation()
+                and not self.conn.in_transaction):
+            self._add_score_columns()
+
     def _add_score_columns(self) -> None:
         """The one generic step for scores: a score of the vocabulary's table that this file has
-        no column for (one registered after the file was made) gets its column and its index,
-        the hardest end first. The numbered migrations never read the table."""
+        no column for (one registered after the file was made, or after it was opened) gets its
+        column and its index, the hardest end first. The numbered migrations never read the table."""
+        self._score_generation = scores_generation()
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(images)")}
         missing = [s for s in scores() if s.key not in have]
         if not missing:
@@ -255,6 +265,7 @@ class ProjectBase:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: take the write lock up front); inside
         :meth:`transaction`, writes join the open one."""
+        self._late_scores()
         if self.conn.in_transaction:
             yield self.conn
             return
@@ -281,6 +292,7 @@ class ProjectBase:
                 raise self._translate(exc) from exc
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._late_scores()
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:

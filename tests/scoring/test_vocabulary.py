@@ -54,6 +54,24 @@ def test_the_migrations_never_read_the_table(gap_score: V.Score) -> None:
         V.register(gap_score)
 
 
+def test_a_score_registered_while_a_project_is_open_gets_its_column_not_an_error(tmp_path: Path) -> None:
+    """Issue 32: a score registered after a project was opened failed with "no such column" in
+    the queue's page. The store now adds the column before the next query or write reads it."""
+    data = make_imagefolder(tmp_path / "d", per_class=3, corrupt=False)
+    db = tmp_path / "p.triage.db"
+    Project.create(db, open_dataset(data)).close()
+    with Project.open(db) as p:
+        assert p.queue.page(limit=5)
+        V.register(V.Score(KEY, "Top-two gap", True, "difficulty", ".4f", compute=_gap))
+        try:
+            rows = p.queue.page(sort=KEY, limit=100)
+            assert len(rows) == 9 and all(r.scores[KEY] is None for r in rows)
+            assert KEY in {r[1] for r in p._q("PRAGMA table_info(images)")}
+        finally:
+            V.unregister(KEY)
+        assert p.queue.page(limit=5)  # taken out again: the column stays, nothing reads it
+
+
 def test_a_score_registered_at_run_time_goes_through_every_room(gap_score: V.Score, tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "d", per_class=5, corrupt=False)
     db = tmp_path / "p.triage.db"
