@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, open_app: AppOpener | None = None) -> int:
     """The command line; ``open_app(entry, *args)`` starts the desktop app (see gui.launch)."""
     set_app_opener(open_app)
+    from scoring import plugins
+
+    plugins.load()  # installed plugins' scores, kinds, engines and formats, before the parser offers them
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

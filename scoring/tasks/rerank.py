@@ -85,7 +85,9 @@ def _suspects(project: Project, pool: Pool, ids: np.ndarray, labels: np.ndarray,
 
     fps = [m.fingerprint for m in pool.members]
     mean = np.concatenate([project.cache.get_probs(fps, ids[s : s + CHUNK]).mean(axis=0) for s in range(0, len(ids), CHUNK)])
-    n = int(round(estimated_errors(mean, labels)))
+    # Never more than half of what is trained on: a weak pool (a tiny dataset, one epoch) estimates
+    # every label wrong, and pruning them all left nothing to refit on ("the dataset has no labels").
+    n = min(int(round(estimated_errors(mean, labels))), int((labels >= 0).sum()) // 2)
     return queue[: max(0, n)]
 
 

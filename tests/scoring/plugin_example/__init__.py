@@ -1,0 +1,58 @@
+"""A plugin package as someone else would write it (tests/scoring/test_plugins.py installs it
+through an entry points fixture): a score, a member kind with its own fit time and refit rule,
+an engine with one option, and an export format. Image Triage's own code names none of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoring.engine.engines import LocalEngine
+from scoring.engine.registry import EngineKind
+from scoring.pool.kinds import MemberKind
+from scoring.pool.schema import SCRATCH_KEYS
+from scoring.pool.scratch import scratch_members
+from scoring.tasks.export_formats import ExportFormat
+from scoring.vocabulary import PoolPass, Score
+
+ENGINES_MADE: list[str] = []  # the option each plugin engine was made with
+
+
+def _gap(p: PoolPass) -> np.ndarray:
+    top2 = np.sort(p.mean, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+GAP = Score("plugin_gap", "Top-two gap (a plugin's)", True, "difficulty", ".4f", compute=_gap)
+
+
+def _build(spec: dict[str, Any], classes: list[str]) -> list[Any]:
+    members = scratch_members(spec, classes)
+    for m in members:
+        m.kind = "plugin_mlp"
+    return members
+
+
+KIND = MemberKind("plugin_mlp", "a tiny network that refits like a head (a plugin's kind)", SCRATCH_KEYS, _build,
+                  refit="features", fit_seconds=lambda m, facts: 7.0)
+
+
+def _engine(device: str, runtime: str, tag: str = "") -> LocalEngine:
+    ENGINES_MADE.append(str(tag))
+    return LocalEngine(runtime=runtime)
+
+
+def engines() -> list[EngineKind]:
+    """An entry point may name a function returning its entries."""
+    return [EngineKind("plugin_engine", "this machine, with a tag (a plugin's engine)", _engine, {"tag": "a label"})]
+
+
+def _write_lines(project: Any, tmp: Path, keep: list[Any], out_paths: list[str]) -> None:
+    (tmp / "labels.txt").write_text("".join(f"{p} {project.classes[r.current_label]}\n"
+                                            for p, r in zip(out_paths, keep, strict=True)))
+
+
+LINES = ExportFormat("plugin_lines", "pics/<n>-<file> and labels.txt (a plugin's format)", _write_lines, "pics",
+                     by_class=False)

@@ -1,0 +1,102 @@
+"""Plugins (issue 32): a package installed beside Image Triage adds a score, a member kind with
+its own fit time and refit rule, an engine with an option and an export format through entry
+points; the command line offers and runs each, with no file of Image Triage naming them. A
+broken plugin is one warning line and the rest works.
+
+The package is ``tests/scoring/plugin_example``; "installed" here is an entry points fixture:
+``importlib.metadata.entry_points`` answers with its entry points, as pip's metadata would."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import torch
+
+from scoring import plugins
+from scoring.cli.main import main
+from scoring.engine import registry as E
+from scoring.pool import kinds as K
+from scoring.store import Project
+from scoring.tasks import export_formats as X
+from scoring.vocabulary import scores, unregister
+from tests.scoring.tinypool import make_imagefolder
+
+PKG = "tests.scoring.plugin_example"
+ENTRY_POINTS = {
+    "image_triage.scores": [EntryPoint("gap", f"{PKG}:GAP", "image_triage.scores")],
+    "image_triage.member_kinds": [EntryPoint("mlp", f"{PKG}:KIND", "image_triage.member_kinds"),
+                                  EntryPoint("broken", "tests.scoring.no_such_plugin:KIND", "image_triage.member_kinds")],
+    "image_triage.engines": [EntryPoint("engine", f"{PKG}:engines", "image_triage.engines")],
+    "image_triage.formats": [EntryPoint("lines", f"{PKG}:LINES", "image_triage.formats")],
+}
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
+    monkeypatch.setattr(plugins, "entry_points", lambda group: ENTRY_POINTS.get(group, []))
+    monkeypatch.delenv("IMAGE_TRIAGE_NO_PLUGINS", raising=False)
+    loaded = plugins.load(force=True)
+    yield loaded
+    for name, remove in (("plugin_gap", unregister), ("plugin_mlp", K.unregister_kind),
+                         ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format)):
+        remove(name)
+    plugins.load(force=True)  # the fixture's entry points are gone again (monkeypatch undoes them after)
+
+
+def test_a_broken_plugin_is_one_warning_and_the_rest_load(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(plugins, "entry_points", lambda group: ENTRY_POINTS.get(group, []))
+    with caplog.at_level(logging.WARNING, logger="scoring.plugins"):
+        loaded = plugins.load(force=True)
+    try:
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and warned[0].startswith("plugin broken (image_triage.member_kinds = "
+                                                         "tests.scoring.no_such_plugin:KIND) not loaded: ")
+        assert loaded == {"image_triage.scores": ["gap"], "image_triage.member_kinds": ["mlp"],
+                          "image_triage.engines": ["engine"], "image_triage.formats": ["lines"]}
+    finally:
+        for name, remove in (("plugin_gap", unregister), ("plugin_mlp", K.unregister_kind),
+                             ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format)):
+            remove(name)
+    monkeypatch.setenv("IMAGE_TRIAGE_NO_PLUGINS", "1")
+    assert plugins.load(force=True) == {group: [] for group in plugins.GROUPS}
+    assert "plugin_gap" not in {s.key for s in scores()}
+
+
+def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(
+        installed: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.scoring import plugin_example
+
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
+    pool = tmp_path / "pool.toml"
+    pool.write_text('[[member]]\nkind = "plugin_mlp"\nname = "p"\narch = "tiny_mlp"\nepochs = 1\nfolds = 2\n'
+                    'seeds = [0]\npreprocess = {size = 8}\n')
+    db = tmp_path / "p.triage.db"
+    assert main(["score", str(data), "--db", str(db), "--pool", str(pool), "--engine", "plugin_engine",
+                 "--tag", "from-a-flag", "--runtime", "torch", "-q", "--no-duplicates"]) == 0
+    assert plugin_example.ENGINES_MADE[-1] == "from-a-flag"  # the engine's own option, as a flag
+    with Project.open(db) as p:
+        assert [m["name"] for m in p.runs.active_members()] == ["p-s0"]
+        values = [r.scores["plugin_gap"] for r in p.queue.page(sort="plugin_gap", limit=100)]
+    assert len(values) == 18 and None not in values and values == sorted(values, reverse=True)
+    capsys.readouterr()
+    assert main(["queue", "--db", str(db), "--sort", "plugin_gap", "--limit", "3"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if ".png" in line]) == 3
+    assert main(["export", "--db", str(db), str(tmp_path / "out"), "--format", "plugin_lines"]) == 0
+    assert len((tmp_path / "out" / "labels.txt").read_text().splitlines()) == 18
+    # the kind's own fit time in the run's estimate, and its own refit rule in the re-rank
+    from scoring.progress import drain
+    from scoring.tasks import estimate_time as ET
+    from scoring.tasks.autopool import Facts
+    from scoring.tasks.rerank import rerank
+
+    facts = Facts(n_images=18, labelled=True, side=8, grayscale=False, gpu=False, thorough=False,
+                  classes=("blue", "green", "red"), min_per_class=6)
+    spec = {"name": "p", "kind": "plugin_mlp", "arch": "tiny_mlp", "epochs": 1, "folds": 2, "seeds": [0],
+            "preprocess": {"size": 8}}
+    assert ET.estimate([spec], facts, torch.device("cpu"), "torch")["fit p-s0"] == 7.0
+    assert drain(rerank(db)).refitted == ["p-s0"]
