@@ -9,6 +9,7 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from scoring.io.safeio import (
     walk_files,
 )
 from scoring.io.uris import OBJECT_STORES, is_uri, local_path_of, read_object
+from scoring.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ def image_header(location: str | Path) -> tuple[tuple[int, int], str]:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-LAYOUTS = ("imagefolder", "csv", "flat", "labelstudio", "fiftyone", "huggingface", "cvat")
 MANIFESTS = ("csv", "labelstudio")  # layouts read from a file that lists the images (its folder holds none of ours)
 
 
@@ -303,8 +304,63 @@ def _nothing_found(path: Path) -> str:
     return f"no images found in {path}: expected ImageFolder root/<class>/<image>, a CSV manifest path,label, or images"
 
 
+@dataclass(frozen=True)
+class Reader:
+    """A dataset layout the reader knows (``--layout NAME``): ``read(path, follow_symlinks)`` gives
+    its Dataset, and ``detect(path, follow_symlinks)`` says whether an unnamed path is one (None:
+    only when named). A registered (plugin) reader is detected before the built-in ones, and the
+    one rule over names (:func:`confine_records`) is applied to whatever it lists."""
+
+    name: str
+    help: str
+    read: Callable[[Path, bool], Dataset]
+    detect: Callable[[Path, bool], bool] | None = None
+
+
+def _only_files(what: str, read: Callable[[Path], Dataset]) -> Callable[[Path, bool], Dataset]:
+    return lambda p, f: read(p) if p.is_file() else _raise(DatasetError(f"{p} is a folder; {what}"))
+
+
+def _raise(exc: Exception) -> Dataset:
+    raise exc
+
+
+_BUILTIN = (  # in the order an unnamed path is tried; ImageFolder then flat are the fallback
+    Reader("huggingface", "a Hugging Face dataset saved to disk", lambda p, f: confine_records(read_huggingface(p, f)),
+           lambda p, f: _hf_layout(p)),
+    Reader("cvat", "a CVAT for images XML export", lambda p, f: confine_records(read_cvat(p), f),
+           lambda p, f: p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file()),
+    Reader("labelstudio", "a Label Studio JSON export",
+           lambda p, f: confine_records(_only_files("a Label Studio export is a .json file", read_labelstudio)(p, f), f),
+           lambda p, f: p.is_file() and p.suffix.lower() == ".json"),
+    Reader("csv", "a CSV manifest path,label", _only_files("a CSV manifest is a .csv file", read_csv_manifest),
+           lambda p, f: p.is_file() and p.suffix.lower() == ".csv"),
+    Reader("fiftyone", "a FiftyOne image classification export", lambda p, f: confine_records(read_fiftyone(p, f), f),
+           lambda p, f: (p / "labels.json").is_file() and (p / "data").is_dir()),
+    Reader("imagefolder", "root/<class>/<image>", lambda p, f: read_imagefolder(p, f)),
+    Reader("flat", "a folder of images, no labels", lambda p, f: read_flat(p, f)),
+)
+_READERS: Registry[Reader] = Registry("dataset layout", DatasetError, tuple(r.name for r in _BUILTIN))
+for _r in _BUILTIN:
+    _READERS.add(_r.name, _r)
+
+
+def register_reader(reader: Reader) -> Reader:
+    """Add a dataset layout: ``--layout``, detection and every caller of :func:`open_dataset` read it."""
+    return _READERS.add(reader.name, reader)
+
+
+def unregister_reader(name: str) -> None:
+    _READERS.remove(name)
+
+
+def layouts() -> tuple[str, ...]:
+    """The layout names ``--layout`` takes."""
+    return _READERS.names()
+
+
 def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
-    """Read a dataset, detecting its layout unless ``layout`` names one of LAYOUTS.
+    """Read a dataset, detecting its layout unless ``layout`` names one of :func:`layouts`.
 
     Symbolic links that lead outside the dataset's root are not followed unless
     ``follow_symlinks``; every folder is read once (links that loop are harmless).
@@ -315,8 +371,8 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
     p = p.resolve()
     if not (p.is_dir() or p.is_file()):
         raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
-    if layout is not None and layout not in LAYOUTS:
-        raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout is not None and layout not in _READERS:
+        raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(layouts())}")
     try:
         return _by_layout(p, layout, follow_symlinks)
     except DatasetError as exc:  # a stray state.json or labels.json may have picked the layout: say how to choose
@@ -327,26 +383,13 @@ def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks
 
 
 def _by_layout(p: Path, layout: str | None, follow_symlinks: bool) -> Dataset:
-    if layout == "huggingface" or (layout is None and _hf_layout(p)):
-        return confine_records(read_huggingface(p, follow_symlinks))
-    if layout == "cvat" or (layout is None and (p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file())):
-        return confine_records(read_cvat(p), follow_symlinks)
-    if layout == "labelstudio" or (layout is None and p.is_file() and p.suffix.lower() == ".json"):
-        if not p.is_file():
-            raise DatasetError(f"{p} is a folder; a Label Studio export is a .json file")
-        return confine_records(read_labelstudio(p), follow_symlinks)
-    if layout == "csv" or (layout is None and p.is_file()):
-        if not p.is_file():
-            raise DatasetError(f"{p} is a folder; a CSV manifest is a .csv file")
-        if p.suffix.lower() != ".csv" and layout is None:
-            raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
-        return read_csv_manifest(p)
-    if layout == "fiftyone" or (layout is None and (p / "labels.json").is_file() and (p / "data").is_dir()):
-        return confine_records(read_fiftyone(p, follow_symlinks), follow_symlinks)
-    if layout == "flat":
-        return read_flat(p, follow_symlinks)
-    if layout == "imagefolder":
-        return read_imagefolder(p, follow_symlinks)
+    plugins = [r for r in _READERS.values() if r not in _BUILTIN]  # the built-in ones confine where names need it
+    named = [_READERS.get(layout)] if layout is not None else None
+    for reader in named or [r for r in [*plugins, *_BUILTIN] if r.detect is not None and r.detect(p, follow_symlinks)][:1]:
+        ds = reader.read(p, follow_symlinks)
+        return confine_records(ds, follow_symlinks) if reader in plugins else ds
+    if p.is_file():
+        raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
     if _find_classes(p, follow_symlinks):
         try:
             return read_imagefolder(p, follow_symlinks)

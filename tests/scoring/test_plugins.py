@@ -19,6 +19,7 @@ import torch
 from scoring import plugins
 from scoring.cli.main import main
 from scoring.engine import registry as E
+from scoring.io import datasets as D
 from scoring.pool import kinds as K
 from scoring.store import Project
 from scoring.tasks import export_formats as X
@@ -32,6 +33,7 @@ ENTRY_POINTS = {
                                   EntryPoint("broken", "tests.scoring.no_such_plugin:KIND", "image_triage.member_kinds")],
     "image_triage.engines": [EntryPoint("engine", f"{PKG}:engines", "image_triage.engines")],
     "image_triage.formats": [EntryPoint("lines", f"{PKG}:LINES", "image_triage.formats")],
+    "image_triage.readers": [EntryPoint("lines", f"{PKG}:LINES_READER", "image_triage.readers")],
 }
 
 
@@ -42,7 +44,8 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]
     loaded = plugins.load(force=True)
     yield loaded
     for name, remove in (("plugin_gap", unregister), ("plugin_mlp", K.unregister_kind),
-                         ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format)):
+                         ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format),
+                         ("plugin_lines", D.unregister_reader)):
         remove(name)
     plugins.load(force=True)  # the fixture's entry points are gone again (monkeypatch undoes them after)
 
@@ -57,10 +60,12 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_load(monkeypatch: pytest.Mo
         assert len(warned) == 1 and warned[0].startswith("plugin broken (image_triage.member_kinds = "
                                                          "tests.scoring.no_such_plugin:KIND) not loaded: ")
         assert loaded == {"image_triage.scores": ["gap"], "image_triage.member_kinds": ["mlp"],
-                          "image_triage.engines": ["engine"], "image_triage.formats": ["lines"]}
+                          "image_triage.engines": ["engine"], "image_triage.formats": ["lines"],
+                          "image_triage.readers": ["lines"]}
     finally:
         for name, remove in (("plugin_gap", unregister), ("plugin_mlp", K.unregister_kind),
-                             ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format)):
+                             ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format),
+                             ("plugin_lines", D.unregister_reader)):
             remove(name)
     monkeypatch.setenv("IMAGE_TRIAGE_NO_PLUGINS", "1")
     assert plugins.load(force=True) == {group: [] for group in plugins.GROUPS}
@@ -88,6 +93,13 @@ def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(
     assert len([line for line in capsys.readouterr().out.splitlines() if ".png" in line]) == 3
     assert main(["export", "--db", str(db), str(tmp_path / "out"), "--format", "plugin_lines"]) == 0
     assert len((tmp_path / "out" / "labels.txt").read_text().splitlines()) == 18
+    # what the plugin wrote, its reader detects on import (and --layout offers it by name)
+    again = tmp_path / "again.triage.db"
+    assert main(["score", str(tmp_path / "out"), "--db", str(again), "--pool", str(pool), "--runtime", "torch", "-q",
+                 "--no-duplicates"]) == 0
+    with Project.open(again) as p:
+        assert p.dataset().layout == "plugin_lines" and len(p.images.scorable_ids()) == 18
+    assert "plugin_lines" in D.layouts()
     # the kind's own fit time in the run's estimate, and its own refit rule in the re-rank
     from scoring.progress import drain
     from scoring.tasks import estimate_time as ET
@@ -100,3 +112,26 @@ def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(
             "preprocess": {"size": 8}}
     assert ET.estimate([spec], facts, torch.device("cpu"), "torch")["fit p-s0"] == 7.0
     assert drain(rerank(db)).refitted == ["p-s0"]
+
+
+def test_a_plugin_readers_names_go_through_the_one_rule(tmp_path: Path) -> None:
+    """A registered reader that lists a name leaving the dataset (or a link out of it) gets the same
+    rule as every built-in listing format: recorded as unreadable, never read."""
+    root = tmp_path / "d"
+    (root / "pics").mkdir(parents=True)
+    (root / "pics" / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"y")
+    (root / "pics" / "link.png").symlink_to(tmp_path / "secret.png")
+
+    def read(p: Path, follow: bool) -> D.Dataset:
+        names = ["pics/a.png", "../secret.png", "/etc/passwd", "pics/link.png"]
+        return D.Dataset(root=p, layout="hostile", source=p, classes=["x"], records=[D.ImageRecord(n, "x") for n in names])
+
+    D.register_reader(D.Reader("hostile", "a test's reader", read, lambda p, f: (p / "pics").is_dir()))
+    try:
+        ds = D.open_dataset(root)
+        assert ds.layout == "hostile"
+        ok = [r.path for r in ds.records if r.error is None]
+        assert ok == ["pics/a.png"], [(r.path, r.error) for r in ds.records]
+    finally:
+        D.unregister_reader("hostile")

@@ -1,6 +1,7 @@
 """A plugin package as someone else would write it (tests/scoring/test_plugins.py installs it
 through an entry points fixture): a score, a member kind with its own fit time and refit rule,
-an engine with one option, and an export format. Image Triage's own code names none of them."""
+an engine with one option, and a dataset format it writes (an export format) and reads (a
+reader that detects it). Image Triage's own code names none of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 
 from scoring.engine.engines import LocalEngine
 from scoring.engine.registry import EngineKind
+from scoring.io.datasets import Dataset, ImageRecord, Reader
+from scoring.io.safeio import read_text
 from scoring.pool.kinds import MemberKind
 from scoring.pool.schema import SCRATCH_KEYS
 from scoring.pool.scratch import scratch_members
@@ -56,3 +59,14 @@ def _write_lines(project: Any, tmp: Path, keep: list[Any], out_paths: list[str])
 
 LINES = ExportFormat("plugin_lines", "pics/<n>-<file> and labels.txt (a plugin's format)", _write_lines, "pics",
                      by_class=False)
+
+
+def _read_lines(root: Path, follow_symlinks: bool) -> Dataset:
+    rows = [line.rsplit(" ", 1) for line in read_text(root / "labels.txt", what="labels").splitlines() if line.strip()]
+    records = [ImageRecord(rel, label) for rel, label in rows]
+    return Dataset(root=root, layout="plugin_lines", source=root, classes=sorted({r.label for r in records}),
+                   records=records)
+
+
+LINES_READER = Reader("plugin_lines", "pics/ and labels.txt (a plugin's format)", _read_lines,
+                      lambda p, f: (p / "labels.txt").is_file() and (p / "pics").is_dir())
