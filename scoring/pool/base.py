@@ -64,6 +64,17 @@ def stable_hash(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def per_seed(spec: dict[str, Any], *, drop: tuple[str, ...] = ("seeds",), tag: str = "") -> list[dict[str, Any]]:
+    """One member spec per seed of ``spec["seeds"]`` (default [0]), named ``<name><tag>-s<seed>``,
+    without the keys in ``drop``: the one expansion every builder of seeded members uses."""
+    out = []
+    for seed in spec.get("seeds", [0]):
+        sub = {k: v for k, v in spec.items() if k not in drop}
+        sub.update(name=f"{spec['name']}{tag}-s{seed}", seed=int(seed))
+        out.append(sub)
+    return out
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How one member wants its input: resize the shorter side, centre-crop, normalise.

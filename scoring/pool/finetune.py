@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scoring.pool.base import Encoder, Member, PoolError, Preprocess, stable_hash
+from scoring.pool.base import Encoder, Member, PoolError, Preprocess, per_seed, stable_hash
 from scoring.pool.crossfit import cross_fit
 from scoring.pool.members import (
     FittedMember,
@@ -195,12 +195,8 @@ def finetune_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
         raise PoolError(f"finetune member {spec.get('name')!r}: pre-trained networks take colour input; drop grayscale")
     start = with_new_head(model, classes, list(dataset_classes))
     encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
-    out: list[Member] = []
-    for seed in spec.get("seeds", [0]):
-        sub = {k: v for k, v in spec.items() if k != "seeds"}
-        sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed), start=stable_hash(origin, arch))
-        out.append(FineTuneMember(sub, encoder, dataset_classes, start))
-    return out
+    return [FineTuneMember({**sub, "start": stable_hash(origin, arch)}, encoder, dataset_classes, start)
+            for sub in per_seed(spec)]
 
 
 def finetune_fit_seconds(m: FineTuneMember, facts: FitFacts) -> float:

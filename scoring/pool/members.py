@@ -20,7 +20,15 @@ import torch
 from torch import nn
 
 from scoring.io.safeio import read_regular, sha1_regular
-from scoring.pool.base import Encoder, Member, PoolError, Preprocess, pool_file_errors, stable_hash
+from scoring.pool.base import (
+    Encoder,
+    Member,
+    PoolError,
+    Preprocess,
+    per_seed,
+    pool_file_errors,
+    stable_hash,
+)
 from scoring.pool.crossfit import choose_weight_decay, cross_fit, fit_logreg, subsample
 from scoring.pool.models.registry import get_model, is_torchvision
 from scoring.pool.timing import FitFacts, head_seconds
@@ -309,13 +317,9 @@ def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[M
     """One backbone spec -> one member per (fraction, seed), all sharing one encoder."""
     module, pp, key, desc = load_backbone(spec)
     encoder = Encoder(key, module, pp, "features", desc)
-    out: list[Member] = []
-    for frac in spec.get("fractions", [0.25, 0.5, 0.75, 1.0]):
-        for seed in spec.get("seeds", [0]):
-            sub = {k: v for k, v in spec.items() if k not in ("fractions", "seeds")}
-            sub.update(name=f"{spec['name']}-f{round(float(frac) * 100)}-s{seed}", fraction=float(frac), seed=int(seed))
-            out.append(HeadMember(sub, encoder, dataset_classes))
-    return out
+    return [HeadMember({**sub, "fraction": float(frac)}, encoder, dataset_classes)
+            for frac in spec.get("fractions", [0.25, 0.5, 0.75, 1.0])
+            for sub in per_seed(spec, drop=("fractions", "seeds"), tag=f"-f{round(float(frac) * 100)}")]
 
 
 # ----------------------------------------------------------------------------- pixels

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
+from scoring.pool.base import Encoder, Member, Preprocess, per_seed, stable_hash
 from scoring.pool.crossfit import cross_fit
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
@@ -88,12 +88,7 @@ def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Me
     """One scratch spec -> one member per seed, sharing the pixel encoder."""
     pp = Preprocess.from_dict(spec.get("preprocess") or {"size": 28, "grayscale": False})
     encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
-    out: list[Member] = []
-    for seed in spec.get("seeds", [0]):
-        sub = {k: v for k, v in spec.items() if k != "seeds"}
-        sub.update(name=f"{spec['name']}-s{seed}", seed=int(seed))
-        out.append(ScratchMember(sub, encoder, dataset_classes))
-    return out
+    return [ScratchMember(sub, encoder, dataset_classes) for sub in per_seed(spec)]
 
 
 def scratch_fit_seconds(m: ScratchMember, facts: FitFacts) -> float:

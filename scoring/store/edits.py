@@ -28,6 +28,12 @@ _DO_ACTIONS = ("relabel", "remove", "restore", "keep")
 _COLS = "id, image_id, action, old_label, new_label, old_status, new_status, time, target, batch, annotator, via"
 
 
+
+def decided(label: int | None, given: int | None) -> str:
+    """The status a decision on a label gives: "kept" when it is the given label, else
+    "relabelled" (the one rule: relabel, keep, a batch and a duplicate group's keep use it)."""
+    return "kept" if label == given else "relabelled"
+
 class EditLog:
     """The append-only edit log: relabel, keep, remove, restore; undo and redo derived from it."""
 
@@ -80,13 +86,12 @@ class EditLog:
         if not 0 <= label < len(self.store.classes):
             raise ProjectValueError(f"label {label} is out of range: the project has {len(self.store.classes)} classes {self.store.classes}")
         given = self.images.image(image_id).given_label
-        return self._apply(image_id, "relabel", label, "kept" if label == given else "relabelled")
+        return self._apply(image_id, "relabel", label, decided(label, given))
 
     def keep(self, image_id: int) -> Edit:
         """Confirm the image's current label."""
         row = self.images.image(image_id)
-        status = "relabelled" if row.current_label != row.given_label else "kept"
-        return self._apply(image_id, "keep", None, status)
+        return self._apply(image_id, "keep", None, decided(row.current_label, row.given_label))
 
     def remove(self, image_id: int) -> Edit:
         return self._apply(image_id, "remove", None, "removed")
@@ -115,7 +120,7 @@ class EditLog:
                     raise ProjectValueError(f"no image with id {image_id} in {self.store.path}")
                 given, current = row
                 new = int(label) if action == "relabel" else current  # type: ignore[arg-type]
-                status = "removed" if action == "remove" else ("kept" if new == given else "relabelled")
+                status = "removed" if action == "remove" else decided(new, given)
                 e = self._apply_in(c, image_id, action, new if action == "relabel" else None, status,
                                    batch=-1 if first is None else first.batch)
                 first = first or e
@@ -134,7 +139,7 @@ class EditLog:
         and redone whole (the duplicate group's key). An image already decided (kept, relabelled,
         removed) is never overridden. Returns the keep entry."""
         row = self.images.image(image_id)
-        status = "relabelled" if row.current_label != row.given_label else "kept"
+        status = decided(row.current_label, row.given_label)
         with self.store._tx() as c:
             first = self._apply_in(c, image_id, "keep", None, status, batch=-1)
             for other in others:

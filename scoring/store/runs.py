@@ -192,15 +192,22 @@ class Runs:
     def active_pool(self) -> str | None:
         return self.store._meta("active_pool")
 
+    def active_run(self) -> dict[str, Any] | None:
+        """The newest run of the pool whose scores the queue shows (its config holds the pool's
+        spec and members); None before any scoring. The one lookup of it."""
+        fp = self.active_pool()
+        if fp is None:
+            return None
+        return next((r for r in reversed(self.history()) if r["pool_fingerprint"] == fp), None)
+
     def active_members(self) -> list[dict[str, Any]]:
         """Members of the pool whose scores the queue shows, in pool order."""
-        fp = self.active_pool()
-        for r in reversed(self.history()):
-            if r["pool_fingerprint"] == fp:
-                wanted = r["config"].get("member_fingerprints") or []
-                by_fp = {m["fingerprint"]: m for m in self.members()}
-                return [by_fp[f] for f in wanted if f in by_fp]
-        return []
+        run = self.active_run()
+        if run is None:
+            return []
+        wanted = run["config"].get("member_fingerprints") or []
+        by_fp = {m["fingerprint"]: m for m in self.members()}
+        return [by_fp[f] for f in wanted if f in by_fp]
 
 
 BEAT_S = 60.0  # a scoring writer rewrites its heartbeat at least this often while it yields progress

@@ -98,15 +98,11 @@ def active_pool(project: Project, *, networks: bool = False, trust: bool = False
     user's ``--trust-checkpoint`` now, and is otherwise refused naming the member."""
     from scoring.pool.spec import build_pool
 
-    fp = project.runs.active_pool()
-    for r in reversed(project.runs.history()):
-        spec = r["config"].get("pool")
-        if r["pool_fingerprint"] == fp and spec:
-            if not any(isinstance(m, dict) and refits(m, networks) for m in spec):
-                return None
-            specs = [grant(m) if trust else m for m in spec if isinstance(m, dict)]
-            return build_pool(specs, project.classes)
-    return None
+    run = project.runs.active_run()
+    spec = run["config"].get("pool") if run is not None else None
+    if not spec or not any(isinstance(m, dict) and refits(m, networks) for m in spec):
+        return None
+    return build_pool([grant(m) if trust else m for m in spec if isinstance(m, dict)], project.classes)
 
 
 def rerank(

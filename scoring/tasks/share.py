@@ -130,7 +130,8 @@ def share_project(db: str | Path, to: str | Path, annotators: Sequence[str], *, 
             for i in ids:
                 counts[i] = counts.get(i, 0) + 1
         uid = project.team.uid()
-        run = project._q("SELECT max(id) FROM runs WHERE pool_fingerprint IS ?", (project.runs.active_pool(),))[0][0]
+        active = project.runs.active_run()
+        run = None if active is None else active["id"]
         out_dir.mkdir(parents=True, exist_ok=True)
         made: list[Shared] = []
         for name, dest, folder in zip(names, dests, folders, strict=True):
