@@ -13,7 +13,6 @@ Sources: C- and X-perplexity and the confusing-class lists from *Example Perplex
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
@@ -193,9 +192,9 @@ def mutual_information(probs: np.ndarray) -> np.ndarray:
 
 def consensus(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pool's pick: argmax of the mean distribution and its mean probability. -> ((N,), (N,))."""
-    mean = validate_probs(probs).mean(axis=0)
-    pick = mean.argmax(axis=1)
-    return pick, mean[np.arange(len(pick)), pick]
+    p = validate_probs(probs)
+    pp = PoolPass(p, np.full(p.shape[1], -1))  # the pick needs no labels
+    return pp.pick, pp.pick_prob
 
 
 def _compute_self_confidence(mean: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -278,14 +277,16 @@ def scaled_by(probs: np.ndarray, t: float) -> np.ndarray:
     return q / q.sum(axis=1, keepdims=True)
 
 
-def _compute_triage(
-    probs: np.ndarray, labels: np.ndarray, cperp: np.ndarray, mi: np.ndarray, xperp: np.ndarray
-) -> np.ndarray:
+MISLABELLED, AMBIGUOUS, OOD = "mislabelled", "ambiguous", "ood"
+REASONS = (MISLABELLED, AMBIGUOUS, OOD)  # why an image is in the queue (scoring.vocabulary gives them words)
+
+
+def _compute_triage(pp: PoolPass) -> np.ndarray:
+    """The reasons of :func:`triage_reason`, from one pool pass's shared results (its consensus
+    among them: computed once, in PoolPass)."""
+    probs, labels, cperp, mi = pp.probs, pp.labels, pp.c_perplexity, pp.mutual_info
     m, n, k = probs.shape
-    mean = probs.mean(axis=0)
-    pick = mean.argmax(axis=1)
-    pick_p = mean[np.arange(n), pick]
-    second = np.sort(mean, axis=1)[:, -2] if k > 1 else np.zeros(n)
+    second = np.sort(pp.mean, axis=1)[:, -2] if k > 1 else np.zeros(n)
     member_top = probs.max(axis=2)  # (M, N)
     reason = np.full(n, None, dtype=object)
     ood = (member_top < OOD_MAX_MEMBER_TOP_PROB).all(axis=0) & (
@@ -297,13 +298,13 @@ def _compute_triage(
     with np.errstate(invalid="ignore"):
         mislabelled = (
             (labels >= 0)
-            & (pick != labels)
-            & (pick_p >= MISLABELLED_MIN_CONSENSUS_PROB)
-            & (np.nan_to_num(xperp) >= MISLABELLED_MIN_X_PERPLEXITY)
+            & (pp.pick != labels)
+            & (pp.pick_prob >= MISLABELLED_MIN_CONSENSUS_PROB)
+            & (np.nan_to_num(pp.x_perplexity) >= MISLABELLED_MIN_X_PERPLEXITY)
         )
-    reason[ambiguous] = "ambiguous"
-    reason[ood] = "ood"
-    reason[mislabelled] = "mislabelled"
+    reason[ambiguous] = AMBIGUOUS
+    reason[ood] = OOD
+    reason[mislabelled] = MISLABELLED
     return reason
 
 
@@ -319,11 +320,7 @@ def triage_reason(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     * ambiguous - members spread their mass or disagree: C-perplexity >= 1.5, or mutual
       information >= 0.3 bits, or the pool mean's runner-up class holds >= 0.2.
     """
-    p = validate_probs(probs)
-    lab = validate_labels(labels, p.shape[1], p.shape[2])
-    return _compute_triage(
-        p, lab, _compute_confusion_perplexity(p), _compute_mutual_information(p), _compute_x_perplexity(p, lab)
-    )
+    return PoolPass(probs, labels).reason()
 
 
 class PoolPass:
@@ -372,7 +369,7 @@ class PoolPass:
         return _compute_margin(self.mean, self.labels)
 
     def reason(self) -> np.ndarray:
-        return _compute_triage(self.probs, self.labels, self.c_perplexity, self.mutual_info, self.x_perplexity)
+        return _compute_triage(self)
 
     def top_confusing(self) -> dict[str, np.ndarray]:
         """top_c_idx/top_c_val (N, top_k) by C-confusion, top_x_idx/top_x_val by votes."""
@@ -380,16 +377,3 @@ class PoolPass:
         x_idx, x_val = _top_k(_compute_x_confusion(self.probs), self.top_k)
         return {"top_c_idx": c_idx, "top_c_val": c_val, "top_x_idx": x_idx, "top_x_val": x_val}
 
-
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "confusion_perplexity": lambda p, y: confusion_perplexity(p),
-    "x_perplexity": x_perplexity,
-    "entropy_of_mean": lambda p, y: entropy_of_mean(p),
-    "mutual_information": lambda p, y: mutual_information(p),
-    "self_confidence": self_confidence,
-    "normalized_margin": normalized_margin,
-    "consensus_prob": lambda p, y: consensus(p)[1],
-    "label_error": label_error_score,
-}
-"""Per-image scalar scores by function name, each ``f(probs (M, N, K), labels (N,)) -> (N,)``
-(the benchmarks compare them; the stored scores are scoring.vocabulary's table)."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from scoring.errors import ImageTriageError
+from scoring.metrics import REASONS as REASONS  # the reasons metrics decides; their words are below
 from scoring.metrics import PoolPass
 from scoring.registry import Registry
 
@@ -216,7 +217,6 @@ def issue_summary(counts: dict[str, int]) -> str:
     """One line of the issue counts (for `stats`, the score summary and the app)."""
     parts = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n]
     return "dataset issues: " + (", ".join(parts) if parts else "none found")
-REASONS = ("mislabelled", "ambiguous", "ood")
 # What each triage reason says on screen (the stored value, the command line's choice stays).
 REASON_TEXT: dict[str, str] = {
     "mislabelled": "label looks wrong",
