@@ -190,6 +190,17 @@ def mutual_information(probs: np.ndarray) -> np.ndarray:
     return _compute_mutual_information(validate_probs(probs))
 
 
+def vote_scores(votes: list[int], given: int | None) -> tuple[float | None, float | None]:
+    """People's labels of one image -> (the share agreeing with the given label, the entropy of
+    the votes in bits); (None, None) below two votes, and no share without a given label."""
+    if len(votes) < 2:
+        return None, None
+    counts = np.bincount(votes).astype(float)
+    p = counts[counts > 0] / len(votes)
+    agree = None if given is None else votes.count(given) / len(votes)
+    return agree, float(-(p * np.log2(p)).sum()) + 0.0
+
+
 def consensus(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pool's pick: argmax of the mean distribution and its mean probability. -> ((N,), (N,))."""
     p = validate_probs(probs)

@@ -13,6 +13,7 @@ import numpy as np
 from scoring.errors import ImageTriageError
 from scoring.io.datasets import Dataset, is_uri
 from scoring.io.decoding import file_sha1
+from scoring.metrics import vote_scores
 from scoring.store.connection import ProjectBase
 from scoring.store.rows import (
     IMAGE_COLS,
@@ -102,8 +103,8 @@ class Images:
         return SyncReport(total, len(new_rows), int(counts.get("changed", 0)), int(counts.get("missing", 0)), errors)
 
     def _put_votes(self, c: Any, dataset: Dataset) -> None:
-        """The people's votes of every image (replaced), and their two scores: the share agreeing
-        with the given label and the entropy of the votes in bits (None below two votes)."""
+        """The people's votes of every image (replaced), and their two scores
+        (:func:`scoring.metrics.vote_scores`)."""
         ids = dict(c.execute("SELECT path, id FROM images").fetchall())
         rows: list[tuple[int, str, int]] = []
         scores: list[tuple[float | None, float | None, int]] = []
@@ -113,14 +114,8 @@ class Images:
                 continue
             labels = [self.store.classes.index(lab) for _, lab in rec.votes if lab in self.store.classes]
             rows += [(image_id, who, self.store.classes.index(lab)) for who, lab in rec.votes if lab in self.store.classes]
-            if len(labels) >= 2:
-                counts = np.bincount(labels).astype(float)
-                p = counts[counts > 0] / len(labels)
-                given = None if rec.label is None else self.store.classes.index(rec.label)
-                agree = None if given is None else labels.count(given) / len(labels)
-                scores.append((agree, float(-(p * np.log2(p)).sum()) + 0.0, image_id))
-            else:
-                scores.append((None, None, image_id))
+            given = None if rec.label is None else self.store.classes.index(rec.label)
+            scores.append((*vote_scores(labels, given), image_id))
         c.execute("DELETE FROM votes")
         c.executemany("INSERT INTO votes(image_id, annotator, label) VALUES (?, ?, ?)", rows)
         c.executemany("UPDATE images SET annotator_agreement=?, annotator_entropy=? WHERE id=?", scores)

@@ -172,3 +172,10 @@ def test_float16_input_is_accepted() -> None:
     probs = random_probs(3, 2, 5, 10).astype(np.float16)
     probs = probs / probs.sum(-1, keepdims=True)
     assert M.confusion_perplexity(probs).dtype == np.float64
+
+
+def test_the_annotators_votes_give_agreement_and_entropy() -> None:
+    agree, ent = M.vote_scores([0, 0, 1], 0)
+    assert agree == pytest.approx(2 / 3) and ent == pytest.approx(-(2 / 3) * np.log2(2 / 3) - (1 / 3) * np.log2(1 / 3))
+    assert M.vote_scores([2], 2) == (None, None)  # one vote says nothing of agreement
+    assert M.vote_scores([1, 1], None) == (None, 0.0)  # unanimous: no entropy; no given label: no share
