@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
+from sqlite_utils.db import DescIndex
 
 from scoring.errors import UnsafePathError
 from scoring.io.datasets import Dataset, open_dataset
@@ -232,16 +233,16 @@ class ProjectBase:
         no column for (one registered after the file was made, or after it was opened) gets its
         column and its index, the hardest end first. The numbered migrations never read the table."""
         self._score_generation = scores_generation()
-        have = {row[1] for row in self.conn.execute("PRAGMA table_info(images)")}
-        missing = [s for s in scores() if s.key not in have]
+        images = self.db.table("images")  # sqlite-utils: the table's columns, a column and an index each
+        missing = [s for s in scores() if s.key not in images.columns_dict]
         if not missing:
             return
-        with self._tx() as c:
+        with self._tx():
             for s in missing:
                 log.info("%s: adding a column for the score %s", self.path, s.key)
-                c.execute(f"ALTER TABLE images ADD COLUMN {s.key} REAL")
-                c.execute(f"CREATE INDEX IF NOT EXISTS ix_images_{s.key} ON images "
-                          f"({s.key} {'DESC' if s.higher_is_harder else 'ASC'}, id)")
+                images.add_column(s.key, float)
+                images.create_index([DescIndex(s.key) if s.higher_is_harder else s.key, "id"],
+                                    index_name=f"ix_images_{s.key}", if_not_exists=True)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
