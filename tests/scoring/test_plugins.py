@@ -72,8 +72,8 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_load(monkeypatch: pytest.Mo
     assert "plugin_gap" not in {s.key for s in scores()}
 
 
-def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(
-        installed: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(  # type: ignore[no-untyped-def]
+        installed: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], qtbot) -> None:
     from tests.scoring import plugin_example
 
     data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
@@ -100,6 +100,20 @@ def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(
     with Project.open(again) as p:
         assert p.dataset().layout == "plugin_lines" and len(p.images.scorable_ids()) == 18
     assert "plugin_lines" in D.layouts()
+    # the app offers the plugin's score as a sort, and sorts by it
+    from PySide6.QtCore import QSettings
+
+    from gui.main_window import MainWindow
+
+    win = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    assert win.open_project(db, ask_resume=False)
+    at = win.filters.sort.findData("plugin_gap")
+    assert at >= 0
+    win.filters.sort.setCurrentIndex(at)
+    shown = [win.model.row_at(r).scores["plugin_gap"] for r in range(win.model.rowCount())]
+    assert win.session.sort == "plugin_gap" and shown == sorted(shown, reverse=True) and len(shown) == 18
+    win.close()
     # the kind's own fit time in the run's estimate, and its own refit rule in the re-rank
     from scoring.progress import drain
     from scoring.tasks import estimate_time as ET
