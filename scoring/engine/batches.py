@@ -81,7 +81,7 @@ def decode_missing(project: Project, key: str, pp: Preprocess, ids: np.ndarray, 
     if not len(missing):
         return
     meter = RateMeter(stage, len(missing))
-    paths = [project.images.abspath(p) for p in project.images.paths_of(missing)]
+    paths = project.images.abspaths(project.images.paths_of(missing))
     for s in range(0, len(missing), 512):
         if cancel is not None:
             check_cancel(cancel)

@@ -116,7 +116,7 @@ def _infer(
     yield meter.record(done0, f"{done0} already stored" if done0 else "")
     if len(todo) == 0:
         return
-    paths = [project.images.abspath(p) for p in project.images.paths_of(todo)]
+    paths = project.images.abspaths(project.images.paths_of(todo))
     preprocesses = pool.preprocesses()
     if missing[thumb.key] and THUMB.key not in {pp.key for pp in preprocesses}:
         preprocesses.append(THUMB)

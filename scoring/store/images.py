@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,12 @@ class Images:
         """A path under the dataset root, or the URI itself for images on object storage."""
         rel = row_or_path.path if isinstance(row_or_path, ImageRow) else row_or_path
         return rel if is_uri(rel) else self.store.dataset_root / rel
+
+    def abspaths(self, rels: Sequence[str]) -> list[str]:
+        """:meth:`abspath` of many, as strings: a million pathlib joins cost a minute (issue 35:
+        0.14 s of a 2.3 s run on 2,000 images went to building the paths)."""
+        root = str(self.store.dataset_root)
+        return [rel if is_uri(rel) else os.path.join(root, rel) for rel in rels]
 
     def scorable_ids(self) -> np.ndarray:
         rows = self.store._q("SELECT id FROM images WHERE error IS NULL AND (flag IS NULL OR flag != 'missing') ORDER BY id")

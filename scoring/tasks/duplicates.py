@@ -240,7 +240,7 @@ def verifier(project: Project, ids: np.ndarray, threshold: float = DEFAULT_THRES
 
     def verify(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         need = np.unique(np.concatenate([a, b]))
-        paths = [project.images.abspath(p) for p in project.images.paths_of(ids[need])]
+        paths = project.images.abspaths(project.images.paths_of(ids[need]))
         pix = np.zeros((len(need), 3 * side * side), np.float32)
         good = np.zeros(len(need), bool)
         for n, (i, path) in enumerate(zip(ids[need], paths, strict=True)):
