@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("score", "score a dataset's images with a pool (resumes where a previous run stopped)", cmd_score)
     sp.add_argument("dataset", help="ImageFolder root, CSV manifest (path,label), folder of images, or a project file")
     sp.add_argument("--db", help="project file (default: beside the dataset, <name>.triage.db)")
-    sp.add_argument("--layout", choices=layouts(), help="force the dataset layout")
+    sp.add_argument("--layout", choices=list(layouts()), help="force the dataset layout: " + "; ".join(
+        f"{name}: {text}" for name, text in layouts().items()))
     sp.add_argument("--follow-symlinks", action="store_true",
                     help="follow symbolic links that lead outside the dataset folder (never followed twice)")
     sp.add_argument("--pool", action="append", metavar="POOLFILE", help="pool file (TOML or JSON); repeatable")
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     auto = pool_sub.add_parser("auto", help="print the pool file `score DATASET` would choose, with why and the time",
                                epilog="example:\n  " + EXAMPLES["pool auto"], formatter_class=argparse.RawDescriptionHelpFormatter)
     auto.add_argument("dataset")
-    auto.add_argument("--layout", choices=layouts())
+    auto.add_argument("--layout", choices=list(layouts()))
     auto.add_argument("--follow-symlinks", action="store_true")
     auto.add_argument("--device", default="auto")
     auto.add_argument("--thorough", action="store_true", help="include fine-tuned members even without a GPU")

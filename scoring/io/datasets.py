@@ -354,9 +354,9 @@ def unregister_reader(name: str) -> None:
     _READERS.remove(name)
 
 
-def layouts() -> tuple[str, ...]:
-    """The layout names ``--layout`` takes."""
-    return _READERS.names()
+def layouts() -> dict[str, str]:
+    """The layout names ``--layout`` takes, each with its help, in detection order."""
+    return {r.name: r.help for r in _READERS.values()}
 
 
 def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
