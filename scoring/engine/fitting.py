@@ -66,7 +66,7 @@ def fit_members(
         if hasattr(member, "device"):
             member.device = device
         word = words.get(member.name, member.name)
-        yield meter.record(done, f"fitting {word} ({len(ids):,} images)")
+        yield meter.record(done, f"fitting {word}")  # short: the status bar's job area is narrow at 1366 px
         with times(f"fit {member.name}"):
             probs = yield from _fit_one(member, features_by_key[key], labels, project, ids, keep_folds, cancel,
                                         meter, done, weight, word)
