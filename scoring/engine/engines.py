@@ -190,7 +190,8 @@ def _flush(
             rows = [it for it in ok if it.image_id in missing[enc.key]]
             if not rows:
                 continue
-            x = enc.preprocess.collate([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
+            with times("decode"):  # the statistics are taken here, a batch at a time: decode extras
+                x = enc.preprocess.collate([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
             if dev.type == "cuda":
                 x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
             parts = []
