@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.pool.spec import cifar_resnet_pool_specs
 from scoring.progress import drain
 from scoring.store import Project

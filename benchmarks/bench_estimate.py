@@ -265,7 +265,7 @@ def run_count(work: Path, kinds: list[str]) -> None:
             project, pool = scored(work / "cifar.triage.db", cifar, specs, 1)
         elif kind == "auto":
             from scoring.device import pick_device
-            from scoring.io.datasets import open_dataset
+            from scoring.io.formats import open_dataset
             from scoring.tasks.autopool import auto_pool
 
             project, pool = scored(work / "cifar.triage.db", cifar, auto_pool(open_dataset(cifar), pick_device("auto")).specs, 1)

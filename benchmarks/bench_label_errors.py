@@ -34,7 +34,7 @@ import numpy as np
 
 from scoring import metrics as M
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.pool.base import Pool
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs, default_scratch_specs
 from scoring.progress import drain

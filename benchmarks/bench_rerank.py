@@ -29,7 +29,7 @@ import numpy as np
 from bench_label_errors import flip  # the same planted flips as that benchmark
 
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.pool.spec import cifar_resnet_pool_specs
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter, project_for

@@ -27,7 +27,7 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.engine.inference import score_project
 from scoring.progress import drain
 from scoring.store import Project

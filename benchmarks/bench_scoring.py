@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring.engine.batches import decode_item  # noqa: E402
 from scoring.engine.inference import default_workers, score_project  # noqa: E402
-from scoring.io.datasets import open_dataset  # noqa: E402
 from scoring.io.decoding import load_image  # noqa: E402
+from scoring.io.formats import open_dataset  # noqa: E402
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs  # noqa: E402
 from scoring.progress import drain
 from scoring.store import Project  # noqa: E402

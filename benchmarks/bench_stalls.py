@@ -136,7 +136,7 @@ def main() -> None:
 
     from gui.app import _app
     from gui.main_window import MainWindow
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from scoring.pool.spec import demo_specs
     from scoring.store import Project
     from scoring.tasks.demo import demo_project

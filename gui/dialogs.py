@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
 
 from gui import files
 from scoring.device import DEVICES, RUNTIMES
+from scoring.io.formats import export_formats
 from scoring.pool.weights import is_offline, set_offline
 from scoring.tasks.autopool import Facts
 from scoring.tasks.export import LINKS
-from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
 
 
 class ScoreDialog(QDialog):
@@ -105,9 +105,9 @@ class ExportDialog(QDialog):
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._on_browse_clicked)
         self.fmt = QComboBox()
-        for f in EXPORT_FORMATS.values():
+        for f in export_formats().values():
             self.fmt.addItem(f.name)
-            self.fmt.setItemData(self.fmt.count() - 1, f.help, Qt.ItemDataRole.ToolTipRole)
+            self.fmt.setItemData(self.fmt.count() - 1, f.writes or f.help, Qt.ItemDataRole.ToolTipRole)
         self.link = QComboBox()
         self.link.addItems(list(LINKS))
         self.audit = QCheckBox("List removed images (removed.csv) for audit")

@@ -1,5 +1,5 @@
 """Plugins: a package installed beside Image Triage adds scores, member kinds, engines, export
-formats and dataset layouts through Python entry points, with no edit of this repository (issue 32).
+and dataset formats (read, written or both) through Python entry points, with no edit of this repository (issue 32).
 
 A plugin package declares, in its own ``pyproject.toml``::
 
@@ -10,9 +10,7 @@ A plugin package declares, in its own ``pyproject.toml``::
     [project.entry-points."image_triage.engines"]
     threads = "my_plugin:THREADS"            # an engine.registry.EngineKind
     [project.entry-points."image_triage.formats"]
-    lines = "my_plugin:LINES"                # a tasks.export_formats.ExportFormat (writing)
-    [project.entry-points."image_triage.readers"]
-    lines = "my_plugin:LINES_READER"         # an io.datasets.Reader (reading, detecting)
+    lines = "my_plugin:LINES"                # an io.formats.Format (detect, read, write: any of them)
 
 An entry point may also name a function: it is called with no arguments and returns one entry
 or a list of them. :func:`load` registers every entry found; the command line calls it before it
@@ -38,8 +36,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "image_triage.scores": ("score", "scoring.vocabulary", "register"),
     "image_triage.member_kinds": ("member kind", "scoring.pool.kinds", "register_kind"),
     "image_triage.engines": ("engine", "scoring.engine.registry", "register_engine"),
-    "image_triage.formats": ("export format", "scoring.tasks.export_formats", "register_format"),
-    "image_triage.readers": ("dataset layout", "scoring.io.datasets", "register_reader"),
+    "image_triage.formats": ("dataset format", "scoring.io.formats", "register_format"),
 }
 
 _loaded: dict[str, list[str]] | None = None

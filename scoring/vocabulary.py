@@ -199,6 +199,7 @@ def compute_scores(probs: np.ndarray, labels: np.ndarray, top_k: int = 3) -> dic
 
 
 STATUSES = ("unreviewed", "kept", "relabelled", "removed")
+DECIDED = ("kept", "relabelled")  # an annotator decided the label (scoring.store.edits.decided picks which)
 
 # The dataset's issues beyond labels (scoring.evidence.image_issues decides them): name -> what it means.
 ISSUE_TEXT: dict[str, str] = {

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import scoring.io.datasets
 import scoring.io.decoding
+import scoring.io.formats
 import scoring.store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.io.datasets, "DECODING_API.md": scoring.io.decoding}
+MODULES = {"STORE_API.md": scoring.store, "DATASETS_API.md": scoring.io.datasets, "DECODING_API.md": scoring.io.decoding,
+           "FORMATS_API.md": scoring.io.formats}
 
 
 def _named(text: str) -> tuple[set[str], set[str]]:
@@ -64,3 +66,12 @@ def test_every_file_and_name_the_architecture_page_points_to_exists() -> None:
             if not re.search(rf"(def|class) {last}\b|\b{last}\s*[:=]|self\.{last}\b", body):
                 missing.append(f"{path}: {name}")
     assert not missing, missing
+
+
+def test_the_readmes_command_line_lists_every_format_of_the_one_table() -> None:
+    """`--format` and `--layout` in the README's synopsis are the table's (scoring.io.formats)."""
+    text = (DOCS.parent / "README.md").read_text()
+    written = re.search(r"image-triage export --db FILE DEST \[--format ([\w|]+)\]", text)
+    read = re.search(r"\[--layout ([\w|]+)\]", text)
+    assert written and written.group(1).split("|") == list(scoring.io.formats.export_formats())
+    assert read and read.group(1).split("|") == list(scoring.io.formats.layouts())

@@ -35,9 +35,8 @@ from scoring.cli.team import add_team_commands
 from scoring.device import RUNTIMES
 from scoring.engine.registry import engine_flags, engines
 from scoring.errors import ImageTriageError
-from scoring.io.datasets import layouts
+from scoring.io.formats import export_formats, layouts
 from scoring.tasks.export import LINKS
-from scoring.tasks.export_formats import FORMATS as EXPORT_FORMATS
 from scoring.vocabulary import ISSUES, REASONS, STATUSES, scores, sort_keys
 
 log = logging.getLogger("image_triage")
@@ -189,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", "export the cleaned dataset (originals are never touched)", cmd_export)
     db_arg(sp)
     sp.add_argument("dest", help="destination folder (must be empty or absent, unless --force)")
-    sp.add_argument("--format", default="imagefolder", choices=list(EXPORT_FORMATS),
-                    help="; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()))
+    sp.add_argument("--format", default="imagefolder", choices=list(export_formats()),
+                    help="; ".join(f"{f.name}: {f.writes or f.help}" for f in export_formats().values()))
     sp.add_argument("--link", default="hardlink", choices=list(LINKS))
     sp.add_argument("--force", action="store_true", help="replace a non-empty destination")
     sp.add_argument("--no-audit", action="store_true", help="do not list removed images")

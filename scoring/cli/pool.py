@@ -11,7 +11,7 @@ from scoring.cli.common import fmt_seconds, json_default
 
 def cmd_pool_auto(args: argparse.Namespace) -> int:
     from scoring.device import pick_device
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from scoring.pool.spec import dump_pool_toml
     from scoring.tasks.autopool import auto_pool
 

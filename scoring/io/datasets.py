@@ -1,4 +1,5 @@
-"""Reading datasets: torchvision's ImageFolder layout, CSV manifests, flat folders.
+"""Reading datasets: torchvision's ImageFolder layout, CSV manifests, flat folders, and the readers
+of the formats other tools write (scoring.io.formats holds the table that picks one).
 
 The dataset is read-only to us: nothing here (or anywhere in Image Triage) writes inside it.
 """
@@ -9,7 +10,6 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from scoring.io.safeio import (
     walk_files,
 )
 from scoring.io.uris import OBJECT_STORES, is_uri, local_path_of, read_object
-from scoring.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def _walk(folder: Path, root: Path, label: str | None, follow: bool, visited: se
     return [ImageRecord(f, label) for f in walk.files] + [ImageRecord(p, label, why) for p, why in walk.bad]
 
 
-def _find_classes(root: Path, follow: bool = False) -> list[str]:
+def find_classes(root: Path, follow: bool = False) -> list[str]:
     """As torchvision.datasets.folder.find_classes: sorted sub-folder names (hidden ones, names
     that are not UTF-8, and links leading out of the root unless followed, skipped)."""
     real_root = os.path.realpath(root)
@@ -129,7 +128,7 @@ def _find_classes(root: Path, follow: bool = False) -> list[str]:
 def read_imagefolder(root: Path, follow_symlinks: bool = False) -> Dataset:
     from scoring.io.exported import exported_class_names
 
-    folders, names = _find_classes(root, follow_symlinks), exported_class_names(root)  # our export: exact names
+    folders, names = find_classes(root, follow_symlinks), exported_class_names(root)  # our export: exact names
     classes, records, visited = [names.get(f, f) for f in folders], [], {(os.stat(root).st_dev, os.stat(root).st_ino)}
     for folder, cls in zip(folders, classes, strict=True):  # (a link back to the root is not a class folder)
         records.extend(_walk(root / folder, root, cls, follow_symlinks, visited))
@@ -295,104 +294,5 @@ def confine_records(ds: Dataset, follow_symlinks: bool = False) -> Dataset:
     return ds
 
 
-def _hf_layout(p: Path) -> bool:
-    from scoring.io.huggingface import is_huggingface
-    return is_huggingface(p)
-
-
 def _nothing_found(path: Path) -> str:
     return f"no images found in {path}: expected ImageFolder root/<class>/<image>, a CSV manifest path,label, or images"
-
-
-@dataclass(frozen=True)
-class Reader:
-    """A dataset layout the reader knows (``--layout NAME``): ``read(path, follow_symlinks)`` gives
-    its Dataset, and ``detect(path, follow_symlinks)`` says whether an unnamed path is one (None:
-    only when named). A registered (plugin) reader is detected before the built-in ones, and the
-    one rule over names (:func:`confine_records`) is applied to whatever it lists."""
-
-    name: str
-    help: str
-    read: Callable[[Path, bool], Dataset]
-    detect: Callable[[Path, bool], bool] | None = None
-
-
-def _only_files(what: str, read: Callable[[Path], Dataset]) -> Callable[[Path, bool], Dataset]:
-    return lambda p, f: read(p) if p.is_file() else _raise(DatasetError(f"{p} is a folder; {what}"))
-
-
-def _raise(exc: Exception) -> Dataset:
-    raise exc
-
-
-_BUILTIN = (  # in the order an unnamed path is tried; ImageFolder then flat are the fallback
-    Reader("huggingface", "a Hugging Face dataset saved to disk", lambda p, f: confine_records(read_huggingface(p, f)),
-           lambda p, f: _hf_layout(p)),
-    Reader("cvat", "a CVAT for images XML export", lambda p, f: confine_records(read_cvat(p), f),
-           lambda p, f: p.suffix.lower() == ".xml" if p.is_file() else (p / "annotations.xml").is_file()),
-    Reader("labelstudio", "a Label Studio JSON export",
-           lambda p, f: confine_records(_only_files("a Label Studio export is a .json file", read_labelstudio)(p, f), f),
-           lambda p, f: p.is_file() and p.suffix.lower() == ".json"),
-    Reader("csv", "a CSV manifest path,label", _only_files("a CSV manifest is a .csv file", read_csv_manifest),
-           lambda p, f: p.is_file() and p.suffix.lower() == ".csv"),
-    Reader("fiftyone", "a FiftyOne image classification export", lambda p, f: confine_records(read_fiftyone(p, f), f),
-           lambda p, f: (p / "labels.json").is_file() and (p / "data").is_dir()),
-    Reader("imagefolder", "root/<class>/<image>", lambda p, f: read_imagefolder(p, f)),
-    Reader("flat", "a folder of images, no labels", lambda p, f: read_flat(p, f)),
-)
-_READERS: Registry[Reader] = Registry("dataset layout", DatasetError, tuple(r.name for r in _BUILTIN))
-for _r in _BUILTIN:
-    _READERS.add(_r.name, _r)
-
-
-def register_reader(reader: Reader) -> Reader:
-    """Add a dataset layout: ``--layout``, detection and every caller of :func:`open_dataset` read it."""
-    return _READERS.add(reader.name, reader)
-
-
-def unregister_reader(name: str) -> None:
-    _READERS.remove(name)
-
-
-def layouts() -> dict[str, str]:
-    """The layout names ``--layout`` takes, each with its help, in detection order."""
-    return {r.name: r.help for r in _READERS.values()}
-
-
-def open_dataset(path: str | Path, layout: str | None = None, *, follow_symlinks: bool = False) -> Dataset:
-    """Read a dataset, detecting its layout unless ``layout`` names one of :func:`layouts`.
-
-    Symbolic links that lead outside the dataset's root are not followed unless
-    ``follow_symlinks``; every folder is read once (links that loop are harmless).
-    """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DatasetError(f"{p} does not exist: give a dataset folder or a CSV manifest")
-    p = p.resolve()
-    if not (p.is_dir() or p.is_file()):
-        raise DatasetError(f"{p} is a special file, not a dataset folder or a CSV manifest")
-    if layout is not None and layout not in _READERS:
-        raise DatasetError(f"unknown layout {layout!r}; use one of {', '.join(layouts())}")
-    try:
-        return _by_layout(p, layout, follow_symlinks)
-    except DatasetError as exc:  # a stray state.json or labels.json may have picked the layout: say how to choose
-        if layout is None and p.is_dir() and _find_classes(p, follow_symlinks) and "--layout" not in str(exc):
-            raise DatasetError(f"{exc} (the layout was guessed from the files at the top of {p}; if its "
-                               "sub-folders are classes, pass --layout imagefolder)") from exc
-        raise
-
-
-def _by_layout(p: Path, layout: str | None, follow_symlinks: bool) -> Dataset:
-    plugins = [r for r in _READERS.values() if r not in _BUILTIN]  # the built-in ones confine where names need it
-    named = [_READERS.get(layout)] if layout is not None else None
-    for reader in named or [r for r in [*plugins, *_BUILTIN] if r.detect is not None and r.detect(p, follow_symlinks)][:1]:
-        ds = reader.read(p, follow_symlinks)
-        return confine_records(ds, follow_symlinks) if reader in plugins else ds
-    if p.is_file():
-        raise DatasetError(f"{p} is a file but not a .csv manifest or a Label Studio .json export")
-    if _find_classes(p, follow_symlinks):
-        try:
-            return read_imagefolder(p, follow_symlinks)
-        except DatasetError:
-            pass  # class folders without images: a flat folder of images, perhaps
-    return read_flat(p, follow_symlinks)

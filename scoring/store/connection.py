@@ -17,7 +17,8 @@ import sqlite_utils
 from sqlite_utils.db import DescIndex
 
 from scoring.errors import UnsafePathError
-from scoring.io.datasets import Dataset, open_dataset
+from scoring.io.datasets import Dataset
+from scoring.io.formats import open_dataset
 from scoring.io.safeio import read_head, require_regular
 from scoring.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from scoring.store.rows import (

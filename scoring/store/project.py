@@ -34,7 +34,8 @@ import uuid
 from pathlib import Path
 
 from scoring.errors import ImageTriageError
-from scoring.io.datasets import MANIFESTS, Dataset, is_uri, open_dataset
+from scoring.io.datasets import MANIFESTS, Dataset, is_uri
+from scoring.io.formats import open_dataset
 from scoring.io.safeio import read_head
 from scoring.store.cache import Cache
 from scoring.store.connection import BUSY_TIMEOUT_S, ProjectBase

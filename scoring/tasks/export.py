@@ -42,6 +42,7 @@ import numpy as np
 
 from scoring.errors import ImageTriageError, UnsafePathError
 from scoring.io.datasets import MANIFESTS, read_bytes
+from scoring.io.formats import ExportRow, export_formats
 from scoring.io.safeio import copy_regular, kind_of
 from scoring.io.safewrite import (
     Guard,
@@ -52,8 +53,7 @@ from scoring.io.safewrite import (
 )
 from scoring.progress import Cancelled, Progress, RateMeter, drain
 from scoring.store import Project
-from scoring.tasks.export_formats import FORMATS
-from scoring.vocabulary import scores
+from scoring.vocabulary import DECIDED, scores
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def export_dataset(
     """Export the project's cleaned dataset into ``dest``; yields Progress, returns a report.
     ``token`` is written into the export's marker, so a caller interrupted late can tell whether
     its export reached ``dest`` (``safewrite.marker_token(dest) == token``)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; registered: {', '.join(FORMATS)}")
+    if fmt not in export_formats():
+        raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(export_formats())}")
     if link not in LINKS:
         raise ExportError(f"unknown link mode {link!r}; use one of {', '.join(LINKS)}")
     cancel = cancel or threading.Event()
@@ -202,6 +202,19 @@ def _rows(project: Project) -> list[Any]:
         after = (page[-1].id, page[-1].id)
 
 
+def _export_rows(project: Project, keep: list[Any], out_paths: list[str]) -> list[ExportRow]:
+    """What a format's writer sees of each exported image (scoring.io.formats)."""
+    classes = project.classes
+    widths, heights = project.images.sizes(np.array([r.id for r in keep], dtype=np.int64))
+
+    def name(i: int | None) -> str | None:
+        return classes[i] if i is not None else None
+
+    return [ExportRow(p, r.path, name(r.current_label), name(r.given_label), name(r.consensus), r.consensus_prob,
+                      r.status, r.status in DECIDED, int(w), int(h), dict(r.scores))
+            for p, r, w, h in zip(out_paths, keep, widths, heights, strict=True)]
+
+
 def _write(
     project: Project, tmp: Path, fmt: str, link: str, audit: bool, cancel: threading.Event, drop_duplicates: bool = False
 ) -> Generator[Progress, None, dict[str, Any]]:
@@ -241,7 +254,8 @@ def _write(
     for s in skipped:
         log.warning("left out of the export: %s (%s)", s["path"], s["why"])
     (tmp / "images").mkdir(parents=True)
-    under, by_class = FORMATS.get(fmt).images_under, FORMATS.get(fmt).by_class
+    form = export_formats()[fmt]
+    under, by_class = form.images_under, form.by_class
     meter = RateMeter("export", len(keep))
     used: set[str] = set()
     out_paths: list[str] = []
@@ -274,9 +288,8 @@ def _write(
         w = csv.writer(fh)
         w.writerow(["path", "label"])
         w.writerows(zip(out_paths, labels, strict=True))
-    writer = FORMATS.get(fmt).write
-    if writer is not None:
-        writer(project, tmp, keep, out_paths)
+    assert form.write is not None
+    form.write(tmp, classes, _export_rows(project, keep, out_paths), project.source if project.layout == fmt else None)
     def label_of(i: int | None) -> str:
         return classes[i] if i is not None else ""
 
@@ -339,7 +352,7 @@ def _write_mean_probs(project: Project, ids: list[int], path: Path) -> bool:
 
 def _verify(tmp: Path, report: dict[str, Any]) -> None:
     """Complete and consistent: the manifest lists exactly the files present."""
-    folder = tmp / FORMATS.get(report["format"]).images_under
+    folder = tmp / export_formats()[report["format"]].images_under
     present = {p.relative_to(tmp).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
     with (tmp / "manifest.csv").open(newline="") as fh:
         listed = {row["path"] for row in csv.DictReader(fh)}

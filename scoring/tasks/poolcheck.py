@@ -23,8 +23,8 @@ def check_pool(
     With a dataset, members are matched to its classes (mismatches raise PoolError naming both
     lists) and timed on its first images; without one, on random inputs of the member's size.
     """
-    from scoring.io.datasets import open_dataset
     from scoring.io.decoding import ImageDecodeError, load_image
+    from scoring.io.formats import open_dataset
     from scoring.pool.spec import build_pool, load_pool_file
 
     specs = load_pool_file(pool_file)

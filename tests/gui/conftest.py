@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder

@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project
 from tests.gui.conftest import open_window
 from tests.scoring.tinypool import make_imagefolder
@@ -172,7 +172,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 from gui.main_window import MainWindow
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder
 

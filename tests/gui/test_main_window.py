@@ -102,7 +102,7 @@ def test_filters_narrow_the_queue(qtbot, win: MainWindow) -> None:  # type: igno
 
 
 def test_scoring_runs_in_the_background_and_fills_the_queue(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from tests.scoring.tinypool import make_imagefolder
 
     data = make_imagefolder(tmp_path / "d2", per_class=6)
@@ -139,7 +139,7 @@ def test_an_error_in_scoring_shows_a_dialog_and_the_app_lives(qtbot, settings, s
 def test_closing_during_a_run_asks_then_stops_and_reopening_offers_resume(  # type: ignore[no-untyped-def]
     qtbot, settings, tmp_path: Path, monkeypatch
 ) -> None:
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from tests.scoring.tinypool import make_imagefolder
 
     data = make_imagefolder(tmp_path / "d3", per_class=20, corrupt=False)
@@ -242,7 +242,7 @@ def test_digit_keys_follow_digit_class_names(qtbot, settings, tmp_path: Path) ->
     import numpy as np
     from PIL import Image
 
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
 
     for c in ("3", "5", "7"):
         (tmp_path / "d" / c).mkdir(parents=True)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.progress import drain
 from scoring.store import Project
 from scoring.tasks.duplicates import find_duplicates

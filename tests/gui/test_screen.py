@@ -56,7 +56,7 @@ def test_the_match_count_follows_an_edit_under_a_status_filter(qtbot, settings, 
 
 
 def test_an_unscored_project_says_how_to_start(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from tests.scoring.tinypool import make_imagefolder
 
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)

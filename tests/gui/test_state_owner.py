@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QMessageBox, QSpinBox
 
 from gui.main_window import MainWindow
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project, project_for
 from scoring.tasks.review import ReviewSession
 from tests.gui.conftest import fake_scored, open_window

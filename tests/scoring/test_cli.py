@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scoring.cli.main import main
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from tests.conftest import shared_path
 from tests.scoring.tinypool import make_imagefolder
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.io.datasets import DatasetError, open_dataset
+from scoring.io.datasets import DatasetError
 from scoring.io.decoding import ImageDecodeError, file_sha1, load_image
+from scoring.io.formats import open_dataset
 
 
 def _img(path: Path, mode: str = "RGB", size: tuple[int, int] = (10, 6), fmt: str | None = None, **kw: object) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project
 from tests.scoring.tinypool import make_imagefolder
 

@@ -77,7 +77,7 @@ def test_the_fitting_progress_names_members_in_words(tmp_path) -> None:  # type:
     """The status bar during a scoring run and every re-rank said "fitting effnet-lite0-f100-s0"
     and "cnn-s0: fold 4/5" (seen under Xvfb): the fit's messages now read as the chart's key."""
     from scoring.engine.inference import score_project
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from scoring.store import Project
     from tests.scoring.tinypool import make_imagefolder
 

@@ -16,7 +16,7 @@ import pytest
 
 import scoring.tasks.export as export_mod
 from scoring.errors import ImageTriageError
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.progress import Cancelled
 from scoring.store import Project
 from scoring.tasks.export import ExportError, export_dataset, run_export, safe_folder_name

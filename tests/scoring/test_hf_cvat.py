@@ -13,7 +13,8 @@ from PIL import Image
 
 from scoring.cli.main import main
 from scoring.engine.inference import score_project
-from scoring.io.datasets import DatasetError, open_dataset
+from scoring.io.datasets import DatasetError
+from scoring.io.formats import open_dataset
 from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import COLOURS, tiny_pool
@@ -192,10 +193,10 @@ def test_a_hostile_cvat_file_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_every_export_format_is_offered_by_the_cli_and_described() -> None:
-    from scoring.tasks.export_formats import FORMATS
+    from scoring.io.formats import export_formats, layouts
 
-    assert {"huggingface", "cvat", "labelstudio", "fiftyone"} <= set(FORMATS)
-    assert all(f.help for f in FORMATS.values())
+    assert {"huggingface", "cvat", "labelstudio", "fiftyone"} <= set(export_formats()) & set(layouts())
+    assert all(f.help and f.writes for f in export_formats().values())
     buf = io.StringIO()
     with pytest.raises(SystemExit), __import__("contextlib").redirect_stdout(buf):
         main(["export", "--help"])

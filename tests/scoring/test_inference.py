@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.pool.base import PoolError
 from scoring.progress import drain
 from scoring.store import Project

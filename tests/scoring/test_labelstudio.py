@@ -12,7 +12,7 @@ from PIL import Image
 
 from scoring.cli.main import main
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.progress import drain
 from scoring.store import Project, project_for
 from tests.scoring.tinypool import tiny_pool

@@ -1,6 +1,7 @@
 """Plugins (issue 32): a package installed beside Image Triage adds a score, a member kind with
 its own fit time and refit rule, an engine with an option and an export format through entry
-points; the command line offers and runs each, with no file of Image Triage naming them. A
+points; the command line offers and runs each, with no file of Image Triage naming them; the format is one entry that is detected,
+read and written. A
 broken plugin is one warning line and the rest works.
 
 The package is ``tests/scoring/plugin_example``; "installed" here is an entry points fixture:
@@ -20,9 +21,9 @@ from scoring import plugins
 from scoring.cli.main import main
 from scoring.engine import registry as E
 from scoring.io import datasets as D
+from scoring.io import formats as F
 from scoring.pool import kinds as K
 from scoring.store import Project
-from scoring.tasks import export_formats as X
 from scoring.vocabulary import scores, unregister
 from tests.scoring.tinypool import make_imagefolder
 
@@ -33,7 +34,6 @@ ENTRY_POINTS = {
                                   EntryPoint("broken", "tests.scoring.no_such_plugin:KIND", "image_triage.member_kinds")],
     "image_triage.engines": [EntryPoint("engine", f"{PKG}:engines", "image_triage.engines")],
     "image_triage.formats": [EntryPoint("lines", f"{PKG}:LINES", "image_triage.formats")],
-    "image_triage.readers": [EntryPoint("lines", f"{PKG}:LINES_READER", "image_triage.readers")],
 }
 
 
@@ -52,8 +52,7 @@ def _uninstall() -> None:
     version loaded them again while its entry points were still patched, and later tests found a
     'plugin_mlp' kind and a score that fails on one class)."""
     for name, remove in (("plugin_gap", unregister), ("plugin_mlp", K.unregister_kind),
-                         ("plugin_engine", E.unregister_engine), ("plugin_lines", X.unregister_format),
-                         ("plugin_lines", D.unregister_reader)):
+                         ("plugin_engine", E.unregister_engine), ("plugin_lines", F.unregister_format)):
         remove(name)
 
 
@@ -68,14 +67,13 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_load(monkeypatch: pytest.Mo
         assert len(warned) == 1 and warned[0].startswith("plugin broken (image_triage.member_kinds = "
                                                          "tests.scoring.no_such_plugin:KIND) not loaded: ")
         assert loaded == {"image_triage.scores": ["gap"], "image_triage.member_kinds": ["mlp"],
-                          "image_triage.engines": ["engine"], "image_triage.formats": ["lines"],
-                          "image_triage.readers": ["lines"]}
+                          "image_triage.engines": ["engine"], "image_triage.formats": ["lines"]}
     finally:
         _uninstall()
     monkeypatch.setenv("IMAGE_TRIAGE_NO_PLUGINS", "1")
     assert plugins.load(force=True) == {group: [] for group in plugins.GROUPS}
     assert "plugin_gap" not in {s.key for s in scores()}
-    assert "plugin_mlp" not in K.kinds() and "plugin_lines" not in D.layouts()
+    assert "plugin_mlp" not in K.kinds() and "plugin_lines" not in F.layouts()
 
 
 def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(  # type: ignore[no-untyped-def]
@@ -105,7 +103,7 @@ def test_a_plugins_score_kind_engine_and_format_work_from_the_command_line(  # t
                  "--no-duplicates"]) == 0
     with Project.open(again) as p:
         assert p.dataset().layout == "plugin_lines" and len(p.images.scorable_ids()) == 18
-    assert "plugin_lines" in D.layouts()
+    assert "plugin_lines" in F.layouts() and "plugin_lines" in F.export_formats()  # one entry, both ways
     # the app offers the plugin's score as a sort, and sorts by it
     from PySide6.QtCore import QSettings
 
@@ -147,11 +145,11 @@ def test_a_plugin_readers_names_go_through_the_one_rule(tmp_path: Path) -> None:
         names = ["pics/a.png", "../secret.png", "/etc/passwd", "pics/link.png"]
         return D.Dataset(root=p, layout="hostile", source=p, classes=["x"], records=[D.ImageRecord(n, "x") for n in names])
 
-    D.register_reader(D.Reader("hostile", "a test's reader", read, lambda p, f: (p / "pics").is_dir()))
+    F.register_format(F.Format("hostile", "a test's reader", read, lambda p, f: (p / "pics").is_dir()))
     try:
-        ds = D.open_dataset(root)
+        ds = F.open_dataset(root)
         assert ds.layout == "hostile"
         ok = [r.path for r in ds.records if r.error is None]
         assert ok == ["pics/a.png"], [(r.path, r.error) for r in ds.records]
     finally:
-        D.unregister_reader("hostile")
+        F.unregister_format("hostile")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.pool.models.registry import get_model
 from scoring.progress import drain
 from scoring.store import Project

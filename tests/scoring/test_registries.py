@@ -15,14 +15,14 @@ import pytest
 from scoring.engine import registry as E
 from scoring.engine.engines import LocalEngine
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io import formats as F
+from scoring.io.formats import open_dataset
 from scoring.pool import kinds as K
 from scoring.pool.base import Member, PoolError
 from scoring.pool.schema import Key
 from scoring.pool.spec import load_pool_file
 from scoring.progress import drain
 from scoring.store import Project
-from scoring.tasks import export_formats as X
 from scoring.tasks.export import ExportError, run_export
 from tests.scoring.tinypool import TinyCheckpoint, make_imagefolder
 
@@ -193,11 +193,11 @@ def test_every_choice_list_is_read_from_its_one_owner() -> None:
 
 
 def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, tmp_path: Path) -> None:
-    def write_lines(project: Project, tmp: Path, keep: list[Any], out_paths: list[str]) -> None:
-        (tmp / "labels.txt").write_text("".join(f"{p} {project.classes[r.current_label]}\n"
-                                                for p, r in zip(out_paths, keep, strict=True)))
+    def write_lines(folder: Path, classes: list[str], rows: list[F.ExportRow], source: Path | None) -> None:
+        (folder / "labels.txt").write_text("".join(f"{r.path} {r.label}\n" for r in rows))
 
-    X.register_format(X.ExportFormat("lines", "pics/<n>-<file> and labels.txt", write_lines, "pics", by_class=False))
+    F.register_format(F.Format("lines", "labels.txt beside pics/", write=write_lines, writes="pics/<n>-<file> and "
+                               "labels.txt", images_under="pics", by_class=False))
     try:
         from tests.scoring.tinypool import tiny_pool
 
@@ -213,8 +213,8 @@ def test_a_registered_export_format_writes_its_files_and_is_verified(db: Path, t
         assert "lines" in [dialog.fmt.itemText(i) for i in range(dialog.fmt.count())]
         dialog.deleteLater()
     finally:
-        X.unregister_format("lines")
-    with pytest.raises(ExportError, match="unknown export format 'lines'; registered: imagefolder, csv"):
+        F.unregister_format("lines")
+    with pytest.raises(ExportError, match="unknown export format 'lines'; use one of imagefolder, csv"):
         run_export(db, tmp_path / "out2", fmt="lines")
 
 

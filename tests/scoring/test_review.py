@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project, QueueFilter
 from scoring.tasks.review import ReviewSession
 from scoring.vocabulary import compute_scores

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from scoring.cli.main import main
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.io.safewrite import MARKER
 from scoring.pool.models.registry import get_model
 from scoring.store import IncompleteProjectError, NotAProjectError, Project, project_for

@@ -106,7 +106,7 @@ def _manifest_with(tmp_path: Path, extra: list[str]) -> Path:
 
 
 def test_2_a_fifo_in_a_manifest_does_not_hang_the_automatic_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scoring.io.datasets import open_dataset
+    from scoring.io.formats import open_dataset
     from scoring.tasks.autopool import survey
 
     (tmp_path / "ds" / "red").mkdir(parents=True)

@@ -25,7 +25,8 @@ from PIL import Image
 from scoring.cli.main import main
 from scoring.engine.inference import score_project
 from scoring.errors import UnsafePathError
-from scoring.io.datasets import DatasetError, open_dataset
+from scoring.io.datasets import DatasetError
+from scoring.io.formats import open_dataset
 from scoring.io.safeio import confine
 from scoring.progress import drain
 from scoring.store import Project, project_for

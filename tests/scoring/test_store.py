@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.io.datasets import Dataset, ImageRecord, open_dataset
+from scoring.io.datasets import Dataset, ImageRecord
+from scoring.io.formats import open_dataset
 from scoring.store import (
     APPLICATION_ID,
     MIGRATIONS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.store import Project, QueueFilter
 from scoring.tasks.merge import MergeError, agreement, cohen_kappa, fleiss_kappa, merge_packages
 from scoring.tasks.share import ShareError, deal, share_project

@@ -14,7 +14,7 @@ import pytest
 
 from scoring import vocabulary as V
 from scoring.engine.inference import score_project
-from scoring.io.datasets import open_dataset
+from scoring.io.formats import open_dataset
 from scoring.progress import drain
 from scoring.store import Project, QueueFilter
 from scoring.store.migrations import MIGRATIONS

@@ -1,7 +1,6 @@
 """A plugin package as someone else would write it (tests/scoring/test_plugins.py installs it
 through an entry points fixture): a score, a member kind with its own fit time and refit rule,
-an engine with one option, and a dataset format it writes (an export format) and reads (a
-reader that detects it). Image Triage's own code names none of them."""
+an engine with one option, and a dataset format that it detects, reads and writes (one entry). Image Triage's own code names none of them."""
 
 from __future__ import annotations
 
@@ -12,12 +11,12 @@ import numpy as np
 
 from scoring.engine.engines import LocalEngine
 from scoring.engine.registry import EngineKind
-from scoring.io.datasets import Dataset, ImageRecord, Reader
+from scoring.io.datasets import Dataset, ImageRecord
+from scoring.io.formats import ExportRow, Format
 from scoring.io.safeio import read_text
 from scoring.pool.kinds import MemberKind
 from scoring.pool.schema import SCRATCH_KEYS
 from scoring.pool.scratch import scratch_members
-from scoring.tasks.export_formats import ExportFormat
 from scoring.vocabulary import PoolPass, Score
 
 ENGINES_MADE: list[str] = []  # the option each plugin engine was made with
@@ -52,13 +51,8 @@ def engines() -> list[EngineKind]:
     return [EngineKind("plugin_engine", "this machine, with a tag (a plugin's engine)", _engine, {"tag": "a label"})]
 
 
-def _write_lines(project: Any, tmp: Path, keep: list[Any], out_paths: list[str]) -> None:
-    (tmp / "labels.txt").write_text("".join(f"{p} {project.classes[r.current_label]}\n"
-                                            for p, r in zip(out_paths, keep, strict=True)))
-
-
-LINES = ExportFormat("plugin_lines", "pics/<n>-<file> and labels.txt (a plugin's format)", _write_lines, "pics",
-                     by_class=False)
+def _write_lines(folder: Path, classes: list[str], rows: list[ExportRow], source: Path | None) -> None:
+    (folder / "labels.txt").write_text("".join(f"{r.path} {r.label}\n" for r in rows))
 
 
 def _read_lines(root: Path, follow_symlinks: bool) -> Dataset:
@@ -68,5 +62,6 @@ def _read_lines(root: Path, follow_symlinks: bool) -> Dataset:
                    records=records)
 
 
-LINES_READER = Reader("plugin_lines", "pics/ and labels.txt (a plugin's format)", _read_lines,
-                      lambda p, f: (p / "labels.txt").is_file() and (p / "pics").is_dir())
+LINES = Format("plugin_lines", "pics/ and labels.txt (a plugin's format)", _read_lines,
+               lambda p, f: (p / "labels.txt").is_file() and (p / "pics").is_dir(), _write_lines,
+               "pics/<n>-<file> and labels.txt", images_under="pics", by_class=False)
