@@ -53,7 +53,7 @@ def child(manifest_path: str, db: str, runtime: str) -> dict[str, object]:
         probs = p.cache.get_probs([m["fingerprint"] for m in members], ids)
     return {
         "n": int(len(ids)), "estimate": list(choice.range), "estimate_seconds": chose, "actual": actual,
-        "profile": summary["profile"], "runtime": summary.get("runtime"),
+        "profile": summary.profile, "runtime": summary.runtime,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "consensus": float((probs.mean(axis=0).argmax(1) == labels).mean()),
         "members": {m["name"]: float((pr.argmax(1) == labels).mean()) for m, pr in zip(members, probs, strict=True)},

@@ -49,7 +49,7 @@ def main() -> None:
         t0 = time.perf_counter()
         s = drain(score_project(db, specs, batch_size=args.batch_size, workers=workers, engine=engine))
         times[engine] = time.perf_counter() - t0
-        print(f"{engine:>5}: {s['scored']} images in {times[engine]:.1f}s ({s['scored'] / times[engine]:.0f} images/s), {workers} workers")
+        print(f"{engine:>5}: {s.scored} images in {times[engine]:.1f}s ({s.scored / times[engine]:.0f} images/s), {workers} workers")
     print(f"ray startup (not included above): {t_ray_start:.1f}s")
     print(f"ray/local = {times['ray'] / times['local']:.2f}")
     ray.shutdown()

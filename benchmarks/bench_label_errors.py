@@ -105,7 +105,7 @@ def scored(db: Path, data: Path, specs: list[dict], workers: int) -> tuple[Proje
         Project.create(db, open_dataset(data)).close()
     t0 = time.perf_counter()
     summary = drain(score_project(db, specs, workers=workers, batch_size=256))
-    print(f"  scored {summary.get('scored')} images in {time.perf_counter() - t0:.1f}s (cached results reused)")
+    print(f"  scored {summary.scored} images in {time.perf_counter() - t0:.1f}s (cached results reused)")
     p = Project.open(db)
     return p, build_pool(specs, p.classes)
 

@@ -54,7 +54,7 @@ def score_one(data: Path, work: Path, spec: dict, tag: str) -> tuple[float, floa
     seconds = time.perf_counter() - t0
     with Project.open(db) as p:
         fp = p.runs.active_members()[0]["fingerprint"]
-    assert summary["status"] == "done", summary
+    assert summary.status == "done", summary
     return top1(db, fp), seconds
 
 

@@ -54,7 +54,7 @@ sync = time.perf_counter() - t0
 pool = tiny_pool(["blue", "green", "red"])
 pool.members = [pool.members[0], pool.members[3]]  # one checkpoint, one fitted member
 summary = drain(score_project(db, pool=pool, batch_size=512, workers=0))
-prof = summary["profile"]
+prof = summary.profile
 print(json.dumps({"n": n, "sync": sync, "inference": prof.get("decode", 0) + prof.get("forward", 0) + prof.get("store", 0),
                   "fitting": sum(v for k, v in prof.items() if k.startswith("fit")), "score writing": prof.get("metrics", 0) + prof.get("score store", 0),
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -99,7 +99,7 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
             Project.create(db, full).close()
             t0 = time.perf_counter()
             summary = drain(score_project(db, pool=pool, batch_size=batch, workers=workers))
-            return time.perf_counter() - t0, summary["profile"]
+            return time.perf_counter() - t0, summary.profile
 
     def floor() -> float:
         """The engine's own decode (once, at the scale needed, every preprocessing of the pool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class ScoreDialog(QDialog):
     """Build the pool (the automatic one preselected, or the last run's), pick device and batch
     size; ``specs()`` gives the pool spec."""
 
-    def __init__(self, facts: Facts, last_specs: list[dict[str, Any]] | None, parent: QWidget | None = None):
+    def __init__(self, facts: Facts, last_specs: Sequence[Mapping[str, Any]] | None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Score the dataset")
         self.resize(760, 480)
@@ -68,7 +69,7 @@ class ScoreDialog(QDialog):
         lay.addWidget(self.builder, 1)
         lay.addLayout(form)
         lay.addWidget(buttons)
-        self._specs: list[dict[str, Any]] = []
+        self._specs: list[Mapping[str, Any]] = []
 
     def _on_accepted(self) -> None:
         specs = self.builder.specs()
@@ -91,7 +92,7 @@ class ScoreDialog(QDialog):
         if isinstance(values.get("batch"), int):
             self.batch.setValue(values["batch"])
 
-    def specs(self) -> list[dict[str, Any]]:
+    def specs(self) -> list[Mapping[str, Any]]:
         return self._specs
 
 

@@ -7,6 +7,7 @@ forms produce is checked by :func:`scoring.pool.kinds.validate_member`, like a p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def _fmt(seconds: float) -> str:
 class MemberForm(QDialog):
     """One member's keys as a form; ``spec()`` is the validated member."""
 
-    def __init__(self, kind: str, spec: dict[str, Any] | None = None, parent: QWidget | None = None):
+    def __init__(self, kind: str, spec: Mapping[str, Any] | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         spec = dict(spec or {"kind": kind})
         self.kind = kind
@@ -90,7 +91,7 @@ class MemberForm(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(buttons)
         self._base = {k: v for k, v in spec.items() if k not in ("name", "arch", "path", "classes_file", "epochs")}
-        self._spec: dict[str, Any] = {}
+        self._spec: Mapping[str, Any] = {}
 
     @staticmethod
     def _arch_label(arch: str) -> str:
@@ -114,7 +115,7 @@ class MemberForm(QDialog):
         if path:
             line.setText(path)
 
-    def build(self) -> dict[str, Any]:
+    def build(self) -> Mapping[str, Any]:
         spec = dict(self._base)
         spec["kind"] = self.kind
         if self.name.text().strip():
@@ -141,11 +142,11 @@ class MemberForm(QDialog):
             return
         self.accept()
 
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> Mapping[str, Any]:
         return self._spec
 
 
-def _time_member(spec: dict[str, Any], facts: Facts) -> tuple[float | None, str]:
+def _time_member(spec: Mapping[str, Any], facts: Facts) -> tuple[float | None, str]:
     """(seconds, "") or (None, why): one member timed here (runs on a pool thread)."""
     import torch
 
@@ -158,7 +159,7 @@ def _time_member(spec: dict[str, Any], facts: Facts) -> tuple[float | None, str]
 class PoolBuilder(QWidget):
     """The list of members with Add / Edit / Remove / Load / Save / Automatic."""
 
-    def __init__(self, facts: Facts, initial: list[dict[str, Any]] | None = None, parent: QWidget | None = None):
+    def __init__(self, facts: Facts, initial: Sequence[Mapping[str, Any]] | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.facts = facts
         self.list = QListWidget()
@@ -196,13 +197,13 @@ class PoolBuilder(QWidget):
 
     # --- the list ------------------------------------------------------------------------
 
-    def set_specs(self, specs: list[dict[str, Any]], seconds: list[float | None] | None = None) -> None:
+    def set_specs(self, specs: Sequence[Mapping[str, Any]], seconds: list[float | None] | None = None) -> None:
         self.list.clear()
         for i, spec in enumerate(specs):
             self._add_item(spec, None if seconds is None else seconds[i])
         self._update_total()
 
-    def _add_item(self, spec: dict[str, Any], seconds: float | None = None) -> None:
+    def _add_item(self, spec: Mapping[str, Any], seconds: float | None = None) -> None:
         item = QListWidgetItem()
         item.setData(SpecRole, dict(spec))
         self._label(item, seconds)
@@ -220,7 +221,7 @@ class PoolBuilder(QWidget):
         item.setToolTip(f"{spec.get('name', spec['kind'])}: {spec['kind']} {spec.get('arch', '')} {where}".strip())
         item.setData(SpecRole + 1, seconds)
 
-    def specs(self) -> list[dict[str, Any]]:
+    def specs(self) -> list[Mapping[str, Any]]:
         return [self.list.item(i).data(SpecRole) for i in range(self.list.count())]
 
     def add_with_form(self, kind: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from scoring.errors import ImageTriageError
 
 if TYPE_CHECKING:  # the dialogs pull in the pool's kinds, and with them torch: imported when opened
     from gui.dialogs import ExportDialog, ScoreDialog
+    from scoring.engine.inference import RunSummary
 
 
 def _survey(path: Path) -> Any:
@@ -93,7 +94,7 @@ class Tasks:
     def _keep(self, dlg: ExportDialog | ScoreDialog, project_path: Path, name: str) -> None:
         self.review.settings.setValue(f"{ViewState.key(project_path)}/{name}", json.dumps(dlg.remembered()))
 
-    def start_scoring(self, specs: list[dict[str, Any]], device: str = "auto", batch_size: int = 64,
+    def start_scoring(self, specs: Sequence[Mapping[str, Any]], device: str = "auto", batch_size: int = 64,
                       runtime: str = "auto") -> GeneratorWorker | None:
         if self.review.project is None or self.jobs.busy:
             return None
@@ -105,14 +106,14 @@ class Tasks:
                                          runtime=runtime),
             "Scoring", self._on_scoring_returned)
 
-    def _on_scoring_returned(self, summary: dict[str, Any]) -> None:
+    def _on_scoring_returned(self, summary: RunSummary | None) -> None:
         if self.review.project is not None:
             self.scored()
             if self.review.model is not None and self.review.model.rowCount():
                 self.review.select(self.review.model.index(0, 0))
-        if summary and summary.get("status") == "done":
-            self.say(f"Scored {summary.get('scored', 0):,} images with {len(summary.get('members', []))} members "
-                     f"in {summary.get('seconds', 0):.0f}s", 8000)
+        if summary is not None and summary.status == "done":
+            self.say(f"Scored {summary.scored:,} images with {len(summary.members)} members "
+                     f"in {summary.seconds:.0f}s", 8000)
             self.jobs.then(self.start_duplicates)  # duplicates are found after scoring
 
     def export_dialog(self) -> None:

@@ -12,23 +12,31 @@ stored spec is written without it (:func:`without_trust`). Loaders ask :func:`is
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+Spec = TypeVar("Spec", bound=Mapping[str, Any])  # a table, or a typed spec (scoring.pool.member_spec)
 
 
 class USER_TRUST:  # noqa: N801 - a marker, used as a value; a class so it pickles by name (Ray)
     """The user said, in this run, that this member's checkpoint may run code."""
 
 
-def is_trusted(spec: dict[str, Any]) -> bool:
+def is_trusted(spec: Mapping[str, Any]) -> bool:
     """True only when the user granted trust in this run (never from a file's ``trust = true``)."""
     return spec.get("trust") is USER_TRUST
 
 
-def grant(spec: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``spec`` trusted for this run (the user said so now)."""
-    return {**spec, "trust": USER_TRUST}
+def grant(spec: Spec) -> Spec:
+    """A copy of ``spec`` trusted for this run (the user said so now), of the same type."""
+    if dataclasses.is_dataclass(spec):
+        return dataclasses.replace(spec, trust=USER_TRUST)  # type: ignore[type-var]
+    return {**spec, "trust": USER_TRUST}  # type: ignore[return-value]
 
 
-def without_trust(spec: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``spec`` with no trust in it: what is written to, or read from, a file."""
-    return {k: v for k, v in spec.items() if k != "trust"}
+def without_trust(spec: Spec) -> Spec:
+    """A copy of ``spec`` with no trust in it, of the same type: what is written to, or read from, a file."""
+    if dataclasses.is_dataclass(spec):
+        return dataclasses.replace(spec, trust=None)  # type: ignore[type-var]
+    return {k: v for k, v in spec.items() if k != "trust"}  # type: ignore[return-value]

@@ -12,9 +12,9 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scoring.cli.common import (
     CliError,
@@ -35,6 +35,10 @@ from scoring.vocabulary import (
     issue_summary,
     score,
 )
+
+if TYPE_CHECKING:
+    from scoring.engine.inference import RunSummary
+    from scoring.pool.member_spec import MemberSpec
 
 log = logging.getLogger("image_triage")
 
@@ -57,7 +61,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     engine_options = _engine_options(args)
     make_engine(args.engine, args.device, args.runtime, engine_options)  # a bad option: one line, nothing created
-    specs: list[dict[str, Any]] = []  # read before the project exists: a bad member creates nothing
+    specs: list[Mapping[str, Any]] = []  # read before the project exists: a bad member creates nothing
     for pool_file in args.pool or []:
         specs.extend(load_pool_file(pool_file))
     for m in args.member or []:
@@ -70,12 +74,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.scratch:
         specs.extend(default_scratch_specs(n_images=len(project.images.scorable_ids())))
     if not specs:
-        specs = project.runs.last_pool_spec() or []
+        specs = list(project.runs.last_pool_spec() or [])
         if specs:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     estimate = None
     if not specs:
-        specs, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime)
+        auto, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime)
+        specs = list(auto)
     if args.trust_checkpoint:  # the user's word, now: the only trust there is (scoring.trust)
         specs = [grant(s) for s in specs]
     project.close()
@@ -87,12 +92,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     try:
         summary = progress_bar(gen, quiet=args.quiet)
-        if summary.get("status") == "done" and not args.no_duplicates:  # found after every run, as the app does
+        if summary.status == "done" and not args.no_duplicates:  # found after every run, as the app does
             from scoring.tasks.duplicates import find_duplicates
 
             groups = progress_bar(find_duplicates(db, cancel=cancel), quiet=args.quiet)
-            summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
-        if estimate is not None and summary.get("status") == "done":  # the next estimate here learns from this one
+            summary.duplicates = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
+        if estimate is not None and summary.status == "done":  # the next estimate here learns from this one
             from scoring.tasks.estimate_time import record_run
 
             record_run(db, summary, *estimate)
@@ -101,9 +106,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         gen.close()
         print("\ncancelled: what is stored is kept; run the same command to resume", file=sys.stderr)
         return 130
-    print(json.dumps(summary, indent=2) if args.json else _summary_line(summary, db))
-    if args.profile and summary.get("profile"):
-        prof = summary["profile"]
+    print(json.dumps(summary.as_dict(), indent=2) if args.json else _summary_line(summary, db))
+    if args.profile and summary.profile:
+        prof = summary.profile
         total = sum(prof.values()) or 1.0
         print("where the time went: " + ", ".join(
             f"{k} {v:.1f}s ({v / total:.0%})" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])
@@ -114,7 +119,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str
-                ) -> tuple[list[dict[str, Any]], tuple[float, list[float]]]:
+                ) -> tuple[list[MemberSpec], tuple[float, list[float]]]:
     """The automatic pool, said aloud: what it chose, why, and how long it should take (a range,
     measured here, corrected by the earlier runs' estimates against their actual times)."""
     from scoring.device import pick_device
@@ -129,21 +134,21 @@ def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str
     return choice.specs, (sum(choice.parts.values()), list(choice.range))
 
 
-def _summary_line(summary: dict[str, Any], db: Path) -> str:
+def _summary_line(summary: RunSummary, db: Path) -> str:
     unlabelled = (
         "the dataset has no labels: X-perplexity, self-confidence and margin are absent (shown as -)\n"
-        if summary.get("labelled") is False else ""
+        if summary.labelled is False else ""
     )
     return unlabelled + (
-        f"{summary.get('status')}: scored {summary.get('scored', 0)} images with "
-        f"{len(summary.get('members', []))} members on {summary.get('device')} in "
-        f"{summary.get('seconds', 0):.1f}s, encoders on {summary.get('runtime', 'torch')} "
-        f"({summary.get('errors', 0)} unreadable; "
+        f"{summary.status}: scored {summary.scored} images with "
+        f"{len(summary.members)} members on {summary.device} in "
+        f"{summary.seconds:.1f}s, encoders on {summary.runtime or 'torch'} "
+        f"({summary.errors} unreadable; "
         f"`image-triage errors --db {db}` lists them)\n"
         + (f"duplicates: {d['groups']} groups, {d['label_conflicts']} with conflicting labels "
-           f"(`image-triage duplicates --db {db}` lists them)\n" if (d := summary.get("duplicates")) else "")
+           f"(`image-triage duplicates --db {db}` lists them)\n" if (d := summary.duplicates) else "")
         + (f"{issue_summary(i)} (`image-triage queue --db {db} --issue NAME` lists them)\n"
-           if (i := summary.get("issues")) is not None else "")
+           if (i := summary.issues) is not None else "")
         + f"next: image-triage queue --db {db}"
     )
 
@@ -358,7 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = demo_project(args.dest)
     summary = progress_bar(score_project(db, demo_specs(n_images=1797), workers=0))
     groups = progress_bar(find_duplicates(db))  # as the app does after scoring
-    summary["duplicates"] = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
+    summary.duplicates = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
     print(_summary_line(summary, db))
     print(f"the answer key (the labels flipped on purpose): {db.parent / 'demo_truth.csv'}")
     args.db, args.sort, args.limit, args.json = str(db), None, 20, False

@@ -20,7 +20,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,33 @@ from scoring.engine.score_pass import write_scores
 from scoring.pool.base import Pool, PoolError
 from scoring.pool.members import Pixels
 from scoring.progress import Cancelled, Progress, StageTimes
-from scoring.store import Project
+from scoring.store import Project, RunConfig
 
 log = logging.getLogger(__name__)
 
+
+
+@dataclass
+class RunSummary:
+    """What a scoring run did: returned by :func:`score_project`, said by the command line (a
+    line, or ``--json``) and in the app's status bar."""
+
+    status: str  # done | cancelled
+    run_id: int
+    device: str
+    scored: int = 0
+    errors: int = 0  # images that could not be read
+    pool_fingerprint: str = ""
+    members: list[str] = field(default_factory=list)
+    labelled: bool | None = None  # None: the run stopped before it knew
+    issues: dict[str, int] | None = None  # images per dataset issue (scoring.evidence.image_issues)
+    runtime: str = ""  # where the encoders ran, in one phrase
+    profile: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    seconds: float = 0.0
+    duplicates: dict[str, int] | None = None  # groups, label_conflicts: the search a caller ran after it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def default_workers() -> int:
@@ -50,7 +74,7 @@ def default_workers() -> int:
 
 def score_project(
     project_path: str | Path,
-    pool_specs: list[dict[str, Any]] | None = None,
+    pool_specs: Sequence[Mapping[str, Any]] | None = None,
     *,
     pool: Pool | None = None,
     device: str = "auto",
@@ -60,8 +84,8 @@ def score_project(
     engine: str = "local",
     engine_options: dict[str, Any] | None = None,
     runtime: str = "auto",
-) -> Generator[Progress, None, dict[str, Any]]:
-    """Score a project's images with a pool; yields Progress, returns a summary dict.
+) -> Generator[Progress, None, RunSummary]:
+    """Score a project's images with a pool; yields Progress, returns its :class:`RunSummary`.
 
     ``runtime`` says where the frozen encoders run (scoring.engine.runtime: ``auto`` is ONNX Runtime
     on a CPU where it is installed and its check passes, torch elsewhere).
@@ -89,13 +113,13 @@ def score_project(
                                                        runner, engine, runtime))
     finally:
         project.close()
-    summary["seconds"] = round(time.perf_counter() - t_start, 3)
+    summary.seconds = round(time.perf_counter() - t_start, 3)
     return summary
 
 
 def _score(
     project: Project,
-    pool_specs: list[dict[str, Any]] | None,
+    pool_specs: Sequence[Mapping[str, Any]] | None,
     pool: Pool | None,
     device: str,
     batch_size: int,
@@ -104,7 +128,7 @@ def _score(
     engine: Engine,
     engine_name: str,
     runtime: str = "auto",
-) -> Generator[Progress, None, dict[str, Any]]:
+) -> Generator[Progress, None, RunSummary]:
     yield Progress("index", 0, 1, message=f"reading {project.source}")
     dataset = project.dataset()
     sync = project.images.sync(dataset)
@@ -133,15 +157,9 @@ def _score(
         )
     dev = pick_device(device)
     n_workers = default_workers() if workers is None else max(0, workers)
-    config = {
-        "batch_size": batch_size,
-        "workers": n_workers,
-        "pool": pool.spec,
-        "pool_fingerprint": pool.fingerprint,
-        "member_fingerprints": [m.fingerprint for m in pool.members],
-        "engine": engine_name,
-        "runtime": runtime,
-    }
+    config = RunConfig(pool=tuple(pool.spec), pool_fingerprint=pool.fingerprint,
+                       member_fingerprints=tuple(m.fingerprint for m in pool.members), batch_size=batch_size,
+                       workers=n_workers, engine=engine_name, runtime=runtime)
     project.runs.save_members(pool)
     run_id = project.runs.start_run(pool, config, str(dev))
     times = StageTimes()
@@ -158,7 +176,7 @@ def _score(
     except Cancelled:
         project.runs.finish_run(run_id, "cancelled")
         log.info("scoring cancelled; stored results are kept and the next run resumes")
-        return {"status": "cancelled", "run_id": run_id, "device": str(dev)}
+        return RunSummary("cancelled", run_id, str(dev))
     except (KeyboardInterrupt, GeneratorExit):  # Ctrl+C, or the caller stopped reading: cancelled too
         project.runs.finish_run(run_id, "cancelled")
         raise
@@ -167,19 +185,12 @@ def _score(
         raise
     project.runs.finish_run(run_id, "done")
     project.runs.note_run(run_id, profile={k: round(v, 3) for k, v in times.seconds.items()})
-    return {
-        "status": "done",
-        "run_id": run_id,
-        "device": str(dev),
-        "scored": n_scored,
-        "errors": len(project.images.errors()),
-        "pool_fingerprint": pool.fingerprint,
-        "members": [m.name for m in pool.members],
-        "labelled": bool((labels >= 0).any()),
-        "issues": project.issues.issue_counts(),
-        "runtime": runtime_summary(engine.runtimes) if engine.runtimes else "none (every output was stored)",
-        "profile": {k: round(v, 3) for k, v in times.seconds.items()},
-    }
+    return RunSummary(
+        "done", run_id, str(dev), scored=n_scored, errors=len(project.images.errors()),
+        pool_fingerprint=pool.fingerprint, members=[m.name for m in pool.members], labelled=bool((labels >= 0).any()),
+        issues=project.issues.issue_counts(),
+        runtime=runtime_summary(engine.runtimes) if engine.runtimes else "none (every output was stored)",
+        profile={k: round(v, 3) for k, v in times.seconds.items()})
 
 
 def neighbour_embedding(pool: Pool) -> tuple[str, str]:

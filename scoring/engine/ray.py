@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,7 @@ def _ray() -> Any:
 class PoolActor:
     """A Ray actor holding one copy of the pool; called on batches of {id, path}."""
 
-    def __init__(self, specs: list[dict[str, Any]], classes: list[str], device: str = "auto", runtime: str = "auto"):
+    def __init__(self, specs: Sequence[Mapping[str, Any]], classes: list[str], device: str = "auto", runtime: str = "auto"):
         from scoring.device import pick_device
         from scoring.engine.runtime import prepare
         from scoring.pool.spec import build_pool

@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import json
 from abc import ABC
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -62,17 +62,6 @@ def stable_hash(*parts: Any) -> str:
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"\x00")
     return h.hexdigest()
-
-
-def per_seed(spec: dict[str, Any], *, drop: tuple[str, ...] = ("seeds",), tag: str = "") -> list[dict[str, Any]]:
-    """One member spec per seed of ``spec["seeds"]`` (default [0]), named ``<name><tag>-s<seed>``,
-    without the keys in ``drop``: the one expansion every builder of seeded members uses."""
-    out = []
-    for seed in spec.get("seeds", [0]):
-        sub = {k: v for k, v in spec.items() if k not in drop}
-        sub.update(name=f"{spec['name']}{tag}-s{seed}", seed=int(seed))
-        out.append(sub)
-    return out
 
 
 @dataclass(frozen=True)
@@ -117,7 +106,7 @@ class Preprocess:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Preprocess:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Preprocess:
         d = dict(d or {})
         unknown = set(d) - {"size", "resize", "mean", "std", "grayscale"}
         if unknown:

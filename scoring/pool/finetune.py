@@ -18,15 +18,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scoring.pool.base import Encoder, Member, PoolError, Preprocess, per_seed, stable_hash
+from scoring.pool.base import Encoder, Member, PoolError, Preprocess, stable_hash
 from scoring.pool.crossfit import cross_fit
+from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.members import (
     FittedMember,
     Pixels,
@@ -90,13 +90,13 @@ class FineTuneMember(FittedMember):
 
     kind = "finetune"
 
-    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str], start: nn.Module):
+    def __init__(self, spec: MemberSpec, encoder: Encoder, dataset_classes: list[str], start: nn.Module):
         super().__init__(spec, encoder, dataset_classes)
         self.start = start  # the pre-trained network with a head over the dataset's classes
-        self.epochs = spec.get("epochs")
-        self.lr = float(spec.get("lr", 0.05))
-        self.batch_size = int(spec.get("batch_size", 128))
-        self.tta = spec.get("tta", True) is True
+        self.epochs = spec.epochs
+        self.lr = float(spec.lr or 0.05)
+        self.batch_size = spec.batch_size or 128
+        self.tta = spec.tta is not False
         self.device = torch.device("cpu")
 
     def epochs_for(self, n_train: int) -> int:
@@ -175,27 +175,27 @@ class FineTuneMember(FittedMember):
         return torch.cat(out).double().numpy() if out else np.zeros((0, len(self.classes)))
 
 
-def finetune_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+def finetune_members(spec: MemberSpec, dataset_classes: list[str]) -> list[Member]:
     """One finetune spec -> one member per seed, sharing the pixel encoder at the member's size."""
-    arch = spec.get("arch")
+    arch = spec.arch
     if not arch:
-        raise PoolError(f"finetune member {spec.get('name')!r} needs an `arch`")
-    if spec.get("path"):
-        classes = list(spec.get("classes") or [])
-        n = len(classes) or int(spec.get("num_classes", len(dataset_classes)))
-        model = load_checkpoint_module(Path(spec["path"]), arch, n, is_trusted(spec))
-        pp = Preprocess.from_dict(spec.get("preprocess"))
-        origin = file_digest(Path(spec["path"]))
+        raise PoolError(f"finetune member {spec.name!r} needs an `arch`")
+    if spec.path:
+        classes = list(spec.classes or [])
+        n = len(classes) or spec.num_classes or len(dataset_classes)
+        model = load_checkpoint_module(Path(spec.path), arch, n, is_trusted(spec))
+        pp = Preprocess.from_dict(spec.preprocess)
+        origin = file_digest(Path(spec.path))
     else:
-        model, w = pretrained_model(arch, spec.get("weights"))
+        model, w = pretrained_model(arch, spec.weights)
         classes = []
-        pp = Preprocess.from_dict({**w.preprocess, **(spec.get("preprocess") or {})})
+        pp = Preprocess.from_dict({**w.preprocess, **(spec.preprocess or {})})
         origin = file_digest(w.path)
     if pp.grayscale:
-        raise PoolError(f"finetune member {spec.get('name')!r}: pre-trained networks take colour input; drop grayscale")
+        raise PoolError(f"finetune member {spec.name!r}: pre-trained networks take colour input; drop grayscale")
     start = with_new_head(model, classes, list(dataset_classes))
     encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
-    return [FineTuneMember({**sub, "start": stable_hash(origin, arch)}, encoder, dataset_classes, start)
+    return [FineTuneMember(sub.replace(start=stable_hash(origin, arch)), encoder, dataset_classes, start)
             for sub in per_seed(spec)]
 
 

@@ -8,12 +8,13 @@ Adding a kind is one module with its member class and a builder, plus one :func:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from scoring.pool.base import Member, PoolError
 from scoring.pool.finetune import finetune_fit_seconds, finetune_members
+from scoring.pool.member_spec import MemberSpec
 from scoring.pool.members import CheckpointMember, backbone_members, head_fit_seconds
 from scoring.pool.schema import (
     BACKBONE_KEYS,
@@ -27,7 +28,7 @@ from scoring.pool.scratch import scratch_fit_seconds, scratch_members
 from scoring.pool.timing import FitFacts
 from scoring.registry import Registry
 
-Builder = Callable[[dict[str, Any], list[str]], list[Member]]  # (checked spec, dataset classes) -> members
+Builder = Callable[[MemberSpec, list[str]], list[Member]]  # (checked spec, dataset classes) -> members
 REFITS = ("never", "features", "network")
 
 
@@ -68,18 +69,21 @@ def get_kind(name: str) -> MemberKind:
     return _KINDS.get(name)
 
 
-def validate_member(spec: Any, where: str) -> dict[str, Any]:
-    """A checked copy of one member spec (``name`` filled in); PoolError naming ``where`` if bad.
-    The only gate: everything that builds a member goes through it."""
+def validate_member(spec: Any, where: str) -> MemberSpec:
+    """One member spec, checked and typed (``name`` filled in); PoolError naming ``where`` if bad.
+    The only gate: everything that builds a member goes through it, and a spec it has already
+    typed passes through unchecked (validated once, at the edge)."""
+    if isinstance(spec, MemberSpec):
+        return spec
     out = validate_against(spec, where, {k.name: k.keys for k in _KINDS.values()})
     kind = _KINDS.get(out["kind"])
     missing = [key for key in kind.required if key not in out]
     if missing:
         raise PoolError(f"{where}: a {kind.name} member needs `{missing[0]}` ({kind.keys[missing[0]].help})")
-    return out
+    return MemberSpec.from_checked(out)
 
 
-def refits(spec: dict[str, Any], networks: bool) -> bool:
+def refits(spec: Mapping[str, Any], networks: bool) -> bool:
     """Whether re-ranking refits a member of this spec (``networks``: the networks too)."""
     name = str(spec.get("kind"))
     if name not in _KINDS:
@@ -94,9 +98,9 @@ def refits_member(member: Any, networks: bool) -> bool:
     return refits({"kind": getattr(member, "kind", None)}, networks)
 
 
-def _checkpoint(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
-    if not spec.get("classes"):
-        raise PoolError(f"member {spec['name']!r}: give its class names (`classes` or `classes_file`)")
+def _checkpoint(spec: MemberSpec, dataset_classes: list[str]) -> list[Member]:
+    if not spec.classes:
+        raise PoolError(f"member {spec.name!r}: give its class names (`classes` or `classes_file`)")
     return [CheckpointMember(spec, dataset_classes)]
 
 

@@ -25,11 +25,11 @@ from scoring.pool.base import (
     Member,
     PoolError,
     Preprocess,
-    per_seed,
     pool_file_errors,
     stable_hash,
 )
 from scoring.pool.crossfit import choose_weight_decay, cross_fit, fit_logreg, subsample
+from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.models.registry import get_model, is_torchvision
 from scoring.pool.timing import FitFacts, head_seconds
 from scoring.pool.weights import Weights, packaged, torchvision_weights
@@ -178,22 +178,23 @@ class CheckpointMember(Member):
 
     kind = "checkpoint"
 
-    def __init__(self, spec: dict[str, Any], dataset_classes: list[str]):
+    def __init__(self, spec: MemberSpec, dataset_classes: list[str]):
+        assert spec.classes is not None and spec.path is not None  # the kind's builder checked them
         self.spec = dict(spec)
-        self.name = str(spec["name"])
-        self.classes = list(spec["classes"])
-        path = Path(spec["path"])
-        pp = Preprocess.from_dict(spec.get("preprocess"))
+        self.name = spec.name
+        self.classes = list(spec.classes)
+        path = Path(spec.path)
+        pp = Preprocess.from_dict(spec.preprocess)
         try:
-            module = load_checkpoint_module(path, spec.get("arch"), len(self.classes), is_trusted(spec))
+            module = load_checkpoint_module(path, spec.arch, len(self.classes), is_trusted(spec))
         except RuntimeError as exc:  # size mismatch from load_state_dict
             raise PoolError(
-                f"{path} does not fit architecture {spec.get('arch')!r} with {len(self.classes)} classes: "
+                f"{path} does not fit architecture {spec.arch!r} with {len(self.classes)} classes: "
                 f"{str(exc).splitlines()[-1].strip()}"
             ) from exc
         self._columns = match_classes(self.classes, dataset_classes, f"member {self.name!r} ({path.name})")
-        key = stable_hash("checkpoint", file_digest(path), spec.get("arch"), len(self.classes), pp.key)
-        self.encoder = Encoder(key, module.eval(), pp, "logits", f"{spec.get('arch') or 'torchscript'} {path.name}")
+        key = stable_hash("checkpoint", file_digest(path), spec.arch, len(self.classes), pp.key)
+        self.encoder = Encoder(key, module.eval(), pp, "logits", f"{spec.arch or 'torchscript'} {path.name}")
 
     def probs_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
         if outputs.shape[1] != len(self.classes):
@@ -244,20 +245,20 @@ def _cut_head(model: nn.Module) -> None:
     raise PoolError(f"cannot find the classification layer of {type(model).__name__} to cut at the penultimate layer")
 
 
-def load_backbone(spec: dict[str, Any]) -> tuple[nn.Module, Preprocess, str, str]:
+def load_backbone(spec: MemberSpec) -> tuple[nn.Module, Preprocess, str, str]:
     """Feature module, preprocessing, encoder key and description for a backbone spec."""
-    arch = spec.get("arch")
+    arch = spec.arch
     if not arch:
-        raise PoolError(f"backbone member {spec.get('name')!r} needs an `arch`")
-    if spec.get("path"):
-        path = Path(spec["path"])
-        n = len(spec["classes"]) if spec.get("classes") else int(spec.get("num_classes", 10))
+        raise PoolError(f"backbone member {spec.name!r} needs an `arch`")
+    if spec.path:
+        path = Path(spec.path)
+        n = len(spec.classes) if spec.classes else spec.num_classes or 10
         model = load_checkpoint_module(path, arch, n, is_trusted(spec))
-        pp = Preprocess.from_dict(spec.get("preprocess"))
+        pp = Preprocess.from_dict(spec.preprocess)
         key = stable_hash("backbone", file_digest(path), arch, pp.key)
         return _Features(model).eval(), pp, key, f"{arch} {path.name} (penultimate)"
-    model, w = pretrained_model(arch, spec.get("weights"))
-    pp = Preprocess.from_dict({**w.preprocess, **(spec.get("preprocess") or {})})
+    model, w = pretrained_model(arch, spec.weights)
+    pp = Preprocess.from_dict({**w.preprocess, **(spec.preprocess or {})})
     key = stable_hash("backbone", file_digest(w.path), arch, pp.key)
     return _Features(model).eval(), pp, key, f"{arch} {w.source} (penultimate)"
 
@@ -277,13 +278,13 @@ def pretrained_model(arch: str, weights: str | None = None) -> tuple[nn.Module, 
 class FittedMember(Member):
     """A member fitted on the dataset's own labels over a shared encoder's stored outputs."""
 
-    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+    def __init__(self, spec: MemberSpec, encoder: Encoder, dataset_classes: list[str]):
         self.spec = dict(spec)
-        self.name = str(spec["name"])
+        self.name = spec.name
         self.classes = list(dataset_classes)
         self.encoder = encoder
-        self.seed = int(spec.get("seed", 0))
-        self.folds = int(spec.get("folds", 5))
+        self.seed = spec.seed or 0
+        self.folds = spec.folds or 5
 
 
 class HeadMember(FittedMember):
@@ -291,11 +292,10 @@ class HeadMember(FittedMember):
 
     kind = "backbone"
 
-    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+    def __init__(self, spec: MemberSpec, encoder: Encoder, dataset_classes: list[str]):
         super().__init__(spec, encoder, dataset_classes)
-        self.fraction = float(spec.get("fraction", 1.0))
-        wd = spec.get("weight_decay")
-        self.weight_decay = None if wd is None else float(wd)  # None: chosen on the data (crossfit.choose_weight_decay)
+        self.fraction = float(spec.fraction if spec.fraction is not None else 1.0)
+        self.weight_decay = None if spec.weight_decay is None else float(spec.weight_decay)  # None: chosen on the data (crossfit.choose_weight_decay)
 
     def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         k = len(self.classes)
@@ -313,12 +313,12 @@ class HeadMember(FittedMember):
         return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
 
 
-def backbone_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+def backbone_members(spec: MemberSpec, dataset_classes: list[str]) -> list[Member]:
     """One backbone spec -> one member per (fraction, seed), all sharing one encoder."""
     module, pp, key, desc = load_backbone(spec)
     encoder = Encoder(key, module, pp, "features", desc)
-    return [HeadMember({**sub, "fraction": float(frac)}, encoder, dataset_classes)
-            for frac in spec.get("fractions", [0.25, 0.5, 0.75, 1.0])
+    return [HeadMember(sub.replace(fraction=float(frac)), encoder, dataset_classes)
+            for frac in spec.fractions or [0.25, 0.5, 0.75, 1.0]
             for sub in per_seed(spec, drop=("fractions", "seeds"), tag=f"-f{round(float(frac) * 100)}")]
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from scoring.pool.base import Encoder, Member, Preprocess, per_seed, stable_hash
+from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
 from scoring.pool.crossfit import cross_fit
+from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
 from scoring.pool.timing import FitFacts, step_seconds
@@ -30,12 +30,12 @@ class ScratchMember(FittedMember):
 
     kind = "scratch"
 
-    def __init__(self, spec: dict[str, Any], encoder: Encoder, dataset_classes: list[str]):
+    def __init__(self, spec: MemberSpec, encoder: Encoder, dataset_classes: list[str]):
         super().__init__(spec, encoder, dataset_classes)
-        self.arch = str(spec.get("arch", "small_cnn"))
-        self.epochs = spec.get("epochs")
-        self.batch_size = int(spec.get("batch_size", 64))
-        self.lr = float(spec.get("lr", 3e-3))
+        self.arch = spec.arch or "small_cnn"
+        self.epochs = spec.epochs
+        self.batch_size = spec.batch_size or 64
+        self.lr = float(spec.lr or 3e-3)
 
     def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         pp = self.encoder.preprocess
@@ -84,9 +84,9 @@ def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
-def scratch_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
+def scratch_members(spec: MemberSpec, dataset_classes: list[str]) -> list[Member]:
     """One scratch spec -> one member per seed, sharing the pixel encoder."""
-    pp = Preprocess.from_dict(spec.get("preprocess") or {"size": 28, "grayscale": False})
+    pp = Preprocess.from_dict(spec.preprocess or {"size": 28, "grayscale": False})
     encoder = Encoder(stable_hash("pixels", pp.key), Pixels(), pp, "features", f"pixels {pp.size}px")
     return [ScratchMember(sub, encoder, dataset_classes) for sub in per_seed(spec)]
 

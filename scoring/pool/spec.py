@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import tomllib
 from scoring.io.safeio import read_text
 from scoring.pool.base import IMAGENET_MEAN, IMAGENET_STD, Member, Pool, PoolError, pool_file_errors
 from scoring.pool.kinds import get_kind, validate_member
+from scoring.pool.member_spec import MemberSpec
 from scoring.trust import grant, without_trust
 
 log = logging.getLogger(__name__)
@@ -42,23 +44,24 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 _PATH_KEYS = ("path", "classes_file", "weights", "train_list")
 
 
-def _validate(spec: Any, where: str) -> dict[str, Any]:
+def _validate(spec: Any, where: str) -> MemberSpec:
     return validate_member(spec, where)
 
 
-def _resolve(spec: dict[str, Any], base: Path) -> dict[str, Any]:
-    out = dict(spec)
+def _resolve(spec: MemberSpec, base: Path) -> MemberSpec:
+    """Its files' paths made absolute against ``base``, and its classes read from ``classes_file``."""
+    changes: dict[str, Any] = {}
     for key in _PATH_KEYS:
-        if out.get(key):
-            p = Path(str(out[key])).expanduser()
-            out[key] = str(p if p.is_absolute() else (base / p).resolve())
-    if out.get("classes_file") and "classes" not in out:
-        text = _read_text(Path(out["classes_file"]), f"member {out.get('name')!r}: classes_file")
-        out["classes"] = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return out
+        if spec.get(key):
+            p = Path(str(spec[key])).expanduser()
+            changes[key] = str(p if p.is_absolute() else (base / p).resolve())
+    if spec.classes_file and spec.classes is None:
+        text = _read_text(Path(changes.get("classes_file", spec.classes_file)), f"member {spec.name!r}: classes_file")
+        changes["classes"] = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return spec.replace(**changes) if changes else spec
 
 
-def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
+def load_pool_file(path: str | Path) -> list[MemberSpec]:
     """Member specs from a TOML or JSON pool file; relative paths resolved against its folder."""
     p = Path(path).expanduser()
     text = _read_text(p, "pool file")
@@ -77,9 +80,9 @@ def load_pool_file(path: str | Path) -> list[dict[str, Any]]:
         _resolve(_validate(m, f"{p} member {i + 1}{_named(m)}"), p.parent.resolve()) for i, m in enumerate(members)
     ]
     for s in specs:
-        if s.get("trust") is True:
+        if s.trust is True:
             log.warning("%s: member %r says `trust = true`; a file cannot give trust, only you can, now: "
-                        "pass --trust-checkpoint if you trust its checkpoint", p, s.get("name"))
+                        "pass --trust-checkpoint if you trust its checkpoint", p, s.name)
     return [without_trust(s) for s in specs]
 
 
@@ -103,7 +106,7 @@ def scalar(v: str) -> Any:
 FILE_KEYS = ("path", "weights", "classes_file")  # the keys of a member spec that name a file
 
 
-def check_files(specs: list[dict[str, Any]]) -> None:
+def check_files(specs: Sequence[Mapping[str, Any]]) -> None:
     """PoolError naming the member and the file when a file a spec names is not there: checked
     before anything is created, so a mistyped --member leaves no project file behind."""
     for s in specs:
@@ -112,7 +115,7 @@ def check_files(specs: list[dict[str, Any]]) -> None:
                 raise PoolError(f"member {s.get('name', s.get('kind'))!r}: its {key} {s[key]} does not exist")
 
 
-def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
+def parse_member_arg(text: str, base: Path | None = None) -> MemberSpec:
     """``KIND:key=value,...`` -> a member spec (see the module docstring)."""
     kind, _, rest = text.partition(":")
     spec: dict[str, Any] = {"kind": kind.strip()}
@@ -131,29 +134,30 @@ def parse_member_arg(text: str, base: Path | None = None) -> dict[str, Any]:
     if pp:
         spec["preprocess"] = pp
     out = _resolve(_validate(spec, f"--member {text!r}"), base or Path.cwd())
-    return grant(out) if out.get("trust") is True else without_trust(out)  # typed now: the user's word
+    return grant(out) if out.trust is True else without_trust(out)  # typed now: the user's word
 
 
-def build_members(spec: dict[str, Any], dataset_classes: list[str]) -> list[Member]:
-    spec = _validate(dict(spec), f"member {spec.get('name')!r}")
-    return get_kind(spec["kind"]).build(spec, dataset_classes)
+def build_members(spec: Mapping[str, Any], dataset_classes: list[str]) -> list[Member]:
+    """The members of one spec (a table is checked and typed first; a MemberSpec already was)."""
+    typed = _validate(spec, f"member {spec.get('name')!r}")
+    return get_kind(typed.kind).build(typed, dataset_classes)
 
 
-def build_pool(specs: list[dict[str, Any]], dataset_classes: list[str], base_dir: Path | None = None) -> Pool:
+def build_pool(specs: Sequence[Mapping[str, Any]], dataset_classes: list[str], base_dir: Path | None = None) -> Pool:
     """Every member of every spec, over the dataset's classes."""
     members: list[Member] = []
-    resolved = [_resolve(s, base_dir or Path.cwd()) for s in specs]
+    resolved = [_resolve(_validate(s, f"member {s.get('name')!r}"), base_dir or Path.cwd()) for s in specs]
     for spec in resolved:
         members.extend(build_members(spec, dataset_classes))
     return Pool(members, list(dataset_classes), spec=[dict(s) for s in resolved])
 
 
-def pool_classes(specs: list[dict[str, Any]]) -> list[str]:
+def pool_classes(specs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The class names an unlabelled dataset takes from its pool: the first member that has them."""
     for spec in specs:
-        resolved = _resolve(spec, Path.cwd())
-        if resolved.get("classes"):
-            return list(resolved["classes"])
+        resolved = _resolve(_validate(spec, f"member {spec.get('name')!r}"), Path.cwd())
+        if resolved.classes:
+            return list(resolved.classes)
     raise PoolError(
         "the dataset is unlabelled and no pool member names its classes: give a checkpoint member "
         "with `classes` (fitted members need labels to fit on)"
@@ -174,7 +178,7 @@ def _toml_value(v: Any) -> str:
     raise PoolError(f"cannot write {v!r} to a pool file")
 
 
-def dump_pool_toml(specs: list[dict[str, Any]], comments: list[str] = ()) -> str:  # type: ignore[assignment]
+def dump_pool_toml(specs: Sequence[Mapping[str, Any]], comments: list[str] = ()) -> str:  # type: ignore[assignment]
     """A pool file (TOML) that :func:`load_pool_file` reads back to ``specs``."""
     out = [f"# {c}" for c in comments]
     for spec in specs:
@@ -183,7 +187,7 @@ def dump_pool_toml(specs: list[dict[str, Any]], comments: list[str] = ()) -> str
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def trained_on(spec: dict[str, Any]) -> set[str] | None:
+def trained_on(spec: Mapping[str, Any]) -> set[str] | None:
     """Paths (relative to the dataset root) a member was trained on, from its ``train_list``."""
     tl = spec.get("train_list")
     if not tl:
@@ -192,7 +196,7 @@ def trained_on(spec: dict[str, Any]) -> set[str] | None:
     return {ln.strip() for ln in text.splitlines() if ln.strip()}
 
 
-def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> list[dict[str, Any]]:
+def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> list[MemberSpec]:
     """The four CIFAR-10 ResNets (resnet{20,32,44,56}.th) as checkpoint or backbone members."""
     d = Path(model_dir).expanduser().resolve()
     specs = []
@@ -213,22 +217,22 @@ def cifar_resnet_pool_specs(model_dir: str | Path, kind: str = "checkpoint") -> 
         specs.append(spec)
     if not specs:
         raise PoolError(f"no resnet20/32/44/56.th files in {d}")
-    return specs
+    return [_validate(s, f"{d}: {s['name']}") for s in specs]
 
 
-def demo_specs(n_images: int | None = None) -> list[dict[str, Any]]:
+def demo_specs(n_images: int | None = None) -> list[MemberSpec]:
     """The demo's pool: the three scratch networks and EfficientNet-Lite0 features (shipped, no
     download) at the digits' own 32 px with a cross-fitted head, so the demo's queue learns from
     the annotator: the automatic re-rank refits heads only (measured: 5.1 s after 20 decisions)."""
-    return [*default_scratch_specs(n_images), {
+    return [*default_scratch_specs(n_images), _validate({
         "name": "effnet-lite0", "kind": "backbone", "arch": "efficientnet_lite0", "fractions": [1.0], "folds": 5,
-        "preprocess": {"size": 32, "resize": 32}}]
+        "preprocess": {"size": 32, "resize": 32}}, "the demo's pool")]
 
 
-def default_scratch_specs(n_images: int | None = None, size: int = 16, grayscale: bool = True) -> list[dict[str, Any]]:
+def default_scratch_specs(n_images: int | None = None, size: int = 16, grayscale: bool = True) -> list[MemberSpec]:
     """The demo's pool: three small from-scratch networks (two CNN seeds and an MLP), 5-fold."""
     pp = {"size": size, "grayscale": grayscale}
-    return [
+    return [_validate(s, "the scratch pool") for s in (
         {"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": 5, "preprocess": pp},
         {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": 5, "preprocess": pp},
-    ]
+    )]

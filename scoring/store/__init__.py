@@ -29,6 +29,7 @@ from scoring.store.project import (
     Queue,
     QueueFilter,
     QueueRow,
+    RunConfig,
     Runs,
     SyncReport,
     Team,
@@ -40,6 +41,6 @@ __all__ = [
     "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES",
     "Cache", "Duplicates", "Edit", "EditLog", "ImageRow", "Images", "IncompleteProjectError", "Issues",
     "NotAProjectError", "PackageInfo", "PoolLike", "Project", "ProjectBase", "ProjectError", "ProjectLockedError",
-    "ProjectValueError", "Queue", "QueueFilter", "QueueRow", "Runs", "SyncReport", "Team",
+    "ProjectValueError", "Queue", "QueueFilter", "QueueRow", "RunConfig", "Runs", "SyncReport", "Team",
     "local_annotator", "project_for",
 ]

@@ -57,7 +57,7 @@ from scoring.store.rows import (
     QueueRow,
     SyncReport,
 )
-from scoring.store.runs import PoolLike, Runs
+from scoring.store.runs import PoolLike, RunConfig, Runs
 from scoring.store.team import PackageInfo, Team
 from scoring.vocabulary import STATUSES
 
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "APPLICATION_ID", "BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES",
     "Cache", "Duplicates", "Edit", "EditLog", "ImageRow", "Images", "IncompleteProjectError", "Issues",
-    "NotAProjectError", "PackageInfo", "PoolLike", "Project", "ProjectBase", "Queue", "Runs",
+    "NotAProjectError", "PackageInfo", "PoolLike", "Project", "ProjectBase", "Queue", "RunConfig", "Runs",
     "ProjectError", "ProjectLockedError", "ProjectValueError", "QueueFilter", "QueueRow", "SyncReport", "Team",
     "local_annotator", "project_for",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -10,7 +11,8 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scoring.io.safewrite import process_alive
@@ -50,6 +52,82 @@ class PoolLike(Protocol):
     def fingerprint(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """What a scoring run was asked to do, and what it noted as it went: stored as JSON in the
+    runs table and read back as hostile input (a damaged or hand-edited project): a key of the
+    wrong type is dropped with a warning naming the project and run, and the run is still listed.
+    No member in it is ever trusted (trust is the user's word now: scoring.trust)."""
+
+    pool: tuple[Mapping[str, Any], ...] = ()  # the member specs, as tables
+    pool_fingerprint: str = ""
+    member_fingerprints: tuple[str, ...] = ()
+    batch_size: int | None = None
+    workers: int | None = None
+    engine: str = ""
+    runtime: str = ""  # what was asked: auto, torch, onnx, openvino
+    runtimes: Mapping[str, str] = field(default_factory=dict)  # encoder -> where it ran
+    profile: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
+    estimate_s: tuple[float, float] | None = None  # the time said before the run: from ... to ... seconds
+    measured_s: float | None = None  # the measured part of that estimate
+    actual_s: float | None = None
+
+    def to_json(self) -> str:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "", (), {})}
+        return json.dumps(out | {"pool": [without_trust(dict(m)) for m in self.pool]}, default=str)
+
+    @classmethod
+    def from_json(cls, text: str | None, where: str) -> RunConfig:
+        try:
+            raw = json.loads(text or "{}")
+        except ValueError:
+            log.warning("%s has an unreadable config; it is ignored", where)
+            return cls()
+        if not isinstance(raw, dict):
+            log.warning("%s has a config that is not a table; it is ignored", where)
+            return cls()
+        kept: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in raw:
+                value = _typed(f.name, raw[f.name])
+                if value is None:
+                    log.warning("%s: its config's %r is not what a run writes; it is ignored", where, f.name)
+                else:
+                    kept[f.name] = value
+        return cls(**kept)
+
+    def noted(self, **info: Any) -> RunConfig:
+        """A copy with what the run noted added (runtimes, profile, estimate_s, measured_s, actual_s)."""
+        typed = {k: _typed(k, v) for k, v in info.items()}
+        wrong = sorted(k for k, v in typed.items() if v is None and info[k] is not None)
+        if wrong:
+            raise TypeError(f"a run's config: {wrong} are not of the type a run writes")
+        return dataclasses.replace(self, **typed)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _typed(key: str, v: Any) -> Any:
+    """A stored config value in its field's type, or None when it is not of it."""
+    if key == "pool":
+        return tuple(without_trust(m) for m in v) if isinstance(v, list | tuple) and all(isinstance(m, dict) for m in v) else None
+    if key == "member_fingerprints":
+        return tuple(v) if isinstance(v, list | tuple) and all(isinstance(x, str) for x in v) else None
+    if key in ("batch_size", "workers"):
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    if key == "estimate_s":
+        return (float(v[0]), float(v[1])) if isinstance(v, list | tuple) and len(v) == 2 and all(map(_is_num, v)) else None
+    if key in ("measured_s", "actual_s"):
+        return float(v) if _is_num(v) else None
+    if key == "runtimes":
+        return dict(v) if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) else None
+    if key == "profile":
+        return dict(v) if isinstance(v, dict) and all(_is_num(x) for x in v.values()) else None
+    return v if isinstance(v, str) else None
+
+
 class Runs:
     """The pool's members and the scoring runs (one writer at a time, crashes noticed)."""
 
@@ -74,12 +152,12 @@ class Runs:
             for r in self.store._q("SELECT fingerprint, name, kind, classes, spec FROM members ORDER BY created")
         ]
 
-    def start_run(self, pool: PoolLike, config: dict[str, Any], device: str) -> int:
+    def start_run(self, pool: PoolLike, config: RunConfig, device: str) -> int:
         with self.store._tx() as c:
             self._mark_dead_runs(c)
             cur = c.execute(
                 "INSERT INTO runs(pool_fingerprint, config, device, started, status, pid, host) VALUES (?,?,?,?,?,?,?)",
-                (pool.fingerprint, json.dumps(_untrusted(config), default=str), device, time.time(), "running", os.getpid(), socket.gethostname()),
+                (pool.fingerprint, config.to_json(), device, time.time(), "running", os.getpid(), socket.gethostname()),
             )
             return int(cur.lastrowid or 0)
 
@@ -140,16 +218,12 @@ class Runs:
                 self.store._set_meta(active_pool=fp)
 
     def note_run(self, run_id: int, **info: Any) -> None:
-        """Add ``info`` to run ``run_id``'s record (the runtime each encoder used, the time
-        estimate and the stage times), for ``runs()`` and the next estimate."""
+        """Add ``info`` to run ``run_id``'s record (:meth:`RunConfig.noted`: the runtime each
+        encoder used, the time estimate and the stage times), for ``history()`` and the next estimate."""
         with self.store._tx() as c:
             row = c.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
-            try:
-                config = json.loads(row[0] or "{}") if row else {}
-            except ValueError:
-                config = {}
-            config = {**(config if isinstance(config, dict) else {}), **info}
-            c.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(_untrusted(config), default=str), run_id))
+            config = RunConfig.from_json(row[0] if row else None, f"{self.store.path} run {run_id}").noted(**info)
+            c.execute("UPDATE runs SET config=? WHERE id=?", (config.to_json(), run_id))
 
     def mark_interrupted(self) -> None:
         """The newest run was stopped by closing the app, not by the user's Cancel: it counts as
@@ -163,12 +237,7 @@ class Runs:
         out = []
         for r in self.store._q(f"SELECT {', '.join(cols)} FROM runs ORDER BY id"):
             d = dict(zip(cols, r, strict=True))
-            try:
-                config = json.loads(d["config"] or "{}")
-            except ValueError:  # a hand-edited or damaged project: the run is listed, its config is not used
-                log.warning("%s: run %s has an unreadable config; it is ignored", self.store.path, d["id"])
-                config = {}
-            d["config"] = _untrusted(config) if isinstance(config, dict) else {}
+            d["config"] = RunConfig.from_json(d["config"], f"{self.store.path} run {d['id']}")  # listed even if damaged
             out.append(d)
         return out
 
@@ -184,9 +253,8 @@ class Runs:
 
     def last_pool_spec(self) -> list[dict[str, Any]] | None:
         for r in reversed(self.history()):
-            spec = r["config"].get("pool")
-            if spec:
-                return list(spec)
+            if r["config"].pool:
+                return [dict(m) for m in r["config"].pool]
         return None
 
     def active_pool(self) -> str | None:
@@ -205,7 +273,7 @@ class Runs:
         run = self.active_run()
         if run is None:
             return []
-        wanted = run["config"].get("member_fingerprints") or []
+        wanted = run["config"].member_fingerprints
         by_fp = {m["fingerprint"]: m for m in self.members()}
         return [by_fp[f] for f in wanted if f in by_fp]
 
@@ -256,13 +324,4 @@ class WriterHold:
 def _alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that started a run is still running (on this host)."""
     return process_alive(pid, host)
-
-
-def _untrusted(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's config with no member trusted: trust is the user's word now, never a stored one."""
-    pool = config.get("pool")
-    if not isinstance(pool, list):
-        return config
-    return {**config, "pool": [without_trust(m) if isinstance(m, dict) else m for m in pool]}
-
 

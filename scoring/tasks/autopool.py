@@ -8,7 +8,7 @@ and estimates the time from a short measurement of each network on this machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,8 @@ from PIL import Image
 
 from scoring.errors import ImageTriageError
 from scoring.io.datasets import Dataset, image_header, is_uri
+from scoring.pool.kinds import validate_member
+from scoring.pool.member_spec import MemberSpec
 from scoring.pool.weights import packaged
 
 SMALL = 64  # images at most this many pixels on their longer side are "small"
@@ -156,7 +158,7 @@ RULES: tuple[Rule, ...] = (
 
 @dataclass
 class Choice:
-    specs: list[dict[str, Any]]
+    specs: list[MemberSpec]  # checked and typed (scoring.pool.kinds.validate_member)
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the measured estimate, corrected by earlier runs where there are any
     range: tuple[float, float] = (0.0, 0.0)  # what to say: from ... to ...
@@ -177,7 +179,7 @@ def choose(facts: Facts) -> Choice:
         if rule.applies(facts):
             members = rule.members(facts)
             if members:
-                choice.specs.extend(members)
+                choice.specs.extend(validate_member(m, f"the automatic pool ({rule.when})") for m in members)
                 colour = "greyscale" if facts.grayscale else "colour"
                 choice.reasons.append(f"{rule.when}: {rule.why.format(colour=colour)}")
     if not choice.specs:
@@ -201,7 +203,7 @@ def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, ru
     return choice
 
 
-def estimate_seconds(specs: list[dict[str, Any]], facts: Facts, device: torch.device, runtime: str = "auto") -> float:
+def estimate_seconds(specs: Sequence[Mapping[str, Any]], facts: Facts, device: torch.device, runtime: str = "auto") -> float:
     """Seconds to score with ``specs`` here, measured (see scoring.tasks.estimate_time)."""
     from scoring.tasks.estimate_time import estimate
 

@@ -14,7 +14,8 @@ import json
 import logging
 import socket
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ import torch
 from scoring.io.safeio import read_text
 from scoring.io.safewrite import replace_file
 from scoring.locations import user_data_dir
+
+if TYPE_CHECKING:
+    from scoring.engine.inference import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ KEEP = 50  # lines kept in the history file
 LEARN_FROM = 60.0  # seconds: shorter runs are mostly fixed costs and say little about a long one
 
 
-def estimate(specs: list[dict[str, Any]], facts: Any, device: torch.device, runtime: str = "auto") -> dict[str, float]:
+def estimate(specs: Sequence[Mapping[str, Any]], facts: Any, device: torch.device, runtime: str = "auto") -> dict[str, float]:
     """Seconds per stage of scoring ``facts.n_images`` images with ``specs`` here: "decode",
     "forward <encoder>", "fit <member>" (each fitted member's kind times its own fit:
     ``MemberKind.fit_seconds``; a kind without one adds no fit time)."""
@@ -106,14 +110,14 @@ def record(estimate_s: float, actual_s: float, n_images: int) -> None:
         log.info("timing history not written (%s)", exc)
 
 
-def record_run(db: Any, summary: dict[str, Any], measured: float, said: list[float]) -> None:
+def record_run(db: Any, summary: RunSummary, measured: float, said: list[float]) -> None:
     """Keep a finished run's estimate beside its actual time: in the run's record (``runs()``)
     and in this machine's history, which the next estimate here is corrected by."""
     from scoring.store import Project
 
     with Project.open(db) as p:
-        p.runs.note_run(summary["run_id"], estimate_s=said, measured_s=round(measured, 1), actual_s=summary["seconds"])
-    record(measured, float(summary["seconds"]), int(summary.get("scored") or 0))
+        p.runs.note_run(summary.run_id, estimate_s=said, measured_s=round(measured, 1), actual_s=summary.seconds)
+    record(measured, summary.seconds, summary.scored)
 
 
 def calibrate(seconds: float, past: list[dict[str, Any]] | None = None) -> tuple[float, tuple[float, float], str]:

@@ -99,7 +99,7 @@ def active_pool(project: Project, *, networks: bool = False, trust: bool = False
     from scoring.pool.spec import build_pool
 
     run = project.runs.active_run()
-    spec = run["config"].get("pool") if run is not None else None
+    spec = [dict(m) for m in run["config"].pool] if run is not None else None
     if not spec or not any(isinstance(m, dict) and refits(m, networks) for m in spec):
         return None
     return build_pool([grant(m) if trust else m for m in spec if isinstance(m, dict)], project.classes)

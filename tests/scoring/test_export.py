@@ -18,7 +18,7 @@ import scoring.tasks.export as export_mod
 from scoring.errors import ImageTriageError
 from scoring.io.formats import open_dataset
 from scoring.progress import Cancelled
-from scoring.store import Project
+from scoring.store import Project, RunConfig
 from scoring.tasks.export import ExportError, export_dataset, run_export, safe_folder_name
 from scoring.vocabulary import compute_scores
 from tests.scoring.tinypool import make_imagefolder
@@ -43,7 +43,7 @@ def proj(tmp_path: Path) -> tuple[Path, Path]:
         pool = tiny_pool(p.classes, fitted=False)
         pool.members = pool.members[:2]
         p.runs.save_members(pool)
-        run = p.runs.start_run(pool, {"member_fingerprints": [m.fingerprint for m in pool.members]}, "cpu")
+        run = p.runs.start_run(pool, RunConfig(member_fingerprints=tuple(m.fingerprint for m in pool.members)), "cpu")
         for m, pr in zip(pool.members, probs, strict=True):
             p.cache.put_probs(m.fingerprint, ids, pr)
         p.queue.put_scores(pool.fingerprint, ids, compute_scores(probs, p.images.given_labels(ids)))

@@ -57,7 +57,7 @@ def test_finetune_predicts_each_image_with_a_network_that_never_saw_it(tmp_path:
     monkeypatch.setattr(FineTuneMember, "_train", train)
     monkeypatch.setattr(FineTuneMember, "_predict", predict)
     summary = drain(score_project(db, [_finetune_spec(tmp_path / "m")], workers=0))
-    assert summary["status"] == "done" and len(seen) == 3
+    assert summary.status == "done" and len(seen) == 3
     for trained_on, rows in predicted:
         assert rows and not (trained_on & rows)  # out-of-sample
     assert set().union(*(r for _, r in predicted)) == set(range(18))  # every image predicted once
@@ -117,7 +117,7 @@ def test_a_killed_finetune_resumes_at_the_last_finished_fold(tmp_path: Path, mon
         return real(self, *a, **k)
 
     monkeypatch.setattr(FineTuneMember, "_train", counting)
-    assert drain(score_project(db, [spec], workers=0))["status"] == "done"
+    assert drain(score_project(db, [spec], workers=0)).status == "done"
     assert calls["n"] == 4 - stored  # only the folds the kill interrupted are trained again
 
 

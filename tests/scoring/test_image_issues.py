@@ -71,7 +71,7 @@ def test_scoring_finds_each_planted_issue_and_the_queue_cli_and_export_show_them
     root, truth = planted
     db = project_for(root, tmp_path / "p.triage.db")
     summary = drain(score_project(db, pool=tiny_pool(CLASSES), workers=0))
-    assert summary["issues"]
+    assert summary.issues
     with Project.open(db) as p:
         for rel, issue in truth.items():
             names = [n for n, _ in p.issues.issues_of(p.images.find_image(rel))]  # type: ignore[arg-type]

@@ -39,8 +39,8 @@ def _scores(db: Path) -> dict[str, tuple]:
 
 def test_scores_every_readable_image_and_records_the_unreadable(project: Path) -> None:
     summary = drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=4, workers=0))
-    assert summary["status"] == "done"
-    assert summary["scored"] == 18
+    assert summary.status == "done"
+    assert summary.scored == 18
     with Project.open(project) as p:
         errors = {r.path: r.error for r in p.images.errors()}
         assert set(errors) == {"red/broken.png", "green/empty.jpg"}
@@ -89,7 +89,7 @@ def test_cancel_stops_within_one_batch_and_the_next_run_resumes(project: Path) -
     first = [m.seen for m in pool.members[:3]]
     assert first[0] == 18 and first[1] <= 4 and first[2] == 0  # stopped within one batch
     resumed = tiny_pool(["blue", "green", "red"])
-    assert drain(score_project(project, pool=resumed, batch_size=4, workers=0, runtime="torch"))["status"] == "done"
+    assert drain(score_project(project, pool=resumed, batch_size=4, workers=0, runtime="torch")).status == "done"
     assert [a + m.seen for a, m in zip(first, resumed.members[:3], strict=True)] == [18, 18, 18]
 
 
@@ -170,7 +170,7 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
     db = tmp_path / "flat.triage.db"
     Project.create(db, open_dataset(tmp_path / "flat")).close()
     summary = drain(score_project(db, pool=tiny_pool(["blue", "green", "red"], fitted=False), workers=0))
-    assert summary["status"] == "done" and summary["labelled"] is False
+    assert summary.status == "done" and summary.labelled is False
     with Project.open(db) as p:
         assert p.classes == ["blue", "green", "red"]
         rows = p.queue.page(limit=10)

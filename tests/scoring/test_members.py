@@ -12,6 +12,8 @@ import torch
 
 from scoring.pool.base import PoolError, Preprocess
 from scoring.pool.crossfit import cross_fit, fit_logreg
+from scoring.pool.kinds import validate_member
+from scoring.pool.member_spec import MemberSpec
 from scoring.pool.members import CheckpointMember
 from scoring.pool.models.registry import get_model
 from scoring.pool.spec import build_pool, load_pool_file, parse_member_arg
@@ -33,9 +35,9 @@ def _tiny_state(seed: int = 0, k: int = 3) -> dict[str, torch.Tensor]:
     return get_model("tiny_mlp", num_classes=k, in_channels=3, size=16).state_dict()
 
 
-def _spec(path: Path, classes: list[str] = CLASSES, **kw: object) -> dict:
-    return {"name": "m", "kind": "checkpoint", "path": str(path), "arch": "tiny_mlp", "classes": classes,
-            "preprocess": {"size": 16}, **kw}
+def _spec(path: Path, classes: list[str] = CLASSES, **kw: object) -> MemberSpec:
+    return validate_member({"name": "m", "kind": "checkpoint", "path": str(path), "arch": "tiny_mlp",
+                            "classes": classes, "preprocess": {"size": 16}, **kw}, "a test")
 
 
 @pytest.mark.parametrize("layout", ["plain", "state_dict", "model", "module-prefix", "torchscript"])

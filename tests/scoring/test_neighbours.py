@@ -59,12 +59,13 @@ def test_backbone_features_are_preferred_to_thumbnails() -> None:
 
     from scoring.engine.batches import THUMB_KEY
     from scoring.pool.base import Encoder, Pool, Preprocess
+    from scoring.pool.member_spec import MemberSpec
     from scoring.pool.members import HeadMember
 
     checkpoints = [m for m in tiny_pool(CLASSES).members if m.encoder.output == "logits"]
     assert neighbour_embedding(Pool(checkpoints, CLASSES))[0] == THUMB_KEY
     enc = Encoder("bb", torch.nn.Identity(), Preprocess(size=8), "features", "resnet20 penultimate")
-    pool = Pool([*checkpoints, HeadMember({"name": "h"}, enc, CLASSES)], CLASSES)
+    pool = Pool([*checkpoints, HeadMember(MemberSpec("backbone", "h"), enc, CLASSES)], CLASSES)
     assert neighbour_embedding(pool) == ("bb", "resnet20 penultimate features")
 
 

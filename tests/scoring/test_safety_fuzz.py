@@ -340,7 +340,7 @@ def test_hostile_surfaces_of_issue_18_change_nothing_and_run_nothing(
                 event(f"interrupted in {stage}")
             with Project.open(db) as p:
                 assert p._meta("scoring_writer") is None  # the writer is released
-            assert drain(score_project(db, specs, workers=0))["status"] == "done"
+            assert drain(score_project(db, specs, workers=0)).status == "done"
             with Project.open(db) as p, Project.open(db_ref) as r:
                 mine = p._q("SELECT path, round(c_perplexity, 4), round(margin, 4) FROM images ORDER BY path")
                 ref = r._q("SELECT path, round(c_perplexity, 4), round(margin, 4) FROM images ORDER BY path")

@@ -77,7 +77,7 @@ def test_1_a_project_file_cannot_trust_a_pickle(tmp_path: Path, capsys: pytest.C
     _one_line_error(rc, err, "evil.pth", "--trust-checkpoint")
     assert not flag.exists()
     with Project.open(db) as p:  # and the project itself no longer stores trust
-        assert all("trust" not in s for r in p.runs.history() for s in r["config"]["pool"])
+        assert all("trust" not in s for r in p.runs.history() for s in r["config"].pool)
 
 
 def test_1_a_pool_file_cannot_trust_either_only_the_flag_can(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

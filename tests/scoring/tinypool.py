@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from scoring.pool.base import Encoder, Member, Pool, Preprocess, stable_hash
+from scoring.pool.member_spec import MemberSpec
 
 SIZE = 8
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (220, 30, 30)}
@@ -112,5 +113,5 @@ def head_pool(classes: list[str], folds: int = 3) -> Pool:
     pp = Preprocess(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     enc = Encoder(stable_hash("tinypixels"), torch.nn.Flatten(), pp, "features", "8x8 pixels")
     members: list[Member] = [TinyCheckpoint(f"tiny{s}", classes, s) for s in (1, 2)]
-    members.append(HeadMember({"name": "head", "folds": folds, "weight_decay": 1e-2}, enc, list(classes)))
+    members.append(HeadMember(MemberSpec("backbone", "head", folds=folds, weight_decay=1e-2), enc, list(classes)))
     return Pool(members, list(classes), spec=[m.spec for m in members])
