@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ os.environ["IMAGE_TRIAGE_OFFLINE"] = "1"  # and never download weights: missing 
 # The user's cache and data folders (ONNX exports, unpacked datasets, the timing history) are the
 # session's own: a test never writes into the developer's ~/.cache or ~/.local/share.
 _USER_DIRS = tempfile.mkdtemp(prefix="image-triage-tests-")
+atexit.register(shutil.rmtree, _USER_DIRS, True)  # the session's ONNX exports (up to 71 MB) went with every run
 os.environ["XDG_CACHE_HOME"] = os.path.join(_USER_DIRS, "cache")
 os.environ["XDG_DATA_HOME"] = os.path.join(_USER_DIRS, "data")
 
