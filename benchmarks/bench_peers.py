@@ -11,6 +11,8 @@ neighbour embedding):
   ours:       label issue (the label view's default) and the normalised margin; the count is
               the app's "likely errors" before review, and our flags are that many of the top
   cleanlab:   ``filter.find_label_issues`` (its flags) ranked by ``rank.get_label_quality_scores``
+  FiftyOne:   fiftyone-brain's classification mistakenness (its per-sample function: its Dataset
+              needs a MongoDB server that downloads at run time); its flags: mistakenness > 0.5
   Datalab:    ``Datalab.find_issues`` with the probabilities and the features (label issues)
 For each: AUROC and average precision against the planted flips, precision and recall at the
 tool's own flag count, the count it reports on the untouched labels, and wall time.
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PINNED = ["cleanlab[datalab]==2.9.0", "cleanvision==0.3.7", "torch==2.14.1", "torchvision==0.29.1",
           "imagededup==0.3.3.post2"]
 PINNED_FASTDUP = ["fastdup==2.54"]  # a venv of its own: it pins NumPy 1, which breaks the pyarrow Datalab needs
+PINNED_FIFTYONE = ["fiftyone==1.22.1", "fiftyone-brain==0.25.0"]  # its own venv too (it pins its own pymongo, starlette...)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 PEER = r"""
@@ -73,6 +76,25 @@ li = lab.get_issues("label")
 out["cleanlab Datalab"] = (1.0 - li["label_score"].to_numpy(), li["is_label_issue"].to_numpy(), time.perf_counter() - t)
 np.savez(sys.argv[2], **{f"{k}|score": v[0] for k, v in out.items()}, **{f"{k}|flags": v[1] for k, v in out.items()},
          **{f"{k}|seconds": np.array(v[2]) for k, v in out.items()})
+"""
+
+# FiftyOne Brain's mistakenness, its own code on the same probabilities. Its App and Dataset need
+# the MongoDB server its fiftyone-db package downloads at run time (it cannot here, offline), so the
+# per-sample function ``compute_mistakenness`` applies is called directly: with logits, (m *
+# exp(-entropy) + 1) / 2, m = +1 where the prediction differs from the label, else -1.
+PEER_FIFTYONE = r"""
+import sys, time
+import numpy as np
+from fiftyone.brain.internal.core.mistakenness import _compute_mistakenness_class
+d = np.load(sys.argv[1])
+probs, labels = d["probs"], d["labels"]
+t = time.perf_counter()
+logits = np.log(np.clip(probs, 1e-12, 1.0))
+wrong = (probs.argmax(1) != labels).astype(float)
+score = np.array([_compute_mistakenness_class(z, m) for z, m in zip(logits, wrong)])
+name = "FiftyOne Brain mistakenness"
+np.savez(sys.argv[2], **{f"{name}|score": score, f"{name}|flags": score > 0.5,
+                         f"{name}|seconds": np.array(time.perf_counter() - t)})
 """
 
 PEER_ISSUES = r"""
@@ -337,6 +359,7 @@ def label_rows(work: Path, py: Path, share: float) -> None:
     features = project.cache.get_features(emb[0], ids).astype(np.float32)
     near = neighbour_votes(project, ids)
     assert near is not None
+    fiftyone_py = make_venv(py.parent.parent.with_name(py.parent.parent.name + "-fiftyone"), PINNED_FIFTYONE)
     print(f"\nLabel errors: CIFAR-10 test, {len(ids):,} images, four ResNet backbones with cross-fitted heads; "
           f"the same out-of-fold probabilities and {features.shape[1]}-d features for every tool")
     for mode in ("random", "confusable", "untouched"):
@@ -357,11 +380,12 @@ def label_rows(work: Path, py: Path, share: float) -> None:
             rows[name] = (score, int(round(count)), ours_s)
         npz = work / f"peer-in-{mode}.npz"
         np.savez(npz, probs=mean.astype(np.float64), labels=noisy.astype(np.int64), features=features)
-        got = work / f"peer-out-{mode}.npz"
-        done = subprocess.run([str(py), "-c", PEER, str(npz), str(got)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"  the peers failed on {mode}: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
-        else:
+        for which, python, script in (("cleanlab", py, PEER), ("FiftyOne", fiftyone_py, PEER_FIFTYONE)):
+            got = work / f"peer-out-{mode}-{which}.npz"
+            done = subprocess.run([str(python), "-c", script, str(npz), str(got)], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"  {which} failed on {mode}: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
+                continue
             peer = np.load(got)
             for name in sorted({k.split("|")[0] for k in peer.files}):
                 rows[name] = (peer[f"{name}|score"], int(peer[f"{name}|flags"].sum()), float(peer[f"{name}|seconds"]))
