@@ -8,7 +8,7 @@ quality: the consensus top-1 against the given labels and each member's out-of-f
 Each run is a fresh project in its own process (so peak memory is that run's); the ONNX files
 are cached in the user's cache folder as in real use (the first run exports them).
 
-    python benchmarks/bench_autopool.py [--n 10000] [--large 2000] [--sets cifar large] [--runtimes torch onnx]
+    python benchmarks/bench_autopool.py [--n 10000] [--large 2000] [--sets cifar large] [--runtimes torch onnx] [--busy]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def child(manifest_path: str, db: str, runtime: str) -> dict[str, object]:
         probs = p.cache.get_probs([m["fingerprint"] for m in members], ids)
     return {
         "n": int(len(ids)), "estimate": list(choice.range), "estimate_seconds": chose, "actual": actual,
+        "parts": choice.parts,
         "profile": summary.profile, "runtime": summary.runtime,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "consensus": float((probs.mean(axis=0).argmax(1) == labels).mean()),
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="*", default=["cifar", "large"])
     ap.add_argument("--runtimes", nargs="*", default=["torch", "onnx"])
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "image-triage-bench-large"))
+    ap.add_argument("--busy", action="store_true", help="keep one core busy with another process through each run")
     ap.add_argument("--child", nargs=3, metavar=("MANIFEST", "DB", "RUNTIME"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -83,8 +85,13 @@ def main() -> None:
             m = manifest(paths, folder)
             for rt in args.runtimes:
                 db = folder / f"{rt}.triage.db"
-                out = subprocess.run([sys.executable, __file__, "--child", str(m), str(db), rt],
-                                     capture_output=True, text=True, check=False)
+                busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+                try:
+                    out = subprocess.run([sys.executable, __file__, "--child", str(m), str(db), rt],
+                                         capture_output=True, text=True, check=False)
+                finally:
+                    if busy is not None:
+                        busy.kill()
                 if out.returncode != 0:
                     print(f"[{name} {rt}] failed:\n{out.stderr[-3000:]}", flush=True)
                     continue
@@ -93,10 +100,16 @@ def main() -> None:
                 prof = r["profile"]
                 stages = ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]) if v >= 0.5)
                 inside = "inside" if lo <= r["actual"] <= hi else f"{r['actual'] / np.sqrt(lo * hi):.2f}x its middle"
-                print(f"[{name}, {r['n']} images, --runtime {rt} -> {r['runtime']}] {r['actual']:.0f} s "
+                print(f"[{name}, {r['n']} images, --runtime {rt} -> {r['runtime']}{', one core busy' if args.busy else ''}] "
+                      f"{r['actual']:.0f} s "
                       f"({r['n'] / r['actual']:.1f} images/s), peak {r['peak_gb']:.1f} GB; estimate {lo:.0f}-{hi:.0f} s "
                       f"(made in {r['estimate_seconds']:.0f} s; actual {inside})", flush=True)
                 print(f"    stages (s): {stages}", flush=True)
+                said: dict[str, float] = {}
+                for k, v in r["parts"].items():  # every encoder's forward is one stage of the run
+                    said["forward" if k.startswith("forward") else k] = said.get("forward" if k.startswith("forward") else k, 0) + v
+                print("    said / took (s): " + ", ".join(f"{k} {v:.0f} / {prof.get(k, float('nan')):.0f}"
+                                                        for k, v in said.items()), flush=True)
                 members = ", ".join(f"{k} {v:.3f}" for k, v in r["members"].items())
                 print(f"    consensus top-1 {r['consensus']:.3f}; out-of-fold top-1: {members}", flush=True)
 

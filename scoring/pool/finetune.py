@@ -202,5 +202,6 @@ def finetune_members(spec: MemberSpec, dataset_classes: list[str]) -> list[Membe
 def finetune_fit_seconds(m: FineTuneMember, facts: FitFacts) -> float:
     """The kind's fit time here: its network's forward rate, timed, a training step being about
     three forward passes, over every epoch and fold."""
-    rate = encoder_rate(m.start, m.encoder.preprocess, facts.device) / 3
+    rate = facts.probe(("forward", m.spec.get("arch"), m.spec.get("start"), m.encoder.preprocess.key),
+                       lambda: encoder_rate(m.start, m.encoder.preprocess, facts.device)) / 3
     return m.epochs_for(facts.n_train) * facts.n_train * m.folds / rate

@@ -335,4 +335,7 @@ class Pixels(nn.Module):
 def head_fit_seconds(m: HeadMember, facts: FitFacts) -> float:
     """The kind's fit time here: a logistic head on its share of each fold's rows, timed on a
     sample of its encoder's feature width."""
-    return m.folds * head_seconds(max(2, int(m.fraction * facts.n_train)), facts.feature_dim(m.encoder), facts.n_classes)
+    dim, k = facts.feature_dim(m.encoder), facts.n_classes
+    base = max(2 * k, min(facts.n_train, 1000))  # one head timed on the run's rows (up to 1,000), per row
+    per_row = facts.probe(("logistic head", dim, k), lambda: head_seconds(base, dim, k) / base)
+    return m.folds * per_row * max(2, int(m.fraction * facts.n_train))

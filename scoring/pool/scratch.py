@@ -98,4 +98,6 @@ def scratch_fit_seconds(m: ScratchMember, facts: FitFacts) -> float:
     c = 1 if pp.grayscale else 3
     net = get_model(m.arch, num_classes=facts.n_classes, in_channels=c, size=pp.size)
     steps = int(m.epochs or default_epochs(facts.n_images)) * max(1, -(-facts.n_train // m.batch_size))
-    return m.folds * steps * step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, facts.device)
+    step = facts.probe(("train step", m.arch, c, pp.size, facts.n_classes, m.batch_size),
+                       lambda: step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, facts.device))
+    return m.folds * steps * step

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +20,24 @@ from scoring.pool.crossfit import fit_logreg
 @dataclass
 class FitFacts:
     """What a fit time depends on, for one run: images, the training rows a fold sees, classes,
-    the device; ``dims`` keeps each encoder's feature width once measured."""
+    the device; ``dims`` keeps each encoder's feature width once measured, ``probes`` each
+    timing once measured (:meth:`probe`)."""
 
     n_images: int
     n_train: int
     n_classes: int
     device: torch.device
     dims: dict[str, int] = field(default_factory=dict)
+    probes: dict[Hashable, float] = field(default_factory=dict)
+
+    def probe(self, key: Hashable, measure: Callable[[], float]) -> float:
+        """``measure()``, once per ``key`` for the whole estimate: members alike in what is timed
+        (two seeds of one network, the four fractions of one head) share one measurement, so
+        one slow probe cannot make two seeds of one network differ fivefold (10 s and 56 s, seen
+        with another process on the cores) or the first head pay the warm-up of all four."""
+        if key not in self.probes:
+            self.probes[key] = measure()
+        return self.probes[key]
 
     def feature_dim(self, encoder: Any) -> int:
         """The width of ``encoder``'s output (one forward of a blank image, once per encoder)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 
+from scoring.pool.models.registry import get_model
 from scoring.tasks import estimate_time as ET
 from scoring.tasks.autopool import Facts
 
@@ -31,6 +33,28 @@ def test_every_stage_of_the_run_is_measured_and_scales_with_the_images(monkeypat
     large = ET.estimate(specs, _facts(n_images=4000), torch.device("cpu"), "torch")
     assert 9 <= large["fit cnn-s0"] / small["fit cnn-s0"] <= 11  # ten times the images: ten times the steps
     assert large["decode"] == pytest.approx(10 * small["decode"])
+
+
+def test_members_alike_share_one_probe_so_one_slow_probe_cannot_split_them(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    """Issue 29: two seeds of one network were timed apart (10 s and 56 s with another process on
+    the cores) and the first of four head fractions paid the warm-up of all (4.4 s against 0.9 s).
+    Each thing timed is now measured once per estimate; the probe here is a counter, not a clock."""
+    import scoring.pool.members
+    import scoring.pool.scratch
+
+    calls: list[str] = []
+    slower = iter([0.01, 0.05, 0.09])  # were each seed timed, each would get another time
+    monkeypatch.setattr(scoring.pool.scratch, "step_seconds", lambda *_a, **_k: calls.append("step") or next(slower))
+    monkeypatch.setattr(scoring.pool.members, "head_seconds", lambda rows, *_a: calls.append("head") or 0.002 * rows)
+    specs = [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": 2, "epochs": 2,
+              "preprocess": {"size": 16}},
+             {"name": "h", "kind": "backbone", "arch": "cifar_resnet20", "path": str(tmp_path / "r20.pt"),
+              "fractions": [0.25, 1.0], "folds": 2, "classes": ["a", "b", "c"], "preprocess": {"size": 32}}]
+    torch.save(get_model("cifar_resnet20", num_classes=3).state_dict(), tmp_path / "r20.pt")
+    parts = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
+    assert calls.count("step") == 1 and parts["fit cnn-s0"] == parts["fit cnn-s1"] > 0
+    assert calls.count("head") == 1 and parts["fit h-f100-s0"] == pytest.approx(4 * parts["fit h-f25-s0"], rel=0.02)
 
 
 def test_the_range_learns_only_from_runs_long_enough_to_say_something(monkeypatch: pytest.MonkeyPatch) -> None:
