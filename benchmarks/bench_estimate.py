@@ -138,6 +138,7 @@ class Walk:
     rows: list[Row]  # every ``every`` decisions
     fixes: int = 0
     rises: int = 0  # fixes after which the estimate rose
+    shown_rises: int = 0  # of them, rises of the number the app shows ("about 25": the estimate rounded)
     surprises: int = 0  # of them, fixes of an image the estimate gave less than even odds of a wrong label
     largest_rise: float = 0.0
     reranks: int = 0
@@ -160,6 +161,7 @@ def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every:
             assert est is not None, "no estimate"
             if last is not None and last[1] and est.left > last[0] + 1e-9:
                 walk.rises += 1
+                walk.shown_rises += round(est.left) > round(last[0])
                 walk.surprises += last[2] < 0.5
                 walk.largest_rise = max(walk.largest_rise, est.left - last[0])
             if done % every == 0:
@@ -183,7 +185,8 @@ def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every:
 
 def show_walk(title: str, walk: Walk, every: int = 4) -> None:
     show(title, walk.rows, every)
-    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes (the largest rise {walk.largest_rise:.1f}), "
+    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes ({walk.shown_rises} of them in the number shown; "
+          f"the largest rise {walk.largest_rise:.1f}), "
           f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks")
 
 

@@ -81,7 +81,7 @@ np.savez(sys.argv[2], **{f"{k}|score": v[0] for k, v in out.items()}, **{f"{k}|f
 # FiftyOne Brain's mistakenness, its own code on the same probabilities. Its App and Dataset need
 # the MongoDB server its fiftyone-db package downloads at run time (it cannot here, offline), so the
 # per-sample function ``compute_mistakenness`` applies is called directly: with logits, (m *
-# exp(-entropy) + 1) / 2, m = +1 where the prediction differs from the label, else -1.
+# exp(-entropy) + 1) / 2 with m = +1 where the prediction differs from the label, else -1.
 PEER_FIFTYONE = r"""
 import sys, time
 import numpy as np
@@ -90,8 +90,8 @@ d = np.load(sys.argv[1])
 probs, labels = d["probs"], d["labels"]
 t = time.perf_counter()
 logits = np.log(np.clip(probs, 1e-12, 1.0))
-wrong = (probs.argmax(1) != labels).astype(float)
-score = np.array([_compute_mistakenness_class(z, m) for z, m in zip(logits, wrong)])
+agrees = (probs.argmax(1) == labels).astype(float)  # its m: 1 where the prediction is the label (as FiftyOne sets it)
+score = np.array([_compute_mistakenness_class(z, m) for z, m in zip(logits, agrees)])
 name = "FiftyOne Brain mistakenness"
 np.savez(sys.argv[2], **{f"{name}|score": score, f"{name}|flags": score > 0.5,
                          f"{name}|seconds": np.array(time.perf_counter() - t)})
