@@ -28,7 +28,13 @@ from scoring.pool.base import (
     pool_file_errors,
     stable_hash,
 )
-from scoring.pool.crossfit import choose_weight_decay, cross_fit, fit_logreg, subsample
+from scoring.pool.crossfit import (
+    WEIGHT_DECAYS,
+    choose_weight_decay,
+    cross_fit,
+    fit_logreg,
+    subsample,
+)
 from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.models.registry import get_model, is_torchvision
 from scoring.pool.timing import FitFacts, head_seconds
@@ -333,9 +339,10 @@ class Pixels(nn.Module):
 
 
 def head_fit_seconds(m: HeadMember, facts: FitFacts) -> float:
-    """The kind's fit time here: a logistic head on its share of each fold's rows, timed on a
-    sample of its encoder's feature width."""
+    """The kind's fit time here: a logistic head on its share of each fold's rows, timed at its
+    encoder's feature width, once per fold, and, where the L2 penalty is chosen on the data,
+    once per penalty tried on four fifths of the first fold's rows."""
     dim, k = facts.feature_dim(m.encoder), facts.n_classes
-    base = max(2 * k, min(facts.n_train, 1000))  # one head timed on the run's rows (up to 1,000), per row
-    per_row = facts.probe(("logistic head", dim, k), lambda: head_seconds(base, dim, k) / base)
-    return m.folds * per_row * max(2, int(m.fraction * facts.n_train))
+    rows = max(2, int(m.fraction * facts.n_train))
+    one = facts.probe(("logistic head", dim, k, rows), lambda: head_seconds(rows, dim, k))
+    return (m.folds + (0.8 * len(WEIGHT_DECAYS) if m.weight_decay is None else 0.0)) * one

@@ -54,7 +54,9 @@ def estimate(specs: Sequence[Mapping[str, Any]], facts: Any, device: torch.devic
     except ImageTriageError as exc:
         log.warning("could not build the pool to time it (%s); the estimate covers decoding only", exc)
         return parts
+    t0 = time.perf_counter()
     encoders, _ = prepare([e for e in pool.encoders() if any(True for _ in e.module.parameters())], device, runtime)
+    parts["runtime"] = time.perf_counter() - t0  # the run sets its encoders up the same way (an export is cached)
     for enc in encoders:
         parts[f"forward {enc.description or enc.key}"] = n / encoder_rate(enc.module, enc.preprocess, device)
     facts_here = FitFacts(n_images=n, n_train=int(0.8 * n) if facts.labelled else 0, n_classes=len(classes),

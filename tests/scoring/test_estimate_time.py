@@ -25,7 +25,7 @@ def test_every_stage_of_the_run_is_measured_and_scales_with_the_images(monkeypat
     specs = [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0], "folds": 2, "epochs": 2,
               "preprocess": {"size": 16}}]  # its training step is timed on a batch
     small = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
-    assert set(small) == {"decode", "fit cnn-s0"} and all(v > 0 for v in small.values())
+    assert set(small) == {"decode", "runtime", "fit cnn-s0"} and all(v > 0 for k, v in small.items() if k != "runtime")
     import scoring.pool.scratch
 
     monkeypatch.setattr(scoring.pool.scratch, "step_seconds", lambda *_a, **_k: 0.01)
@@ -50,11 +50,13 @@ def test_members_alike_share_one_probe_so_one_slow_probe_cannot_split_them(monke
     specs = [{"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1], "folds": 2, "epochs": 2,
               "preprocess": {"size": 16}},
              {"name": "h", "kind": "backbone", "arch": "cifar_resnet20", "path": str(tmp_path / "r20.pt"),
-              "fractions": [0.25, 1.0], "folds": 2, "classes": ["a", "b", "c"], "preprocess": {"size": 32}}]
+              "fractions": [0.25, 1.0], "seeds": [0, 1], "folds": 2, "classes": ["a", "b", "c"], "preprocess": {"size": 32}}]
     torch.save(get_model("cifar_resnet20", num_classes=3).state_dict(), tmp_path / "r20.pt")
     parts = ET.estimate(specs, _facts(n_images=400), torch.device("cpu"), "torch")
     assert calls.count("step") == 1 and parts["fit cnn-s0"] == parts["fit cnn-s1"] > 0
-    assert calls.count("head") == 1 and parts["fit h-f100-s0"] == pytest.approx(4 * parts["fit h-f25-s0"], rel=0.02)
+    assert calls.count("head") == 2  # one per fraction; the seeds share it
+    assert parts["fit h-f25-s0"] == parts["fit h-f25-s1"] and parts["fit h-f100-s0"] == parts["fit h-f100-s1"]
+    assert parts["fit h-f100-s0"] == pytest.approx(4 * parts["fit h-f25-s0"], rel=0.02)  # the fake head: linear in rows
 
 
 def test_the_range_learns_only_from_runs_long_enough_to_say_something(monkeypatch: pytest.MonkeyPatch) -> None:
