@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -175,7 +176,7 @@ class PoolBuilder(QWidget):
         tools = QHBoxLayout()
         for text, slot in (("Edit…", self.edit_current), ("Remove", self.remove_current),
                            ("Automatic pool", self.reset_automatic), ("Load pool file…", self._on_load_clicked),
-                           ("Save pool file…", self._on_save_clicked), ("Estimate times", self.estimate)):
+                           ("Save pool file…", self._on_save_clicked)):
             b = QPushButton(text)
             b.clicked.connect(slot)
             tools.addWidget(b)
@@ -190,6 +191,12 @@ class PoolBuilder(QWidget):
         self._timer = LatestOnly("member timing", self)
         self._timer.done.connect(self._on_timed)
         self._timer.failed.connect(self.error.setText)
+        # the estimate shows without a button (issue 29): timed when the builder is shown and
+        # again a moment after each change of the list, on a pool thread
+        self._soon = QTimer(self)
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(400)
+        self._soon.timeout.connect(self.estimate)
         if initial:
             self.set_specs(initial)
         else:
@@ -201,7 +208,17 @@ class PoolBuilder(QWidget):
         self.list.clear()
         for i, spec in enumerate(specs):
             self._add_item(spec, None if seconds is None else seconds[i])
+        self._changed()
+
+    def _changed(self) -> None:
         self._update_total()
+        if self.isVisible():
+            self._soon.start()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if any(self.list.item(i).data(SpecRole + 1) is None for i in range(self.list.count())):
+            self._soon.start()
 
     def _add_item(self, spec: Mapping[str, Any], seconds: float | None = None) -> None:
         item = QListWidgetItem()
@@ -228,7 +245,7 @@ class PoolBuilder(QWidget):
         form = MemberForm(kind, parent=self)
         if form.exec():
             self._add_item(form.spec())
-            self._update_total()
+            self._changed()
 
     def edit_current(self) -> None:
         item = self.list.currentItem()
@@ -239,13 +256,13 @@ class PoolBuilder(QWidget):
         if form.exec():
             item.setData(SpecRole, form.spec())
             self._label(item, None)
-            self._update_total()
+            self._changed()
 
     def remove_current(self) -> None:
         row = self.list.currentRow()
         if row >= 0:
             self.list.takeItem(row)
-            self._update_total()
+            self._changed()
 
     def reset_automatic(self) -> None:
         try:
@@ -287,11 +304,12 @@ class PoolBuilder(QWidget):
         facts = self.facts
         self.total.setText(f"Timing each of the {len(specs)} members on a batch of images here…")
         self.error.setText("")
-        self._timer.submit(lambda: [_time_member(spec, facts) for spec in specs])
+        self._timer.submit(lambda: (specs, [_time_member(spec, facts) for spec in specs]))
 
-    def _on_timed(self, results: list[tuple[float | None, str]]) -> None:
-        if len(results) != self.list.count():
-            return  # the list changed meanwhile: the next Estimate times measures it
+    def _on_timed(self, timed: tuple[list[dict[str, Any]], list[tuple[float | None, str]]]) -> None:
+        specs, results = timed
+        if specs != [self.list.item(i).data(SpecRole) for i in range(self.list.count())]:
+            return  # the list changed meanwhile: its change timed it again
         for i, (seconds, why) in enumerate(results):
             self._label(self.list.item(i), seconds)
             if why:

@@ -73,13 +73,25 @@ def test_the_backbone_drop_down_says_which_weights_are_here(qtbot) -> None:  # t
     assert form.build()["arch"] == "efficientnet_lite0"
 
 
-def test_estimates_are_shown_per_member(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_estimates_show_without_a_button_and_follow_the_list(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Issue 29: the Score dialog times its members when it opens and again after each change,
+    with no button to press; a result for a list that changed meanwhile is not shown."""
+    from PySide6.QtWidgets import QPushButton
+
     b = PoolBuilder(FACTS)
     qtbot.addWidget(b)
+    assert not [x.text() for x in b.findChildren(QPushButton) if "stimate" in x.text()]
     # timed on a pool thread; with both cores busy the timing (an ONNX export in a child process
     # among it) took over 120 s here: the bound is a hang guard, not a speed check
     with qtbot.waitSignal(b._timer.done, timeout=600_000):
-        b.estimate()
-        assert "Timing each" in b.total.text()  # says what it is doing at once
+        b.show()
     assert all("about" in b.list.item(i).text() for i in range(b.list.count()))
     assert "in all" in b.total.text()
+    stale = ([{"kind": "scratch", "name": "gone"}], [(1.0, "")])
+    b._on_timed(stale)  # timed for a list that is no longer shown: dropped
+    assert "gone" not in b.list.item(0).text()
+    b.list.setCurrentRow(0)
+    with qtbot.waitSignal(b._timer.done, timeout=600_000):
+        b.remove_current()
+        assert b._soon.isActive()  # timed again a moment after the change
+    assert b.list.count() == 2 and all("about" in b.list.item(i).text() for i in range(b.list.count()))
