@@ -86,7 +86,7 @@ def score(root: Path, db: Path) -> float:
 
     spec = [s for s in cifar_resnet_pool_specs(SHARED / "models" / "cifar10-resnet", kind="backbone") if s["arch"].endswith("20")]
     pool = db.with_suffix(".pool.json")
-    pool.write_text(json.dumps(spec))
+    pool.write_text(json.dumps([dict(s) for s in spec]))
     t0 = time.perf_counter()
     assert cli(["score", str(root), "--db", str(db), "--pool", str(pool), "-q"]) == 0
     return time.perf_counter() - t0

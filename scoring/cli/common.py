@@ -4,7 +4,7 @@ opening the project given with --db, and naming an image or a class by id or by 
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ def resolve_label(project: Project, label: str) -> int:
 def json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
+    if isinstance(o, Mapping):  # a typed spec (scoring.pool.member_spec) is a mapping of its keys
+        return dict(o)
     if isinstance(o, (set, tuple)):
         return list(o)
     return str(o)
