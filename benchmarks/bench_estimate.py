@@ -207,22 +207,17 @@ def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step
     return rows
 
 
-def run_review(work: Path, names: list[str], rerank_every: int, doubts: list[str]) -> None:
+def run_review(work: Path, names: list[str], rerank_every: int) -> None:
     """The review simulation (issue 29): each set walked to three times its planted flips plus
-    100, the estimate after every decision; once per doubt the tail model reads (``doubts``:
-    scoring.tasks.estimate.DOUBT_FROM), each walk from the same scored project."""
-    from scoring.tasks import estimate as E
-
+    100, the estimate after every decision."""
     for s in review_sets(work, names):
         score_set(s)
-        for doubt in doubts:
-            E.DOUBT_FROM = doubt
-            db = s.db.with_suffix(".walk.db")  # the scored project stays unreviewed for the next run
-            db.unlink(missing_ok=True)
-            shutil.copyfile(s.db, db)
-            walk = walk_project(db, s.flipped, 3 * len(s.flipped) + 100, rerank_every=rerank_every)
-            show_walk(f"{s.name} ({len(s.flipped)} planted flips on top of the set's own labels), doubt from {doubt}, "
-                      "the estimate every 10 decisions", walk)
+        db = s.db.with_suffix(".walk.db")  # the scored project stays unreviewed for the next run
+        db.unlink(missing_ok=True)
+        shutil.copyfile(s.db, db)
+        walk = walk_project(db, s.flipped, 3 * len(s.flipped) + 100, rerank_every=rerank_every)
+        show_walk(f"{s.name} ({len(s.flipped)} planted flips on top of the set's own labels), the estimate every 10 decisions",
+                  walk)
 
 
 def run_cifar(work: Path, kinds: list[str]) -> None:
@@ -299,7 +294,6 @@ def main() -> None:
     ap.add_argument("--review", default="demo,cifar-random,cifar-confusable,mnist-random,mnist-confusable",
                     help="the review simulation's sets")
     ap.add_argument("--rerank-every", type=int, default=20, help="re-rank every N decisions in the walk, as the app does (0: never)")
-    ap.add_argument("--doubt", default="label_issue", help="what the tail model reads: label_issue, pool, or both (comma-separated)")
     ap.add_argument("--count-kinds", default="checkpoint,backbone,scratch", help="pools for the count (also: finetune, auto: slow)")
     ap.add_argument("--kinds", default="checkpoint,backbone", help="CIFAR pools")
     ap.add_argument("--work", default=None, help="keep scored projects here (reused on the next run)")
@@ -308,7 +302,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     sets = args.sets.split(",")
     if "review" in sets:
-        run_review(work, args.review.split(","), args.rerank_every, args.doubt.split(","))
+        run_review(work, args.review.split(","), args.rerank_every)
     if "cifar" in sets:
         run_cifar(work, args.kinds.split(","))
     if "count" in sets:
