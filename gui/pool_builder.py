@@ -324,7 +324,7 @@ class PoolBuilder(QWidget):
         if known:
             from scoring.tasks.estimate_time import calibrate
 
-            _, (lo, hi), note = calibrate(sum(known))  # this machine's earlier runs correct the measurement
+            _, (lo, hi), note = calibrate(sum(known), None, self.facts.n_images)  # this machine's earlier runs correct the measurement
             text += f", {_fmt(lo)} to {_fmt(hi)} in all (measured here{note})" + (
                 "" if len(known) == n else " (some not estimated)")
         self.total.setText(text)

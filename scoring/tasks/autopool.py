@@ -199,7 +199,7 @@ def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, ru
     facts = survey(dataset, device, thorough)
     choice = choose(facts)
     choice.parts = estimate(choice.specs, facts, device, runtime)
-    choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history)  # None: this machine's
+    choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history, facts.n_images)  # None: this machine's
     return choice
 
 

@@ -34,6 +34,7 @@ SPREAD = 1.35  # the range said: estimate / SPREAD to estimate x SPREAD
 HISTORY = "timings.jsonl"
 KEEP = 50  # lines kept in the history file
 LEARN_FROM = 60.0  # seconds: shorter runs are mostly fixed costs and say little about a long one
+MIN_RUNS = 2  # earlier runs like this one before they correct the estimate
 
 
 def estimate(specs: Sequence[Mapping[str, Any]], facts: Any, device: torch.device, runtime: str = "auto") -> dict[str, float]:
@@ -122,14 +123,28 @@ def record_run(db: Any, summary: RunSummary, measured: float, said: list[float])
     record(measured, summary.seconds, summary.scored)
 
 
-def calibrate(seconds: float, past: list[dict[str, Any]] | None = None) -> tuple[float, tuple[float, float], str]:
+def _similar(row: dict[str, Any], n_images: int | None) -> bool:
+    """Whether an earlier run scored about as many images (within 4x): fixed costs weigh less
+    in a large run, so a ratio learnt at 1,000 images says little at 200 or 10,000."""
+    images = row.get("images")
+    if n_images is None or not isinstance(images, int) or isinstance(images, bool) or images <= 0:
+        return n_images is None
+    return n_images / 4 <= images <= 4 * n_images
+
+
+def calibrate(seconds: float, past: list[dict[str, Any]] | None = None,
+              n_images: int | None = None) -> tuple[float, tuple[float, float], str]:
     """(corrected seconds, (low, high), a note) from the measured ``seconds`` and the earlier
-    runs (the median of the actual / estimate ratios of the last five that took a minute or
-    more, clipped to 1/3..3)."""
+    runs: the median of the actual / estimate ratios of the last five that took a minute or
+    more (and, given ``n_images``, scored within 4x as many images), clipped to 1/3..3, once
+    there are MIN_RUNS of them (one run is an anecdote: four CLI runs of 1,000 images at 1.1-1.5x
+    made a 200-image estimate 2.2x its actual time)."""
     past = history() if past is None else past
     ratios = [float(r["actual"]) / float(r["estimate"]) for r in past
               if isinstance(r, dict) and _usable(r) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
-              and float(r.get("actual") or 0) >= LEARN_FROM][-5:]
+              and float(r.get("actual") or 0) >= LEARN_FROM and _similar(r, n_images)][-5:]
+    if len(ratios) < MIN_RUNS:
+        ratios = []
     factor = float(np.clip(np.median(ratios), 1 / 3, 3)) if ratios else 1.0
     note = f", x{factor:.2f} from {len(ratios)} earlier run{'s' if len(ratios) != 1 else ''} here" if ratios else ""
     mid = seconds * factor

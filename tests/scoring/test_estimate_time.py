@@ -69,7 +69,12 @@ def test_the_range_learns_only_from_runs_long_enough_to_say_something(monkeypatc
     mid, (lo, hi), note = ET.calibrate(100.0, tiny + slow)
     assert mid == pytest.approx(150.0) and lo < 150.0 < hi and "3 earlier runs" in note
     wild = [{"host": host, "estimate": 100.0, "actual": 10_000.0}]
-    assert ET.calibrate(100.0, wild)[0] == pytest.approx(300.0)  # clipped to 3x
+    assert ET.calibrate(100.0, wild)[0] == 100.0  # one run is an anecdote
+    assert ET.calibrate(100.0, wild * 2)[0] == pytest.approx(300.0)  # clipped to 3x
+    sized = [{**r, "images": 1000} for r in slow]
+    assert ET.calibrate(100.0, sized, n_images=2000)[0] == pytest.approx(150.0)  # as many images, within 4x
+    assert ET.calibrate(100.0, sized, n_images=200)[0] == 100.0  # a run 5x larger says little here
+    assert ET.calibrate(100.0, sized, n_images=10_000)[0] == 100.0
 
 
 def test_the_history_is_kept_in_the_users_data_folder_and_survives_a_bad_line() -> None:
