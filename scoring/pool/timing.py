@@ -5,6 +5,7 @@ here, on a batch of the member's own input size, and scaled by the run's images 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -48,18 +49,25 @@ class FitFacts:
         return self.dims[encoder.key]
 
 
-def timed(fn: Any, repeats: int = 3, warm: int = 2) -> float:
-    """Seconds of one call of ``fn``: the median of ``repeats`` after ``warm`` calls (the first
-    calls pay one-time costs: thread pools, lazy kernels, the optimiser's state). The median, not
-    the best: a run lasts minutes at the rate the machine sustains, and the best of three said
-    56 s for a forward pass that took 76 s over 10,000 images."""
+def timed(fn: Any, repeats: int = 3, warm: int = 2, at_least: float = 0.05) -> float:
+    """Seconds of one call of ``fn``: the median of ``repeats`` measurements after ``warm`` calls
+    (the first calls pay one-time costs: thread pools, lazy kernels, the optimiser's state), each
+    measurement as many calls as last ``at_least`` seconds. The median, not the best: a run lasts
+    minutes at the rate the machine sustains (the best of three said 56 s for a forward pass of
+    76 s over 10,000 images). Many calls per measurement: a call of a millisecond that another
+    process preempts once reads ten times slower (an MLP's fit was said at 169 s and took 16 s
+    with one core busy)."""
     for _ in range(warm):
         fn()
+    t0 = time.perf_counter()
+    fn()
+    calls = max(1, min(1000, math.ceil(at_least / max(time.perf_counter() - t0, 1e-6))))
     took = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
-        took.append(time.perf_counter() - t0)
+        for _ in range(calls):
+            fn()
+        took.append((time.perf_counter() - t0) / calls)
     return float(np.median(took))
 
 
