@@ -325,23 +325,29 @@ project_for(sys.argv[1], sys.argv[2])
 """
 
 
+def _kill_at(proc: subprocess.Popen[bytes], db: Path, sightings: int) -> bool:
+    """Kill `proc` once its half-made project file has been seen `sightings` times (polled every
+    millisecond), or when it exits. True when the kill landed while the file was still half made:
+    the point is read off the file system, not a clock, so a busy machine cannot make it miss."""
+    seen = 0
+    while proc.poll() is None and seen < sightings:
+        seen += any(db.parent.glob(f".{db.name}.creating-*"))
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait()
+    return seen >= sightings and not db.exists()
+
+
 def test_a_kill_during_project_creation_leaves_no_broken_project(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for c in range(4):
         _images(data / str(c), 600, seed=c)
     cmd = [sys.executable, "-c", KILL_CREATE, str(data)]
     root = Path(__file__).parents[2]
-    t0 = time.perf_counter()
-    subprocess.run([*cmd, str(tmp_path / "whole.triage.db")], cwd=root, check=True)
-    whole = time.perf_counter() - t0
     killed_before_link = 0
-    for trial, frac in enumerate((0.55, 0.65, 0.75, 0.85, 0.95)):  # spread over the creation
+    for trial, sightings in enumerate((1, 10, 50, 200, 10**9)):  # spread over the creation; the last waits it out
         db = tmp_path / f"p{trial}.triage.db"
-        proc = subprocess.Popen([*cmd, str(db)], cwd=root)
-        time.sleep(whole * frac)
-        proc.kill()
-        proc.wait()
-        killed_before_link += not db.exists()
+        killed_before_link += _kill_at(subprocess.Popen([*cmd, str(db)], cwd=root), db, sightings)
         assert project_for(data, db) == db  # whatever the kill left, it opens or is recreated
         with Project.open(db) as p:
             assert len(p.images.scorable_ids()) == 2400
