@@ -36,9 +36,12 @@ from scoring.io.safewrite import replace_file
 from scoring.pool.kinds import get_kind, kinds, validate_member
 from scoring.pool.spec import dump_pool_toml, load_pool_file
 from scoring.tasks.autopool import Facts, choose, estimate_seconds
-from scoring.vocabulary import member_words
+from scoring.vocabulary import clock, member_words
 
 SpecRole = Qt.ItemDataRole.UserRole
+BUDGETS: tuple[tuple[str, float | None], ...] = (
+    ("Any: the quick automatic pool", None), ("3 minutes", 180.0), ("10 minutes", 600.0), ("30 minutes", 1800.0),
+    ("1 hour", 3600.0), ("A night (8 hours)", 28_800.0))
 
 
 def _error_label() -> QLabel:
@@ -47,9 +50,7 @@ def _error_label() -> QLabel:
     return label
 
 
-def _fmt(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+_fmt = clock
 
 
 class MemberForm(QDialog):
@@ -180,8 +181,24 @@ class PoolBuilder(QWidget):
             b = QPushButton(text)
             b.clicked.connect(slot)
             tools.addWidget(b)
+        # the time the user has (issue 34): the richest automatic pool whose measured time fits
+        self.budget = QComboBox()
+        for text, seconds in BUDGETS:
+            self.budget.addItem(text, seconds)
+        self.budget.setToolTip("Image Triage times each pool it could use on this machine and takes the richest whose "
+                               "time fits (the command line's --budget); the list below stays yours to edit")
+        self.budget.currentIndexChanged.connect(lambda _i: self.choose_for_budget())
+        self.budget_note = QLabel(wordWrap=True)
+        self._budgeter = LatestOnly("pool for the time budget", self)
+        self._budgeter.done.connect(self._on_budget_chosen)
+        self._budgeter.failed.connect(self.error.setText)
+        have = QHBoxLayout()
+        have.addWidget(QLabel("Time you have"))
+        have.addWidget(self.budget, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(have)
+        lay.addWidget(self.budget_note)
         lay.addWidget(self.list)
         lay.addLayout(adds)
         lay.addLayout(tools)
@@ -273,6 +290,35 @@ class PoolBuilder(QWidget):
         self.reasons = choice.reasons
         self.set_specs(choice.specs)
         self.setToolTip("\n".join(choice.reasons))
+
+    def choose_for_budget(self) -> None:
+        """The richest automatic pool that fits the time chosen, timed on a pool thread (the
+        window keeps its keys); "any" is the quick automatic pool, as with no --budget."""
+        seconds = self.budget.currentData()
+        if seconds is None:
+            self.budget_note.clear()
+            self.reset_automatic()
+            return
+        facts, shown = self.facts, self.specs()
+        self.budget_note.setText(f"Timing the pools that could fit {self.budget.currentText().lower()} here…")
+
+        def choose() -> tuple[float, list[Mapping[str, Any]], Any]:
+            import torch
+
+            from scoring.tasks.budget import choose_for_budget
+
+            return seconds, shown, choose_for_budget(facts, seconds, torch.device("cuda" if facts.gpu else "cpu"))
+
+        self._budgeter.submit(choose)
+
+    def _on_budget_chosen(self, result: tuple[float, list[Mapping[str, Any]], Any]) -> None:
+        seconds, shown, choice = result
+        if seconds != self.budget.currentData() or shown != self.specs():
+            return  # the time or the list changed meanwhile: the user's choice stands
+        self.reasons = choice.reasons
+        self.budget_note.setText(choice.reasons[0][:1].upper() + choice.reasons[0][1:])
+        self.setToolTip("\n".join(choice.reasons))
+        self.set_specs(choice.specs)
 
     def _on_load_clicked(self) -> None:
         path = files.open_file(self, "Pool file", "", "Pool files (*.toml *.json)")

@@ -257,3 +257,9 @@ def member_words(members: list[dict[str, Any]]) -> list[str]:
         n, which = sizes[(kind, arch)], "head " if kind == "backbone" else ""
         out.append(f"{text}, {which}{seen[(kind, arch)]} of {n}" if n > 1 else text)
     return out
+
+
+def clock(seconds: float) -> str:
+    """A duration as people read a clock: 0:42, 5:07, 1:02:03."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -69,17 +69,24 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.cifar_resnets:
         specs.extend(cifar_resnet_pool_specs(args.cifar_resnets))
     check_files(specs)
+    budget = None
+    if args.budget is not None:  # checked before the project exists, as the members are
+        from scoring.tasks.budget import parse_budget
+
+        budget = parse_budget(args.budget)
+        if specs or args.scratch:
+            raise CliError("--budget chooses the automatic pool: leave out --pool, --member, --cifar-resnets and --scratch")
     db = project_for(args.dataset, args.db, args.layout, follow_symlinks=args.follow_symlinks)
     project = Project.open(db)
     if args.scratch:
         specs.extend(default_scratch_specs(n_images=len(project.images.scorable_ids())))
-    if not specs:
+    if not specs and budget is None:
         specs = list(project.runs.last_pool_spec() or [])
         if specs:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     estimate = None
     if not specs:
-        auto, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime)
+        auto, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime, budget)
         specs = list(auto)
     if args.trust_checkpoint:  # the user's word, now: the only trust there is (scoring.trust)
         specs = [grant(s) for s in specs]
@@ -118,16 +125,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str
+def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget: float | None = None
                 ) -> tuple[list[MemberSpec], tuple[float, list[float]]]:
     """The automatic pool, said aloud: what it chose, why, and how long it should take (a range,
     measured here, corrected by the earlier runs' estimates against their actual times)."""
     from scoring.device import pick_device
     from scoring.tasks.autopool import auto_pool
 
-    choice = auto_pool(dataset, pick_device(device), thorough, runtime=runtime)
+    choice = auto_pool(dataset, pick_device(device), thorough, runtime=runtime, budget=budget)
     lo, hi = choice.range
-    print(f"pool: chosen automatically ({len(choice.specs)} specs; {fmt_seconds(lo)} to {fmt_seconds(hi)} here, "
+    print(f"pool: chosen {'for the time budget' if budget is not None else 'automatically'} ({len(choice.specs)} specs; {fmt_seconds(lo)} to {fmt_seconds(hi)} here, "
           f"measured{choice.calibration})", file=sys.stderr)
     for reason in choice.reasons:
         print(f"  - {reason}", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Any
 from scoring.errors import ImageTriageError
 from scoring.progress import Progress, drain
 from scoring.store import Project
+from scoring.vocabulary import clock
 
 
 class CliError(ImageTriageError):
@@ -61,8 +62,7 @@ def for_terminal(text: object) -> str:
 
 
 def fmt_seconds(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return clock(s)
 
 
 def open_project(db: str | None) -> Project:

@@ -63,7 +63,8 @@ EXAMPLES = {
     "score": "image-triage score ~/data/pets                # the automatic pool, chosen and explained\n"
     "  image-triage score ~/data/cifar10-test --cifar-resnets ~/models/cifar10-resnet --db cifar.triage.db\n"
     "  image-triage score ~/data/pets --pool pool.toml --device cuda --batch-size 256\n"
-    "  image-triage score ~/data/digits --scratch",
+    "  image-triage score ~/data/digits --scratch\n"
+    "  image-triage score ~/data/cifar10-test --budget 10m    # the richest automatic pool that fits 10 minutes here",
     "queue": "image-triage queue --db cifar.triage.db --limit 20 --sort mutual_info --class cat",
     "relabel": "image-triage relabel --db cifar.triage.db cat/01234.jpg dog",
     "remove": "image-triage remove --db cifar.triage.db cat/01234.jpg",
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scratch", action="store_true", help="add small networks trained from scratch with K-fold cross-fitting")
     sp.add_argument("--thorough", action="store_true",
                     help="with the automatic pool (no pool options): also fine-tune a network in 5 folds (slow on a CPU)")
+    sp.add_argument("--budget", metavar="TIME", help="the time you have, e.g. 3m, 10m, 1h: the automatic pool is the richest "
+                    "that fits it, measured here (default: the quick automatic pool)")
     sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
     sp.add_argument("--batch-size", type=whole_number(1, 65_536), default=64, help="images per forward pass (1-65536)")
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument("--follow-symlinks", action="store_true")
     auto.add_argument("--device", default="auto")
     auto.add_argument("--thorough", action="store_true", help="include fine-tuned members even without a GPU")
+    auto.add_argument("--budget", metavar="TIME", help="the time you have, e.g. 3m, 10m, 1h: the richest pool that fits it")
     auto.set_defaults(func=cmd_pool_auto)
     chk = pool_sub.add_parser("check", help="load every member: classes, preprocessing, device, images/s",
                               epilog="example:\n  " + EXAMPLES["pool"], formatter_class=argparse.RawDescriptionHelpFormatter)

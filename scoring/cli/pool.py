@@ -14,10 +14,13 @@ def cmd_pool_auto(args: argparse.Namespace) -> int:
     from scoring.io.formats import open_dataset
     from scoring.pool.spec import dump_pool_toml
     from scoring.tasks.autopool import auto_pool
+    from scoring.tasks.budget import parse_budget
 
+    budget = None if args.budget is None else parse_budget(args.budget)
     dataset = open_dataset(args.dataset, layout=args.layout, follow_symlinks=args.follow_symlinks)
-    choice = auto_pool(dataset, pick_device(args.device), args.thorough)
-    cmd = f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
+    choice = auto_pool(dataset, pick_device(args.device), args.thorough, budget=budget)
+    cmd = (f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
+           f"{f' --budget {args.budget}' if args.budget else ''}")
     lo, hi = choice.range
     notes = [f"the pool `{cmd}` would choose, {fmt_seconds(lo)} to {fmt_seconds(hi)} here:"]
     print(dump_pool_toml(choice.specs, notes + [f"- {r}" for r in choice.reasons]), end="")

@@ -110,7 +110,7 @@ def _lite_heads(f: Facts) -> list[dict[str, Any]]:
 SCRATCH_FEW = 5000  # up to this many colour images, two CNN seeds and the MLP; above, one CNN
 
 
-def _scratch(f: Facts) -> list[dict[str, Any]]:
+def _scratch(f: Facts, few: bool | None = None) -> list[dict[str, Any]]:
     """Small networks from scratch. Above SCRATCH_FEW colour images only one CNN: on the 10,000
     CIFAR-10 JPEGs the second seed (200 s here) and the MLP (233 s, 0.502 top-1) added 0.003 and
     0.005 to the pool's consensus top-1 (0.794 with the heads and one CNN), a third of the run's
@@ -118,7 +118,7 @@ def _scratch(f: Facts) -> list[dict[str, Any]]:
     the networks carry the pool (10,000 MNIST digits: consensus top-1 0.969 with one CNN; 0.981
     with three, the CNNs at 0.985 and 0.987 beside heads at 0.945-0.963; 2.3 GB peak)."""
     pp = {"size": max(8, min(f.side, SMALL)), "grayscale": f.grayscale}
-    few = f.n_images <= SCRATCH_FEW or f.grayscale
+    few = (f.n_images <= SCRATCH_FEW or f.grayscale) if few is None else few
     cnn = {"name": "cnn", "kind": "scratch", "arch": "small_cnn", "seeds": [0, 1] if few else [0], "folds": folds_for(f),
            "preprocess": pp}
     mlp = {"name": "mlp", "kind": "scratch", "arch": "tiny_mlp", "seeds": [0], "folds": folds_for(f), "preprocess": pp}
@@ -191,16 +191,56 @@ def choose(facts: Facts) -> Choice:
 
 
 def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, runtime: str = "auto",
-              history: list[dict[str, Any]] | None = None) -> Choice:
+              history: list[dict[str, Any]] | None = None, budget: float | None = None) -> Choice:
     """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine (measured:
-    scoring.tasks.estimate_time), corrected by the earlier runs' estimates against their actual times."""
+    scoring.tasks.estimate_time), corrected by the earlier runs' estimates against their actual times.
+    ``budget`` (seconds): instead of the rules, the richest of :func:`budget_tiers` whose estimate
+    fits (scoring.tasks.budget)."""
     from scoring.tasks.estimate_time import calibrate, estimate
 
     facts = survey(dataset, device, thorough)
+    if budget is not None:
+        from scoring.tasks.budget import choose_for_budget
+
+        return choose_for_budget(facts, budget, device, runtime, history)
     choice = choose(facts)
     choice.parts = estimate(choice.specs, facts, device, runtime)
     choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history, facts.n_images)  # None: this machine's
     return choice
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One pool the time budget can choose: ``specs`` checked, ``words`` for people."""
+
+    words: str
+    specs: tuple[MemberSpec, ...]
+
+
+def budget_tiers(facts: Facts) -> list[Tier]:
+    """The pools a time budget chooses among, cheapest first, each richer than the one before
+    (measured on the 10,000 CIFAR-10 JPEGs, this 2-core CPU: heads 0.754-0.788 top-1 in about
+    2 minutes; the default adds the from-scratch CNN, 0.794 consensus in 5-7; the second CNN and the
+    MLP add 0.003-0.005 for 7 more; fine-tuning the encoder is the strongest member and the
+    slowest). Unlabelled data have one pool: nothing can be fitted."""
+    default = choose(facts)
+    if not facts.labelled:
+        return [Tier("the automatic pool", tuple(default.specs))]
+    where = "the automatic pool (labelled)"
+    heads = [validate_member(m, where) for m in _lite_heads(facts)]
+    tiers = [Tier("ImageNet features with logistic heads only", tuple(heads)),
+             Tier("the default automatic pool", tuple(default.specs))]
+    if facts.small:
+        more = [validate_member(m, where) for m in _scratch(facts, few=True)]
+        tiers.append(Tier("the default with two CNNs and an MLP trained from scratch", (*heads, *more)))
+    ft = [validate_member(m, where) for m in _finetune(facts)]
+    if ft and not any(s.kind == "finetune" for s in tiers[-1].specs):
+        tiers.append(Tier(f"{tiers[-1].words}, and EfficientNet-Lite0 fine-tuned in folds", (*tiers[-1].specs, *ft)))
+    out: list[Tier] = []
+    for t in tiers:  # drop a tier that is the same pool as the one before (no heads: the packaged weights are missing)
+        if t.specs and (not out or t.specs != out[-1].specs):
+            out.append(t)
+    return out
 
 
 def estimate_seconds(specs: Sequence[Mapping[str, Any]], facts: Facts, device: torch.device, runtime: str = "auto") -> float:

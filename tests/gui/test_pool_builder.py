@@ -95,3 +95,30 @@ def test_estimates_show_without_a_button_and_follow_the_list(qtbot) -> None:  # 
         b.remove_current()
         assert b._soon.isActive()  # timed again a moment after the change
     assert b.list.count() == 2 and all("about" in b.list.item(i).text() for i in range(b.list.count()))
+
+
+def test_the_time_you_have_chooses_the_pool_off_the_window_thread(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 34: picking a time sets the list to the richest pool that fits, says which and why,
+    and never replaces a list the user changed while it was being timed."""
+    import scoring.tasks.budget as B
+    from scoring.tasks.autopool import Choice, budget_tiers
+
+    tiers = budget_tiers(FACTS)
+
+    def choose(facts, seconds, device, *_a, **_k):  # type: ignore[no-untyped-def]  # no clock (issue 27)
+        t = tiers[0] if seconds < 600 else tiers[-1]
+        return Choice(list(t.specs), [f"time budget {B.fmt_budget(seconds)}: {t.words} (0:10 to 0:20 here)"])
+
+    monkeypatch.setattr(B, "choose_for_budget", choose)
+    b = PoolBuilder(FACTS)
+    qtbot.addWidget(b)
+    with qtbot.waitSignal(b._budgeter.done, timeout=600_000):
+        b.budget.setCurrentIndex(b.budget.findData(180.0))
+    assert [s["kind"] for s in b.specs()] == ["backbone"]
+    assert b.budget_note.text().startswith("Time budget 3m: ImageNet features with logistic heads only")
+    with qtbot.waitSignal(b._budgeter.done, timeout=600_000):
+        b.budget.setCurrentIndex(b.budget.findData(3600.0))
+        b.remove_current()  # the user edits while it is timed: their list stands
+    assert [s["kind"] for s in b.specs()] == []
+    b.budget.setCurrentIndex(0)  # any time: the quick automatic pool again
+    assert [s["kind"] for s in b.specs()] == ["backbone", "scratch", "scratch"] and not b.budget_note.text()
