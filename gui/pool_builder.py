@@ -193,7 +193,9 @@ class PoolBuilder(QWidget):
         self._budgeter.done.connect(self._on_budget_chosen)
         self._budgeter.failed.connect(self.error.setText)
         have = QHBoxLayout()
-        have.addWidget(QLabel("Time you have"))
+        have_label = QLabel("&Time you have")  # Alt+T: keys only, as an annotator works
+        have_label.setBuddy(self.budget)
+        have.addWidget(have_label)
         have.addWidget(self.budget, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
