@@ -93,11 +93,12 @@ def test_budget_with_a_pool_or_a_bad_time_is_one_line_and_creates_nothing(tmp_pa
     assert "--budget chooses the automatic pool" in capsys.readouterr().err and not db.exists()
 
 
-def test_pool_auto_with_a_budget_says_the_budget_and_prints_a_pool_that_loads(tmp_path: Path,
-                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_pool_auto_with_a_budget_says_the_budget_and_prints_a_pool_that_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from scoring.pool.spec import load_pool_file
 
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    _fake_estimate(monkeypatch, {"forward": 30.0, "backbone": 5.0, "scratch": 100.0, "finetune": 3000.0})
     assert main(["pool", "auto", str(data), "--budget", "1s"]) == 0  # too short for any pool: the quickest, said so
     text = capsys.readouterr().out
     assert f"score {data} --budget 1s` would choose" in text and "no pool fits in the budget" in text

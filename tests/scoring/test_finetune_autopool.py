@@ -185,3 +185,25 @@ def test_pool_auto_prints_a_pool_file_that_loads(tmp_path: Path, capsys: pytest.
     assert text.startswith(f"# the pool `image-triage score {data} --thorough` would choose")
     (tmp_path / "auto.toml").write_text(text)
     assert [s["kind"] for s in load_pool_file(tmp_path / "auto.toml")] == ["backbone", "scratch", "scratch", "finetune"]
+
+
+def test_one_epoch_of_four_batches_trains(tmp_path: Path) -> None:
+    """The one-cycle schedule's warm-up was a quarter of the steps: with four it was zero steps
+    long and torch divided by zero (seen fine-tuning 400 images at 128 a batch for one epoch)."""
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)  # 3 folds: 12 training rows
+    db = project_for(data, tmp_path / "p.triage.db")
+    summary = drain(score_project(db, [_finetune_spec(tmp_path / "m", epochs=1, batch_size=3)], workers=0))
+    assert summary.status == "done"
+
+
+def test_timing_a_finetune_member_does_not_train_its_starting_network(tmp_path: Path) -> None:
+    """The estimate times real training steps, on a copy: the member starts from its weights."""
+    from scoring.pool.finetune import finetune_fit_seconds
+    from scoring.pool.spec import build_pool
+    from scoring.pool.timing import FitFacts
+
+    m = build_pool([_finetune_spec(tmp_path / "m")], ["red", "green", "blue"]).members[0]
+    before = {k: v.clone() for k, v in m.start.state_dict().items()}
+    seconds = finetune_fit_seconds(m, FitFacts(n_images=300, n_train=240, n_classes=3, device=torch.device("cpu")))
+    assert seconds > 0
+    assert all(torch.equal(before[k], v) for k, v in m.start.state_dict().items())
