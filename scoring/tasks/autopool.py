@@ -221,8 +221,9 @@ def budget_tiers(facts: Facts) -> list[Tier]:
     """The pools a time budget chooses among, cheapest first, each richer than the one before
     (measured on the 10,000 CIFAR-10 JPEGs, this 2-core CPU: heads 0.754-0.788 top-1 in about
     2 minutes; the default adds the from-scratch CNN, 0.794 consensus in 5-7; the second CNN and the
-    MLP add 0.003-0.005 for 7 more; fine-tuning the encoder is the strongest member and the
-    slowest). Unlabelled data have one pool: nothing can be fitted."""
+    MLP add 0.003-0.005 for 7 more; the encoder fine-tuned whole is the slowest, and on this CPU
+    at 64 px for 4 epochs the weakest: 0.675 on one fold, benchmarks/bench_finetune_scale.py).
+    Unlabelled data have one pool: nothing can be fitted."""
     default = choose(facts)
     if not facts.labelled:
         return [Tier("the automatic pool", tuple(default.specs))]
