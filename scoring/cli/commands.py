@@ -132,7 +132,12 @@ def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget:
     from scoring.device import pick_device
     from scoring.tasks.autopool import auto_pool
 
-    choice = auto_pool(dataset, pick_device(device), thorough, runtime=runtime, budget=budget)
+    if budget is None:
+        choice = auto_pool(dataset, pick_device(device), thorough, runtime=runtime)
+    else:
+        from scoring.tasks.budget import budget_pool
+
+        choice = budget_pool(dataset, budget, pick_device(device), thorough, runtime)
     lo, hi = choice.range
     print(f"pool: chosen {'for the time budget' if budget is not None else 'automatically'} ({len(choice.specs)} specs; {fmt_seconds(lo)} to {fmt_seconds(hi)} here, "
           f"measured{choice.calibration})", file=sys.stderr)

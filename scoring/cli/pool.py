@@ -14,11 +14,12 @@ def cmd_pool_auto(args: argparse.Namespace) -> int:
     from scoring.io.formats import open_dataset
     from scoring.pool.spec import dump_pool_toml
     from scoring.tasks.autopool import auto_pool
-    from scoring.tasks.budget import parse_budget
+    from scoring.tasks.budget import budget_pool, parse_budget
 
     budget = None if args.budget is None else parse_budget(args.budget)
     dataset = open_dataset(args.dataset, layout=args.layout, follow_symlinks=args.follow_symlinks)
-    choice = auto_pool(dataset, pick_device(args.device), args.thorough, budget=budget)
+    choice = (auto_pool(dataset, pick_device(args.device), args.thorough) if budget is None
+              else budget_pool(dataset, budget, pick_device(args.device), args.thorough))
     cmd = (f"image-triage score {args.dataset}{' --thorough' if args.thorough else ''}"
            f"{f' --budget {args.budget}' if args.budget else ''}")
     lo, hi = choice.range

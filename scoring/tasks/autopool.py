@@ -191,18 +191,13 @@ def choose(facts: Facts) -> Choice:
 
 
 def auto_pool(dataset: Dataset, device: torch.device, thorough: bool = False, runtime: str = "auto",
-              history: list[dict[str, Any]] | None = None, budget: float | None = None) -> Choice:
+              history: list[dict[str, Any]] | None = None) -> Choice:
     """Survey the dataset, apply :data:`RULES`, and estimate the time on this machine (measured:
-    scoring.tasks.estimate_time), corrected by the earlier runs' estimates against their actual times.
-    ``budget`` (seconds): instead of the rules, the richest of :func:`budget_tiers` whose estimate
-    fits (scoring.tasks.budget)."""
+    scoring.tasks.estimate_time), corrected by the earlier runs' estimates against their actual
+    times. With a time budget: scoring.tasks.budget.budget_pool."""
     from scoring.tasks.estimate_time import calibrate, estimate
 
     facts = survey(dataset, device, thorough)
-    if budget is not None:
-        from scoring.tasks.budget import choose_for_budget
-
-        return choose_for_budget(facts, budget, device, runtime, history)
     choice = choose(facts)
     choice.parts = estimate(choice.specs, facts, device, runtime)
     choice.seconds, choice.range, choice.calibration = calibrate(sum(choice.parts.values()), history, facts.n_images)  # None: this machine's

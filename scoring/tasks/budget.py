@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from scoring.errors import ImageTriageError
+from scoring.io.datasets import Dataset
 from scoring.pool.member_spec import MemberSpec
-from scoring.tasks.autopool import Choice, Facts, Tier, budget_tiers, choose
+from scoring.tasks.autopool import Choice, Facts, Tier, budget_tiers, choose, survey
 from scoring.vocabulary import clock as _fmt
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -53,6 +54,13 @@ def tier_parts(parts: dict[str, float], specs: Sequence[MemberSpec], classes: Se
     keep = {"decode", "runtime"} | {f"forward {e.description or e.key}" for e in pool.encoders()}
     keep |= {f"fit {m.name}" for m in pool.members}
     return {k: v for k, v in parts.items() if k in keep}
+
+
+def budget_pool(dataset: Dataset, budget: float, device: torch.device, thorough: bool = False, runtime: str = "auto",
+                history: list[dict[str, Any]] | None = None) -> Choice:
+    """:func:`scoring.tasks.autopool.auto_pool` for the time a user has: the dataset surveyed,
+    then :func:`choose_for_budget`."""
+    return choose_for_budget(survey(dataset, device, thorough), budget, device, runtime, history)
 
 
 def choose_for_budget(facts: Facts, budget: float, device: torch.device, runtime: str = "auto",
