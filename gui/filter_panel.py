@@ -328,6 +328,13 @@ class FilterPanel(QWidget):
         combo.setFocus()
         combo.showPopup()
 
+    def focus_search(self) -> None:
+        """The file-name search from the keyboard (Ctrl+F, the View menu): what is typed next is a
+        search, not a review key (typing "12" after a Ctrl+F that went nowhere relabelled two
+        images in a keys-only trial); Esc goes back to the queue."""
+        self.f_search.setFocus()
+        self.f_search.selectAll()
+
     def clear(self) -> None:
         with self._silenced():
             self._reset()

@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         for text, combo, key in (("&Sort by…", "sort", "S"), ("Filter by &given label…", "f_given", "L"),
                                  ("Filter by image &issue…", "f_issue", "I")):
             self._add(view, text, lambda _=False, c=combo: self.filters.pick(c), f"Ctrl+Shift+{key}")
+        self._add(view, "Search &file names", self.filters.focus_search, QKeySequence.StandardKey.Find)
         help_ = mb.addMenu("&Help")
         self._add(help_, "&Keys (F1 or ?)", self.show_keys, "F1")
         for title, anchor in (("What the two views find", "what-it-computes"), ("Datasets it reads", "datasets-it-reads"),

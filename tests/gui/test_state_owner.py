@@ -289,3 +289,18 @@ def test_the_session_says_where_a_decision_sends_the_cursor() -> None:
     assert session.row_after_decision(1, status_of, look=2) == 2  # none within the look: the next row
     statuses[4] = "kept"
     assert session.row_after_decision(1, status_of) == 2  # none left to review: the next row
+
+
+def test_ctrl_f_goes_to_the_search_and_what_is_typed_next_decides_nothing(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A keys-only trial pressed Ctrl+F (bound to nothing) and typed 12: two images relabelled."""
+    from PySide6.QtCore import Qt
+
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 6, 3))
+    w.view.setFocus()
+    before = len(w.project.edits.entries())
+    qtbot.keyClick(w.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: w.filters.f_search.hasFocus(), timeout=10_000)
+    qtbot.keyClicks(w.filters.f_search, "12")
+    qtbot.wait(30)
+    assert w.filters.f_search.text() == "12" and len(w.project.edits.entries()) == before
+    w.close()
