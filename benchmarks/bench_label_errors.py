@@ -204,7 +204,7 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
         v = LE.votes(near[0], near[1], y, k)
         w = LE.stack_weight(mean, v, y, n_members)
     _, issue, model = LE.scores(mean, v, y, w, n_members)
-    FITTED.append(model.look_alike)
+    FITTED.append(model)
     out = {"label issue (default)": issue,
            "margin": -M.normalized_margin(probs, y),
            "self-confidence": 1 - M.self_confidence(probs, y)}
@@ -218,7 +218,12 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
     return out
 
 
-FITTED: list[float] = []  # the look-alike share label_issue's noise model was fitted to, per call
+FITTED: list = []  # label_issue's fitted NoiseModel, per call  # type: ignore[type-arg]
+
+
+def _fit_words(model) -> str:  # type: ignore[no-untyped-def]
+    """The fitted look-alike share and how strongly the labels decided it (issue 36)."""
+    return f"{model.look_alike:.0%} ({model.evidence:.1f} nats{'' if model.decided else ', undecided'})"
 
 
 def confirmed_errors(path: Path, project: Project, ids: np.ndarray) -> np.ndarray:
@@ -274,7 +279,7 @@ def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips:
                     order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
                     found[sort] = found.get(sort, 0) + np.array([flipped[order[:100]].sum(), flipped[order[:one]].sum()])
                 fitted.append(FITTED[-1])
-            print(f"  {mode}: label issue fitted " + ", ".join(f"{f:.0%}" for f in fitted) + " look-alike errors")
+            print(f"  {mode}: label issue fitted " + ", ".join(_fit_words(f) for f in fitted) + " look-alike errors")
             for sort, (top, first) in found.items():
                 table.setdefault(sort, []).append(f"{top:>4} /{first:>4}")
         people = (confirmed or {}).get(name.split("-")[0])
@@ -284,7 +289,7 @@ def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips:
             for sort, score in candidate_sorts(clean, labels, near).items():
                 order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
                 table.setdefault(sort, []).append(f"{int(truth[order[:100]].sum()):>4} /{int(truth[order[:one]].sum()):>4}")
-            print(f"  untouched labels: label issue fitted {FITTED[-1]:.0%} look-alike errors")
+            print(f"  untouched labels: label issue fitted {_fit_words(FITTED[-1])} look-alike errors")
         print(f"  flips found in the first 100 / first 1 % ({one}) rows, of {round(share * len(ids))} planted"
               + (f", summed over {seeds} draws" if seeds > 1 else ""))
         print(f"  {'sort':<30}" + "".join(f"{m:>12}" for m in columns))

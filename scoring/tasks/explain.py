@@ -4,6 +4,7 @@ the tooltips' job)."""
 
 from __future__ import annotations
 
+from scoring.evidence.label_evidence import DECIDED_NATS
 from scoring.store import QueueRow
 from scoring.vocabulary import REASON_TEXT
 
@@ -50,19 +51,23 @@ def why_here(row: QueueRow, classes: list[str]) -> str:
 def neighbour_words(weight: float | None, noise: dict[str, float] | None = None) -> str:
     """What the label-issue sort rests on, in words: what the look-alike images' labels counted
     for (label_evidence.stack_weight: 0 when they agree with the labels less often than the
-    models), and which kind of error the labels were fitted to hold (label_evidence.NoiseModel:
+    models, or when no weight makes the labels more likely than the models alone), and which kind of error the labels were fitted to hold (label_evidence.NoiseModel:
     slips to any class, or mix-ups with a similar class)."""
     if weight is None:
         return ""
     if weight <= 0:
-        out = ("Look-alikes' labels are not counted in the label-issue sort here: they agree with the "
-               "labels less often than the models do.")
+        out = ("Look-alikes' labels are not counted in the label-issue sort here: measured against "
+               "the labels, they add nothing to what the models say.")
     else:
         worth = "one model" if weight == 1 else f"{weight:g} models"
         out = f"Look-alikes' labels count as {worth} in the label-issue sort here."
     share = (noise or {}).get("look_alike")
     if share is None:
         return out
+    evidence = (noise or {}).get("evidence")
+    if evidence is not None and evidence < DECIDED_NATS:
+        return (f"{out} The labels do not show whether their errors are slips to any class or mix-ups "
+                "with a similar class, so the sort weighs both kinds, slips a little more.")
     if share >= 0.7:
         kind = ("mix-ups with a similar class, so the sort puts first the images the models give to one "
                 "other class")

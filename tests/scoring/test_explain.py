@@ -71,6 +71,9 @@ def test_the_neighbours_weight_is_said_in_words_and_zero_says_so() -> None:
     assert "slips to any class" in neighbour_words(0.0, {"look_alike": 0.0, "rate": 0.01, "temperature": 1.0})
     assert "mix-ups with a similar class, so" in neighbour_words(1.0, {"look_alike": 0.9, "rate": 0.01, "temperature": 1.0})
     assert "partly slips" in neighbour_words(1.0, {"look_alike": 0.5, "rate": 0.01, "temperature": 1.0})
+    assert "partly slips" in neighbour_words(1.0, {"look_alike": 0.5, "rate": 0.01, "temperature": 1.0, "evidence": 40.0})
+    undecided = neighbour_words(0.0, {"look_alike": 0.3, "rate": 0.01, "temperature": 1.0, "evidence": 0.4})
+    assert "do not show whether" in undecided and "look like" not in undecided  # issue 36: no kind the labels do not show
 
 
 def test_the_fitting_progress_names_members_in_words(tmp_path) -> None:  # type: ignore[no-untyped-def]

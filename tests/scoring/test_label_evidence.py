@@ -91,6 +91,7 @@ def test_the_labels_say_which_kind_of_error_they_hold_and_the_sort_follows() -> 
         probs, noisy, flipped = _pool_with_flips(kind)
         model = LE.fit_noise(probs, noisy)
         assert (model.look_alike <= 0.3) if kind == "random" else (model.look_alike >= 0.7), (kind, model)
+        assert model.decided, model  # 90 flips say which kind
         assert 0.005 <= model.rate <= 0.06, model  # 3 % planted, beside the pool's own doubt
         _, issue, _ = LE.scores(probs, np.full_like(probs, 0.1), noisy, 0.0, 4)
         rows = np.arange(len(noisy))
@@ -101,6 +102,16 @@ def test_the_labels_say_which_kind_of_error_they_hold_and_the_sort_follows() -> 
             ("margin", other.max(1) - probs[rows, noisy]))}
         assert found["label issue"] >= max(found["self-confidence"], found["margin"]) - 1, (kind, found)
         assert np.nanmin(issue) >= 0.0 and np.nanmax(issue) <= 1.0
+
+
+def test_labels_without_flips_do_not_decide_the_kind_and_the_fit_stays_at_its_prior() -> None:
+    """Issue 36: on labels drawn from a calibrated pool itself (no errors to tell apart), the
+    likelihood is flat in the look-alike share: the model says it is undecided and keeps the prior,
+    instead of reporting a kind the labels do not show."""
+    probs, noisy, flipped = _pool_with_flips("random")
+    model = LE.fit_noise(probs, np.where(flipped, -1, noisy))  # the flipped rows left unlabelled
+    assert not model.decided and model.evidence < LE.DECIDED_NATS, model
+    assert abs(model.look_alike - LE.LOOK_ALIKE_PRIOR) <= 0.1, model
 
 
 def test_unlabelled_images_get_no_label_issue_and_do_not_move_the_fit() -> None:
@@ -125,9 +136,13 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
         assert rows[0].scores["neighbour_agreement"] < 0.5
         assert p.queue.neighbour_weight() is not None
         noise = p.queue.label_noise()
-        assert set(noise) == {"look_alike", "rate", "temperature"} and 0 <= noise["look_alike"] <= 1
+        assert set(noise) == {"look_alike", "rate", "temperature", "evidence"} and 0 <= noise["look_alike"] <= 1
+        p._set_meta(label_noise='{"look_alike": 0.5, "rate": 0.1, "temperature": 1}')  # stored before "evidence"
+        assert p.queue.label_noise() == {"look_alike": 0.5, "rate": 0.1, "temperature": 1.0}
         for hostile in ("not json", "[1, 2]", '{"look_alike": 7, "rate": 0.1, "temperature": 1}',
-                        '{"look_alike": true, "rate": 0.1, "temperature": 1}', '{"look_alike": 0.5}'):
+                        '{"look_alike": true, "rate": 0.1, "temperature": 1}', '{"look_alike": 0.5}',
+                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "evidence": -3}',
+                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "evidence": "lots"}'):
             p._set_meta(label_noise=hostile)  # a project file is someone else's input
             assert p.queue.label_noise() == {}
 
