@@ -218,6 +218,33 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
     return out
 
 
+def after_review(probs: np.ndarray, noisy: np.ndarray, flipped: np.ndarray, truth: np.ndarray,
+                 near: tuple[np.ndarray, np.ndarray] | None, reviewed: int = 100) -> dict[str, int]:
+    """The first ``reviewed`` rows of the label view decided by the planted truth (each flip
+    relabelled to its true class), then the planted flips in the next 100 unreviewed rows by each
+    sort: label issue re-fitted with those relabels (as the app's re-rank does), without them, the
+    margin and self-confidence."""
+    from scoring.evidence import label_evidence as LE
+
+    n_members, n, k = probs.shape
+    mean = probs.mean(0)
+    v, w = np.full_like(mean, 1.0 / k), 0.0
+    if near is not None:
+        v = LE.votes(near[0], near[1], noisy, k)
+        w = LE.stack_weight(mean, v, noisy, n_members)
+    _, before, _ = LE.scores(mean, v, noisy, w, n_members)
+    order = np.argsort(-before, kind="stable")
+    done, rest = order[:reviewed], order[reviewed:]
+    fixed = done[flipped[done]]
+    _, after, model = LE.scores(mean, v, noisy, w, n_members, (fixed, truth[fixed]))
+    FITTED.append(model)
+    out = {}
+    for name, score in (("label issue, refitted with the relabels", after), ("label issue, without them", before),
+                        ("margin", -M.normalized_margin(probs, noisy)), ("self-confidence", 1 - M.self_confidence(probs, noisy))):
+        out[name] = int(flipped[rest[np.argsort(-score[rest], kind="stable")[:100]]].sum())
+    return out
+
+
 FITTED: list = []  # label_issue's fitted NoiseModel, per call  # type: ignore[type-arg]
 
 
@@ -271,7 +298,7 @@ def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips:
         columns = list(flips)
         for mode in flips:
             found: dict[str, np.ndarray] = {}
-            fitted = []
+            fitted, refitted, later = [], [], {}
             for seed in range(seeds):
                 noisy, flipped = flip(labels, clean.mean(0), share, mode, seed)
                 probs = np.stack([m.fit_predict(feats[m.encoder.key], noisy) for m in pool.members])
@@ -279,7 +306,12 @@ def sort_sets(work: Path, share: float, names: list[str], seeds: int = 1, flips:
                     order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
                     found[sort] = found.get(sort, 0) + np.array([flipped[order[:100]].sum(), flipped[order[:one]].sum()])
                 fitted.append(FITTED[-1])
+                for sort, got in after_review(probs, noisy, flipped, labels, near).items():
+                    later[sort] = later.get(sort, 0) + got
+                refitted.append(FITTED[-1])
             print(f"  {mode}: label issue fitted " + ", ".join(_fit_words(f) for f in fitted) + " look-alike errors")
+            print(f"    after the first 100 rows reviewed ({', '.join(f'{f.corrections} relabels: {_fit_words(f)}' for f in refitted)}), "
+                  "flips in the next 100: " + "; ".join(f"{k} {v}" for k, v in later.items()))
             for sort, (top, first) in found.items():
                 table.setdefault(sort, []).append(f"{top:>4} /{first:>4}")
         people = (confirmed or {}).get(name.split("-")[0])

@@ -79,12 +79,26 @@ def write_label_evidence(project: Project, fps: list[str], ids: np.ndarray, labe
     own = labels[at]
     v = label_evidence.votes(sims, rows, voters, mean.shape[1])
     weight = label_evidence.stack_weight(mean, v, own, len(fps))
-    agreement, issue, noise = label_evidence.scores(mean, v, own, weight, len(fps))
+    agreement, issue, noise = label_evidence.scores(mean, v, own, weight, len(fps), corrections(project, have, own))
     project.queue.put_label_evidence(have, agreement, issue, weight, noise.as_dict())
     log.info("%s: neighbours' votes count for %.2g members in label_issue; labels fitted as %.0f %% look-alike "
              "errors at rate %.2g", project.path, weight, 100 * noise.look_alike, noise.rate)
     yield meter.record(3)
     return index
+
+
+def corrections(project: Project, ids: np.ndarray, given: np.ndarray) -> label_evidence.Corrections:
+    """(rows of ``ids``, the class chosen) of the images annotators relabelled away from their
+    given label ``given``: what the noise fit learns the kind of error from (a re-rank after
+    review; none at the first scoring)."""
+    state = {i: (lab, status) for i, lab, status in project.images.label_states(ids)}
+    rows, true = [], []
+    for n, i in enumerate(ids.tolist()):
+        lab, status = state.get(i, (None, ""))
+        if status == "relabelled" and lab is not None and lab != given[n]:
+            rows.append(n)
+            true.append(lab)
+    return np.array(rows, dtype=np.int64), np.array(true, dtype=np.int64)
 
 
 def write_dataset_issues(project: Project, ids: np.ndarray, cancel: threading.Event,

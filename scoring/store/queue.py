@@ -84,7 +84,7 @@ class Queue:
 
     def label_noise(self) -> dict[str, float]:
         """The noise model of the last label scores ({"look_alike", "rate", "temperature"}, and
-        "evidence" where the scoring stored it), each a finite number in its range; {} before one was stored or where the file holds anything else
+        "evidence" and "corrections" where the scoring stored them), each a finite number in its range; {} before one was stored or where the file holds anything else
         (a project file is someone else's input)."""
         try:
             raw = json.loads(self.store._meta("label_noise") or "{}")
@@ -93,11 +93,12 @@ class Queue:
         if not isinstance(raw, dict):
             return {}
         out: dict[str, float] = {}
-        for key, hi in (("look_alike", 1.0), ("rate", 1.0), ("temperature", 100.0), ("evidence", 1e12)):
+        for key, hi in (("look_alike", 1.0), ("rate", 1.0), ("temperature", 100.0), ("evidence", 1e12),
+                        ("corrections", 1e12)):
             v = raw.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= float(v) <= hi:
                 out[key] = float(v)
-            elif key in raw and key == "evidence":
+            elif key in raw and key in ("evidence", "corrections"):  # newer keys, optional: present means valid
                 return {}
         return out if {"look_alike", "rate", "temperature"} <= set(out) else {}
 

@@ -64,10 +64,12 @@ def neighbour_words(weight: float | None, noise: dict[str, float] | None = None)
     share = (noise or {}).get("look_alike")
     if share is None:
         return out
+    fixes = int((noise or {}).get("corrections", 0))
+    source = f"the labels and the {fixes:,} relabel{'s' if fixes != 1 else ''} made so far" if fixes else "the labels"
     evidence = (noise or {}).get("evidence")
     if evidence is not None and evidence < DECIDED_NATS:
-        return (f"{out} The labels do not show whether their errors are slips to any class or mix-ups "
-                "with a similar class, so the sort weighs both kinds, slips a little more.")
+        return (f"{out} {source[0].upper()}{source[1:]} do not show whether the errors are slips to any class or "
+                "mix-ups with a similar class, so the sort weighs both kinds, slips a little more.")
     if share >= 0.7:
         kind = ("mix-ups with a similar class, so the sort puts first the images the models give to one "
                 "other class")
@@ -75,4 +77,4 @@ def neighbour_words(weight: float | None, noise: dict[str, float] | None = None)
         kind = "slips to any class, so the sort puts first the images whose label the models least believe"
     else:
         kind = "partly slips to any class, partly mix-ups with a similar class"
-    return f"{out} Fitted to all the labels, the errors here look like {kind}."
+    return f"{out} Fitted to {source}, the errors here look like {kind}."

@@ -74,6 +74,8 @@ def test_the_neighbours_weight_is_said_in_words_and_zero_says_so() -> None:
     assert "partly slips" in neighbour_words(1.0, {"look_alike": 0.5, "rate": 0.01, "temperature": 1.0, "evidence": 40.0})
     undecided = neighbour_words(0.0, {"look_alike": 0.3, "rate": 0.01, "temperature": 1.0, "evidence": 0.4})
     assert "do not show whether" in undecided and "look like" not in undecided  # issue 36: no kind the labels do not show
+    learnt = neighbour_words(0.0, {"look_alike": 1.0, "rate": 0.01, "temperature": 1.0, "evidence": 9.0, "corrections": 12})
+    assert "Fitted to the labels and the 12 relabels made so far, the errors here look like mix-ups" in learnt
 
 
 def test_the_fitting_progress_names_members_in_words(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -4,12 +4,14 @@ pool is weak."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scoring.engine.inference import score_project
+from scoring.engine.score_pass import write_label_evidence
 from scoring.evidence import label_evidence as LE
 from scoring.progress import drain
 from scoring.store import Project, project_for
@@ -114,6 +116,25 @@ def test_labels_without_flips_do_not_decide_the_kind_and_the_fit_stays_at_its_pr
     assert abs(model.look_alike - LE.LOOK_ALIKE_PRIOR) <= 0.1, model
 
 
+def test_the_annotators_relabels_say_which_kind_when_the_labels_do_not() -> None:
+    """Issue 36: where the labels leave the kind undecided, twenty corrections decide it: wrong
+    labels that were the pool's runner-up make it look-alike mix-ups, wrong labels of any class
+    slips; the count of corrections read is kept for the detail pane."""
+    probs, noisy, flipped = _pool_with_flips("random")
+    labels = np.where(flipped, -1, noisy)  # undecided on its own (the test above)
+    rows = np.flatnonzero(~flipped)[:20]
+    top = probs[rows].argmax(1)
+    other = probs[rows].copy()
+    other[np.arange(20), top] = -1
+    for kind, given in (("look-alike", other.argmax(1)), ("random", (top + 1 + np.arange(20) % 9) % 10)):
+        y = labels.copy()
+        y[rows] = given  # the wrong labels people found; their true classes are the pool's top-1
+        model = LE.fit_noise(probs, y, (rows, top))
+        assert model.decided and model.corrections == 20, (kind, model)
+        assert (model.look_alike >= 0.7) if kind == "look-alike" else (model.look_alike <= 0.3), (kind, model)
+    assert LE.fit_noise(probs, labels, (rows[:0], top[:0])) == LE.fit_noise(probs, labels)  # none: as before
+
+
 def test_unlabelled_images_get_no_label_issue_and_do_not_move_the_fit() -> None:
     probs, noisy, _ = _pool_with_flips("random", n=1000)
     some = noisy.copy()
@@ -136,7 +157,13 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
         assert rows[0].scores["neighbour_agreement"] < 0.5
         assert p.queue.neighbour_weight() is not None
         noise = p.queue.label_noise()
-        assert set(noise) == {"look_alike", "rate", "temperature", "evidence"} and 0 <= noise["look_alike"] <= 1
+        assert set(noise) == {"look_alike", "rate", "temperature", "evidence", "corrections"}
+        assert 0 <= noise["look_alike"] <= 1 and noise["corrections"] == 0  # nobody has relabelled yet
+        p.edits.relabel(rows[0].id, p.classes.index("blue"))  # then a re-rank's pass reads the relabel
+        ids = p.images.scorable_ids()
+        fps = [m["fingerprint"] for m in p.runs.active_members()]
+        drain(write_label_evidence(p, fps, ids, p.images.given_labels(ids), threading.Event()))
+        assert p.queue.label_noise()["corrections"] == 1
         p._set_meta(label_noise='{"look_alike": 0.5, "rate": 0.1, "temperature": 1}')  # stored before "evidence"
         assert p.queue.label_noise() == {"look_alike": 0.5, "rate": 0.1, "temperature": 1.0}
         for hostile in ("not json", "[1, 2]", '{"look_alike": 7, "rate": 0.1, "temperature": 1}',
