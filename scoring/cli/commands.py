@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ log = logging.getLogger("image_triage")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # a --budget is for the whole command: survey, scoring, duplicates
     from scoring.engine.inference import score_project
     from scoring.engine.registry import make_engine
     from scoring.pool.spec import (
@@ -86,7 +88,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             print("pool: the pool of the last run (give --pool or --member to change it)", file=sys.stderr)
     estimate = None
     if not specs:
-        auto, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime, budget)
+        auto, estimate = _auto_specs(project.dataset(), args.device, args.thorough, args.runtime, budget,
+                                     time.monotonic() - started)
         specs = list(auto)
     if args.trust_checkpoint:  # the user's word, now: the only trust there is (scoring.trust)
         specs = [grant(s) for s in specs]
@@ -100,10 +103,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         summary = progress_bar(gen, quiet=args.quiet)
         if summary.status == "done" and not args.no_duplicates:  # found after every run, as the app does
-            from scoring.tasks.duplicates import find_duplicates
-
-            groups = progress_bar(find_duplicates(db, cancel=cancel), quiet=args.quiet)
-            summary.duplicates = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
+            groups = _duplicates_within(db, None if budget is None else budget - (time.monotonic() - started),
+                                        args.quiet)
+            if groups is None:
+                print(f"duplicates: not searched, the {args.budget} budget is spent "
+                      f"(`image-triage duplicates --db {db} --search` finds them)", file=sys.stderr)
+            else:
+                summary.duplicates = {"groups": len(groups), "label_conflicts": sum(g.conflict for g in groups)}
         if estimate is not None and summary.status == "done":  # the next estimate here learns from this one
             from scoring.tasks.estimate_time import record_run
 
@@ -125,8 +131,31 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget: float | None = None
-                ) -> tuple[list[MemberSpec], tuple[float, list[float]]]:
+def _duplicates_within(db: Path, seconds: float | None, quiet: bool) -> list[Any] | None:
+    """The duplicate search after a scoring run, stopped when ``seconds`` (what is left of a
+    --budget; None: no budget) run out: None then, and nothing stored (the groups are stored
+    at the end of a search)."""
+    from scoring.progress import Cancelled
+    from scoring.tasks.duplicates import find_duplicates
+
+    if seconds is not None and seconds <= 1.0:
+        return None
+    stop = threading.Event()
+    timer = None if seconds is None else threading.Timer(seconds, stop.set)
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        return list(progress_bar(find_duplicates(db, cancel=stop), quiet=quiet))
+    except Cancelled:
+        return None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget: float | None = None,
+                spent: float = 0.0) -> tuple[list[MemberSpec], tuple[float, list[float]]]:
     """The automatic pool, said aloud: what it chose, why, and how long it should take (a range,
     measured here, corrected by the earlier runs' estimates against their actual times)."""
     from scoring.device import pick_device
@@ -137,7 +166,7 @@ def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget:
     else:
         from scoring.tasks.budget import budget_pool
 
-        choice = budget_pool(dataset, budget, pick_device(device), thorough, runtime)
+        choice = budget_pool(dataset, budget, pick_device(device), thorough, runtime, spent=spent)
     lo, hi = choice.range
     print(f"pool: chosen {'for the time budget' if budget is not None else 'automatically'} ({len(choice.specs)} specs; {fmt_seconds(lo)} to {fmt_seconds(hi)} here, "
           f"measured{choice.calibration})", file=sys.stderr)

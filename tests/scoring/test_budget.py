@@ -83,6 +83,43 @@ def test_the_budget_takes_the_richest_pool_whose_range_ends_inside_it(monkeypatc
         assert any("from scratch" in r for r in choice.reasons[1:])  # the default's own reasons
 
 
+def test_time_already_spent_counts_against_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 34: a 3m budget on 10,000 MNIST digits took 183 s, the survey and the duplicate search
+    around a 130 s scoring run: the time the command has spent is taken off before choosing."""
+    _fake_estimate(monkeypatch, {"forward": 30.0, "backbone": 5.0, "scratch": 100.0, "finetune": 3000.0})
+    assert [s.kind for s in B.choose_for_budget(_facts(), 400, torch.device("cpu"), history=[]).specs] == \
+        ["backbone", "scratch"]
+    late = B.choose_for_budget(_facts(), 400, torch.device("cpu"), history=[], spent=350)
+    assert [s.kind for s in late.specs] == ["backbone"] and "no pool fits" in late.reasons[0]
+    assert late.reasons[0].startswith("time budget 6m 40s: ")  # the user's budget, as given
+
+
+def test_the_duplicate_search_stops_when_the_budget_runs_out_and_stores_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scoring.tasks.duplicates as D
+    from scoring.cli.commands import _duplicates_within
+    from scoring.progress import Progress, check_cancel
+    from scoring.store import Project, project_for
+
+    data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    assert _duplicates_within(db, 0.5, quiet=True) is None  # nothing left: not started
+    assert _duplicates_within(db, None, quiet=True) == []  # no budget: the whole search (nothing alike here)
+    with Project.open(db) as p:
+        searched = p._meta("duplicates_searched")
+    assert searched is not None
+
+    def endless(project_path, threshold=0.0, cancel=None):  # type: ignore[no-untyped-def]
+        while True:  # a search longer than the budget: only the budget's timer ends it
+            check_cancel(cancel)
+            yield Progress("dupes", 0, 1)
+
+    monkeypatch.setattr(D, "find_duplicates", endless)
+    assert _duplicates_within(db, 1.2, quiet=True) is None
+    with Project.open(db) as p:
+        assert p._meta("duplicates_searched") == searched  # the stopped search stored nothing
+
+
 def test_budget_with_a_pool_or_a_bad_time_is_one_line_and_creates_nothing(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
