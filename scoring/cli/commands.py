@@ -47,11 +47,9 @@ log = logging.getLogger("image_triage")
 # ----------------------------------------------------------------------------- commands
 
 
-UNCLOCKED = 3.0  # seconds of a command this clock cannot see: the interpreter's start (0.7 s here) and exit
-# (a 3m budget on 10,000 MNIST digits ended 1.5 s late with the duplicate search inside the budget)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
+    from scoring.tasks.budget import UNCLOCKED, search_within
+
     started = time.monotonic() - UNCLOCKED  # a --budget is for the whole command: survey, scoring, duplicates
     from scoring.engine.inference import score_project
     from scoring.engine.registry import make_engine
@@ -107,8 +105,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         summary = progress_bar(gen, quiet=args.quiet)
         if summary.status == "done" and not args.no_duplicates:  # found after every run, as the app does
-            groups = _duplicates_within(db, None if budget is None else budget - (time.monotonic() - started),
-                                        args.quiet)
+            groups = progress_bar(search_within(db, None if budget is None else budget - (time.monotonic() - started)),
+                                  quiet=args.quiet)
             if groups is None:
                 print(f"duplicates: not searched, the {args.budget} budget is spent "
                       f"(`image-triage duplicates --db {db} --search` finds them)", file=sys.stderr)
@@ -133,29 +131,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         if prof.get("decode", 0) > max(prof.get("forward", 0), 0.1 * total):
             print("decoding is the bottleneck: try --workers N (decode processes)", file=sys.stderr)
     return 0
-
-
-def _duplicates_within(db: Path, seconds: float | None, quiet: bool) -> list[Any] | None:
-    """The duplicate search after a scoring run, stopped when ``seconds`` (what is left of a
-    --budget; None: no budget) run out: None then, and nothing stored (the groups are stored
-    at the end of a search)."""
-    from scoring.progress import Cancelled
-    from scoring.tasks.duplicates import find_duplicates
-
-    if seconds is not None and seconds <= 1.0:
-        return None
-    stop = threading.Event()
-    timer = None if seconds is None else threading.Timer(seconds, stop.set)
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        return list(progress_bar(find_duplicates(db, cancel=stop), quiet=quiet))
-    except Cancelled:
-        return None
-    finally:
-        if timer is not None:
-            timer.cancel()
 
 
 def _auto_specs(dataset: Any, device: str, thorough: bool, runtime: str, budget: float | None = None,

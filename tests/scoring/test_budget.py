@@ -97,14 +97,14 @@ def test_time_already_spent_counts_against_the_budget(monkeypatch: pytest.Monkey
 def test_the_duplicate_search_stops_when_the_budget_runs_out_and_stores_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import scoring.tasks.duplicates as D
-    from scoring.cli.commands import _duplicates_within
-    from scoring.progress import Progress, check_cancel
+    from scoring.progress import Progress, check_cancel, drain
     from scoring.store import Project, project_for
+    from scoring.tasks.budget import search_within
 
     data = make_imagefolder(tmp_path / "data", per_class=3, corrupt=False)
     db = project_for(data, tmp_path / "p.triage.db")
-    assert _duplicates_within(db, 0.5, quiet=True) is None  # nothing left: not started
-    assert _duplicates_within(db, None, quiet=True) == []  # no budget: the whole search (nothing alike here)
+    assert drain(search_within(db, 0.5)) is None  # nothing left: not started
+    assert drain(search_within(db, None)) == []  # no budget: the whole search (nothing alike here)
     with Project.open(db) as p:
         searched = p._meta("duplicates_searched")
     assert searched is not None
@@ -115,7 +115,7 @@ def test_the_duplicate_search_stops_when_the_budget_runs_out_and_stores_nothing(
             yield Progress("dupes", 0, 1)
 
     monkeypatch.setattr(D, "find_duplicates", endless)
-    assert _duplicates_within(db, 1.2, quiet=True) is None
+    assert drain(search_within(db, 1.2)) is None
     with Project.open(db) as p:
         assert p._meta("duplicates_searched") == searched  # the stopped search stored nothing
 
