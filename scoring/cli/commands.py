@@ -48,9 +48,10 @@ log = logging.getLogger("image_triage")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # a --budget is for the whole command: survey, scoring, duplicates
     from scoring.tasks.budget import UNCLOCKED, search_within
 
-    started = time.monotonic() - UNCLOCKED  # a --budget is for the whole command: survey, scoring, duplicates
+    started -= UNCLOCKED
     from scoring.engine.inference import score_project
     from scoring.engine.registry import make_engine
     from scoring.pool.spec import (
