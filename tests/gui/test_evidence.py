@@ -129,6 +129,7 @@ def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypa
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("re-sorted")):
         qtbot.keyClick(win.view, Qt.Key.Key_3)  # the third decision starts the re-rank
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=20_000)  # its thread ends after the message (under load: later)
     out = win.review.last_rerank
     assert out is not None and out.refitted == ["head"] and out.decisions == 3
     assert out.unreviewed == win.project.queue.queue_count(QueueFilter(status="unreviewed"))
@@ -149,6 +150,7 @@ def test_a_failing_rerank_says_so_once_and_stops(qtbot, win: MainWindow, monkeyp
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("Re-ranking stopped")):
         qtbot.keyClick(win.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=20_000)
     assert win.review.rerank_every == 0 and "resnet20.th" in win.statusBar().currentMessage()
 
 
