@@ -184,6 +184,18 @@ def evaluate(kind: str, project: Project, pool, share: float) -> None:  # type: 
 FLIPS = ("random", "confusable", "boundary", "doubted", "mixed")
 
 
+def _neighbour_votes(mean: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np.ndarray] | None, n_members: int
+                     ) -> tuple[np.ndarray, float]:
+    """(the neighbours' votes, the members' worth they count for) as the product weighs them; no
+    neighbours: flat votes at weight 0."""
+    from scoring.evidence import label_evidence as LE
+
+    if near is None:
+        return np.full_like(mean, 1.0 / mean.shape[1]), 0.0
+    v = LE.votes(near[0], near[1], y, mean.shape[1])
+    return v, LE.stack_weight(mean, v, y, n_members)
+
+
 def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np.ndarray] | None) -> dict[str, np.ndarray]:
     """The label view's default (as the product computes it: the chance the label is wrong under
     the noise model fitted to the labels) beside the sorts it could be: margin, self-confidence,
@@ -199,10 +211,7 @@ def candidate_sorts(probs: np.ndarray, y: np.ndarray, near: tuple[np.ndarray, np
         other[rows, y] = -np.inf
         return (1 - d[rows, y]) + lam * other.max(1)
 
-    v, w = np.full_like(mean, 1.0 / k), 0.0
-    if near is not None:
-        v = LE.votes(near[0], near[1], y, k)
-        w = LE.stack_weight(mean, v, y, n_members)
+    v, w = _neighbour_votes(mean, y, near, n_members)
     _, issue, model = LE.scores(mean, v, y, w, n_members)
     FITTED.append(model)
     out = {"label issue (default)": issue,
@@ -226,12 +235,9 @@ def after_review(probs: np.ndarray, noisy: np.ndarray, flipped: np.ndarray, trut
     margin and self-confidence."""
     from scoring.evidence import label_evidence as LE
 
-    n_members, n, k = probs.shape
+    n_members = probs.shape[0]
     mean = probs.mean(0)
-    v, w = np.full_like(mean, 1.0 / k), 0.0
-    if near is not None:
-        v = LE.votes(near[0], near[1], noisy, k)
-        w = LE.stack_weight(mean, v, noisy, n_members)
+    v, w = _neighbour_votes(mean, noisy, near, n_members)
     _, before, _ = LE.scores(mean, v, noisy, w, n_members)
     order = np.argsort(-before, kind="stable")
     done, rest = order[:reviewed], order[reviewed:]
