@@ -169,7 +169,9 @@ def test_scoring_fills_the_neighbour_scores_and_the_label_view_opens_on_them(tmp
         for hostile in ("not json", "[1, 2]", '{"look_alike": 7, "rate": 0.1, "temperature": 1}',
                         '{"look_alike": true, "rate": 0.1, "temperature": 1}', '{"look_alike": 0.5}',
                         '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "evidence": -3}',
-                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "evidence": "lots"}'):
+                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "evidence": "lots"}',
+                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "corrections": -1}',
+                        '{"look_alike": 0.5, "rate": 0.1, "temperature": 1, "corrections": true}'):
             p._set_meta(label_noise=hostile)  # a project file is someone else's input
             assert p.queue.label_noise() == {}
 
