@@ -20,7 +20,8 @@ T = TypeVar("T")
 class Progress:
     """One step of long work: ``done`` of ``total`` items in ``stage``.
 
-    ``rate`` is items per second over the stage so far; ``eta`` seconds left (None if unknown).
+    ``rate`` is items per second over the stage so far (or since the part now running began:
+    ``RateMeter.restart``); ``eta`` seconds left (None if unknown).
     """
 
     stage: str
@@ -41,14 +42,23 @@ class RateMeter:
 
     stage: str
     total: int
-    start_done: int = 0
+    start_done: float = 0
     _t0: float = field(default_factory=time.perf_counter)
 
-    def record(self, done: int, message: str = "") -> Progress:
+    def record(self, done: float, message: str = "") -> Progress:
+        """``done`` may be fractional (a fold's epochs): the rate and ETA use it, the record
+        shows whole items."""
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
         rate = max(done - self.start_done, 0) / elapsed
         eta = (self.total - done) / rate if rate > 0 else None
-        return Progress(self.stage, done, self.total, rate, eta, message)
+        return Progress(self.stage, int(done), self.total, rate, eta, message)
+
+    def restart(self, done: float) -> None:
+        """Measure the rate from here on: work whose parts differ in cost (a fitting stage's
+        heads take seconds a fold, a fine-tuned network minutes) gets its ETA from the part now
+        running. Measured: after the heads and a CNN, the first fold of a fine-tuned encoder
+        said "ETA 0:42" for 20 minutes of work."""
+        self._t0, self.start_done = time.perf_counter(), done
 
 
 class Cancelled(Exception):

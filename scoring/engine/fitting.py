@@ -66,6 +66,7 @@ def fit_members(
         if hasattr(member, "device"):
             member.device = device
         word = words.get(member.name, member.name)
+        meter.restart(done)  # each member's ETA from its own folds' pace
         yield meter.record(done, f"fitting {word}")  # short: the status bar's job area is narrow at 1366 px
         with times(f"fit {member.name}"):
             probs = yield from _fit_one(member, features_by_key[key], labels, project, ids, keep_folds, cancel,
@@ -96,7 +97,7 @@ def _fit_one(member: Member, features: np.ndarray, labels: np.ndarray, project: 
                 d, t, msg = reports.get(timeout=0.2)
             except queue.Empty:
                 continue
-            yield meter.record(done + int(weight * d / max(t, 1)), msg.replace(member.name, word, 1) if word else msg)
+            yield meter.record(done + weight * d / max(t, 1), msg.replace(member.name, word, 1) if word else msg)
         probs = future.result()
     except BaseException:
         cancel.set()

@@ -46,6 +46,7 @@ class MemberSpec(Mapping[str, Any]):
     batch_size: int | None = None
     lr: float | None = None
     tta: bool | None = None
+    train_blocks: int | None = None
     # what the pool adds to each member it expands a spec into (one per seed / fraction)
     seed: int | None = None
     fraction: float | None = None

