@@ -254,6 +254,9 @@ def member_words(members: list[dict[str, Any]]) -> list[str]:
             out.append(f"Your model {m.get('name', '?')}")
             continue
         text = _KIND_WORDS[kind].format(arch=_ARCH_WORDS.get(arch, arch or "network"))
+        blocks = (m.get("spec") or {}).get("train_blocks") if kind == "finetune" else None
+        if blocks:
+            text += f" (its last {blocks} blocks)"
         n, which = sizes[(kind, arch)], "head " if kind == "backbone" else ""
         out.append(f"{text}, {which}{seen[(kind, arch)]} of {n}" if n > 1 else text)
     return out

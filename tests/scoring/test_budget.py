@@ -35,10 +35,12 @@ def test_the_tiers_grow_from_the_heads_to_the_fine_tuned_encoder() -> None:
     colour = budget_tiers(_facts())
     kinds = [[s.kind for s in t.specs] for t in colour]
     assert kinds == [["backbone"], ["backbone", "scratch"], ["backbone", "scratch", "scratch"],
-                     ["backbone", "scratch", "scratch", "finetune"]]
+                     ["backbone", "scratch", "finetune"], ["backbone", "scratch", "scratch", "finetune"]]
     assert list(colour[1].specs) == choose(_facts()).specs  # the default is one of them
     grey = budget_tiers(_facts(grayscale=True))  # the default already has all three small networks
     assert [len(t.specs) for t in grey] == [1, 3, 4]
+    top = [s for s in colour[-1].specs if s.kind == "finetune"][0]
+    assert top.train_blocks == 5 and top.preprocess["size"] == 160  # on a CPU: the last blocks, at the heads' size
     photos = budget_tiers(_facts(side=500))
     assert [[s.kind for s in t.specs] for t in photos] == [["backbone"], ["backbone", "finetune"]]
     assert [[s.kind for s in t.specs] for t in budget_tiers(_facts(labelled=False))] == [["checkpoint"]]
@@ -65,6 +67,7 @@ def _fake_estimate(monkeypatch: pytest.MonkeyPatch, seconds: dict[str, float]) -
     (100, ["backbone"]),
     (400, ["backbone", "scratch"]),
     (1000, ["backbone", "scratch", "scratch"]),
+    (4400, ["backbone", "scratch", "finetune"]),  # the fine-tuned encoder before the extra small networks
     (100_000, ["backbone", "scratch", "scratch", "finetune"]),
 ])
 def test_the_budget_takes_the_richest_pool_whose_range_ends_inside_it(monkeypatch: pytest.MonkeyPatch, budget: float,

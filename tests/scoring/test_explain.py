@@ -54,6 +54,8 @@ def test_member_names_are_words_numbered_within_their_kind() -> None:
     cnns = [{"name": f"cnn-s{i}", "kind": "scratch", "spec": {"arch": "small_cnn"}} for i in (0, 1)]
     mlp = [{"name": "mlp-s0", "kind": "scratch", "spec": {"arch": "tiny_mlp"}}]
     own = [{"name": "resnet20", "kind": "checkpoint", "spec": {}}]
+    top = [{"name": "effnet-lite0-top-s0", "kind": "finetune", "spec": {"arch": "efficientnet_lite0", "train_blocks": 5}}]
+    assert member_words(top) == ["EfficientNet-Lite0 fine-tuned here (its last 5 blocks)"]
     assert member_words(heads + cnns + mlp + own) == [
         "ImageNet features (EfficientNet-Lite0), head 1 of 4", "ImageNet features (EfficientNet-Lite0), head 2 of 4",
         "ImageNet features (EfficientNet-Lite0), head 3 of 4", "ImageNet features (EfficientNet-Lite0), head 4 of 4",
