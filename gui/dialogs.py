@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,6 @@ class ScoreDialog(QDialog):
         from gui.pool_builder import PoolBuilder
 
         self.builder = PoolBuilder(facts, last_specs, self)
-        heading = "the pool of the last run" if last_specs else "chosen automatically for this dataset"
-        why = "".join(f"<br>· {html.escape(r)}" for r in self.builder.reasons)
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
@@ -65,7 +62,6 @@ class ScoreDialog(QDialog):
         buttons.accepted.connect(self._on_accepted)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"<b>Pool</b>: {heading}{why}", wordWrap=True))
         lay.addWidget(self.builder, 1)
         lay.addLayout(form)
         lay.addWidget(buttons)

@@ -7,6 +7,7 @@ forms produce is checked by :func:`scoring.pool.kinds.validate_member`, like a p
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,12 @@ class PoolBuilder(QWidget):
         have_label.setBuddy(self.budget)
         have.addWidget(have_label)
         have.addWidget(self.budget, 1)
+        # where the list came from, kept true as it changes: it said "the pool of the last run"
+        # after the time you have had replaced the list
+        self.origin = QLabel(wordWrap=True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.origin)
         lay.addLayout(have)
         lay.addWidget(self.budget_note)
         lay.addWidget(self.list)
@@ -218,6 +223,7 @@ class PoolBuilder(QWidget):
         self._soon.timeout.connect(self.estimate)
         if initial:
             self.set_specs(initial)
+            self._set_origin("the pool of the last run")
         else:
             self.reset_automatic()
 
@@ -228,6 +234,11 @@ class PoolBuilder(QWidget):
         for i, spec in enumerate(specs):
             self._add_item(spec, None if seconds is None else seconds[i])
         self._changed()
+
+    def _set_origin(self, heading: str, reasons: Sequence[str] = ()) -> None:
+        self.reasons = list(reasons)
+        why = "".join(f"<br>· {html.escape(r)}" for r in self.reasons)
+        self.origin.setText(f"<b>Pool</b>: {html.escape(heading)}{why}")
 
     def _changed(self) -> None:
         self._update_total()
@@ -264,6 +275,7 @@ class PoolBuilder(QWidget):
         form = MemberForm(kind, parent=self)
         if form.exec():
             self._add_item(form.spec())
+            self._set_origin("your own list")
             self._changed()
 
     def edit_current(self) -> None:
@@ -275,12 +287,14 @@ class PoolBuilder(QWidget):
         if form.exec():
             item.setData(SpecRole, form.spec())
             self._label(item, None)
+            self._set_origin("your own list")
             self._changed()
 
     def remove_current(self) -> None:
         row = self.list.currentRow()
         if row >= 0:
             self.list.takeItem(row)
+            self._set_origin("your own list")
             self._changed()
 
     def reset_automatic(self) -> None:
@@ -289,8 +303,8 @@ class PoolBuilder(QWidget):
         except ImageTriageError as exc:
             self.error.setText(str(exc))
             return
-        self.reasons = choice.reasons
         self.set_specs(choice.specs)
+        self._set_origin("chosen automatically for this dataset", choice.reasons)
         self.setToolTip("\n".join(choice.reasons))
 
     def choose_for_budget(self) -> None:
@@ -317,10 +331,10 @@ class PoolBuilder(QWidget):
         seconds, shown, choice = result
         if seconds != self.budget.currentData() or shown != self.specs():
             return  # the time or the list changed meanwhile: the user's choice stands
-        self.reasons = choice.reasons
         self.budget_note.setText(choice.reasons[0][:1].upper() + choice.reasons[0][1:])
         self.setToolTip("\n".join(choice.reasons))
         self.set_specs(choice.specs)
+        self._set_origin(f"chosen for the time you have ({self.budget.currentText().lower()})", choice.reasons[1:])
 
     def _on_load_clicked(self) -> None:
         path = files.open_file(self, "Pool file", "", "Pool files (*.toml *.json)")
@@ -330,6 +344,7 @@ class PoolBuilder(QWidget):
     def load(self, path: Path) -> None:
         try:
             self.set_specs(load_pool_file(path))
+            self._set_origin(f"from {path.name}")
             self.error.clear()
         except ImageTriageError as exc:
             self.error.setText(str(exc))

@@ -32,6 +32,7 @@ def test_the_last_runs_pool_is_preselected_when_there_is_one(qtbot) -> None:  # 
     dlg = ScoreDialog(FACTS, last)
     qtbot.addWidget(dlg)
     assert dlg.builder.specs() == last
+    assert "the pool of the last run" in dlg.builder.origin.text()
 
 
 def test_add_edit_remove_save_and_load(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +52,7 @@ def test_add_edit_remove_save_and_load(qtbot, tmp_path: Path) -> None:  # type: 
     b.save(tmp_path / "pool.toml")
     b.set_specs([])
     b.load(tmp_path / "pool.toml")
-    assert [s.get("name") for s in b.specs()] == ["cnn", "mlp", "mine"]
+    assert [s.get("name") for s in b.specs()] == ["cnn", "mlp", "mine"] and "from pool.toml" in b.origin.text()
     b.reset_automatic()
     assert b.list.count() == 3 and b.specs()[0]["kind"] == "backbone"
 
@@ -116,9 +117,11 @@ def test_the_time_you_have_chooses_the_pool_off_the_window_thread(qtbot, monkeyp
         b.budget.setCurrentIndex(b.budget.findData(180.0))
     assert [s["kind"] for s in b.specs()] == ["backbone"]
     assert b.budget_note.text().startswith("Time budget 3m: ImageNet features with logistic heads only")
+    assert "chosen for the time you have (3 minutes)" in b.origin.text()  # not the last run's any more
     with qtbot.waitSignal(b._budgeter.done, timeout=600_000):
         b.budget.setCurrentIndex(b.budget.findData(3600.0))
         b.remove_current()  # the user edits while it is timed: their list stands
-    assert [s["kind"] for s in b.specs()] == []
+    assert [s["kind"] for s in b.specs()] == [] and "your own list" in b.origin.text()
     b.budget.setCurrentIndex(0)  # any time: the quick automatic pool again
     assert [s["kind"] for s in b.specs()] == ["backbone", "scratch", "scratch"] and not b.budget_note.text()
+    assert "chosen automatically for this dataset" in b.origin.text()
