@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,9 +30,21 @@ log = logging.getLogger(__name__)
 MEMBER_COLOURS = ["#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae", "#f06292"]
 
 
+class _VerticalScroll(QScrollArea):
+    """Tells its widget the width it has (``fit_width``), as the area or its scroll bar change it."""
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Resize:
+            fit = getattr(self.widget(), "fit_width", None)
+            if fit is not None:
+                fit(self.viewport().width())
+        return super().viewportEvent(event)
+
+
 def scrolling(widget: QWidget) -> QScrollArea:
-    """``widget`` in a frameless area that scrolls up and down, never sideways."""
-    area = QScrollArea(widgetResizable=True)
+    """``widget`` in a frameless area that scrolls up and down, never sideways; a widget with a
+    ``fit_width(pixels)`` is told the width it has."""
+    area = _VerticalScroll(widgetResizable=True)
     area.setFrameShape(QScrollArea.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(widget)

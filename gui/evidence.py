@@ -55,6 +55,17 @@ class _Strip(QWidget):
         lay.addLayout(self.grid)
         self.tiles: dict[int, QToolButton] = {}
         self._paths: dict[int, Path | str] = {}
+        self.per_row = PER_ROW  # as many as the width shows (EvidencePanel.fit_width)
+
+    def reflow(self, per_row: int) -> None:
+        """Place the tiles ``per_row`` to a row: a strip wider than the pane showed its last tile
+        cut off and pushed the note's last words under the scroll bar at 1366x768."""
+        if per_row == self.per_row:
+            return
+        self.per_row = per_row
+        for n, b in enumerate(self.tiles.values()):
+            self.grid.removeWidget(b)
+            self.grid.addWidget(b, n // per_row, n % per_row)
 
     def show_tiles(self, title: str, project: Project, tiles: list[tuple[int, str, str]],
                    red: frozenset[int] = frozenset()) -> None:
@@ -80,7 +91,7 @@ class _Strip(QWidget):
             self._paths[image_id] = project.images.abspath(paths[image_id])
             pm = self.thumbnails.get(image_id, self._paths[image_id])
             b.setIcon(pm if pm is not None else self.thumbnails.placeholder)
-            self.grid.addWidget(b, n // PER_ROW, n % PER_ROW)
+            self.grid.addWidget(b, n // self.per_row, n % self.per_row)
             self.tiles[image_id] = b
         self.setVisible(bool(tiles) or bool(title))
 
@@ -121,6 +132,22 @@ class EvidencePanel(QWidget):
 
     def invalidate(self) -> None:
         self.index, self._index_for = None, None
+
+    def fit_width(self, width: int) -> None:
+        """Tiles per row for ``width`` pixels (the scroll area's viewport, told on each resize)."""
+        shown = [b.sizeHint().width() for s in (self.group, self.given, self.pool_label) for b in s.tiles.values()]
+        if not shown:  # nothing shown yet: a tile like theirs
+            probe = QToolButton()
+            probe.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            probe.setIconSize(QSize(TILE, TILE))
+            probe.setIcon(self.thumbnails.placeholder)
+            probe.setText("-0.00")
+            probe.setAutoRaise(True)
+            shown = [probe.sizeHint().width()]
+        tile = max(shown) + self.group.grid.spacing()
+        per_row = max(1, min(PER_ROW, (width + self.group.grid.spacing()) // max(tile, 1)))
+        for strip in (self.group, self.given, self.pool_label):
+            strip.reflow(per_row)
 
     def forget(self) -> None:
         """The project is closing: drop it, its index and what is shown."""

@@ -111,6 +111,18 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
     noise = win.project.queue.label_noise()  # and the kind of errors fitted, or that the labels did not tell
     said = "do not show whether" if noise["evidence"] < 3.0 else "errors here look like"
     assert said in ev.note.text()
+    # a narrow pane: the tiles wrap to rows that fit and the note wraps inside what shows (at
+    # 1366x768 the sixth tile was cut off and the note's last words sat under the scroll bar)
+    area = win.detail.evidence_scroll
+    for width in (260, 420):
+        win.detail.setFixedWidth(width)
+        qtbot.waitUntil(lambda: ev.given.per_row < 6 and ev.width() <= area.viewport().width(), timeout=5_000)
+        seen = area.viewport().width()
+        for strip in (ev.given, ev.pool_label):
+            assert all(b.geometry().right() < seen for b in strip.tiles.values())
+        assert ev.note.geometry().right() < seen
+    win.detail.setMinimumWidth(0)
+    win.detail.setMaximumWidth(16_777_215)
 
 
 def test_the_queue_is_re_ranked_after_decisions(qtbot, win: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
