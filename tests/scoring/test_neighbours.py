@@ -67,6 +67,14 @@ def test_backbone_features_are_preferred_to_thumbnails() -> None:
     enc = Encoder("bb", torch.nn.Identity(), Preprocess(size=8), "features", "resnet20 penultimate")
     pool = Pool([*checkpoints, HeadMember(MemberSpec("backbone", "h"), enc, CLASSES)], CLASSES)
     assert neighbour_embedding(pool) == ("bb", "resnet20 penultimate features")
+    from scoring.pool.models.efficientnet_lite import packaged_weights
+    from scoring.pool.spec import build_pool
+
+    if packaged_weights() is not None:  # a fine-tuned member's frozen maps, listed first, are not the embedding
+        top = build_pool([{"name": "top", "kind": "finetune", "arch": "efficientnet_lite0", "train_blocks": 1,
+                           "preprocess": {"size": 32}}], CLASSES).members[0]
+        assert neighbour_embedding(Pool([top, *pool.members], CLASSES))[0] == "bb"
+        assert neighbour_embedding(Pool([top, *checkpoints], CLASSES))[0] == THUMB_KEY
 
 
 def test_wide_features_are_projected_and_keep_their_nearest() -> None:
