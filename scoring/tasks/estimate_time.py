@@ -135,17 +135,22 @@ def _similar(row: dict[str, Any], n_images: int | None) -> bool:
 def calibrate(seconds: float, past: list[dict[str, Any]] | None = None,
               n_images: int | None = None) -> tuple[float, tuple[float, float], str]:
     """(corrected seconds, (low, high), a note) from the measured ``seconds`` and the earlier
-    runs: the median of the actual / estimate ratios of the last five that took a minute or
-    more (and, given ``n_images``, scored within 4x as many images), clipped to 1/3..3, once
-    there are MIN_RUNS of them (one run is an anecdote: four CLI runs of 1,000 images at 1.1-1.5x
-    made a 200-image estimate 2.2x its actual time)."""
+    runs: the median of what the last five that took a minute or more (and, given ``n_images``,
+    scored within 4x as many images) say this run will take, clipped to 1/3..3x, once there are
+    MIN_RUNS of them (one run is an anecdote: four CLI runs of 1,000 images at 1.1-1.5x made a
+    200-image estimate 2.2x its actual time). A run said to take about as long as this one (at
+    least a third of it) says it by its ratio, actual / estimate; a much shorter one only by its
+    offset, actual - estimate: its error is mostly fixed costs, which do not grow with the run
+    (runs of 1-2 minutes that took 15-50 s more than said made a 25-minute estimate x1.29, 27 to
+    51 minutes for a run that took 26, where the timing alone had said 25:20)."""
     past = history() if past is None else past
-    ratios = [float(r["actual"]) / float(r["estimate"]) for r in past
-              if isinstance(r, dict) and _usable(r) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
-              and float(r.get("actual") or 0) >= LEARN_FROM and _similar(r, n_images)][-5:]
-    if len(ratios) < MIN_RUNS:
-        ratios = []
-    factor = float(np.clip(np.median(ratios), 1 / 3, 3)) if ratios else 1.0
-    note = f", x{factor:.2f} from {len(ratios)} earlier run{'s' if len(ratios) != 1 else ''} here" if ratios else ""
-    mid = seconds * factor
+    rows = [(float(r["estimate"]), float(r["actual"])) for r in past
+            if isinstance(r, dict) and _usable(r) and float(r.get("estimate") or 0) >= LEARN_FROM / 2
+            and float(r.get("actual") or 0) >= LEARN_FROM and _similar(r, n_images)][-5:]
+    if len(rows) < MIN_RUNS:
+        rows = []
+    said = [seconds * actual / est if est >= seconds / 3 else seconds + actual - est for est, actual in rows]
+    mid = float(np.clip(np.median(said), seconds / 3, seconds * 3)) if said and seconds > 0 else seconds
+    factor = mid / seconds if seconds > 0 else 1.0
+    note = f", x{factor:.2f} from {len(rows)} earlier run{'s' if len(rows) != 1 else ''} here" if rows else ""
     return mid, (mid / SPREAD, mid * SPREAD), note

@@ -75,6 +75,13 @@ def test_the_range_learns_only_from_runs_long_enough_to_say_something(monkeypatc
     assert ET.calibrate(100.0, sized, n_images=2000)[0] == pytest.approx(150.0)  # as many images, within 4x
     assert ET.calibrate(100.0, sized, n_images=200)[0] == 100.0  # a run 5x larger says little here
     assert ET.calibrate(100.0, sized, n_images=10_000)[0] == 100.0
+    # runs of a minute or two that took 15-50 s more than said: a 25-minute run gets their extra
+    # seconds, not their ratio (x1.29 said 27 to 51 minutes for a run that took 26)
+    short = [{"host": host, "estimate": e, "actual": a} for e, a in
+             ((76.6, 129.9), (91.9, 118.3), (115.4, 130.8), (75.0, 122.2), (326.9, 292.6))]
+    mid, (lo, hi), note = ET.calibrate(1520.0, short)
+    assert mid == pytest.approx(1520.0 + 26.4) and lo < 1537.0 < hi and "x1.02 from 5 earlier runs" in note
+    assert ET.calibrate(100.0, short)[0] == pytest.approx(100.0 * 118.3 / 91.9)  # as long as this one: ratios
 
 
 def test_the_history_is_kept_in_the_users_data_folder_and_survives_a_bad_line() -> None:
