@@ -125,13 +125,13 @@ def _scratch(f: Facts, few: bool | None = None) -> list[dict[str, Any]]:
     return [cnn, mlp] if few else [cnn]
 
 
-TOP_BLOCKS = 5  # EfficientNet-Lite0's last stage but one (4 blocks) and its last (1): 0.837 on CIFAR-10 at 160 px
+TOP_BLOCKS = 5  # EfficientNet-Lite0's last stage but one (4 blocks) and its last (1): 0.827 on CIFAR-10 at 160 px
 
 
 def _finetune(f: Facts) -> list[dict[str, Any]]:
     """On a GPU the encoder fine-tuned whole; on a CPU its last five blocks and head, over the
-    frozen rest's maps at the heads' size (one fold of 8,000 CIFAR-10 images, 4 epochs: 0.837
-    held out in 4.5 minutes, where the whole network at 64 px gave 0.675 in 4.2)."""
+    frozen rest's maps at the heads' size (one fold of 8,000 CIFAR-10 images, 4 epochs: 0.827
+    held out in 3.9 minutes, where the whole network at 64 px gave 0.675 in 4.2)."""
     if packaged("efficientnet_lite0") is None:
         return []
     pp = dict(_lite_pp(f))
@@ -227,7 +227,7 @@ def budget_tiers(facts: Facts) -> list[Tier]:
     (measured on the 10,000 CIFAR-10 JPEGs, this 2-core CPU: heads 0.754-0.788 top-1 in about
     2 minutes; the default adds the from-scratch CNN, 0.794 consensus in 5-7; the second CNN and the
     MLP add 0.003-0.005 for 7 more; the encoder fine-tuned is the slowest: on this CPU its last five
-    blocks at 160 px reach 0.837 on one fold in 4 epochs, where the whole network at 64 px gave
+    blocks at 160 px reach 0.827 on one fold in 4 epochs, where the whole network at 64 px gave
     0.675, benchmarks/bench_finetune_scale.py).
     Unlabelled data have one pool: nothing can be fitted."""
     default = choose(facts)
@@ -242,7 +242,7 @@ def budget_tiers(facts: Facts) -> list[Tier]:
         tiers.append(Tier("the default with two CNNs and an MLP trained from scratch", (*heads, *more)))
     ft = [validate_member(m, where) for m in _finetune(facts)]
     if ft and not any(s.kind == "finetune" for s in default.specs):
-        # the fine-tuned encoder adds more than the extra small networks (0.837 alone against their
+        # the fine-tuned encoder adds more than the extra small networks (0.827 alone against their
         # +0.003-0.005 of consensus), so the default with it ranks above the default with them
         tiers.append(Tier("the default automatic pool and EfficientNet-Lite0 fine-tuned in folds", (*default.specs, *ft)))
         if len(tiers) > 3:
