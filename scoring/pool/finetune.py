@@ -121,6 +121,10 @@ class FineTuneMember(FittedMember):
     def fit_predict(self, features, labels, progress=None, cancel=None, fold_cache=None):  # type: ignore[no-untyped-def]
         pp = self.encoder.preprocess
         shape = self.map_shape or (3, pp.size, pp.size)
+        if features.ndim != 2 or features.shape[1] != int(np.prod(shape)):
+            raise PoolError(f"member {self.name!r}: the stored inputs have {features.shape[-1]} values an image, "
+                            f"not the {int(np.prod(shape))} of {'x'.join(map(str, shape))} it trains on; the project's "
+                            "cache was changed outside Image Triage: score into a new project file")
         x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).view(-1, *shape)
         k = max(2, min(self.folds, int((labels >= 0).sum())))
         epochs = self.epochs_for(int((labels >= 0).sum() * (k - 1) / k))

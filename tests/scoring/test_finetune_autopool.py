@@ -294,3 +294,14 @@ def test_the_fitting_eta_is_the_pace_of_the_member_now_fitting(monkeypatch: pyte
     clock[0] = 70.0
     p = meter.record(25 + 5 * 1 / 20, "fold 1/5 epoch 2/4")  # one epoch of twenty in a minute
     assert p.done == 25 and p.eta == pytest.approx(19 * 60)
+
+
+def test_stored_inputs_of_the_wrong_width_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A project whose cached maps or pixels were changed outside the app: a sentence naming the
+    member, not a torch shape error from inside the fit."""
+    from scoring.pool.base import PoolError
+    from scoring.pool.spec import build_pool
+
+    member = build_pool([_finetune_spec(tmp_path / "m")], CLASSES).members[0]
+    with pytest.raises(PoolError, match="stored inputs have 10 values an image, not the 192 of 3x8x8"):
+        member.fit_predict(np.zeros((6, 10), np.float32), np.arange(6) % 3)
