@@ -237,16 +237,18 @@ def budget_tiers(facts: Facts) -> list[Tier]:
     heads = [validate_member(m, where) for m in _lite_heads(facts)]
     tiers = [Tier("ImageNet features with logistic heads only", tuple(heads)),
              Tier("the default automatic pool", tuple(default.specs))]
+    more: Tier | None = None
     if facts.small:
-        more = [validate_member(m, where) for m in _scratch(facts, few=True)]
-        tiers.append(Tier("the default with two CNNs and an MLP trained from scratch", (*heads, *more)))
+        small = [validate_member(m, where) for m in _scratch(facts, few=True)]
+        more = Tier("the default with two CNNs and an MLP trained from scratch", (*heads, *small))
+        tiers.append(more)
     ft = [validate_member(m, where) for m in _finetune(facts)]
     if ft and not any(s.kind == "finetune" for s in default.specs):
         # the fine-tuned encoder adds more than the extra small networks (0.827 alone against their
         # +0.003-0.005 of consensus), so the default with it ranks above the default with them
         tiers.append(Tier("the default automatic pool and EfficientNet-Lite0 fine-tuned in folds", (*default.specs, *ft)))
-        if len(tiers) > 3:
-            tiers.append(Tier(f"{tiers[2].words}, and EfficientNet-Lite0 fine-tuned in folds", (*tiers[2].specs, *ft)))
+        if more is not None:
+            tiers.append(Tier(f"{more.words}, and EfficientNet-Lite0 fine-tuned in folds", (*more.specs, *ft)))
     out: list[Tier] = []
     for t in tiers:  # drop a tier that is the same pool as the one before (no heads: the packaged weights are missing)
         if t.specs and (not out or t.specs != out[-1].specs):
