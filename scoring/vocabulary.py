@@ -241,7 +241,7 @@ def embedding_words(description: str) -> str:
     on screen); other descriptions as they are."""
     arch = description.split(" ", 1)[0]
     if "(penultimate)" in description:
-        return f"ImageNet features ({_ARCH_WORDS.get(arch, arch)})" if "ImageNet" in description \
+        return _KIND_WORDS["backbone"].format(arch=_ARCH_WORDS.get(arch, arch)) if "ImageNet" in description \
             else f"the features of {_ARCH_WORDS.get(arch, arch)}"
     return description
 
