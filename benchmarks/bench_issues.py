@@ -51,6 +51,7 @@ def files(name: str) -> list[Path]:
 def build(root: Path, n: int, plant: bool, source: str = "cifar10-test") -> dict[str, str]:
     """An ImageFolder at ``root``; returns {relative path: planted kind} of the planted images."""
     rng = random.Random(0)
+    random.seed(0)  # the plants' own draws (which way a stretched image goes): the same set every run
     pool = files(source)
     picked = rng.sample(pool, n + (60 * len(PLANTS) if plant else 0))
     planted: dict[str, str] = {}
