@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
+from scoring.evidence.image_issues import StatsPreprocess, small_image
 from scoring.io.decoding import ImageDecodeError, decode_for
 from scoring.pool.base import Encoder, Pool, Preprocess
 from scoring.pool.members import Pixels
@@ -22,9 +24,42 @@ from scoring.store import Project
 
 log = logging.getLogger(__name__)
 
-# Every image's 16x16 colour thumbnail is made in the same decode pass and stored as a feature:
-# scoring.tasks.duplicates finds exact and near-duplicates with it.
-THUMB = Preprocess(size=16, resize=16, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+@dataclass(frozen=True)
+class ThumbPreprocess(Preprocess):
+    """Every image's 16x16 colour thumbnail, made in the same decode pass and stored as a feature:
+    scoring.tasks.duplicates finds exact and near-duplicates with it. It is made from the
+    statistics' small pixels (at most STATS_SIDE on the longer side), not from the full decode:
+    the same values for images up to that size, one small resize instead of a large one for
+    photos; each image's pixels stay uint8 until its batch is normalised in one numpy step
+    (issue 35)."""
+
+    @property
+    def key(self) -> str:  # its uint8 output is not a plain Preprocess's, even one of the same numbers
+        return "thumb16:pixels"
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.from_small(small_image(img))
+
+    def from_small(self, small: Image.Image) -> torch.Tensor:
+        """(size, size, 3) uint8: the shorter side resized to ``size`` and centre-cropped."""
+        w, h = small.size
+        if (w, h) != (self.size, self.size):
+            scale = self.size / min(w, h)
+            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+            left, top = (nw - self.size) // 2, (nh - self.size) // 2
+            small = small.resize((nw, nh), Image.Resampling.BILINEAR)
+            if (nw, nh) != (self.size, self.size):
+                small = small.crop((left, top, left + self.size, top + self.size))
+        return torch.from_numpy(np.array(small))
+
+    def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, size, size) float32 in [0, 1], as Preprocess.__call__ gives with mean 0, std 1."""
+        px = torch.stack(list(tensors)).numpy()
+        return torch.from_numpy(np.ascontiguousarray((px.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)))
+
+
+THUMB = ThumbPreprocess(size=16, resize=16, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 THUMB_KEY = "thumb16:v1"
 
 
@@ -68,7 +103,15 @@ def decode_item(image_id: int, path: str | Path, preprocesses: Sequence[Preproce
         return Item(image_id, None, str(exc), 0, 0, None)
     except OSError as exc:  # vanished or unreadable between listing and decoding
         return Item(image_id, None, f"{path}: {exc.strerror or exc}", 0, 0, None)
-    tensors = {pp.key: pp(img) for pp in preprocesses}
+    tensors: dict[str, torch.Tensor] = {}
+    small = None  # the statistics' picture: made once for every preprocessing that reads it
+    for pp in preprocesses:
+        if isinstance(pp, (ThumbPreprocess, StatsPreprocess)):
+            if small is None:
+                small = small_image(img)
+            tensors[pp.key] = pp.from_small(small)
+        else:
+            tensors[pp.key] = pp(img)
     return Item(image_id, tensors, None, width, height, sha1)
 
 

@@ -57,46 +57,87 @@ COLOUR_SET = 0.9  # the share of colourful images that makes a colour dataset
 
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+GROUP_PIXELS = 2**18  # images taken together by batch_stats: about 3 MB of float32 pixels
 
 
-def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+def _unit(px: np.ndarray) -> np.ndarray:
+    """uint8 pixels as the statistics' float32 values in [0, 1]."""
+    return px.astype(np.float32) / np.float32(255.0)
+
+
+# The smallest uint8 value whose float is at least CLIPPED: a test on the uint8 pixels gives the
+# float test's answer without converting them.
+CLIPPED_U8 = int(np.argmax(_unit(np.arange(256, dtype=np.uint8)) >= CLIPPED))
+
+
+def _ranked_u8(x: np.ndarray, kth: list[int]) -> dict[int, np.ndarray]:
+    """Each row's k-th smallest uint8 value for each k in ``kth`` (what np.partition puts at k),
+    by counting: one histogram of 256 bins per row, 4x faster than partitioning."""
+    n = x.shape[0]
+    counts = np.bincount((x + (np.arange(n, dtype=np.int64) * 256)[:, None]).ravel(), minlength=256 * n)
+    below = counts.reshape(n, 256).cumsum(axis=1)
+    return {k: np.argmax(below > k, axis=1).astype(np.uint8) for k in kth}
+
+
+def _percentiles(x: np.ndarray, qs: tuple[float, ...], *, from_u8: bool = False) -> np.ndarray:
     """``np.percentile(x, 100 * q, axis=1)`` (linear) for each q, rows of a (N, M) array, by one
-    partition: (N, len(qs)). Faster than np.percentile, which sorts (issue 35)."""
+    partition: (N, len(qs)). Faster than np.percentile, which sorts (issue 35). ``from_u8``: x
+    holds uint8 pixels and the answer is of their :func:`_unit` values (the same numbers: the
+    conversion keeps the order; uint8 partitions faster)."""
     pos = [q * (x.shape[1] - 1) for q in qs]
-    part = np.partition(x, sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos}), axis=1)
+    kth = sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos})
+    if from_u8:
+        ranked = _ranked_u8(x, kth)
+    else:
+        part = np.partition(x, kth, axis=1)
+        ranked = {k: part[:, k] for k in kth}
     out = np.empty((x.shape[0], len(qs)), dtype=np.float64)
     for k, p in enumerate(pos):
         lo, hi = int(np.floor(p)), int(np.ceil(p))
-        a, b, t = part[:, lo].astype(np.float64), part[:, hi].astype(np.float64), p - lo
+        a, b, t = ranked[lo], ranked[hi], p - lo
+        if from_u8:
+            a, b = _unit(a), _unit(b)
+        a, b = a.astype(np.float64), b.astype(np.float64)
         out[:, k] = a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)  # numpy's own lerp
     return out
 
 
-def stats_pixels(img: Image.Image) -> np.ndarray:
-    """The pixels the statistics are taken on: RGB uint8 (H, W, 3), at most STATS_SIDE on the
-    longer side (never up-scaled)."""
+def small_image(img: Image.Image) -> Image.Image:
+    """The picture the statistics are taken on: RGB, at most STATS_SIDE on the longer side (never
+    up-scaled; the image itself when it is that small). The engine's other extras (the duplicate
+    thumbnails) are made from it too, not from the full decode (issue 35)."""
     if max(img.size) > STATS_SIDE:
         img = img.copy()
         img.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
-    return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy warns on Pillow's read-only view
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def stats_pixels(img: Image.Image) -> np.ndarray:
+    """The pixels the statistics are taken on: :func:`small_image`'s, RGB uint8 (H, W, 3)."""
+    return np.array(small_image(img))  # a writable copy: torch.from_numpy warns on Pillow's read-only view
 
 
 def batch_stats(pixels: Sequence[np.ndarray]) -> np.ndarray:
     """(N, len(FIELDS)) float32 statistics of N images' :func:`stats_pixels` (see the module text).
     Images of one size are taken together, one numpy call per statistic for the group: on
     32x32 images 20x faster than one image at a time (small numpy calls cost their overhead;
-    issue 35: the statistics ride on the scoring pass's decode)."""
+    issue 35: the statistics ride on the scoring pass's decode), in runs of GROUP_PIXELS pixels
+    whose temporaries stay in the processor's cache (each row's sums are the same either way:
+    2,000 CIFAR images 0.077 -> 0.054 s, 500 photos at 128 px 0.18 -> 0.12 s)."""
     out = np.zeros((len(pixels), len(FIELDS)), dtype=np.float32)
     groups: dict[tuple[int, ...], list[int]] = {}
     for n, px in enumerate(pixels):
         groups.setdefault(px.shape, []).append(n)
     for shape, rows in groups.items():
-        out[rows] = _group_stats(np.stack([pixels[n] for n in rows]), shape[0], shape[1])
+        step = max(1, GROUP_PIXELS // max(1, shape[0] * shape[1]))
+        for s in range(0, len(rows), step):
+            run = rows[s : s + step]
+            out[run] = _group_stats(np.stack([pixels[n] for n in run]), shape[0], shape[1])
     return out
 
 
 def _group_stats(px: np.ndarray, h: int, w: int) -> np.ndarray:
-    a = px.astype(np.float32) / np.float32(255.0)  # (N, H, W, 3)
+    a = _unit(px)  # (N, H, W, 3)
     lum = a @ LUMA
     n = len(a)
     if h >= 3 and w >= 3:
@@ -109,9 +150,12 @@ def _group_stats(px: np.ndarray, h: int, w: int) -> np.ndarray:
     q = _percentiles(flat, (0.10, 0.90))
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
     colour = np.abs(a - ((r + g + b) / np.float32(3.0))[..., None]).mean(axis=(1, 2, 3))
-    brightest = np.maximum(np.maximum(r, g), b)[:, h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
-    centre = (brightest >= CLIPPED).mean(axis=(1, 2)) if brightest[0].size else np.zeros(n)
-    black = _percentiles(np.minimum(np.minimum(r, g), b).reshape(n, -1), (0.005,))[:, 0]
+    # the clipping and the shadows on the uint8 pixels: the float values' answers, in a third of the time
+    middle = px[:, h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+    brightest = np.maximum(np.maximum(middle[..., 0], middle[..., 1]), middle[..., 2])
+    centre = (brightest >= CLIPPED_U8).mean(axis=(1, 2)) if brightest[0].size else np.zeros(n)
+    darkest = np.minimum(np.minimum(px[..., 0], px[..., 1]), px[..., 2])
+    black = _percentiles(darkest.reshape(n, -1), (0.005,), from_u8=True)[:, 0]
     return np.stack([flat.mean(axis=1), flat.std(axis=1), sharp, colour, q[:, 0], q[:, 1], (flat >= CLIPPED).mean(axis=1),
                      centre, black], axis=1)
 
@@ -139,7 +183,12 @@ class StatsPreprocess(Preprocess):
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """The pixels the statistics are taken on; :meth:`collate` takes a batch's statistics."""
-        return torch.from_numpy(stats_pixels(img))
+        return self.from_small(small_image(img))
+
+    def from_small(self, small: Image.Image) -> torch.Tensor:
+        """This preprocessing's output from :func:`small_image`'s picture, which the decode makes
+        once for every preprocessing that has this method (batches.decode_item)."""
+        return torch.from_numpy(np.array(small))
 
     def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.from_numpy(batch_stats([t.numpy() for t in tensors]))

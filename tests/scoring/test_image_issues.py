@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
 from scoring.cli.main import main
@@ -152,3 +153,51 @@ def test_a_batchs_statistics_are_each_images_own() -> None:
     for n, im in enumerate(imgs):
         assert np.array_equal(batch[n], II.image_stats(im)), n
     assert np.isfinite(batch).all()
+
+
+def test_the_uint8_shortcuts_give_the_float_statistics() -> None:
+    """Issue 35: the clipped middle and the darkest 0.5 % are read off the uint8 pixels (a
+    threshold at CLIPPED_U8, a count instead of a partition); they equal the float formulas,
+    around the threshold too, and a run of images past GROUP_PIXELS is cut without a change."""
+    rng = np.random.default_rng(3)
+    near = rng.integers(247, 253, (40, 32, 32, 3), dtype=np.uint8)  # around the clipping threshold
+    wide = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)  # 300 x 1024 pixels > GROUP_PIXELS
+    odd = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(1, 1), (2, 7), (5, 3), (97, 128)]]
+    pixels = [*near, *wide, *odd]
+    assert II.GROUP_PIXELS < 300 * 32 * 32
+    got = II.batch_stats(pixels)
+    fields = list(II.FIELDS)
+    for n, px in enumerate(pixels):
+        a = px.astype(np.float32) / np.float32(255.0)
+        h, w = px.shape[:2]
+        middle = a.max(axis=2)[h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
+        centre = (middle >= II.CLIPPED).mean() if middle.size else 0.0
+        black = np.percentile(a.min(axis=2), 0.5)
+        assert got[n, fields.index("centre_clipped")] == np.float32(centre), n
+        assert abs(got[n, fields.index("black")] - black) <= 1e-7, n
+        assert np.array_equal(got[n], II.batch_stats([px])[0]), n  # the same alone as in a cut run
+
+
+def test_the_duplicate_thumbnail_is_made_from_the_statistics_picture(tmp_path: Path) -> None:
+    """Issue 35: the 16x16 thumbnail is resized from the statistics' small picture, uint8 until
+    its batch is normalised: the same numbers as resizing the decode for an image no larger than
+    STATS_SIDE, within two grey levels of it for a photo; a pool member whose preprocessing has the
+    thumbnail's numbers keeps its own float output (the keys differ)."""
+    from scoring.engine.batches import THUMB, decode_item
+    from scoring.evidence.image_issues import STATS
+    from scoring.io.decoding import decode_for
+    from scoring.pool.base import Preprocess
+
+    rng = np.random.default_rng(4)
+    plain = Preprocess(size=16, resize=16, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    for name, (w, h) in {"small.png": (32, 32), "odd.png": (45, 30), "photo.jpg": (1200, 900)}.items():
+        Image.fromarray(rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC).save(tmp_path / name)
+        item = decode_item(0, tmp_path / name, [plain, THUMB, STATS])
+        assert item.tensors is not None and item.tensors[THUMB.key].dtype == torch.uint8
+        thumb = THUMB.collate([item.tensors[THUMB.key]])[0]
+        assert torch.equal(item.tensors[plain.key], plain(decode_for(tmp_path / name, 16)[0]))
+        want = plain(decode_for(tmp_path / name, 16, II.STATS_SIDE)[0])  # the decode, as the engine made it before
+        if max(w, h) <= II.STATS_SIDE:
+            assert torch.equal(thumb, want), name
+        else:  # measured on 100 photos: at most 2 grey levels, 1 in the median image
+            assert (thumb - want).abs().max() <= 2 / 255 + 1e-6, name
