@@ -1,8 +1,9 @@
 """Benchmark: the engine against its floor and against the naive way, measured in one run.
 
 For each image set and pool size, on the same images:
-  (a) end-to-end: ``score_project`` on a fresh project (decode once, each encoder over a chunk,
-      SQLite writes, metrics);
+  (a) end-to-end: ``score_project`` on a fresh project with its defaults (decode once, each
+      encoder over a chunk, SQLite writes, metrics, neighbours, issues; the decode workers chosen
+      by timing the first batch, scoring.engine.engines.choose_workers);
   (b) the floor: one decode at the scale the pool needs (JPEGs decode at 1/2-1/8 scale inside
       libjpeg when members want small inputs) plus one read of the file's bytes for the hash,
       then each encoder's forward on the decoded tensors, on the runtime (a) uses (ONNX Runtime
@@ -12,7 +13,8 @@ For each image set and pool size, on the same images:
 Every figure is the median of --repeats runs, interleaved (a, b, c, a, b, c, ...) so a burst
 of load elsewhere hits all alike; the spread (min-max) is printed beside it. Also printed:
 a/b, c/a, images/s, and the seconds of (a) in each stage of the engine's own profile (decode
-includes the statistics and thumbnails made from the decoded pixels); and (a) with 0, 1 and 2 decode worker processes, with the default's.
+includes the statistics and thumbnails made from the decoded pixels); and (a) with 0, 1 and 2 decode
+worker processes, with the number the default chose.
 
 Then the runtime column (issue 22): the forward time of each encoder on the same decoded batches
 through torch and through ONNX Runtime (scoring.engine.runtime), interleaved, median of --repeats: the
@@ -43,7 +45,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring.engine.batches import decode_item  # noqa: E402
-from scoring.engine.inference import default_workers, score_project  # noqa: E402
+from scoring.engine.inference import score_project  # noqa: E402
 from scoring.io.decoding import load_image  # noqa: E402
 from scoring.io.formats import open_dataset  # noqa: E402
 from scoring.pool.spec import build_pool, cifar_resnet_pool_specs  # noqa: E402
@@ -93,12 +95,15 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
         for enc in encoders:
             enc.module.eval()(warm)
 
-    def end_to_end(workers: int = 0) -> tuple[float, dict[str, float]]:
+    chosen: list[str] = []  # the default's choice of decode workers, as the run said it
+
+    def end_to_end(workers: int | None = None) -> tuple[float, dict[str, float]]:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.triage.db"
             Project.create(db, full).close()
             t0 = time.perf_counter()
-            summary = drain(score_project(db, pool=pool, batch_size=batch, workers=workers))
+            summary = drain(score_project(db, pool=pool, batch_size=batch, workers=workers),
+                            lambda p: chosen.append(p.message) if p.message.startswith("decode workers") else None)
             return time.perf_counter() - t0, summary.profile
 
     def floor() -> float:
@@ -133,7 +138,8 @@ def measure(paths: list[Path], specs: list[dict], repeats: int, batch: int, fold
     workers = {w: statistics.median(end_to_end(w)[0] for _ in range(max(1, repeats // 2))) for w in (0, 1, 2)}
     stages = sorted({k for p in profiles for k in p}, key=lambda k: -statistics.median(p.get(k, 0.0) for p in profiles))
     prof = {k: statistics.median(p.get(k, 0.0) for p in profiles) for k in stages}
-    return {"n": n, "a": a_runs, "b": b_runs, "c": c_runs, "profile": prof, "workers": workers}
+    return {"n": n, "a": a_runs, "b": b_runs, "c": c_runs, "profile": prof, "workers": workers,
+            "chosen": sorted(set(chosen))}
 
 
 def forward_by_runtime(paths: list[Path], specs: list[dict], repeats: int, batch: int) -> list[tuple[str, float, float]]:
@@ -184,7 +190,8 @@ def main() -> None:
     specs = cifar_resnet_pool_specs(SHARED / "models" / "cifar10-resnet")
     base = cifar_paths(max(args.images, args.large))
     print(f"{os.cpu_count()} CPU cores; torch threads {torch.get_num_threads()}; batch {args.batch_size}; "
-          f"median (min-max) of {args.repeats} interleaved runs; default decode workers here: {default_workers()}")
+          f"median (min-max) of {args.repeats} interleaved runs; (a) with the default decode workers (chosen per run "
+          "by timing its first batch)")
     for name in args.sets:
         t0 = time.perf_counter()
         paths = base[: args.images] if name == "cifar" else large_set(base, args.large, Path(args.cache))
@@ -217,7 +224,7 @@ def main() -> None:
             w: dict[int, float] = r["workers"]  # type: ignore[assignment]
             best = min(w, key=w.get)  # type: ignore[arg-type]
             print("             decode workers: " + ", ".join(f"{n} -> {t:.2f} s" for n, t in w.items())
-                  + f"; best here {best}, default {default_workers()}")
+                  + f"; best here {best}, the default chose: {', '.join(r['chosen']) or 'none (a short run)'}")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

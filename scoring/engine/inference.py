@@ -17,7 +17,6 @@ Cancel is a ``threading.Event`` checked between batches (and between folds when 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -62,14 +61,6 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-def default_workers() -> int:
-    """Decode worker processes: none on a machine of 2 cores or fewer (they would take cores
-    from the models' forward passes: measured 1.34x slower on 2 cores with one worker), else
-    half the cores, at most 4."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(4, cores // 2)
 
 
 def score_project(
@@ -156,7 +147,7 @@ def _score(
             f"the pool was built for classes {pool.classes}, but the project has {project.classes}"
         )
     dev = pick_device(device)
-    n_workers = default_workers() if workers is None else max(0, workers)
+    n_workers = None if workers is None else max(0, workers)  # None: the engine chooses (by measuring)
     config = RunConfig(pool=tuple(pool.spec), pool_fingerprint=pool.fingerprint,
                        member_fingerprints=tuple(m.fingerprint for m in pool.members), batch_size=batch_size,
                        workers=n_workers, engine=engine_name, runtime=runtime)

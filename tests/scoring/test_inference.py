@@ -180,3 +180,34 @@ def test_an_unlabelled_folder_is_scored_over_the_pools_classes(tmp_path: Path) -
         other = tmp_path / "flat2.triage.db"
         Project.create(other, open_dataset(tmp_path / "flat")).close()
         drain(score_project(other, pool=tiny_pool(["blue", "green", "red"], fitted=True), workers=0))
+
+
+def test_the_default_times_its_first_batch_to_choose_decode_workers(tmp_path: Path, project: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 35: with no --workers, the first batch is decoded here and the pool's forward run on
+    it; the rest are decoded by the workers choose_workers gives for those two times (forced to
+    2 here, to run both halves), with the scores of a run without workers."""
+    from scoring.engine import engines
+
+    drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=0))
+    other = tmp_path / "other.triage.db"
+    with Project.open(project) as p:
+        Project.create(other, p.dataset()).close()
+        n = len(p.images.scorable_ids())
+    assert n > engines.PROBE_AFTER * 2  # more batches than the probe needs
+    timed: list[tuple[float, float]] = []
+    monkeypatch.setattr(engines, "choose_workers", lambda d, f: (timed.append((d, f)), 2)[1])
+    said: list[str] = []
+    drain(score_project(other, pool=tiny_pool(["blue", "green", "red"]), batch_size=2), lambda r: said.append(r.message))
+    assert len(timed) == 1 and timed[0][0] > 0 and timed[0][1] > 0
+    assert "decode workers: 2" in said
+    assert _scores(other) == _scores(project)
+
+
+def test_decode_workers_pay_only_where_the_decode_outweighs_the_forward() -> None:
+    from scoring.engine.engines import choose_workers
+
+    assert choose_workers(1.79, 0.22, cores=2) == 2  # one ResNet-20 on 500 photos: 2.26 -> 1.89 s with two
+    assert choose_workers(2.05, 1.65, cores=2) == 0  # four ResNets on them: two workers cost
+    assert choose_workers(0.52, 0.77, cores=2) == 0  # CIFAR's 32 px JPEGs: one worker 1.84 -> 4.76 s
+    assert choose_workers(1.0, 0.1, cores=16) == 4 and choose_workers(1.0, 0.1, cores=6) == 3
