@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that run code when unpickled (only for files you trust)")
     sp.add_argument("--batch-size", type=whole_number(1, 65_536), default=64, help="images per forward pass (1-65536)")
     sp.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    sp.add_argument("--workers", type=whole_number(0, 256), default=None, help="decoding worker processes (default: chosen by timing the first batch: none while the models take at least half as long as decoding, else half the cores, 2 to 4)")
+    sp.add_argument("--workers", type=whole_number(0, 256), default=None, help="decoding worker processes (default: chosen by timing the first batch: none where the models take over 4 times as long as decoding, else half the cores, 2 to 4)")
     sp.add_argument("--engine", choices=list(engines()), default="local",
                     help="; ".join(f"{e.name}: {e.help}" for e in engines().values()))
     sp.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",

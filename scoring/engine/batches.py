@@ -136,8 +136,32 @@ def decode_missing(project: Project, key: str, pp: Preprocess, ids: np.ndarray, 
         yield meter.record(s + len(items))
 
 
-def collate(items: list[Item]) -> list[Item]:
-    return items
+@dataclass
+class Batch:
+    """A decoded batch as the DataLoader hands it on: each preprocessing's rows already collated
+    (stacked, the thumbnails normalised, the statistics taken), so from a decode worker one
+    tensor per preprocessing crosses to the scoring process, not three per image, and the
+    statistics cross as nine numbers per image, not as its pixels (issue 35)."""
+
+    ids: np.ndarray  # the images decoded, in the order of ``inputs``' rows
+    inputs: dict[str, torch.Tensor]  # preprocessing key -> (len(ids), ...) encoder input
+    errors: list[tuple[int, str]]  # (image id, why) of those that did not decode
+    widths: list[int]
+    heights: list[int]
+    sha1s: list[str | None]
+
+    @property
+    def count(self) -> int:
+        return len(self.ids) + len(self.errors)
+
+
+def collate(items: list[Item], preprocesses: Sequence[Preprocess]) -> Batch:
+    """``items`` (decode_item's, with ``preprocesses``) as one :class:`Batch`."""
+    ok = [it for it in items if it.tensors is not None]
+    inputs = {pp.key: pp.collate([it.tensors[pp.key] for it in ok]) for pp in preprocesses} if ok else {}  # type: ignore[index]
+    return Batch(np.array([it.image_id for it in ok], dtype=np.int64), inputs,
+                 [(it.image_id, it.error or "") for it in items if it.tensors is None],
+                 [it.width for it in ok], [it.height for it in ok], [it.sha1 for it in ok])
 
 
 

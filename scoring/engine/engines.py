@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,8 +18,8 @@ from torch.utils.data import DataLoader
 
 from scoring.engine.batches import (
     THUMB,
+    Batch,
     DecodeOnce,
-    Item,
     collate,
     run_encoders,
     store_batch,
@@ -141,19 +142,19 @@ def _infer(
     def decode_and_run(lo: int, hi: int, n_workers: int, done: int) -> Generator[Progress, None, int]:
         """Images ``todo[lo:hi]``: decoded by ``n_workers`` processes (0: here), flushed per chunk."""
         loader = DataLoader(DecodeOnce(paths[lo:hi], todo[lo:hi].tolist(), preprocesses), batch_size=batch_size,
-                            shuffle=False, num_workers=n_workers, collate_fn=collate, persistent_workers=False,
-                            pin_memory=dev.type == "cuda")
-        buffer: list[Item] = []
+                            shuffle=False, num_workers=n_workers, collate_fn=partial(collate, preprocesses=preprocesses),
+                            persistent_workers=False, pin_memory=dev.type == "cuda")
+        buffer: list[Batch] = []
         batches = iter(loader)
         try:
             while True:
-                with times("decode"):  # in this process, or waiting for the decode workers
-                    items = next(batches, None)
-                if items is None:
+                with times("decode"):  # here (with the statistics, a batch at a time), or waiting for the workers
+                    batch = next(batches, None)
+                if batch is None:
                     break
                 check_cancel(cancel)
-                buffer.extend(items)
-                if len(buffer) >= chunk:
+                buffer.append(batch)
+                if sum(b.count for b in buffer) >= chunk:
                     done = yield from _flush(project, pool, encoders, missing, buffer, dev, batch_size, cancel, meter, done, times)
                     buffer = []
             if buffer:
@@ -184,19 +185,20 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
-PROBE_AFTER = 4  # runs of more batches than this measure their first to choose decode workers
+PROBE_AFTER = 2  # runs of more batches than this measure their first to choose decode workers
 
 
 def choose_workers(decode_s: float, forward_s: float, cores: int | None = None) -> int:
     """Decode worker processes for the rest of a run, from its first batch measured here: none
-    while the pool's forward takes at least half as long as the decode (the workers would take
-    cores from it), else half the cores (at least 2, at most 4). Measured on 2 cores, 500
-    photos of 1-4 MP (benchmarks/bench_scoring.py): one ResNet-20, decode 8x its forward, 2.26 ->
-    1.89 s with two workers; four ResNets, decode 1.2x their forward, 4.15 -> 4.30 s (none
-    chosen); 2,000 CIFAR JPEGs, decode under the forward: one worker 1.84 -> 4.76 s (none)."""
-    if decode_s <= 2 * forward_s:
+    where the pool's forward takes over four times as long as the decode (the workers would take
+    cores from it for little), else half the cores (at least 2, at most 4). Measured on 2 cores
+    (benchmarks/bench_scoring.py, with batches collated in the workers): 2,000 CIFAR JPEGs, one
+    ResNet-20 (forward 1.7x the decode) 1.81 -> 1.63 s with two workers, four ResNets (13x)
+    7.57 -> 7.72 s; 500 photos of 1-4 MP, one ResNet (0.15x) 1.74 -> 1.29 s, four (1.3x)
+    3.47 -> 2.95 s."""
+    if forward_s > 4 * decode_s:
         return 0
-    return max(2, min(4, (cores or os.cpu_count() or 1) // 2))  # 2 cores: 2 (1 worker measured 2.75 s)
+    return max(2, min(4, (cores or os.cpu_count() or 1) // 2))  # 2 cores: 2 (one worker was slower than none)
 
 
 MEMORY_BUDGET = 256 * 2**20  # preprocessed pixels held per chunk
@@ -212,36 +214,39 @@ def chunk_images(pool: Pool, batch_size: int) -> int:
 
 
 def _flush(
-    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], items: list[Item],
+    project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], batches: list[Batch],
     dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
     times: StageTimes,
 ) -> Generator[Progress, None, int]:
     """One decoded chunk: each encoder over the chunk's images that lack its output (its weights
     stay hot), then every output, image size, hash and decode error in one transaction. A
     cancel stops within one batch and still stores the encoders that finished the chunk."""
-    ok = [it for it in items if it.tensors is not None]
+    ok = [b for b in batches if len(b.ids)]
+    ids = np.concatenate([b.ids for b in ok]) if ok else np.zeros(0, dtype=np.int64)
     finished: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (encoder, ids, outputs)
     try:
         for enc in encoders:
-            rows = [it for it in ok if it.image_id in missing[enc.key]]
-            if not rows:
+            want = np.isin(ids, np.fromiter(missing[enc.key], dtype=np.int64, count=len(missing[enc.key])))
+            if not want.any():
                 continue
-            with times("decode"):  # the statistics are taken here, a batch at a time: decode extras
-                x = enc.preprocess.collate([it.tensors[enc.preprocess.key] for it in rows])  # type: ignore[index]
+            key = enc.preprocess.key
+            x = ok[0].inputs[key] if len(ok) == 1 else torch.cat([b.inputs[key] for b in ok])
+            if not want.all():
+                x = x[torch.from_numpy(want)]
             if dev.type == "cuda":
                 x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
             parts = []
-            for s in range(0, len(rows), batch_size):
+            for s in range(0, len(x), batch_size):
                 check_cancel(cancel)  # cancel within one batch
                 with times("forward"):
-                    parts.append(run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
-            finished.append((enc, np.array([it.image_id for it in rows], dtype=np.int64), np.concatenate(parts)))
+                    parts.append(run_encoders([enc], {key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+            finished.append((enc, ids[want], np.concatenate(parts)))
             yield meter.record(done, enc.description or enc.key)
     finally:
         with times("store"):
-            store_batch(project, pool, [(it.image_id, it.error) for it in items if it.error is not None], finished,
-                        [it.image_id for it in ok], [it.width for it in ok], [it.height for it in ok],
-                        [it.sha1 for it in ok])
-    done += len(items)
+            store_batch(project, pool, [e for b in batches for e in b.errors], finished, ids.tolist(),
+                        [w for b in ok for w in b.widths], [h for b in ok for h in b.heights],
+                        [h for b in ok for h in b.sha1s])
+    done += sum(b.count for b in batches)
     yield meter.record(done)
     return done

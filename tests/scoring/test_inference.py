@@ -207,7 +207,8 @@ def test_the_default_times_its_first_batch_to_choose_decode_workers(tmp_path: Pa
 def test_decode_workers_pay_only_where_the_decode_outweighs_the_forward() -> None:
     from scoring.engine.engines import choose_workers
 
-    assert choose_workers(1.79, 0.22, cores=2) == 2  # one ResNet-20 on 500 photos: 2.26 -> 1.89 s with two
-    assert choose_workers(2.05, 1.65, cores=2) == 0  # four ResNets on them: two workers cost
-    assert choose_workers(0.52, 0.77, cores=2) == 0  # CIFAR's 32 px JPEGs: one worker 1.84 -> 4.76 s
+    assert choose_workers(1.45, 0.22, cores=2) == 2  # one ResNet-20 on 500 photos: 1.74 -> 1.29 s with two
+    assert choose_workers(1.38, 1.73, cores=2) == 2  # four ResNets on them: 3.47 -> 2.95 s
+    assert choose_workers(0.53, 0.90, cores=2) == 2  # one on CIFAR's 32 px JPEGs: 1.81 -> 1.63 s
+    assert choose_workers(0.53, 6.76, cores=2) == 0  # four on them: 7.57 -> 7.72 s, the forward is the run
     assert choose_workers(1.0, 0.1, cores=16) == 4 and choose_workers(1.0, 0.1, cores=6) == 3
