@@ -165,8 +165,8 @@ def _infer(
         return done
 
     done, lo = done0, 0
-    if workers is None:  # chosen by measuring: the first batch decoded here, then the pool's forward on it
-        lo = batch_size if len(todo) > PROBE_AFTER * batch_size else len(todo)
+    if workers is None:  # chosen by measuring: the first images decoded here, then the pool's forward on them
+        lo = min(batch_size, PROBE_IMAGES) if len(todo) > PROBE_AFTER * batch_size else len(todo)
         before = dict(times.seconds)
         done = yield from decode_and_run(0, lo, 0, done)
         spent = {k: times.seconds.get(k, 0.0) - before.get(k, 0.0) for k in ("decode", "forward")}
@@ -185,7 +185,8 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
-PROBE_AFTER = 2  # runs of more batches than this measure their first to choose decode workers
+PROBE_AFTER = 2  # runs of more batches than this time their first images to choose decode workers
+PROBE_IMAGES = 32  # decoded here and run through the pool (a whole first batch of 128 photos cost 0.3 s)
 
 
 def choose_workers(decode_s: float, forward_s: float, cores: int | None = None) -> int:
