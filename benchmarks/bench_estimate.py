@@ -58,7 +58,7 @@ class ReviewSet:
     name: str
     root: Path  # the dataset (an ImageFolder)
     db: Path
-    flipped: frozenset[str]  # the planted flips, paths relative to root
+    flipped: dict[str, str]  # the planted flips, paths relative to root -> their true class
 
 
 def planted_subset(dest: Path, source: str, per_class: int, flips: int, mode: str, seed: int) -> tuple[Path, set[str]]:
@@ -88,6 +88,22 @@ def planted_subset(dest: Path, source: str, per_class: int, flips: int, mode: st
     return root, out
 
 
+def demo_truth(dest: Path, flipped: set[str]) -> dict[str, str]:
+    """The demo's flipped paths -> their true class, from its demo_truth.csv."""
+    import csv
+
+    with (dest / "demo_truth.csv").open() as fh:
+        return {row["path"]: row["true_label"] for row in csv.DictReader(fh) if row["path"] in flipped}
+
+
+def true_classes(flipped: set[str], source: str) -> dict[str, str]:
+    """Planted paths ("to/name") -> the class folder holding ``name`` in the shared source set
+    (its file names are the set's own indices, unique across classes)."""
+    src = SHARED / "data" / (f"{source}10-test" if source == "cifar" else "mnist-test")
+    where = {f.name: c.name for c in src.iterdir() if c.is_dir() for f in c.iterdir()}
+    return {path: where[Path(path).name] for path in flipped}
+
+
 def review_sets(work: Path, names: list[str]) -> list[ReviewSet]:
     """The simulation's datasets: ``demo``; ``cifar-random``, ``cifar-confusable``,
     ``mnist-random``, ``mnist-confusable`` (1,000 images, 40 planted flips, seeded)."""
@@ -97,11 +113,11 @@ def review_sets(work: Path, names: list[str]) -> list[ReviewSet]:
     for name in names:
         if name == "demo":
             root = build_demo(work / "demo")
-            out.append(ReviewSet(name, root, work / "demo.triage.db", frozenset(flipped_paths(work / "demo"))))
+            out.append(ReviewSet(name, root, work / "demo.triage.db", demo_truth(work / "demo", flipped_paths(work / "demo"))))
             continue
         source, mode = name.split("-")
         root, flipped = planted_subset(work / name, f"{source}10-test" if source == "cifar" else "mnist-test", 100, 40, mode, 1)
-        out.append(ReviewSet(name, root, work / f"{name}.triage.db", frozenset(flipped)))
+        out.append(ReviewSet(name, root, work / f"{name}.triage.db", true_classes(flipped, source)))
     return out
 
 
@@ -144,9 +160,11 @@ class Walk:
     reranks: int = 0
 
 
-def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
+def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
     """Review a scored project down its default queue through the store, one image at a time as
-    the app does: each image decided by the planted truth (relabel a flip, keep the rest), the
+    the app does: each image decided by the planted truth (relabel a flip to its true class, keep
+    the rest; until 2026-12-05 the flips were removed, which the estimate now reads as no
+    evidence about the label), the
     product's own ``errors_left`` after every decision, a re-rank every ``rerank_every``
     decisions (0: none) as the app does."""
     from scoring.progress import drain
@@ -177,7 +195,7 @@ def walk_project(db: Path, flipped: frozenset[str] | set[str], upto: int, every:
             if not row:
                 return walk
             fix = row[0].path in flipped
-            p.edits.remove(row[0].id) if fix else p.edits.keep(row[0].id)
+            p.edits.relabel(row[0].id, p.classes.index(flipped[row[0].path])) if fix else p.edits.keep(row[0].id)
             walk.fixes += fix
             done += 1
             last = (est.left, fix, est.next_one)

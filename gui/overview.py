@@ -31,7 +31,8 @@ class OverviewPanel(QWidget):
         self.matrix.setToolTip("how many images of each given label the models call each class (the pool's "
                                "consensus); off the diagonal are the disagreements")
         self.found = pg.PlotWidget(background="#1e2129", title="Label errors found as you review")
-        self.found.setToolTip("each label fixed or image removed raises the line; the dashed line is the estimated "
+        self.found.setToolTip("each label fixed raises the line (a removed image does not: it says nothing about "
+                              "its label); the dashed line is the estimated "
                               "total, the dotted one its upper end: when the line flattens toward it, few are left")
         for w in (self.hist, self.per_class, self.matrix, self.found):
             w.setMouseEnabled(False, False)

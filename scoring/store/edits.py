@@ -157,11 +157,12 @@ class EditLog:
 
     def review_order(self) -> np.ndarray:
         """(R,) bool, one per reviewed image in the order of their latest decision: True where
-        it was an error (relabelled or removed). For the found-along-the-way plot."""
+        it was a label error (relabelled; a removal says nothing about the label). For the
+        found-along-the-way plot."""
         rows = self.store._q(
             "SELECT i.status FROM images AS i JOIN (SELECT image_id, max(id) AS last FROM edits GROUP BY image_id) AS e "
             "ON e.image_id = i.id WHERE i.status != 'unreviewed' ORDER BY e.last")
-        return np.array([r[0] in ("relabelled", "removed") for r in rows], dtype=bool)
+        return np.array([r[0] == "relabelled" for r in rows], dtype=bool)
 
     def last_edit_id(self) -> int:
         return int(self.store._q("SELECT COALESCE(max(id), 0) FROM edits")[0][0])

@@ -133,6 +133,28 @@ def test_errors_left_starts_at_the_confident_joint_and_follows_what_is_found(tmp
         assert after is not None and after.found == mid.found and after.left <= mid.left
 
 
+def test_removing_an_image_the_pool_trusts_does_not_raise_the_errors_left(tmp_path: Path) -> None:
+    """Issue 29: in the demo one Delete on an image the pool trusted took "about 34" to 46 - a
+    removal was counted as a label error found where the pool saw none, so the model spread the
+    errors into the trusted images. A removal says nothing about the label: the estimate leaves
+    the image out of the evidence (and out of what is left), and says it was removed."""
+    data = make_imagefolder(tmp_path / "data", per_class=40, corrupt=False)
+    for i in range(4):
+        shutil.move(data / "blue" / f"{i:03d}.png", data / "red" / f"blue{i}.png")
+    db = project_for(data, tmp_path / "p.triage.db")
+    drain(score_project(db, pool=tiny_pool(["blue", "green", "red"]), workers=0))
+    with Project.open(db) as p:
+        before = errors_left(p)
+        trusted = p.queue.page(QueueFilter(status="unreviewed"), sort="margin", limit=200)[-5:]  # the surest labels
+        for row in trusted:
+            p.edits.remove(row.id)
+        after = errors_left(p)
+        assert before is not None and after is not None
+        assert after.left <= before.left and after.high <= before.high
+        assert after.found == 0 and after.removed == 5 and after.reviewed == 5
+        assert "5 removed, which says nothing about their labels" in after.detail()
+
+
 def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
     """12 planted flips in 120 images, reviewed 10 at a time down the label queue: the truly
     remaining number stays inside the interval, and a clean stretch does not inflate it."""
@@ -148,8 +170,8 @@ def test_errors_left_follows_the_truth_down_the_queue(tmp_path: Path) -> None:
         seen = []
         for _ in range(5):
             rows = p.queue.page(QueueFilter(status="unreviewed"), sort="margin", limit=10)
-            for row in rows:
-                p.edits.remove(row.id) if row.path in planted else p.edits.keep(row.id)
+            for row in rows:  # classes blue 0, green 1, red 2: each flip back to where it came from
+                p.edits.relabel(row.id, 0 if "/blue" in row.path else 1) if row.path in planted else p.edits.keep(row.id)
             est = errors_left(p)
             assert est is not None
             truly = len(planted) - est.found
@@ -206,7 +228,7 @@ def test_the_estimate_in_words_does_not_contradict_itself() -> None:
     from scoring.tasks.estimate import ErrorsLeft
 
     text = ErrorsLeft(39.0, 60, 55, 3.2, 0.0, 9.0, 0.4, 80, 300, 1737).detail()
-    assert "55 found in 60 reviewed" in text and "review has found more" in text
+    assert "55 fixed in 60 reviewed" in text and "review has found more" in text
     assert "9 in 10 reviews like this one end with between 0 and 9 left" in text and "1,737 images not yet reviewed" in text
     assert "found more" not in ErrorsLeft(39.0, 60, 20, 15.0, 8.0, 25.0, 2.0).detail()
 
