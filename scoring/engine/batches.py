@@ -43,15 +43,7 @@ class ThumbPreprocess(Preprocess):
 
     def from_small(self, small: Image.Image) -> torch.Tensor:
         """(size, size, 3) uint8: the shorter side resized to ``size`` and centre-cropped."""
-        w, h = small.size
-        if (w, h) != (self.size, self.size):
-            scale = self.size / min(w, h)
-            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-            left, top = (nw - self.size) // 2, (nh - self.size) // 2
-            small = small.resize((nw, nh), Image.Resampling.BILINEAR)
-            if (nw, nh) != (self.size, self.size):
-                small = small.crop((left, top, left + self.size, top + self.size))
-        return torch.from_numpy(np.array(small))
+        return torch.from_numpy(np.array(self.fit(small)))
 
     def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, 3, size, size) float32 in [0, 1], as Preprocess.__call__ gives with mean 0, std 1."""

@@ -128,8 +128,8 @@ class Preprocess:
         """A batch of this preprocessing's outputs as the encoder's input (B, ...): stacked."""
         return torch.stack(list(tensors))
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        """PIL RGB image -> float32 tensor (C, size, size), normalised."""
+    def fit(self, img: Image.Image) -> Image.Image:
+        """The shorter side resized to ``resize`` (bilinear), then the centre ``size`` square."""
         side = self.resize or self.size
         w, h = img.size
         if (w, h) != (side, side) or side != self.size:
@@ -140,6 +140,11 @@ class Preprocess:
             left, top = (nw - self.size) // 2, (nh - self.size) // 2
             if (nw, nh) != (self.size, self.size):
                 img = img.crop((left, top, left + self.size, top + self.size))
+        return img
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        """PIL RGB image -> float32 tensor (C, size, size), normalised."""
+        img = self.fit(img)
         if self.grayscale:
             img = img.convert("L")
         arr = np.asarray(img, dtype=np.float32) / 255.0
