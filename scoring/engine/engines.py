@@ -143,13 +143,20 @@ def _infer(
         """Images ``todo[lo:hi]``: decoded by ``n_workers`` processes (0: here), flushed per chunk."""
         loader = DataLoader(DecodeOnce(paths[lo:hi], todo[lo:hi].tolist(), preprocesses), batch_size=batch_size,
                             shuffle=False, num_workers=n_workers, collate_fn=partial(collate, preprocesses=preprocesses),
-                            persistent_workers=False, pin_memory=dev.type == "cuda")
+                            persistent_workers=False, pin_memory=dev.type == "cuda",
+                            timeout=WORKER_WAIT if n_workers else 0)
         buffer: list[Batch] = []
         batches = iter(loader)
         try:
             while True:
                 with times("decode"):  # here (with the statistics, a batch at a time), or waiting for the workers
-                    batch = next(batches, None)
+                    try:
+                        batch = next(batches, None)
+                    except RuntimeError as exc:
+                        if "timed out" not in str(exc):
+                            raise
+                        raise RuntimeError(f"the decode workers gave no batch in {WORKER_WAIT} s (near {paths[lo]}): "
+                                           "score again with --workers 0; what was stored is kept") from exc
                 if batch is None:
                     break
                 check_cancel(cancel)
@@ -185,6 +192,7 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
+WORKER_WAIT = 600  # seconds a batch may take in the decode workers before the run stops with a sentence
 PROBE_AFTER = 2  # runs of more batches than this time their first images to choose decode workers
 PROBE_IMAGES = 32  # decoded here and run through the pool (a whole first batch of 128 photos cost 0.3 s)
 

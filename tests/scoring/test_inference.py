@@ -212,3 +212,21 @@ def test_decode_workers_pay_only_where_the_decode_outweighs_the_forward() -> Non
     assert choose_workers(0.53, 0.90, cores=2) == 2  # one on CIFAR's 32 px JPEGs: 1.81 -> 1.63 s
     assert choose_workers(0.53, 6.76, cores=2) == 0  # four on them: 7.57 -> 7.72 s, the forward is the run
     assert choose_workers(1.0, 0.1, cores=16) == 4 and choose_workers(1.0, 0.1, cores=6) == 3
+
+
+def test_a_stuck_decode_worker_stops_the_run_with_a_sentence(tmp_path: Path, project: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never wait without a timeout: decode workers that give no batch within WORKER_WAIT stop
+    the run with a sentence naming where it was and what to do."""
+    import time
+
+    from scoring.engine import batches, engines
+
+    real = batches.decode_item
+    monkeypatch.setattr(engines, "WORKER_WAIT", 1)
+    monkeypatch.setattr(batches, "decode_item", lambda *a: (time.sleep(4), real(*a))[1])  # inherited by the forked workers
+    with pytest.raises(RuntimeError, match=r"gave no batch in 1 s .*--workers 0"):
+        drain(score_project(project, pool=tiny_pool(["blue", "green", "red"]), batch_size=2, workers=2))
+    with Project.open(project) as p:
+        last = p.runs.history()[-1]
+        assert last["status"] == "failed" and "gave no batch" in last["error"]
