@@ -240,6 +240,7 @@ def test_a_rerank_mid_review_keeps_the_reviewed_in_place_and_the_next_key_decide
     with qtbot.waitSignal(win.statusBar().messageChanged, timeout=20_000,
                           check_params_cb=lambda m: m.startswith("re-sorted")):
         win.review.start_rerank()
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=60_000)  # under load no job may outlive the test
     assert [win.model.row_at(n).id for n in range(cursor_row + 1)] == before  # what was gone through stays
     assert win.review.current_id() == on_screen and win.session.current_row == cursor_row
     while win.model.canFetchMore(win.model.index(0, 0).parent()):
