@@ -158,6 +158,8 @@ class Walk:
     surprises: int = 0  # of them, fixes of an image the estimate gave less than even odds of a wrong label
     largest_rise: float = 0.0
     reranks: int = 0
+    held: int = 0  # estimates (after every decision and re-rank) whose interval held the truth
+    shown: int = 0  # estimates made
 
 
 def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
@@ -182,6 +184,8 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
                 walk.shown_rises += round(est.left) > round(last[0])
                 walk.surprises += last[2] < 0.5
                 walk.largest_rise = max(walk.largest_rise, est.left - last[0])
+            walk.shown += 1
+            walk.held += est.low <= len(flipped) - est.found <= est.high
             if done % every == 0:
                 walk.rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
             if done >= upto:
@@ -191,6 +195,8 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
                 walk.reranks += 1
                 est = errors_left(p, sort)  # a re-rank is a new estimate, not a fix
                 assert est is not None
+                walk.shown += 1
+                walk.held += est.low <= len(flipped) - est.found <= est.high
             row = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=1)
             if not row:
                 return walk
@@ -203,6 +209,7 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
 
 def show_walk(title: str, walk: Walk, every: int = 4) -> None:
     show(title, walk.rows, every)
+    print(f"  after every decision and re-rank: the interval held the truth {walk.held / max(walk.shown, 1):.0%} of {walk.shown} times")
     print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes ({walk.shown_rises} of them in the number shown; "
           f"the largest rise {walk.largest_rise:.1f}), "
           f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks")

@@ -230,6 +230,7 @@ def test_the_estimate_in_words_does_not_contradict_itself() -> None:
     text = ErrorsLeft(39.0, 60, 55, 3.2, 0.0, 9.0, 0.4, 80, 300, 1737).detail()
     assert "55 fixed in 60 reviewed" in text and "review has found more" in text
     assert "9 in 10 reviews like this one end with between 0 and 9 left" in text and "1,737 images not yet reviewed" in text
+    assert "errors none of the models doubts (up to 4 in 1,000 images)" in text  # why it never says 0 (0-0)
     assert "found more" not in ErrorsLeft(39.0, 60, 20, 15.0, 8.0, 25.0, 2.0).detail()
 
 
@@ -262,14 +263,39 @@ def _walk(doubt: np.ndarray, truth: np.ndarray, count: float, upto: int) -> list
 
 def test_errors_left_holds_the_truth_when_the_count_before_review_is_a_third_low() -> None:
     """Issue 29: the demo's count said 37 of 54 and the interval never held the truth. Errors drawn
-    from the model with a count 30 % low: the interval holds the truth at 9 in 10 checkpoints."""
-    rng = np.random.default_rng(0)
-    doubt = rng.normal(-4.0, 2.0, 3000)
-    truth = rng.random(3000) < 1.0 / (1.0 + np.exp(-(doubt - 1.0)))
-    rows = _walk(doubt, truth, 0.7 * truth.sum(), 300)[::10]
-    held = np.mean([lo <= truly <= hi for _, truly, lo, _, hi, _ in rows])
-    assert held >= 0.9, (truth.sum(), [r[:5] for r in rows if not r[2] <= r[1] <= r[4]])
-    assert rows[-1][4] < rows[0][4]  # the top of the interval comes down as the queue is worked
+    from the model (slope 1.3 in the pool's doubt, as the review walks on the demo, CIFAR-10 and
+    MNIST measured) with a count 30 % low: over three draws the interval holds the truth at 9 in
+    10 checkpoints, and its top comes down as the queue is worked."""
+    held = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        doubt = rng.normal(-4.0, 2.0, 3000)
+        truth = rng.random(3000) < 1.0 / (1.0 + np.exp(-1.3 * (doubt - 1.0)))
+        rows = _walk(doubt, truth, 0.7 * truth.sum(), 300)[::10]
+        held.append(np.mean([lo <= truly <= hi for _, truly, lo, _, hi, _ in rows]))
+        assert rows[-1][4] < rows[0][4]  # the top of the interval comes down as the queue is worked
+    assert np.mean(held) >= 0.9, held
+
+
+def test_errors_no_member_doubts_stay_inside_the_interval() -> None:
+    """Random slips the pool cannot see: CIFAR-10's review walk found its 34 doubted flips and
+    ended with 6 of 780 flips no member doubted, which the estimate called 1 (0-4). Here 34
+    errors at the top of 1,000 and FLOOR's share (0.4 %: 4) spread over the rest, the extreme
+    case where the doubt explains none of them: once the doubted ones are found, the interval
+    holds the 3 still unreviewed at 9 in 10 checkpoints (without the floor: 0 (0-1) for 3 after
+    150 reviews; with it 0 (0-4))."""
+    from scoring.tasks.estimate import FLOOR
+
+    rng = np.random.default_rng(4)
+    doubt = rng.normal(-2.0, 2.0, 1000)
+    doubt[:34] = doubt[34:].max() + rng.uniform(0.1, 3.0, 34)
+    truth = np.zeros(1000, bool)
+    truth[:34] = True
+    truth[34 + rng.choice(966, round(FLOOR * 1000), replace=False)] = True
+    rows = _walk(doubt, truth, 56.0, 220)
+    late = [r for r in rows[60::10] if r[1] >= 3]
+    assert len(late) >= 10
+    assert np.mean([lo <= truly <= hi for _, truly, lo, _, hi, _ in late]) >= 0.9, late
 
 
 def test_errors_bunched_at_the_top_leave_nothing_once_found() -> None:
