@@ -39,7 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scoring import metrics as M  # noqa: E402
 from scoring.store import Project, QueueFilter  # noqa: E402
-from scoring.tasks.estimate import errors_left, label_doubt, left_in_queue, likely_errors  # noqa: E402
+from scoring.tasks.estimate import (  # noqa: E402
+    ErrorsLeft,
+    errors_left,
+    label_doubt,
+    left_in_queue,
+    likely_errors,
+)
 from scoring.vocabulary import LABEL_SORT  # noqa: E402
 
 Row = tuple[int, int, float, float, float]  # reviewed, truly left, low, estimate, high
@@ -161,6 +167,10 @@ class Walk:
     held: int = 0  # estimates (after every decision and re-rank) whose interval held the truth
     shown: int = 0  # estimates made
 
+    def saw(self, est: ErrorsLeft, truly_left: int) -> None:
+        self.shown += 1
+        self.held += est.low <= truly_left <= est.high
+
 
 def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
     """Review a scored project down its default queue through the store, one image at a time as
@@ -184,8 +194,7 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
                 walk.shown_rises += round(est.left) > round(last[0])
                 walk.surprises += last[2] < 0.5
                 walk.largest_rise = max(walk.largest_rise, est.left - last[0])
-            walk.shown += 1
-            walk.held += est.low <= len(flipped) - est.found <= est.high
+            walk.saw(est, len(flipped) - est.found)
             if done % every == 0:
                 walk.rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
             if done >= upto:
@@ -195,8 +204,7 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
                 walk.reranks += 1
                 est = errors_left(p, sort)  # a re-rank is a new estimate, not a fix
                 assert est is not None
-                walk.shown += 1
-                walk.held += est.low <= len(flipped) - est.found <= est.high
+                walk.saw(est, len(flipped) - est.found)
             row = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=1)
             if not row:
                 return walk

@@ -320,7 +320,7 @@ def left_in_queue(doubt: np.ndarray, reviewed: np.ndarray, hit: np.ndarray, coun
     as the pool's odds, and on MNIST's look-alike flips, found 40 in the first 44 images, it
     still said 28 left (86 % of decisions inside the interval; CIFAR's look-alike flips 81 %);
     centred at 1.3 those held at 92 % and 100 %, but random flips the pool cannot see fell out
-    of the interval at the end of CIFAR's walk (87 %), which the floor covers (95 %).
+    of the interval at the end of CIFAR's walk (87 %), which the floor covers (96 %).
     The errors left are a Poisson count given (T, s, f), mixed over the posterior: the point
     is its mean, the interval its 5th and 95th percentiles (9 in 10 reviews like this end inside
     it). ``next_rows``: the next images of the queue, for ``next_100``. ``unknown``: reviewed
