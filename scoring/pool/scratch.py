@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
 from scoring.pool.crossfit import cross_fit
 from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
+from scoring.pool.models.small import bf16_native, predict_proba, prepare, train_step
 from scoring.pool.timing import FitFacts, step_seconds
 from scoring.progress import Cancelled
 
@@ -43,10 +43,11 @@ class ScratchMember(FittedMember):
         x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).view(-1, c, pp.size, pp.size)
         k = len(self.classes)
         epochs = int(self.epochs or default_epochs(int((labels >= 0).sum())))
+        bf16 = bf16_native(torch.device("cpu"))
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
             torch.manual_seed(self.seed * 1000 + len(train))
-            net = get_model(self.arch, num_classes=k, in_channels=c, size=pp.size)
+            net = prepare(get_model(self.arch, num_classes=k, in_channels=c, size=pp.size))
             x, y = x_all[train], torch.from_numpy(labels[train]).long()
             steps = epochs * max(1, -(-len(train) // self.batch_size))
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=5e-4)
@@ -59,19 +60,11 @@ class ScratchMember(FittedMember):
                     if cancel is not None and cancel():  # every batch: Ctrl+C stops within one
                         raise Cancelled()
                     bi = order[s : s + self.batch_size]
-                    xb = _shift(x[bi], gen)
-                    loss = nn.functional.cross_entropy(net(xb), y[bi], label_smoothing=0.05)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    sched.step()
+                    train_step(net, opt, sched, _shift(x[bi], gen), y[bi], bf16)
             net.eval()
 
             def predict(idx: np.ndarray) -> np.ndarray:
-                with torch.inference_mode():
-                    return torch.cat(
-                        [torch.softmax(net(x_all[idx[s : s + 512]]), 1) for s in range(0, len(idx), 512)]
-                    ).double().numpy()
+                return predict_proba(net, x_all[idx], bf16).numpy()
 
             return predict
 
@@ -98,6 +91,8 @@ def scratch_fit_seconds(m: ScratchMember, facts: FitFacts) -> float:
     c = 1 if pp.grayscale else 3
     net = get_model(m.arch, num_classes=facts.n_classes, in_channels=c, size=pp.size)
     steps = int(m.epochs or default_epochs(facts.n_images)) * max(1, -(-facts.n_train // m.batch_size))
-    step = facts.probe(("train step", m.arch, c, pp.size, facts.n_classes, m.batch_size),
-                       lambda: step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, facts.device))
+    bf16 = bf16_native(torch.device("cpu"))
+    step = facts.probe(("train step", m.arch, c, pp.size, facts.n_classes, m.batch_size, bf16),
+                       lambda: step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, torch.device("cpu"),
+                                            bf16, layout=True))
     return m.folds * steps * step

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from scoring.pool.crossfit import fit_logreg
+from scoring.pool.models.small import prepare, train_step
 
 
 @dataclass
@@ -79,12 +80,16 @@ def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: 
         return batch / max(timed(lambda: module(x)), 1e-6)
 
 
-def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, device: torch.device) -> float:
+def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, device: torch.device,
+                 bf16: bool = False, layout: bool = False) -> float:
     """Seconds of one training step of ``net`` on a batch, as the scratch members' loop takes it:
-    a shuffled batch gathered from the images, shifted, forward with label smoothing, backward,
-    AdamW and the one-cycle schedule (for a tiny network the loop's own work is most of a step:
-    timing the forward and backward alone said 7 s for an MLP that took 17 s on 2,000 images)."""
+    a shuffled batch gathered from the images, shifted, forward with label smoothing (in bfloat16
+    where ``bf16``, channels-last where ``layout``, as the loop runs), backward, AdamW and the
+    one-cycle schedule (for a tiny network the loop's own work is most of a step: timing the
+    forward and backward alone said 7 s for an MLP that took 17 s on 2,000 images)."""
     net = net.to(device).train()
+    if layout:
+        net = prepare(net)
     pool = torch.randn(4 * batch, c, size, size, device=device)
     y_all = torch.randint(0, k, (4 * batch,), device=device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=5e-4)
@@ -94,12 +99,7 @@ def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, de
     def step() -> None:
         bi = torch.randperm(len(pool), generator=gen)[:batch]
         dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-        xb = torch.roll(pool[bi], shifts=(dy, dx), dims=(2, 3))
-        loss = torch.nn.functional.cross_entropy(net(xb), y_all[bi], label_smoothing=0.05)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        train_step(net, opt, sched, torch.roll(pool[bi], shifts=(dy, dx), dims=(2, 3)), y_all[bi], bf16, layout)
 
     return timed(step)
 

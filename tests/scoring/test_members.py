@@ -200,7 +200,10 @@ def test_backbone_members_share_one_encoder_and_fit_heads(tmp_path: Path) -> Non
     assert len({m.fingerprint for m in pool.members}) == 4
 
 
-def test_scratch_members_train_per_fold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_scratch_members_train_per_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bf16: bool) -> None:
+    """In float32 and in bfloat16 (what a CPU with bfloat16 instructions trains in) alike."""
+    monkeypatch.setattr("scoring.pool.scratch.bf16_native", lambda _device: bf16)
     spec = {"name": "s", "kind": "scratch", "arch": "small_cnn", "seeds": [0], "folds": 3, "epochs": 12,
             "preprocess": {"size": 8, "grayscale": True}}
     pool = build_pool([spec], CLASSES)
@@ -219,6 +222,23 @@ def test_scratch_members_train_per_fold(tmp_path: Path) -> None:
     imgs += rng.normal(0, 0.3, imgs.shape).astype(np.float32)
     probs = member.fit_predict(imgs.reshape(150, -1), y)
     assert (probs.argmax(1) == y).mean() > 0.9
+
+
+def test_channels_last_changes_no_prediction() -> None:
+    """The scratch CNN trains and predicts channels-last (faster on a CPU): the same numbers as
+    the plain layout; an MLP is fed as it is."""
+    from scoring.pool.models.small import SmallCNN, TinyMLP, as_input, predict_proba, prepare
+
+    torch.manual_seed(0)
+    net = SmallCNN(3, 3, 8).eval()
+    x = torch.randn(20, 3, 16, 16)
+    with torch.inference_mode():
+        plain = torch.softmax(net(x), 1).double()
+    fast = predict_proba(prepare(net), x, bf16=False)
+    assert as_input(net, x).is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(fast, plain, atol=1e-6)
+    mlp = TinyMLP(3, 3, 16)
+    assert as_input(mlp, x) is x and prepare(mlp) is mlp
 
 
 def test_fitted_members_need_labels() -> None:
