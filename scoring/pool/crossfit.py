@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Protocol
 
 import numpy as np
@@ -46,12 +47,14 @@ def cross_fit(
     name: str,
     fold_cache: FoldCache | None = None,
     on_cached: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """K-fold cross-fitting: ``fit(train_idx)`` returns ``predict(idx) -> (n, K)``.
 
     Labelled images get their held-out fold's prediction; unlabelled ones the folds' mean.
     With a ``fold_cache``, each fold's predictions are stored as soon as it finishes and a
-    fold already stored is not fitted again (a killed run resumes at the next fold).
+    fold already stored is not fitted again (a killed run resumes at the next fold). With
+    ``workers`` > 1, that many folds are fitted at once, each on one thread (``fold_workers``).
     """
     n = len(labels)
     labelled = labels >= 0
@@ -63,28 +66,81 @@ def cross_fit(
     fold[labelled] = stratified_folds(labels[labelled], k)
     out = np.zeros((n, n_classes), dtype=np.float64)
     unl = np.flatnonzero(~labelled)
-    for f in range(k):
-        if cancel is not None and cancel():
-            from scoring.progress import Cancelled
 
-            raise Cancelled()
+    def one(f: int) -> tuple[np.ndarray, bool]:
+        """Fold ``f``'s predictions for its held-out and the unlabelled rows, and whether they
+        came from the cache."""
         train = np.flatnonzero(labelled & (fold != f))
-        test = np.flatnonzero(fold == f)
-        rows = np.concatenate([test, unl])
+        rows = np.concatenate([np.flatnonzero(fold == f), unl])
         got = fold_cache.load(f, k, rows) if fold_cache is not None else None
-        if got is None:
-            predict = fit(train)
-            got = predict(rows) if len(rows) else np.zeros((0, n_classes))
-            if fold_cache is not None:
-                fold_cache.save(f, k, rows, got)
-        elif on_cached is not None:
-            on_cached(f)
+        if got is not None:
+            return got, True
+        predict = fit(train)
+        got = predict(rows) if len(rows) else np.zeros((0, n_classes))
+        if fold_cache is not None:
+            fold_cache.save(f, k, rows, got)
+        return got, False
+
+    def place(f: int, got: np.ndarray, cached: bool, done: int) -> None:
+        test = np.flatnonzero(fold == f)
         out[test] = got[: len(test)]
         out[unl] += got[len(test) :] / k
+        if cached and on_cached is not None:
+            on_cached(f)
         if progress is not None:
-            progress(f + 1, k, f"{name}: fold {f + 1}/{k}")
+            progress(done, k, f"{name}: fold {f + 1}/{k}")
+
+    if workers > 1 and k > 1:
+        _at_once(one, place, k, workers, cancel)
+    else:
+        for f in range(k):
+            _check(cancel)
+            place(f, *one(f), f + 1)
     out = np.clip(out, 0, None)
     return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def fold_workers(folds: int) -> int:
+    """How many folds of a small network to fit at once: one per thread torch would use, each
+    fold on one thread. A fold's steps are too small to share out, and a fit on a helper thread
+    (the engine fits there, to report each fold) ran its two-thread steps 1.5-2x slower than the
+    same steps on the main thread once that thread had run torch: the GNU OpenMP runtime spins
+    only briefly when it manages more threads than there are CPUs. On this 2-core CPU the
+    automatic pool's CNN took 9.9 ms a step on one thread, 18.6 on two from a helper thread, and
+    two folds at once 6.1 ms a step each."""
+    return max(1, min(folds, torch.get_num_threads()))
+
+
+def _check(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        from scoring.progress import Cancelled
+
+        raise Cancelled()
+
+
+def _at_once(one: Callable[[int], tuple[np.ndarray, bool]], place: Callable[[int, np.ndarray, bool, int], None],
+             k: int, workers: int, cancel: Callable[[], bool] | None) -> None:
+    """``one(f)`` for every fold on ``workers`` threads of one torch thread each; ``place`` on
+    this thread as each finishes. Torch's thread count is restored after, whatever happens."""
+    threads = torch.get_num_threads()
+
+    def on_one_thread(f: int) -> tuple[np.ndarray, bool]:
+        _check(cancel)
+        torch.set_num_threads(1)
+        return one(f)
+
+    ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold")
+    futures = {ex.submit(on_one_thread, f): f for f in range(k)}
+    try:
+        for done, fut in enumerate(as_completed(futures), 1):
+            place(futures[fut], *fut.result(), done)
+    except BaseException:
+        for fut in futures:  # folds not started do not start; a running one stops at its next
+            fut.cancel()     # batch on a cancel, or ends (the fits check nothing else)
+        raise
+    finally:
+        ex.shutdown(wait=True)
+        torch.set_num_threads(threads)
 
 
 def subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

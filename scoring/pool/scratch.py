@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
-from scoring.pool.crossfit import cross_fit
+from scoring.pool.crossfit import cross_fit, fold_workers
 from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
-from scoring.pool.models.small import bf16_native, predict_proba, prepare, train_step
+from scoring.pool.models.small import bf16_native, predict_proba, prepare, seed_dropout, train_step
 from scoring.pool.timing import FitFacts, step_seconds
 from scoring.progress import Cancelled
 
 log = logging.getLogger(__name__)
+_GLOBAL_RNG = threading.Lock()
 
 
 def default_epochs(n_images: int) -> int:
@@ -46,13 +49,15 @@ class ScratchMember(FittedMember):
         bf16 = bf16_native(torch.device("cpu"))
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            torch.manual_seed(self.seed * 1000 + len(train))
-            net = prepare(get_model(self.arch, num_classes=k, in_channels=c, size=pp.size))
-            x, y = x_all[train], torch.from_numpy(labels[train]).long()
+            with _GLOBAL_RNG:  # folds start at once on several threads: one seeds and draws at a time
+                torch.manual_seed(self.seed * 1000 + len(train))
+                net = prepare(get_model(self.arch, num_classes=k, in_channels=c, size=pp.size))
+            rows, y = torch.from_numpy(train), torch.from_numpy(labels[train]).long()
             steps = epochs * max(1, -(-len(train) // self.batch_size))
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=5e-4)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
             gen = torch.Generator().manual_seed(self.seed)
+            seed_dropout(net, gen)
             net.train()
             for _ in range(epochs):
                 order = torch.randperm(len(train), generator=gen)
@@ -60,7 +65,7 @@ class ScratchMember(FittedMember):
                     if cancel is not None and cancel():  # every batch: Ctrl+C stops within one
                         raise Cancelled()
                     bi = order[s : s + self.batch_size]
-                    train_step(net, opt, sched, _shift(x[bi], gen), y[bi], bf16)
+                    train_step(net, opt, sched, _shift(x_all[rows[bi]], gen), y[bi], bf16)
             net.eval()
 
             def predict(idx: np.ndarray) -> np.ndarray:
@@ -68,7 +73,8 @@ class ScratchMember(FittedMember):
 
             return predict
 
-        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache,
+                         workers=fold_workers(self.folds))
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -91,8 +97,8 @@ def scratch_fit_seconds(m: ScratchMember, facts: FitFacts) -> float:
     c = 1 if pp.grayscale else 3
     net = get_model(m.arch, num_classes=facts.n_classes, in_channels=c, size=pp.size)
     steps = int(m.epochs or default_epochs(facts.n_images)) * max(1, -(-facts.n_train // m.batch_size))
-    bf16 = bf16_native(torch.device("cpu"))
-    step = facts.probe(("train step", m.arch, c, pp.size, facts.n_classes, m.batch_size, bf16),
+    bf16, workers = bf16_native(torch.device("cpu")), fold_workers(m.folds)
+    step = facts.probe(("train step", m.arch, c, pp.size, facts.n_classes, m.batch_size, bf16, workers),
                        lambda: step_seconds(net, c, pp.size, facts.n_classes, m.batch_size, torch.device("cpu"),
-                                            bf16, layout=True))
-    return m.folds * steps * step
+                                            bf16, layout=True, workers=workers))
+    return math.ceil(m.folds / workers) * steps * step

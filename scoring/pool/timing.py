@@ -5,9 +5,11 @@ here, on a batch of the member's own input size, and scaled by the run's images 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,12 +83,26 @@ def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: 
 
 
 def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, device: torch.device,
-                 bf16: bool = False, layout: bool = False) -> float:
+                 bf16: bool = False, layout: bool = False, workers: int = 1) -> float:
     """Seconds of one training step of ``net`` on a batch, as the scratch members' loop takes it:
     a shuffled batch gathered from the images, shifted, forward with label smoothing (in bfloat16
     where ``bf16``, channels-last where ``layout``, as the loop runs), backward, AdamW and the
     one-cycle schedule (for a tiny network the loop's own work is most of a step: timing the
-    forward and backward alone said 7 s for an MLP that took 17 s on 2,000 images)."""
+    forward and backward alone said 7 s for an MLP that took 17 s on 2,000 images). With
+    ``workers`` > 1, as folds fitted at once take it (``crossfit.fold_workers``): that many
+    copies timed at the same time, each on one thread; the median of theirs."""
+    if workers > 1:
+        threads = torch.get_num_threads()
+
+        def alone(_: int) -> float:
+            torch.set_num_threads(1)
+            return step_seconds(copy.deepcopy(net), c, size, k, batch, device, bf16, layout)
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as ex:
+                return float(np.median(list(ex.map(alone, range(workers)))))
+        finally:
+            torch.set_num_threads(threads)
     net = net.to(device).train()
     if layout:
         net = prepare(net)

@@ -182,6 +182,31 @@ def test_cross_fitting_is_out_of_sample() -> None:
     assert (oof.argmax(1) == y).mean() < 0.45  # chance (1/3) on what it did not
 
 
+def test_folds_fitted_at_once_give_the_sequential_answer_and_stop_on_a_failure() -> None:
+    """Every fold once, each image its own fold's prediction, progress counting the folds done;
+    a fold that fails is the error, and torch keeps its thread count."""
+    y = np.random.default_rng(1).integers(0, 3, 60)
+
+    def fit(train: np.ndarray):  # type: ignore[no-untyped-def]
+        counts = np.bincount(y[train], minlength=3) + len(train) % 7  # differs per fold
+        return lambda idx: np.tile(counts / counts.sum(), (len(idx), 1))
+
+    seen: list[tuple[int, int]] = []
+    one = cross_fit(y, 3, 4, fit, None, None, "t")
+    both = cross_fit(y, 3, 4, fit, lambda d, t, _m: seen.append((d, t)), None, "t", workers=2)
+    assert np.array_equal(one, both)
+    assert sorted(seen) == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+    threads = torch.get_num_threads()
+
+    def broken(train: np.ndarray):  # type: ignore[no-untyped-def]
+        raise ValueError("fold failed")
+
+    with pytest.raises(ValueError, match="fold failed"):
+        cross_fit(y, 3, 5, broken, None, None, "t", workers=2)
+    assert torch.get_num_threads() == threads
+
+
 def test_backbone_members_share_one_encoder_and_fit_heads(tmp_path: Path) -> None:
     torch.save({"state_dict": get_model("cifar_resnet20").state_dict()}, tmp_path / "r20.th")
     spec = {"name": "r20", "kind": "backbone", "path": str(tmp_path / "r20.th"), "arch": "cifar_resnet20",
@@ -204,6 +229,7 @@ def test_backbone_members_share_one_encoder_and_fit_heads(tmp_path: Path) -> Non
 def test_scratch_members_train_per_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bf16: bool) -> None:
     """In float32 and in bfloat16 (what a CPU with bfloat16 instructions trains in) alike."""
     monkeypatch.setattr("scoring.pool.scratch.bf16_native", lambda _device: bf16)
+    monkeypatch.setattr("scoring.pool.scratch.fold_workers", lambda _folds: 2)
     spec = {"name": "s", "kind": "scratch", "arch": "small_cnn", "seeds": [0], "folds": 3, "epochs": 12,
             "preprocess": {"size": 8, "grayscale": True}}
     pool = build_pool([spec], CLASSES)
@@ -222,6 +248,9 @@ def test_scratch_members_train_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
     imgs += rng.normal(0, 0.3, imgs.shape).astype(np.float32)
     probs = member.fit_predict(imgs.reshape(150, -1), y)
     assert (probs.argmax(1) == y).mean() > 0.9
+    # the folds trained at once on two threads: the same numbers again (their seeds and dropout
+    # draws are their own, not torch's global generator's)
+    assert np.array_equal(member.fit_predict(imgs.reshape(150, -1), y), probs)
 
 
 def test_channels_last_changes_no_prediction() -> None:

@@ -53,6 +53,25 @@ def predict_proba(net: nn.Module, x: torch.Tensor, bf16: bool, batch: int = 512)
     return torch.cat(out).double()
 
 
+class SeededDropout(nn.Dropout):
+    """Dropout that draws from ``generator`` when one is set: folds trained at once on several
+    threads would otherwise share torch's global generator, and a run would not repeat."""
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
+def seed_dropout(net: nn.Module, generator: torch.Generator) -> None:
+    for m in net.modules():
+        if isinstance(m, SeededDropout):
+            m.generator = generator
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks + a linear head, for small images (8..64 px, 1 or 3 channels).
 
@@ -67,7 +86,7 @@ class SmallCNN(nn.Module):
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.AdaptiveAvgPool2d(4),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(2 * width * 16, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), SeededDropout(0.2), nn.Linear(2 * width * 16, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
