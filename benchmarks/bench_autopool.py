@@ -61,6 +61,11 @@ def child(manifest_path: str, db: str, runtime: str) -> dict[str, object]:
     }
 
 
+def secs(v: float) -> str:
+    """Seconds as a person reads them: tenths below ten (a 200-image run's stages are 0.2-2 s)."""
+    return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="CIFAR-10 JPEGs")
@@ -98,7 +103,7 @@ def main() -> None:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 lo, hi = r["estimate"]
                 prof = r["profile"]
-                stages = ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+                stages = ", ".join(f"{k} {secs(v)}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]) if v >= 0.5)
                 inside = "inside" if lo <= r["actual"] <= hi else f"{r['actual'] / np.sqrt(lo * hi):.2f}x its middle"
                 print(f"[{name}, {r['n']} images, --runtime {rt} -> {r['runtime']}{', one core busy' if args.busy else ''}] "
                       f"{r['actual']:.0f} s "
@@ -108,7 +113,7 @@ def main() -> None:
                 said: dict[str, float] = {}
                 for k, v in r["parts"].items():  # every encoder's forward is one stage of the run
                     said["forward" if k.startswith("forward") else k] = said.get("forward" if k.startswith("forward") else k, 0) + v
-                print("    said / took (s): " + ", ".join(f"{k} {v:.0f} / {prof.get(k, float('nan')):.0f}"
+                print("    said / took (s): " + ", ".join(f"{k} {secs(v)} / {secs(prof.get(k, float('nan')))}"
                                                         for k, v in said.items()), flush=True)
                 members = ", ".join(f"{k} {v:.3f}" for k, v in r["members"].items())
                 print(f"    consensus top-1 {r['consensus']:.3f}; out-of-fold top-1: {members}", flush=True)

@@ -5,6 +5,7 @@ kill, class-balanced subsampling, and the logistic head."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Protocol
@@ -16,6 +17,7 @@ from torch import nn
 from scoring.pool.base import PoolError, ProgressFn
 
 log = logging.getLogger(__name__)
+GLOBAL_RNG = threading.Lock()  # folds fitted at once seed torch's global generator one at a time
 
 
 class FoldCache(Protocol):
@@ -48,6 +50,7 @@ def cross_fit(
     fold_cache: FoldCache | None = None,
     on_cached: Callable[[int], None] | None = None,
     workers: int = 1,
+    first: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """K-fold cross-fitting: ``fit(train_idx)`` returns ``predict(idx) -> (n, K)``.
 
@@ -55,6 +58,8 @@ def cross_fit(
     With a ``fold_cache``, each fold's predictions are stored as soon as it finishes and a
     fold already stored is not fitted again (a killed run resumes at the next fold). With
     ``workers`` > 1, that many folds are fitted at once, each on one thread (``fold_workers``).
+    ``first(train)`` runs once, with the first fold's training rows, before any fold is fitted
+    (a head's L2 penalty is chosen there): the same rows whichever fold starts first.
     """
     n = len(labels)
     labelled = labels >= 0
@@ -66,6 +71,8 @@ def cross_fit(
     fold[labelled] = stratified_folds(labels[labelled], k)
     out = np.zeros((n, n_classes), dtype=np.float64)
     unl = np.flatnonzero(~labelled)
+    primed: list[bool] = []
+    primed_lock = threading.Lock()
 
     def one(f: int) -> tuple[np.ndarray, bool]:
         """Fold ``f``'s predictions for its held-out and the unlabelled rows, and whether they
@@ -75,6 +82,10 @@ def cross_fit(
         got = fold_cache.load(f, k, rows) if fold_cache is not None else None
         if got is not None:
             return got, True
+        with primed_lock:
+            if first is not None and not primed:
+                first(np.flatnonzero(labelled & (fold != 0)))
+                primed.append(True)
         predict = fit(train)
         got = predict(rows) if len(rows) else np.zeros((0, n_classes))
         if fold_cache is not None:
@@ -182,11 +193,12 @@ def fit_logreg(
     x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight_decay: float = 1e-3, steps: int = 100
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Multinomial logistic regression (full-batch L-BFGS) on standardised features."""
-    torch.manual_seed(seed)
+    with GLOBAL_RNG:
+        torch.manual_seed(seed)
+        lin = nn.Linear(x.shape[1], n_classes)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mu) / sd).float()
     yt = torch.from_numpy(y).long()
-    lin = nn.Linear(x.shape[1], n_classes)
     opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from scoring.pool.crossfit import (
     choose_weight_decay,
     cross_fit,
     fit_logreg,
+    fold_workers,
     subsample,
 )
 from scoring.pool.member_spec import MemberSpec, per_seed
@@ -307,16 +309,20 @@ class HeadMember(FittedMember):
         k = len(self.classes)
         chosen: list[float] = []
 
-        def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            sub = subsample(train, labels, self.fraction, self.seed)
-            if self.weight_decay is None and not chosen:  # once, on the first fold's training part
+        def choose(train: np.ndarray) -> None:  # once, on the first fold's training part
+            if self.weight_decay is None:
+                sub = subsample(train, labels, self.fraction, self.seed)
                 chosen.append(choose_weight_decay(features[sub], labels[sub], k, self.seed))
                 log.info("%s: L2 penalty %g chosen on held-out images", self.name, chosen[0])
+
+        def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            sub = subsample(train, labels, self.fraction, self.seed)
             wd = self.weight_decay if self.weight_decay is not None else chosen[0]
             predict = fit_logreg(features[sub], labels[sub], k, self.seed, wd)
             return lambda idx: predict(features[idx])
 
-        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache)
+        return cross_fit(labels, k, self.folds, fit, progress, cancel, self.name, fold_cache,
+                         workers=fold_workers(self.folds), first=choose)
 
 
 def backbone_members(spec: MemberSpec, dataset_classes: list[str]) -> list[Member]:
@@ -340,9 +346,9 @@ class Pixels(nn.Module):
 
 def head_fit_seconds(m: HeadMember, facts: FitFacts) -> float:
     """The kind's fit time here: a logistic head on its share of each fold's rows, timed at its
-    encoder's feature width, once per fold, and, where the L2 penalty is chosen on the data,
+    encoder's feature width, once per round of folds fitted at once, and, where the L2 penalty is chosen on the data,
     once per penalty tried on four fifths of the first fold's rows."""
     dim, k = facts.feature_dim(m.encoder), facts.n_classes
-    rows = max(2, int(m.fraction * facts.n_train))
-    one = facts.probe(("logistic head", dim, k, rows), lambda: head_seconds(rows, dim, k))
-    return (m.folds + (0.8 * len(WEIGHT_DECAYS) if m.weight_decay is None else 0.0)) * one
+    rows, workers = max(2, int(m.fraction * facts.n_train)), fold_workers(m.folds)
+    one = facts.probe(("logistic head", dim, k, rows, workers), lambda: head_seconds(rows, dim, k, workers))
+    return (math.ceil(m.folds / workers) + (0.8 * len(WEIGHT_DECAYS) if m.weight_decay is None else 0.0)) * one

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from scoring.pool.base import Encoder, Member, Preprocess, stable_hash
-from scoring.pool.crossfit import cross_fit, fold_workers
+from scoring.pool.crossfit import GLOBAL_RNG, cross_fit, fold_workers
 from scoring.pool.member_spec import MemberSpec, per_seed
 from scoring.pool.members import FittedMember, Pixels
 from scoring.pool.models.registry import get_model
@@ -20,7 +19,6 @@ from scoring.pool.timing import FitFacts, step_seconds
 from scoring.progress import Cancelled
 
 log = logging.getLogger(__name__)
-_GLOBAL_RNG = threading.Lock()
 
 
 def default_epochs(n_images: int) -> int:
@@ -49,7 +47,7 @@ class ScratchMember(FittedMember):
         bf16 = bf16_native(torch.device("cpu"))
 
         def fit(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            with _GLOBAL_RNG:  # folds start at once on several threads: one seeds and draws at a time
+            with GLOBAL_RNG:  # folds start at once on several threads: one seeds and draws at a time
                 torch.manual_seed(self.seed * 1000 + len(train))
                 net = prepare(get_model(self.arch, num_classes=k, in_channels=c, size=pp.size))
             rows, y = torch.from_numpy(train), torch.from_numpy(labels[train]).long()

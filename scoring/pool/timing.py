@@ -74,6 +74,22 @@ def timed(fn: Any, repeats: int = 3, warm: int = 2, at_least: float = 0.05) -> f
     return float(np.median(took))
 
 
+def at_once(measure: Callable[[], float], workers: int) -> float:
+    """``measure()`` as folds fitted at once take it (``crossfit.fold_workers``): ``workers``
+    copies measured at the same time, each on one torch thread; the median of theirs."""
+    threads = torch.get_num_threads()
+
+    def alone(_: int) -> float:
+        torch.set_num_threads(1)
+        return measure()
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            return float(np.median(list(ex.map(alone, range(workers)))))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: int = 32) -> float:
     """Images per second of ``module`` (a torch module or scoring.engine.runtime.OrtModule) at ``pp``'s size."""
     x = torch.randn(batch, 1 if pp.grayscale else 3, pp.size, pp.size, device=device)
@@ -92,17 +108,7 @@ def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, de
     ``workers`` > 1, as folds fitted at once take it (``crossfit.fold_workers``): that many
     copies timed at the same time, each on one thread; the median of theirs."""
     if workers > 1:
-        threads = torch.get_num_threads()
-
-        def alone(_: int) -> float:
-            torch.set_num_threads(1)
-            return step_seconds(copy.deepcopy(net), c, size, k, batch, device, bf16, layout)
-
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as ex:
-                return float(np.median(list(ex.map(alone, range(workers)))))
-        finally:
-            torch.set_num_threads(threads)
+        return at_once(lambda: step_seconds(copy.deepcopy(net), c, size, k, batch, device, bf16, layout), workers)
     net = net.to(device).train()
     if layout:
         net = prepare(net)
@@ -120,9 +126,12 @@ def step_seconds(net: torch.nn.Module, c: int, size: int, k: int, batch: int, de
     return timed(step)
 
 
-def head_seconds(n_train: int, dim: int, k: int) -> float:
+def head_seconds(n_train: int, dim: int, k: int, workers: int = 1) -> float:
     """Seconds of one logistic head on ``n_train`` rows of ``dim`` features: timed on up to 1,000
-    rows, scaled linearly (L-BFGS's iterations are full passes)."""
+    rows, scaled linearly (L-BFGS's iterations are full passes); with ``workers`` > 1, as folds
+    fitted at once fit it (``at_once``)."""
+    if workers > 1:
+        return at_once(lambda: head_seconds(n_train, dim, k), workers)
     m = max(k * 2, min(n_train, 1000))
     rng = np.random.default_rng(0)
     # rows like a frozen encoder's features of labelled images: non-negative, grouped by class,

@@ -223,6 +223,9 @@ def test_backbone_members_share_one_encoder_and_fit_heads(tmp_path: Path) -> Non
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs[10:].argmax(1) == y[10:]).mean() > 0.9
     assert len({m.fingerprint for m in pool.members}) == 4
+    # its folds fit two at a time: the L2 penalty is chosen on the first fold's rows whichever
+    # fold starts first, and each head draws its start under a lock, so a fit repeats exactly
+    assert np.array_equal(pool.members[3].fit_predict(x, y), probs)
 
 
 @pytest.mark.parametrize("bf16", [False, True])
