@@ -225,7 +225,7 @@ class Tier:
 def budget_tiers(facts: Facts) -> list[Tier]:
     """The pools a time budget chooses among, cheapest first, each richer than the one before
     (measured on the 10,000 CIFAR-10 JPEGs, this 2-core CPU: heads 0.754-0.788 top-1 in about
-    2 minutes; the default adds the from-scratch CNN, 0.794 consensus in 5-7; the second CNN and the
+    2 minutes; the default adds the from-scratch CNN, 0.795 consensus in under 3 (5-7 before its folds trained two at a time in bfloat16); the second CNN and the
     MLP add 0.003-0.005 for 7 more; the encoder fine-tuned is the slowest: on this CPU its last five
     blocks at 160 px reach 0.827 on one fold in 4 epochs, where the whole network at 64 px gave
     0.675, benchmarks/bench_finetune_scale.py).
