@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -112,9 +113,9 @@ def cross_fit(
 
 
 def fold_workers(folds: int) -> int:
-    """How many folds of a small network to fit at once: one per thread torch would use, each
-    fold on one thread. A fold's steps are too small to share out, and a fit on a helper thread
-    (the engine fits there, to report each fold) ran its two-thread steps 1.5-2x slower than the
+    """How many folds to fit at once: one per thread torch would use, each fold on one thread.
+    A fold's steps (a small network's, a logistic head's) are too small to share out, and a fit
+    on a helper thread (the engine fits there, to report each fold) ran its two-thread steps 1.5-2x slower than the
     same steps on the main thread once that thread had run torch: the GNU OpenMP runtime spins
     only briefly when it manages more threads than there are CPUs. On this 2-core CPU the
     automatic pool's CNN took 9.9 ms a step on one thread, 18.6 on two from a helper thread, and
@@ -129,29 +130,38 @@ def _check(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled()
 
 
-def _at_once(one: Callable[[int], tuple[np.ndarray, bool]], place: Callable[[int, np.ndarray, bool, int], None],
-             k: int, workers: int, cancel: Callable[[], bool] | None) -> None:
-    """``one(f)`` for every fold on ``workers`` threads of one torch thread each; ``place`` on
-    this thread as each finishes. Torch's thread count is restored after, whatever happens."""
+@contextmanager
+def one_torch_thread_each(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of ``workers`` threads that run torch on one thread each (``fold_workers``);
+    torch's thread count is as it was after, whatever happens."""
     threads = torch.get_num_threads()
-
-    def on_one_thread(f: int) -> tuple[np.ndarray, bool]:
-        _check(cancel)
-        torch.set_num_threads(1)
-        return one(f)
-
-    ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold")
-    futures = {ex.submit(on_one_thread, f): f for f in range(k)}
+    ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold",
+                            initializer=torch.set_num_threads, initargs=(1,))
     try:
-        for done, fut in enumerate(as_completed(futures), 1):
-            place(futures[fut], *fut.result(), done)
-    except BaseException:
-        for fut in futures:  # folds not started do not start; a running one stops at its next
-            fut.cancel()     # batch on a cancel, or ends (the fits check nothing else)
-        raise
+        yield ex
     finally:
         ex.shutdown(wait=True)
         torch.set_num_threads(threads)
+
+
+def _at_once(one: Callable[[int], tuple[np.ndarray, bool]], place: Callable[[int, np.ndarray, bool, int], None],
+             k: int, workers: int, cancel: Callable[[], bool] | None) -> None:
+    """``one(f)`` for every fold, ``workers`` at a time on one torch thread each; ``place`` on
+    this thread as each finishes."""
+
+    def checked(f: int) -> tuple[np.ndarray, bool]:
+        _check(cancel)
+        return one(f)
+
+    with one_torch_thread_each(workers) as ex:
+        futures = {ex.submit(checked, f): f for f in range(k)}
+        try:
+            for done, fut in enumerate(as_completed(futures), 1):
+                place(futures[fut], *fut.result(), done)
+        except BaseException:
+            for fut in futures:  # folds not started do not start; a running one stops at its next
+                fut.cancel()     # batch on a cancel, or ends (the fits check nothing else)
+            raise
 
 
 def subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

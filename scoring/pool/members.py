@@ -346,8 +346,9 @@ class Pixels(nn.Module):
 
 def head_fit_seconds(m: HeadMember, facts: FitFacts) -> float:
     """The kind's fit time here: a logistic head on its share of each fold's rows, timed at its
-    encoder's feature width, once per round of folds fitted at once, and, where the L2 penalty is chosen on the data,
-    once per penalty tried on four fifths of the first fold's rows."""
+    encoder's feature width as folds fitted at once take it, once per round of them, and, where
+    the L2 penalty is chosen on the data, once per penalty tried on four fifths of the first
+    fold's rows."""
     dim, k = facts.feature_dim(m.encoder), facts.n_classes
     rows, workers = max(2, int(m.fraction * facts.n_train)), fold_workers(m.folds)
     one = facts.probe(("logistic head", dim, k, rows, workers), lambda: head_seconds(rows, dim, k, workers))

@@ -9,14 +9,13 @@ import copy
 import math
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from scoring.pool.crossfit import fit_logreg
+from scoring.pool.crossfit import fit_logreg, one_torch_thread_each
 from scoring.pool.models.small import prepare, train_step
 
 
@@ -77,17 +76,8 @@ def timed(fn: Any, repeats: int = 3, warm: int = 2, at_least: float = 0.05) -> f
 def at_once(measure: Callable[[], float], workers: int) -> float:
     """``measure()`` as folds fitted at once take it (``crossfit.fold_workers``): ``workers``
     copies measured at the same time, each on one torch thread; the median of theirs."""
-    threads = torch.get_num_threads()
-
-    def alone(_: int) -> float:
-        torch.set_num_threads(1)
-        return measure()
-
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            return float(np.median(list(ex.map(alone, range(workers)))))
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread_each(workers) as ex:
+        return float(np.median(list(ex.map(lambda _: measure(), range(workers)))))
 
 
 def encoder_rate(module: torch.nn.Module, pp: Any, device: torch.device, batch: int = 32) -> float:
