@@ -148,6 +148,16 @@ def read_flat(root: Path, follow_symlinks: bool = False) -> Dataset:
     return Dataset(root=root, layout="flat", source=root, classes=[], records=records)
 
 
+def posix_path(raw: str) -> str:
+    """``Path(raw).as_posix()``, without building a Path where ``raw`` is already in that form (no
+    empty or "." component, no trailing slash): a manifest of a million rows costs seconds of
+    pathlib (issue 35: 2,000 rows, 0.02 s of a 1.4 s run)."""
+    if raw and "//" not in raw and "/./" not in raw and not raw.startswith("./") and not raw.endswith(("/", "/.")) \
+            and raw != ".":
+        return raw
+    return Path(raw).as_posix()
+
+
 def read_csv_manifest(path: Path) -> Dataset:
     """A CSV with columns ``path,label``; paths relative to the CSV's folder (or absolute)."""
     root = path.parent
@@ -173,7 +183,7 @@ def read_csv_manifest(path: Path) -> Dataset:
             continue
         if "\x00" in raw:
             raise DatasetError(f"{path}: a path contains a NUL character ({raw!r}); fix the manifest")
-        rel = raw if is_uri(raw) else Path(raw).as_posix()  # URIs kept verbatim (Path would fold "//")
+        rel = raw if is_uri(raw) else posix_path(raw)  # URIs kept verbatim (Path would fold "//")
         if rel in seen:
             dupes.append(rel)
         seen.add(rel)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
-from scoring.io.datasets import DatasetError
+from scoring.io.datasets import DatasetError, posix_path
 from scoring.io.decoding import ImageDecodeError, file_sha1, load_image
 from scoring.io.formats import open_dataset
 
@@ -48,6 +50,14 @@ def test_csv_manifest_relative_paths_and_unlabelled_rows(tmp_path: Path) -> None
     assert ds.classes == ["cat", "dog"]
     assert [(r.path, r.label) for r in ds.records] == [("imgs/a.png", "cat"), ("imgs/b.png", "dog"), ("imgs/c.png", None)]
     assert ds.abspath("imgs/a.png").exists()
+
+
+@given(st.lists(st.sampled_from(["a", ".", "..", "", "b.jpg", "x y", "/"]), min_size=1, max_size=6))
+def test_a_manifests_paths_are_normalised_as_pathlib_does(parts: list[str]) -> None:
+    """posix_path skips pathlib where the path is already normal (issue 35) and gives its answer."""
+    for raw in ("/".join(parts), "".join(parts)):
+        if raw:
+            assert posix_path(raw) == Path(raw).as_posix(), raw
 
 
 @pytest.mark.parametrize(
