@@ -80,16 +80,16 @@ def _ranked_u8(x: np.ndarray, kth: list[int]) -> dict[int, np.ndarray]:
 
 
 def _percentiles(x: np.ndarray, qs: tuple[float, ...], *, from_u8: bool = False) -> np.ndarray:
-    """``np.percentile(x, 100 * q, axis=1)`` (linear) for each q, rows of a (N, M) array, by one
-    partition: (N, len(qs)). Faster than np.percentile, which sorts (issue 35). ``from_u8``: x
+    """``np.percentile(x, 100 * q, axis=1)`` (linear) for each q, rows of a (N, M) array, from one
+    sort of the rows: (N, len(qs)); faster than np.percentile (issue 35). ``from_u8``: x
     holds uint8 pixels and the answer is of their :func:`_unit` values (the same numbers: the
     conversion keeps the order; uint8 partitions faster)."""
     pos = [q * (x.shape[1] - 1) for q in qs]
     kth = sorted({int(np.floor(p)) for p in pos} | {int(np.ceil(p)) for p in pos})
     if from_u8:
         ranked = _ranked_u8(x, kth)
-    else:
-        part = np.partition(x, kth, axis=1)
+    else:  # a whole sort, not np.partition at these kth: numpy's vectorised sort took an eighth of the time
+        part = np.sort(x, axis=1)  # (128 rows of 1,024: 0.19 against 1.59 ms; 16 of 16,384: 0.61 against 3.2)
         ranked = {k: part[:, k] for k in kth}
     out = np.empty((x.shape[0], len(qs)), dtype=np.float64)
     for k, p in enumerate(pos):
@@ -149,7 +149,8 @@ def _group_stats(px: np.ndarray, h: int, w: int) -> np.ndarray:
     flat = lum.reshape(n, -1)
     q = _percentiles(flat, (0.10, 0.90))
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
-    colour = np.abs(a - ((r + g + b) / np.float32(3.0))[..., None]).mean(axis=(1, 2, 3))
+    off = a - ((r + g + b) / np.float32(3.0))[..., None]
+    colour = np.abs(off, out=off).reshape(n, -1).mean(axis=1)  # one axis, in place: a third of the time, the same sums
     # the clipping and the shadows on the uint8 pixels: the float values' answers, in a third of the time
     middle = px[:, h // 4 : h - h // 4 or None, w // 4 : w - w // 4 or None]
     brightest = np.maximum(np.maximum(middle[..., 0], middle[..., 1]), middle[..., 2])
