@@ -46,6 +46,15 @@ def none_if_nan(x: Any) -> Any:
     return x
 
 
+def _plain(column: np.ndarray) -> list[Any]:
+    """A column of scores as Python values, NaN as None: :func:`none_if_nan` of each."""
+    if column.dtype.kind == "f":
+        return [None if v != v else v for v in column.tolist()]
+    if column.dtype.kind in "iub":
+        return column.tolist()
+    return [none_if_nan(v) for v in column.tolist()]
+
+
 class Queue:
     """The active pool's scores, the filtered keyset-paged review queue, counts, plot data."""
 
@@ -55,13 +64,17 @@ class Queue:
     # --- scores and the queue ------------------------------------------------------------
 
     def put_scores(self, pool_fp: str, ids: Sequence[int] | np.ndarray, scores: dict[str, np.ndarray]) -> None:
-        rows = []
         columns = image_score_columns()
-        for n, i in enumerate(ids):
-            vals = [none_if_nan(scores[c][n]) for c in columns]
-            top_c = [[int(a), round(float(b), 4)] for a, b in zip(scores["top_c_idx"][n], scores["top_c_val"][n], strict=True)]
-            top_x = [[int(a), int(b)] for a, b in zip(scores["top_x_idx"][n], scores["top_x_val"][n], strict=True) if b > 0]
-            rows.append((*vals, json.dumps(top_c), json.dumps(top_x), int(i)))
+        # each column to Python values in one tolist, not one numpy scalar at a time (issue 35:
+        # 0.04 s of a 1.4 s run on 2,000 images); the same numbers as none_if_nan gives
+        values = [_plain(np.asarray(scores[c])) for c in columns]
+        c_idx, c_val = np.asarray(scores["top_c_idx"]).tolist(), np.asarray(scores["top_c_val"], dtype=np.float64).tolist()
+        x_idx, x_val = np.asarray(scores["top_x_idx"]).tolist(), np.asarray(scores["top_x_val"]).tolist()
+        rows = []
+        for n, i in enumerate(np.asarray(ids).tolist()):
+            top_c = [[a, round(b, 4)] for a, b in zip(c_idx[n], c_val[n], strict=True)]
+            top_x = [[a, int(b)] for a, b in zip(x_idx[n], x_val[n], strict=True) if b > 0]
+            rows.append((*(v[n] for v in values), json.dumps(top_c), json.dumps(top_x), int(i)))
         sets = ", ".join(f"{c}=?" for c in (*columns, "top_c", "top_x"))
         with self.store._tx() as c:
             c.executemany(f"UPDATE images SET {sets} WHERE id=?", rows)

@@ -136,6 +136,49 @@ def test_sync_flags_changed_and_missing_files_and_adds_new_ones(project: Project
     assert project.queue.queue_count(QueueFilter(flagged=True)) == 2
 
 
+def test_a_score_column_becomes_the_values_none_if_nan_gives() -> None:
+    """put_scores converts each column in one tolist (issue 35): the same values and types as
+    none_if_nan of each numpy scalar, NaN as None."""
+    from scoring.store.queue import _plain, none_if_nan
+
+    columns = [np.array([1.5, np.nan, -2.0]), np.array([0.25, np.nan], dtype=np.float32), np.array([3, -1]),
+               np.array(["ood", None, "flip"], dtype=object), np.array([1.0, np.nan, "x"], dtype=object)]
+    for column in columns:
+        want = [none_if_nan(v) for v in column]
+        got = _plain(column)
+        assert got == want and [type(v) for v in got] == [type(v) for v in want], column
+
+
+def test_features_come_back_as_stored_in_float16_or_as_float32(project: Project) -> None:
+    ids = project.images.scorable_ids()
+    feats = np.random.default_rng(3).normal(size=(len(ids), 5)).astype(np.float32)
+    project.cache.put_features("enc", ids, feats)
+    order = ids[::-1]  # the rows come in the order asked
+    half = project.cache.get_features("enc", order, np.float16)
+    assert half.dtype == np.float16 and (half == feats[::-1].astype(np.float16)).all()
+    full = project.cache.get_features("enc", order)
+    assert full.dtype == np.float32 and (full == half.astype(np.float32)).all()
+    assert project.cache.get_features("enc", []).shape == (0, 0)
+
+
+def test_a_new_projects_stored_thumbnails_take_no_overflow_pages(tmp_path: Path, data: Path) -> None:
+    """A new file has PAGE_SIZE pages, so a 16x16 thumbnail (1,536 bytes as float16) stays in its
+    row; at 4 KiB each spilled into a page of its own, 2.7 times the bytes (issue 35)."""
+    from scoring.store.connection import PAGE_SIZE
+
+    db = tmp_path / "thumbs.triage.db"
+    with Project.create(db, open_dataset(data)) as p:
+        assert p._q("PRAGMA page_size")[0][0] == PAGE_SIZE
+        before = db.stat().st_size
+        ids = np.arange(1, 1001)
+        p.conn.executemany("INSERT INTO images(id, path, status) VALUES (?, ?, 'unreviewed')",
+                           [(int(i), f"extra/{i}.png") for i in ids if i > len(p.images.scorable_ids())])
+        p.cache.put_features("thumb16:v1", ids, np.random.default_rng(0).random((len(ids), 768), dtype=np.float32))
+    payload = len(ids) * 768 * 2
+    assert db.stat().st_size - before < 1.3 * payload
+    assert not (tmp_path / "thumbs.triage.db-journal").exists()
+
+
 def test_features_and_probs_round_trip_in_float16(project: Project) -> None:
     ids = project.images.scorable_ids()
     feats = np.random.default_rng(0).normal(size=(len(ids), 7)).astype(np.float32)
