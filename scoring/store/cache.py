@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,12 +85,22 @@ class Cache:
             )
         return dict(rows)
 
-    def get_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    def get_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+        """(len(ids), D) stored features of ``ids`` in their order, as ``dtype`` (float16: as stored)."""
         stored = self._blobs("features", "encoder_key", encoder_key, ids)
-        missing = [int(i) for i in ids if int(i) not in stored]
+        order = [int(i) for i in ids]
+        missing = [i for i in order if i not in stored]
         if missing:
             raise ProjectError(f"{self.store.path}: no stored features of encoder {encoder_key} for images {missing[:5]}")
-        return np.stack([np.frombuffer(stored[int(i)], dtype=np.float16) for i in ids]).astype(np.float32) if len(ids) else np.zeros((0, 0), np.float32)
+        if not order:
+            return np.zeros((0, 0), dtype)
+        blobs = [stored[i] for i in order]
+        width = len(blobs[0])
+        if all(len(b) == width for b in blobs):  # one buffer, not a small array per row (issue 35)
+            rows = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
+        else:  # rows of different lengths: np.stack says which shapes clash
+            rows = np.stack([np.frombuffer(b, dtype=np.float16) for b in blobs])
+        return rows.astype(dtype)
 
     def set_embedding(self, encoder_key: str, description: str) -> None:
         """Which stored features the neighbour evidence compares images by (set by a run)."""
