@@ -222,6 +222,17 @@ def chunk_images(pool: Pool, batch_size: int) -> int:
     return max(batch_size, n // batch_size * batch_size)
 
 
+def _inputs(batches: list[Batch], key: str, want: np.ndarray, batch_size: int) -> list[torch.Tensor]:
+    """The chunk's rows of preprocessing ``key`` where ``want``, as the tensors the encoder runs
+    over in slices of ``batch_size``: the decoded batches themselves where each is whole and of
+    that size (no copy: joining 2,000 CIFAR images' tensors cost 0.03 s of a 1.3 s run, issue 35),
+    else one joined tensor."""
+    if want.all() and all(len(b.ids) == batch_size for b in batches[:-1]):
+        return [b.inputs[key] for b in batches]
+    x = batches[0].inputs[key] if len(batches) == 1 else torch.cat([b.inputs[key] for b in batches])
+    return [x if want.all() else x[torch.from_numpy(want)]]
+
+
 def _flush(
     project: Project, pool: Pool, encoders: Sequence[Any], missing: dict[str, set[int]], batches: list[Batch],
     dev: torch.device, batch_size: int, cancel: threading.Event, meter: RateMeter, done: int,
@@ -238,17 +249,15 @@ def _flush(
             want = np.isin(ids, np.fromiter(missing[enc.key], dtype=np.int64, count=len(missing[enc.key])))
             if not want.any():
                 continue
-            key = enc.preprocess.key
-            x = ok[0].inputs[key] if len(ok) == 1 else torch.cat([b.inputs[key] for b in ok])
-            if not want.all():
-                x = x[torch.from_numpy(want)]
-            if dev.type == "cuda":
-                x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
             parts = []
-            for s in range(0, len(x), batch_size):
-                check_cancel(cancel)  # cancel within one batch
-                with times("forward"):
-                    parts.append(run_encoders([enc], {key: x[s : s + batch_size]}, dev, dev.type == "cuda")[enc.key])
+            for x in _inputs(ok, enc.preprocess.key, want, batch_size):
+                if dev.type == "cuda":
+                    x = x.pin_memory()  # copies to the GPU overlap the previous batch's compute
+                for s in range(0, len(x), batch_size):
+                    check_cancel(cancel)  # cancel within one batch
+                    with times("forward"):
+                        parts.append(run_encoders([enc], {enc.preprocess.key: x[s : s + batch_size]}, dev,
+                                                  dev.type == "cuda")[enc.key])
             finished.append((enc, ids[want], np.concatenate(parts)))
             yield meter.record(done, enc.description or enc.key)
     finally:

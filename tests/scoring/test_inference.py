@@ -230,3 +230,25 @@ def test_a_stuck_decode_worker_stops_the_run_with_a_sentence(tmp_path: Path, pro
     with Project.open(project) as p:
         last = p.runs.history()[-1]
         assert last["status"] == "failed" and "gave no batch" in last["error"]
+
+
+def test_a_chunks_whole_batches_run_as_decoded_and_a_filtered_chunk_as_one_tensor() -> None:
+    """The forward reads the decoded batches' own tensors where each is a whole batch (no copy of
+    the chunk: issue 35), and the wanted rows of the joined chunk otherwise; the rows are the same."""
+    import torch
+
+    from scoring.engine.batches import Batch
+    from scoring.engine.engines import _inputs
+
+    sizes = [4, 4, 3]
+    batches = [Batch(np.arange(n) + 10 * k, {"px": torch.arange(n * 2, dtype=torch.float32).reshape(n, 2) + 100 * k},
+                     [], [1] * n, [1] * n, [None] * n) for k, n in enumerate(sizes)]
+    every = np.ones(sum(sizes), bool)
+    whole = _inputs(batches, "px", every, 4)
+    assert [x.data_ptr() for x in whole] == [b.inputs["px"].data_ptr() for b in batches]
+    joined = torch.cat([b.inputs["px"] for b in batches])
+    assert len(_inputs(batches, "px", every, 3)) == 1 and torch.equal(_inputs(batches, "px", every, 3)[0], joined)
+    some = every.copy()
+    some[[1, 6]] = False
+    [x] = _inputs(batches, "px", some, 4)
+    assert torch.equal(x, joined[torch.from_numpy(some)])
