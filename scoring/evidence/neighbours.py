@@ -19,12 +19,15 @@ benchmark for the projected one.
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from scoring.store import Project
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 20_000
 DIMS = 128  # principal components kept
@@ -38,23 +41,27 @@ def principal(feats: np.ndarray, dims: int, *, centre: bool, sample: int = PCA_S
     PCA of the project (the neighbour index, the duplicate search). Torch's linear algebra, not
     numpy's: after torch has run in this process (a re-rank's refit), numpy's BLAS threads fight
     torch's and the same eigh took 4.5 times as long. Where torch is not loaded (the review
-    window, which never imports it: issue 31) numpy's does the same sums. The covariance and its
-    eigenvectors in float32, not float64 (issue 35: 0.056 -> 0.03 s of a 1.4 s run on 2,000 CIFAR
-    thumbnails): the cosines of the projected rows moved by at most 3e-5 and every image's six
-    nearest stayed the same."""
+    window, which never imports it: issue 31) numpy's does the same sums, and where torch's
+    eigh does not converge (its MKL routine, on a covariance whose spectrum is mostly zeros: a
+    backbone's features of tiny digits, most of its dimensions constant) numpy's takes over. In
+    float64: float32 saved 0.025 s on 2,000 thumbnails but failed to converge on the demo."""
     n, d = feats.shape
     rows = feats[np.sort(np.random.default_rng(0).choice(n, min(n, sample), replace=False))].astype(np.float64)
     mean = rows.mean(0) if centre else np.zeros(d, dtype=np.float64)
     if d <= dims:
         return mean.astype(np.float32), None
-    centred = (rows - mean).astype(np.float32)  # centred in float64, then float32 sums: see below
+    rows -= mean
     torch = sys.modules.get("torch")
-    if torch is None:
-        _, vecs = np.linalg.eigh(centred.T @ centred)
-        return mean.astype(np.float32), np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
-    t = torch.from_numpy(centred)
-    _, tvecs = torch.linalg.eigh(t.T @ t)
-    return mean.astype(np.float32), tvecs.flip(1)[:, :dims].numpy()  # the largest components first
+    if torch is not None:
+        t = torch.from_numpy(rows)
+        try:
+            _, tvecs = torch.linalg.eigh(t.T @ t)
+        except RuntimeError as exc:  # torch.linalg.LinAlgError
+            log.info("torch's eigh did not converge (%s); numpy's takes over", str(exc).splitlines()[0][:80])
+        else:
+            return mean.astype(np.float32), tvecs.flip(1)[:, :dims].float().numpy()  # the largest components first
+    _, vecs = np.linalg.eigh(rows.T @ rows)
+    return mean.astype(np.float32), np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
 
 
 def project_on(x: np.ndarray, basis: np.ndarray) -> np.ndarray:

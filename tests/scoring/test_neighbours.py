@@ -125,3 +125,35 @@ def test_the_duplicate_threshold_is_a_similarity(scored: Path, capsys) -> None: 
         with pytest.raises(SystemExit):
             main(["duplicates", "--db", str(scored), "--threshold", bad])
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("route", ["torch", "torch fails", "numpy"])
+def test_the_pca_of_features_that_are_mostly_constant_converges(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backbone's features of tiny digits: most dims constant, the rest of low rank. Torch's eigh
+    (MKL) failed to converge on such a covariance in float32 (the demo's scoring stopped,
+    2026-12-05); the PCA is in float64, and where torch's still fails numpy's answers. Each
+    route gives an orthonormal basis of the same leading subspace."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from scoring.evidence.neighbours import principal
+
+    rng = np.random.default_rng(0)
+    base = np.maximum(rng.normal(size=(1797, 20)) @ rng.normal(size=(20, 50)), 0)
+    feats = np.zeros((1797, 1280), np.float32)
+    feats[:, rng.choice(1280, 50, replace=False)] = base
+    feats = feats.astype(np.float16)
+    _, want = principal(feats, 128, centre=True)
+    if route == "torch fails":
+        def no_convergence(*_a: object, **_k: object) -> None:
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        monkeypatch.setattr(torch.linalg, "eigh", no_convergence)
+    elif route == "numpy":
+        monkeypatch.delitem(sys.modules, "torch")
+    mean, basis = principal(feats, 128, centre=True)
+    assert basis is not None and want is not None and basis.shape == (1280, 128) and np.isfinite(basis).all()
+    assert np.allclose(basis.T @ basis, np.eye(128), atol=1e-4)
+    lead = slice(0, 20)  # the rank-20 part: the same subspace whichever routine found it
+    assert np.allclose(np.linalg.svd(want[:, lead].T @ basis[:, lead], compute_uv=False), 1.0, atol=1e-3)
