@@ -9,6 +9,8 @@ of checkpoints whose interval holds the truth and how often the estimate rose af
            subsets of the shared CIFAR-10 and MNIST test sets (100 per class, 40 flips at random
            or to the class people confuse it with, on top of the sets' own label errors, seeded),
            scored by the automatic pool
+  replay   the review sets' walks without re-ranks on arrays, the estimate after every decision
+           (about a minute for the five once scored: for trying a change of the model)
   count    the likely-errors count before review on the untouched CIFAR-10 / MNIST test labels
            and with 5 % planted flips, per pool
   cifar    the 10,000 shared CIFAR-10 test JPEGs with 5 % of labels flipped (at random, and to
@@ -41,6 +43,7 @@ from scoring import metrics as M  # noqa: E402
 from scoring.store import Project, QueueFilter  # noqa: E402
 from scoring.tasks.estimate import (  # noqa: E402
     ErrorsLeft,
+    _prior,
     errors_left,
     label_doubt,
     left_in_queue,
@@ -253,6 +256,47 @@ def run_review(work: Path, names: list[str], rerank_every: int) -> None:
                   walk)
 
 
+def replay_walk(db: Path, flipped: dict[str, str], upto: int) -> Walk:
+    """The walk of :func:`walk_project` without re-ranks, on arrays: the scored project's pool held
+    fixed, its label queue's order, the product's ``left_in_queue`` after every decision. The
+    five sets take about a minute where the walk through the store takes ten: for measuring a
+    change of the model (issue 29) before the whole walk."""
+    with Project.open(db) as p:
+        ids = np.array([r[0] for r in p.queue.self_confidences()], dtype=np.int64)
+        prior = _prior(p, ids)
+        assert prior is not None, "no estimate"
+        queue = [r.id for r in p.queue.page(QueueFilter(status="unreviewed"), sort=LABEL_SORT, limit=len(ids))]
+        planted = np.array([path in flipped for path in p.images.paths_of(ids)])
+    order = np.searchsorted(ids, queue)
+    reviewed = np.zeros(len(ids), bool)
+    walk, last = Walk([]), None
+    for done in range(min(upto, len(order)) + 1):
+        tail = left_in_queue(prior.doubt, reviewed, reviewed & planted, prior.likely.count, order[done : done + 100])
+        truly = int((planted & ~reviewed).sum())
+        walk.shown += 1
+        walk.held += tail.low <= truly <= tail.high
+        if last is not None and last[1] and tail.left > last[0] + 1e-9:
+            walk.rises += 1
+            walk.shown_rises += round(tail.left) > round(last[0])
+            walk.surprises += last[2] < 0.5
+            walk.largest_rise = max(walk.largest_rise, tail.left - last[0])
+        if done % 10 == 0:
+            walk.rows.append((done, truly, tail.low, tail.left, tail.high))
+        if done < len(order):
+            fix = bool(planted[order[done]])
+            walk.fixes += fix
+            reviewed[order[done]] = True
+            last = (tail.left, fix, tail.next_one)
+    return walk
+
+
+def run_replay(work: Path, names: list[str]) -> None:
+    for s in review_sets(work, names):
+        score_set(s)
+        show_walk(f"{s.name} replayed without re-ranks ({len(s.flipped)} planted flips), the estimate every 10 decisions",
+                  replay_walk(s.db, s.flipped, 3 * len(s.flipped) + 100))
+
+
 def run_cifar(work: Path, kinds: list[str]) -> None:
     from bench_label_errors import SHARED, flip, scored
 
@@ -336,6 +380,8 @@ def main() -> None:
     sets = args.sets.split(",")
     if "review" in sets:
         run_review(work, args.review.split(","), args.rerank_every)
+    if "replay" in sets:
+        run_replay(work, args.review.split(","))
     if "cifar" in sets:
         run_cifar(work, args.kinds.split(","))
     if "count" in sets:
