@@ -57,8 +57,20 @@ class Cache:
     def _stored_ids(self, table: str, keycol: str, key: str) -> set[int]:
         return {r[0] for r in self.store._q(f"SELECT image_id FROM {table} WHERE {keycol}=?", (key,))}
 
+    def _sound_feature_ids(self, encoder_key: str) -> set[int]:
+        """The images whose stored row of ``encoder_key`` is whole: float16 values, as many as the
+        encoder's other rows have (its most common length). A row damaged in the file (a project
+        is someone else's input) counts as missing, so the next run stores it anew."""
+        rows = self.store._q("SELECT image_id, length(data) FROM features WHERE encoder_key=?", (encoder_key,))
+        if not rows:
+            return set()
+        lengths = np.array([n for _, n in rows], dtype=np.int64)
+        values, counts = np.unique(lengths, return_counts=True)
+        width = int(values[counts.argmax()])
+        return {i for i, n in rows if n == width and n % 2 == 0 and n > 0}
+
     def missing_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        have = self._stored_ids("features", "encoder_key", encoder_key)
+        have = self._sound_feature_ids(encoder_key)
         return np.array([i for i in ids if int(i) not in have], dtype=np.int64)
 
     def put_features(self, encoder_key: str, ids: Sequence[int] | np.ndarray, feats: np.ndarray) -> None:
@@ -95,12 +107,15 @@ class Cache:
         if not order:
             return np.zeros((0, 0), dtype)
         blobs = [stored[i] for i in order]
-        width = len(blobs[0])
-        if all(len(b) == width for b in blobs):  # one buffer, not a small array per row (issue 35)
-            rows = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
-        else:  # rows of different lengths: np.stack says which shapes clash
-            rows = np.stack([np.frombuffer(b, dtype=np.float16) for b in blobs])
-        return rows.astype(dtype)
+        lengths = np.array([len(b) for b in blobs])
+        values, counts = np.unique(lengths, return_counts=True)
+        width = int(values[counts.argmax()])
+        bad = [i for i, n in zip(order, lengths.tolist(), strict=True) if n != width or n % 2 or n == 0]
+        if bad:
+            raise ProjectError(f"{self.store.path}: the stored features of encoder {encoder_key} are damaged for "
+                               f"images {bad[:5]}; score again: the run stores them anew")
+        # one buffer, not a small array per row (issue 35)
+        return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(dtype)
 
     def set_embedding(self, encoder_key: str, description: str) -> None:
         """Which stored features the neighbour evidence compares images by (set by a run)."""

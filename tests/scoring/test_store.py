@@ -161,6 +161,21 @@ def test_features_come_back_as_stored_in_float16_or_as_float32(project: Project)
     assert project.cache.get_features("enc", []).shape == (0, 0)
 
 
+def test_a_damaged_feature_row_is_missing_and_read_as_a_one_line_error(project: Project) -> None:
+    """A row cut short in the file (a project is someone else's input) counts as missing, so the
+    next run stores it anew, and reading it says which file and image, not a numpy traceback."""
+    ids = project.images.scorable_ids()
+    project.cache.put_features("enc", ids, np.ones((len(ids), 4), np.float32))
+    with project.transaction():
+        project.conn.execute("UPDATE features SET data = x'010203' WHERE encoder_key='enc' AND image_id=?", (int(ids[2]),))
+    assert project.cache.missing_features("enc", ids).tolist() == [int(ids[2])]
+    with pytest.raises(ProjectError, match=rf"{project.path.name}.*damaged.*\[{int(ids[2])}\]"):
+        project.cache.get_features("enc", ids)
+    assert project.cache.get_features("enc", ids[3:]).shape == (len(ids) - 3, 4)
+    project.cache.put_features("enc", ids[2:3], np.ones((1, 4), np.float32))  # the next run's store
+    assert len(project.cache.missing_features("enc", ids)) == 0
+
+
 def test_a_new_projects_stored_thumbnails_take_no_overflow_pages(tmp_path: Path, data: Path) -> None:
     """A new file has PAGE_SIZE pages, so a 16x16 thumbnail (1,536 bytes as float16) stays in its
     row; at 4 KiB each spilled into a page of its own, 2.7 times the bytes (issue 35)."""
