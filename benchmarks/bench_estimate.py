@@ -48,7 +48,9 @@ from scoring.tasks.estimate import (  # noqa: E402
     label_doubt,
     left_in_queue,
     likely_errors,
+    steady,
 )
+from scoring.tasks.review import ReviewSession  # noqa: E402
 from scoring.vocabulary import LABEL_SORT  # noqa: E402
 
 Row = tuple[int, int, float, float, float]  # reviewed, truly left, low, estimate, high
@@ -162,7 +164,8 @@ def show(title: str, rows: list[Row], every: int = 1) -> None:
 class Walk:
     rows: list[Row]  # every ``every`` decisions
     fixes: int = 0
-    rises: int = 0  # fixes after which the estimate rose
+    rises: int = 0  # fixes after which the estimate shown rose
+    model_rises: int = 0  # fixes after which the model's own mean rose (the app holds it: scoring.tasks.estimate.steady)
     shown_rises: int = 0  # of them, rises of the number the app shows ("about 25": the estimate rounded)
     surprises: int = 0  # of them, fixes of an image the estimate gave less than even odds of a wrong label
     largest_rise: float = 0.0
@@ -173,6 +176,17 @@ class Walk:
     def saw(self, est: ErrorsLeft, truly_left: int) -> None:
         self.shown += 1
         self.held += est.low <= truly_left <= est.high
+
+    def step(self, last: tuple[float, bool, float, float] | None, est: ErrorsLeft, model: float) -> None:
+        """After a decision: ``last`` (the estimate shown, a fix?, its next_one, the model's mean) before it."""
+        if last is None or not last[1]:
+            return
+        self.model_rises += model > last[3] + 1e-9
+        if est.left > last[0] + 1e-9:
+            self.rises += 1
+            self.shown_rises += round(est.left) > round(last[0])
+            self.surprises += last[2] < 0.5
+            self.largest_rise = max(self.largest_rise, est.left - last[0])
 
 
 def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, rerank_every: int = 20) -> Walk:
@@ -188,25 +202,29 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
     walk = Walk([])
     with Project.open(db) as p:
         sort = LABEL_SORT if p.images.labelled() else "c_perplexity"
+        session = ReviewSession(p, sort)  # the app's owner of what it shows
         done, last = 0, None
         while True:
-            est = errors_left(p, sort)
-            assert est is not None, "no estimate"
-            if last is not None and last[1] and est.left > last[0] + 1e-9:
-                walk.rises += 1
-                walk.shown_rises += round(est.left) > round(last[0])
-                walk.surprises += last[2] < 0.5
-                walk.largest_rise = max(walk.largest_rise, est.left - last[0])
+            model = errors_left(p, sort)
+            assert model is not None, "no estimate"
+            session.set_estimate(model)
+            est = session.estimate
+            assert est is not None
+            walk.step(last, est, model.left)
             walk.saw(est, len(flipped) - est.found)
             if done % every == 0:
                 walk.rows.append((done, len(flipped) - est.found, est.low, est.left, est.high))
             if done >= upto:
                 return walk
             if rerank_every and done and done % rerank_every == 0:
+                session.reranked()
                 drain(rerank(db, sort))
+                session.rerank_finished(0.0)
                 walk.reranks += 1
-                est = errors_left(p, sort)  # a re-rank is a new estimate, not a fix
+                session.set_estimate(errors_left(p, sort))  # a re-rank is a new estimate, not a fix
+                est = session.estimate
                 assert est is not None
+                model = est
                 walk.saw(est, len(flipped) - est.found)
             row = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=1)
             if not row:
@@ -215,14 +233,14 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
             p.edits.relabel(row[0].id, p.classes.index(flipped[row[0].path])) if fix else p.edits.keep(row[0].id)
             walk.fixes += fix
             done += 1
-            last = (est.left, fix, est.next_one)
+            last = (est.left, fix, est.next_one, model.left)
 
 
 def show_walk(title: str, walk: Walk, every: int = 4) -> None:
     show(title, walk.rows, every)
     print(f"  after every decision and re-rank: the interval held the truth {walk.held / max(walk.shown, 1):.0%} of {walk.shown} times")
-    print(f"  the estimate rose after {walk.rises} of {walk.fixes} fixes ({walk.shown_rises} of them in the number shown; "
-          f"the largest rise {walk.largest_rise:.1f}), "
+    print(f"  the estimate shown rose after {walk.rises} of {walk.fixes} fixes ({walk.shown_rises} of them in the number shown; "
+          f"the largest rise {walk.largest_rise:.1f}; the model's own mean after {walk.model_rises}), "
           f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks")
 
 
@@ -269,24 +287,22 @@ def replay_walk(db: Path, flipped: dict[str, str], upto: int) -> Walk:
         planted = np.array([path in flipped for path in p.images.paths_of(ids)])
     order = np.searchsorted(ids, queue)
     reviewed = np.zeros(len(ids), bool)
-    walk, last = Walk([]), None
+    walk, last, shown = Walk([]), None, None
     for done in range(min(upto, len(order)) + 1):
         tail = left_in_queue(prior.doubt, reviewed, reviewed & planted, prior.likely.count, order[done : done + 100])
         truly = int((planted & ~reviewed).sum())
-        walk.shown += 1
-        walk.held += tail.low <= truly <= tail.high
-        if last is not None and last[1] and tail.left > last[0] + 1e-9:
-            walk.rises += 1
-            walk.shown_rises += round(tail.left) > round(last[0])
-            walk.surprises += last[2] < 0.5
-            walk.largest_rise = max(walk.largest_rise, tail.left - last[0])
+        model = ErrorsLeft(prior.likely.count, done, int((reviewed & planted).sum()), tail.left, tail.low, tail.high,
+                           tail.next_100, next_one=tail.next_one)
+        shown = est = steady(shown, model)
+        walk.step(last, est, model.left)
+        walk.saw(est, truly)
         if done % 10 == 0:
-            walk.rows.append((done, truly, tail.low, tail.left, tail.high))
+            walk.rows.append((done, truly, est.low, est.left, est.high))
         if done < len(order):
             fix = bool(planted[order[done]])
             walk.fixes += fix
             reviewed[order[done]] = True
-            last = (tail.left, fix, tail.next_one)
+            last = (est.left, fix, est.next_one, model.left)
     return walk
 
 

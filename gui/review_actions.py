@@ -365,7 +365,7 @@ class ReviewController(QObject):
         """Recompute the errors-left estimate on a pool thread (it reads every score)."""
         if self.project is None or self.session is None:
             return
-        self.session.set_estimate(self.session.estimate)  # not due again until the next decision
+        self.session.estimate_requested()
         self.estimates.start(self.project.path, self.session.label_sort)
 
     def _on_estimated(self, result: tuple[Path, ErrorsLeft | None]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scoring.store import Edit, PackageInfo, Project, QueueFilter, QueueRow
-from scoring.tasks.estimate import ErrorsLeft
+from scoring.tasks.estimate import ErrorsLeft, steady
 from scoring.vocabulary import DIFFICULTY_SORT, LABEL_SORT, is_score, label_sorts
 
 RERANK_REST = 3.0  # after a re-rank of s seconds, none for 3 s: background work <= 1/4 of the time
@@ -35,6 +35,8 @@ class ReviewSession:
     filter: QueueFilter = field(default_factory=QueueFilter)
     _estimate: ErrorsLeft | None = field(default=None, init=False, repr=False)
     _estimate_at: tuple[int, ...] | None = field(default=None, init=False, repr=False)
+    # what the status bar showed since the scores last changed, one per estimate (scoring.tasks.estimate.steady)
+    _shown: list[ErrorsLeft] = field(default_factory=list, init=False, repr=False)
     _rerank_at: int | None = field(default=None, init=False, repr=False)
     _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
     # The cursor: the image under review and its place in the order when it was chosen. The
@@ -158,11 +160,13 @@ class ReviewSession:
         """A re-rank starts: not due again until ``every`` more decisions."""
         self._rerank_at = self.stats["reviewed"]
         self._estimate_at = None  # new scores: the estimate too
+        self._shown.clear()
 
     def rerank_finished(self, seconds: float, now: float | None = None) -> None:
         """It took ``seconds``: rest RERANK_REST times as long before the next automatic one."""
         self._rerank_rest_until = (time.monotonic() if now is None else now) + RERANK_REST * seconds
         self._estimate_at = None
+        self._shown.clear()
 
     @property
     def label_sort(self) -> str:
@@ -171,8 +175,27 @@ class ReviewSession:
     def scores_changed(self) -> None:
         """New scores (a run finished): the estimate is due at once."""
         self._estimate_at = None
+        self._shown.clear()
+
+    def estimate_requested(self) -> None:
+        """An estimate of the present decisions is on its way: not due again until the next one."""
+        self._estimate_at = self._decisions()
 
     def set_estimate(self, estimate: ErrorsLeft | None) -> None:
+        """A new estimate, as it is shown: held where :func:`steady` holds it against what was shown
+        for fewer decisions (a fix the pool expected does not raise the count); after an undo, what
+        was shown for the decisions it returns to."""
+        if estimate is not None:
+            key = (estimate.reviewed, estimate.found, estimate.removed)
+            while self._shown and (self._shown[-1].reviewed, self._shown[-1].found) > key[:2]:
+                self._shown.pop()  # an undo: back along the walk
+            back = self._shown and (self._shown[-1].reviewed, self._shown[-1].found, self._shown[-1].removed) == key
+            if back:
+                estimate = self._shown[-1]
+            else:
+                self._shown.append(steady(self._shown[-1] if self._shown else None, estimate))
+                del self._shown[:-10_000]
+                estimate = self._shown[-1]
         self._estimate, self._estimate_at = estimate, self._decisions()
 
     @property
