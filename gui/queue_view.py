@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QPainter, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
@@ -48,6 +48,19 @@ class QueueView(QListView):
             painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
                              int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
             painter.end()
+
+    def scroll_to_current(self, tries: int = 100) -> None:
+        """Bring the current image into view. The grid lays its items out in batches (200 per pass
+        of the event loop), and a scroll to one not laid out yet does nothing: after the search
+        was cleared, the image under review, far down the queue, stayed in the pane but out of
+        the grid. So it tries again each pass until the item has its place (at most ``tries``)."""
+        index = self.currentIndex()
+        if not index.isValid():
+            return
+        if self.visualRect(index).isValid():
+            self.scrollTo(index)
+        elif tries > 0:
+            QTimer.singleShot(0, lambda: self.scroll_to_current(tries - 1))
 
     def review_action(self, event: QKeyEvent) -> tuple[str, int | None] | None:
         """The key map's action for this key press (no Ctrl/Alt/Meta), or None."""

@@ -80,7 +80,7 @@ class ReviewController(QObject):
     def select(self, index: QModelIndex) -> None:
         if index.isValid():
             self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            self.view.scrollTo(index)
+            self.view.scroll_to_current()
 
     def select_first_unreviewed(self) -> None:
         """The first image still to review in the current order (else the first)."""

@@ -231,3 +231,29 @@ def test_the_sort_and_a_filter_are_changed_with_the_keys_and_review_keys_then_ac
     _press(qtbot, w, [Qt.Key.Key_Return])  # the focus is on the combo: the review key still acts
     assert w.project.images.image(head).status == "kept" and w.view.hasFocus() and w.model.total() == total
     w.close()
+
+
+def test_clearing_the_search_shows_the_image_under_review_in_the_grid(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Seen under Xvfb on the demo: an image found by the search, far down the queue, stayed in
+    the pane (and under the keys) when the search was cleared, but the grid showed the top of the
+    queue with nothing highlighted: the grid lays its items out in batches, and it was asked to
+    scroll to one not laid out yet."""
+    from tests.gui.conftest import fake_scored
+
+    w = open_window(qtbot, settings, fake_scored(tmp_path, 300, 2))
+    while w.model.rowCount() < 700 and w.model.canFetchMore(w.model.index(-1, 0)):
+        w.model.fetchMore(w.model.index(-1, 0))
+    far = w.model.row_at(650)
+    assert far is not None
+    w.filters.f_search.setText(far.path)
+    qtbot.waitUntil(lambda: w.review.current_id() == far.id, timeout=5000)
+    w.filters.f_search.setText("")
+    qtbot.waitUntil(lambda: w.model.total() == 900, timeout=5000)
+    assert w.review.current_id() == far.id
+
+    def shown() -> bool:
+        index = w.view.currentIndex()
+        return index.isValid() and w.model.row_at(index.row()).id == far.id and w.view.viewport().rect().intersects(w.view.visualRect(index))
+
+    qtbot.waitUntil(shown, timeout=5000)
+    w.close()
