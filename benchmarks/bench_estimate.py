@@ -170,6 +170,7 @@ class Walk:
     surprises: int = 0  # of them, fixes of an image the estimate gave less than even odds of a wrong label
     largest_rise: float = 0.0
     reranks: int = 0
+    rerank_rises: int = 0  # re-ranks after which the number shown rose
     held: int = 0  # estimates (after every decision and re-rank) whose interval held the truth
     shown: int = 0  # estimates made
 
@@ -221,9 +222,11 @@ def walk_project(db: Path, flipped: dict[str, str], upto: int, every: int = 10, 
                 drain(rerank(db, sort))
                 session.rerank_finished(0.0)
                 walk.reranks += 1
+                before = est.left
                 session.set_estimate(errors_left(p, sort))  # a re-rank is a new estimate, not a fix
                 est = session.estimate
                 assert est is not None
+                walk.rerank_rises += est.left > before + 1e-9
                 model = est
                 walk.saw(est, len(flipped) - est.found)
             row = p.queue.page(QueueFilter(status="unreviewed"), sort=sort, limit=1)
@@ -241,7 +244,8 @@ def show_walk(title: str, walk: Walk, every: int = 4) -> None:
     print(f"  after every decision and re-rank: the interval held the truth {walk.held / max(walk.shown, 1):.0%} of {walk.shown} times")
     print(f"  the estimate shown rose after {walk.rises} of {walk.fixes} fixes ({walk.shown_rises} of them in the number shown; "
           f"the largest rise {walk.largest_rise:.1f}; the model's own mean after {walk.model_rises}), "
-          f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks")
+          f"{walk.surprises} of them after fixing an image it gave less than even odds; {walk.reranks} re-ranks "
+          f"({walk.rerank_rises} of them raised it)")
 
 
 def walk_arrays(probs: np.ndarray, labels: np.ndarray, planted: np.ndarray, step: int, upto: int) -> list[Row]:

@@ -183,7 +183,7 @@ class ErrorsLeft:
         return f" ({self.removed:,} removed, which says nothing about their labels)" if self.removed else ""
 
 
-def steady(shown: ErrorsLeft | None, new: ErrorsLeft) -> ErrorsLeft:
+def steady(shown: ErrorsLeft | None, new: ErrorsLeft, rescored: bool = False) -> ErrorsLeft:
     """What the app shows after more decisions (issue 29: the number rose after a fix): the new
     estimate, but the point and upper bound held at ``shown`` (what was shown before) when the
     step is forward (more reviewed or found) and the new range still holds the old point - a fix
@@ -193,8 +193,8 @@ def steady(shown: ErrorsLeft | None, new: ErrorsLeft) -> ErrorsLeft:
     high on average; held, none, 1.6-3.6 high, and each walk's intervals held the truth as often."""
     if shown is None or new.reviewed < shown.reviewed or new.found < shown.found or new.low > shown.left:
         return new  # the first, an undo (the session keeps what it showed then), or news
-    if (new.reviewed, new.found, new.removed) == (shown.reviewed, shown.found, shown.removed):
-        return shown  # the same decisions, asked again
+    if not rescored and (new.reviewed, new.found, new.removed) == (shown.reviewed, shown.found, shown.removed):
+        return shown  # the same decisions, asked again (``rescored``: after a re-rank, new scores)
     left = min(new.left, shown.left)
     return replace(new, left=left, low=min(new.low, left), high=max(min(new.high, shown.high), left),
                    model_left=new.left if new.left > left else None)

@@ -37,6 +37,7 @@ class ReviewSession:
     _estimate_at: tuple[int, ...] | None = field(default=None, init=False, repr=False)
     # what the status bar showed since the scores last changed, one per estimate (scoring.tasks.estimate.steady)
     _shown: list[ErrorsLeft] = field(default_factory=list, init=False, repr=False)
+    _reranked: bool = field(default=False, init=False, repr=False)  # the next estimate reads new scores
     _rerank_at: int | None = field(default=None, init=False, repr=False)
     _rerank_rest_until: float = field(default=0.0, init=False, repr=False)
     # The cursor: the image under review and its place in the order when it was chosen. The
@@ -160,22 +161,23 @@ class ReviewSession:
         """A re-rank starts: not due again until ``every`` more decisions."""
         self._rerank_at = self.stats["reviewed"]
         self._estimate_at = None  # new scores: the estimate too
-        self._shown.clear()
+        self._reranked = True
 
     def rerank_finished(self, seconds: float, now: float | None = None) -> None:
         """It took ``seconds``: rest RERANK_REST times as long before the next automatic one."""
         self._rerank_rest_until = (time.monotonic() if now is None else now) + RERANK_REST * seconds
         self._estimate_at = None
-        self._shown.clear()
+        self._reranked = True
 
     @property
     def label_sort(self) -> str:
         return self.sort if self.sort in label_sorts() else LABEL_SORT
 
     def scores_changed(self) -> None:
-        """New scores (a run finished): the estimate is due at once."""
+        """New scores (a run finished): the estimate is due at once, and starts afresh."""
         self._estimate_at = None
         self._shown.clear()
+        self._reranked = False
 
     def estimate_requested(self) -> None:
         """An estimate of the present decisions is on its way: not due again until the next one."""
@@ -183,9 +185,15 @@ class ReviewSession:
 
     def set_estimate(self, estimate: ErrorsLeft | None) -> None:
         """A new estimate, as it is shown: held where :func:`steady` holds it against what was shown
-        for fewer decisions (a fix the pool expected does not raise the count); after an undo, what
-        was shown for the decisions it returns to."""
-        if estimate is not None:
+        for fewer decisions (a fix the pool expected does not raise the count), and against what was
+        shown before a re-rank (the queue's own refit, every 20 decisions: not news the annotator
+        asked for); after an undo, what was shown for the decisions it returns to. A new run
+        (:meth:`scores_changed`) starts afresh."""
+        if estimate is not None and self._reranked and self._shown:
+            self._reranked = False
+            self._shown[:] = [steady(self._shown[-1], estimate, rescored=True)]  # an undo past it: the new scores' number
+            estimate = self._shown[-1]
+        elif estimate is not None:
             key = (estimate.reviewed, estimate.found, estimate.removed)
             while self._shown and (self._shown[-1].reviewed, self._shown[-1].found) > key[:2]:
                 self._shown.pop()  # an undo: back along the walk

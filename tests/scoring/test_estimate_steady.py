@@ -97,8 +97,13 @@ def test_the_session_holds_the_number_gives_it_back_on_undo_and_drops_it_on_new_
     session.scores_changed()  # a re-score or re-rank: the new scores' number as it is
     session.set_estimate(_est(0, 0, 26.0, 12.0, 44.0))
     assert session.estimate is not None and session.estimate.left == 26.0
-    session.reranked()
+    session.reranked()  # the queue's own refit: held like a decision, a fall shown as it is
     session.set_estimate(_est(0, 0, 24.0, 12.0, 40.0))
+    assert session.estimate is not None and session.estimate.left == 24.0
+    session.rerank_finished(1.0)
+    session.set_estimate(_est(0, 0, 27.0, 13.0, 45.0))
+    assert session.estimate is not None and (session.estimate.left, session.estimate.high) == (24.0, 40.0)
+    session.set_estimate(_est(0, 0, 27.0, 13.0, 45.0))  # the same again: still held
     assert session.estimate is not None and session.estimate.left == 24.0
 
 
