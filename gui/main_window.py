@@ -296,8 +296,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Image Triage — {whose}{project.source.name} ({path})")
         self.recent.remember(Path(path))
         self._set_enabled(True)
-        if model.rowCount() and not self.view.currentIndex().isValid():
-            self.review.select(model.index(0, 0))
+        if model.rowCount():  # a new session has no cursor: where the review left off (after a crash too), not on a decided image
+            self.review.select_first_unreviewed()
         run = project.runs.interrupted_run()
         if ask_resume and run is not None and project.runs.last_pool_spec():
             resume_question = QMessageBox(

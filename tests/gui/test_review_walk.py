@@ -257,3 +257,18 @@ def test_clearing_the_search_shows_the_image_under_review_in_the_grid(qtbot, set
 
     qtbot.waitUntil(shown, timeout=5000)
     w.close()
+
+
+def test_reopening_a_project_lands_on_the_first_image_still_to_review(qtbot, settings, big_db: Path) -> None:  # type: ignore[no-untyped-def]
+    """Seen under Xvfb after a kill -9 and a restart: the window opened on the head of the label
+    queue, a relabelled image, where the next Enter would have turned the relabel into a keep."""
+    w = open_window(qtbot, settings, big_db)
+    ids = [w.model.row_at(n).id for n in range(3)]  # type: ignore[union-attr]
+    w.project.edits.relabel(ids[0], 1)
+    w.project.edits.keep(ids[1])
+    w.close()
+    again = open_window(qtbot, settings, big_db)
+    current = again.review.current_id()
+    assert current is not None and again.project.images.image(current).status == "unreviewed"
+    assert again.session.filter.status is None and again.view.currentIndex().row() >= 2
+    again.close()
