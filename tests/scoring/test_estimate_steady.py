@@ -5,18 +5,12 @@ worked, an undo shows again what was shown before, and new scores start afresh."
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from scoring.io.formats import open_dataset
-from scoring.store import Project
 from scoring.tasks.estimate import ErrorsLeft, steady
 from scoring.tasks.review import ReviewSession
-from scoring.vocabulary import compute_scores
 from tests.scoring.test_duplicates_estimate import _walk
-from tests.scoring.tinypool import make_imagefolder
 
 
 def _est(reviewed: int, found: int, left: float, low: float, high: float, removed: int = 0) -> ErrorsLeft:
@@ -72,17 +66,6 @@ def test_along_a_walk_the_number_never_rises_after_a_fix_and_the_range_still_hol
             held.append(shown.low <= truly <= shown.high)
         assert np.mean(held[::10]) >= 0.9, held
     assert model_rises > 0  # the case the rule is for
-
-
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
-    p = Project.create(tmp_path / "p.triage.db", open_dataset(data))
-    ids = p.images.scorable_ids()
-    probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
-    p.queue.put_scores("pool", ids, compute_scores(probs, p.images.given_labels(ids)))
-    yield ReviewSession(p)
-    p.close()
 
 
 def test_the_session_holds_the_number_gives_it_back_on_undo_and_drops_it_on_new_scores(session: ReviewSession) -> None:

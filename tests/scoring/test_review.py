@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from scoring.io.formats import open_dataset
-from scoring.store import Project, QueueFilter
+from scoring.store import QueueFilter
 from scoring.tasks.review import ReviewSession
-from scoring.vocabulary import compute_scores
-from tests.scoring.tinypool import make_imagefolder
-
-
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    data = make_imagefolder(tmp_path / "data", per_class=4, corrupt=False)
-    p = Project.create(tmp_path / "p.triage.db", open_dataset(data))
-    ids = p.images.scorable_ids()
-    probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.7, size=(3, len(ids)))
-    p.queue.put_scores("pool", ids, compute_scores(probs, p.images.given_labels(ids)))
-    yield ReviewSession(p)
-    p.close()
 
 
 def test_sort_and_filter_decide_the_page(session: ReviewSession) -> None:
