@@ -5,6 +5,7 @@ it needs (the queue view, the detail pane, the jobs runner, a way to ask and to 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from gui.estimates import Estimates
 from gui.jobs import Jobs
 from gui.queue_model import ReviewQueueModel
 from gui.queue_view import QueueView
+from gui.view_state import ViewState
 from gui.worker import imported_on_call
 from scoring.errors import ImageTriageError
 from scoring.store import Edit, Project
@@ -71,6 +73,20 @@ class ReviewController(QObject):
         self.view.setModel(model)
         self.view.selectionModel().currentChanged.connect(self.on_current_changed)
         model.reloaded.connect(self._on_reloaded)
+
+    def _resume_shown(self) -> None:
+        """The first estimate of a session: start from the number shown before a restart (the
+        session keeps it only for the scores the project has now)."""
+        assert self.session is not None
+        raw = self.settings.value(self._shown_key())
+        try:
+            self.session.resume_shown(json.loads(str(raw)) if raw else None)
+        except (ValueError, RecursionError):  # another program's or a hand's edit of the settings
+            log.info("the errors-left number kept for %s is not JSON: ignored", self.session.project.path)
+
+    def _shown_key(self) -> str:
+        assert self.session is not None
+        return ViewState.key(self.session.project.path) + "/errors_left"
 
     def detach(self) -> None:
         self.session, self.model = None, None
@@ -373,5 +389,10 @@ class ReviewController(QObject):
         if self.session is None or self.project is None or path != self.project.path:
             log.info("an errors-left estimate for %s arrived after it was closed: dropped", path)
             return
+        if self.session.shown_state() is None:
+            self._resume_shown()
         self.session.set_estimate(estimate)
+        state = self.session.shown_state()
+        if state is not None:
+            self.settings.setValue(self._shown_key(), json.dumps(state))
         self.update_status()

@@ -8,9 +8,10 @@ trigger-kept counts table after each action, never patched by hand.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from scoring.store import Edit, PackageInfo, Project, QueueFilter, QueueRow
@@ -209,6 +210,27 @@ class ReviewSession:
     @property
     def estimate(self) -> ErrorsLeft | None:
         return self._estimate
+
+    def shown_state(self) -> dict[str, Any] | None:
+        """What the status bar shows now, with the scores it was read from: kept by the window
+        across a restart (a kill -9 and a restart had taken "about 8" to "about 11" with no fix)."""
+        if not self._shown:
+            return None
+        return {"scores": self.project.queue.scores_stamp(), **asdict(self._shown[-1])}
+
+    def resume_shown(self, state: Any) -> bool:
+        """Start from what was shown before a restart, when it was read from the scores the project
+        has now; anything else (other scores, a hand-edited or damaged settings file) is ignored."""
+        if self._shown or not isinstance(state, dict) or state.get("scores") != self.project.queue.scores_stamp():
+            return False
+        names = [f.name for f in fields(ErrorsLeft)]
+        values = {k: state.get(k) for k in names}
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                      for k, v in values.items() if not (k == "model_left" and v is None))
+        if not numbers or any(not isinstance(values[k], int) for k in ("reviewed", "found", "unreviewed", "removed", "flagged", "disagree")):
+            return False
+        self._shown.append(ErrorsLeft(**values))  # type: ignore[arg-type]
+        return True
 
     def status_text(self) -> str:
         s = self.stats

@@ -304,3 +304,32 @@ def test_ctrl_f_goes_to_the_search_and_what_is_typed_next_decides_nothing(qtbot,
     qtbot.wait(30)
     assert w.filters.f_search.text() == "12" and len(w.project.edits.entries()) == before
     w.close()
+
+
+def test_the_errors_left_number_shown_is_kept_across_a_restart(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The window keeps the number it showed (in its settings, per project); reopened on the same
+    scores it starts from it, so the model's higher number for the same decisions stays held."""
+    from scoring.tasks.estimate import ErrorsLeft
+
+    db = fake_scored(tmp_path, 6, 3)
+    w = open_window(qtbot, settings, db)
+    w.review._on_estimated((w.project.path, ErrorsLeft(30.0, 0, 0, 12.0, 5.0, 25.0, 3.0, unreviewed=18)))
+    assert "about 12 (5-25) errors left" in w.review.stats_label.text()
+    w.close()
+    again = open_window(qtbot, settings, db)
+    again.review._on_estimated((again.project.path, ErrorsLeft(30.0, 0, 0, 14.0, 6.0, 28.0, 3.0, unreviewed=18)))
+    assert "about 12 (5-25) errors left" in again.review.stats_label.text()
+    again.close()
+
+
+@pytest.mark.parametrize("kept", ["not json", "[" * 100_000, '{"scores": 1}', "[1, 2]"])
+def test_a_damaged_kept_number_is_ignored_and_the_models_is_shown(qtbot, settings, tmp_path: Path, kept: str) -> None:  # type: ignore[no-untyped-def]
+    from gui.view_state import ViewState
+    from scoring.tasks.estimate import ErrorsLeft
+
+    db = fake_scored(tmp_path, 6, 3)
+    settings.setValue(ViewState.key(db) + "/errors_left", kept)
+    w = open_window(qtbot, settings, db)
+    w.review._on_estimated((w.project.path, ErrorsLeft(30.0, 0, 0, 14.0, 6.0, 28.0, 3.0, unreviewed=18)))
+    assert "about 14 (6-28) errors left" in w.review.stats_label.text()
+    w.close()

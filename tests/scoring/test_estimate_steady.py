@@ -4,9 +4,12 @@ worked, an undo shows again what was shown before, and new scores start afresh."
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+import pytest
 
 from scoring.tasks.estimate import ErrorsLeft, steady
 from scoring.tasks.review import ReviewSession
@@ -96,3 +99,42 @@ def test_the_words_say_when_the_number_is_held_and_what_the_models_alone_say() -
     held = steady(_est(10, 4, 20.0, 10.0, 35.0), _est(11, 5, 23.0, 11.0, 37.0))
     assert held.left == 20.0 and "the models alone now say about 23" in held.detail()
     assert "held" not in steady(None, _est(11, 5, 23.0, 11.0, 37.0)).detail()
+
+
+def test_the_number_shown_survives_a_restart_only_for_the_same_scores(session: ReviewSession) -> None:
+    """A kill -9 and a restart took the demo's "about 8" to "about 11" with no fix: the window
+    keeps what it showed, and a new session starts from it when the scores are the same ones."""
+    session.set_estimate(_est(5, 3, 20.0, 10.0, 35.0))
+    state = session.shown_state()
+    assert state is not None and state["left"] == 20.0
+    again = ReviewSession(session.project)
+    assert again.resume_shown(json.loads(json.dumps(state)))
+    again.set_estimate(_est(5, 3, 23.0, 11.0, 38.0))  # the model's number for the same decisions
+    assert again.estimate is not None and again.estimate.left == 20.0
+    again.set_estimate(_est(6, 4, 24.0, 12.0, 39.0))
+    assert again.estimate is not None and again.estimate.left == 20.0
+
+
+@pytest.mark.parametrize("damage", ["other scores", "nan", "text", "bool", "negative", "not a dict", "missing"])
+def test_a_kept_number_from_other_scores_or_a_damaged_settings_file_is_ignored(session: ReviewSession, damage: str) -> None:
+    session.set_estimate(_est(5, 3, 20.0, 10.0, 35.0))
+    state: Any = session.shown_state()
+    assert state is not None
+    if damage == "other scores":
+        state["scores"] = "another run"
+    elif damage == "nan":
+        state["left"] = float("nan")
+    elif damage == "text":
+        state["high"] = "35"
+    elif damage == "bool":
+        state["reviewed"] = True
+    elif damage == "negative":
+        state["found"] = -1
+    elif damage == "missing":
+        del state["low"]
+    else:
+        state = [state]
+    again = ReviewSession(session.project)
+    assert not again.resume_shown(state)
+    again.set_estimate(_est(5, 3, 23.0, 11.0, 38.0))
+    assert again.estimate is not None and again.estimate.left == 23.0
