@@ -189,7 +189,7 @@ def steady(shown: ErrorsLeft | None, new: ErrorsLeft, rescored: bool = False) ->
     step is forward (more reviewed or found) and the new range still holds the old point - a fix
     the pool expected is not news. Only a new range wholly above the old point (the evidence says
     there are more) lets the number rise. Replayed after every decision of the five review walks
-    (benchmarks/bench_estimate.py): the model's mean rose after 89 of 203 fixes and was 1.6-4.5
+    (benchmarks/bench_estimate.py): the model's mean rose after 89 of 203 fixes and was 1.8-4.5
     high on average; held, none, 1.6-3.6 high, and each walk's intervals held the truth as often."""
     if shown is None or new.reviewed < shown.reviewed or new.found < shown.found or new.low > shown.left:
         return new  # the first, an undo (the session keeps what it showed then), or news

@@ -192,7 +192,7 @@ class ReviewSession:
         (:meth:`scores_changed`) starts afresh."""
         if estimate is not None and self._reranked and self._shown:
             self._reranked = False
-            self._shown[:] = [steady(self._shown[-1], estimate, rescored=True)]  # an undo past it: the new scores' number
+            self._shown[:] = [steady(self._shown[-1], estimate, rescored=True)]  # the walk starts again here
             estimate = self._shown[-1]
         elif estimate is not None:
             key = (estimate.reviewed, estimate.found, estimate.removed)
